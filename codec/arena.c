@@ -1,0 +1,133 @@
+/*
+ * codec/arena.c — the bump allocator model descriptions are built from.
+ *
+ * A model description is thousands of small strings and arrays that all live
+ * exactly as long as the model.  Carving them from large blocks and freeing
+ * the blocks at once keeps open fast and makes leaks impossible by
+ * construction.  Blocks grow geometrically up to 1 MiB; a request larger than
+ * a block gets a block of its own.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct block {
+	struct block *next;
+	size_t size;            /* usable bytes after the header */
+	size_t used;
+	_Alignas(16) unsigned char data[];
+};
+
+struct mfs_arena {
+	struct block *head;
+	uint64_t total;
+};
+
+#define MIN_BLOCK (16u << 10)
+#define MAX_BLOCK (1u << 20)
+
+struct mfs_arena *mfs_arena_create(void)
+{
+	return calloc(1, sizeof(struct mfs_arena));
+}
+
+void mfs_arena_destroy(struct mfs_arena *a)
+{
+	if (!a)
+		return;
+	struct block *b = a->head;
+	while (b) {
+		struct block *next = b->next;
+		free(b);
+		b = next;
+	}
+	free(a);
+}
+
+void *mfs_arena_alloc(struct mfs_arena *a, size_t size)
+{
+	size_t need = (size + 15) & ~(size_t)15;
+	if (need < size)
+		return NULL;
+	struct block *b = a->head;
+	if (!b || b->size - b->used < need) {
+		size_t bsize = b ? b->size * 2 : MIN_BLOCK;
+		if (bsize > MAX_BLOCK)
+			bsize = MAX_BLOCK;
+		if (bsize < need)
+			bsize = need;
+		if (bsize > SIZE_MAX - sizeof(struct block))
+			return NULL;
+		struct block *nb = malloc(sizeof(struct block) + bsize);
+		if (!nb)
+			return NULL;
+		nb->size = bsize;
+		nb->used = 0;
+		if (b && need > b->size / 2 && b->size - b->used >= MIN_BLOCK) {
+			/* A big request: keep the current block as head so its
+			 * free space is not wasted. */
+			nb->next = b->next;
+			b->next = nb;
+		} else {
+			nb->next = b;
+			a->head = nb;
+		}
+		b = nb;
+		a->total += bsize;
+	}
+	void *p = b->data + b->used;
+	b->used += need;
+	memset(p, 0, size);
+	return p;
+}
+
+void *mfs_arena_array(struct mfs_arena *a, size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	size_t total = n * size;
+	return mfs_arena_alloc(a, total ? total : 1);
+}
+
+char *mfs_arena_strndup(struct mfs_arena *a, const char *s, size_t len)
+{
+	if (len == SIZE_MAX)
+		return NULL;
+	char *p = mfs_arena_alloc(a, len + 1);
+	if (!p)
+		return NULL;
+	if (len)
+		memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+char *mfs_arena_strdup(struct mfs_arena *a, const char *s)
+{
+	return mfs_arena_strndup(a, s, strlen(s));
+}
+
+char *mfs_arena_printf(struct mfs_arena *a, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return NULL;
+	char *p = mfs_arena_alloc(a, (size_t)n + 1);
+	if (!p)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+uint64_t mfs_arena_bytes(const struct mfs_arena *a)
+{
+	return a->total;
+}

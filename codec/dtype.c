@@ -1,0 +1,136 @@
+/*
+ * codec/dtype.c — element types and shape text, shared by every format.
+ *
+ * The names are numpy's where numpy has one, else ONNX's lower-cased name,
+ * so `dtype` files read the same whatever format the model came from.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const struct {
+	const char *name;
+	unsigned bits;
+} dtypes[MFS_DT_COUNT_] = {
+	[MFS_DT_UNDEFINED] = {"undefined", 0},
+	[MFS_DT_FLOAT] = {"float32", 32},
+	[MFS_DT_UINT8] = {"uint8", 8},
+	[MFS_DT_INT8] = {"int8", 8},
+	[MFS_DT_UINT16] = {"uint16", 16},
+	[MFS_DT_INT16] = {"int16", 16},
+	[MFS_DT_INT32] = {"int32", 32},
+	[MFS_DT_INT64] = {"int64", 64},
+	[MFS_DT_STRING] = {"string", 0},
+	[MFS_DT_BOOL] = {"bool", 8},
+	[MFS_DT_FLOAT16] = {"float16", 16},
+	[MFS_DT_DOUBLE] = {"float64", 64},
+	[MFS_DT_UINT32] = {"uint32", 32},
+	[MFS_DT_UINT64] = {"uint64", 64},
+	[MFS_DT_COMPLEX64] = {"complex64", 64},
+	[MFS_DT_COMPLEX128] = {"complex128", 128},
+	[MFS_DT_BFLOAT16] = {"bfloat16", 16},
+	[MFS_DT_FLOAT8E4M3FN] = {"float8e4m3fn", 8},
+	[MFS_DT_FLOAT8E4M3FNUZ] = {"float8e4m3fnuz", 8},
+	[MFS_DT_FLOAT8E5M2] = {"float8e5m2", 8},
+	[MFS_DT_FLOAT8E5M2FNUZ] = {"float8e5m2fnuz", 8},
+	[MFS_DT_UINT4] = {"uint4", 4},
+	[MFS_DT_INT4] = {"int4", 4},
+	[MFS_DT_FLOAT4E2M1] = {"float4e2m1", 4},
+	[MFS_DT_FLOAT8E8M0] = {"float8e8m0", 8},
+	[MFS_DT_UINT2] = {"uint2", 2},
+	[MFS_DT_INT2] = {"int2", 2},
+};
+
+const char *mfs_dtype_name(int32_t dtype)
+{
+	static _Thread_local char buf[24];
+	if (dtype >= 0 && dtype < MFS_DT_COUNT_)
+		return dtypes[dtype].name;
+	snprintf(buf, sizeof(buf), "dtype%d", (int)dtype);
+	return buf;
+}
+
+int32_t mfs_dtype_from_name(const char *name)
+{
+	for (int32_t i = 1; i < MFS_DT_COUNT_; i++)
+		if (strcmp(name, dtypes[i].name) == 0)
+			return i;
+	return -1;
+}
+
+unsigned mfs_dtype_bits(int32_t dtype)
+{
+	if (dtype < 0 || dtype >= MFS_DT_COUNT_)
+		return 0;
+	return dtypes[dtype].bits;
+}
+
+int mfs_tensor_nbytes(uint64_t *out, int32_t dtype, const int64_t *dims, size_t rank)
+{
+	unsigned bits = mfs_dtype_bits(dtype);
+	if (!bits)
+		return -EINVAL;
+	uint64_t n = 1;
+	for (size_t i = 0; i < rank; i++) {
+		if (dims[i] < 0)
+			return -EINVAL;
+		if (__builtin_mul_overflow(n, (uint64_t)dims[i], &n))
+			return -EOVERFLOW;
+	}
+	uint64_t total_bits;
+	if (__builtin_mul_overflow(n, (uint64_t)bits, &total_bits))
+		return -EOVERFLOW;
+	*out = total_bits / 8 + (total_bits % 8 != 0);
+	return 0;
+}
+
+/* Append with snprintf semantics: `pos` grows past `len` when truncated. */
+static void put(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#include <stdarg.h>
+static void put(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *dst = *pos < len ? buf + *pos : NULL;
+	size_t room = *pos < len ? len - *pos : 0;
+	int n = vsnprintf(dst, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*pos += (size_t)n;
+}
+
+size_t mfs_shape_format(char *buf, size_t len, const struct mfs_shape *shape)
+{
+	size_t pos = 0;
+	if (len)
+		buf[0] = '\0';
+	if (!shape->known) {
+		put(buf, len, &pos, "*");
+		return pos;
+	}
+	for (size_t i = 0; i < shape->rank; i++) {
+		const struct mfs_dim *d = &shape->dims[i];
+		const char *sep = i ? "," : "";
+		if (d->param)
+			put(buf, len, &pos, "%s%s", sep, d->param);
+		else if (d->value >= 0)
+			put(buf, len, &pos, "%s%lld", sep, (long long)d->value);
+		else
+			put(buf, len, &pos, "%s?", sep);
+	}
+	return pos;
+}
+
+size_t mfs_dims_format(char *buf, size_t len, const int64_t *dims, size_t rank)
+{
+	size_t pos = 0;
+	if (len)
+		buf[0] = '\0';
+	for (size_t i = 0; i < rank; i++)
+		put(buf, len, &pos, "%s%lld", i ? "," : "", (long long)dims[i]);
+	return pos;
+}

@@ -1,0 +1,1 @@
+/* codec/onnx_wire.c — placeholder */

@@ -1,0 +1,382 @@
+/*
+ * modelfs/model.h — the format-neutral model API.
+ *
+ * A model file (ONNX, safetensors, ...) is opened once with mfs_model_open().
+ * The codec validates it, walks its metadata and returns an immutable
+ * description (struct mfs_desc) made of plain C structs: graphs, nodes,
+ * attributes, values and tensors.  Tensor payloads are never loaded: a tensor
+ * records where its bytes live (a byte range of one of the model's source
+ * files), and mfs_tensor_read() serves any sub-range of it with pread(2).
+ *
+ * Nothing in this header depends on FUSE or protobuf-c.  The FUSE daemon
+ * (fs/) and the `modelfs` command (tools/) are both consumers of it.
+ *
+ * Conventions (see STYLE.md):
+ *   - functions return 0 (or a byte count) on success and a negative errno on
+ *     failure; a corrupt or hostile input is -EUCLEAN;
+ *   - functions that can fail with a user-visible reason take a caller buffer
+ *     `err`/`errlen` and fill it with one line (no trailing newline) naming the
+ *     file and what is wrong;
+ *   - everything reachable from mfs_model_desc() is owned by the model and
+ *     lives until mfs_model_close(); callers must not modify it;
+ *   - after mfs_model_open() returns, the model is read-only and all of its
+ *     functions are safe to call from any number of threads at once.
+ */
+#ifndef MODELFS_MODEL_H
+#define MODELFS_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- dtypes */
+
+/*
+ * Element types.  The numbers are ONNX's TensorProto.DataType values, so an
+ * ONNX data_type maps 1:1; other formats map their names onto these.  A value
+ * outside this list (a newer ONNX type) is kept as the raw number.
+ */
+enum mfs_dtype {
+	MFS_DT_UNDEFINED = 0,
+	MFS_DT_FLOAT = 1,
+	MFS_DT_UINT8 = 2,
+	MFS_DT_INT8 = 3,
+	MFS_DT_UINT16 = 4,
+	MFS_DT_INT16 = 5,
+	MFS_DT_INT32 = 6,
+	MFS_DT_INT64 = 7,
+	MFS_DT_STRING = 8,
+	MFS_DT_BOOL = 9,
+	MFS_DT_FLOAT16 = 10,
+	MFS_DT_DOUBLE = 11,
+	MFS_DT_UINT32 = 12,
+	MFS_DT_UINT64 = 13,
+	MFS_DT_COMPLEX64 = 14,
+	MFS_DT_COMPLEX128 = 15,
+	MFS_DT_BFLOAT16 = 16,
+	MFS_DT_FLOAT8E4M3FN = 17,
+	MFS_DT_FLOAT8E4M3FNUZ = 18,
+	MFS_DT_FLOAT8E5M2 = 19,
+	MFS_DT_FLOAT8E5M2FNUZ = 20,
+	MFS_DT_UINT4 = 21,
+	MFS_DT_INT4 = 22,
+	MFS_DT_FLOAT4E2M1 = 23,
+	MFS_DT_FLOAT8E8M0 = 24,
+	MFS_DT_UINT2 = 25,
+	MFS_DT_INT2 = 26,
+	MFS_DT_COUNT_ = 27
+};
+
+/*
+ * mfs_dtype_name() - the name shown in `dtype` files.
+ * numpy's name where numpy has one ("float32", "int64", "bool", "string"),
+ * else ONNX's lower-cased name ("float8e4m3fn", "int4").  An unknown number
+ * gives "dtype<N>" written into a static per-thread buffer.
+ * Never returns NULL.
+ */
+const char *mfs_dtype_name(int32_t dtype);
+
+/*
+ * mfs_dtype_from_name() - the inverse of mfs_dtype_name() for known types.
+ * Returns the dtype, or -1 when `name` is not a known dtype name.
+ */
+int32_t mfs_dtype_from_name(const char *name);
+
+/*
+ * mfs_dtype_bits() - bits per element: 32 for float32, 4 for int4, 1*8 for
+ * bool.  0 for STRING, UNDEFINED and unknown numbers (no fixed width).
+ */
+unsigned mfs_dtype_bits(int32_t dtype);
+
+/*
+ * mfs_tensor_nbytes() - bytes of a dense tensor of `dtype` with `rank` dims.
+ * Sub-byte types round the total up to whole bytes, as ONNX packs them.
+ * Returns 0 and sets *out, or -EOVERFLOW if the product overflows uint64,
+ * -EINVAL for a negative dim or a dtype without fixed width.
+ */
+int mfs_tensor_nbytes(uint64_t *out, int32_t dtype, const int64_t *dims, size_t rank);
+
+/* ---------------------------------------------------------------- shapes */
+
+/* One dimension of a value's declared shape. */
+struct mfs_dim {
+	int64_t value;          /* >= 0 when known, -1 otherwise */
+	char *param;            /* symbolic name ("batch_size"), or NULL */
+};
+
+/*
+ * A declared shape (graph inputs, outputs, value_info).  `known` is false
+ * when the type carries no shape at all (unknown rank); a known shape of
+ * rank 0 is a scalar.
+ */
+struct mfs_shape {
+	bool known;
+	size_t rank;
+	struct mfs_dim *dims;
+};
+
+/*
+ * mfs_shape_format() - the text of a `shape` file, without the newline:
+ * dims joined by ',', a symbolic dim by its name, an unknown dim as '?',
+ * a scalar as "", an unknown rank as "*".  Writes at most `len` bytes
+ * including the NUL into `buf`; returns the length the full text needs
+ * (like snprintf), so callers can size a buffer.
+ */
+size_t mfs_shape_format(char *buf, size_t len, const struct mfs_shape *shape);
+
+/*
+ * mfs_dims_format() - the same for a concrete tensor shape (no symbolic or
+ * unknown dims).
+ */
+size_t mfs_dims_format(char *buf, size_t len, const int64_t *dims, size_t rank);
+
+/* --------------------------------------------------------------- tensors */
+
+/*
+ * A tensor whose bytes can be read.  `nbytes` is exactly the size of its
+ * `data` file.  The bytes come from one of two places:
+ *   - mem == NULL: the range [off, off + nbytes) of source file `src`
+ *     (0 = the model file itself; see struct mfs_file);
+ *   - mem != NULL: `mem[0 .. nbytes)`, decoded at open time (ONNX typed
+ *     varint fields, string tensors shown one element per line).
+ * Data is little-endian, row-major, as numpy's tobytes() gives it.
+ */
+struct mfs_tensor {
+	char *name;             /* full original name; "" when unnamed */
+	int32_t dtype;          /* enum mfs_dtype (or an unknown number) */
+	size_t rank;
+	int64_t *dims;          /* rank entries, each >= 0 */
+	uint64_t nbytes;
+	unsigned src;
+	uint64_t off;
+	uint8_t *mem;
+	char *doc_string;       /* NULL when absent */
+};
+
+/* A sparse tensor (ONNX SparseTensorProto): dense shape plus two tensors. */
+struct mfs_sparse {
+	char *name;             /* values' name, which names the sparse tensor */
+	int32_t dtype;          /* values' dtype */
+	size_t rank;
+	int64_t *dims;          /* dense shape */
+	struct mfs_tensor *values;
+	struct mfs_tensor *indices;
+};
+
+/* -------------------------------------------------------------- graphs */
+
+/* A graph input, output or value_info entry. */
+struct mfs_value {
+	char *name;
+	char *dtype;            /* "float32", "sequence(float32)", "map(int64,float32)",
+	                         * "optional(...)", "sparse(float32)"; "" if untyped */
+	struct mfs_shape shape; /* of the tensor type, when it has one */
+	char *doc_string;       /* NULL when absent */
+};
+
+/* AttributeProto.type values (ONNX numbering). */
+enum mfs_attr_type {
+	MFS_ATTR_UNDEFINED = 0,
+	MFS_ATTR_FLOAT = 1,
+	MFS_ATTR_INT = 2,
+	MFS_ATTR_STRING = 3,
+	MFS_ATTR_TENSOR = 4,
+	MFS_ATTR_GRAPH = 5,
+	MFS_ATTR_FLOATS = 6,
+	MFS_ATTR_INTS = 7,
+	MFS_ATTR_STRINGS = 8,
+	MFS_ATTR_TENSORS = 9,
+	MFS_ATTR_GRAPHS = 10,
+	MFS_ATTR_SPARSE_TENSOR = 11,
+	MFS_ATTR_SPARSE_TENSORS = 12,
+	MFS_ATTR_TYPE_PROTO = 13,
+	MFS_ATTR_TYPE_PROTOS = 14
+};
+
+struct mfs_graph;
+
+/*
+ * A node attribute.  Scalar and list kinds (FLOAT, INT, STRING, FLOATS, INTS,
+ * STRINGS, TYPE_PROTO(S), UNDEFINED) are shown as one file whose whole
+ * content is `text[0 .. text_len)` (already formatted, one value per line,
+ * ending in '\n').  TENSOR(S), SPARSE_TENSOR(S) and GRAPH(S) are shown as
+ * directories built from the arrays below (a single TENSOR/GRAPH has
+ * exactly one element).
+ */
+struct mfs_attr {
+	char *name;
+	int type;               /* enum mfs_attr_type */
+	char *text;
+	size_t text_len;
+	struct mfs_tensor **tensors;
+	size_t n_tensors;
+	struct mfs_sparse **sparse;
+	size_t n_sparse;
+	struct mfs_graph **graphs;
+	size_t n_graphs;
+	char *ref_attr_name;    /* inside functions; NULL when absent */
+	char *doc_string;       /* NULL when absent */
+};
+
+struct mfs_node {
+	char *op_type;
+	char *domain;           /* "" when absent */
+	char *name;             /* "" when absent */
+	char *doc_string;       /* NULL when absent */
+	char **inputs;          /* "" for an omitted optional input */
+	size_t n_inputs;
+	char **outputs;
+	size_t n_outputs;
+	struct mfs_attr *attrs;
+	size_t n_attrs;
+};
+
+struct mfs_graph {
+	char *name;
+	char *doc_string;       /* NULL when absent */
+	struct mfs_value *inputs;       /* every graph input, initializers included */
+	size_t n_inputs;
+	bool *input_is_init;    /* n_inputs flags: the input names an initializer */
+	struct mfs_value *outputs;
+	size_t n_outputs;
+	struct mfs_value *values;       /* value_info */
+	size_t n_values;
+	struct mfs_node *nodes;
+	size_t n_nodes;
+	struct mfs_tensor **inits;      /* initializers, in file order */
+	size_t n_inits;
+	struct mfs_sparse **sparse_inits;
+	size_t n_sparse_inits;
+};
+
+/* A model-local function (ONNX FunctionProto). */
+struct mfs_function {
+	char *name;
+	char *domain;
+	char *doc_string;       /* NULL when absent */
+	char **inputs;
+	size_t n_inputs;
+	char **outputs;
+	size_t n_outputs;
+	char **attributes;      /* declared attribute names */
+	size_t n_attributes;
+	struct mfs_attr *attr_defaults; /* attribute_proto (IR 9) */
+	size_t n_attr_defaults;
+	struct mfs_node *nodes;
+	size_t n_nodes;
+	char *opset_text;       /* "<domain> <version>\n" lines */
+	size_t opset_len;
+};
+
+/* ONNX TrainingInfoProto: two optional graphs. */
+struct mfs_training {
+	struct mfs_graph *initialization;       /* NULL when absent */
+	struct mfs_graph *algorithm;            /* NULL when absent */
+};
+
+/* --------------------------------------------------------------- model */
+
+/*
+ * One entry of meta/: a file named `name` whose whole content is
+ * `value[0 .. len)` (formatted, ending in '\n').
+ */
+struct mfs_meta {
+	char *name;
+	char *value;
+	size_t len;
+};
+
+/* A source file of the model, shown at the mount root. */
+struct mfs_file {
+	char *path;             /* relative to the model's directory, '/'-separated;
+	                         * [0] is the model file's base name */
+	uint64_t size;
+	int64_t mtime_sec;
+	long mtime_nsec;
+};
+
+enum mfs_format {
+	MFS_FORMAT_ONNX = 1,
+	MFS_FORMAT_SAFETENSORS = 2
+};
+
+/*
+ * The description of a model.  For safetensors `graph` holds only `inits`
+ * (the tensors); node, input and output lists are empty.
+ */
+struct mfs_desc {
+	enum mfs_format format;
+	struct mfs_meta *meta;          /* meta/<name> files, in display order */
+	size_t n_meta;
+	struct mfs_meta *props;         /* meta/props/<key> files (value without '\n') */
+	size_t n_props;
+	struct mfs_graph *graph;        /* the main graph; never NULL */
+	struct mfs_function *functions;
+	size_t n_functions;
+	struct mfs_training *training;
+	size_t n_training;
+	struct mfs_file *files;         /* [0] is the model file */
+	size_t n_files;
+	uint64_t n_tensors;             /* every readable tensor, everywhere */
+	uint64_t n_nodes;               /* every node, subgraphs and functions included */
+};
+
+typedef struct mfs_model mfs_model;
+
+/* Options for mfs_model_open(); zero-initialise for the defaults. */
+struct mfs_open_opts {
+	unsigned reserved;
+};
+
+/*
+ * mfs_model_open() - open, validate and describe a model file.
+ * @out:    receives the model; yours to free with mfs_model_close().
+ * @path:   the model file (ONNX, or safetensors, or a *.safetensors.index.json);
+ *          relative paths are resolved against the current directory.
+ * @opts:   NULL for defaults.
+ * @err:    receives a one-line reason on failure ("model.onnx: ...").
+ * Reads metadata only: tensor payloads are located, never read (except
+ * ONNX typed varint fields, which are decoded).
+ * Returns 0, or -ENOENT/-EACCES/... from the system, -EUCLEAN for a corrupt
+ * or hostile file, -EFBIG past a documented limit, -ENOMEM.
+ */
+int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts *opts,
+                   char *err, size_t errlen);
+
+/* mfs_model_close() - release everything; accepts NULL. */
+void mfs_model_close(mfs_model *m);
+
+/* mfs_model_desc() - the model's description; borrowed, lives with `m`. */
+const struct mfs_desc *mfs_model_desc(const mfs_model *m);
+
+/*
+ * mfs_tensor_read() - copy up to `len` bytes of tensor `t`'s data starting at
+ * `off` into `buf`.  Returns the number of bytes copied (0 at or past the
+ * end), or a negative errno (-EIO when a source file shrank under us).
+ * Thread-safe.
+ */
+ssize_t mfs_tensor_read(const mfs_model *m, const struct mfs_tensor *t, void *buf, size_t len,
+                        uint64_t off);
+
+/*
+ * mfs_file_read() - read from source file `idx` (struct mfs_desc.files) as
+ * it was at open time.  Same return convention as mfs_tensor_read().
+ */
+ssize_t mfs_file_read(const mfs_model *m, size_t idx, void *buf, size_t len, uint64_t off);
+
+/*
+ * mfs_file_fd() - the open descriptor of source file `idx`, for callers that
+ * want to splice from it.  Borrowed; -1 if idx is out of range.
+ */
+int mfs_file_fd(const mfs_model *m, size_t idx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MODELFS_MODEL_H */

@@ -1,0 +1,177 @@
+/*
+ * tools/modelfs.c — the `modelfs` command.
+ *
+ * `modelfs info MODEL` prints what a mount would show (format, metadata,
+ * inputs and outputs, counts and a tensor table) using the codec alone, with
+ * no FUSE: it is the proof that the format library stands on its own.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "modelfs/model.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: modelfs info MODEL\n"
+	        "       modelfs --help | --version\n"
+	        "\n"
+	        "  info MODEL   print format, metadata, inputs, outputs, counts and the\n"
+	        "               tensor table of MODEL (ONNX or safetensors) without mounting\n");
+}
+
+/* Print a possibly multi-line value on one line, escaping what would break it. */
+static void put_oneline(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\n' && i + 1 == len)
+			break;
+		if (c == '\n')
+			fputs("\\n", stdout);
+		else if (c < 0x20 || c == 0x7f)
+			printf("\\x%02x", c);
+		else
+			putchar(c);
+	}
+}
+
+static void print_values(const char *title, const struct mfs_value *v, size_t n,
+                         const bool *skip)
+{
+	size_t shown = 0;
+	for (size_t i = 0; i < n; i++)
+		shown += !(skip && skip[i]);
+	printf("%s: %zu\n", title, shown);
+	for (size_t i = 0; i < n; i++) {
+		if (skip && skip[i])
+			continue;
+		char shape[4096];
+		mfs_shape_format(shape, sizeof(shape), &v[i].shape);
+		printf("  %s  %s  [%s]\n", v[i].name, v[i].dtype[0] ? v[i].dtype : "-", shape);
+	}
+}
+
+struct walk {
+	const mfs_model *m;
+	uint64_t count;
+	uint64_t bytes;
+	int print;
+};
+
+static void tensor_row(struct walk *w, const char *where, const struct mfs_tensor *t)
+{
+	w->count++;
+	w->bytes += t->nbytes;
+	if (!w->print)
+		return;
+	char dims[4096];
+	mfs_dims_format(dims, sizeof(dims), t->dims, t->rank);
+	printf("  %-10s %-40s %-10s %-20s %12" PRIu64 "\n", where, t->name[0] ? t->name : "(unnamed)",
+	       mfs_dtype_name(t->dtype), dims[0] ? dims : "()", t->nbytes);
+}
+
+static void walk_graph(struct walk *w, const struct mfs_graph *g);
+
+static void walk_sparse(struct walk *w, const char *where, const struct mfs_sparse *s)
+{
+	tensor_row(w, where, s->values);
+	tensor_row(w, where, s->indices);
+}
+
+static void walk_nodes(struct walk *w, const struct mfs_node *nodes, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct mfs_node *nd = &nodes[i];
+		for (size_t a = 0; a < nd->n_attrs; a++) {
+			const struct mfs_attr *at = &nd->attrs[a];
+			for (size_t k = 0; k < at->n_tensors; k++)
+				tensor_row(w, "attr", at->tensors[k]);
+			for (size_t k = 0; k < at->n_sparse; k++)
+				walk_sparse(w, "attr", at->sparse[k]);
+			for (size_t k = 0; k < at->n_graphs; k++)
+				walk_graph(w, at->graphs[k]);
+		}
+	}
+}
+
+static void walk_graph(struct walk *w, const struct mfs_graph *g)
+{
+	for (size_t i = 0; i < g->n_inits; i++)
+		tensor_row(w, "weight", g->inits[i]);
+	for (size_t i = 0; i < g->n_sparse_inits; i++)
+		walk_sparse(w, "sparse", g->sparse_inits[i]);
+	walk_nodes(w, g->nodes, g->n_nodes);
+}
+
+static void walk_all(struct walk *w, const struct mfs_desc *d)
+{
+	walk_graph(w, d->graph);
+	for (size_t i = 0; i < d->n_functions; i++)
+		walk_nodes(w, d->functions[i].nodes, d->functions[i].n_nodes);
+	for (size_t i = 0; i < d->n_training; i++) {
+		if (d->training[i].initialization)
+			walk_graph(w, d->training[i].initialization);
+		if (d->training[i].algorithm)
+			walk_graph(w, d->training[i].algorithm);
+	}
+}
+
+static int cmd_info(const char *path)
+{
+	mfs_model *m = NULL;
+	char err[1024];
+	int rc = mfs_model_open(&m, path, NULL, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "modelfs: %s\n", err);
+		return 1;
+	}
+	const struct mfs_desc *d = mfs_model_desc(m);
+	printf("file: %s\n", path);
+	for (size_t i = 0; i < d->n_meta; i++) {
+		printf("%s: ", d->meta[i].name);
+		put_oneline(d->meta[i].value, d->meta[i].len);
+		putchar('\n');
+	}
+	for (size_t i = 0; i < d->n_props; i++) {
+		printf("prop %s: ", d->props[i].name);
+		put_oneline(d->props[i].value, d->props[i].len);
+		putchar('\n');
+	}
+	const struct mfs_graph *g = d->graph;
+	print_values("inputs", g->inputs, g->n_inputs, g->input_is_init);
+	print_values("outputs", g->outputs, g->n_outputs, NULL);
+	struct walk w = {.m = m, .print = 0};
+	walk_all(&w, d);
+	printf("nodes: %" PRIu64 "\n", d->n_nodes);
+	printf("functions: %zu\n", d->n_functions);
+	printf("tensors: %" PRIu64 " (%" PRIu64 " bytes)\n", w.count, w.bytes);
+	printf("files: %zu\n", d->n_files);
+	for (size_t i = 0; i < d->n_files; i++)
+		printf("  %s  %" PRIu64 " bytes\n", d->files[i].path, d->files[i].size);
+	printf("tensor table:\n  %-10s %-40s %-10s %-20s %12s\n", "kind", "name", "dtype", "shape",
+	       "bytes");
+	w = (struct walk){.m = m, .print = 1};
+	walk_all(&w, d);
+	mfs_model_close(m);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		printf("modelfs 0.1.0\n");
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "info"))
+		return cmd_info(argv[2]);
+	usage(stderr);
+	return 2;
+}
