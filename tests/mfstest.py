@@ -1,0 +1,135 @@
+"""tests/mfstest.py — helpers for mount tests written in Python.
+
+Run with /usr/bin/python3 (Debian's, which has numpy and onnx).  A test
+prints "ok - <what>" / "not ok - <what>: <why>" lines and exits non-zero
+when any check failed; tests/run counts the lines.
+
+    from mfstest import T
+    t = T()
+    with t.mount(model) as mnt:
+        t.eq("input shape", open(mnt + "/meta/input_shape").read(), "batch_size,10\\n")
+    t.done()
+"""
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+SRC = os.environ.get("MFS_SRC") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("MFS_BUILD") or os.path.join(SRC, "build")
+MOUNT_MODELFS = os.path.join(BUILD, "fs", "mount.modelfs")
+MODELFS = os.path.join(BUILD, "tools", "modelfs")
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split()[4] == path:
+                return True
+    return False
+
+
+def umount(path):
+    subprocess.run(["fusermount3", "-u", path], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if not is_mounted(path):
+            return True
+        time.sleep(0.05)
+    subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL)
+    return False
+
+
+class T:
+    def __init__(self):
+        self.failed = 0
+        self.passed = 0
+        self.tmp = tempfile.mkdtemp(prefix="mfstest.")
+        if not os.path.exists("/dev/fuse"):
+            self.not_ok("FUSE is required: /dev/fuse is missing")
+            self.done()
+        if not os.access(MOUNT_MODELFS, os.X_OK):
+            self.not_ok("mount.modelfs not built at " + MOUNT_MODELFS)
+            self.done()
+
+    def ok(self, what):
+        self.passed += 1
+        print("ok - " + what, flush=True)
+
+    def not_ok(self, what, why=""):
+        self.failed += 1
+        print("not ok - " + what + (": " + str(why).replace("\n", " ")[:500] if why else ""),
+              flush=True)
+
+    def check(self, what, cond, why=""):
+        if cond:
+            self.ok(what)
+        else:
+            self.not_ok(what, why)
+        return bool(cond)
+
+    def eq(self, what, expected, actual):
+        return self.check(what, expected == actual,
+                          "expected %r, got %r" % (expected, actual))
+
+    @contextlib.contextmanager
+    def mount(self, model, *opts, mnt=None):
+        """Mount `model`; yields the mount point; always unmounts."""
+        if mnt is None:
+            mnt = tempfile.mkdtemp(prefix="mnt.", dir=self.tmp)
+        r = subprocess.run([MOUNT_MODELFS, model, mnt] + list(opts),
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("mount failed (%d): %s" % (r.returncode, r.stderr.strip()))
+        try:
+            yield mnt
+        finally:
+            umount(mnt)
+
+    def done(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        sys.exit(1 if self.failed else 0)
+
+
+def encode_component(name):
+    """DESIGN §3.3 name encoding of one path component (bytes or str)."""
+    if isinstance(name, str):
+        name = name.encode("utf-8", "surrogateescape")
+    if name == b"":
+        return "%"
+    if name == b".":
+        return "%2E"
+    if name == b"..":
+        return "%2E%2E"
+    out = bytearray()
+    for c in name:
+        if c == 0x25 or c == 0x2F or c < 0x20 or c == 0x7F:
+            out += b"%%%02X" % c
+        else:
+            out.append(c)
+    if len(out) > 255:
+        raise ValueError("long names are cut and hashed; not modelled here")
+    return out.decode("utf-8", "surrogateescape")
+
+
+def node_dir_names(nodes):
+    """Expected names of nodes/ entries for a list of NodeProto."""
+    width = max(4, len(str(len(nodes))))
+    return ["%0*d-%s" % (width, i, encode_component(n.op_type)) for i, n in enumerate(nodes)]
+
+
+def read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def tensor_dirs(root):
+    """Every tensor directory (holding data, dtype, shape, name) under root."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if {"data", "dtype", "shape", "name"} <= set(filenames):
+            found.append(dirpath)
+    return found
