@@ -43,11 +43,27 @@ static const struct {
 	[MFS_DT_INT2] = {"int2", 2},
 };
 
+/* Types without an ONNX number, indexed from MFS_DT_EXT_FIRST_. */
+static const struct {
+	const char *name;
+	unsigned bits;
+} ext_dtypes[MFS_DT_EXT_END_ - MFS_DT_EXT_FIRST_] = {
+	[MFS_DT_FLOAT6E2M3 - MFS_DT_EXT_FIRST_] = {"float6e2m3", 6},
+	[MFS_DT_FLOAT6E3M2 - MFS_DT_EXT_FIRST_] = {"float6e3m2", 6},
+};
+
+static bool is_ext(int32_t dtype)
+{
+	return dtype >= MFS_DT_EXT_FIRST_ && dtype < MFS_DT_EXT_END_;
+}
+
 const char *mfs_dtype_name(int32_t dtype)
 {
 	static _Thread_local char buf[24];
 	if (dtype >= 0 && dtype < MFS_DT_COUNT_)
 		return dtypes[dtype].name;
+	if (is_ext(dtype))
+		return ext_dtypes[dtype - MFS_DT_EXT_FIRST_].name;
 	snprintf(buf, sizeof(buf), "dtype%d", (int)dtype);
 	return buf;
 }
@@ -57,11 +73,16 @@ int32_t mfs_dtype_from_name(const char *name)
 	for (int32_t i = 1; i < MFS_DT_COUNT_; i++)
 		if (strcmp(name, dtypes[i].name) == 0)
 			return i;
+	for (int32_t i = MFS_DT_EXT_FIRST_; i < MFS_DT_EXT_END_; i++)
+		if (strcmp(name, ext_dtypes[i - MFS_DT_EXT_FIRST_].name) == 0)
+			return i;
 	return -1;
 }
 
 unsigned mfs_dtype_bits(int32_t dtype)
 {
+	if (is_ext(dtype))
+		return ext_dtypes[dtype - MFS_DT_EXT_FIRST_].bits;
 	if (dtype < 0 || dtype >= MFS_DT_COUNT_)
 		return 0;
 	return dtypes[dtype].bits;

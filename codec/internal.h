@@ -66,9 +66,73 @@ struct mfs_io {
 	ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
 	int (*fstat)(int fd, struct stat *st);
 	int (*fstatat)(int dirfd, const char *path, struct stat *st, int flags);
+
+	/*
+	 * The write side, used by the staging journal and the commit engine
+	 * (codec/stage.c, codec/commit.c).  Same convention: what the system
+	 * call returns, errno set.  `fallocate` allocates and extends like
+	 * posix_fallocate() but fails with EOPNOTSUPP instead of emulating
+	 * (callers skip it on EOPNOTSUPP, EINVAL or ENOSYS).  Temporary files
+	 * are made with openat(O_CREAT | O_EXCL), not mkstemp().
+	 */
+	ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
+	int (*fsync)(int fd);
+	int (*fdatasync)(int fd);
+	int (*ftruncate)(int fd, off_t len);
+	int (*fallocate)(int fd, off_t off, off_t len);
+	int (*renameat)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+	int (*unlinkat)(int dirfd, const char *path, int flags);
+	int (*fchmod)(int fd, mode_t mode);
+	int (*fchown)(int fd, uid_t uid, gid_t gid);
+	int (*flock)(int fd, int op);
+	ssize_t (*copy_file_range)(int fd_in, off_t *off_in, int fd_out, off_t *off_out,
+	                           size_t len, unsigned flags);
 };
 extern const struct mfs_io *mfs_io;
-void mfs_io_set(const struct mfs_io *io);       /* NULL restores the default */
+/*
+ * Install `io` (NULL restores the default).  The table is copied, and any
+ * NULL member is filled from the default, so a test names only the calls it
+ * wants to intercept.  Not thread-safe: install before starting work.
+ */
+void mfs_io_set(const struct mfs_io *io);
+
+/* mfs_pwrite_full() - write all `len` bytes at `off`, looping over short
+ * writes and EINTR.  Returns 0 or -errno (-EIO if the system wrote nothing). */
+int mfs_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/* mfs_fsync_dir() - make the names in directory `dirfd` durable (dirfd may be
+ * O_PATH; a fresh descriptor is opened for the fsync).  A file system that
+ * cannot fsync directories (EINVAL) counts as success.  Returns 0 or -errno. */
+int mfs_fsync_dir(int dirfd);
+
+/*
+ * The identity of a model file: what must not have changed for a staged
+ * edit or a commit to still apply to it.  ctime is left out on purpose: a
+ * chmod changes it without changing a byte, and rename(2) changes it on the
+ * file we install.
+ */
+struct mfs_identity {
+	uint64_t dev;
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_sec;
+	int64_t mtime_nsec;
+};
+void mfs_identity_from_stat(struct mfs_identity *out, const struct stat *st);
+bool mfs_identity_equal(const struct mfs_identity *a, const struct mfs_identity *b);
+/* Identity of `name` in `dirfd` (not following a symlink); -errno on failure,
+ * -EINVAL when it is not a regular file. */
+int mfs_identity_at(struct mfs_identity *out, int dirfd, const char *name);
+
+/*
+ * mfs_side_name() - the name of a file modelfs keeps beside model `model`:
+ * "." + model + suffix (suffix up to MFS_SIDE_SUFFIX_MAX bytes), e.g.
+ * ".resnet.onnx.modelfs-journal".  A model name too long to leave room is
+ * cut and given a hash, the same way for every suffix, so a prefix match
+ * finds all of a model's side files.  Returns 0 or -ENAMETOOLONG.
+ */
+#define MFS_SIDE_SUFFIX_MAX 64
+int mfs_side_name(char *out, size_t outlen, const char *model, const char *suffix);
 
 /*
  * mfs_pread_full() - read exactly `len` bytes at `off`, looping over short

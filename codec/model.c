@@ -140,10 +140,12 @@ int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts
 		rc = mfs_errf(err, errlen, -EUCLEAN, path, "empty file, not a model");
 		goto out;
 	}
-	if (ends_with(base, ".index.json") || head[0] == '{') {
-		rc = mfs_safetensors_index_open(m, path, err, errlen);
-	} else if (mfs_safetensors_sniff(head, head_len, (uint64_t)st.st_size)) {
+	/* Content first: a safetensors file whose header length happens to
+	 * start with byte 0x7b ('{') is still a safetensors file. */
+	if (mfs_safetensors_sniff(head, head_len, (uint64_t)st.st_size)) {
 		rc = mfs_safetensors_open(m, path, err, errlen);
+	} else if (ends_with(base, ".index.json") || head[0] == '{') {
+		rc = mfs_safetensors_index_open(m, path, err, errlen);
 	} else {
 		rc = mfs_onnx_open(m, path, err, errlen);
 	}

@@ -1,9 +1,2142 @@
-/* codec/onnx.c — placeholder until the ONNX reader lands. */
+/*
+ * codec/onnx.c — the ONNX reader: a model file becomes a struct mfs_desc.
+ *
+ * mfs_onnx_open() is called by mfs_model_open() (model.c) once the file is
+ * open and sniffed.  It fills m->desc from the arena and never keeps a
+ * protobuf-c object: those live only inside this file, for one message at
+ * a time.
+ *
+ * HOW IT WORKS
+ *
+ * An ONNX file is one protobuf ModelProto, and almost all of its bytes are
+ * tensor payloads.  Handing the file to protobuf-c would copy every payload
+ * into memory, so instead the walker (onnx_wire.c) steps through the wire
+ * format itself, descending only into the messages that can hold tensors or
+ * graphs:
+ *
+ *     Model ─ graph(7) ─────────────── Graph
+ *           ─ training_info(20) ────── Training ─ initialization(1), algorithm(2) → Graph
+ *           ─ functions(25) ────────── Function ─ node(7) → Node
+ *                                               ─ attribute_proto(11) → Attribute
+ *     Graph ─ node(1) → Node, initializer(5) → Tensor, sparse_initializer(15) → Sparse
+ *     Node  ─ attribute(5) → Attribute
+ *     Attribute ─ t(5), tensors(10) → Tensor; g(6), graphs(11) → Graph;
+ *                 sparse_tensor(22), sparse_tensors(23) → Sparse
+ *     Sparse ─ values(1), indices(2) → Tensor
+ *
+ * Every other field of such a message is copied, tag and all, into a small
+ * scratch buffer, and only the scratch buffer is given to protobuf-c
+ * (`onnx__xxx_proto__unpack`).  Protobuf parses a concatenation of fields as
+ * a merge, so this yields the message minus the fields we walked: names,
+ * dims, types, attribute scalars, opsets.  In a TensorProto the bulk fields
+ * (raw_data, float_data, double_data and the varint fields) are not copied
+ * either: raw_data and a single packed float/double run are recorded as a
+ * (file offset, length) span, and the rest is decoded into memory, up to
+ * MFS_MAX_DECODED bytes per model.
+ *
+ * INVARIANTS
+ *   1. Every length is checked against the end of its enclosing message
+ *      before it is used (onnx_wire.c); no allocation is sized from the file
+ *      without a check against the file size or a named limit.
+ *   2. Message nesting is bounded by MFS_MAX_DEPTH, counted from the
+ *      ModelProto (depth 0).  The walk checks it as it descends, and every
+ *      scratch buffer is checked against the protobuf-c schema
+ *      (mfs_wire_check) before protobuf-c, which recurses freely, sees it.
+ *      So all recursion here is at most MFS_MAX_DEPTH levels deep.
+ *   3. Tensor payloads are never read while opening, except the typed
+ *      fields that must be decoded.  The file is read through a 4 KiB
+ *      window, so opening reads roughly one window per message.
+ *   4. A failure is one line naming what is wrong, the file offset, and the
+ *      path of the message ("graph.node[3].attribute[0]").
+ */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <protobuf-c/protobuf-c.h>
+
 #include "internal.h"
+#include "onnx.pb-c.h"
+#include "onnx_wire.h"
+
+/* ------------------------------------------------------------ walker state */
+
+struct ext_slot {
+	char *key;              /* normalized location, malloc'd; NULL = empty slot */
+	unsigned idx;           /* index in desc.files */
+};
+
+struct walker {
+	struct mfs_model *m;
+	struct mfs_arena *a;
+	const char *display;
+	char *err;
+	size_t errlen;
+	struct mfs_wire_src src;
+	bool top_ok;            /* a well-formed ModelProto field was seen */
+	uint64_t decoded;       /* bytes decoded from typed fields so far */
+	uint64_t n_tensors;
+	uint64_t n_nodes;
+	struct ext_slot *ext;   /* external data files by location (hash table) */
+	size_t ext_cap;
+	size_t ext_n;
+	size_t path_len;
+	char path[2048];        /* where we are, for messages: ".graph.node[3]" */
+	uint8_t win[MFS_WIRE_WINDOW];
+};
+
+/* ------------------------------------------------------------ errors, paths */
+
+static size_t path_push(struct walker *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static size_t path_push(struct walker *w, const char *fmt, ...)
+{
+	size_t mark = w->path_len;
+	size_t room = sizeof(w->path) - w->path_len;
+	if (room > 1) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(w->path + w->path_len, room, fmt, ap);
+		va_end(ap);
+		if (n > 0)
+			w->path_len += (size_t)n < room ? (size_t)n : room - 1;
+	}
+	return mark;
+}
+
+static void path_pop(struct walker *w, size_t mark)
+{
+	w->path_len = mark;
+	w->path[mark] = '\0';
+}
+
+static int fail(struct walker *w, int rc, uint64_t off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* "<display>: <what> at offset N (path)": what is wrong, where in the file,
+ * and which message, so a user can find it with a hex dump or with onnx. */
+static int fail(struct walker *w, int rc, uint64_t off, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	const char *p = w->path[0] == '.' ? w->path + 1 : w->path;
+	if (*p)
+		return mfs_errf(w->err, w->errlen, rc, w->display, "%s at offset %" PRIu64 " (%s)",
+		                msg, off, p);
+	return mfs_errf(w->err, w->errlen, rc, w->display, "%s at offset %" PRIu64, msg, off);
+}
+
+static int nomem(struct walker *w)
+{
+	return mfs_errf(w->err, w->errlen, -ENOMEM, w->display, "out of memory");
+}
+
+static int wire_fail(struct walker *w, enum mfs_wire_err e, uint64_t off, bool top)
+{
+	if (e == MFS_WIRE_IO)
+		return fail(w, -EIO, off, "read error: %s", strerror(w->src.io_errno));
+	if (top && !w->top_ok) {
+		bool tag = e == MFS_WIRE_FIELD_ZERO || e == MFS_WIRE_FIELD_BIG ||
+		           e == MFS_WIRE_GROUP || e == MFS_WIRE_BAD_TYPE;
+		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+		                "not an ONNX or safetensors model (%s at offset %" PRIu64 ")",
+		                tag ? "bad protobuf tag" : mfs_wire_strerror(e), off);
+	}
+	/* The top-level message is the whole file: running past its end
+	 * means the file was cut short. */
+	if (top && e == MFS_WIRE_LEN_PAST_END)
+		return fail(w, -EUCLEAN, off, "length prefix past end of file (truncated file)");
+	if (top && e == MFS_WIRE_FIXED_PAST_END)
+		return fail(w, -EUCLEAN, off, "fixed-width value past end of file (truncated file)");
+	if (top && e == MFS_WIRE_TRUNCATED)
+		return fail(w, -EUCLEAN, off, "varint runs past end of file (truncated file)");
+	return fail(w, -EUCLEAN, off, "%s", mfs_wire_strerror(e));
+}
+
+static int check_depth(struct walker *w, unsigned depth, uint64_t off)
+{
+	if (depth > MFS_MAX_DEPTH)
+		return fail(w, -EFBIG, off, "messages nested deeper than %d levels", MFS_MAX_DEPTH);
+	return 0;
+}
+
+/* Field value of a walked field must be length-delimited (a message). */
+static int want_len(struct walker *w, const struct mfs_wire_field *f, const char *name)
+{
+	if (f->wt == MFS_WT_LEN)
+		return 0;
+	return fail(w, -EUCLEAN, f->start, "field %s (%u) has wire type %u, expected 2", name,
+	            (unsigned)f->num, f->wt);
+}
+
+/* ------------------------------------------------------------ small helpers */
+
+/* A growable array of fixed-size elements, malloc'd while walking and copied
+ * into the arena when the message is complete. */
+struct vec {
+	void *v;
+	size_t n, cap;
+};
+
+static int vec_add(struct vec *v, const void *elem, size_t size)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 8;
+		void *nv = reallocarray(v->v, cap, size);
+		if (!nv)
+			return -ENOMEM;
+		v->v = nv;
+		v->cap = cap;
+	}
+	memcpy((char *)v->v + v->n * size, elem, size);
+	v->n++;
+	return 0;
+}
+
+static void *vec_finish(struct walker *w, const struct vec *v, size_t size)
+{
+	void *p = mfs_arena_array(w->a, v->n, size);
+	if (p && v->n)
+		memcpy(p, v->v, v->n * size);
+	return p;
+}
+
+/* A growable text buffer for attribute values and meta files. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_add(struct sbuf *b, const void *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (n > SIZE_MAX - b->len - 1) {
+		b->oom = true;
+		return;
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *np = realloc(b->p, cap);
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	char tmp[64];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof(tmp)) {
+		sb_add(b, tmp, (size_t)n);
+		return;
+	}
+	char *big = malloc((size_t)n + 1);
+	if (!big) {
+		b->oom = true;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	sb_add(b, big, (size_t)n);
+	free(big);
+}
+
+/* Move the text into the arena: *out, *len.  An empty buffer gives "". */
+static int sb_finish(struct walker *w, struct sbuf *b, char **out, size_t *len)
+{
+	if (b->oom) {
+		free(b->p);
+		b->p = NULL;
+		return nomem(w);
+	}
+	*out = mfs_arena_strndup(w->a, b->p ? b->p : "", b->len);
+	*len = b->len;
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+	return *out ? 0 : nomem(w);
+}
+
+static char *adup(struct walker *w, const char *s)
+{
+	return mfs_arena_strdup(w->a, s ? s : "");
+}
+
+/*
+ * A name from the model, bounded by MFS_MAX_NAME; NULL (absent) gives "".
+ * Returns 0 or a negative errno with the message set.
+ */
+static int name_dup(struct walker *w, char **out, const char *s, const char *what, uint64_t off)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n > MFS_MAX_NAME)
+		return fail(w, -EFBIG, off, "%s is %zu bytes long (limit %d)", what, n, MFS_MAX_NAME);
+	*out = mfs_arena_strndup(w->a, s ? s : "", n);
+	return *out ? 0 : nomem(w);
+}
+
+/* Optional string: NULL stays NULL. */
+static int opt_dup(struct walker *w, char **out, const char *s)
+{
+	*out = NULL;
+	if (!s)
+		return 0;
+	*out = mfs_arena_strdup(w->a, s);
+	return *out ? 0 : nomem(w);
+}
+
+static const char *opset_domain(const char *d)
+{
+	return d && d[0] ? d : "ai.onnx";
+}
+
+static void opset_lines(struct sbuf *b, Onnx__OperatorSetIdProto *const *ops, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sb_printf(b, "%s %lld\n", opset_domain(ops[i]->domain),
+		          (long long)ops[i]->version);
+}
+
+/* ------------------------------------------------------------ scratch + unpack */
+
+/*
+ * The bytes of the small fields of one message, as they appear in the file,
+ * with a map from scratch offsets back to file offsets for error messages.
+ */
+struct seg {
+	size_t soff;
+	uint64_t foff;
+};
+
+struct scratch {
+	uint8_t *buf;
+	size_t len, cap;
+	struct vec segs;        /* struct seg, one per copied field */
+};
+
+static void scratch_free(struct scratch *sc)
+{
+	free(sc->buf);
+	free(sc->segs.v);
+	memset(sc, 0, sizeof(*sc));
+}
+
+static int scratch_add(struct walker *w, struct scratch *sc, const struct mfs_wire_field *f)
+{
+	uint64_t n = f->end - f->start;
+	if (n > MFS_MAX_SMALL_MSG - sc->len)
+		return fail(w, -EFBIG, f->start,
+		            "metadata fields of one message exceed %u MiB", MFS_MAX_SMALL_MSG >> 20);
+	if (sc->len + n > sc->cap) {
+		size_t cap = sc->cap ? sc->cap : 256;
+		while (cap < sc->len + n)
+			cap *= 2;
+		uint8_t *nb = realloc(sc->buf, cap);
+		if (!nb)
+			return nomem(w);
+		sc->buf = nb;
+		sc->cap = cap;
+	}
+	int rc = mfs_wire_read(&w->src, sc->buf + sc->len, f->start, (size_t)n);
+	if (rc < 0)
+		return fail(w, rc, f->start, "read error: %s", strerror(-rc));
+	struct seg s = {sc->len, f->start};
+	if (vec_add(&sc->segs, &s, sizeof(s)) < 0)
+		return nomem(w);
+	sc->len += (size_t)n;
+	return 0;
+}
+
+static uint64_t scratch_file_off(const struct scratch *sc, uint64_t soff, uint64_t dflt)
+{
+	const struct seg *s = sc->segs.v;
+	size_t lo = 0, hi = sc->segs.n;
+	while (lo < hi) {       /* last segment starting at or before soff */
+		size_t mid = lo + (hi - lo) / 2;
+		if (s[mid].soff <= soff)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? s[lo - 1].foff + (soff - s[lo - 1].soff) : dflt;
+}
+
+/*
+ * Check the scratch buffer against the schema (nesting, lengths), then let
+ * protobuf-c decode it.  `depth` is the depth of the message itself.
+ */
+static int unpack(struct walker *w, const ProtobufCMessageDescriptor *desc, struct scratch *sc,
+                  unsigned depth, uint64_t msg_off, bool top, void **out)
+{
+	static const uint8_t empty;
+	*out = NULL;
+	uint64_t eo;
+	enum mfs_wire_err e = mfs_wire_check(sc->buf, sc->len, desc, depth, MFS_MAX_DEPTH, &eo);
+	if (e == MFS_WIRE_TOO_DEEP)
+		return fail(w, -EFBIG, scratch_file_off(sc, eo, msg_off),
+		            "messages nested deeper than %d levels", MFS_MAX_DEPTH);
+	if (e)
+		return fail(w, -EUCLEAN, scratch_file_off(sc, eo, msg_off), "%s",
+		            mfs_wire_strerror(e));
+	ProtobufCMessage *msg =
+		protobuf_c_message_unpack(desc, NULL, sc->len, sc->buf ? sc->buf : &empty);
+	if (!msg) {
+		if (top && !w->top_ok)
+			return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+			                "not an ONNX or safetensors model (no valid ModelProto fields)");
+		return fail(w, -EUCLEAN, msg_off,
+		            "cannot decode the fields of %s (a field has the wrong wire type or a "
+		            "malformed value)", desc->short_name);
+	}
+	*out = msg;
+	return 0;
+}
+
+static void pb_free(void *msg)
+{
+	if (msg)
+		protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* ------------------------------------------------------------ types and shapes */
+
+static bool has_unknown_field(const ProtobufCMessage *msg, uint32_t num)
+{
+	for (unsigned i = 0; i < msg->n_unknown_fields; i++)
+		if (msg->unknown_fields[i].tag == num)
+			return true;
+	return false;
+}
+
+/* "float32", "sequence(float32)", "map(int64,float32)", ...  Recursion is
+ * bounded: the TypeProto passed mfs_wire_check(). */
+static char *type_name(struct walker *w, const Onnx__TypeProto *tp)
+{
+	if (!tp)
+		return adup(w, "");
+	char *inner;
+	switch (tp->value_case) {
+	case ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE:
+		return adup(w, mfs_dtype_name(tp->tensor_type->has_elem_type ?
+		                              tp->tensor_type->elem_type : 0));
+	case ONNX__TYPE_PROTO__VALUE_SPARSE_TENSOR_TYPE:
+		return mfs_arena_printf(w->a, "sparse(%s)",
+		                        mfs_dtype_name(tp->sparse_tensor_type->has_elem_type ?
+		                                       tp->sparse_tensor_type->elem_type : 0));
+	case ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE:
+		inner = type_name(w, tp->sequence_type->elem_type);
+		return inner ? mfs_arena_printf(w->a, "sequence(%s)", inner) : NULL;
+	case ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE:
+		inner = type_name(w, tp->optional_type->elem_type);
+		return inner ? mfs_arena_printf(w->a, "optional(%s)", inner) : NULL;
+	case ONNX__TYPE_PROTO__VALUE_MAP_TYPE: {
+		char key[24];
+		snprintf(key, sizeof(key), "%s",
+		         mfs_dtype_name(tp->map_type->has_key_type ? tp->map_type->key_type : 0));
+		inner = type_name(w, tp->map_type->value_type);
+		return inner ? mfs_arena_printf(w->a, "map(%s,%s)", key, inner) : NULL;
+	}
+	default:
+		/* opaque_type (7) exists only in onnx-ml.proto; with the plain
+		 * schema it arrives as an unknown field. */
+		if ((int)tp->value_case == 7 || has_unknown_field(&tp->base, 7))
+			return adup(w, "opaque");
+		return adup(w, "");
+	}
+}
+
+static int conv_shape(struct walker *w, const Onnx__TensorShapeProto *sp, struct mfs_shape *out,
+                      uint64_t off)
+{
+	memset(out, 0, sizeof(*out));
+	if (!sp)
+		return 0;       /* no shape field: unknown rank */
+	if (sp->n_dim > MFS_MAX_RANK)
+		return fail(w, -EFBIG, off, "shape has %zu dims (limit %d)", sp->n_dim, MFS_MAX_RANK);
+	out->known = true;
+	out->rank = sp->n_dim;
+	out->dims = mfs_arena_array(w->a, sp->n_dim, sizeof(*out->dims));
+	if (!out->dims)
+		return nomem(w);
+	for (size_t i = 0; i < sp->n_dim; i++) {
+		const Onnx__TensorShapeProto__Dimension *d = sp->dim[i];
+		struct mfs_dim *o = &out->dims[i];
+		o->value = -1;
+		if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+			if (d->dim_value >= 0)
+				o->value = d->dim_value;
+		} else if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&
+		           d->dim_param && d->dim_param[0]) {
+			int rc = name_dup(w, &o->param, d->dim_param, "dim_param", off);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* The shape of a value's type, when it is a (sparse) tensor type. */
+static int type_shape(struct walker *w, const Onnx__TypeProto *tp, struct mfs_shape *out,
+                      uint64_t off)
+{
+	memset(out, 0, sizeof(*out));
+	if (!tp)
+		return 0;
+	if (tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
+		return conv_shape(w, tp->tensor_type->shape, out, off);
+	if (tp->value_case == ONNX__TYPE_PROTO__VALUE_SPARSE_TENSOR_TYPE)
+		return conv_shape(w, tp->sparse_tensor_type->shape, out, off);
+	return 0;
+}
+
+static int conv_value(struct walker *w, const Onnx__ValueInfoProto *vi, struct mfs_value *out,
+                      uint64_t off)
+{
+	int rc = name_dup(w, &out->name, vi->name, "value name", off);
+	if (rc)
+		return rc;
+	out->dtype = type_name(w, vi->type);
+	if (!out->dtype)
+		return nomem(w);
+	rc = type_shape(w, vi->type, &out->shape, off);
+	if (rc)
+		return rc;
+	return opt_dup(w, &out->doc_string, vi->doc_string);
+}
+
+static int conv_values(struct walker *w, Onnx__ValueInfoProto *const *vis, size_t n,
+                       struct mfs_value **out, size_t *n_out, uint64_t off)
+{
+	*out = mfs_arena_array(w->a, n, sizeof(**out));
+	if (!*out)
+		return nomem(w);
+	*n_out = n;
+	for (size_t i = 0; i < n; i++) {
+		int rc = conv_value(w, vis[i], &(*out)[i], off);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* "<dtype> <shape>\n" for TYPE_PROTO(S) attributes. */
+static int type_line(struct walker *w, struct sbuf *b, const Onnx__TypeProto *tp, uint64_t off)
+{
+	char *dt = type_name(w, tp);
+	if (!dt)
+		return nomem(w);
+	struct mfs_shape shape;
+	int rc = type_shape(w, tp, &shape, off);
+	if (rc)
+		return rc;
+	size_t need = mfs_shape_format(NULL, 0, &shape);
+	char *s = mfs_arena_alloc(w->a, need + 1);
+	if (!s)
+		return nomem(w);
+	mfs_shape_format(s, need + 1, &shape);
+	sb_printf(b, "%s %s\n", dt, s);
+	return 0;
+}
+
+/* ------------------------------------------------------------ external data */
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;     /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static struct ext_slot *ext_find(struct walker *w, const char *key)
+{
+	if (!w->ext_cap)
+		return NULL;
+	size_t mask = w->ext_cap - 1;
+	for (size_t i = (size_t)hash_str(key) & mask;; i = (i + 1) & mask) {
+		if (!w->ext[i].key || strcmp(w->ext[i].key, key) == 0)
+			return &w->ext[i];
+	}
+}
+
+static int ext_insert(struct walker *w, const char *key, unsigned idx)
+{
+	if (2 * (w->ext_n + 1) > w->ext_cap) {
+		size_t cap = w->ext_cap ? w->ext_cap * 2 : 16;
+		struct ext_slot *old = w->ext;
+		size_t old_cap = w->ext_cap;
+		w->ext = calloc(cap, sizeof(*w->ext));
+		if (!w->ext) {
+			w->ext = old;
+			return -ENOMEM;
+		}
+		w->ext_cap = cap;
+		for (size_t i = 0; i < old_cap; i++)
+			if (old[i].key)
+				*ext_find(w, old[i].key) = old[i];
+		free(old);
+	}
+	char *k = strdup(key);
+	if (!k)
+		return -ENOMEM;
+	struct ext_slot *s = ext_find(w, key);
+	s->key = k;
+	s->idx = idx;
+	w->ext_n++;
+	return 0;
+}
+
+static void ext_free(struct walker *w)
+{
+	for (size_t i = 0; i < w->ext_cap; i++)
+		free(w->ext[i].key);
+	free(w->ext);
+	w->ext = NULL;
+	w->ext_cap = w->ext_n = 0;
+}
+
+/* "./a//b/./c" -> "a/b/c": drop empty and "." components so that one file
+ * named two ways is registered once.  ".." is kept for mfs_open_beneath()
+ * to refuse. */
+static char *norm_location(const char *loc)
+{
+	size_t n = strlen(loc);
+	char *out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	size_t o = 0;
+	const char *p = loc;
+	while (*p) {
+		const char *e = strchr(p, '/');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len && !(len == 1 && p[0] == '.')) {
+			if (o)
+				out[o++] = '/';
+			memcpy(out + o, p, len);
+			o += len;
+		}
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* The desc.files index of external data file `loc`, opening and
+ * registering it on first use.  Negative errno with the message set. */
+static int ext_file(struct walker *w, const char *loc)
+{
+	struct mfs_model *m = w->m;
+	/* Absolute, or naming a directory: let mfs_open_beneath() say why. */
+	if (loc[0] == '/' || (loc[0] && loc[strlen(loc) - 1] == '/'))
+		return mfs_open_beneath(m, loc, w->err, w->errlen, w->display);
+	char *key = norm_location(loc);
+	if (!key)
+		return nomem(w);
+	int rc;
+	/* Refuse ".." before touching the file system, so the answer does not
+	 * depend on which directories happen to exist. */
+	for (const char *p = key; *p;) {
+		size_t n = strcspn(p, "/");
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			rc = mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+			              "external data location '%s' contains '..'", loc);
+			goto out;
+		}
+		p += n + (p[n] == '/');
+	}
+	struct ext_slot *s = ext_find(w, key);
+	if (s && s->key) {
+		rc = (int)s->idx;
+		goto out;
+	}
+	int fd = mfs_open_beneath(m, key[0] ? key : loc, w->err, w->errlen, w->display);
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	if (strcmp(key, m->desc.files[0].path) == 0) {
+		/* The model names itself: its bytes are already source 0. */
+		mfs_io->close(fd);
+		rc = 0;
+	} else {
+		rc = mfs_model_add_file(m, key, fd);
+		if (rc == -EFBIG) {
+			rc = mfs_errf(w->err, w->errlen, rc, w->display,
+			              "more than %d external data files", MFS_MAX_EXT_FILES);
+			goto out;
+		}
+		if (rc < 0) {
+			rc = mfs_errf(w->err, w->errlen, rc, w->display, "external data file '%s': %s",
+			              key, strerror(-rc));
+			goto out;
+		}
+	}
+	if (ext_insert(w, key, (unsigned)rc) < 0)
+		rc = nomem(w);
+out:
+	free(key);
+	return rc;
+}
+
+/* A decimal string from external_data: digits only, fits in uint64. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	if (!s || !*s)
+		return false;
+	uint64_t v = 0;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*s - '0'), &v))
+			return false;
+	}
+	*out = v;
+	return true;
+}
+
+/*
+ * Resolve an external tensor: the `location`, `offset` and `length` keys of
+ * external_data.  `want` is the byte count dims × dtype require, or
+ * UINT64_MAX when the dtype has no fixed width we know.
+ */
+static int tensor_external(struct walker *w, const Onnx__TensorProto *tp, struct mfs_tensor *t,
+                           uint64_t want, uint64_t off)
+{
+	const char *loc = NULL, *soff = NULL, *slen = NULL;
+	for (size_t i = 0; i < tp->n_external_data; i++) {
+		const Onnx__StringStringEntryProto *kv = tp->external_data[i];
+		if (!kv->key)
+			continue;
+		if (!strcmp(kv->key, "location"))
+			loc = kv->value ? kv->value : "";
+		else if (!strcmp(kv->key, "offset"))
+			soff = kv->value ? kv->value : "";
+		else if (!strcmp(kv->key, "length"))
+			slen = kv->value ? kv->value : "";
+	}
+	if (!loc)
+		return fail(w, -EUCLEAN, off, "tensor '%.200s' has external data but no location",
+		            t->name);
+	if (loc[0] == '#')
+		return fail(w, -EUCLEAN, off,
+		            "tensor '%.200s': external data location '%.200s' is not supported",
+		            t->name, loc);
+	uint64_t eoff = 0, elen = 0;
+	if (soff && !parse_u64(soff, &eoff))
+		return fail(w, -EUCLEAN, off,
+		            "tensor '%.200s': external data offset '%.40s' is not a decimal number",
+		            t->name, soff);
+	if (slen && !parse_u64(slen, &elen))
+		return fail(w, -EUCLEAN, off,
+		            "tensor '%.200s': external data length '%.40s' is not a decimal number",
+		            t->name, slen);
+	int idx = ext_file(w, loc);
+	if (idx < 0)
+		return idx;
+	uint64_t fsize = w->m->desc.files[idx].size;
+	const char *fname = w->m->desc.files[idx].path;
+	if (eoff > fsize)
+		return fail(w, -EUCLEAN, off,
+		            "tensor '%.200s': external data offset %" PRIu64 " is past the end of "
+		            "'%.200s' (%" PRIu64 " bytes)", t->name, eoff, fname, fsize);
+	if (!slen)
+		elen = fsize - eoff;
+	else if (elen > fsize - eoff)
+		return fail(w, -EUCLEAN, off,
+		            "tensor '%.200s': external data offset %" PRIu64 " + length %" PRIu64
+		            " is past the end of '%.200s' (%" PRIu64 " bytes)",
+		            t->name, eoff, elen, fname, fsize);
+	if (want != UINT64_MAX && elen != want)
+		return fail(w, -EUCLEAN, off,
+		            "tensor '%.200s': external data length %" PRIu64 " but %s dims need %"
+		            PRIu64 " bytes", t->name, elen, mfs_dtype_name(t->dtype), want);
+	t->src = (unsigned)idx;
+	t->off = eoff;
+	t->nbytes = elen;
+	return 0;
+}
+
+/* ------------------------------------------------------------ tensors */
+
+/* The fields of TensorProto that carry element data. */
+enum kind { K_RAW, K_FLOAT, K_DOUBLE, K_INT32, K_INT64, K_UINT64, K_STRING, K_N };
+
+static const char *const kind_name[K_N] = {
+	"raw_data", "float_data", "double_data", "int32_data", "int64_data", "uint64_data",
+	"string_data",
+};
+
+static const uint32_t kind_field[K_N] = {9, 4, 10, 5, 7, 11, 6};
+
+/* What pass 1 saw of one data field. */
+struct kstat {
+	uint64_t fields;        /* occurrences */
+	uint64_t runs;          /* length-delimited occurrences */
+	uint64_t bytes;         /* their payload bytes */
+	uint64_t singles;       /* unpacked occurrences (one element each) */
+	uint64_t off, len;      /* raw_data: the last one; others: the first run */
+};
+
+static int kind_of_field(uint32_t num)
+{
+	for (int k = 0; k < K_N; k++)
+		if (kind_field[k] == num)
+			return k;
+	return -1;
+}
+
+/* The typed field that holds `dtype`'s elements (onnx.proto, TensorProto). */
+static int typed_kind(int32_t dtype)
+{
+	switch (dtype) {
+	case MFS_DT_FLOAT:
+	case MFS_DT_COMPLEX64:
+		return K_FLOAT;
+	case MFS_DT_DOUBLE:
+	case MFS_DT_COMPLEX128:
+		return K_DOUBLE;
+	case MFS_DT_INT64:
+		return K_INT64;
+	case MFS_DT_UINT32:
+	case MFS_DT_UINT64:
+		return K_UINT64;
+	case MFS_DT_STRING:
+		return K_STRING;
+	case MFS_DT_INT32: case MFS_DT_INT16: case MFS_DT_INT8: case MFS_DT_UINT16:
+	case MFS_DT_UINT8: case MFS_DT_BOOL: case MFS_DT_FLOAT16: case MFS_DT_BFLOAT16:
+	case MFS_DT_FLOAT8E4M3FN: case MFS_DT_FLOAT8E4M3FNUZ: case MFS_DT_FLOAT8E5M2:
+	case MFS_DT_FLOAT8E5M2FNUZ: case MFS_DT_UINT4: case MFS_DT_INT4: case MFS_DT_FLOAT4E2M1:
+	case MFS_DT_FLOAT8E8M0: case MFS_DT_UINT2: case MFS_DT_INT2:
+		return K_INT32;
+	default:
+		return -1;
+	}
+}
+
+static bool wt_ok(int kind, unsigned wt)
+{
+	switch (kind) {
+	case K_RAW:
+	case K_STRING:
+		return wt == MFS_WT_LEN;
+	case K_FLOAT:
+		return wt == MFS_WT_LEN || wt == MFS_WT_I32;
+	case K_DOUBLE:
+		return wt == MFS_WT_LEN || wt == MFS_WT_I64;
+	default:
+		return wt == MFS_WT_LEN || wt == MFS_WT_VARINT;
+	}
+}
+
+/* Reserve `n` bytes of the decoded-data budget. */
+static int charge(struct walker *w, uint64_t n, const struct mfs_tensor *t, uint64_t off)
+{
+	if (n > MFS_MAX_DECODED - w->decoded)
+		return fail(w, -EFBIG, off,
+		            "tensor '%.200s': decoding typed fields would exceed the limit of %llu "
+		            "MiB per model", t->name, (unsigned long long)(MFS_MAX_DECODED >> 20));
+	w->decoded += n;
+	return 0;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned width)
+{
+	for (unsigned i = 0; i < width; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/*
+ * Decode the varint field `kind` of the tensor at [start, end) into t->mem:
+ * `entries` values, each narrowed to `width` little-endian bytes.
+ */
+static int decode_varints(struct walker *w, uint64_t start, uint64_t end, int kind,
+                          const struct kstat *ks, uint64_t entries, unsigned width,
+                          struct mfs_tensor *t)
+{
+	/* Each entry is at least one byte of a packed run, or one unpacked
+	 * field: bound the count before allocating anything. */
+	if (entries > ks->bytes + ks->singles)
+		return fail(w, -EUCLEAN, start,
+		            "tensor '%.200s': %s holds at most %" PRIu64 " entries, dims need %" PRIu64,
+		            t->name, kind_name[kind], ks->bytes + ks->singles, entries);
+	uint64_t nbytes = entries * width;      /* <= file size * 8: no overflow */
+	int rc = charge(w, nbytes, t, start);
+	if (rc)
+		return rc;
+	uint8_t *mem = mfs_arena_alloc(w->a, nbytes ? (size_t)nbytes : 1);
+	if (!mem)
+		return nomem(w);
+	uint64_t idx = 0;
+	uint64_t pos = start;
+	while (pos < end) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e)
+			return wire_fail(w, e, pos, false);
+		pos = f.end;
+		if (f.num != kind_field[kind])
+			continue;
+		if (f.wt == MFS_WT_VARINT) {
+			if (idx == entries)
+				goto too_many;
+			put_le(mem + idx++ * width, f.u, width);
+			continue;
+		}
+		for (uint64_t p = f.val; p < f.end;) {
+			uint64_t v;
+			size_t used;
+			e = mfs_wire_varint_at(&w->src, p, f.end, &v, &used);
+			if (e)
+				return wire_fail(w, e, p, false);
+			if (idx == entries)
+				goto too_many;
+			put_le(mem + idx++ * width, v, width);
+			p += used;
+		}
+	}
+	if (idx != entries)
+		return fail(w, -EUCLEAN, start,
+		            "tensor '%.200s': %s has %" PRIu64 " entries, dims need %" PRIu64,
+		            t->name, kind_name[kind], idx, entries);
+	t->mem = mem;
+	t->nbytes = nbytes;
+	return 0;
+too_many:
+	return fail(w, -EUCLEAN, start,
+	            "tensor '%.200s': %s has more than the %" PRIu64 " entries dims need",
+	            t->name, kind_name[kind], entries);
+}
+
+/* float_data/double_data in several runs or unpacked: gather into memory. */
+static int decode_fixed(struct walker *w, uint64_t start, uint64_t end, int kind,
+                        uint64_t nbytes, unsigned esize, struct mfs_tensor *t)
+{
+	int rc = charge(w, nbytes, t, start);
+	if (rc)
+		return rc;
+	uint8_t *mem = mfs_arena_alloc(w->a, nbytes ? (size_t)nbytes : 1);
+	if (!mem)
+		return nomem(w);
+	uint64_t o = 0;
+	uint64_t pos = start;
+	while (pos < end) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e)
+			return wire_fail(w, e, pos, false);
+		pos = f.end;
+		if (f.num != kind_field[kind])
+			continue;
+		if (f.len % esize || f.len > nbytes - o)    /* pass 1 summed exactly nbytes */
+			return fail(w, -EUCLEAN, f.start,
+			            "tensor '%.200s': packed %s run of %" PRIu64 " bytes is not a "
+			            "multiple of %u", t->name, kind_name[kind], f.len, esize);
+		rc = mfs_wire_read(&w->src, mem + o, f.val, (size_t)f.len);
+		if (rc < 0)
+			return fail(w, rc, f.val, "read error: %s", strerror(-rc));
+		o += f.len;
+	}
+	t->mem = mem;
+	t->nbytes = nbytes;
+	return 0;
+}
+
+/* STRING tensors: each element followed by '\n'. */
+static int decode_strings(struct walker *w, uint64_t start, uint64_t end, const struct kstat *ks,
+                          struct mfs_tensor *t)
+{
+	uint64_t nbytes = ks->bytes + ks->fields;
+	int rc = charge(w, nbytes, t, start);
+	if (rc)
+		return rc;
+	uint8_t *mem = mfs_arena_alloc(w->a, nbytes ? (size_t)nbytes : 1);
+	if (!mem)
+		return nomem(w);
+	uint64_t o = 0;
+	uint64_t pos = start;
+	while (pos < end) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e)
+			return wire_fail(w, e, pos, false);
+		pos = f.end;
+		if (f.num != kind_field[K_STRING])
+			continue;
+		rc = mfs_wire_read(&w->src, mem + o, f.val, (size_t)f.len);
+		if (rc < 0)
+			return fail(w, rc, f.val, "read error: %s", strerror(-rc));
+		o += f.len;
+		mem[o++] = '\n';
+	}
+	t->mem = mem;
+	t->nbytes = nbytes;
+	return 0;
+}
+
+/*
+ * Decide where the tensor's bytes are, given its small fields (tp) and what
+ * pass 1 saw of its data fields.  Exactly one storage applies (formats.md
+ * §1.3); anything else is corrupt.
+ */
+static int tensor_data(struct walker *w, uint64_t start, uint64_t end, const Onnx__TensorProto *tp,
+                       const struct kstat ks[K_N], struct mfs_tensor *t)
+{
+	const char *nm = t->name;
+	uint64_t nelem = 1;
+	for (size_t i = 0; i < t->rank; i++)
+		if (__builtin_mul_overflow(nelem, (uint64_t)t->dims[i], &nelem))
+			return fail(w, -EUCLEAN, start, "tensor '%.200s': dims product overflows",
+			            nm);
+	unsigned bits = mfs_dtype_bits(t->dtype);
+	uint64_t want = UINT64_MAX;     /* bytes dims need, when the dtype has a width */
+	if (bits) {
+		int rc = mfs_tensor_nbytes(&want, t->dtype, t->dims, t->rank);
+		if (rc)
+			return fail(w, -EUCLEAN, start, "tensor '%.200s': dims product overflows",
+			            nm);
+	}
+
+	int present = -1, n_present = 0;
+	for (int k = 0; k < K_N; k++) {
+		if (!ks[k].fields)
+			continue;
+		if (n_present++ == 0)
+			present = k;
+		else if (n_present == 2)
+			return fail(w, -EUCLEAN, start, "tensor '%.200s' has both %s and %s", nm,
+			            kind_name[present], kind_name[k]);
+	}
+
+	if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+		if (n_present)
+			return fail(w, -EUCLEAN, start,
+			            "tensor '%.200s' is external but also has %s", nm, kind_name[present]);
+		if (t->dtype == MFS_DT_STRING)
+			return fail(w, -EUCLEAN, start,
+			            "tensor '%.200s': string tensors cannot be external", nm);
+		if (t->dtype == MFS_DT_UNDEFINED)
+			return fail(w, -EUCLEAN, start, "tensor '%.200s' has no data_type", nm);
+		return tensor_external(w, tp, t, want, start);
+	}
+
+	if (nelem == 0) {
+		/* Zero elements: no data allowed, but tolerate an empty field. */
+		for (int k = 0; k < K_N; k++)
+			if (ks[k].bytes || ks[k].singles || (k == K_STRING && ks[k].fields))
+				return fail(w, -EUCLEAN, start,
+				            "tensor '%.200s' has no elements but has %s", nm,
+				            kind_name[k]);
+		t->nbytes = 0;
+		return 0;
+	}
+	if (t->dtype == MFS_DT_UNDEFINED)
+		return fail(w, -EUCLEAN, start, "tensor '%.200s' has no data_type", nm);
+	if (!n_present)
+		return fail(w, -EUCLEAN, start, "tensor '%.200s' (%s, %" PRIu64 " elements) has no data",
+		            nm, mfs_dtype_name(t->dtype), nelem);
+
+	if (present == K_RAW) {
+		if (t->dtype == MFS_DT_STRING)
+			return fail(w, -EUCLEAN, start,
+			            "tensor '%.200s': string tensors cannot use raw_data", nm);
+		if (want != UINT64_MAX && ks[K_RAW].len != want) {
+			char dims[256];
+			mfs_dims_format(dims, sizeof(dims), t->dims, t->rank);
+			return fail(w, -EUCLEAN, ks[K_RAW].off,
+			            "tensor '%.200s': raw_data is %" PRIu64 " bytes, %s[%s] needs %" PRIu64,
+			            nm, ks[K_RAW].len, mfs_dtype_name(t->dtype), dims, want);
+		}
+		/* An unknown (newer) dtype: trust raw_data's length. */
+		t->src = 0;
+		t->off = ks[K_RAW].off;
+		t->nbytes = ks[K_RAW].len;
+		return 0;
+	}
+
+	if (typed_kind(t->dtype) != present)
+		return fail(w, -EUCLEAN, start, "tensor '%.200s': %s cannot hold %s elements", nm,
+		            kind_name[present], mfs_dtype_name(t->dtype));
+
+	const struct kstat *k = &ks[present];
+	switch (present) {
+	case K_FLOAT:
+	case K_DOUBLE: {
+		unsigned esize = present == K_FLOAT ? 4 : 8;
+		uint64_t total = k->bytes + k->singles * esize;
+		if (total != want)
+			return fail(w, -EUCLEAN, start,
+			            "tensor '%.200s': %s holds %" PRIu64 " bytes, dims need %" PRIu64,
+			            nm, kind_name[present], total, want);
+		if (k->runs == 1 && k->singles == 0) {
+			/* One packed run is exactly the little-endian array. */
+			t->src = 0;
+			t->off = k->off;
+			t->nbytes = k->len;
+			return 0;
+		}
+		return decode_fixed(w, start, end, present, want, esize, t);
+	}
+	case K_STRING:
+		if (k->fields != nelem)
+			return fail(w, -EUCLEAN, start,
+			            "tensor '%.200s': string_data has %" PRIu64 " entries, dims need %"
+			            PRIu64, nm, k->fields, nelem);
+		return decode_strings(w, start, end, k, t);
+	case K_INT64:
+		return decode_varints(w, start, end, present, k, nelem, 8, t);
+	case K_UINT64:
+		return decode_varints(w, start, end, present, k, nelem, bits / 8, t);
+	default:        /* K_INT32: sub-byte types hold one packed byte per entry */
+		if (bits < 8)
+			return decode_varints(w, start, end, present, k, want, 1, t);
+		return decode_varints(w, start, end, present, k, nelem, bits / 8, t);
+	}
+}
+
+static int walk_tensor(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+                       struct mfs_tensor **out)
+{
+	struct scratch sc = {0};
+	Onnx__TensorProto *tp = NULL;
+	struct kstat ks[K_N];
+	memset(ks, 0, sizeof(ks));
+	int rc = check_depth(w, depth, start);
+	if (rc)
+		return rc;
+
+	/* Pass 1: note where the data fields are, copy the rest. */
+	for (uint64_t pos = start; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e) {
+			rc = wire_fail(w, e, pos, false);
+			goto out;
+		}
+		pos = f.end;
+		int k = kind_of_field(f.num);
+		if (k < 0) {
+			rc = scratch_add(w, &sc, &f);
+			if (rc)
+				goto out;
+			continue;
+		}
+		if (!wt_ok(k, f.wt)) {
+			rc = fail(w, -EUCLEAN, f.start, "%s with wire type %u", kind_name[k], f.wt);
+			goto out;
+		}
+		struct kstat *s = &ks[k];
+		s->fields++;
+		if (f.wt != MFS_WT_LEN) {
+			s->singles++;
+			continue;
+		}
+		if (k == K_RAW || s->runs == 0) {       /* raw_data: the last one wins */
+			s->off = f.val;
+			s->len = f.len;
+		}
+		s->runs++;
+		s->bytes += f.len;
+	}
+	rc = unpack(w, &onnx__tensor_proto__descriptor, &sc, depth, start, false, (void **)&tp);
+	if (rc)
+		goto out;
+
+	struct mfs_tensor *t = mfs_arena_alloc(w->a, sizeof(*t));
+	if (!t) {
+		rc = nomem(w);
+		goto out;
+	}
+	rc = name_dup(w, &t->name, tp->name, "tensor name", start);
+	if (rc)
+		goto out;
+	t->dtype = tp->has_data_type ? tp->data_type : MFS_DT_UNDEFINED;
+	if (tp->n_dims > MFS_MAX_RANK) {
+		rc = fail(w, -EFBIG, start, "tensor '%.200s' has %zu dims (limit %d)", t->name,
+		          tp->n_dims, MFS_MAX_RANK);
+		goto out;
+	}
+	t->rank = tp->n_dims;
+	t->dims = mfs_arena_array(w->a, t->rank, sizeof(*t->dims));
+	if (!t->dims) {
+		rc = nomem(w);
+		goto out;
+	}
+	for (size_t i = 0; i < t->rank; i++) {
+		if (tp->dims[i] < 0) {
+			rc = fail(w, -EUCLEAN, start, "tensor '%.200s' has negative dim %lld", t->name,
+			          (long long)tp->dims[i]);
+			goto out;
+		}
+		t->dims[i] = tp->dims[i];
+	}
+	rc = opt_dup(w, &t->doc_string, tp->doc_string);
+	if (rc)
+		goto out;
+	rc = tensor_data(w, start, end, tp, ks, t);
+	if (rc)
+		goto out;
+	w->n_tensors++;
+	*out = t;
+out:
+	pb_free(tp);
+	scratch_free(&sc);
+	return rc;
+}
+
+static int walk_sparse(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+                       struct mfs_sparse **out)
+{
+	struct scratch sc = {0};
+	Onnx__SparseTensorProto *sp = NULL;
+	struct mfs_tensor *values = NULL, *indices = NULL;
+	int rc = check_depth(w, depth, start);
+	if (rc)
+		return rc;
+	for (uint64_t pos = start; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e) {
+			rc = wire_fail(w, e, pos, false);
+			goto out;
+		}
+		pos = f.end;
+		if (f.num == 1 || f.num == 2) {
+			const char *what = f.num == 1 ? "values" : "indices";
+			struct mfs_tensor **slot = f.num == 1 ? &values : &indices;
+			rc = want_len(w, &f, what);
+			if (rc)
+				goto out;
+			if (*slot) {
+				rc = fail(w, -EUCLEAN, f.start, "sparse tensor has two %s fields", what);
+				goto out;
+			}
+			size_t mark = path_push(w, ".%s", what);
+			rc = walk_tensor(w, f.val, f.end, depth + 1, slot);
+			path_pop(w, mark);
+			if (rc)
+				goto out;
+			continue;
+		}
+		rc = scratch_add(w, &sc, &f);
+		if (rc)
+			goto out;
+	}
+	rc = unpack(w, &onnx__sparse_tensor_proto__descriptor, &sc, depth, start, false, (void **)&sp);
+	if (rc)
+		goto out;
+	if (!values || !indices) {
+		rc = fail(w, -EUCLEAN, start, "sparse tensor has no %s",
+		          values ? "indices" : "values");
+		goto out;
+	}
+	struct mfs_sparse *s = mfs_arena_alloc(w->a, sizeof(*s));
+	if (!s) {
+		rc = nomem(w);
+		goto out;
+	}
+	if (sp->n_dims > MFS_MAX_RANK) {
+		rc = fail(w, -EFBIG, start, "sparse tensor '%.200s' has %zu dims (limit %d)",
+		          values->name, sp->n_dims, MFS_MAX_RANK);
+		goto out;
+	}
+	s->name = values->name;
+	s->dtype = values->dtype;
+	s->values = values;
+	s->indices = indices;
+	s->rank = sp->n_dims;
+	s->dims = mfs_arena_array(w->a, s->rank, sizeof(*s->dims));
+	if (!s->dims) {
+		rc = nomem(w);
+		goto out;
+	}
+	for (size_t i = 0; i < s->rank; i++) {
+		if (sp->dims[i] < 0) {
+			rc = fail(w, -EUCLEAN, start, "sparse tensor '%.200s' has negative dim %lld",
+			          s->name, (long long)sp->dims[i]);
+			goto out;
+		}
+		s->dims[i] = sp->dims[i];
+	}
+	*out = s;
+out:
+	pb_free(sp);
+	scratch_free(&sc);
+	return rc;
+}
+
+/* ------------------------------------------------------------ graphs, nodes */
+
+static int walk_graph(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+                      struct mfs_graph **out);
+
+/* Which value an attribute holds when its `type` is missing (IR < 2). */
+static int infer_attr_type(const Onnx__AttributeProto *ap, bool t, bool g, size_t n_tensors,
+                           size_t n_graphs, bool sp, size_t n_sparse)
+{
+	struct {
+		bool set;
+		int type;
+	} c[] = {
+		{ap->has_f, MFS_ATTR_FLOAT},
+		{ap->has_i, MFS_ATTR_INT},
+		{ap->has_s, MFS_ATTR_STRING},
+		{t, MFS_ATTR_TENSOR},
+		{g, MFS_ATTR_GRAPH},
+		{ap->n_floats > 0, MFS_ATTR_FLOATS},
+		{ap->n_ints > 0, MFS_ATTR_INTS},
+		{ap->n_strings > 0, MFS_ATTR_STRINGS},
+		{n_tensors > 0, MFS_ATTR_TENSORS},
+		{n_graphs > 0, MFS_ATTR_GRAPHS},
+		{sp, MFS_ATTR_SPARSE_TENSOR},
+		{n_sparse > 0, MFS_ATTR_SPARSE_TENSORS},
+		{ap->tp != NULL, MFS_ATTR_TYPE_PROTO},
+		{ap->n_type_protos > 0, MFS_ATTR_TYPE_PROTOS},
+	};
+	int type = MFS_ATTR_UNDEFINED;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		if (!c[i].set)
+			continue;
+		if (type != MFS_ATTR_UNDEFINED)
+			return -1;
+		type = c[i].type;
+	}
+	return type;
+}
+
+/* The text of a scalar or list attribute, one value per line. */
+static int attr_text(struct walker *w, const Onnx__AttributeProto *ap, struct mfs_attr *at,
+                     uint64_t off)
+{
+	struct sbuf b = {0};
+	int rc = 0;
+	switch (at->type) {
+	case MFS_ATTR_FLOAT:
+		sb_printf(&b, "%.9g\n", (double)ap->f);
+		break;
+	case MFS_ATTR_INT:
+		sb_printf(&b, "%lld\n", (long long)ap->i);
+		break;
+	case MFS_ATTR_STRING:
+		sb_add(&b, ap->s.data, ap->has_s ? ap->s.len : 0);
+		sb_add(&b, "\n", 1);
+		break;
+	case MFS_ATTR_FLOATS:
+		for (size_t i = 0; i < ap->n_floats; i++)
+			sb_printf(&b, "%.9g\n", (double)ap->floats[i]);
+		break;
+	case MFS_ATTR_INTS:
+		for (size_t i = 0; i < ap->n_ints; i++)
+			sb_printf(&b, "%lld\n", (long long)ap->ints[i]);
+		break;
+	case MFS_ATTR_STRINGS:
+		for (size_t i = 0; i < ap->n_strings; i++) {
+			sb_add(&b, ap->strings[i].data, ap->strings[i].len);
+			sb_add(&b, "\n", 1);
+		}
+		break;
+	case MFS_ATTR_TYPE_PROTO:
+		rc = type_line(w, &b, ap->tp, off);
+		break;
+	case MFS_ATTR_TYPE_PROTOS:
+		for (size_t i = 0; i < ap->n_type_protos && !rc; i++)
+			rc = type_line(w, &b, ap->type_protos[i], off);
+		break;
+	default:
+		break;
+	}
+	if (rc) {
+		free(b.p);
+		return rc;
+	}
+	return sb_finish(w, &b, &at->text, &at->text_len);
+}
+
+static int walk_attr(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+                     struct mfs_attr *out)
+{
+	struct scratch sc = {0};
+	Onnx__AttributeProto *ap = NULL;
+	struct vec tensors = {0}, graphs = {0}, sparse = {0};
+	struct mfs_tensor *t = NULL;
+	struct mfs_graph *g = NULL;
+	struct mfs_sparse *sp = NULL;
+	int rc = check_depth(w, depth, start);
+	if (rc)
+		return rc;
+	memset(out, 0, sizeof(*out));
+
+	for (uint64_t pos = start; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e) {
+			rc = wire_fail(w, e, pos, false);
+			goto out;
+		}
+		pos = f.end;
+		size_t mark;
+		switch (f.num) {
+		case 5:         /* t */
+		case 22:        /* sparse_tensor */
+		case 6:         /* g */
+			rc = want_len(w, &f, f.num == 5 ? "t" : f.num == 6 ? "g" : "sparse_tensor");
+			if (rc)
+				goto out;
+			if ((f.num == 5 && t) || (f.num == 6 && g) || (f.num == 22 && sp)) {
+				rc = fail(w, -EUCLEAN, f.start, "attribute has field %u twice",
+				          (unsigned)f.num);
+				goto out;
+			}
+			if (f.num == 5) {
+				mark = path_push(w, ".t");
+				rc = walk_tensor(w, f.val, f.end, depth + 1, &t);
+			} else if (f.num == 6) {
+				mark = path_push(w, ".g");
+				rc = walk_graph(w, f.val, f.end, depth + 1, &g);
+			} else {
+				mark = path_push(w, ".sparse_tensor");
+				rc = walk_sparse(w, f.val, f.end, depth + 1, &sp);
+			}
+			path_pop(w, mark);
+			if (rc)
+				goto out;
+			break;
+		case 10: {      /* tensors */
+			struct mfs_tensor *x = NULL;
+			rc = want_len(w, &f, "tensors");
+			if (rc)
+				goto out;
+			mark = path_push(w, ".tensors[%zu]", tensors.n);
+			rc = walk_tensor(w, f.val, f.end, depth + 1, &x);
+			path_pop(w, mark);
+			if (rc)
+				goto out;
+			if (vec_add(&tensors, &x, sizeof(x)) < 0) {
+				rc = nomem(w);
+				goto out;
+			}
+			break;
+		}
+		case 11: {      /* graphs */
+			struct mfs_graph *x = NULL;
+			rc = want_len(w, &f, "graphs");
+			if (rc)
+				goto out;
+			mark = path_push(w, ".graphs[%zu]", graphs.n);
+			rc = walk_graph(w, f.val, f.end, depth + 1, &x);
+			path_pop(w, mark);
+			if (rc)
+				goto out;
+			if (vec_add(&graphs, &x, sizeof(x)) < 0) {
+				rc = nomem(w);
+				goto out;
+			}
+			break;
+		}
+		case 23: {      /* sparse_tensors */
+			struct mfs_sparse *x = NULL;
+			rc = want_len(w, &f, "sparse_tensors");
+			if (rc)
+				goto out;
+			mark = path_push(w, ".sparse_tensors[%zu]", sparse.n);
+			rc = walk_sparse(w, f.val, f.end, depth + 1, &x);
+			path_pop(w, mark);
+			if (rc)
+				goto out;
+			if (vec_add(&sparse, &x, sizeof(x)) < 0) {
+				rc = nomem(w);
+				goto out;
+			}
+			break;
+		}
+		default:
+			rc = scratch_add(w, &sc, &f);
+			if (rc)
+				goto out;
+		}
+	}
+	rc = unpack(w, &onnx__attribute_proto__descriptor, &sc, depth, start, false, (void **)&ap);
+	if (rc)
+		goto out;
+	rc = name_dup(w, &out->name, ap->name, "attribute name", start);
+	if (rc)
+		goto out;
+	if (ap->has_type) {
+		out->type = (int)ap->type;
+	} else {
+		out->type = infer_attr_type(ap, t, g, tensors.n, graphs.n, sp, sparse.n);
+		if (out->type < 0) {
+			rc = fail(w, -EUCLEAN, start,
+			          "attribute '%.200s' has no type and more than one value", out->name);
+			goto out;
+		}
+	}
+
+	/* The walked values must be the one the type names, so that what the
+	 * tree shows is exactly what the model means. */
+	bool ok = true;
+	switch (out->type) {
+	case MFS_ATTR_TENSOR:
+		ok = t && !g && !sp && !tensors.n && !graphs.n && !sparse.n;
+		break;
+	case MFS_ATTR_GRAPH:
+		ok = g && !t && !sp && !tensors.n && !graphs.n && !sparse.n;
+		break;
+	case MFS_ATTR_SPARSE_TENSOR:
+		ok = sp && !t && !g && !tensors.n && !graphs.n && !sparse.n;
+		break;
+	case MFS_ATTR_TENSORS:
+		ok = !t && !g && !sp && !graphs.n && !sparse.n;
+		break;
+	case MFS_ATTR_GRAPHS:
+		ok = !t && !g && !sp && !tensors.n && !sparse.n;
+		break;
+	case MFS_ATTR_SPARSE_TENSORS:
+		ok = !t && !g && !sp && !tensors.n && !graphs.n;
+		break;
+	default:
+		ok = !t && !g && !sp && !tensors.n && !graphs.n && !sparse.n;
+		break;
+	}
+	if (!ok) {
+		rc = fail(w, -EUCLEAN, start,
+		          "attribute '%.200s' of type %d does not hold exactly the value its type names",
+		          out->name, out->type);
+		goto out;
+	}
+	if (t) {
+		tensors.n = 0;
+		if (vec_add(&tensors, &t, sizeof(t)) < 0) {
+			rc = nomem(w);
+			goto out;
+		}
+	}
+	if (g) {
+		graphs.n = 0;
+		if (vec_add(&graphs, &g, sizeof(g)) < 0) {
+			rc = nomem(w);
+			goto out;
+		}
+	}
+	if (sp) {
+		sparse.n = 0;
+		if (vec_add(&sparse, &sp, sizeof(sp)) < 0) {
+			rc = nomem(w);
+			goto out;
+		}
+	}
+	out->tensors = vec_finish(w, &tensors, sizeof(struct mfs_tensor *));
+	out->n_tensors = tensors.n;
+	out->graphs = vec_finish(w, &graphs, sizeof(struct mfs_graph *));
+	out->n_graphs = graphs.n;
+	out->sparse = vec_finish(w, &sparse, sizeof(struct mfs_sparse *));
+	out->n_sparse = sparse.n;
+	if (!out->tensors || !out->graphs || !out->sparse) {
+		rc = nomem(w);
+		goto out;
+	}
+	rc = attr_text(w, ap, out, start);
+	if (rc)
+		goto out;
+	rc = opt_dup(w, &out->ref_attr_name, ap->ref_attr_name);
+	if (!rc)
+		rc = opt_dup(w, &out->doc_string, ap->doc_string);
+out:
+	pb_free(ap);
+	scratch_free(&sc);
+	free(tensors.v);
+	free(graphs.v);
+	free(sparse.v);
+	return rc;
+}
+
+static int conv_strings(struct walker *w, char *const *in, size_t n, char ***out, size_t *n_out,
+                        const char *what, uint64_t off)
+{
+	*out = mfs_arena_array(w->a, n, sizeof(char *));
+	if (!*out)
+		return nomem(w);
+	*n_out = n;
+	for (size_t i = 0; i < n; i++) {
+		int rc = name_dup(w, &(*out)[i], in[i], what, off);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int walk_node(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+                     struct mfs_node *out)
+{
+	struct scratch sc = {0};
+	Onnx__NodeProto *np = NULL;
+	struct vec attrs = {0};
+	int rc = check_depth(w, depth, start);
+	if (rc)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	for (uint64_t pos = start; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e) {
+			rc = wire_fail(w, e, pos, false);
+			goto out;
+		}
+		pos = f.end;
+		if (f.num == 5) {       /* attribute */
+			struct mfs_attr at;
+			rc = want_len(w, &f, "attribute");
+			if (rc)
+				goto out;
+			size_t mark = path_push(w, ".attribute[%zu]", attrs.n);
+			rc = walk_attr(w, f.val, f.end, depth + 1, &at);
+			path_pop(w, mark);
+			if (rc)
+				goto out;
+			if (vec_add(&attrs, &at, sizeof(at)) < 0) {
+				rc = nomem(w);
+				goto out;
+			}
+			continue;
+		}
+		rc = scratch_add(w, &sc, &f);
+		if (rc)
+			goto out;
+	}
+	rc = unpack(w, &onnx__node_proto__descriptor, &sc, depth, start, false, (void **)&np);
+	if (rc)
+		goto out;
+	if ((rc = name_dup(w, &out->op_type, np->op_type, "op_type", start)) ||
+	    (rc = name_dup(w, &out->domain, np->domain, "node domain", start)) ||
+	    (rc = name_dup(w, &out->name, np->name, "node name", start)) ||
+	    (rc = opt_dup(w, &out->doc_string, np->doc_string)) ||
+	    (rc = conv_strings(w, np->input, np->n_input, &out->inputs, &out->n_inputs,
+	                       "node input name", start)) ||
+	    (rc = conv_strings(w, np->output, np->n_output, &out->outputs, &out->n_outputs,
+	                       "node output name", start)))
+		goto out;
+	out->attrs = vec_finish(w, &attrs, sizeof(struct mfs_attr));
+	if (!out->attrs) {
+		rc = nomem(w);
+		goto out;
+	}
+	out->n_attrs = attrs.n;
+	w->n_nodes++;
+out:
+	pb_free(np);
+	scratch_free(&sc);
+	free(attrs.v);
+	return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* input_is_init[i]: graph input i names an initializer (dense or sparse). */
+static int mark_init_inputs(struct walker *w, struct mfs_graph *g)
+{
+	g->input_is_init = mfs_arena_array(w->a, g->n_inputs, sizeof(bool));
+	if (!g->input_is_init)
+		return nomem(w);
+	size_t n = g->n_inits + g->n_sparse_inits;
+	if (!n || !g->n_inputs)
+		return 0;
+	char **names = malloc(n * sizeof(char *));
+	if (!names)
+		return nomem(w);
+	for (size_t i = 0; i < g->n_inits; i++)
+		names[i] = g->inits[i]->name;
+	for (size_t i = 0; i < g->n_sparse_inits; i++)
+		names[g->n_inits + i] = g->sparse_inits[i]->name;
+	qsort(names, n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < g->n_inputs; i++) {
+		char *key = g->inputs[i].name;
+		g->input_is_init[i] = bsearch(&key, names, n, sizeof(char *), cmp_str) != NULL;
+	}
+	free(names);
+	return 0;
+}
+
+static int walk_graph(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+                      struct mfs_graph **out)
+{
+	struct scratch sc = {0};
+	Onnx__GraphProto *gp = NULL;
+	struct vec nodes = {0}, inits = {0}, sparse = {0};
+	int rc = check_depth(w, depth, start);
+	if (rc)
+		return rc;
+	for (uint64_t pos = start; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e) {
+			rc = wire_fail(w, e, pos, false);
+			goto out;
+		}
+		pos = f.end;
+		size_t mark;
+		if (f.num == 1) {
+			struct mfs_node nd;
+			if ((rc = want_len(w, &f, "node")))
+				goto out;
+			mark = path_push(w, ".node[%zu]", nodes.n);
+			rc = walk_node(w, f.val, f.end, depth + 1, &nd);
+			path_pop(w, mark);
+			if (!rc && vec_add(&nodes, &nd, sizeof(nd)) < 0)
+				rc = nomem(w);
+		} else if (f.num == 5) {
+			struct mfs_tensor *t = NULL;
+			if ((rc = want_len(w, &f, "initializer")))
+				goto out;
+			mark = path_push(w, ".initializer[%zu]", inits.n);
+			rc = walk_tensor(w, f.val, f.end, depth + 1, &t);
+			path_pop(w, mark);
+			if (!rc && vec_add(&inits, &t, sizeof(t)) < 0)
+				rc = nomem(w);
+		} else if (f.num == 15) {
+			struct mfs_sparse *s = NULL;
+			if ((rc = want_len(w, &f, "sparse_initializer")))
+				goto out;
+			mark = path_push(w, ".sparse_initializer[%zu]", sparse.n);
+			rc = walk_sparse(w, f.val, f.end, depth + 1, &s);
+			path_pop(w, mark);
+			if (!rc && vec_add(&sparse, &s, sizeof(s)) < 0)
+				rc = nomem(w);
+		} else {
+			rc = scratch_add(w, &sc, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	rc = unpack(w, &onnx__graph_proto__descriptor, &sc, depth, start, false, (void **)&gp);
+	if (rc)
+		goto out;
+	struct mfs_graph *g = mfs_arena_alloc(w->a, sizeof(*g));
+	if (!g) {
+		rc = nomem(w);
+		goto out;
+	}
+	if ((rc = name_dup(w, &g->name, gp->name, "graph name", start)) ||
+	    (rc = opt_dup(w, &g->doc_string, gp->doc_string)) ||
+	    (rc = conv_values(w, gp->input, gp->n_input, &g->inputs, &g->n_inputs, start)) ||
+	    (rc = conv_values(w, gp->output, gp->n_output, &g->outputs, &g->n_outputs, start)) ||
+	    (rc = conv_values(w, gp->value_info, gp->n_value_info, &g->values, &g->n_values,
+	                      start)))
+		goto out;
+	g->nodes = vec_finish(w, &nodes, sizeof(struct mfs_node));
+	g->n_nodes = nodes.n;
+	g->inits = vec_finish(w, &inits, sizeof(struct mfs_tensor *));
+	g->n_inits = inits.n;
+	g->sparse_inits = vec_finish(w, &sparse, sizeof(struct mfs_sparse *));
+	g->n_sparse_inits = sparse.n;
+	if (!g->nodes || !g->inits || !g->sparse_inits) {
+		rc = nomem(w);
+		goto out;
+	}
+	rc = mark_init_inputs(w, g);
+	if (rc)
+		goto out;
+	*out = g;
+out:
+	pb_free(gp);
+	scratch_free(&sc);
+	free(nodes.v);
+	free(inits.v);
+	free(sparse.v);
+	return rc;
+}
+
+/* ------------------------------------------------------------ functions, training */
+
+static int walk_function(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+                         struct mfs_function *out)
+{
+	struct scratch sc = {0};
+	Onnx__FunctionProto *fp = NULL;
+	struct vec nodes = {0}, defaults = {0};
+	struct sbuf b = {0};
+	int rc = check_depth(w, depth, start);
+	if (rc)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	for (uint64_t pos = start; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e) {
+			rc = wire_fail(w, e, pos, false);
+			goto out;
+		}
+		pos = f.end;
+		size_t mark;
+		if (f.num == 7) {
+			struct mfs_node nd;
+			if ((rc = want_len(w, &f, "node")))
+				goto out;
+			mark = path_push(w, ".node[%zu]", nodes.n);
+			rc = walk_node(w, f.val, f.end, depth + 1, &nd);
+			path_pop(w, mark);
+			if (!rc && vec_add(&nodes, &nd, sizeof(nd)) < 0)
+				rc = nomem(w);
+		} else if (f.num == 11) {
+			/* attribute_proto (IR 9): not in the 1.12 schema, so it
+			 * must be walked here or protobuf-c would skip it. */
+			struct mfs_attr at;
+			if ((rc = want_len(w, &f, "attribute_proto")))
+				goto out;
+			mark = path_push(w, ".attribute_proto[%zu]", defaults.n);
+			rc = walk_attr(w, f.val, f.end, depth + 1, &at);
+			path_pop(w, mark);
+			if (!rc && vec_add(&defaults, &at, sizeof(at)) < 0)
+				rc = nomem(w);
+		} else {
+			rc = scratch_add(w, &sc, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	rc = unpack(w, &onnx__function_proto__descriptor, &sc, depth, start, false, (void **)&fp);
+	if (rc)
+		goto out;
+	if ((rc = name_dup(w, &out->name, fp->name, "function name", start)) ||
+	    (rc = name_dup(w, &out->domain, fp->domain, "function domain", start)) ||
+	    (rc = opt_dup(w, &out->doc_string, fp->doc_string)) ||
+	    (rc = conv_strings(w, fp->input, fp->n_input, &out->inputs, &out->n_inputs,
+	                       "function input name", start)) ||
+	    (rc = conv_strings(w, fp->output, fp->n_output, &out->outputs, &out->n_outputs,
+	                       "function output name", start)) ||
+	    (rc = conv_strings(w, fp->attribute, fp->n_attribute, &out->attributes,
+	                       &out->n_attributes, "function attribute name", start)))
+		goto out;
+	out->nodes = vec_finish(w, &nodes, sizeof(struct mfs_node));
+	out->n_nodes = nodes.n;
+	out->attr_defaults = vec_finish(w, &defaults, sizeof(struct mfs_attr));
+	out->n_attr_defaults = defaults.n;
+	if (!out->nodes || !out->attr_defaults) {
+		rc = nomem(w);
+		goto out;
+	}
+	opset_lines(&b, fp->opset_import, fp->n_opset_import);
+	rc = sb_finish(w, &b, &out->opset_text, &out->opset_len);
+out:
+	free(b.p);
+	pb_free(fp);
+	scratch_free(&sc);
+	free(nodes.v);
+	free(defaults.v);
+	return rc;
+}
+
+static int walk_training(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+                         struct mfs_training *out)
+{
+	struct scratch sc = {0};
+	Onnx__TrainingInfoProto *tp = NULL;
+	int rc = check_depth(w, depth, start);
+	if (rc)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	for (uint64_t pos = start; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e) {
+			rc = wire_fail(w, e, pos, false);
+			goto out;
+		}
+		pos = f.end;
+		if (f.num == 1 || f.num == 2) {
+			const char *what = f.num == 1 ? "initialization" : "algorithm";
+			struct mfs_graph **slot = f.num == 1 ? &out->initialization : &out->algorithm;
+			if ((rc = want_len(w, &f, what)))
+				goto out;
+			if (*slot) {
+				rc = fail(w, -EUCLEAN, f.start, "training_info has two %s graphs", what);
+				goto out;
+			}
+			size_t mark = path_push(w, ".%s", what);
+			rc = walk_graph(w, f.val, f.end, depth + 1, slot);
+			path_pop(w, mark);
+		} else {
+			rc = scratch_add(w, &sc, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	/* Only the bindings are left; decode them to validate the message. */
+	rc = unpack(w, &onnx__training_info_proto__descriptor, &sc, depth, start, false,
+	            (void **)&tp);
+out:
+	pb_free(tp);
+	scratch_free(&sc);
+	return rc;
+}
+
+/* ------------------------------------------------------------ model */
+
+static int add_meta(struct walker *w, struct vec *meta, const char *name, const char *value,
+                    size_t len)
+{
+	struct mfs_meta mt;
+	mt.name = mfs_arena_strdup(w->a, name);
+	mt.value = mfs_arena_alloc(w->a, len + 2);
+	if (!mt.name || !mt.value)
+		return nomem(w);
+	memcpy(mt.value, value, len);
+	mt.value[len] = '\n';
+	mt.len = len + 1;
+	return vec_add(meta, &mt, sizeof(mt)) < 0 ? nomem(w) : 0;
+}
+
+static int add_meta_str(struct walker *w, struct vec *meta, const char *name, const char *s)
+{
+	return add_meta(w, meta, name, s ? s : "", s ? strlen(s) : 0);
+}
+
+static int add_meta_shape(struct walker *w, struct vec *meta, const char *name,
+                          const struct mfs_value *v)
+{
+	if (!v)
+		return add_meta(w, meta, name, "", 0);
+	size_t need = mfs_shape_format(NULL, 0, &v->shape);
+	char *s = malloc(need + 1);
+	if (!s)
+		return nomem(w);
+	mfs_shape_format(s, need + 1, &v->shape);
+	int rc = add_meta(w, meta, name, s, need);
+	free(s);
+	return rc;
+}
+
+/* The meta/ files, in display order (DESIGN §3.1). */
+static int build_meta(struct walker *w, const Onnx__ModelProto *mp, const struct mfs_graph *g)
+{
+	struct mfs_desc *d = &w->m->desc;
+	struct vec meta = {0};
+	struct sbuf b = {0};
+	char num[32];
+	int rc;
+	if ((rc = add_meta_str(w, &meta, "format", "onnx")))
+		goto out;
+	snprintf(num, sizeof(num), "%lld", (long long)mp->ir_version);
+	if ((rc = add_meta_str(w, &meta, "ir_version", mp->has_ir_version ? num : NULL)))
+		goto out;
+	opset_lines(&b, mp->opset_import, mp->n_opset_import);
+	if (b.oom) {
+		rc = nomem(w);
+		goto out;
+	}
+	/* add_meta() appends the newline the last line already has. */
+	if ((rc = add_meta(w, &meta, "opset", b.p ? b.p : "", b.len ? b.len - 1 : 0)))
+		goto out;
+	if ((rc = add_meta_str(w, &meta, "producer_name", mp->producer_name)) ||
+	    (rc = add_meta_str(w, &meta, "producer_version", mp->producer_version)) ||
+	    (rc = add_meta_str(w, &meta, "domain", mp->domain)))
+		goto out;
+	snprintf(num, sizeof(num), "%lld", (long long)mp->model_version);
+	if ((rc = add_meta_str(w, &meta, "model_version", mp->has_model_version ? num : NULL)) ||
+	    (rc = add_meta_str(w, &meta, "doc_string", mp->doc_string)) ||
+	    (rc = add_meta_str(w, &meta, "graph_name", g->name)))
+		goto out;
+	const struct mfs_value *in = NULL;
+	for (size_t i = 0; i < g->n_inputs && !in; i++)
+		if (!g->input_is_init[i])
+			in = &g->inputs[i];
+	if ((rc = add_meta_shape(w, &meta, "input_shape", in)) ||
+	    (rc = add_meta_shape(w, &meta, "output_shape", g->n_outputs ? &g->outputs[0] : NULL)))
+		goto out;
+	d->meta = vec_finish(w, &meta, sizeof(struct mfs_meta));
+	d->n_meta = meta.n;
+	if (!d->meta) {
+		rc = nomem(w);
+		goto out;
+	}
+
+	d->props = mfs_arena_array(w->a, mp->n_metadata_props, sizeof(struct mfs_meta));
+	if (!d->props) {
+		rc = nomem(w);
+		goto out;
+	}
+	for (size_t i = 0; i < mp->n_metadata_props; i++) {
+		struct mfs_meta *p = &d->props[i];
+		if ((rc = name_dup(w, &p->name, mp->metadata_props[i]->key, "metadata_props key", 0)))
+			goto out;
+		p->value = adup(w, mp->metadata_props[i]->value);
+		if (!p->value) {
+			rc = nomem(w);
+			goto out;
+		}
+		p->len = strlen(p->value);
+	}
+	d->n_props = mp->n_metadata_props;
+out:
+	free(b.p);
+	free(meta.v);
+	return rc;
+}
+
+/* ModelProto fields and their wire types, to tell a model from garbage. */
+static bool model_field_ok(uint32_t num, unsigned wt)
+{
+	switch (num) {
+	case 1:
+	case 5:
+		return wt == MFS_WT_VARINT;
+	case 2: case 3: case 4: case 6: case 7: case 8: case 14: case 20: case 25: case 26:
+		return wt == MFS_WT_LEN;
+	default:
+		return false;
+	}
+}
+
+static int walk_model(struct walker *w)
+{
+	struct mfs_desc *d = &w->m->desc;
+	struct scratch sc = {0};
+	Onnx__ModelProto *mp = NULL;
+	struct vec funcs = {0}, training = {0};
+	struct mfs_graph *graph = NULL;
+	uint64_t end = w->src.size;
+	int rc = 0;
+
+	for (uint64_t pos = 0; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e) {
+			rc = wire_fail(w, e, pos, true);
+			goto out;
+		}
+		pos = f.end;
+		if (!w->top_ok && !model_field_ok(f.num, f.wt)) {
+			/* The first field of an ONNX model is a ModelProto field;
+			 * anything else is very likely not a model at all. */
+			rc = mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+			              "not an ONNX or safetensors model (bad protobuf tag at offset %"
+			              PRIu64 ")", f.start);
+			goto out;
+		}
+		w->top_ok = true;
+		size_t mark;
+		if (f.num == 7) {
+			if ((rc = want_len(w, &f, "graph")))
+				goto out;
+			if (graph) {
+				rc = fail(w, -EUCLEAN, f.start, "model has two graph fields");
+				goto out;
+			}
+			mark = path_push(w, ".graph");
+			rc = walk_graph(w, f.val, f.end, 1, &graph);
+			path_pop(w, mark);
+		} else if (f.num == 20) {
+			struct mfs_training tr;
+			if ((rc = want_len(w, &f, "training_info")))
+				goto out;
+			mark = path_push(w, ".training_info[%zu]", training.n);
+			rc = walk_training(w, f.val, f.end, 1, &tr);
+			path_pop(w, mark);
+			if (!rc && vec_add(&training, &tr, sizeof(tr)) < 0)
+				rc = nomem(w);
+		} else if (f.num == 25) {
+			struct mfs_function fn;
+			if ((rc = want_len(w, &f, "functions")))
+				goto out;
+			mark = path_push(w, ".functions[%zu]", funcs.n);
+			rc = walk_function(w, f.val, f.end, 1, &fn);
+			path_pop(w, mark);
+			if (!rc && vec_add(&funcs, &fn, sizeof(fn)) < 0)
+				rc = nomem(w);
+		} else {
+			rc = scratch_add(w, &sc, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	rc = unpack(w, &onnx__model_proto__descriptor, &sc, 0, 0, true, (void **)&mp);
+	if (rc)
+		goto out;
+	if (!graph) {
+		rc = mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+		              "not a usable ONNX model: no graph (ModelProto.graph is missing)");
+		goto out;
+	}
+	d->graph = graph;
+	d->functions = vec_finish(w, &funcs, sizeof(struct mfs_function));
+	d->n_functions = funcs.n;
+	d->training = vec_finish(w, &training, sizeof(struct mfs_training));
+	d->n_training = training.n;
+	if (!d->functions || !d->training) {
+		rc = nomem(w);
+		goto out;
+	}
+	rc = build_meta(w, mp, graph);
+out:
+	pb_free(mp);
+	scratch_free(&sc);
+	free(funcs.v);
+	free(training.v);
+	return rc;
+}
 
 int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
 {
-	(void)m;
-	return mfs_errf(err, errlen, -EUCLEAN, display, "ONNX is not supported yet");
+	uint64_t size = m->desc.files[0].size;
+	int fd = m->fds[0];
+	if (size > MFS_MAX_ONNX_FILE)
+		return mfs_errf(err, errlen, -EFBIG, display,
+		                "ONNX model file is %" PRIu64 " bytes, over protobuf's limit of 2 GiB - 1 "
+		                "(large models must use external data)", size);
+	struct walker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	w->m = m;
+	w->a = m->arena;
+	w->display = display;
+	w->err = err;
+	w->errlen = errlen;
+	mfs_wire_src_file(&w->src, fd, size, w->win);
+
+	/* The walk hops from message to message; readahead would pull in the
+	 * tensor payloads we are skipping. */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+	int rc = walk_model(w);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL);
+	if (rc == 0) {
+		m->desc.format = MFS_FORMAT_ONNX;
+		m->desc.n_tensors = w->n_tensors;
+		m->desc.n_nodes = w->n_nodes;
+	}
+	ext_free(w);
+	free(w);
+	return rc;
 }

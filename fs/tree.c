@@ -1,1 +1,1104 @@
-/* placeholder */
+/*
+ * fs/tree.c — the mount's tree, and the owner of inode numbers.
+ *
+ * mfs_tree_build() walks a model description once and lays it out as
+ * DESIGN §3.1/§3.2 say.  The result is an immutable array of entries
+ * (struct mfs_tnode, 32 bytes each) plus three side structures:
+ *
+ *   children[]   for each directory, its children's indices in display order
+ *                (a directory's u.dir.first is where its run starts), so
+ *                readdir at offset i is children[first + i];
+ *   slots[]      one open-addressing hash table over every entry, keyed by
+ *                (parent index, name), so lookup is O(1) whatever the size
+ *                of the directory (nodes/ of a big graph has 100,000 entries);
+ *   pool         the strings the tree made itself: encoded names that differ
+ *                from the model's bytes, shapes, joined input/output lists.
+ *
+ * Everything else points into the description: a node's `op_type` file is
+ * the description's op_type string plus an implicit '\n' (MFS_TNF_NL), a
+ * tensor's `data` file is a pointer to its struct mfs_tensor, a weights/
+ * directory named "conv2" points into the middle of "layer4.1.conv2.weight".
+ * So memory grows with the number of entries, never with tensor bytes.
+ *
+ * INODE NUMBERS
+ *
+ * This file owns the mapping between entries and the inode numbers the
+ * kernel sees.  The tree is built once and never changes while mounted, so
+ * the mapping is the simplest there is:
+ *
+ *	ino = index + 1         (mfs_tree_ino / mfs_tree_index in tree.h)
+ *
+ * The root is index 0, hence inode 1 = FUSE_ROOT_ID.  An inode number is
+ * therefore valid for the life of the mount, lookup counts need no
+ * bookkeeping (forget is a no-op), and the kernel may cache entries and
+ * attributes for as long as it likes.  Format ids never become inode numbers
+ * directly: a graph node's directory, a tensor's `data` file and its
+ * `dtype` file are just entries.
+ *
+ * When writes arrive (DESIGN §5) the tree will change at commit: entries may
+ * appear (new props, new tensors) or vanish.  The plan then is to keep
+ * indices stable for entries that survive (append new entries, leave
+ * tombstones for removed ones, bump a generation number) and to invalidate
+ * the kernel's cache of what changed with fuse_lowlevel_notify_inval_*; the
+ * array-plus-index design allows that without reshuffling.
+ *
+ * HOW IT WORKS
+ *
+ * While building, each directory keeps a singly linked list of its children
+ * (first child, last child, next-sibling array) so that entries may be added
+ * to any directory in any order (weights/ paths interleave), and every
+ * insertion first asks the hash table whether the name is taken.  A name
+ * that is taken gets "~1", "~2", ... (the model's `name` file stays the
+ * truth).  At the end the lists are flattened into children[] and the
+ * build-only arrays are freed.  Any allocation failure is sticky: the
+ * builder records the first error and every later step becomes a no-op.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "names.h"
+#include "tree.h"
+
+#define NONE 0u                          /* "no entry": index 0 is the root, never a child */
+#define MAX_ENTRIES (UINT32_MAX - 1u)
+
+/* ---------------------------------------------------------------- pool */
+
+/*
+ * The tree's own strings, carved from 64 KiB chunks (big strings get a chunk
+ * of their own) and freed together.
+ */
+struct chunk {
+	struct chunk *next;
+	size_t used, cap;
+	char data[];
+};
+
+struct pool {
+	struct chunk *head;
+	uint64_t bytes;
+};
+
+static char *pool_alloc(struct pool *p, size_t len)
+{
+	struct chunk *c = p->head;
+	if (!c || c->cap - c->used < len) {
+		size_t cap = len > 4096 ? len : 65536;
+		struct chunk *n = malloc(sizeof(*n) + cap);
+		if (!n)
+			return NULL;
+		n->used = 0;
+		n->cap = cap;
+		p->bytes += sizeof(*n) + cap;
+		if (c && len > 4096) {
+			/* Keep filling the current chunk: link the big one behind it. */
+			n->next = c->next;
+			c->next = n;
+		} else {
+			n->next = c;
+			p->head = n;
+		}
+		c = n;
+	}
+	char *s = c->data + c->used;
+	c->used += len;
+	return s;
+}
+
+static void pool_free(struct pool *p)
+{
+	struct chunk *c = p->head;
+	while (c) {
+		struct chunk *n = c->next;
+		free(c);
+		c = n;
+	}
+	p->head = NULL;
+}
+
+/* ---------------------------------------------------------------- tree */
+
+struct mfs_tree {
+	const struct mfs_desc *desc;    /* borrowed */
+	struct mfs_tnode *nodes;
+	uint32_t n;
+	uint32_t *children;
+	uint32_t *slots;        /* entry index, NONE = empty */
+	uint32_t mask;          /* slots has mask + 1 entries, a power of two */
+	uint64_t seed;
+	struct pool pool;
+};
+
+struct build {
+	struct mfs_tree *t;
+	const struct mfs_desc *d;
+	uint32_t cap;           /* of t->nodes */
+	uint32_t *next;         /* next sibling, parallel to t->nodes */
+	int err;                /* first failure; then everything is a no-op */
+};
+
+static uint32_t slot_of(const struct mfs_tree *t, uint32_t parent, const char *name, size_t len)
+{
+	uint64_t h = mfs_name_hash(name, len, t->seed ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ull));
+	return (uint32_t)(h ^ (h >> 32)) & t->mask;
+}
+
+static uint32_t find(const struct mfs_tree *t, uint32_t parent, const char *name, size_t len)
+{
+	for (uint32_t s = slot_of(t, parent, name, len);; s = (s + 1) & t->mask) {
+		uint32_t i = t->slots[s];
+		if (i == NONE)
+			return NONE;
+		const struct mfs_tnode *e = &t->nodes[i];
+		if (e->parent == parent && e->name_len == len && !memcmp(e->name, name, len))
+			return i;
+	}
+}
+
+static void slot_put(struct mfs_tree *t, uint32_t i)
+{
+	const struct mfs_tnode *e = &t->nodes[i];
+	uint32_t s = slot_of(t, e->parent, e->name, e->name_len);
+	while (t->slots[s] != NONE)
+		s = (s + 1) & t->mask;
+	t->slots[s] = i;
+}
+
+/* Keep the table at most 3/4 full. */
+static int slots_reserve(struct mfs_tree *t, uint32_t n)
+{
+	uint64_t want = (uint64_t)n + n / 3 + 1;
+	if (t->slots && want <= (uint64_t)t->mask + 1)
+		return 0;
+	uint64_t cap = 64;
+	while (cap < want)
+		cap *= 2;
+	if (cap > (1ull << 32))
+		return -EFBIG;
+	uint32_t *slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	free(t->slots);
+	t->slots = slots;
+	t->mask = (uint32_t)(cap - 1);
+	for (uint32_t i = 1; i < t->n; i++)
+		slot_put(t, i);
+	return 0;
+}
+
+static void set_err(struct build *b, int rc)
+{
+	if (!b->err)
+		b->err = rc;
+}
+
+/* Copy `len` bytes into the pool. */
+static const char *keep(struct build *b, const char *s, size_t len)
+{
+	if (b->err)
+		return NULL;
+	char *p = pool_alloc(&b->t->pool, len ? len : 1);
+	if (!p) {
+		set_err(b, -ENOMEM);
+		return NULL;
+	}
+	memcpy(p, s, len);
+	return p;
+}
+
+/*
+ * Append an entry named `name[0 .. len)` (final: encoded, unique in
+ * `parent`, stored where it will stay) to `parent`.  Returns its index, or
+ * NONE after a failure.
+ */
+static uint32_t add(struct build *b, uint32_t parent, const char *name, size_t len, int kind,
+                    unsigned flags)
+{
+	struct mfs_tree *t = b->t;
+	if (b->err)
+		return NONE;
+	if (t->n >= MAX_ENTRIES) {
+		set_err(b, -EFBIG);
+		return NONE;
+	}
+	if (len == 0 || len > MFS_NAME_MAX) {
+		set_err(b, -EINVAL);    /* a bug here, never the model's doing */
+		return NONE;
+	}
+	if (t->n == b->cap) {
+		uint32_t cap = b->cap < MAX_ENTRIES / 2 ? b->cap * 2 : MAX_ENTRIES;
+		struct mfs_tnode *nodes = realloc(t->nodes, (size_t)cap * sizeof(*nodes));
+		if (nodes)
+			t->nodes = nodes;
+		uint32_t *next = realloc(b->next, (size_t)cap * sizeof(*next));
+		if (next)
+			b->next = next;
+		if (!nodes || !next) {
+			set_err(b, -ENOMEM);
+			return NONE;
+		}
+		b->cap = cap;
+	}
+	int rc = slots_reserve(t, t->n + 1);
+	if (rc < 0) {
+		set_err(b, rc);
+		return NONE;
+	}
+	uint32_t i = t->n++;
+	struct mfs_tnode *e = &t->nodes[i];
+	memset(e, 0, sizeof(*e));
+	e->name = name;
+	e->name_len = (uint8_t)len;
+	e->parent = parent;
+	e->kind = (uint8_t)kind;
+	e->flags = (uint8_t)flags;
+	b->next[i] = NONE;
+	slot_put(t, i);
+
+	/* Build-time list: dir.first = first child, dir.n_subdirs = last child. */
+	struct mfs_tnode *p = &t->nodes[parent];
+	if (p->u.dir.count++ == 0)
+		p->u.dir.first = i;
+	else
+		b->next[p->u.dir.n_subdirs] = i;
+	p->u.dir.n_subdirs = i;
+	return i;
+}
+
+/*
+ * The n-th spelling of an encoded component: itself, then "base~1",
+ * "base~2", ...  A base too long for its suffix is cut before it, never
+ * inside a %XX escape.  Returns the length written to `out`.
+ */
+static size_t spelling(char *out, const char *base, size_t len, unsigned n)
+{
+	if (n == 0) {
+		memcpy(out, base, len);
+		return len;
+	}
+	char suffix[16];
+	size_t sl = (size_t)snprintf(suffix, sizeof(suffix), "~%u", n);
+	size_t keep_len = len;
+	if (keep_len + sl > MFS_NAME_MAX) {
+		keep_len = MFS_NAME_MAX - sl;
+		if (keep_len >= 1 && base[keep_len - 1] == '%')
+			keep_len -= 1;
+		else if (keep_len >= 2 && base[keep_len - 2] == '%')
+			keep_len -= 2;
+	}
+	memcpy(out, base, keep_len);
+	memcpy(out + keep_len, suffix, sl);
+	return keep_len + sl;
+}
+
+/*
+ * Encode a model-provided name for a component of at most `max` bytes.
+ * When the encoding is the name itself, *out points at the model's bytes
+ * (no copy); otherwise at `buf`.
+ */
+static size_t encode(const char **out, char buf[MFS_NAME_MAX + 1], const char *name, size_t len,
+                     size_t max)
+{
+	if (mfs_name_is_plain(name, len, max)) {
+		*out = name;
+		return len;
+	}
+	*out = buf;
+	return mfs_name_encode(buf, max, name, len);
+}
+
+/*
+ * Add a new entry under an already-encoded name `enc` (which lives in the
+ * description when `stable`, else in a scratch buffer), with "~N" when the
+ * name is taken.
+ */
+static uint32_t add_unique_enc(struct build *b, uint32_t parent, const char *enc, size_t len,
+                               bool stable, int kind, unsigned flags)
+{
+	if (b->err)
+		return NONE;
+	if (find(b->t, parent, enc, len) == NONE) {
+		const char *name = stable ? enc : keep(b, enc, len);
+		return name ? add(b, parent, name, len, kind, flags) : NONE;
+	}
+	char cand[MFS_NAME_MAX + 16];
+	for (unsigned n = 1;; n++) {
+		size_t cl = spelling(cand, enc, len, n);
+		if (find(b->t, parent, cand, cl) == NONE) {
+			const char *name = keep(b, cand, cl);
+			return name ? add(b, parent, name, cl, kind, flags) : NONE;
+		}
+	}
+}
+
+/* Add an entry for a model-provided name: encoded, made unique. */
+static uint32_t add_named(struct build *b, uint32_t parent, const char *name, size_t len, int kind,
+                          unsigned flags)
+{
+	char buf[MFS_NAME_MAX + 1];
+	const char *enc;
+	size_t el = encode(&enc, buf, name, len, MFS_NAME_MAX);
+	return add_unique_enc(b, parent, enc, el, enc == name, kind, flags);
+}
+
+/* A fixed name ("dtype", "nodes") in a directory that cannot have it yet. */
+static uint32_t add_fixed(struct build *b, uint32_t parent, const char *name, int kind,
+                          unsigned flags)
+{
+	return add(b, parent, name, strlen(name), kind, flags);
+}
+
+/* The directory `name` in `parent`: the existing one (merge) or a new one. */
+static uint32_t dir_get(struct build *b, uint32_t parent, const char *name, size_t len,
+                        bool stable)
+{
+	if (b->err)
+		return NONE;
+	uint32_t i = find(b->t, parent, name, len);
+	if (i != NONE && b->t->nodes[i].kind == MFS_TN_DIR)
+		return i;
+	return add_unique_enc(b, parent, name, len, stable, MFS_TN_DIR, 0);
+}
+
+static void set_text(struct build *b, uint32_t i, const char *p, uint64_t len, bool nl)
+{
+	if (b->err || i == NONE)
+		return;
+	struct mfs_tnode *e = &b->t->nodes[i];
+	e->u.text.p = p ? p : "";
+	e->u.text.len = p ? len : 0;
+	if (nl)
+		e->flags |= MFS_TNF_NL;
+}
+
+/* A text file with a fixed name: `s` plus '\n' when `nl`. */
+static uint32_t text_fixed(struct build *b, uint32_t parent, const char *name, const char *s,
+                           uint64_t len, bool nl, unsigned flags)
+{
+	uint32_t i = add_fixed(b, parent, name, MFS_TN_TEXT, flags);
+	set_text(b, i, s, len, nl);
+	return i;
+}
+
+/* A text file holding the C string `s` and a newline. */
+static uint32_t line_fixed(struct build *b, uint32_t parent, const char *name, const char *s,
+                           unsigned flags)
+{
+	return text_fixed(b, parent, name, s ? s : "", s ? strlen(s) : 0, true, flags);
+}
+
+/* Strings joined as lines: "a\nb\n".  One string needs no copy. */
+static uint32_t list_fixed(struct build *b, uint32_t parent, const char *name,
+                           char *const *strs, size_t n)
+{
+	if (n == 0)
+		return text_fixed(b, parent, name, "", 0, false, 0);
+	if (n == 1)
+		return line_fixed(b, parent, name, strs[0], 0);
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += (strs[i] ? strlen(strs[i]) : 0) + 1;
+	if (total > SIZE_MAX / 2) {
+		set_err(b, -EFBIG);
+		return NONE;
+	}
+	char *p = b->err ? NULL : pool_alloc(&b->t->pool, (size_t)total);
+	if (!p) {
+		set_err(b, -ENOMEM);
+		return NONE;
+	}
+	char *q = p;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strs[i] ? strlen(strs[i]) : 0;
+		memcpy(q, strs[i] ? strs[i] : "", l);
+		q[l] = '\n';
+		q += l + 1;
+	}
+	return text_fixed(b, parent, name, p, total, false, 0);
+}
+
+/* A pool copy of a formatted shape, for a `shape` file (plus '\n'). */
+static uint32_t dims_file(struct build *b, uint32_t parent, const int64_t *dims, size_t rank,
+                          unsigned flags)
+{
+	size_t len = mfs_dims_format(NULL, 0, dims, rank);
+	char *p = b->err ? NULL : pool_alloc(&b->t->pool, len + 1);
+	if (!p) {
+		set_err(b, -ENOMEM);
+		return NONE;
+	}
+	mfs_dims_format(p, len + 1, dims, rank);
+	return text_fixed(b, parent, "shape", p, len, true, flags);
+}
+
+static uint32_t shape_file(struct build *b, uint32_t parent, const struct mfs_shape *shape)
+{
+	size_t len = mfs_shape_format(NULL, 0, shape);
+	char *p = b->err ? NULL : pool_alloc(&b->t->pool, len + 1);
+	if (!p) {
+		set_err(b, -ENOMEM);
+		return NONE;
+	}
+	mfs_shape_format(p, len + 1, shape);
+	return text_fixed(b, parent, "shape", p, len, true, 0);
+}
+
+/* mfs_dtype_name() of an unknown number is a per-thread buffer: copy it. */
+static uint32_t dtype_file(struct build *b, uint32_t parent, int32_t dtype, unsigned flags)
+{
+	const char *s = mfs_dtype_name(dtype);
+	size_t len = strlen(s);
+	if (dtype < 0 || dtype >= MFS_DT_COUNT_)
+		s = keep(b, s, len);
+	return text_fixed(b, parent, "dtype", s, len, true, flags);
+}
+
+/* ------------------------------------------------------------ contents */
+
+static void graph_contents(struct build *b, uint32_t dir, const struct mfs_graph *g);
+
+/* data, dtype, shape, name of a tensor, in its directory `dir`. */
+static void tensor_contents(struct build *b, uint32_t dir, const struct mfs_tensor *t)
+{
+	if (b->err || dir == NONE)
+		return;
+	b->t->nodes[dir].flags |= MFS_TNF_TENSOR;
+	if (!t)
+		return;
+	uint32_t i = add_fixed(b, dir, "data", MFS_TN_TENSOR, MFS_TNF_OWN);
+	if (i != NONE)
+		b->t->nodes[i].u.tensor = t;
+	dtype_file(b, dir, t->dtype, MFS_TNF_OWN);
+	dims_file(b, dir, t->dims, t->rank, MFS_TNF_OWN);
+	line_fixed(b, dir, "name", t->name, MFS_TNF_OWN);
+}
+
+/* dtype, shape, name, values/, indices/ of a sparse tensor. */
+static void sparse_contents(struct build *b, uint32_t dir, const struct mfs_sparse *s)
+{
+	if (b->err || dir == NONE)
+		return;
+	b->t->nodes[dir].flags |= MFS_TNF_TENSOR;
+	if (!s)
+		return;
+	dtype_file(b, dir, s->dtype, MFS_TNF_OWN);
+	dims_file(b, dir, s->dims, s->rank, MFS_TNF_OWN);
+	line_fixed(b, dir, "name", s->name, MFS_TNF_OWN);
+	uint32_t v = add_fixed(b, dir, "values", MFS_TN_DIR, MFS_TNF_OWN);
+	tensor_contents(b, v, s->values);
+	uint32_t x = add_fixed(b, dir, "indices", MFS_TN_DIR, MFS_TNF_OWN);
+	tensor_contents(b, x, s->indices);
+}
+
+/* inputs/<name>/, outputs/<name>/, values/<name>/: dtype, shape, [doc_string]. */
+static void value_dir(struct build *b, uint32_t parent, const struct mfs_value *v)
+{
+	const char *name = v->name ? v->name : "";
+	uint32_t d = add_named(b, parent, name, strlen(name), MFS_TN_DIR, 0);
+	line_fixed(b, d, "dtype", v->dtype, 0);
+	shape_file(b, d, &v->shape);
+	if (v->doc_string)
+		line_fixed(b, d, "doc_string", v->doc_string, 0);
+}
+
+static void value_dirs(struct build *b, uint32_t dir, const struct mfs_value *v, size_t n,
+                       const bool *skip)
+{
+	for (size_t i = 0; i < n && !b->err; i++)
+		if (!(skip && skip[i]))
+			value_dir(b, dir, &v[i]);
+}
+
+/* "0/", "1/", ... for TENSORS, GRAPHS and SPARSE_TENSORS attributes. */
+static uint32_t index_dir(struct build *b, uint32_t parent, size_t i)
+{
+	char buf[32];
+	size_t len = (size_t)snprintf(buf, sizeof(buf), "%zu", i);
+	const char *name = keep(b, buf, len);
+	return name ? add(b, parent, name, len, MFS_TN_DIR, 0) : NONE;
+}
+
+static void attr_entry(struct build *b, uint32_t attrs, const struct mfs_attr *a)
+{
+	const char *name = a->name ? a->name : "";
+	size_t len = strlen(name);
+	uint32_t d;
+	switch (a->type) {
+	case MFS_ATTR_TENSOR:
+		d = add_named(b, attrs, name, len, MFS_TN_DIR, 0);
+		tensor_contents(b, d, a->n_tensors ? a->tensors[0] : NULL);
+		break;
+	case MFS_ATTR_SPARSE_TENSOR:
+		d = add_named(b, attrs, name, len, MFS_TN_DIR, 0);
+		sparse_contents(b, d, a->n_sparse ? a->sparse[0] : NULL);
+		break;
+	case MFS_ATTR_GRAPH:
+		d = add_named(b, attrs, name, len, MFS_TN_DIR, 0);
+		if (a->n_graphs)
+			graph_contents(b, d, a->graphs[0]);
+		break;
+	case MFS_ATTR_TENSORS:
+		d = add_named(b, attrs, name, len, MFS_TN_DIR, 0);
+		for (size_t k = 0; k < a->n_tensors && !b->err; k++)
+			tensor_contents(b, index_dir(b, d, k), a->tensors[k]);
+		break;
+	case MFS_ATTR_SPARSE_TENSORS:
+		d = add_named(b, attrs, name, len, MFS_TN_DIR, 0);
+		for (size_t k = 0; k < a->n_sparse && !b->err; k++)
+			sparse_contents(b, index_dir(b, d, k), a->sparse[k]);
+		break;
+	case MFS_ATTR_GRAPHS:
+		d = add_named(b, attrs, name, len, MFS_TN_DIR, 0);
+		for (size_t k = 0; k < a->n_graphs && !b->err; k++)
+			graph_contents(b, index_dir(b, d, k), a->graphs[k]);
+		break;
+	default:
+		d = add_named(b, attrs, name, len, MFS_TN_TEXT, 0);
+		set_text(b, d, a->text, a->text_len, false);
+		break;
+	}
+}
+
+static void attr_entries(struct build *b, uint32_t attrs, const struct mfs_attr *a, size_t n)
+{
+	for (size_t i = 0; i < n && !b->err; i++)
+		attr_entry(b, attrs, &a[i]);
+}
+
+/* Decimal digits of n (at least 1). */
+static int digits(size_t n)
+{
+	int w = 1;
+	while (n >= 10) {
+		n /= 10;
+		w++;
+	}
+	return w;
+}
+
+/* nodes/<NNNN>-<op_type>/ for a graph or a function. */
+static void node_dirs(struct build *b, uint32_t dir, const struct mfs_node *nodes, size_t n)
+{
+	int width = digits(n) > 4 ? digits(n) : 4;
+	for (size_t i = 0; i < n && !b->err; i++) {
+		const struct mfs_node *nd = &nodes[i];
+		const char *op = nd->op_type ? nd->op_type : "";
+		char name[MFS_NAME_MAX + 1];
+		int pl = snprintf(name, sizeof(name), "%0*zu-", width, i);
+		size_t len = (size_t)pl + mfs_name_encode(name + pl, MFS_NAME_MAX - (size_t)pl, op,
+		                                          strlen(op));
+		/* Unique by construction: the number is. */
+		const char *kept = keep(b, name, len);
+		uint32_t d = kept ? add(b, dir, kept, len, MFS_TN_DIR, 0) : NONE;
+		line_fixed(b, d, "op_type", op, 0);
+		line_fixed(b, d, "domain", nd->domain, 0);
+		line_fixed(b, d, "name", nd->name, 0);
+		if (nd->doc_string)
+			line_fixed(b, d, "doc_string", nd->doc_string, 0);
+		list_fixed(b, d, "inputs", nd->inputs, nd->n_inputs);
+		list_fixed(b, d, "outputs", nd->outputs, nd->n_outputs);
+		uint32_t attrs = add_fixed(b, d, "attrs", MFS_TN_DIR, 0);
+		attr_entries(b, attrs, nd->attrs, nd->n_attrs);
+	}
+}
+
+/* --------------------------------------------------------------- weights */
+
+static const char *const tensor_own[] = {"data", "dtype", "shape", "name", NULL};
+static const char *const sparse_own[] = {"dtype", "shape", "name", "values", "indices", NULL};
+
+/* Can an existing directory become the directory of a tensor with `own` entries? */
+static bool can_host(const struct build *b, uint32_t d, const char *const *own)
+{
+	const struct mfs_tnode *e = &b->t->nodes[d];
+	if (e->kind != MFS_TN_DIR || (e->flags & (MFS_TNF_OWN | MFS_TNF_TENSOR)))
+		return false;
+	for (; *own; own++)
+		if (find(b->t, d, *own, strlen(*own)) != NONE)
+			return false;
+	return true;
+}
+
+/*
+ * The directory of tensor `name` under weights/ (DESIGN §3.1): its split
+ * path, merging with directories other tensors made, with "~N" on a segment
+ * that would land on a tensor's own entry (`data` beside data) or on a
+ * directory that already holds a tensor.  Returns the directory, which the
+ * caller fills.
+ */
+static uint32_t weight_dir(struct build *b, uint32_t weights, const char *name,
+                           const char *const *own)
+{
+	struct mfs_split s;
+	const char *seg, *next_seg;
+	size_t seg_len, next_len;
+	uint32_t cur = weights;
+	mfs_split_init(&s, name, strlen(name));
+	bool have = mfs_split_next(&s, &seg, &seg_len);
+	while (have && !b->err) {
+		bool more = mfs_split_next(&s, &next_seg, &next_len);
+		char buf[MFS_NAME_MAX + 1], cand[MFS_NAME_MAX + 16];
+		const char *enc;
+		size_t el = encode(&enc, buf, seg, seg_len, MFS_NAME_MAX);
+		uint32_t found = NONE;
+		for (unsigned n = 0; found == NONE && !b->err; n++) {
+			const char *cn = n ? cand : enc;
+			size_t cl = n ? spelling(cand, enc, el, n) : el;
+			uint32_t c = find(b->t, cur, cn, cl);
+			if (c == NONE) {
+				const char *kept = (n == 0 && enc == seg) ? seg : keep(b, cn, cl);
+				if (kept)
+					found = add(b, cur, kept, cl, MFS_TN_DIR, 0);
+				break;
+			}
+			const struct mfs_tnode *e = &b->t->nodes[c];
+			if (more ? (e->kind == MFS_TN_DIR && !(e->flags & MFS_TNF_OWN)) : can_host(b, c, own))
+				found = c;
+		}
+		cur = found;
+		seg = next_seg;
+		seg_len = next_len;
+		have = more;
+	}
+	return b->err ? NONE : cur;
+}
+
+static void weights_contents(struct build *b, uint32_t dir, const struct mfs_graph *g)
+{
+	for (size_t i = 0; i < g->n_inits && !b->err; i++) {
+		const struct mfs_tensor *t = g->inits[i];
+		uint32_t d = weight_dir(b, dir, t->name ? t->name : "", tensor_own);
+		tensor_contents(b, d, t);
+	}
+	for (size_t i = 0; i < g->n_sparse_inits && !b->err; i++) {
+		const struct mfs_sparse *s = g->sparse_inits[i];
+		uint32_t d = weight_dir(b, dir, s->name ? s->name : "", sparse_own);
+		sparse_contents(b, d, s);
+	}
+}
+
+/* ---------------------------------------------------------------- graphs */
+
+/* inputs/ outputs/ values/ nodes/ weights/ of a graph, in `dir`. */
+static void graph_dirs(struct build *b, uint32_t dir, const struct mfs_graph *g)
+{
+	uint32_t d = dir_get(b, dir, "inputs", 6, true);
+	value_dirs(b, d, g->inputs, g->n_inputs, g->input_is_init);
+	d = dir_get(b, dir, "outputs", 7, true);
+	value_dirs(b, d, g->outputs, g->n_outputs, NULL);
+	d = dir_get(b, dir, "values", 6, true);
+	value_dirs(b, d, g->values, g->n_values, NULL);
+	d = dir_get(b, dir, "nodes", 5, true);
+	node_dirs(b, d, g->nodes, g->n_nodes);
+	d = dir_get(b, dir, "weights", 7, true);
+	weights_contents(b, d, g);
+}
+
+/* A subgraph's directory (GRAPH attributes, training): name, [doc_string], dirs. */
+static void graph_contents(struct build *b, uint32_t dir, const struct mfs_graph *g)
+{
+	if (b->err || dir == NONE || !g)
+		return;
+	line_fixed(b, dir, "name", g->name, 0);
+	if (g->doc_string)
+		line_fixed(b, dir, "doc_string", g->doc_string, 0);
+	graph_dirs(b, dir, g);
+}
+
+/* ------------------------------------------------------------- functions */
+
+static void function_dir(struct build *b, uint32_t functions, const struct mfs_function *f)
+{
+	char buf[MFS_NAME_MAX + 1];
+	const char *enc;
+	const char *domain = f->domain ? f->domain : "";
+	size_t el = encode(&enc, buf, domain, strlen(domain), MFS_NAME_MAX);
+	uint32_t dd = dir_get(b, functions, enc, el, enc == domain);
+	const char *name = f->name ? f->name : "";
+	uint32_t d = add_named(b, dd, name, strlen(name), MFS_TN_DIR, 0);
+	line_fixed(b, d, "name", f->name, 0);
+	line_fixed(b, d, "domain", f->domain, 0);
+	if (f->doc_string)
+		line_fixed(b, d, "doc_string", f->doc_string, 0);
+	list_fixed(b, d, "inputs", f->inputs, f->n_inputs);
+	list_fixed(b, d, "outputs", f->outputs, f->n_outputs);
+
+	/* Declared attributes, then those that carry a default (IR 9). */
+	size_t n = f->n_attributes + f->n_attr_defaults;
+	if (f->n_attr_defaults == 0) {
+		list_fixed(b, d, "attributes", f->attributes, f->n_attributes);
+	} else if (!b->err) {
+		char **all = malloc(n * sizeof(*all));
+		if (!all) {
+			set_err(b, -ENOMEM);
+			return;
+		}
+		for (size_t i = 0; i < f->n_attributes; i++)
+			all[i] = f->attributes[i];
+		for (size_t i = 0; i < f->n_attr_defaults; i++)
+			all[f->n_attributes + i] = f->attr_defaults[i].name ? f->attr_defaults[i].name : "";
+		list_fixed(b, d, "attributes", all, n);
+		free(all);
+	}
+	text_fixed(b, d, "opset", f->opset_text, f->opset_len, false, 0);
+	uint32_t nodes = add_fixed(b, d, "nodes", MFS_TN_DIR, 0);
+	node_dirs(b, nodes, f->nodes, f->n_nodes);
+	if (f->n_attr_defaults) {
+		uint32_t attrs = add_fixed(b, d, "attrs", MFS_TN_DIR, 0);
+		attr_entries(b, attrs, f->attr_defaults, f->n_attr_defaults);
+	}
+}
+
+/* ------------------------------------------------------------------ root */
+
+/*
+ * The model's source files at the root, at their relative paths, so that a
+ * loader opening the root model file finds its external data beside it.
+ * These are real file names, used as they are; only what no file can be
+ * called ("", ".", too long) is skipped or encoded.
+ */
+static bool is_file_name(const char *p, size_t len)
+{
+	return len >= 1 && len <= MFS_NAME_MAX && !(len == 1 && p[0] == '.') &&
+	       !(len == 2 && p[0] == '.' && p[1] == '.');
+}
+
+static void source_file(struct build *b, size_t idx)
+{
+	const char *p = b->d->files[idx].path ? b->d->files[idx].path : "";
+	uint32_t cur = MFS_TREE_ROOT;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (!slash) {
+			uint32_t f = is_file_name(p, len)
+			                     ? add_unique_enc(b, cur, p, len, true, MFS_TN_SRC, 0)
+			                     : add_named(b, cur, p, len, MFS_TN_SRC, 0);
+			if (f != NONE)
+				b->t->nodes[f].u.src = idx;
+			return;
+		}
+		if (is_file_name(p, len)) {
+			cur = dir_get(b, cur, p, len, true);
+		} else if (len > MFS_NAME_MAX) {
+			char buf[MFS_NAME_MAX + 1];
+			const char *enc;
+			size_t el = encode(&enc, buf, p, len, MFS_NAME_MAX);
+			cur = dir_get(b, cur, enc, el, enc == p);
+		}
+		/* "" and "." (a//b, ./b) add no level. */
+		if (b->err)
+			return;
+		p = slash + 1;
+	}
+}
+
+static void root_contents(struct build *b)
+{
+	const struct mfs_desc *d = b->d;
+
+	/* Source files first: their names are fixed by the model's loader. */
+	for (size_t i = 0; i < d->n_files && !b->err; i++)
+		source_file(b, i);
+
+	uint32_t meta = dir_get(b, MFS_TREE_ROOT, "meta", 4, true);
+	for (size_t i = 0; i < d->n_meta && !b->err; i++) {
+		const struct mfs_meta *m = &d->meta[i];
+		const char *name = m->name ? m->name : "";
+		uint32_t f = add_named(b, meta, name, strlen(name), MFS_TN_TEXT, 0);
+		set_text(b, f, m->value, m->len, false);
+	}
+	uint32_t props = dir_get(b, meta, "props", 5, true);
+	for (size_t i = 0; i < d->n_props && !b->err; i++) {
+		const struct mfs_meta *m = &d->props[i];
+		const char *name = m->name ? m->name : "";
+		uint32_t f = add_named(b, props, name, strlen(name), MFS_TN_TEXT, 0);
+		set_text(b, f, m->value, m->len, true);
+	}
+
+	const struct mfs_graph *g = d->graph;
+	if (g && d->format == MFS_FORMAT_ONNX) {
+		graph_dirs(b, MFS_TREE_ROOT, g);
+	} else if (g) {
+		/* safetensors and friends: tensors only (DESIGN §3.2). */
+		uint32_t w = dir_get(b, MFS_TREE_ROOT, "weights", 7, true);
+		weights_contents(b, w, g);
+	}
+
+	if (d->n_functions) {
+		uint32_t fd = dir_get(b, MFS_TREE_ROOT, "functions", 9, true);
+		for (size_t i = 0; i < d->n_functions && !b->err; i++)
+			function_dir(b, fd, &d->functions[i]);
+	}
+	if (d->n_training) {
+		uint32_t td = dir_get(b, MFS_TREE_ROOT, "training", 8, true);
+		for (size_t i = 0; i < d->n_training && !b->err; i++) {
+			uint32_t di = index_dir(b, td, i);
+			const struct mfs_training *tr = &d->training[i];
+			if (tr->initialization)
+				graph_contents(b, add_fixed(b, di, "initialization", MFS_TN_DIR, 0),
+				               tr->initialization);
+			if (tr->algorithm)
+				graph_contents(b, add_fixed(b, di, "algorithm", MFS_TN_DIR, 0),
+				               tr->algorithm);
+		}
+	}
+}
+
+/*
+ * Flatten the build-time sibling lists into children[] and count each
+ * directory's subdirectories.
+ */
+static int finish(struct build *b)
+{
+	struct mfs_tree *t = b->t;
+	if (t->n < b->cap) {
+		struct mfs_tnode *nodes = realloc(t->nodes, (size_t)t->n * sizeof(*nodes));
+		if (nodes)
+			t->nodes = nodes;
+	}
+	t->children = malloc((size_t)(t->n > 1 ? t->n - 1 : 1) * sizeof(*t->children));
+	if (!t->children)
+		return -ENOMEM;
+	uint32_t pos = 0;
+	for (uint32_t i = 0; i < t->n; i++) {
+		struct mfs_tnode *e = &t->nodes[i];
+		if (e->kind != MFS_TN_DIR)
+			continue;
+		uint32_t start = pos, subdirs = 0;
+		for (uint32_t c = e->u.dir.count ? e->u.dir.first : NONE; c != NONE; c = b->next[c]) {
+			t->children[pos++] = c;
+			subdirs += t->nodes[c].kind == MFS_TN_DIR;
+		}
+		e->u.dir.first = start;
+		e->u.dir.n_subdirs = subdirs;
+	}
+	free(b->next);
+	b->next = NULL;
+	return 0;
+}
+
+/*
+ * About how many entries the tree of `g` will have.  Sizing the arrays and
+ * the hash table once up front spares the rehashes of a growing table, which
+ * are random memory accesses over the whole table: on a 100,000-node graph
+ * they cost more than the rest of the build.
+ */
+static uint64_t estimate_graph(const struct mfs_graph *g);
+
+static uint64_t estimate_attrs(const struct mfs_attr *a, size_t n)
+{
+	uint64_t e = n;
+	for (size_t i = 0; i < n; i++) {
+		e += a[i].n_tensors * 6 + a[i].n_sparse * 16;
+		for (size_t k = 0; k < a[i].n_graphs; k++)
+			e += 2 + estimate_graph(a[i].graphs[k]);
+	}
+	return e;
+}
+
+static uint64_t estimate_nodes(const struct mfs_node *nodes, size_t n)
+{
+	uint64_t e = 0;
+	for (size_t i = 0; i < n; i++)
+		e += 8 + estimate_attrs(nodes[i].attrs, nodes[i].n_attrs);
+	return e;
+}
+
+static uint64_t estimate_graph(const struct mfs_graph *g)
+{
+	if (!g)
+		return 0;
+	return 8 + 4 * ((uint64_t)g->n_inputs + g->n_outputs + g->n_values) +
+	       estimate_nodes(g->nodes, g->n_nodes) + 6 * (uint64_t)g->n_inits +
+	       16 * (uint64_t)g->n_sparse_inits;
+}
+
+static uint64_t estimate(const struct mfs_desc *d)
+{
+	uint64_t e = 16 + 2 * (uint64_t)d->n_files + d->n_meta + d->n_props + estimate_graph(d->graph);
+	for (size_t i = 0; i < d->n_functions; i++)
+		e += 12 + estimate_nodes(d->functions[i].nodes, d->functions[i].n_nodes) +
+		     estimate_attrs(d->functions[i].attr_defaults, d->functions[i].n_attr_defaults);
+	for (size_t i = 0; i < d->n_training; i++)
+		e += 3 + estimate_graph(d->training[i].initialization) +
+		     estimate_graph(d->training[i].algorithm);
+	return e;
+}
+
+static uint64_t random_seed(void)
+{
+	uint64_t seed;
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
+	}
+	return seed;
+}
+
+int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc)
+{
+	*out = NULL;
+	struct build b = {.d = desc};
+	int rc;
+	b.t = calloc(1, sizeof(*b.t));
+	if (!b.t)
+		return -ENOMEM;
+	b.t->seed = random_seed();
+	b.t->desc = desc;
+	uint64_t est = estimate(desc);
+	b.cap = est < 1024 ? 1024 : est > MAX_ENTRIES ? MAX_ENTRIES : (uint32_t)est;
+	b.t->nodes = malloc((size_t)b.cap * sizeof(*b.t->nodes));
+	b.next = malloc((size_t)b.cap * sizeof(*b.next));
+	rc = (!b.t->nodes || !b.next) ? -ENOMEM : slots_reserve(b.t, b.cap);
+	if (rc < 0)
+		goto out;
+
+	/* The root: empty name, its own parent, never in the hash table. */
+	struct mfs_tnode *root = &b.t->nodes[0];
+	memset(root, 0, sizeof(*root));
+	root->name = "";
+	root->kind = MFS_TN_DIR;
+	b.next[0] = NONE;
+	b.t->n = 1;
+
+	root_contents(&b);
+	rc = b.err;
+	if (rc < 0)
+		goto out;
+	rc = finish(&b);
+	if (rc < 0)
+		goto out;
+	*out = b.t;
+	b.t = NULL;
+out:
+	free(b.next);
+	mfs_tree_destroy(b.t);
+	return rc;
+}
+
+void mfs_tree_destroy(struct mfs_tree *t)
+{
+	if (!t)
+		return;
+	pool_free(&t->pool);
+	free(t->slots);
+	free(t->children);
+	free(t->nodes);
+	free(t);
+}
+
+/* ---------------------------------------------------------------- queries */
+
+uint32_t mfs_tree_count(const struct mfs_tree *t)
+{
+	return t->n;
+}
+
+const struct mfs_tnode *mfs_tree_node(const struct mfs_tree *t, uint64_t idx)
+{
+	return idx < t->n ? &t->nodes[idx] : NULL;
+}
+
+uint32_t mfs_tree_child(const struct mfs_tree *t, uint32_t dir, uint32_t i)
+{
+	return t->children[t->nodes[dir].u.dir.first + i];
+}
+
+int mfs_tree_lookup(const struct mfs_tree *t, uint32_t dir, const char *name, size_t len,
+                    uint32_t *out)
+{
+	if (dir >= t->n)
+		return -ENOENT;
+	if (t->nodes[dir].kind != MFS_TN_DIR)
+		return -ENOTDIR;
+	if (len > MFS_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (len == 0)
+		return -ENOENT;
+	uint32_t i = find(t, dir, name, len);
+	if (i == NONE)
+		return -ENOENT;
+	*out = i;
+	return 0;
+}
+
+int mfs_tree_resolve(const struct mfs_tree *t, const char *path, uint32_t *out)
+{
+	uint32_t cur = MFS_TREE_ROOT;
+	const char *p = path;
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (len == 2 && p[0] == '.' && p[1] == '.') {
+			cur = t->nodes[cur].parent;
+		} else if (len && !(len == 1 && p[0] == '.')) {
+			int rc = mfs_tree_lookup(t, cur, p, len, &cur);
+			if (rc < 0)
+				return rc;
+		}
+		if (!slash)
+			break;
+		p = slash + 1;
+	}
+	*out = cur;
+	return 0;
+}
+
+uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx)
+{
+	const struct mfs_tnode *e = &t->nodes[idx];
+	switch (e->kind) {
+	case MFS_TN_DIR:
+		return e->u.dir.count;
+	case MFS_TN_TEXT:
+		return e->u.text.len + ((e->flags & MFS_TNF_NL) != 0);
+	case MFS_TN_TENSOR:
+		return e->u.tensor->nbytes;
+	default:
+		/* MFS_TN_SRC: the size the file had when the model was opened. */
+		return t->desc->files[e->u.src].size;
+	}
+}
+
+size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off, size_t len,
+                           const char **p, size_t *n, bool *nl)
+{
+	const struct mfs_tnode *e = &t->nodes[idx];
+	uint64_t tlen = e->u.text.len;
+	*p = e->u.text.p;
+	*n = 0;
+	*nl = false;
+	if (off < tlen) {
+		*p = e->u.text.p + off;
+		*n = tlen - off < len ? (size_t)(tlen - off) : len;
+	}
+	if ((e->flags & MFS_TNF_NL) && off <= tlen && *n < len && off + *n == tlen)
+		*nl = true;
+	return *n + *nl;
+}
+
+size_t mfs_tree_text_read(const struct mfs_tree *t, uint32_t idx, void *buf, size_t len,
+                          uint64_t off)
+{
+	const char *p;
+	size_t n;
+	bool nl;
+	size_t total = mfs_tree_text_slice(t, idx, off, len, &p, &n, &nl);
+	memcpy(buf, p, n);
+	if (nl)
+		((char *)buf)[n] = '\n';
+	return total;
+}
+
+uint64_t mfs_tree_mem(const struct mfs_tree *t)
+{
+	return sizeof(*t) + (uint64_t)t->n * sizeof(*t->nodes) +
+	       (uint64_t)(t->n ? t->n - 1 : 0) * sizeof(*t->children) +
+	       ((uint64_t)t->mask + 1) * sizeof(*t->slots) + t->pool.bytes;
+}

@@ -120,6 +120,168 @@ static void walk_all(struct walk *w, const struct mfs_desc *d)
 	}
 }
 
+/*
+ * Hidden subcommands for tests/tools/onnx_xcheck.py, which compares what the
+ * codec sees with python3-onnx.  `dump-tensors` prints one line per tensor in
+ * the order of the info tensor table:
+ *     <where> TAB <name> TAB <dtype> TAB <dims> TAB <nbytes> TAB <fnv1a64 of data>
+ * `dump-nodes` prints the graphs and nodes in walk order.  Names are escaped
+ * (\\, \t, \n, \xHH for other control bytes) so each record is one line.
+ */
+static void put_escaped(const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '\\')
+			fputs("\\\\", stdout);
+		else if (c == '\t')
+			fputs("\\t", stdout);
+		else if (c == '\n')
+			fputs("\\n", stdout);
+		else if (c < 0x20 || c == 0x7f)
+			printf("\\x%02x", c);
+		else
+			putchar(c);
+	}
+}
+
+struct dump {
+	const mfs_model *m;
+	int rc;
+};
+
+static void dump_tensor(struct dump *dp, const char *where, const struct mfs_tensor *t)
+{
+	static unsigned char buf[1 << 20];
+	uint64_t h = 0xcbf29ce484222325ull;     /* FNV-1a 64 */
+	uint64_t off = 0;
+	while (off < t->nbytes) {
+		ssize_t n = mfs_tensor_read(dp->m, t, buf, sizeof(buf), off);
+		if (n <= 0) {
+			fprintf(stderr, "modelfs: reading tensor '%s': %s\n", t->name,
+			        n < 0 ? strerror((int)-n) : "short read");
+			dp->rc = 1;
+			break;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			h ^= buf[i];
+			h *= 0x100000001b3ull;
+		}
+		off += (uint64_t)n;
+	}
+	char dims[4096];
+	mfs_dims_format(dims, sizeof(dims), t->dims, t->rank);
+	printf("%s\t", where);
+	put_escaped(t->name);
+	printf("\t%s\t%s\t%" PRIu64 "\t%016" PRIx64 "\n", mfs_dtype_name(t->dtype), dims,
+	       t->nbytes, h);
+}
+
+static void dump_graph(struct dump *dp, const struct mfs_graph *g);
+
+static void dump_attrs(struct dump *dp, const struct mfs_attr *attrs, size_t n)
+{
+	for (size_t a = 0; a < n; a++) {
+		const struct mfs_attr *at = &attrs[a];
+		for (size_t k = 0; k < at->n_tensors; k++)
+			dump_tensor(dp, "attr", at->tensors[k]);
+		for (size_t k = 0; k < at->n_sparse; k++) {
+			dump_tensor(dp, "attr", at->sparse[k]->values);
+			dump_tensor(dp, "attr", at->sparse[k]->indices);
+		}
+		for (size_t k = 0; k < at->n_graphs; k++)
+			dump_graph(dp, at->graphs[k]);
+	}
+}
+
+static void dump_graph(struct dump *dp, const struct mfs_graph *g)
+{
+	for (size_t i = 0; i < g->n_inits; i++)
+		dump_tensor(dp, "weight", g->inits[i]);
+	for (size_t i = 0; i < g->n_sparse_inits; i++) {
+		dump_tensor(dp, "sparse", g->sparse_inits[i]->values);
+		dump_tensor(dp, "sparse", g->sparse_inits[i]->indices);
+	}
+	for (size_t i = 0; i < g->n_nodes; i++)
+		dump_attrs(dp, g->nodes[i].attrs, g->nodes[i].n_attrs);
+}
+
+static void put_list(char *const *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			putchar(',');
+		put_escaped(v[i]);
+	}
+}
+
+static void put_values(const struct mfs_value *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			putchar(',');
+		put_escaped(v[i].name);
+	}
+}
+
+static void dump_nodes_graph(const struct mfs_graph *g, unsigned depth)
+{
+	printf("graph\t%u\t", depth);
+	put_escaped(g->name);
+	putchar('\t');
+	put_values(g->inputs, g->n_inputs);
+	putchar('\t');
+	put_values(g->outputs, g->n_outputs);
+	putchar('\n');
+	for (size_t i = 0; i < g->n_nodes; i++) {
+		const struct mfs_node *nd = &g->nodes[i];
+		printf("node\t%u\t", depth);
+		put_escaped(nd->op_type);
+		putchar('\t');
+		put_escaped(nd->domain);
+		putchar('\t');
+		put_list(nd->inputs, nd->n_inputs);
+		putchar('\t');
+		put_list(nd->outputs, nd->n_outputs);
+		putchar('\n');
+		for (size_t a = 0; a < nd->n_attrs; a++)
+			for (size_t k = 0; k < nd->attrs[a].n_graphs; k++)
+				dump_nodes_graph(nd->attrs[a].graphs[k], depth + 1);
+	}
+}
+
+static int cmd_dump(const char *path, bool nodes)
+{
+	mfs_model *m = NULL;
+	char err[1024];
+	if (mfs_model_open(&m, path, NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "modelfs: %s\n", err);
+		return 1;
+	}
+	const struct mfs_desc *d = mfs_model_desc(m);
+	struct dump dp = {.m = m, .rc = 0};
+	if (nodes) {
+		dump_nodes_graph(d->graph, 0);
+		printf("counts\t%" PRIu64 "\t%" PRIu64 "\n", d->n_nodes, d->n_tensors);
+	} else {
+		dump_graph(&dp, d->graph);
+		for (size_t i = 0; i < d->n_functions; i++) {
+			const struct mfs_function *fn = &d->functions[i];
+			for (size_t k = 0; k < fn->n_nodes; k++)
+				dump_attrs(&dp, fn->nodes[k].attrs, fn->nodes[k].n_attrs);
+			dump_attrs(&dp, fn->attr_defaults, fn->n_attr_defaults);
+		}
+		for (size_t i = 0; i < d->n_training; i++) {
+			if (d->training[i].initialization)
+				dump_graph(&dp, d->training[i].initialization);
+			if (d->training[i].algorithm)
+				dump_graph(&dp, d->training[i].algorithm);
+		}
+	}
+	mfs_model_close(m);
+	return dp.rc;
+}
+
 static int cmd_info(const char *path)
 {
 	mfs_model *m = NULL;
@@ -172,6 +334,10 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "info"))
 		return cmd_info(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "dump-tensors"))     /* hidden: for tests */
+		return cmd_dump(argv[2], false);
+	if (argc == 3 && !strcmp(argv[1], "dump-nodes"))        /* hidden: for tests */
+		return cmd_dump(argv[2], true);
 	usage(stderr);
 	return 2;
 }

@@ -38,8 +38,9 @@ extern "C" {
 
 /*
  * Element types.  The numbers are ONNX's TensorProto.DataType values, so an
- * ONNX data_type maps 1:1; other formats map their names onto these.  A value
- * outside this list (a newer ONNX type) is kept as the raw number.
+ * ONNX data_type maps 1:1; other formats map their names onto these, and
+ * types ONNX has no number for get one from 1000 up.  A value outside this
+ * list (a newer ONNX type) is kept as the raw number.
  */
 enum mfs_dtype {
 	MFS_DT_UNDEFINED = 0,
@@ -69,7 +70,16 @@ enum mfs_dtype {
 	MFS_DT_FLOAT8E8M0 = 24,
 	MFS_DT_UINT2 = 25,
 	MFS_DT_INT2 = 26,
-	MFS_DT_COUNT_ = 27
+	MFS_DT_COUNT_ = 27,
+
+	/*
+	 * Types other formats have and ONNX does not number.  They live at
+	 * 1000 and above so they can never collide with a future ONNX value.
+	 */
+	MFS_DT_EXT_FIRST_ = 1000,
+	MFS_DT_FLOAT6E2M3 = 1000,       /* safetensors F6_E2M3 (6 bits) */
+	MFS_DT_FLOAT6E3M2 = 1001,       /* safetensors F6_E3M2 (6 bits) */
+	MFS_DT_EXT_END_ = 1002
 };
 
 /*

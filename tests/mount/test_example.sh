@@ -6,6 +6,7 @@
 model=$MFS_SRC/examples/linear.onnx
 sum_before=$(sha256sum "$model" | cut -d' ' -f1)
 mnt=$MFS_TMP/m
+mkdir -p "$mnt"
 
 # A relative model path must work: the daemon resolves it before it
 # daemonizes and changes directory.

@@ -110,7 +110,7 @@ def main():
 
     # A data file in a subdirectory appears there at the root.
     d2 = os.path.join(t.tmp, "ext2")
-    os.makedirs(d2)
+    os.makedirs(os.path.join(d2, "data"))
     p2 = os.path.join(d2, "m.onnx")
     onnx.save_model(make_model(np.random.default_rng(7))[0], p2, save_as_external_data=True,
                     all_tensors_to_one_file=True, location="data/w.bin", size_threshold=0)

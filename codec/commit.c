@@ -1,0 +1,972 @@
+/*
+ * codec/commit.c — the commit engine: how a new version of a model reaches
+ * the disk without ever leaving a corrupt model behind.
+ *
+ * Two paths.  REWRITE builds the whole new file beside the model and renames
+ * it over the model (reliability.md §1.7); it works for every edit and is
+ * the default.  IN PLACE, for edits that keep every byte where it was
+ * (same-size tensor writes in a big model), writes the changed ranges first
+ * to a redo log and then into the model, so a 4 MiB edit of a 1 GiB model
+ * costs 8 MiB of writes instead of 1 GiB (performance.md §0.4).  Both are
+ * driven by a list of pieces from a format's splice writer; this file knows
+ * no format.  Every system call goes through mfs_io, and the tests fail each
+ * one in turn (reliability.md §7.1, C1–C12).
+ *
+ * REWRITE: states, in order.  A failure in R0..R9 goes to FAIL.
+ *
+ *   R0  CHECK     fstatat(model): same identity as `expect` (else ESTALE), a
+ *                 regular file with one link (else EMLINK), and no redo log
+ *                 waiting for recovery (else EBUSY).
+ *   R1  CREATE    tfd = openat(".<model>.modelfs-tmp-<pid>-<rand>",
+ *                 O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW, 0600), retried on EEXIST.
+ *   R2  LOCK      lfd = openat(temp, O_RDONLY); flock(lfd, LOCK_EX|LOCK_NB).
+ *   R3  OWNER     fstat(tfd); fchown(tfd) to the model's uid/gid if they differ.
+ *   R4  ALLOCATE  fallocate(tfd, 0, size): ENOSPC now rather than at 90 %;
+ *                 skipped where unsupported (EOPNOTSUPP, EINVAL, ENOSYS).
+ *   R5  WRITE     the pieces, end to end: copy_file_range for COPY pieces
+ *                 (pread/pwrite where it is refused), pwrite for the rest.
+ *   R6  MODE      fchmod(tfd, model's mode).  After the writes, because an
+ *                 unprivileged write clears set-user-ID bits, and because
+ *                 0600 kept the half-written file private until now.
+ *   R7  SYNC      fsync(tfd); fstat(tfd) gives the new identity (rename does
+ *                 not change mtime).
+ *   R8  CLOSE     close(tfd), checked.
+ *   R9  RECHECK   fstatat(model): identity still `expect` (else ESTALE).
+ *   R10 RENAME    renameat(temp, model).  THE COMMIT POINT.
+ *   R11 DIRSYNC   fsync(directory).  Failure: the new file is in place but
+ *                 may not survive a power cut; -EIO, rep->installed set.
+ *   R12 DONE      close(lfd).
+ *   FAIL          close(tfd); unlinkat(temp); close(lfd); return the first
+ *                 error.  An unlink that fails leaves the temp to
+ *                 mfs_commit_gc().
+ *
+ * IN PLACE: states, in order.  A failure in P0..P5 goes to FAIL; from P6 on
+ * the log is committing and a failure leaves it for recovery.
+ *
+ *   P0  CHECK     fstatat(model): identity `expect`; patches inside it.
+ *   P1  CREATE    rfd = openat(".<model>.modelfs-redo", O_RDWR|O_CREAT|
+ *                 O_EXCL|O_NOFOLLOW, 0600) (EEXIST: EBUSY); flock(rfd).
+ *   P2  LOG       header, then each patch's header and bytes.
+ *   P3  SYNC      fdatasync(rfd).
+ *   P4  MARK      append the trailer; fdatasync(rfd); fsync(directory).
+ *                 THE COMMIT POINT: from here recovery completes the commit.
+ *   P5  VERIFY    read the log back and check every CRC (the same code as
+ *                 recovery, so the path the crash tests exercise is the one
+ *                 that runs every time).
+ *   P6  APPLY     open the model O_WRONLY|O_NOFOLLOW; fstat: same file as
+ *                 logged (and, live, still `expect`); pwrite every patch
+ *                 from the log.
+ *   P7  SYNC      fsync(model), fstat for the new identity, close(model).
+ *   P8  DROP      unlinkat(log); fsync(directory); close(rfd).
+ *   FAIL          unlinkat(log); close(rfd): the model was never touched.
+ *
+ * INVARIANTS
+ *  1. REWRITE never opens the model for writing: until R10 the name is the
+ *     old inode, untouched; after it, the new inode, complete and synced
+ *     (R7 precedes R10).  Old descriptors and mmaps keep the old inode.
+ *  2. The temp lives in the model's directory, so the rename cannot cross a
+ *     file system (EXDEV) and is atomic.
+ *  3. The temp is created exclusively, without following symlinks, mode 0600
+ *     until R6: nothing planted can be written through, and nobody reads a
+ *     half-written model.
+ *  4. From R2 until the temp is renamed or removed, a descriptor holds an
+ *     flock on it, so mfs_commit_gc() in any process skips a live temp; the
+ *     kernel drops the lock when its owner dies, which is what makes a temp
+ *     stale.
+ *  5. An fsync that fails fails the commit and is never retried on that
+ *     descriptor: after a failed writeback Linux may report success for data
+ *     it dropped (fsyncgate, reliability.md §1.5).
+ *  6. The identity is checked before any work and again right before the
+ *     commit point; a change in between is refused, never overwritten.  (A
+ *     writer that slips in after R9 is not detectable without mandatory
+ *     locks; the window is one rename.)
+ *  7. On failure the first error is returned and every resource released;
+ *     before the commit point the model is untouched.
+ *  8. IN PLACE writes the model only after a complete, checksummed log with
+ *     a trailer is durable (P4 precedes P6), and removes the log only after
+ *     the model's fsync succeeded (P7 precedes P8).
+ *  9. Applying a log writes the same bytes at the same offsets every time:
+ *     recovery may run it again after any crash, any number of times.
+ * 10. A log without a valid trailer was never committing, so the model was
+ *     never written: recovery removes it.  A log with a trailer but a bad
+ *     record is not applied and not removed (-EUCLEAN): it is evidence.
+ * 11. A log is matched to its model by device, inode and size only: a
+ *     partial apply has already moved mtime, so mtime cannot take part.
+ *     FIXME: a model overwritten in place by a file of the same size (`cp
+ *     other.onnx model.onnx` keeps the inode) while a committing log waits
+ *     for recovery would be patched.  SQLite has the same gap ("mispairing
+ *     a hot journal").  Recovery runs at mount before anything else opens
+ *     the model, which narrows the window; per-block pre-image checksums
+ *     would close it but need care with blocks torn by a power cut.
+ *
+ * REDO LOG FORMAT (".<model>.modelfs-redo"; integers little-endian)
+ *
+ * Header:
+ *   OFFSET  SIZE  MEANING
+ *        0     8  magic "MFSREDO\0"
+ *        8     4  version, 1
+ *       12     4  number of patches
+ *       16     8  model st_dev
+ *       24     8  model st_ino
+ *       32     8  model size
+ *       40     8  model mtime before the commit, seconds
+ *       48     8  model mtime, nanoseconds
+ *       56     4  reserved, 0
+ *       60     4  CRC-32 of bytes 0..59
+ * Each patch, 32 bytes and its data:
+ *        0     4  magic "MFSP"
+ *        4     4  CRC-32 of the data
+ *        8     8  offset in the model
+ *       16     8  length
+ *       24     4  reserved, 0
+ *       28     4  CRC-32 of bytes 0..27
+ *       32     n  data
+ * Trailer, written only after everything before it was synced:
+ *        0     4  magic "MFSC"
+ *        4     4  number of patches
+ *        8     8  total data bytes
+ *       16     8  offset of this trailer
+ *       24     4  CRC-32 over the header's CRC and each patch's data CRC
+ *       28     4  CRC-32 of bytes 0..27
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commit.h"
+#include "crc32.h"
+
+#define BUF_LEN         (1u << 20)
+#define MAX_CFR         (1u << 30)
+#define REDO_HDR        64
+#define PATCH_HDR       32
+#define TRAILER         32
+#define TMP_SUFFIX      ".modelfs-tmp-"
+#define REDO_SUFFIX     ".modelfs-redo"
+
+static const char redo_magic[8] = {'M', 'F', 'S', 'R', 'E', 'D', 'O', 0};
+
+/* ------------------------------------------------------------ helpers */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void report_init(struct mfs_commit_report *rep, const char *path)
+{
+	memset(rep, 0, sizeof(*rep));
+	rep->path = path;
+}
+
+static uint64_t random64(void)
+{
+	static unsigned counter;
+	uint64_t r;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) == (ssize_t)sizeof(r))
+		return r;
+	/* Uniqueness, not secrecy, is what matters: O_EXCL catches clashes. */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+	       ((uint64_t)getpid() << 40) ^ ++counter;
+}
+
+static int check_pieces(uint64_t *total, const struct mfs_piece *pieces, size_t n)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct mfs_piece *p = &pieces[i];
+		bool ok = (p->kind == MFS_PIECE_COPY && p->fd >= 0 &&
+		           p->off <= (uint64_t)INT64_MAX - p->len) ||
+		          (p->kind == MFS_PIECE_BYTES && (p->buf || !p->len)) ||
+		          (p->kind == MFS_PIECE_FN && p->fn);
+		if (!ok || p->len > (uint64_t)INT64_MAX - sum)
+			return -EINVAL;
+		sum += p->len;
+	}
+	*total = sum;
+	return 0;
+}
+
+/* Bytes [off, off + len) of a piece (off from the piece's start) into buf;
+ * returns the count (> 0) or -errno.  A source that ends early is -EIO. */
+static ssize_t piece_read(const struct mfs_piece *p, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n;
+	switch (p->kind) {
+	case MFS_PIECE_BYTES:
+		memcpy(buf, (const uint8_t *)p->buf + off, len);
+		return (ssize_t)len;
+	case MFS_PIECE_COPY:
+		do
+			n = mfs_io->pread(p->fd, buf, len, (off_t)(p->off + off));
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return -errno;
+		return n == 0 ? -EIO : n;
+	case MFS_PIECE_FN:
+		n = p->fn(p->arg, buf, len, off);
+		if (n == 0 || n > (ssize_t)len)
+			return -EIO;
+		return n;
+	}
+	return -EINVAL;
+}
+
+/* errno values with which copy_file_range says "not here", not "failed". */
+static bool cfr_refused(int e)
+{
+	return e == EXDEV || e == EINVAL || e == ENOSYS || e == EOPNOTSUPP || e == EBADF ||
+	       e == ETXTBSY || e == EPERM;
+}
+
+/*
+ * R5: write every piece to `fd` from offset 0.  `*use_cfr` turns false for
+ * good once copy_file_range is refused.
+ */
+static int write_pieces(int fd, const struct mfs_piece *pieces, size_t n, uint8_t *buf,
+                        bool *use_cfr, struct mfs_commit_report *rep)
+{
+	uint64_t pos = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct mfs_piece *p = &pieces[i];
+		uint64_t done = 0;
+		while (p->kind == MFS_PIECE_COPY && *use_cfr && done < p->len) {
+			off_t in = (off_t)(p->off + done), out = (off_t)(pos + done);
+			size_t want = p->len - done > MAX_CFR ? MAX_CFR : (size_t)(p->len - done);
+			ssize_t k = mfs_io->copy_file_range(p->fd, &in, fd, &out, want, 0);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0 && !cfr_refused(errno))
+				return -errno;
+			if (k <= 0) {
+				/* Refused, or 0 (which some file systems return
+				 * instead of refusing): the read path below tells a
+				 * real end of file from that. */
+				*use_cfr = false;
+				break;
+			}
+			done += (uint64_t)k;
+			rep->bytes_copied += (uint64_t)k;
+			rep->bytes_written += (uint64_t)k;
+		}
+		while (done < p->len) {
+			size_t want = p->len - done > BUF_LEN ? BUF_LEN : (size_t)(p->len - done);
+			ssize_t k = piece_read(p, buf, want, done);
+			if (k < 0)
+				return (int)k;
+			int rc = mfs_pwrite_full(fd, buf, (size_t)k, pos + done);
+			if (rc < 0)
+				return rc;
+			done += (uint64_t)k;
+			rep->bytes_written += (uint64_t)k;
+		}
+		pos += p->len;
+	}
+	return 0;
+}
+
+static const char *describe(int rc)
+{
+	return rc == -ENOSPC ? "no space left on the device" : strerror(-rc);
+}
+
+/* ------------------------------------------------------------ rewrite */
+
+int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *expect,
+                       const struct mfs_piece *pieces, size_t n,
+                       struct mfs_commit_report *rep, char *err, size_t errlen)
+{
+	struct mfs_commit_report dummy;
+	char tmp[NAME_MAX + 1] = "", redo[NAME_MAX + 1];
+	int tfd = -1, lfd = -1, rc;
+	uint8_t *buf = NULL;
+	uint64_t total;
+	struct stat st, tst;
+	struct mfs_identity now, want;
+
+	if (!rep)
+		rep = &dummy;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!expect) {
+		report_init(rep, "rewrite");
+		return mfs_errf(err, errlen, -EINVAL, name, "commit: no identity to check");
+	}
+	/* Copied before the report is cleared: a caller may well pass
+	 * &rep->new_id from its previous commit. */
+	want = *expect;
+	expect = &want;
+	report_init(rep, "rewrite");
+	if (check_pieces(&total, pieces, n) < 0)
+		return mfs_errf(err, errlen, -EINVAL, name, "commit: invalid piece list");
+	if ((rc = mfs_side_name(redo, sizeof(redo), name, REDO_SUFFIX)) < 0)
+		return mfs_errf(err, errlen, rc, name, "commit: name too long");
+
+	/* R0 CHECK */
+	if (mfs_io->fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = -errno;
+		return mfs_errf(err, errlen, rc == -ENOENT ? -ESTALE : rc, name,
+		                "commit: cannot stat the model: %s", strerror(-rc));
+	}
+	mfs_identity_from_stat(&now, &st);
+	if (!S_ISREG(st.st_mode) || !mfs_identity_equal(&now, expect))
+		return mfs_errf(err, errlen, -ESTALE, name,
+		                "commit refused: the model changed on disk since it was mounted");
+	if (st.st_nlink > 1)
+		return mfs_errf(err, errlen, -EMLINK, name, "commit refused: the model has %lu "
+		                "hard links, and replacing it would split them",
+		                (unsigned long)st.st_nlink);
+	struct stat rst;
+	if (mfs_io->fstatat(dirfd, redo, &rst, AT_SYMLINK_NOFOLLOW) == 0)
+		return mfs_errf(err, errlen, -EBUSY, name, "commit refused: an interrupted "
+		                "in-place commit (%s) must be recovered first", redo);
+	if (errno != ENOENT)
+		return mfs_errf(err, errlen, -errno, name, "commit: cannot check for %s: %s",
+		                redo, strerror(errno));
+
+	buf = malloc(BUF_LEN);
+	if (!buf)
+		return mfs_errf(err, errlen, -ENOMEM, name, "commit: out of memory");
+
+	/* R1 CREATE */
+	for (int tries = 0; tfd < 0; tries++) {
+		char suffix[MFS_SIDE_SUFFIX_MAX + 1];
+		snprintf(suffix, sizeof(suffix), TMP_SUFFIX "%ld-%016llx", (long)getpid(),
+		         (unsigned long long)random64());
+		if ((rc = mfs_side_name(tmp, sizeof(tmp), name, suffix)) < 0) {
+			tmp[0] = '\0';
+			rc = mfs_errf(err, errlen, rc, name, "commit: name too long");
+			goto out;
+		}
+		tfd = mfs_io->openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		                     O_CLOEXEC, 0600);
+		if (tfd < 0 && (errno != EEXIST || tries >= 16)) {
+			rc = -errno;
+			tmp[0] = '\0';          /* not ours: never unlink it */
+			rc = mfs_errf(err, errlen, rc, name, "commit: cannot create a temporary "
+			              "file beside the model: %s", describe(rc));
+			goto out;
+		}
+	}
+
+	/* R2 LOCK */
+	lfd = mfs_io->openat(dirfd, tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (lfd < 0 || mfs_io->flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+		rc = mfs_errf(err, errlen, -errno, name, "commit: cannot lock %s: %s", tmp,
+		              strerror(errno));
+		goto out;
+	}
+
+	/* R3 OWNER */
+	if (mfs_io->fstat(tfd, &tst) < 0) {
+		rc = mfs_errf(err, errlen, -errno, name, "commit: cannot stat %s: %s", tmp,
+		              strerror(errno));
+		goto out;
+	}
+	if (tst.st_uid != st.st_uid || tst.st_gid != st.st_gid) {
+		uid_t uid = tst.st_uid != st.st_uid ? st.st_uid : (uid_t)-1;
+		gid_t gid = tst.st_gid != st.st_gid ? st.st_gid : (gid_t)-1;
+		if (mfs_io->fchown(tfd, uid, gid) < 0) {
+			rc = mfs_errf(err, errlen, -errno, name, "commit: cannot give the new "
+			              "file the model's owner %lu:%lu: %s", (unsigned long)st.st_uid,
+			              (unsigned long)st.st_gid, strerror(errno));
+			goto out;
+		}
+	}
+
+	/* R4 ALLOCATE */
+	if (total && mfs_io->fallocate(tfd, 0, (off_t)total) < 0 && errno != EOPNOTSUPP &&
+	    errno != EINVAL && errno != ENOSYS) {
+		rc = -errno;
+		rc = mfs_errf(err, errlen, rc, name, "commit: cannot allocate %llu bytes for "
+		              "the new model: %s", (unsigned long long)total, describe(rc));
+		goto out;
+	}
+
+	/* R5 WRITE */
+	bool use_cfr = true;
+	if ((rc = write_pieces(tfd, pieces, n, buf, &use_cfr, rep)) < 0) {
+		rc = mfs_errf(err, errlen, rc, name, "commit: writing the new model: %s",
+		              describe(rc));
+		goto out;
+	}
+
+	/* R6 MODE */
+	if (mfs_io->fchmod(tfd, st.st_mode & 07777) < 0) {
+		rc = mfs_errf(err, errlen, -errno, name, "commit: cannot set the new file's "
+		              "mode: %s", strerror(errno));
+		goto out;
+	}
+
+	/* R7 SYNC: once, never retried (invariant 5). */
+	if (mfs_io->fsync(tfd) < 0) {
+		rc = -errno;
+		rc = mfs_errf(err, errlen, rc, name, "commit: fsync of the new model failed: %s",
+		              describe(rc));
+		goto out;
+	}
+	if (mfs_io->fstat(tfd, &tst) < 0) {
+		rc = mfs_errf(err, errlen, -errno, name, "commit: cannot stat %s: %s", tmp,
+		              strerror(errno));
+		goto out;
+	}
+	if ((uint64_t)tst.st_size != total) {
+		rc = mfs_errf(err, errlen, -EIO, name, "commit: the new file has %llu bytes, "
+		              "not %llu", (unsigned long long)tst.st_size,
+		              (unsigned long long)total);
+		goto out;
+	}
+
+	/* R8 CLOSE */
+	rc = mfs_io->close(tfd);
+	tfd = -1;
+	if (rc < 0) {
+		rc = -errno;
+		rc = mfs_errf(err, errlen, rc, name, "commit: closing the new model failed: %s",
+		              describe(rc));
+		goto out;
+	}
+
+	/* R9 RECHECK */
+	rc = mfs_identity_at(&now, dirfd, name);
+	if (rc < 0 && rc != -ENOENT && rc != -EINVAL) {
+		rc = mfs_errf(err, errlen, rc, name, "commit: cannot stat the model: %s",
+		              strerror(-rc));
+		goto out;
+	}
+	if (rc < 0 || !mfs_identity_equal(&now, expect)) {
+		rc = mfs_errf(err, errlen, -ESTALE, name, "commit refused: the model changed on "
+		              "disk while the commit was being written");
+		goto out;
+	}
+
+	/* R10 RENAME: the commit point. */
+	if (mfs_io->renameat(dirfd, tmp, dirfd, name) < 0) {
+		rc = mfs_errf(err, errlen, -errno, name, "commit: cannot rename the new model "
+		              "into place: %s", strerror(errno));
+		goto out;
+	}
+	tmp[0] = '\0';
+	rep->installed = true;
+	mfs_identity_from_stat(&rep->new_id, &tst);
+
+	/* R11 DIRSYNC */
+	rc = mfs_fsync_dir(dirfd);
+	if (rc < 0)
+		rc = mfs_errf(err, errlen, -EIO, name, "commit: the new model is in place, but "
+		              "the directory fsync failed (%s): it may not survive a power cut",
+		              strerror(-rc));
+
+	/* R12 DONE, and FAIL */
+out:
+	if (tfd >= 0)
+		mfs_io->close(tfd);
+	if (tmp[0])
+		mfs_io->unlinkat(dirfd, tmp, 0);
+	if (lfd >= 0)
+		mfs_io->close(lfd);
+	free(buf);
+	return rc;
+}
+
+/* ------------------------------------------------------------ redo log */
+
+struct redo {
+	int dirfd;
+	const char *name;
+	char path[NAME_MAX + 1];
+	int rfd;
+	uint8_t *buf;
+	/* From the header, once verified. */
+	struct mfs_identity id;
+	uint32_t n_patches;
+	uint64_t data_bytes;
+	uint64_t end;           /* bytes before the trailer */
+};
+
+static void redo_header(uint8_t h[REDO_HDR], const struct mfs_identity *id, uint32_t n)
+{
+	memset(h, 0, REDO_HDR);
+	memcpy(h, redo_magic, 8);
+	put32(h + 8, 1);
+	put32(h + 12, n);
+	put64(h + 16, id->dev);
+	put64(h + 24, id->ino);
+	put64(h + 32, id->size);
+	put64(h + 40, (uint64_t)id->mtime_sec);
+	put64(h + 48, (uint64_t)id->mtime_nsec);
+	put32(h + 60, mfs_crc32(0, h, 60));
+}
+
+/*
+ * P5 VERIFY: read the log and check it.  Returns 1 when it is committing and
+ * intact, 0 when it has no valid trailer (never committing), -EUCLEAN when it
+ * has one but a record is damaged, or -errno.
+ */
+static int redo_verify(struct redo *r)
+{
+	struct stat sb;
+	if (mfs_io->fstat(r->rfd, &sb) < 0)
+		return -errno;
+	uint64_t fsize = (uint64_t)sb.st_size;
+	uint8_t h[REDO_HDR];
+	int rc;
+	if (fsize < REDO_HDR + TRAILER)
+		return 0;
+	if ((rc = mfs_pread_full(r->rfd, h, REDO_HDR, 0)) < 0)
+		return rc;
+	if (memcmp(h, redo_magic, 8) != 0 || get32(h + 60) != mfs_crc32(0, h, 60) ||
+	    get32(h + 8) != 1)
+		return 0;
+	r->n_patches = get32(h + 12);
+	r->id = (struct mfs_identity){get64(h + 16), get64(h + 24), get64(h + 32),
+	                              (int64_t)get64(h + 40), (int64_t)get64(h + 48)};
+	uint32_t chain = mfs_crc32(0, h + 60, 4);
+	uint64_t pos = REDO_HDR, total = 0;
+	bool damaged = false;
+	for (uint32_t i = 0; i < r->n_patches; i++) {
+		uint8_t p[PATCH_HDR];
+		if (fsize - pos < PATCH_HDR + TRAILER)
+			return 0;
+		if ((rc = mfs_pread_full(r->rfd, p, PATCH_HDR, pos)) < 0)
+			return rc;
+		if (memcmp(p, "MFSP", 4) != 0 || get32(p + 28) != mfs_crc32(0, p, 28))
+			return 0;
+		uint64_t off = get64(p + 8), len = get64(p + 16);
+		if (len > fsize - pos - PATCH_HDR || off > r->id.size || len > r->id.size - off)
+			return 0;
+		uint32_t crc = 0;
+		for (uint64_t done = 0; done < len;) {
+			size_t k = len - done > BUF_LEN ? BUF_LEN : (size_t)(len - done);
+			if ((rc = mfs_pread_full(r->rfd, r->buf, k, pos + PATCH_HDR + done)) < 0)
+				return rc;
+			crc = mfs_crc32(crc, r->buf, k);
+			done += k;
+		}
+		damaged |= crc != get32(p + 4);
+		chain = mfs_crc32(chain, p + 4, 4);
+		total += len;
+		pos += PATCH_HDR + len;
+	}
+	uint8_t t[TRAILER];
+	if (fsize - pos < TRAILER)
+		return 0;
+	if ((rc = mfs_pread_full(r->rfd, t, TRAILER, pos)) < 0)
+		return rc;
+	if (memcmp(t, "MFSC", 4) != 0 || get32(t + 28) != mfs_crc32(0, t, 28) ||
+	    get32(t + 4) != r->n_patches || get64(t + 8) != total || get64(t + 16) != pos ||
+	    get32(t + 24) != chain)
+		return 0;
+	r->data_bytes = total;
+	r->end = pos;
+	return damaged ? -EUCLEAN : 1;
+}
+
+/*
+ * P6 APPLY and P7 SYNC: write every logged patch into the model.  `expect`
+ * is the full identity for a live commit; NULL in recovery, where a partial
+ * earlier apply may have moved mtime, so only device, inode and size count.
+ */
+static int redo_apply(struct redo *r, const struct mfs_identity *expect,
+                      struct mfs_commit_report *rep, char *err, size_t errlen)
+{
+	int rc = 0, mfd;
+	struct stat sb;
+	struct mfs_identity now;
+	mfd = mfs_io->openat(r->dirfd, r->name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (mfd < 0)
+		return mfs_errf(err, errlen, errno == ENOENT ? -ESTALE : -errno, r->name,
+		                "in-place commit: cannot open the model for writing: %s",
+		                strerror(errno));
+	if (mfs_io->fstat(mfd, &sb) < 0) {
+		rc = mfs_errf(err, errlen, -errno, r->name, "in-place commit: cannot stat the "
+		              "model: %s", strerror(errno));
+		goto out;
+	}
+	mfs_identity_from_stat(&now, &sb);
+	if (!S_ISREG(sb.st_mode) || now.dev != r->id.dev || now.ino != r->id.ino ||
+	    now.size != r->id.size || (expect && !mfs_identity_equal(&now, expect))) {
+		rc = mfs_errf(err, errlen, -ESTALE, r->name, "in-place commit: the model is not "
+		              "the file the redo log %s was written for", r->path);
+		goto out;
+	}
+	uint64_t pos = REDO_HDR;
+	for (uint32_t i = 0; i < r->n_patches; i++) {
+		uint8_t p[PATCH_HDR];
+		if ((rc = mfs_pread_full(r->rfd, p, PATCH_HDR, pos)) < 0)
+			goto io;
+		uint64_t off = get64(p + 8), len = get64(p + 16);
+		for (uint64_t done = 0; done < len;) {
+			size_t k = len - done > BUF_LEN ? BUF_LEN : (size_t)(len - done);
+			if ((rc = mfs_pread_full(r->rfd, r->buf, k, pos + PATCH_HDR + done)) < 0 ||
+			    (rc = mfs_pwrite_full(mfd, r->buf, k, off + done)) < 0)
+				goto io;
+			done += k;
+			rep->bytes_written += k;
+		}
+		pos += PATCH_HDR + len;
+	}
+	/* P7: once, never retried on this descriptor (invariant 5). */
+	if (mfs_io->fsync(mfd) < 0 || mfs_io->fstat(mfd, &sb) < 0) {
+		rc = -errno;
+		goto io;
+	}
+	mfs_identity_from_stat(&rep->new_id, &sb);
+	rc = mfs_io->close(mfd);
+	mfd = -1;
+	if (rc < 0) {
+		rc = -errno;
+		goto io;
+	}
+	return 0;
+io:
+	rc = mfs_errf(err, errlen, rc, r->name, "in-place commit: patching the model failed: "
+	              "%s", describe(rc));
+out:
+	if (mfd >= 0)
+		mfs_io->close(mfd);
+	return rc;
+}
+
+/* P8 DROP: the model is complete and synced; the log may go. */
+static void redo_drop(struct redo *r)
+{
+	/* If either call fails the log stays, and recovery applies it again:
+	 * harmless (invariant 9), so the commit still counts as done. */
+	if (mfs_io->unlinkat(r->dirfd, r->path, 0) == 0)
+		mfs_fsync_dir(r->dirfd);
+}
+
+static int redo_init(struct redo *r, int dirfd, const char *name)
+{
+	memset(r, 0, sizeof(*r));
+	r->dirfd = dirfd;
+	r->name = name;
+	r->rfd = -1;
+	int rc = mfs_side_name(r->path, sizeof(r->path), name, REDO_SUFFIX);
+	if (rc < 0)
+		return rc;
+	r->buf = malloc(BUF_LEN);
+	return r->buf ? 0 : -ENOMEM;
+}
+
+/* P2 LOG: header and patches; the trailer is written by the caller after
+ * a sync.  *chain receives the trailer's CRC, *end its offset. */
+static int redo_write(struct redo *r, const struct mfs_identity *id,
+                      const struct mfs_patch *patches, size_t n, uint32_t *chain, uint64_t *end,
+                      uint64_t *data_bytes)
+{
+	uint8_t h[REDO_HDR];
+	redo_header(h, id, (uint32_t)n);
+	int rc = mfs_pwrite_full(r->rfd, h, REDO_HDR, 0);
+	if (rc < 0)
+		return rc;
+	*chain = mfs_crc32(0, h + 60, 4);
+	uint64_t pos = REDO_HDR, total = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct mfs_piece *pc = &patches[i].piece;
+		uint32_t crc = 0;
+		for (uint64_t done = 0; done < pc->len;) {
+			size_t want = pc->len - done > BUF_LEN ? BUF_LEN : (size_t)(pc->len - done);
+			ssize_t k = piece_read(pc, r->buf, want, done);
+			if (k < 0)
+				return (int)k;
+			crc = mfs_crc32(crc, r->buf, (size_t)k);
+			rc = mfs_pwrite_full(r->rfd, r->buf, (size_t)k, pos + PATCH_HDR + done);
+			if (rc < 0)
+				return rc;
+			done += (uint64_t)k;
+		}
+		uint8_t p[PATCH_HDR] = {'M', 'F', 'S', 'P'};
+		put32(p + 4, crc);
+		put64(p + 8, patches[i].off);
+		put64(p + 16, pc->len);
+		put32(p + 28, mfs_crc32(0, p, 28));
+		if ((rc = mfs_pwrite_full(r->rfd, p, PATCH_HDR, pos)) < 0)
+			return rc;
+		*chain = mfs_crc32(*chain, p + 4, 4);
+		pos += PATCH_HDR + pc->len;
+		total += pc->len;
+	}
+	*end = pos;
+	*data_bytes = total;
+	return 0;
+}
+
+/* ------------------------------------------------------------ in place */
+
+int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *expect,
+                       const struct mfs_patch *patches, size_t n,
+                       struct mfs_commit_report *rep, char *err, size_t errlen)
+{
+	struct mfs_commit_report dummy;
+	struct redo r;
+	struct mfs_identity now, want;
+	bool marked = false, created = false;
+	int rc;
+
+	if (!rep)
+		rep = &dummy;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!expect || n > UINT32_MAX) {
+		report_init(rep, "inplace");
+		return mfs_errf(err, errlen, -EINVAL, name, "in-place commit: invalid patch list");
+	}
+	want = *expect;         /* before the report (and maybe *expect) is cleared */
+	expect = &want;
+	report_init(rep, "inplace");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t total;
+		if (check_pieces(&total, &patches[i].piece, 1) < 0 || patches[i].off > expect->size ||
+		    total > expect->size - patches[i].off)
+			return mfs_errf(err, errlen, -EINVAL, name, "in-place commit: patch %zu "
+			                "does not lie inside the model", i);
+	}
+	if ((rc = redo_init(&r, dirfd, name)) < 0)
+		return mfs_errf(err, errlen, rc, name, "in-place commit: %s", strerror(-rc));
+
+	/* P0 CHECK */
+	rc = mfs_identity_at(&now, dirfd, name);
+	if (rc < 0 && rc != -ENOENT && rc != -EINVAL) {
+		rc = mfs_errf(err, errlen, rc, name, "in-place commit: cannot stat the model: %s",
+		              strerror(-rc));
+		goto out;
+	}
+	if (rc < 0 || !mfs_identity_equal(&now, expect)) {
+		rc = mfs_errf(err, errlen, -ESTALE, name, "commit refused: the model changed on "
+		              "disk since it was mounted");
+		goto out;
+	}
+
+	/* P1 CREATE */
+	r.rfd = mfs_io->openat(dirfd, r.path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	                       0600);
+	if (r.rfd < 0) {
+		rc = errno == EEXIST ? -EBUSY : -errno;
+		rc = mfs_errf(err, errlen, rc, name, rc == -EBUSY ? "commit refused: an "
+		              "interrupted in-place commit (%s) must be recovered first" :
+		              "in-place commit: cannot create %s: %s", r.path, describe(rc));
+		goto out;
+	}
+	created = true;
+	if (mfs_io->flock(r.rfd, LOCK_EX | LOCK_NB) < 0) {
+		rc = mfs_errf(err, errlen, -errno, name, "in-place commit: cannot lock %s: %s",
+		              r.path, strerror(errno));
+		goto out;
+	}
+
+	/* P2 LOG, P3 SYNC */
+	uint32_t chain = 0;
+	uint64_t end = 0, data_bytes = 0;
+	rc = redo_write(&r, expect, patches, n, &chain, &end, &data_bytes);
+	if (rc == 0 && mfs_io->fdatasync(r.rfd) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		rc = mfs_errf(err, errlen, rc, name, "in-place commit: writing the redo log %s: "
+		              "%s", r.path, describe(rc));
+		goto out;
+	}
+
+	/* P4 MARK: the commit point. */
+	uint8_t t[TRAILER] = {'M', 'F', 'S', 'C'};
+	put32(t + 4, (uint32_t)n);
+	put64(t + 8, data_bytes);
+	put64(t + 16, end);
+	put32(t + 24, chain);
+	put32(t + 28, mfs_crc32(0, t, 28));
+	rc = mfs_pwrite_full(r.rfd, t, TRAILER, end);
+	rep->journal_bytes = end + TRAILER;
+	if (rc == 0 && mfs_io->fdatasync(r.rfd) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = mfs_fsync_dir(dirfd);
+	if (rc < 0) {
+		/* The trailer may be on disk; if so recovery will finish the
+		 * commit, and either way the model has not been touched yet, so
+		 * removing the log here is the clean outcome (invariant 10). */
+		rc = mfs_errf(err, errlen, rc, name, "in-place commit: marking the redo log %s: "
+		              "%s", r.path, describe(rc));
+		goto out;
+	}
+	marked = true;
+
+	/* P5 VERIFY, P6 APPLY, P7 SYNC */
+	rc = redo_verify(&r);
+	if (rc != 1) {
+		rc = mfs_errf(err, errlen, rc < 0 ? rc : -EIO, name, "in-place commit: the redo "
+		              "log %s did not read back intact", r.path);
+		goto out;
+	}
+	rc = redo_apply(&r, expect, rep, err, errlen);
+	if (rc == -ESTALE) {
+		/* The model changed after P0 and nothing was written to it: give
+		 * the log up rather than overwrite someone else's change. */
+		marked = false;
+		goto out;
+	}
+	if (rc < 0)
+		goto out;
+	rep->installed = true;
+
+	/* P8 DROP */
+	redo_drop(&r);
+	created = false;
+out:
+	if (marked && rc < 0) {
+		rep->redo_pending = true;
+		created = false;        /* keep it: recovery needs it */
+	}
+	if (created)
+		mfs_io->unlinkat(dirfd, r.path, 0);
+	if (r.rfd >= 0)
+		mfs_io->close(r.rfd);
+	free(r.buf);
+	return rc;
+}
+
+int mfs_commit_recover(int dirfd, const char *name, struct mfs_commit_report *rep,
+                       char *err, size_t errlen)
+{
+	struct mfs_commit_report dummy;
+	struct redo r;
+	int rc;
+
+	if (!rep)
+		rep = &dummy;
+	report_init(rep, "none");
+	if (err && errlen)
+		err[0] = '\0';
+	if ((rc = redo_init(&r, dirfd, name)) < 0)
+		return mfs_errf(err, errlen, rc, name, "recovery: %s", strerror(-rc));
+	r.rfd = mfs_io->openat(dirfd, r.path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (r.rfd < 0) {
+		rc = errno == ENOENT ? 0 : mfs_errf(err, errlen, -errno, name, "recovery: cannot "
+		                                    "open %s: %s", r.path, strerror(errno));
+		goto out;
+	}
+	if (mfs_io->flock(r.rfd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		rc = mfs_errf(err, errlen, rc, name, "recovery: %s is held by a live process "
+		              "(%s)", r.path, strerror(-rc));
+		goto out;
+	}
+	rc = redo_verify(&r);
+	if (rc == 0) {
+		/* Never marked committing: the model was never written. */
+		if (mfs_io->unlinkat(dirfd, r.path, 0) < 0) {
+			rc = mfs_errf(err, errlen, -errno, name, "recovery: cannot remove %s: %s",
+			              r.path, strerror(errno));
+			goto out;
+		}
+		mfs_fsync_dir(dirfd);
+		rep->discarded = true;
+		mfs_errf(err, errlen, 0, name, "removed %s, an in-place commit that never "
+		         "started patching (the model is the old version)", r.path);
+		goto out;
+	}
+	if (rc < 0) {
+		rc = mfs_errf(err, errlen, rc, name, "recovery: %s is damaged (%s); it was not "
+		              "applied and is kept", r.path, strerror(-rc));
+		goto out;
+	}
+	rep->path = "inplace";
+	rep->journal_bytes = r.end + TRAILER;
+	if ((rc = redo_apply(&r, NULL, rep, err, errlen)) < 0)
+		goto out;
+	rep->installed = rep->recovered = true;
+	redo_drop(&r);
+	mfs_errf(err, errlen, 0, name, "finished an interrupted in-place commit from %s "
+	         "(%llu bytes)", r.path, (unsigned long long)r.data_bytes);
+out:
+	if (r.rfd >= 0)
+		mfs_io->close(r.rfd);
+	free(r.buf);
+	return rc;
+}
+
+/* ------------------------------------------------------------ gc */
+
+/* "<pid>-<hex>", as R1 makes them. */
+static bool temp_tail(const char *s)
+{
+	const char *p = s;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (p == s || *p++ != '-' || !*p)
+		return false;
+	for (; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+int mfs_commit_gc(int dirfd, const char *name)
+{
+	char prefix[NAME_MAX + 1];
+	int rc = mfs_side_name(prefix, sizeof(prefix), name, TMP_SUFFIX);
+	if (rc < 0)
+		return rc;
+	size_t plen = strlen(prefix);
+	int dfd = mfs_io->openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0)
+		return -errno;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		rc = -errno;
+		mfs_io->close(dfd);
+		return rc;
+	}
+	int removed = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, plen) != 0 || !temp_tail(de->d_name + plen))
+			continue;
+		int fd = mfs_io->openat(dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+		                        O_CLOEXEC, 0);
+		if (fd < 0)
+			continue;       /* gone already, or not ours to judge */
+		struct stat sb;
+		/* A lock we can take means its owner is gone (invariant 4). */
+		if (mfs_io->fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		    mfs_io->flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		    mfs_io->unlinkat(dirfd, de->d_name, 0) == 0)
+			removed++;
+		mfs_io->close(fd);
+	}
+	closedir(d);
+	return removed;
+}

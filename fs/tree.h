@@ -1,0 +1,153 @@
+/*
+ * fs/tree.h — the mount's directory tree, built once from a model description.
+ *
+ * mfs_tree_build() turns a `const struct mfs_desc *` into an immutable array
+ * of entries laid out as DESIGN §3 says (meta/, inputs/, nodes/, weights/
+ * ...).  The tree holds no bytes of tensors: a `data` file points at its
+ * struct mfs_tensor, a root model file names its source-file index, and
+ * small text files point at strings of the description or at strings the
+ * tree formatted itself (shapes, lists).  How entry indices become inode
+ * numbers is explained at the top of tree.c, which owns that mapping.
+ *
+ * No FUSE here (fs_core): the daemon (ll.c) and the unit tests both use it.
+ * A built tree is read-only, so any number of threads may use it at once.
+ */
+#ifndef MODELFS_FS_TREE_H
+#define MODELFS_FS_TREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "modelfs/model.h"
+
+enum mfs_tnode_kind {
+	MFS_TN_DIR = 1,
+	MFS_TN_TEXT,            /* u.text: bytes in memory (+ '\n' if MFS_TNF_NL) */
+	MFS_TN_TENSOR,          /* u.tensor: a tensor's `data` file */
+	MFS_TN_SRC,             /* u.src: a source file of the model, at the root */
+};
+
+/* Entry flags. */
+#define MFS_TNF_NL      0x01    /* text: the content is u.text plus one '\n' */
+#define MFS_TNF_TENSOR  0x02    /* dir: a tensor's or sparse tensor's directory */
+#define MFS_TNF_OWN     0x04    /* an entry a tensor directory has of its own
+                                 * (data, dtype, shape, name, values/, indices/) */
+
+/*
+ * One entry.  `name` is NOT NUL-terminated (it often points into the middle
+ * of a tensor name of the description); `name_len` is 1 .. 255.  The root's
+ * name is empty and its parent is itself.
+ */
+struct mfs_tnode {
+	const char *name;
+	uint32_t parent;
+	uint8_t name_len;
+	uint8_t kind;           /* enum mfs_tnode_kind */
+	uint8_t flags;
+	uint8_t pad_;
+	union {
+		struct {
+			uint32_t first;         /* private: where its children are listed */
+			uint32_t count;         /* number of children */
+			uint32_t n_subdirs;     /* children that are directories (for st_nlink) */
+		} dir;
+		struct {
+			const char *p;
+			uint64_t len;           /* without the implicit '\n' */
+		} text;
+		const struct mfs_tensor *tensor;
+		uint64_t src;                   /* index into desc->files */
+	} u;
+};
+
+struct mfs_tree;
+
+/* The root's index. */
+#define MFS_TREE_ROOT 0u
+
+/*
+ * mfs_tree_build() - build the tree of `desc`.
+ * @out:  receives the tree; yours to free with mfs_tree_destroy().
+ * @desc: borrowed; must outlive the tree (entries point into it).
+ * Time and memory grow with the number of entries (graph nodes, attributes,
+ * tensors), never with tensor bytes.
+ * Returns 0, -ENOMEM, or -EFBIG when the tree would pass 2^32 - 2 entries.
+ */
+int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc);
+
+/* mfs_tree_destroy() - free the tree; accepts NULL. */
+void mfs_tree_destroy(struct mfs_tree *t);
+
+/* mfs_tree_count() - number of entries; valid indices are 0 .. count-1. */
+uint32_t mfs_tree_count(const struct mfs_tree *t);
+
+/* mfs_tree_node() - entry `idx`, or NULL when out of range. */
+const struct mfs_tnode *mfs_tree_node(const struct mfs_tree *t, uint64_t idx);
+
+/*
+ * mfs_tree_child() - the `i`-th child of directory `dir` in display order
+ * (the order of the model: graph order for nodes/, file order for weights/),
+ * 0 <= i < dir's u.dir.count.  readdir offsets are these positions.
+ */
+uint32_t mfs_tree_child(const struct mfs_tree *t, uint32_t dir, uint32_t i);
+
+/*
+ * mfs_tree_lookup() - the child of directory `dir` named `name[0 .. len)`.
+ * Returns 0 and sets *out, -ENOENT, -ENOTDIR when `dir` is not a directory,
+ * or -ENAMETOOLONG.  O(1) expected (a hash table over all entries).
+ */
+int mfs_tree_lookup(const struct mfs_tree *t, uint32_t dir, const char *name, size_t len,
+                    uint32_t *out);
+
+/*
+ * mfs_tree_resolve() - the entry at a '/'-separated path relative to the
+ * root ("weights/fc/weight/data"; "" is the root).  For tests and tools.
+ * Returns 0 and sets *out, or the first error of mfs_tree_lookup().
+ */
+int mfs_tree_resolve(const struct mfs_tree *t, const char *path, uint32_t *out);
+
+/*
+ * mfs_tree_size() - st_size of entry `idx`: exactly the bytes a read of the
+ * whole file returns (text with its '\n', tensor nbytes, source file size);
+ * for a directory, its number of children.
+ */
+uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx);
+
+/*
+ * mfs_tree_text_read() - copy up to `len` bytes of text entry `idx` from
+ * `off` into `buf`.  Returns the bytes copied (0 at the end).  The caller has
+ * checked that the entry is MFS_TN_TEXT.
+ */
+size_t mfs_tree_text_read(const struct mfs_tree *t, uint32_t idx, void *buf, size_t len,
+                          uint64_t off);
+
+/*
+ * mfs_tree_text_slice() - bytes [off, off + len) of text entry `idx`, without
+ * copying: (*p, *n) is the part held in memory, and *nl says whether the
+ * implicit '\n' follows it (so a reply is at most two iovecs).  Returns the
+ * total, *n + *nl.
+ */
+size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off, size_t len,
+                           const char **p, size_t *n, bool *nl);
+
+/*
+ * mfs_tree_ino() / mfs_tree_index() - inode numbers (see tree.c).  The root
+ * is inode 1, which is FUSE_ROOT_ID; mfs_tree_index() returns UINT64_MAX for
+ * 0 (never an inode).
+ */
+static inline uint64_t mfs_tree_ino(uint32_t idx)
+{
+	return (uint64_t)idx + 1;
+}
+
+static inline uint64_t mfs_tree_index(uint64_t ino)
+{
+	return ino - 1;     /* 0 wraps to UINT64_MAX: out of range for mfs_tree_node() */
+}
+
+/* mfs_tree_mem() - bytes the tree holds (entries, strings, hash table). */
+uint64_t mfs_tree_mem(const struct mfs_tree *t);
+
+#endif /* MODELFS_FS_TREE_H */
