@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# mfs-test: heavy (1 GiB fixture and RSS bounds; the normal pass runs it)
 """A generated ONNX model of over 1 GiB with inline weights: mounting reads
 under 1% of the file (read syscalls of the daemon, /proc/PID/io rchar), the
 daemon stays under 64 MiB RSS after `ls -lR` of the whole tree, and `cat` of

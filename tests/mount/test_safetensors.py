@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# mfs-test: heavy (1 GiB fixture and RSS bounds; the normal pass runs it)
 """tests/mount/test_safetensors.py — issue 3: safetensors mounts.
 
 Fixtures come from the small independent writer below (numpy + json +
