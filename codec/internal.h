@@ -148,12 +148,18 @@ int mfs_errf(char *err, size_t errlen, int rc, const char *display, const char *
 
 /* ------------------------------------------------------------- model */
 
+struct mfs_onnx_layout;
+
 struct mfs_model {
 	struct mfs_desc desc;
 	struct mfs_arena *arena;
 	int *fds;               /* desc.n_files descriptors, parallel to desc.files */
 	char *dir;              /* the model's directory (absolute) */
 	int dirfd;              /* O_PATH descriptor of that directory, or -1 */
+	struct mfs_onnx_layout *onnx;   /* ONNX: spans for the splice writer (splice.h),
+	                                 * in the arena */
+	uint64_t st_data_off;   /* single-file safetensors: where the data buffer starts
+	                         * (8 + header length); 0 for any other model */
 };
 
 /*

@@ -34,6 +34,14 @@
  * (file offset, length) span, and the rest is decoded into memory, up to
  * MFS_MAX_DECODED bytes per model.
  *
+ * The walk also leaves what the splice writer (splice_onnx.c) needs to edit
+ * the file without re-encoding it (struct mfs_onnx_layout, splice.h): the
+ * span of every message it walked into and its parent, so each tensor has
+ * its chain of length prefixes up to the ModelProto; each tensor's storage;
+ * the ModelProto's own fields; and the main graph's name field.  Tensors get
+ * their ids (desc.tensors) in the order their walks finish, which is file
+ * order, so the same structure gives the same ids on every open.
+ *
  * INVARIANTS
  *   1. Every length is checked against the end of its enclosing message
  *      before it is used (onnx_wire.c); no allocation is sized from the file
@@ -62,8 +70,16 @@
 #include "internal.h"
 #include "onnx.pb-c.h"
 #include "onnx_wire.h"
+#include "splice.h"
 
 /* ------------------------------------------------------------ walker state */
+
+/* A growable array of fixed-size elements, malloc'd while walking and copied
+ * into the arena when the message is complete. */
+struct vec {
+	void *v;
+	size_t n, cap;
+};
 
 struct ext_slot {
 	char *key;              /* normalized location, malloc'd; NULL = empty slot */
@@ -85,6 +101,20 @@ struct walker {
 	size_t ext_cap;
 	size_t ext_n;
 	size_t path_len;
+	/* For the splice writer (splice.h): every message walked into, the
+	 * tensors in walk order with their storage, the ModelProto's fields and
+	 * the main graph's name. */
+	struct vec msgs;        /* struct mfs_onnx_msg */
+	struct vec tensors;     /* struct mfs_tensor *, by id */
+	struct vec tspans;      /* struct mfs_onnx_tspan, by id */
+	struct vec top;         /* struct mfs_onnx_field */
+	int32_t cur_msg;        /* the message being walked; -1 = the ModelProto */
+	uint8_t storage;        /* what tensor_data() decided, enum mfs_onnx_storage */
+	uint8_t packed_field;
+	bool main_pending;      /* the next walk_graph() is ModelProto.graph */
+	int32_t graph_msg;
+	bool has_gname;
+	uint64_t gname_tag, gname_end, gname_ins;
 	char path[2048];        /* where we are, for messages: ".graph.node[3]" */
 	uint8_t win[MFS_WIRE_WINDOW];
 };
@@ -179,13 +209,6 @@ static int want_len(struct walker *w, const struct mfs_wire_field *f, const char
 
 /* ------------------------------------------------------------ small helpers */
 
-/* A growable array of fixed-size elements, malloc'd while walking and copied
- * into the arena when the message is complete. */
-struct vec {
-	void *v;
-	size_t n, cap;
-};
-
 static int vec_add(struct vec *v, const void *elem, size_t size)
 {
 	if (v->n == v->cap) {
@@ -207,6 +230,31 @@ static void *vec_finish(struct walker *w, const struct vec *v, size_t size)
 	if (p && v->n)
 		memcpy(p, v->v, v->n * size);
 	return p;
+}
+
+/*
+ * Record the message field `f` we are about to walk into (at `depth`) for
+ * the splice writer, and make it the current message.  The length prefix
+ * starts after the key, whose length is read again: a key need not be
+ * minimally encoded, and the writer copies it as it is.
+ */
+static int msg_enter(struct walker *w, const struct mfs_wire_field *f, unsigned depth)
+{
+	uint64_t key;
+	size_t used;
+	enum mfs_wire_err e = mfs_wire_varint_at(&w->src, f->start, f->end, &key, &used);
+	if (e)
+		return wire_fail(w, e, f->start, false);
+	struct mfs_onnx_msg m = {
+		.tag = f->start, .len = f->start + used, .val = f->val, .end = f->end,
+		.parent = w->cur_msg, .depth = depth,
+	};
+	if (w->msgs.n >= INT32_MAX)
+		return fail(w, -EFBIG, f->start, "too many messages");
+	if (vec_add(&w->msgs, &m, sizeof(m)) < 0)
+		return nomem(w);
+	w->cur_msg = (int32_t)(w->msgs.n - 1);
+	return 0;
 }
 
 /* A growable text buffer for attribute values and meta files. */
@@ -1015,6 +1063,8 @@ static int tensor_data(struct walker *w, uint64_t start, uint64_t end, const Onn
 {
 	const char *nm = t->name;
 	uint64_t nelem = 1;
+	w->storage = MFS_ONNX_EMPTY;
+	w->packed_field = 0;
 	for (size_t i = 0; i < t->rank; i++)
 		if (__builtin_mul_overflow(nelem, (uint64_t)t->dims[i], &nelem))
 			return fail(w, -EUCLEAN, start, "tensor '%.200s': dims product overflows",
@@ -1048,13 +1098,16 @@ static int tensor_data(struct walker *w, uint64_t start, uint64_t end, const Onn
 			            "tensor '%.200s': string tensors cannot be external", nm);
 		if (t->dtype == MFS_DT_UNDEFINED)
 			return fail(w, -EUCLEAN, start, "tensor '%.200s' has no data_type", nm);
+		w->storage = MFS_ONNX_EXTERNAL;
 		return tensor_external(w, tp, t, want, start);
 	}
 
 	if (nelem == 0) {
-		/* Zero elements: no data allowed, but tolerate an empty field. */
+		/* Zero elements: no data allowed, but tolerate an empty field
+		 * (for raw_data, the last one is the one that counts). */
 		for (int k = 0; k < K_N; k++)
-			if (ks[k].bytes || ks[k].singles || (k == K_STRING && ks[k].fields))
+			if ((k == K_RAW ? ks[k].len : ks[k].bytes) || ks[k].singles ||
+			    (k == K_STRING && ks[k].fields))
 				return fail(w, -EUCLEAN, start,
 				            "tensor '%.200s' has no elements but has %s", nm,
 				            kind_name[k]);
@@ -1079,6 +1132,7 @@ static int tensor_data(struct walker *w, uint64_t start, uint64_t end, const Onn
 			            nm, ks[K_RAW].len, mfs_dtype_name(t->dtype), dims, want);
 		}
 		/* An unknown (newer) dtype: trust raw_data's length. */
+		w->storage = MFS_ONNX_RAW;
 		t->src = 0;
 		t->off = ks[K_RAW].off;
 		t->nbytes = ks[K_RAW].len;
@@ -1101,38 +1155,49 @@ static int tensor_data(struct walker *w, uint64_t start, uint64_t end, const Onn
 			            nm, kind_name[present], total, want);
 		if (k->runs == 1 && k->singles == 0) {
 			/* One packed run is exactly the little-endian array. */
+			w->storage = MFS_ONNX_PACKED;
+			w->packed_field = (uint8_t)kind_field[present];
 			t->src = 0;
 			t->off = k->off;
 			t->nbytes = k->len;
 			return 0;
 		}
+		w->storage = MFS_ONNX_TYPED;
 		return decode_fixed(w, start, end, present, want, esize, t);
 	}
 	case K_STRING:
+		w->storage = MFS_ONNX_STRING;
 		if (k->fields != nelem)
 			return fail(w, -EUCLEAN, start,
 			            "tensor '%.200s': string_data has %" PRIu64 " entries, dims need %"
 			            PRIu64, nm, k->fields, nelem);
 		return decode_strings(w, start, end, k, t);
 	case K_INT64:
+		w->storage = MFS_ONNX_TYPED;
 		return decode_varints(w, start, end, present, k, nelem, 8, t);
 	case K_UINT64:
+		w->storage = MFS_ONNX_TYPED;
 		return decode_varints(w, start, end, present, k, nelem, bits / 8, t);
 	default:        /* K_INT32: sub-byte types hold one packed byte per entry */
+		w->storage = MFS_ONNX_TYPED;
 		if (bits < 8)
 			return decode_varints(w, start, end, present, k, want, 1, t);
 		return decode_varints(w, start, end, present, k, nelem, bits / 8, t);
 	}
 }
 
-static int walk_tensor(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+static int walk_tensor(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                        struct mfs_tensor **out)
 {
 	struct scratch sc = {0};
 	Onnx__TensorProto *tp = NULL;
 	struct kstat ks[K_N];
 	memset(ks, 0, sizeof(ks));
+	uint64_t start = fld->val, end = fld->end;
+	int32_t saved_msg = w->cur_msg;
 	int rc = check_depth(w, depth, start);
+	if (!rc)
+		rc = msg_enter(w, fld, depth);
 	if (rc)
 		return rc;
 
@@ -1207,21 +1272,34 @@ static int walk_tensor(struct walker *w, uint64_t start, uint64_t end, unsigned 
 	rc = tensor_data(w, start, end, tp, ks, t);
 	if (rc)
 		goto out;
+	struct mfs_onnx_tspan ts = {
+		.msg = (uint32_t)w->cur_msg, .storage = w->storage, .packed_field = w->packed_field,
+	};
+	t->id = w->n_tensors;
+	if (vec_add(&w->tensors, &t, sizeof(t)) < 0 || vec_add(&w->tspans, &ts, sizeof(ts)) < 0) {
+		rc = nomem(w);
+		goto out;
+	}
 	w->n_tensors++;
 	*out = t;
 out:
+	w->cur_msg = saved_msg;
 	pb_free(tp);
 	scratch_free(&sc);
 	return rc;
 }
 
-static int walk_sparse(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+static int walk_sparse(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                        struct mfs_sparse **out)
 {
 	struct scratch sc = {0};
 	Onnx__SparseTensorProto *sp = NULL;
 	struct mfs_tensor *values = NULL, *indices = NULL;
+	uint64_t start = fld->val, end = fld->end;
+	int32_t saved_msg = w->cur_msg;
 	int rc = check_depth(w, depth, start);
+	if (!rc)
+		rc = msg_enter(w, fld, depth);
 	if (rc)
 		return rc;
 	for (uint64_t pos = start; pos < end;) {
@@ -1243,7 +1321,7 @@ static int walk_sparse(struct walker *w, uint64_t start, uint64_t end, unsigned 
 				goto out;
 			}
 			size_t mark = path_push(w, ".%s", what);
-			rc = walk_tensor(w, f.val, f.end, depth + 1, slot);
+			rc = walk_tensor(w, &f, depth + 1, slot);
 			path_pop(w, mark);
 			if (rc)
 				goto out;
@@ -1291,6 +1369,7 @@ static int walk_sparse(struct walker *w, uint64_t start, uint64_t end, unsigned 
 	}
 	*out = s;
 out:
+	w->cur_msg = saved_msg;
 	pb_free(sp);
 	scratch_free(&sc);
 	return rc;
@@ -1298,7 +1377,7 @@ out:
 
 /* ------------------------------------------------------------ graphs, nodes */
 
-static int walk_graph(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+static int walk_graph(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                       struct mfs_graph **out);
 
 /* Which value an attribute holds when its `type` is missing (IR < 2). */
@@ -1383,7 +1462,7 @@ static int attr_text(struct walker *w, const Onnx__AttributeProto *ap, struct mf
 	return sb_finish(w, &b, &at->text, &at->text_len);
 }
 
-static int walk_attr(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+static int walk_attr(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                      struct mfs_attr *out)
 {
 	struct scratch sc = {0};
@@ -1392,7 +1471,11 @@ static int walk_attr(struct walker *w, uint64_t start, uint64_t end, unsigned de
 	struct mfs_tensor *t = NULL;
 	struct mfs_graph *g = NULL;
 	struct mfs_sparse *sp = NULL;
+	uint64_t start = fld->val, end = fld->end;
+	int32_t saved_msg = w->cur_msg;
 	int rc = check_depth(w, depth, start);
+	if (!rc)
+		rc = msg_enter(w, fld, depth);
 	if (rc)
 		return rc;
 	memset(out, 0, sizeof(*out));
@@ -1420,13 +1503,13 @@ static int walk_attr(struct walker *w, uint64_t start, uint64_t end, unsigned de
 			}
 			if (f.num == 5) {
 				mark = path_push(w, ".t");
-				rc = walk_tensor(w, f.val, f.end, depth + 1, &t);
+				rc = walk_tensor(w, &f, depth + 1, &t);
 			} else if (f.num == 6) {
 				mark = path_push(w, ".g");
-				rc = walk_graph(w, f.val, f.end, depth + 1, &g);
+				rc = walk_graph(w, &f, depth + 1, &g);
 			} else {
 				mark = path_push(w, ".sparse_tensor");
-				rc = walk_sparse(w, f.val, f.end, depth + 1, &sp);
+				rc = walk_sparse(w, &f, depth + 1, &sp);
 			}
 			path_pop(w, mark);
 			if (rc)
@@ -1438,7 +1521,7 @@ static int walk_attr(struct walker *w, uint64_t start, uint64_t end, unsigned de
 			if (rc)
 				goto out;
 			mark = path_push(w, ".tensors[%zu]", tensors.n);
-			rc = walk_tensor(w, f.val, f.end, depth + 1, &x);
+			rc = walk_tensor(w, &f, depth + 1, &x);
 			path_pop(w, mark);
 			if (rc)
 				goto out;
@@ -1454,7 +1537,7 @@ static int walk_attr(struct walker *w, uint64_t start, uint64_t end, unsigned de
 			if (rc)
 				goto out;
 			mark = path_push(w, ".graphs[%zu]", graphs.n);
-			rc = walk_graph(w, f.val, f.end, depth + 1, &x);
+			rc = walk_graph(w, &f, depth + 1, &x);
 			path_pop(w, mark);
 			if (rc)
 				goto out;
@@ -1470,7 +1553,7 @@ static int walk_attr(struct walker *w, uint64_t start, uint64_t end, unsigned de
 			if (rc)
 				goto out;
 			mark = path_push(w, ".sparse_tensors[%zu]", sparse.n);
-			rc = walk_sparse(w, f.val, f.end, depth + 1, &x);
+			rc = walk_sparse(w, &f, depth + 1, &x);
 			path_pop(w, mark);
 			if (rc)
 				goto out;
@@ -1573,6 +1656,7 @@ static int walk_attr(struct walker *w, uint64_t start, uint64_t end, unsigned de
 	if (!rc)
 		rc = opt_dup(w, &out->doc_string, ap->doc_string);
 out:
+	w->cur_msg = saved_msg;
 	pb_free(ap);
 	scratch_free(&sc);
 	free(tensors.v);
@@ -1596,13 +1680,17 @@ static int conv_strings(struct walker *w, char *const *in, size_t n, char ***out
 	return 0;
 }
 
-static int walk_node(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+static int walk_node(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                      struct mfs_node *out)
 {
 	struct scratch sc = {0};
 	Onnx__NodeProto *np = NULL;
 	struct vec attrs = {0};
+	uint64_t start = fld->val, end = fld->end;
+	int32_t saved_msg = w->cur_msg;
 	int rc = check_depth(w, depth, start);
+	if (!rc)
+		rc = msg_enter(w, fld, depth);
 	if (rc)
 		return rc;
 	memset(out, 0, sizeof(*out));
@@ -1620,7 +1708,7 @@ static int walk_node(struct walker *w, uint64_t start, uint64_t end, unsigned de
 			if (rc)
 				goto out;
 			size_t mark = path_push(w, ".attribute[%zu]", attrs.n);
-			rc = walk_attr(w, f.val, f.end, depth + 1, &at);
+			rc = walk_attr(w, &f, depth + 1, &at);
 			path_pop(w, mark);
 			if (rc)
 				goto out;
@@ -1654,6 +1742,7 @@ static int walk_node(struct walker *w, uint64_t start, uint64_t end, unsigned de
 	out->n_attrs = attrs.n;
 	w->n_nodes++;
 out:
+	w->cur_msg = saved_msg;
 	pb_free(np);
 	scratch_free(&sc);
 	free(attrs.v);
@@ -1690,15 +1779,26 @@ static int mark_init_inputs(struct walker *w, struct mfs_graph *g)
 	return 0;
 }
 
-static int walk_graph(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+static int walk_graph(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                       struct mfs_graph **out)
 {
 	struct scratch sc = {0};
 	Onnx__GraphProto *gp = NULL;
 	struct vec nodes = {0}, inits = {0}, sparse = {0};
+	uint64_t start = fld->val, end = fld->end;
+	int32_t saved_msg = w->cur_msg;
+	bool main_graph = w->main_pending;
+	w->main_pending = false;
 	int rc = check_depth(w, depth, start);
+	if (!rc)
+		rc = msg_enter(w, fld, depth);
 	if (rc)
 		return rc;
+	if (main_graph) {
+		w->graph_msg = w->cur_msg;
+		w->gname_ins = end;
+	}
+	bool ins_found = false;
 	for (uint64_t pos = start; pos < end;) {
 		struct mfs_wire_field f;
 		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
@@ -1707,13 +1807,23 @@ static int walk_graph(struct walker *w, uint64_t start, uint64_t end, unsigned d
 			goto out;
 		}
 		pos = f.end;
+		if (main_graph && f.num == 2) {
+			/* The name the meta/graph_name file edits: the last one
+			 * counts, as protobuf parses a repeated singular field. */
+			w->has_gname = true;
+			w->gname_tag = f.start;
+			w->gname_end = f.end;
+		} else if (main_graph && f.num > 2 && !ins_found) {
+			w->gname_ins = f.start;
+			ins_found = true;
+		}
 		size_t mark;
 		if (f.num == 1) {
 			struct mfs_node nd;
 			if ((rc = want_len(w, &f, "node")))
 				goto out;
 			mark = path_push(w, ".node[%zu]", nodes.n);
-			rc = walk_node(w, f.val, f.end, depth + 1, &nd);
+			rc = walk_node(w, &f, depth + 1, &nd);
 			path_pop(w, mark);
 			if (!rc && vec_add(&nodes, &nd, sizeof(nd)) < 0)
 				rc = nomem(w);
@@ -1722,7 +1832,7 @@ static int walk_graph(struct walker *w, uint64_t start, uint64_t end, unsigned d
 			if ((rc = want_len(w, &f, "initializer")))
 				goto out;
 			mark = path_push(w, ".initializer[%zu]", inits.n);
-			rc = walk_tensor(w, f.val, f.end, depth + 1, &t);
+			rc = walk_tensor(w, &f, depth + 1, &t);
 			path_pop(w, mark);
 			if (!rc && vec_add(&inits, &t, sizeof(t)) < 0)
 				rc = nomem(w);
@@ -1731,7 +1841,7 @@ static int walk_graph(struct walker *w, uint64_t start, uint64_t end, unsigned d
 			if ((rc = want_len(w, &f, "sparse_initializer")))
 				goto out;
 			mark = path_push(w, ".sparse_initializer[%zu]", sparse.n);
-			rc = walk_sparse(w, f.val, f.end, depth + 1, &s);
+			rc = walk_sparse(w, &f, depth + 1, &s);
 			path_pop(w, mark);
 			if (!rc && vec_add(&sparse, &s, sizeof(s)) < 0)
 				rc = nomem(w);
@@ -1771,6 +1881,7 @@ static int walk_graph(struct walker *w, uint64_t start, uint64_t end, unsigned d
 		goto out;
 	*out = g;
 out:
+	w->cur_msg = saved_msg;
 	pb_free(gp);
 	scratch_free(&sc);
 	free(nodes.v);
@@ -1781,14 +1892,18 @@ out:
 
 /* ------------------------------------------------------------ functions, training */
 
-static int walk_function(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+static int walk_function(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                          struct mfs_function *out)
 {
 	struct scratch sc = {0};
 	Onnx__FunctionProto *fp = NULL;
 	struct vec nodes = {0}, defaults = {0};
 	struct sbuf b = {0};
+	uint64_t start = fld->val, end = fld->end;
+	int32_t saved_msg = w->cur_msg;
 	int rc = check_depth(w, depth, start);
+	if (!rc)
+		rc = msg_enter(w, fld, depth);
 	if (rc)
 		return rc;
 	memset(out, 0, sizeof(*out));
@@ -1806,7 +1921,7 @@ static int walk_function(struct walker *w, uint64_t start, uint64_t end, unsigne
 			if ((rc = want_len(w, &f, "node")))
 				goto out;
 			mark = path_push(w, ".node[%zu]", nodes.n);
-			rc = walk_node(w, f.val, f.end, depth + 1, &nd);
+			rc = walk_node(w, &f, depth + 1, &nd);
 			path_pop(w, mark);
 			if (!rc && vec_add(&nodes, &nd, sizeof(nd)) < 0)
 				rc = nomem(w);
@@ -1817,7 +1932,7 @@ static int walk_function(struct walker *w, uint64_t start, uint64_t end, unsigne
 			if ((rc = want_len(w, &f, "attribute_proto")))
 				goto out;
 			mark = path_push(w, ".attribute_proto[%zu]", defaults.n);
-			rc = walk_attr(w, f.val, f.end, depth + 1, &at);
+			rc = walk_attr(w, &f, depth + 1, &at);
 			path_pop(w, mark);
 			if (!rc && vec_add(&defaults, &at, sizeof(at)) < 0)
 				rc = nomem(w);
@@ -1851,6 +1966,7 @@ static int walk_function(struct walker *w, uint64_t start, uint64_t end, unsigne
 	opset_lines(&b, fp->opset_import, fp->n_opset_import);
 	rc = sb_finish(w, &b, &out->opset_text, &out->opset_len);
 out:
+	w->cur_msg = saved_msg;
 	free(b.p);
 	pb_free(fp);
 	scratch_free(&sc);
@@ -1859,12 +1975,16 @@ out:
 	return rc;
 }
 
-static int walk_training(struct walker *w, uint64_t start, uint64_t end, unsigned depth,
+static int walk_training(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                          struct mfs_training *out)
 {
 	struct scratch sc = {0};
 	Onnx__TrainingInfoProto *tp = NULL;
+	uint64_t start = fld->val, end = fld->end;
+	int32_t saved_msg = w->cur_msg;
 	int rc = check_depth(w, depth, start);
+	if (!rc)
+		rc = msg_enter(w, fld, depth);
 	if (rc)
 		return rc;
 	memset(out, 0, sizeof(*out));
@@ -1886,7 +2006,7 @@ static int walk_training(struct walker *w, uint64_t start, uint64_t end, unsigne
 				goto out;
 			}
 			size_t mark = path_push(w, ".%s", what);
-			rc = walk_graph(w, f.val, f.end, depth + 1, slot);
+			rc = walk_graph(w, &f, depth + 1, slot);
 			path_pop(w, mark);
 		} else {
 			rc = scratch_add(w, &sc, &f);
@@ -1898,6 +2018,7 @@ static int walk_training(struct walker *w, uint64_t start, uint64_t end, unsigne
 	rc = unpack(w, &onnx__training_info_proto__descriptor, &sc, depth, start, false,
 	            (void **)&tp);
 out:
+	w->cur_msg = saved_msg;
 	pb_free(tp);
 	scratch_free(&sc);
 	return rc;
@@ -2047,6 +2168,11 @@ static int walk_model(struct walker *w)
 			goto out;
 		}
 		w->top_ok = true;
+		struct mfs_onnx_field tf = {f.num, f.start, f.end};
+		if (vec_add(&w->top, &tf, sizeof(tf)) < 0) {
+			rc = nomem(w);
+			goto out;
+		}
 		size_t mark;
 		if (f.num == 7) {
 			if ((rc = want_len(w, &f, "graph")))
@@ -2056,14 +2182,15 @@ static int walk_model(struct walker *w)
 				goto out;
 			}
 			mark = path_push(w, ".graph");
-			rc = walk_graph(w, f.val, f.end, 1, &graph);
+			w->main_pending = true;
+			rc = walk_graph(w, &f, 1, &graph);
 			path_pop(w, mark);
 		} else if (f.num == 20) {
 			struct mfs_training tr;
 			if ((rc = want_len(w, &f, "training_info")))
 				goto out;
 			mark = path_push(w, ".training_info[%zu]", training.n);
-			rc = walk_training(w, f.val, f.end, 1, &tr);
+			rc = walk_training(w, &f, 1, &tr);
 			path_pop(w, mark);
 			if (!rc && vec_add(&training, &tr, sizeof(tr)) < 0)
 				rc = nomem(w);
@@ -2072,7 +2199,7 @@ static int walk_model(struct walker *w)
 			if ((rc = want_len(w, &f, "functions")))
 				goto out;
 			mark = path_push(w, ".functions[%zu]", funcs.n);
-			rc = walk_function(w, f.val, f.end, 1, &fn);
+			rc = walk_function(w, &f, 1, &fn);
 			path_pop(w, mark);
 			if (!rc && vec_add(&funcs, &fn, sizeof(fn)) < 0)
 				rc = nomem(w);
@@ -2108,6 +2235,30 @@ out:
 	return rc;
 }
 
+/* Move what the walk recorded for the splice writer into the arena. */
+static int finish_layout(struct walker *w)
+{
+	struct mfs_onnx_layout *l = mfs_arena_alloc(w->a, sizeof(*l));
+	if (!l)
+		return nomem(w);
+	l->msgs = vec_finish(w, &w->msgs, sizeof(struct mfs_onnx_msg));
+	l->n_msgs = w->msgs.n;
+	l->tspans = vec_finish(w, &w->tspans, sizeof(struct mfs_onnx_tspan));
+	l->top = vec_finish(w, &w->top, sizeof(struct mfs_onnx_field));
+	l->n_top = w->top.n;
+	l->graph_msg = w->graph_msg;
+	l->has_gname = w->has_gname;
+	l->gname_tag = w->gname_tag;
+	l->gname_end = w->gname_end;
+	l->gname_ins = w->gname_ins;
+	struct mfs_tensor **tensors = vec_finish(w, &w->tensors, sizeof(struct mfs_tensor *));
+	if (!l->msgs || !l->tspans || !l->top || !tensors)
+		return nomem(w);
+	w->m->onnx = l;
+	w->m->desc.tensors = tensors;
+	return 0;
+}
+
 int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
 {
 	uint64_t size = m->desc.files[0].size;
@@ -2125,18 +2276,26 @@ int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t er
 	w->err = err;
 	w->errlen = errlen;
 	mfs_wire_src_file(&w->src, fd, size, w->win);
+	w->cur_msg = -1;
+	w->graph_msg = -1;
 
 	/* The walk hops from message to message; readahead would pull in the
 	 * tensor payloads we are skipping. */
 	posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 	int rc = walk_model(w);
 	posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL);
+	if (rc == 0)
+		rc = finish_layout(w);
 	if (rc == 0) {
 		m->desc.format = MFS_FORMAT_ONNX;
 		m->desc.n_tensors = w->n_tensors;
 		m->desc.n_nodes = w->n_nodes;
 	}
 	ext_free(w);
+	free(w->msgs.v);
+	free(w->tensors.v);
+	free(w->tspans.v);
+	free(w->top.v);
 	free(w);
 	return rc;
 }

@@ -10,7 +10,9 @@
  * checkpoint costs what its header costs.  A sharded checkpoint is an index
  * mapping tensor names to shard files; each shard is opened beneath the
  * index's directory and read as above, and all tensors become one list,
- * each still read from its own shard.
+ * each still read from its own shard.  A tensor's id (desc.tensors) is its
+ * place in that list: offset order, shard by shard.  For a single file the
+ * splice writer (splice_st.c) also gets where the data buffer starts.
  *
  * FILE LAYOUT
  *
@@ -65,6 +67,7 @@
 #include <jansson.h>
 
 #include "internal.h"
+#include "splice.h"
 
 #define ST_MAX_HEADER   100000000ull    /* reference MAX_HEADER_SIZE, also the index size cap */
 #define ST_MIN_HEADER   2ull            /* "{}" */
@@ -109,6 +112,14 @@ static int st_dtype_find(const char *s, size_t len)
 		if (strlen(st_dtypes[i].name) == len && memcmp(st_dtypes[i].name, s, len) == 0)
 			return (int)i;
 	return -1;
+}
+
+const char *mfs_st_dtype_name(int32_t dtype)
+{
+	for (size_t i = 0; i < sizeof(st_dtypes) / sizeof(st_dtypes[0]); i++)
+		if (st_dtypes[i].dtype == dtype)
+			return st_dtypes[i].name;
+	return NULL;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -226,10 +237,13 @@ static int st_finish(struct mfs_model *m, struct tvec *tv, struct mvec *meta, st
 		return -ENOMEM;
 	g->name = mfs_arena_strdup(m->arena, "");
 	g->inits = arena_copy(m->arena, tv->v, tv->n, sizeof(*tv->v));
+	d->tensors = arena_copy(m->arena, tv->v, tv->n, sizeof(*tv->v));
 	d->meta = arena_copy(m->arena, meta->v, meta->n, sizeof(*meta->v));
 	d->props = arena_copy(m->arena, props->v, props->n, sizeof(*props->v));
-	if (!g->name || !g->inits || !d->meta || !d->props)
+	if (!g->name || !g->inits || !d->tensors || !d->meta || !d->props)
 		return -ENOMEM;
+	for (size_t i = 0; i < tv->n; i++)
+		tv->v[i]->id = i;
 	g->n_inits = tv->n;
 	d->n_meta = meta->n;
 	d->n_props = props->n;
@@ -565,7 +579,7 @@ static int st_check_layout(struct st_entry *ents, size_t n, uint64_t hlen, uint6
  * "__metadata__" from it, and the index reader looks names up in it.
  */
 static int st_load(struct mfs_model *m, unsigned src, const char *display, struct tvec *tv,
-                   json_t **root, char *err, size_t errlen)
+                   json_t **root, uint64_t *hlen_out, char *err, size_t errlen)
 {
 	struct st_entry *ents = NULL;
 	uint64_t hlen = 0;
@@ -607,6 +621,8 @@ static int st_load(struct mfs_model *m, unsigned src, const char *display, struc
 			goto out;
 		}
 	}
+	if (hlen_out)
+		*hlen_out = hlen;
 	rc = 0;
 out:
 	free(ents);
@@ -646,7 +662,8 @@ int mfs_safetensors_open(struct mfs_model *m, const char *display, char *err, si
 	struct tvec tv = {0};
 	struct mvec meta = {0}, props = {0};
 	json_t *root = NULL;
-	int rc = st_load(m, 0, display, &tv, &root, err, errlen);
+	uint64_t hlen = 0;
+	int rc = st_load(m, 0, display, &tv, &root, &hlen, err, errlen);
 	if (rc < 0)
 		goto out;
 	rc = mvec_push(&meta, m->arena, "format", "safetensors\n", 12);
@@ -665,6 +682,8 @@ int mfs_safetensors_open(struct mfs_model *m, const char *display, char *err, si
 		rc = st_finish(m, &tv, &meta, &props);
 	if (rc < 0)
 		rc = mfs_errf(err, errlen, rc, display, "out of memory");
+	else
+		m->st_data_off = 8 + hlen;
 out:
 	json_decref(root);
 	free(tv.v);
@@ -979,7 +998,7 @@ int mfs_safetensors_index_open(struct mfs_model *m, const char *display, char *e
 		}
 
 		size_t first = tv.n;
-		rc = st_load(m, src, sdisplay, &tv, &shard_root, err, errlen);
+		rc = st_load(m, src, sdisplay, &tv, &shard_root, NULL, err, errlen);
 		if (rc < 0)
 			goto out;
 		rc = shard_match(wm, shard_root, s, &tv, first, expected[k], display, err, errlen);

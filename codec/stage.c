@@ -108,6 +108,9 @@
  *               its base no longer shows
  *   5 DROP      key's staged changes are gone                       none
  *   6 CLEAR     every staged change is gone (abort)                 none
+ *   7 MOVE      key takes over the content of object arg, which is  none
+ *               unstaged; key's base no longer shows (a rename over
+ *               a tensor's data file)
  *
  * Replay stops at the first record that is short, fails a CRC, has an
  * out-of-range field or makes no sense (a CHUNK for a key with no OBJECT),
@@ -137,7 +140,7 @@
 #define F_RAW           0x01
 #define CLEN_RAW        0x80000000u
 
-enum { REC_OBJECT = 1, REC_SIZE, REC_CHUNK, REC_VALUE, REC_DROP, REC_CLEAR };
+enum { REC_OBJECT = 1, REC_SIZE, REC_CHUNK, REC_VALUE, REC_DROP, REC_CLEAR, REC_MOVE };
 
 static const char jmagic[8] = {'M', 'F', 'S', 'J', 'R', 'N', 'L', 0};
 static const char rmagic[4] = {'M', 'F', 'S', 'R'};
@@ -418,6 +421,35 @@ static void obj_set_value(struct mfs_stage *st, struct obj *o, uint64_t poff, ui
 		cref_set(st, o, 0, &c);    /* chunks_reserve(o, 0) was done by the caller */
 	}
 	o->size = o->jsize = len;
+}
+
+/*
+ * The in-memory half of MOVE, shared by live calls and replay: `to` takes
+ * over the chunks and size of `from` and shows no base any more; `from`
+ * goes back to unstaged (and is freed when nothing binds it).  Chunk
+ * references move with their journal records, so `live` does not change
+ * except for `from`'s OBJECT record, which is dead now.
+ */
+static void obj_move(struct mfs_stage *st, struct obj *from, struct obj *to)
+{
+	cache_discard(st, to, 0);
+	for (size_t i = 0; i < to->n_chunks; i++)
+		if (to->chunks[i].joff)
+			st->live -= RHDR + clen_bytes(&to->chunks[i]);
+	free(to->chunks);
+	to->chunks = from->chunks;
+	to->n_chunks = from->n_chunks;
+	to->cap_chunks = from->cap_chunks;
+	to->size = from->size;
+	to->jsize = from->jsize;
+	to->base_limit = 0;
+	/* Clean cached chunks of `from` hold exactly what `to` reads now. */
+	for (size_t i = 0; i < st->n_cache; i++)
+		if (st->cache[i].o == from)
+			st->cache[i].o = to;
+	from->chunks = NULL;
+	from->n_chunks = from->cap_chunks = 0;
+	obj_unstage(st, from);
 }
 
 /* ------------------------------------------------------------ journal */
@@ -892,6 +924,13 @@ static int replay_rec(struct mfs_stage *st, const uint8_t *h, uint64_t poff)
 			return -EUCLEAN;
 		obj_unstage(st, o);
 		return 0;
+	case REC_MOVE: {
+		struct obj *from = find(st, arg);
+		if (plen || !from || !from->staged || from == o)
+			return -EUCLEAN;
+		obj_move(st, from, o);
+		return 0;
+	}
 	default:
 		return -EUCLEAN;
 	}
@@ -899,8 +938,9 @@ static int replay_rec(struct mfs_stage *st, const uint8_t *h, uint64_t poff)
 
 static const char *rec_name(int type)
 {
-	static const char *names[] = {"?", "OBJECT", "SIZE", "CHUNK", "VALUE", "DROP", "CLEAR"};
-	return type > 0 && type <= REC_CLEAR ? names[type] : "unknown";
+	static const char *names[] = {"?", "OBJECT", "SIZE", "CHUNK", "VALUE", "DROP", "CLEAR",
+	                              "MOVE"};
+	return type > 0 && type <= REC_MOVE ? names[type] : "unknown";
 }
 
 /* Rename a journal we will not use out of the way, keeping it for the user. */
@@ -1165,12 +1205,9 @@ static void free_all(struct mfs_stage *st)
 	}
 }
 
-static int sync_locked(struct mfs_stage *st)
+/* Write out dirty chunks and sizes: replay now gives what reads give. */
+static int flush_locked(struct mfs_stage *st)
 {
-	if (st->jfd < 0)
-		return 0;
-	if (st->failed)
-		return -EIO;
 	int rc = flush_all(st);
 	for (size_t b = 0; rc == 0 && b < st->n_buckets; b++)
 		for (struct obj *o = st->buckets[b]; rc == 0 && o; o = o->next)
@@ -1179,6 +1216,16 @@ static int sync_locked(struct mfs_stage *st)
 				if (rc == 0)
 					o->jsize = o->size;
 			}
+	return rc;
+}
+
+static int sync_locked(struct mfs_stage *st)
+{
+	if (st->jfd < 0)
+		return 0;
+	if (st->failed)
+		return -EIO;
+	int rc = flush_locked(st);
 	if (rc < 0)
 		return rc;
 	if (mfs_io->fdatasync(st->jfd) < 0) {
@@ -1426,7 +1473,8 @@ size_t mfs_stage_list(uint64_t *out, size_t cap, struct mfs_stage *st)
 	pthread_mutex_unlock(&st->lock);
 	if (all) {
 		qsort(all, n, sizeof(*all), cmp_u64);
-		memcpy(out, all, (n < cap ? n : cap) * sizeof(*all));
+		if (cap)
+			memcpy(out, all, (n < cap ? n : cap) * sizeof(*all));
 		free(all);
 	}
 	return n;
@@ -1512,6 +1560,93 @@ int mfs_stage_drop_all(struct mfs_stage *st)
 	return rc;
 }
 
+int mfs_stage_flush(struct mfs_stage *st)
+{
+	pthread_mutex_lock(&st->lock);
+	int rc = flush_locked(st);
+	if (rc == 0)
+		maybe_compact(st);
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int mfs_stage_move(struct mfs_stage *st, uint64_t from, uint64_t to)
+{
+	int rc = 0;
+	if (from == to)
+		return -EINVAL;
+	pthread_mutex_lock(&st->lock);
+	struct obj *of = find(st, from), *ot = find(st, to);
+	if (!of || !ot) {
+		rc = -ENOENT;
+		goto out;
+	}
+	/* Everything `from` holds must be in the journal before the record
+	 * that hands it over, or a replay would hand over less. */
+	if ((rc = stage_obj(st, of)) < 0)
+		goto out;
+	for (size_t i = 0; i < st->n_cache; i++)
+		if (st->cache[i].o == of && st->cache[i].dirty &&
+		    (rc = flush_entry(st, &st->cache[i])) < 0)
+			goto out;
+	if (of->jsize != of->size) {
+		if ((rc = append(st, REC_SIZE, 0, from, of->size, 0, 0, 0, NULL, NULL)) < 0)
+			goto out;
+		of->jsize = of->size;
+	}
+	if ((rc = stage_obj(st, ot)) < 0 ||
+	    (rc = append(st, REC_MOVE, 0, to, from, 0, 0, 0, NULL, NULL)) < 0)
+		goto out;
+	obj_move(st, of, ot);
+	maybe_compact(st);
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int mfs_stage_extents(struct mfs_stage *st, uint64_t key, struct mfs_stage_extent *out,
+                      size_t cap, size_t *n)
+{
+	int rc = 0;
+	size_t k = 0;
+	pthread_mutex_lock(&st->lock);
+	struct obj *o = find(st, key);
+	if (!o) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (!o->staged)
+		goto out;
+	uint64_t n_idx = (o->size + CHUNK - 1) / CHUNK;
+	bool open = false;
+	for (uint64_t idx = 0; idx < n_idx; idx++) {
+		uint64_t cs = idx * CHUNK, ce = min64(cs + CHUNK, o->size);
+		/* Bytes at and past base_limit read as zeros, not as the base. */
+		bool touched = ce > o->base_limit ||
+		               (idx < o->n_chunks && o->chunks[idx].joff);
+		for (size_t i = 0; !touched && i < st->n_cache; i++)
+			touched = st->cache[i].o == o && st->cache[i].idx == idx &&
+			          st->cache[i].dirty;
+		if (!touched) {
+			open = false;
+			continue;
+		}
+		if (open) {
+			if (k - 1 < cap)
+				out[k - 1].len = ce - out[k - 1].off;
+			continue;
+		}
+		if (k < cap)
+			out[k] = (struct mfs_stage_extent){cs, ce - cs};
+		k++;
+		open = true;
+	}
+out:
+	pthread_mutex_unlock(&st->lock);
+	*n = k;
+	return rc;
+}
+
 int mfs_stage_sync(struct mfs_stage *st)
 {
 	pthread_mutex_lock(&st->lock);
@@ -1528,6 +1663,64 @@ int mfs_stage_reset(struct mfs_stage *st, const struct mfs_identity *id)
 	st->id = *id;
 	pthread_mutex_unlock(&st->lock);
 	return 0;
+}
+
+int mfs_stage_reset_keep(struct mfs_stage *st, const struct mfs_identity *id,
+                         bool (*keep)(uint64_t key, void *arg), void *arg)
+{
+	int rc = 0;
+	pthread_mutex_lock(&st->lock);
+	/* Kept objects must be whole in the old journal before it is copied. */
+	if (st->jfd >= 0)
+		rc = flush_locked(st);
+	size_t kept = 0;
+	for (size_t b = 0; b < st->n_buckets; b++) {
+		struct obj *o = st->buckets[b];
+		while (o) {
+			struct obj *next = o->next;
+			if (rc == 0 && keep(o->key, arg)) {
+				kept += o->staged;
+			} else {
+				o->bound = false;
+				obj_unstage(st, o);     /* frees it */
+			}
+			o = next;
+		}
+	}
+	st->id = *id;
+	if (kept) {
+		/* The copy gets a header with the new identity. */
+		rc = compact(st);
+		if (rc < 0) {
+			/* Kept content is lost: better than a journal that the
+			 * next open would set aside as another model's. */
+			free_all(st);
+		}
+	}
+	if (!kept || rc < 0) {
+		forget_journal(st);
+	} else {
+		/* A fresh file: an fsync failure of the old one is not its. */
+		st->failed = 0;
+		st->last_compact_err = 0;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int mfs_stage_unbind(struct mfs_stage *st, uint64_t key)
+{
+	int rc = 0;
+	pthread_mutex_lock(&st->lock);
+	struct obj *o = find(st, key);
+	if (!o)
+		rc = -ENOENT;
+	else if (o->staged)
+		rc = -EBUSY;
+	else
+		obj_free(st, o);
+	pthread_mutex_unlock(&st->lock);
+	return rc;
 }
 
 void mfs_stage_stat(struct mfs_stage_stat *out, struct mfs_stage *st)

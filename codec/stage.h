@@ -174,6 +174,39 @@ int mfs_stage_drop(struct mfs_stage *st, uint64_t key);
 int mfs_stage_drop_all(struct mfs_stage *st);
 
 /*
+ * mfs_stage_flush() - write out dirty chunks and size changes without
+ * syncing: afterwards a replay of the journal (after a crash of this
+ * process, not of the machine) gives exactly what reads give.
+ */
+int mfs_stage_flush(struct mfs_stage *st);
+
+/*
+ * mfs_stage_move() - object `to` takes over the staged content and size of
+ * object `from` (both must be bound or recovered), as one journal record;
+ * `to` no longer shows its base, and `from` is unstaged.  No staged byte is
+ * copied: the chunks change owner.  For a rename of a scratch file over a
+ * tensor's data file.  Returns 0, -ENOENT, -EINVAL (from == to), or -errno
+ * from the journal (then nothing changed).
+ */
+int mfs_stage_move(struct mfs_stage *st, uint64_t from, uint64_t to);
+
+/* A byte range of an object. */
+struct mfs_stage_extent {
+	uint64_t off, len;
+};
+
+/*
+ * mfs_stage_extents() - the ranges of `key` whose bytes may differ from its
+ * base: the staged chunks (journaled or dirty in the cache) and everything
+ * at or past the base limit, merged, ascending, chunk-aligned and cut at
+ * the staged size.  Bytes outside them read exactly as the base.  Fills at
+ * most `cap` into `out` and sets *n to how many there are.  An unstaged
+ * object has none.  Returns 0 or -ENOENT.
+ */
+int mfs_stage_extents(struct mfs_stage *st, uint64_t key, struct mfs_stage_extent *out,
+                      size_t cap, size_t *n);
+
+/*
  * mfs_stage_sync() - make everything staged so far durable: write out dirty
  * chunks and size changes, then fdatasync the journal.  After an fsync
  * failure the journal can no longer be trusted to hold what was written
@@ -188,6 +221,23 @@ int mfs_stage_sync(struct mfs_stage *st);
  * (the model's layout may have changed).
  */
 int mfs_stage_reset(struct mfs_stage *st, const struct mfs_identity *id);
+
+/*
+ * mfs_stage_reset_keep() - mfs_stage_reset(), except that objects for which
+ * keep(key, arg) is true survive with their bindings and staged content
+ * (scratch files that outlive a commit): they are copied into a fresh
+ * journal stamped with the new identity `id`, which replaces the old one by
+ * rename.  Returns 0, or -errno when that copy failed; then nothing survives
+ * (everything is forgotten, as by mfs_stage_reset()).
+ */
+int mfs_stage_reset_keep(struct mfs_stage *st, const struct mfs_identity *id,
+                         bool (*keep)(uint64_t key, void *arg), void *arg);
+
+/*
+ * mfs_stage_unbind() - forget object `key`, which must have nothing staged
+ * (-EBUSY otherwise; -ENOENT when unknown).
+ */
+int mfs_stage_unbind(struct mfs_stage *st, uint64_t key);
 
 /* mfs_stage_stat() - fill `out` with the counters above. */
 void mfs_stage_stat(struct mfs_stage_stat *out, struct mfs_stage *st);

@@ -2,8 +2,10 @@
  * fs/ll.h — what main.c needs from ll.c: the low-level operations and the
  * state they serve from.
  *
- * ll.c is the only file that replies to FUSE.  It answers from an immutable
- * tree (tree.h) and reads tensor bytes through the model API (model.h).
+ * ll.c is the only file that replies to FUSE.  It answers from a tree
+ * (tree.h) rebuilt when the transaction's structure changes, maps inode
+ * numbers through inode.h, and reads and edits the model through the
+ * transaction API (modelfs/txn.h).
  */
 #ifndef MODELFS_FS_LL_H
 #define MODELFS_FS_LL_H
@@ -12,32 +14,85 @@
 #define FUSE_USE_VERSION 312
 
 #include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <sys/types.h>
 #include <time.h>
 
+#include "inode.h"
 #include "modelfs/model.h"
+#include "modelfs/txn.h"
 #include "tree.h"
 
-/* Reads, readahead and st_blksize: big requests for big tensors. */
+/* Reads, writes, readahead and st_blksize: big requests for big tensors. */
 #define MFS_IO_SIZE (1u << 20)
 
-/* Everything is immutable while mounted, so the kernel may cache for a day. */
+/*
+ * Entries, attributes and pages that only the daemon can change may be
+ * cached for a day: every change the daemon makes is either done through
+ * the kernel (which updates its own caches) or followed by a precise
+ * invalidation (ll.c, "CACHING").
+ */
 #define MFS_CACHE_TIMEOUT 86400.0
 
+/* One tree generation: the tree and what it was built from. */
+struct mfs_gen {
+	struct mfs_tree *tree;
+	struct mfs_desc desc;           /* the txn's description, with the staged props */
+	const mfs_model *model;         /* the model `desc` describes (kept open by the txn) */
+	struct mfs_meta *props;         /* desc.props: ours (mfs_txn_props_free) */
+	uint32_t meta_dir;              /* tree index of meta/, or UINT32_MAX */
+	uint32_t props_dir;             /* tree index of meta/props/, or UINT32_MAX */
+	uint64_t txn_gen;               /* mfs_txn_generation() it was built at */
+};
+
+/* A queued cache invalidation (ll.c, "CACHING"). */
+struct mfs_inval;
+
 /*
- * The state of a mount, passed to fuse_session_new() as userdata.  Borrowed
- * by every handler; read-only once the session runs, so no locking.
+ * The state of a mount, passed to fuse_session_new() as userdata.  main.c
+ * fills the settings and calls mfs_fs_init(); handlers borrow it.
  */
 struct mfs_fs {
-	const mfs_model *model;
-	const struct mfs_desc *desc;
-	const struct mfs_tree *tree;
+	/* settings (main.c) */
+	mfs_txn *txn;
+	bool read_only;
+	bool recovered;                 /* the txn staged edits from a journal at open */
+	bool single_thread;             /* -s: never wait for the invalidation thread */
 	uid_t uid;                      /* owner of every entry */
 	gid_t gid;
-	struct timespec mtime;          /* atime, mtime and ctime of every entry */
-	uint64_t total_bytes;           /* sum of the source files, for statfs */
+	struct timespec mtime;          /* times of every entry not edited (the model's mtime) */
 	unsigned max_read;              /* must equal the max_read mount option */
+	struct fuse_session *se;        /* for notifications; set before the loop runs */
+
+	/* state (ll.c) */
+	pthread_mutex_t slock;          /* structure: namespace edits, commit, abort, rebuild */
+	pthread_rwlock_t lock;          /* the generation and the inode map */
+	pthread_mutex_t xlock;          /* xnodes (inode.h) and the fields below */
+	struct mfs_gen *gen;
+	struct mfs_itab *itab;
+	bool committing;                /* a commit runs: tensor bytes only through the txn */
+	int unmount_rc;                 /* the commit at unmount (destroy): 0 or -errno */
+	uint64_t ctl_dir, ctl_status, ctl_commit, ctl_abort;    /* .modelfs/ inodes */
+	struct timespec last_edit;      /* mtime of the root model file while edits are staged */
+
+	/* the invalidation thread */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond, qidle;
+	struct mfs_inval *qhead, *qtail;
+	bool qbusy, qstop, qstarted;
+	pthread_t qthread;
 };
+
+/*
+ * mfs_fs_init() - build the first tree from the transaction and number it.
+ * The settings must be filled.  Returns 0 or a negative errno (-ENOMEM, or
+ * the tree builder's error).
+ */
+int mfs_fs_init(struct mfs_fs *fs);
+
+/* mfs_fs_fini() - free what mfs_fs_init() made (not the txn). */
+void mfs_fs_fini(struct mfs_fs *fs);
 
 extern const struct fuse_lowlevel_ops mfs_ll_ops;
 

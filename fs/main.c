@@ -4,10 +4,16 @@
  *	mount.modelfs MODEL MOUNTPOINT [-o OPTS] [-f] [-d] [-s] [-h] [-V]
  *
  * main() is a ladder: parse the command line, resolve both paths while the
- * current directory still means something, open and validate the model
- * (a bad model is one line on stderr and exit 1, with nothing mounted),
+ * current directory still means something, open and validate the model as
+ * a transaction (a bad model is one line on stderr and exit 1, with nothing
+ * mounted; a journal left by a dead daemon is recovered and reported),
  * build the tree, create the session, mount, daemonize (so the command
  * returns only once the mount is live), run the loop, and unwind in reverse.
+ * The loop's end commits what is staged (ll.c, destroy).
+ *
+ * The mount is read-write when the model's directory is writable (edits
+ * are staged in a journal beside the model and committed by a rename in
+ * that directory), read-only with -o ro or when it is not.
  *
  * The same binary is what mount(8) runs for `mount -t modelfs MODEL DIR`
  * and for an /etc/fstab line: `/sbin/mount.modelfs MODEL DIR -o OPTS`, with
@@ -38,6 +44,8 @@ struct cli {
 	int help;
 	int version;
 	int rw;
+	int ro;
+	char *commit;
 	int uid_set;
 	unsigned uid;
 	int gid_set;
@@ -46,7 +54,6 @@ struct cli {
 	unsigned max_threads;
 	unsigned max_idle_threads;
 	unsigned max_read;
-	int bad;                /* a usage error was printed */
 };
 
 enum {
@@ -56,6 +63,7 @@ enum {
 	KEY_DEBUG,
 	KEY_SINGLE,
 	KEY_RW,
+	KEY_RO,
 	KEY_MAX_READ,
 };
 
@@ -79,6 +87,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("clone_fd", clone_fd, 1),
 	CLI_OPT("max_threads=%u", max_threads, 0),
 	CLI_OPT("max_idle_threads=%u", max_idle_threads, 0),
+	CLI_OPT("commit=%s", commit, 0),
 	FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
 
 	/* mount(8)'s flags to its helpers: -n (no mtab), -v (verbose), -t TYPE */
@@ -88,6 +97,7 @@ static const struct fuse_opt cli_opts[] = {
 
 	/* Options mount(8) and fstab pass that mean nothing to a FUSE mount. */
 	FUSE_OPT_KEY("rw", KEY_RW),
+	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("dev", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("suid", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("exec", FUSE_OPT_KEY_DISCARD),
@@ -112,7 +122,8 @@ static void usage(FILE *f)
 	        "       " PROG " -h | -V\n"
 	        "\n"
 	        "Mount the model file MODEL (ONNX, safetensors, *.safetensors.index.json)\n"
-	        "read-only at MOUNTPOINT as a tree of graph nodes, tensors and metadata.\n"
+	        "at MOUNTPOINT as a tree of graph nodes, tensors and metadata.  Edits are\n"
+	        "staged and committed atomically (modelfs commit, fsync, unmount).\n"
 	        "Returns once the mount is live; unmount with fusermount3 -u MOUNTPOINT.\n"
 	        "\n"
 	        "  -f                    stay in the foreground\n"
@@ -129,9 +140,13 @@ static void usage(FILE *f)
 	        "  -o max_idle_threads=N idle worker threads kept\n"
 	        "  -o clone_fd           one /dev/fuse descriptor per thread\n"
 	        "  -o fsname=S           name shown in /proc/mounts (default: MODEL)\n"
-	        "  -o ro, nodev, nosuid, noexec, noatime, default_permissions, ...\n"
+	        "  -o ro                 read-only: no journal, every edit fails (EROFS)\n"
+	        "  -o rw                 read-write (the default when the model's directory\n"
+	        "                        is writable; an error when it is not)\n"
+	        "  -o commit=MODE        auto (default), rewrite or inplace: how commits\n"
+	        "                        write the model\n"
+	        "  -o nodev, nosuid, noexec, noatime, default_permissions, ...\n"
 	        "                        passed to FUSE (see mount.fuse3(8))\n"
-	        "  -o rw                 accepted, but modelfs mounts read-only for now\n"
 	        "  -o dev,suid,exec,auto,noauto,user,users,nofail,_netdev,defaults,x-*\n"
 	        "                        accepted from mount(8) and fstab, and ignored\n"
 	        "\n"
@@ -163,11 +178,15 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 0;
 	case KEY_RW:
 		cli->rw = 1;
+		cli->ro = 0;
 		return 0;
+	case KEY_RO:
+		cli->ro = 1;
+		cli->rw = 0;
+		return 0;       /* session_args() adds it for FUSE */
 	case KEY_MAX_READ:
 		if (sscanf(arg, "max_read=%u", &cli->max_read) != 1) {
 			fprintf(stderr, PROG ": bad option '%s'\n", arg);
-			cli->bad = 1;
 			return -1;
 		}
 		return 1;       /* the kernel needs it too (ll_init) */
@@ -186,7 +205,6 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return cli->mountpoint ? 0 : -1;
 		}
 		fprintf(stderr, PROG ": unexpected argument '%s' (see " PROG " -h)\n", arg);
-		cli->bad = 1;
 		return -1;
 	default:
 		return 1;
@@ -213,11 +231,12 @@ static void reopen_stdio(void)
  * passed, so that a user's fsname= or max_read= wins.
  */
 static int session_args(struct fuse_args *out, const struct fuse_args *in, const char *model,
-                        unsigned max_read)
+                        unsigned max_read, bool ro)
 {
 	char *opts = NULL;
 	char base[128];
-	snprintf(base, sizeof(base), "ro,default_permissions,subtype=modelfs,max_read=%u", max_read);
+	snprintf(base, sizeof(base), "%sdefault_permissions,subtype=modelfs,max_read=%u",
+	         ro ? "ro," : "", max_read);
 	char *fsname = malloc(strlen(model) + sizeof("fsname="));
 	if (!fsname)
 		return -1;
@@ -237,6 +256,73 @@ static int session_args(struct fuse_args *out, const struct fuse_args *in, const
 	free(opts);
 	free(fsname);
 	return rc;
+}
+
+/*
+ * The kernel's readahead for a FUSE mount is the smaller of what INIT asks
+ * for (MFS_IO_SIZE, ll_init) and its bdi's read_ahead_kb, which starts at
+ * 128 KiB: page-cache reads of a big tensor then arrive as 128 KiB requests.
+ * Raise this mount's own bdi to MFS_IO_SIZE.  Only root may; for anyone else
+ * this quietly changes nothing.  The device number comes from mountinfo,
+ * because stat() of the mount point would wait for INIT, which nobody
+ * answers until the loop runs.
+ */
+static void raise_readahead(const char *mnt)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	char line[8192], dev[32] = "";
+	while (fgets(line, sizeof(line), f)) {
+		/* "<id> <parent> <maj:min> <root> <mount point> ..." */
+		char d[32], point[4096];
+		if (sscanf(line, "%*s %*s %31s %*s %4095s", d, point) == 2 && !strcmp(point, mnt))
+			snprintf(dev, sizeof(dev), "%s", d);   /* the last one is on top */
+	}
+	fclose(f);
+	if (!dev[0])
+		return;
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char kb[16];
+	int n = snprintf(kb, sizeof(kb), "%u", MFS_IO_SIZE / 1024);
+	if (write(fd, kb, (size_t)n) < 0) {
+		/* not root, or no such knob: the default readahead stays */
+	}
+	close(fd);
+}
+
+/* -o commit=MODE.  Returns 0, or -1 after printing why. */
+static int commit_mode(const char *s, enum mfs_commit_mode *out)
+{
+	*out = MFS_COMMIT_AUTO;
+	if (!s || !strcmp(s, "auto"))
+		return 0;
+	if (!strcmp(s, "rewrite"))
+		*out = MFS_COMMIT_REWRITE;
+	else if (!strcmp(s, "inplace"))
+		*out = MFS_COMMIT_INPLACE;
+	else {
+		fprintf(stderr, PROG ": bad option 'commit=%s' (auto, rewrite or inplace)\n", s);
+		return -1;
+	}
+	return 0;
+}
+
+/* Is the directory of `path` (absolute) writable by us? */
+static bool dir_writable(const char *path)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	return access(dir, W_OK) == 0;
 }
 
 static int run_loop(struct fuse_session *se, const struct cli *cli)
@@ -261,19 +347,17 @@ int main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_args sargs = FUSE_ARGS_INIT(0, NULL);
 	struct cli cli = {.max_read = MFS_IO_SIZE};
-	mfs_model *model = NULL;
-	struct mfs_tree *tree = NULL;
+	mfs_txn *txn = NULL;
+	struct mfs_fs fs = {0};
 	struct fuse_session *se = NULL;
-	bool handlers = false, mounted = false;
+	bool handlers = false, mounted = false, fs_ready = false;
 	char model_abs[PATH_MAX], mnt_abs[PATH_MAX], err[1024];
 	int ret = 1, rc;
 
 	reopen_stdio();
-	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) < 0) {
-		if (!cli.bad)
-			fprintf(stderr, PROG ": bad options (see " PROG " -h)\n");
+	/* On failure fuse_opt (or cli_proc) has printed the one line. */
+	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) < 0)
 		goto out;
-	}
 	if (cli.help) {
 		usage(stdout);
 		ret = 0;
@@ -300,37 +384,59 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	struct mfs_txn_opts topts = {0};
+	if (commit_mode(cli.commit, &topts.mode) < 0)
+		goto out;
+	if (!cli.ro && !dir_writable(model_abs)) {
+		if (cli.rw) {
+			fprintf(stderr, PROG ": %s: cannot mount read-write: its directory is not "
+			        "writable (use -o ro)\n", cli.model);
+			goto out;
+		}
+		fprintf(stderr, PROG ": note: %s: its directory is not writable: mounting "
+		        "read-only\n", cli.model);
+		cli.ro = 1;
+	}
+	topts.read_only = cli.ro;
+
 	/* The user's spelling names the file in messages; the cwd is still theirs. */
-	rc = mfs_model_open(&model, cli.model, NULL, err, sizeof(err));
+	struct mfs_txn_recovery rec;
+	rc = mfs_txn_open(&txn, cli.model, &topts, &rec, err, sizeof(err));
+	if (rc == -EBUSY) {
+		fprintf(stderr, PROG ": %s: another process has it open for editing (its journal "
+		        "is locked)\n", cli.model);
+		goto out;
+	}
 	if (rc < 0) {
 		fprintf(stderr, PROG ": %s\n", err[0] ? err : strerror(-rc));
 		goto out;
 	}
-	const struct mfs_desc *desc = mfs_model_desc(model);
-	rc = mfs_tree_build(&tree, desc);
+	if (rec.msg[0])
+		fprintf(stderr, PROG ": %s: %s\n", cli.model, rec.msg);
+	const struct mfs_desc *desc = mfs_txn_desc(txn);
+
+	struct stat st;
+	if (fstat(mfs_file_fd(mfs_txn_model(txn), 0), &st) < 0) {
+		fprintf(stderr, PROG ": %s: %s\n", cli.model, strerror(errno));
+		goto out;
+	}
+	fs.txn = txn;
+	fs.read_only = cli.ro;
+	fs.recovered = rec.n_recovered > 0;
+	fs.single_thread = cli.single;
+	fs.uid = cli.uid_set ? (uid_t)cli.uid : st.st_uid;
+	fs.gid = cli.gid_set ? (gid_t)cli.gid : st.st_gid;
+	fs.mtime = (struct timespec){.tv_sec = desc->files[0].mtime_sec,
+	                             .tv_nsec = desc->files[0].mtime_nsec};
+	fs.max_read = cli.max_read;
+	rc = mfs_fs_init(&fs);
+	fs_ready = true;
 	if (rc < 0) {
 		fprintf(stderr, PROG ": %s: cannot build the tree: %s\n", cli.model, strerror(-rc));
 		goto out;
 	}
 
-	struct stat st;
-	if (fstat(mfs_file_fd(model, 0), &st) < 0) {
-		fprintf(stderr, PROG ": %s: %s\n", cli.model, strerror(errno));
-		goto out;
-	}
-	struct mfs_fs fs = {
-		.model = model,
-		.desc = desc,
-		.tree = tree,
-		.uid = cli.uid_set ? (uid_t)cli.uid : st.st_uid,
-		.gid = cli.gid_set ? (gid_t)cli.gid : st.st_gid,
-		.mtime = {.tv_sec = desc->files[0].mtime_sec, .tv_nsec = desc->files[0].mtime_nsec},
-		.max_read = cli.max_read,
-	};
-	for (size_t i = 0; i < desc->n_files; i++)
-		fs.total_bytes += desc->files[i].size;
-
-	if (session_args(&sargs, &args, model_abs, cli.max_read) != 0) {
+	if (session_args(&sargs, &args, model_abs, cli.max_read, cli.ro) != 0) {
 		fprintf(stderr, PROG ": out of memory\n");
 		goto out;
 	}
@@ -338,14 +444,14 @@ int main(int argc, char **argv)
 	se = fuse_session_new(&sargs, &mfs_ll_ops, sizeof(mfs_ll_ops), &fs);
 	if (!se)
 		goto out;
+	fs.se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out;
 	handlers = true;
 	if (fuse_session_mount(se, mnt_abs) != 0)
 		goto out;
 	mounted = true;
-	if (cli.rw)
-		fprintf(stderr, PROG ": note: 'rw' ignored, modelfs mounts read-only for now\n");
+	raise_readahead(mnt_abs);
 	if (fuse_daemonize(cli.foreground) != 0)
 		goto out;
 
@@ -358,9 +464,13 @@ out:
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (se)
-		fuse_session_destroy(se);
-	mfs_tree_destroy(tree);
-	mfs_model_close(model);
+		fuse_session_destroy(se);       /* destroy: commits what is staged */
+	if (fs_ready && fs.unmount_rc < 0)
+		ret = 1;                        /* the edits stay in the journal */
+	if (fs_ready)
+		mfs_fs_fini(&fs);
+	mfs_txn_close(txn);
+	free(cli.commit);
 	fuse_opt_free_args(&sargs);
 	fuse_opt_free_args(&args);
 	free(cli.model);

@@ -22,25 +22,15 @@
  *
  * INODE NUMBERS
  *
- * This file owns the mapping between entries and the inode numbers the
- * kernel sees.  The tree is built once and never changes while mounted, so
- * the mapping is the simplest there is:
- *
- *	ino = index + 1         (mfs_tree_ino / mfs_tree_index in tree.h)
- *
- * The root is index 0, hence inode 1 = FUSE_ROOT_ID.  An inode number is
- * therefore valid for the life of the mount, lookup counts need no
- * bookkeeping (forget is a no-op), and the kernel may cache entries and
- * attributes for as long as it likes.  Format ids never become inode numbers
- * directly: a graph node's directory, a tensor's `data` file and its
- * `dtype` file are just entries.
- *
- * When writes arrive (DESIGN §5) the tree will change at commit: entries may
- * appear (new props, new tensors) or vanish.  The plan then is to keep
- * indices stable for entries that survive (append new entries, leave
- * tombstones for removed ones, bump a generation number) and to invalidate
- * the kernel's cache of what changed with fuse_lowlevel_notify_inval_*; the
- * array-plus-index design allows that without reshuffling.
+ * A tree is immutable: when the mount's structure changes (a prop created,
+ * removed or renamed, a commit, an abort) the daemon builds a new one.
+ * Entry indices therefore mean something only within one tree, and they
+ * never reach the kernel directly: fs/inode.c owns the inode numbers and
+ * maps them onto each new tree by path, so a file keeps its number across
+ * rebuilds.  For the first tree that mapping is ino = index + 1
+ * (mfs_tree_ino / mfs_tree_index below), which is all a read-only mount
+ * ever uses.  Format ids never become inode numbers either: a graph node's
+ * directory, a tensor's `data` file and its `dtype` file are just entries.
  *
  * HOW IT WORKS
  *
@@ -951,8 +941,10 @@ int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc)
 		return -ENOMEM;
 	b.t->seed = random_seed();
 	b.t->desc = desc;
+	/* An estimate from a hostile count must not be one huge allocation up
+	 * front: past 64 Mi entries the arrays grow as entries really come. */
 	uint64_t est = estimate(desc);
-	b.cap = est < 1024 ? 1024 : est > MAX_ENTRIES ? MAX_ENTRIES : (uint32_t)est;
+	b.cap = est < 1024 ? 1024 : est > (1u << 26) ? (1u << 26) : (uint32_t)est;
 	b.t->nodes = malloc((size_t)b.cap * sizeof(*b.t->nodes));
 	b.next = malloc((size_t)b.cap * sizeof(*b.next));
 	rc = (!b.t->nodes || !b.next) ? -ENOMEM : slots_reserve(b.t, b.cap);

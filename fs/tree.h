@@ -6,8 +6,8 @@
  * ...).  The tree holds no bytes of tensors: a `data` file points at its
  * struct mfs_tensor, a root model file names its source-file index, and
  * small text files point at strings of the description or at strings the
- * tree formatted itself (shapes, lists).  How entry indices become inode
- * numbers is explained at the top of tree.c, which owns that mapping.
+ * tree formatted itself (shapes, lists).  Entry indices are not inode
+ * numbers: fs/inode.c maps those onto each tree (see the top of inode.c).
  *
  * No FUSE here (fs_core): the daemon (ll.c) and the unit tests both use it.
  * A built tree is read-only, so any number of threads may use it at once.
@@ -133,9 +133,9 @@ size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off,
                            const char **p, size_t *n, bool *nl);
 
 /*
- * mfs_tree_ino() / mfs_tree_index() - inode numbers (see tree.c).  The root
- * is inode 1, which is FUSE_ROOT_ID; mfs_tree_index() returns UINT64_MAX for
- * 0 (never an inode).
+ * mfs_tree_ino() / mfs_tree_index() - the numbering of a first tree, which
+ * fs/inode.c starts from: the root is inode 1, which is FUSE_ROOT_ID;
+ * mfs_tree_index() returns UINT64_MAX for 0 (never an inode).
  */
 static inline uint64_t mfs_tree_ino(uint32_t idx)
 {

@@ -41,10 +41,21 @@ mfs_mount() {
 }
 
 # mfs_umount DIR : unmounts, and waits for the daemon to be gone
+# The kernel does not wait for the daemon, which commits staged edits after
+# the mount is gone: wait for it to exit too.
 mfs_umount() {
+	local dir pids i
+	dir=$(realpath "$1")
+	pids=$(pgrep -f "mount.modelfs .*$dir( |\$)" || true)
 	fusermount3 -u "$1" 2>/dev/null || umount -l "$1" 2>/dev/null
-	local i
-	for i in $(seq 50); do mountpoint -q "$1" || return 0; sleep 0.1; done
+	for i in $(seq 50); do mountpoint -q "$1" || break; sleep 0.1; done
+	mountpoint -q "$1" && return 1
+	for i in $(seq 600); do
+		local alive=
+		for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ -z "$alive" ] && return 0
+		sleep 0.1
+	done
 	return 1
 }
 

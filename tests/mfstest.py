@@ -33,14 +33,41 @@ def is_mounted(path):
     return False
 
 
-def umount(path):
+def daemon_pids(path):
+    """PIDs of mount.modelfs processes serving mount point `path`."""
+    path = os.path.realpath(path)
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"mount.modelfs") and path.encode() in argv:
+            pids.append(int(pid))
+    return pids
+
+
+def umount(path, timeout=120):
+    """Unmount and wait for the daemon to exit: the kernel does not wait for
+    it, and the daemon commits staged edits after the mount is gone."""
+    pids = daemon_pids(path)
     subprocess.run(["fusermount3", "-u", path], stderr=subprocess.DEVNULL)
     for _ in range(100):
         if not is_mounted(path):
-            return True
+            break
         time.sleep(0.05)
-    subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL)
-    return False
+    else:
+        subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL)
+        return False
+    deadline = time.time() + timeout
+    while pids and time.time() < deadline:
+        pids = [p for p in pids if os.path.exists("/proc/%d" % p)
+                and not open("/proc/%d/stat" % p).read().split(") ")[-1].startswith("Z")]
+        time.sleep(0.02)
+    return not pids
 
 
 class T:

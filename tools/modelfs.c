@@ -4,12 +4,19 @@
  * `modelfs info MODEL` prints what a mount would show (format, metadata,
  * inputs and outputs, counts and a tensor table) using the codec alone, with
  * no FUSE: it is the proof that the format library stands on its own.
+ *
+ * `modelfs commit|abort|status MOUNTPOINT` drive the transaction of a live
+ * mount through its control files (DESIGN §5): a write to
+ * MOUNTPOINT/.modelfs/commit or abort, a read of .modelfs/status.  They need
+ * nothing but the mount, so they work as any user who may write there.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "modelfs/model.h"
 
@@ -17,10 +24,119 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: modelfs info MODEL\n"
+	        "       modelfs commit|abort|status MOUNTPOINT\n"
 	        "       modelfs --help | --version\n"
 	        "\n"
-	        "  info MODEL   print format, metadata, inputs, outputs, counts and the\n"
-	        "               tensor table of MODEL (ONNX or safetensors) without mounting\n");
+	        "  info MODEL          print format, metadata, inputs, outputs, counts and the\n"
+	        "                      tensor table of MODEL (ONNX or safetensors) without\n"
+	        "                      mounting\n"
+	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically\n"
+	        "  abort MOUNTPOINT    drop the edits staged in a mount\n"
+	        "  status MOUNTPOINT   print the staged edits, the last commit's result and\n"
+	        "                      the journal's state\n");
+}
+
+/* ------------------------------------------------------------ mounts */
+
+/* Open MOUNTPOINT/.modelfs/<file>, saying so when it is not a mount. */
+static int ctl_open(const char *mnt, const char *file, int flags)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/.modelfs/%s", mnt, file);
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		fprintf(stderr, "modelfs: %s: not a modelfs mount\n", mnt);
+	else if (fd < 0)
+		fprintf(stderr, "modelfs: %s: %s\n", path, strerror(errno));
+	return fd;
+}
+
+/* The whole of MOUNTPOINT/.modelfs/status, malloc'd; NULL after a message. */
+static char *ctl_status(const char *mnt, size_t *len)
+{
+	int fd = ctl_open(mnt, "status", O_RDONLY);
+	if (fd < 0)
+		return NULL;
+	size_t n = 0, cap = 4096;
+	char *buf = malloc(cap + 1);
+	while (buf) {
+		if (n == cap) {
+			char *b = realloc(buf, cap * 2 + 1);
+			if (!b) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = b;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			fprintf(stderr, "modelfs: %s/.modelfs/status: %s\n", mnt, strerror(errno));
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	if (!buf)
+		return NULL;
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+static int cmd_status(const char *mnt)
+{
+	size_t n;
+	char *s = ctl_status(mnt, &n);
+	if (!s)
+		return 1;
+	fwrite(s, 1, n, stdout);
+	free(s);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/*
+ * commit, abort: any write to the control file does it, and fails with its
+ * errno.  On failure, the one line that says why: the status's last-commit
+ * message for a commit, the errno for an abort.
+ */
+static int cmd_ctl(const char *verb, const char *mnt)
+{
+	int fd = ctl_open(mnt, verb, O_WRONLY);
+	if (fd < 0)
+		return 1;
+	ssize_t w;
+	do
+		w = write(fd, "1\n", 2);
+	while (w < 0 && errno == EINTR);
+	int err = w < 0 ? errno : 0;
+	if (close(fd) < 0 && !err && errno != EINTR)
+		err = errno;
+	if (!err)
+		return 0;
+	const char *why = NULL;
+	size_t n;
+	char *s = !strcmp(verb, "commit") ? ctl_status(mnt, &n) : NULL;
+	for (char *line = s; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (!strncmp(line, "last commit: ", 13))
+			why = line + 13;
+		line = nl ? nl + 1 : NULL;
+	}
+	if (why && !strncmp(why, "failed: ", 8))
+		why += 8;
+	fprintf(stderr, "modelfs: %s failed: %s\n", verb, why && *why ? why : strerror(err));
+	free(s);
+	return 1;
 }
 
 /* Print a possibly multi-line value on one line, escaping what would break it. */
@@ -334,6 +450,10 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "info"))
 		return cmd_info(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "status"))
+		return cmd_status(argv[2]);
+	if (argc == 3 && (!strcmp(argv[1], "commit") || !strcmp(argv[1], "abort")))
+		return cmd_ctl(argv[1], argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "dump-tensors"))     /* hidden: for tests */
 		return cmd_dump(argv[2], false);
 	if (argc == 3 && !strcmp(argv[1], "dump-nodes"))        /* hidden: for tests */

@@ -157,6 +157,8 @@ size_t mfs_dims_format(char *buf, size_t len, const int64_t *dims, size_t rank);
  * Data is little-endian, row-major, as numpy's tobytes() gives it.
  */
 struct mfs_tensor {
+	uint64_t id;            /* index in mfs_desc.tensors: the tensor's identity, the
+	                         * same on every open of a model of the same structure */
 	char *name;             /* full original name; "" when unnamed */
 	int32_t dtype;          /* enum mfs_dtype (or an unknown number) */
 	size_t rank;
@@ -332,7 +334,11 @@ struct mfs_desc {
 	size_t n_training;
 	struct mfs_file *files;         /* [0] is the model file */
 	size_t n_files;
-	uint64_t n_tensors;             /* every readable tensor, everywhere */
+	struct mfs_tensor **tensors;    /* every readable tensor, everywhere, in a fixed walk
+	                                 * order (ONNX: file order, sparse values and indices
+	                                 * included; safetensors: offset order, shard by
+	                                 * shard); tensors[i]->id == i */
+	uint64_t n_tensors;             /* entries of `tensors` */
 	uint64_t n_nodes;               /* every node, subgraphs and functions included */
 };
 

@@ -7,22 +7,22 @@
 # MISS are both fine here.
 . "$(dirname "$0")/../lib.sh"
 
-out=$MFS_TMP/bench.out
-err=$MFS_TMP/bench.err
+bout=$MFS_TMP/bench.out
+berr=$MFS_TMP/bench.err
 results=$MFS_SRC/bench/RESULTS.md
 before=$( [ -f "$results" ] && sha256sum "$results" | cut -d' ' -f1)
 
-MFS_BUILD=$MFS_BUILD timeout 600 "$MFS_SRC/bench/run" --smoke --workdir "$MFS_TMP/bench" >"$out" 2>"$err"
+MFS_BUILD=$MFS_BUILD timeout 600 "$MFS_SRC/bench/run" --smoke --workdir "$MFS_TMP/bench" >"$bout" 2>"$berr"
 rc=$?
 if [ $rc -eq 0 ]; then
 	ok "bench/run --smoke exits 0"
 else
-	not_ok "bench/run --smoke exits 0: exit $rc; $(grep -v '^#' "$err" | tail -n 3 | tr '\n' ' ')"
-	sed 's/^/# /' "$out"
+	not_ok "bench/run --smoke exits 0: exit $rc; $(grep -v '^#' "$berr" | tail -n 3 | tr '\n' ' ')"
+	sed 's/^/# /' "$bout"
 fi
 
-has() { grep -qE "$1" "$out"; }
-check "prints the command" has '^command: bench/run --smoke'
+has() { grep -qE "$1" "$bout"; }
+check "prints the command" has '^command: (MFS_BUILD=[^ ]+ )?bench/run --smoke'
 check "prints nproc, kernel and libfuse version" \
 	has '^machine: nproc=[0-9]+, kernel [^ ]+, libfuse [0-9]+\.[0-9]+'
 check "prints which fixtures it used" has '^fixture onnx '
@@ -36,7 +36,7 @@ for m in onnx onnx-ext st-bf16 st-fp32; do
 done
 measurable+=("mount time [onnx]" "mount time [onnx-ext]" "metadata [graph]" "metadata, warm [graph]")
 for row in "${measurable[@]}"; do
-	line=$(grep -F "$row: " "$out" | head -n 1)
+	line=$(grep -F "$row: " "$bout" | head -n 1)
 	if [ -z "$line" ]; then
 		not_ok "row '$row' is printed"
 	elif echo "$line" | grep -qE "^.*: ratio=$num \(.*; median of 2, ratio $num…$num\) goal (≥|≤) $num.* (PASS|MISS)\$"; then
@@ -44,11 +44,11 @@ for row in "${measurable[@]}"; do
 	else
 		not_ok "row '$row' has a ratio, its range and a verdict: $line"
 	fi
-	check "raw numbers of '$row' are printed" grep -qF "  $row: " "$out"
+	check "raw numbers of '$row' are printed" grep -qF "  $row: " "$bout"
 done
 
 for row in "one-tensor commit [onnx]" "write amplification [onnx]" "resize commit [onnx]"; do
-	line=$(grep -F "$row: " "$out" | head -n 1)
+	line=$(grep -F "$row: " "$bout" | head -n 1)
 	# Once writes land this row must be measured: then it needs a ratio like the others.
 	if echo "$line" | grep -qE ": ratio=$num .* (PASS|MISS)\$" ||
 	   [ "$line" == "$row: not measured (writes not yet implemented)" ]; then
@@ -58,7 +58,7 @@ for row in "one-tensor commit [onnx]" "write amplification [onnx]" "resize commi
 	fi
 done
 
-check_eq "no row failed to measure" "" "$(grep -E ': error: ' "$out")"
+check_eq "no row failed to measure" "" "$(grep -E ': error: ' "$bout")"
 check_eq "smoke run leaves bench/RESULTS.md alone" "$before" \
 	"$( [ -f "$results" ] && sha256sum "$results" | cut -d' ' -f1)"
 check_eq "no mount left behind under the work dir" "" "$(grep -F " $MFS_TMP/bench/" /proc/mounts)"

@@ -10,7 +10,8 @@ mkdir -p "$mnt"
 
 # A relative model path must work: the daemon resolves it before it
 # daemonizes and changes directory.
-(cd "$MFS_SRC/examples" && "$MOUNT_MODELFS" linear.onnx "$mnt") && MFS_MOUNTS+=("$mnt")
+# -o ro: this is the repository's example, and the writes below must fail.
+(cd "$MFS_SRC/examples" && "$MOUNT_MODELFS" linear.onnx "$mnt" -o ro) && MFS_MOUNTS+=("$mnt")
 check "mount with a relative model path is live when the command returns" mountpoint -q "$mnt"
 
 check_eq "meta/input_shape" "batch_size,10" "$(cat "$mnt/meta/input_shape")"
@@ -63,7 +64,8 @@ with open('$mnt/weights/fc/weight/data', 'rb') as f:
     b = f.read()
 sys.exit(0 if a == b and len(a) == 40 else 1)"
 
-# The mount is read-only for now: writes fail with EROFS, never EIO/ENOSYS.
+# A read-only mount: writes fail with EROFS, never EIO/ENOSYS (writable
+# mounts are tests/mount/test_write.sh).
 erofs() { local out; out=$("$@" 2>&1) && return 1; echo "$out" | grep -q "Read-only file system"; }
 check "writing a tensor fails with EROFS" erofs sh -c "printf x > '$mnt/weights/fc/weight/data'"
 check "creating a file fails with EROFS" erofs touch "$mnt/newfile"

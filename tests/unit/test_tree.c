@@ -527,6 +527,48 @@ static void dangerous_names_stay_inside(void **state)
 	mfs_tree_destroy(t);
 }
 
+static void long_names_are_cut_and_stay_unique(void **state)
+{
+	(void)state;
+	char long_a[301], long_b[301], exact[256];
+	memset(long_a, 'a', 300);
+	long_a[300] = '\0';
+	memcpy(long_b, long_a, 301);
+	long_b[299] = 'b';              /* differs only past the cut */
+	memset(exact, 'e', 255);        /* fits exactly; a duplicate needs room for "~1" */
+	exact[255] = '\0';
+	const char *names[] = {long_a, long_b, exact, exact};
+	struct mfs_desc *d = with_inits(4, names);
+	d->graph->n_nodes = 1;
+	d->graph->nodes = A(sizeof(struct mfs_node));
+	d->graph->nodes[0].op_type = S(long_a);
+	struct mfs_tree *t = build(d);
+	check_invariants(t);
+
+	const struct mfs_tnode *w = node_at(t, "weights");
+	assert_int_equal(w->u.dir.count, 4);
+	const struct mfs_tnode *c[4];
+	for (uint32_t i = 0; i < 4; i++) {
+		c[i] = mfs_tree_node(t, mfs_tree_child(t, at(t, "weights"), i));
+		assert_true(c[i]->name_len <= MFS_NAME_MAX);
+	}
+	/* The two long names: cut, marked, different. */
+	assert_non_null(memmem(c[0]->name, c[0]->name_len, "%~", 2));
+	assert_false(c[0]->name_len == c[1]->name_len &&
+	             !memcmp(c[0]->name, c[1]->name, c[0]->name_len));
+	/* The exact-fit name and its duplicate, cut to make room for "~1". */
+	assert_int_equal(c[2]->name_len, 255);
+	assert_int_equal(c[3]->name_len, 255);
+	assert_memory_equal(c[3]->name + 253, "~1", 2);
+
+	/* The node directory: "0000-" plus the cut op_type, within 255 bytes. */
+	const struct mfs_tnode *nd = mfs_tree_node(t, mfs_tree_child(t, at(t, "nodes"), 0));
+	assert_true(nd->name_len <= MFS_NAME_MAX);
+	assert_memory_equal(nd->name, "0000-aaa", 8);
+	assert_non_null(memmem(nd->name, nd->name_len, "%~", 2));
+	mfs_tree_destroy(t);
+}
+
 static struct mfs_desc *many_nodes(size_t n)
 {
 	struct mfs_graph *g = graph("big");
@@ -854,6 +896,7 @@ int main(void)
 		cmocka_unit_test_teardown(colliding_tensor_paths_get_suffixes, teardown),
 		cmocka_unit_test_teardown(reserved_names_beside_a_tensor_get_suffixes, teardown),
 		cmocka_unit_test_teardown(dangerous_names_stay_inside, teardown),
+		cmocka_unit_test_teardown(long_names_are_cut_and_stay_unique, teardown),
 		cmocka_unit_test_teardown(node_directories_are_numbered_to_the_width_of_the_count,
 		                          teardown),
 		cmocka_unit_test_teardown(a_100k_node_graph_builds_quickly_in_modest_memory, teardown),

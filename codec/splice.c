@@ -1,0 +1,201 @@
+/*
+ * codec/splice.c — building piece lists, for the splice writers.
+ *
+ * A piece list (struct mfs_splice) is the new file as a sequence of ranges
+ * copied from the old file, byte buffers and callbacks.  The writers
+ * (splice_onnx.c, splice_st.c) build one per commit, and txn.c keeps one to
+ * serve reads of the root model file while edits are staged.  This file has
+ * the appending helpers they share: allocation failures are sticky in
+ * `err`, so a writer appends freely and checks once at the end.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "splice.h"
+
+/* An FN piece that starts `base` bytes into what another callback makes. */
+struct sub_fn {
+	mfs_piece_fn fn;
+	void *arg;
+	uint64_t base;
+};
+
+static ssize_t sub_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	const struct sub_fn *s = arg;
+	return s->fn(s->arg, buf, len, s->base + off);
+}
+
+void mfs_splice_free(struct mfs_splice *s)
+{
+	for (size_t i = 0; i < s->n_own; i++)
+		free(s->own[i]);
+	free(s->own);
+	free(s->p);
+	memset(s, 0, sizeof(*s));
+}
+
+static struct mfs_piece *add(struct mfs_splice *s)
+{
+	if (s->err)
+		return NULL;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		struct mfs_piece *p = reallocarray(s->p, cap, sizeof(*p));
+		if (!p) {
+			s->err = -ENOMEM;
+			return NULL;
+		}
+		s->p = p;
+		s->cap = cap;
+	}
+	struct mfs_piece *p = &s->p[s->n++];
+	memset(p, 0, sizeof(*p));
+	p->fd = -1;
+	return p;
+}
+
+/* Make `buf` the splice's to free; on failure it is freed at once. */
+static bool own(struct mfs_splice *s, void *buf)
+{
+	if (!s->err && s->n_own == s->cap_own) {
+		size_t cap = s->cap_own ? s->cap_own * 2 : 16;
+		void **o = reallocarray(s->own, cap, sizeof(*o));
+		if (!o)
+			s->err = -ENOMEM;
+		else {
+			s->own = o;
+			s->cap_own = cap;
+		}
+	}
+	if (s->err) {
+		free(buf);
+		return false;
+	}
+	s->own[s->n_own++] = buf;
+	return true;
+}
+
+void mfs_splice_copy(struct mfs_splice *s, int fd, uint64_t off, uint64_t len)
+{
+	if (!len || s->err)
+		return;
+	struct mfs_piece *last = s->n ? &s->p[s->n - 1] : NULL;
+	if (last && last->kind == MFS_PIECE_COPY && last->fd == fd && last->off + last->len == off) {
+		last->len += len;
+		s->total += len;
+		return;
+	}
+	struct mfs_piece *p = add(s);
+	if (!p)
+		return;
+	p->kind = MFS_PIECE_COPY;
+	p->fd = fd;
+	p->off = off;
+	p->len = len;
+	s->total += len;
+}
+
+void mfs_splice_take(struct mfs_splice *s, void *buf, size_t len)
+{
+	if (!buf && len) {
+		s->err = s->err ? s->err : -ENOMEM;
+		return;
+	}
+	if (!own(s, buf) || !len)
+		return;
+	struct mfs_piece *p = add(s);
+	if (!p)
+		return;
+	p->kind = MFS_PIECE_BYTES;
+	p->buf = buf;
+	p->len = len;
+	s->total += len;
+}
+
+void mfs_splice_ref(struct mfs_splice *s, const void *buf, size_t len)
+{
+	if (!len || s->err)
+		return;
+	struct mfs_piece *p = add(s);
+	if (!p)
+		return;
+	p->kind = MFS_PIECE_BYTES;
+	p->buf = buf;
+	p->len = len;
+	s->total += len;
+}
+
+void mfs_splice_bytes(struct mfs_splice *s, const void *buf, size_t len)
+{
+	if (!len || s->err)
+		return;
+	void *copy = malloc(len);
+	if (copy)
+		memcpy(copy, buf, len);
+	mfs_splice_take(s, copy, len);
+}
+
+void mfs_splice_fn(struct mfs_splice *s, mfs_piece_fn fn, void *arg, uint64_t off, uint64_t len)
+{
+	if (!len || s->err)
+		return;
+	if (off) {
+		struct sub_fn *sf = malloc(sizeof(*sf));
+		if (!sf) {
+			s->err = -ENOMEM;
+			return;
+		}
+		*sf = (struct sub_fn){fn, arg, off};
+		if (!own(s, sf))
+			return;
+		fn = sub_read;
+		arg = sf;
+	}
+	struct mfs_piece *p = add(s);
+	if (!p)
+		return;
+	p->kind = MFS_PIECE_FN;
+	p->fn = fn;
+	p->arg = arg;
+	p->len = len;
+	s->total += len;
+}
+
+void mfs_splice_append(struct mfs_splice *s, struct mfs_splice *from)
+{
+	if (from->err && !s->err)
+		s->err = from->err;
+	for (size_t i = 0; i < from->n_own; i++) {
+		if (!own(s, from->own[i]))
+			continue;
+		from->own[i] = NULL;
+	}
+	for (size_t i = 0; i < from->n && !s->err; i++) {
+		const struct mfs_piece *q = &from->p[i];
+		if (q->kind == MFS_PIECE_COPY) {
+			mfs_splice_copy(s, q->fd, q->off, q->len);
+			continue;
+		}
+		struct mfs_piece *p = add(s);
+		if (!p)
+			break;
+		*p = *q;
+		s->total += q->len;
+	}
+	/* Everything it owned is s's now (or freed); only the arrays go. */
+	from->n_own = 0;
+	mfs_splice_free(from);
+}
+
+size_t mfs_varint_put(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}

@@ -1,0 +1,679 @@
+/*
+ * codec/splice_onnx.c — the ONNX splice writer: a new model file as the old
+ * file's bytes with the edited parts re-encoded.
+ *
+ * Called by txn.c (through splice.h) with the effective edits; returns the
+ * new file as a piece list and writes nothing.  Protobuf-c never sees a
+ * message here: re-encoding the whole model would canonicalize it (field
+ * order, packing, varint widths; formats.md §1.8) and copy every payload
+ * through memory.  Instead only the fields an edit touches are written anew
+ * and everything else is copied as it was, byte for byte.
+ *
+ * HOW IT WORKS
+ *
+ * The reader (onnx.c) recorded, for every message it walked into, its span
+ * (key, length prefix, value) and its parent, so each tensor has a chain of
+ * messages up to the ModelProto (struct mfs_onnx_layout).  An edit becomes
+ * one or more *ops*: "in message M, replace bytes [a, b) of the old file
+ * with these pieces" (a == b inserts, an empty body deletes):
+ *
+ *   same-size data          the payload bytes that differ (or all of them)
+ *   dims / data_type        the first such field replaced by the new
+ *                           encoding, later ones deleted; inserted at its
+ *                           canonical place when there was none
+ *   data re-encoded         raw_data (or the one packed float_data /
+ *                           double_data run, when it can hold the new dtype)
+ *                           gets a new payload and length; typed storage is
+ *                           deleted and raw_data inserted after `name`
+ *   meta, graph_name        the last occurrence replaced, or inserted
+ *   metadata_props          entries replaced or deleted in place, new ones
+ *                           after the last existing entry
+ *
+ * Every message that holds an op, and every ancestor of one, is *dirty*.
+ * Ops and dirty messages are sorted by file offset into one list, which is
+ * then emitted depth first: a message's value is its old bytes with its
+ * ops applied and its dirty children emitted recursively; a dirty child is
+ * written as its old key, a new length prefix (its old bytes when the
+ * length did not change) and its emitted value.  Lengths are known
+ * bottom-up because a child is emitted before its prefix is written.
+ *
+ * "Canonical place" for a field numbered N: before the first field of the
+ * message numbered above N that is kept, else at the message's end, so a
+ * canonical file (all 1,072 test models) stays canonical.
+ *
+ * INVARIANTS
+ *  1. Bytes outside every op and every changed length prefix are copied from
+ *     the old file unchanged, in order.  With no ops the piece list is one
+ *     copy of the whole file: a commit with no effective change is
+ *     byte-identical (and txn.c does not even commit it).
+ *  2. A length prefix on the path to the root is rewritten only when the
+ *     length it states changes, and then minimally; the keys on that path
+ *     are copied as they were.  Only fields an edit replaces are encoded
+ *     anew (canonically: minimal varints, dims unpacked).
+ *  3. Ops never overlap one another or a dirty message's span, except that
+ *     an insertion may sit at the edge of one: at one offset, items of a
+ *     deeper message come first, then ops, then a child message, then by
+ *     field number.  So the sort order is the output order.
+ *  4. A tensor's fields other than dims, data_type and its data fields keep
+ *     their bytes and their order.
+ *  5. The result is at most MFS_MAX_ONNX_FILE bytes (protobuf's 2 GiB), or
+ *     the writer fails with -EFBIG and nothing is written.
+ *  6. Tensors whose data lives elsewhere (external data) or is not bytes
+ *     (strings) are never re-encoded: -EACCES.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_wire.h"
+#include "splice.h"
+
+/* TensorProto and ModelProto field numbers this file writes. */
+#define T_DIMS          1
+#define T_DATA_TYPE     2
+#define T_RAW_DATA      9
+#define M_MODEL_VERSION 5
+#define M_PROPS         14
+#define G_NAME          2
+
+/* An edit: in message `msg`, the old bytes [a, b) become `body`. */
+struct op {
+	int32_t msg;            /* -1 = the ModelProto */
+	uint32_t level;         /* depth of msg + 1 */
+	uint32_t order;         /* field number: orders insertions at one offset */
+	bool del;               /* a pure deletion (merged with an adjacent one) */
+	uint64_t a, b;
+	struct mfs_splice body;
+};
+
+/* One element of the emit order: an op, or a dirty message. */
+struct item {
+	uint64_t pos;
+	uint32_t level;
+	uint8_t is_msg;
+	uint32_t order;
+	size_t seq;
+	int32_t idx;            /* into ops or layout msgs */
+};
+
+struct ctx {
+	const struct mfs_model *m;
+	const struct mfs_onnx_layout *l;
+	int fd;
+	uint64_t size;
+	struct op *ops;
+	size_t n_ops, cap_ops;
+	struct item *items;
+	size_t n_items;
+	char *err;
+	size_t errlen;
+	uint8_t win[MFS_WIRE_WINDOW];
+};
+
+static uint32_t msg_level(const struct ctx *c, int32_t msg)
+{
+	return msg < 0 ? 1 : c->l->msgs[msg].depth + 1;
+}
+
+/* A new op; its body is empty.  NULL when out of memory. */
+static struct op *op_new(struct ctx *c, int32_t msg, uint64_t a, uint64_t b, uint32_t order)
+{
+	if (c->n_ops == c->cap_ops) {
+		size_t cap = c->cap_ops ? c->cap_ops * 2 : 16;
+		struct op *o = reallocarray(c->ops, cap, sizeof(*o));
+		if (!o)
+			return NULL;
+		c->ops = o;
+		c->cap_ops = cap;
+	}
+	struct op *o = &c->ops[c->n_ops++];
+	memset(o, 0, sizeof(*o));
+	o->msg = msg;
+	o->level = msg_level(c, msg);
+	o->order = order;
+	o->a = a;
+	o->b = b;
+	return o;
+}
+
+/*
+ * Delete [a, b) of message `msg`.  With `merge`, a deletion that ends at a
+ * grows instead (thousands of unpacked typed fields make one op); only
+ * where no insertion can fall between the two (inside one tensor, whose
+ * insertions go before kept fields).
+ */
+static int op_delete(struct ctx *c, int32_t msg, uint64_t a, uint64_t b, uint32_t order,
+                     bool merge)
+{
+	struct op *last = c->n_ops ? &c->ops[c->n_ops - 1] : NULL;
+	if (merge && last && last->del && last->msg == msg && last->b == a) {
+		last->b = b;
+		return 0;
+	}
+	struct op *o = op_new(c, msg, a, b, order);
+	if (!o)
+		return -ENOMEM;
+	o->del = true;
+	return 0;
+}
+
+/* A field's key and length prefix into `buf` (20 bytes); returns the length. */
+static size_t put_len_key(uint8_t *buf, uint32_t num, uint64_t len)
+{
+	size_t n = mfs_varint_put(buf, (uint64_t)num << 3 | 2);
+	return n + mfs_varint_put(buf + n, len);
+}
+
+/* Append a length-delimited field holding `len` bytes of `s`. */
+static void put_bytes_field(struct mfs_splice *s, uint32_t num, const void *p, size_t len)
+{
+	uint8_t hdr[20];
+	mfs_splice_bytes(s, hdr, put_len_key(hdr, num, len));
+	mfs_splice_bytes(s, p, len);
+}
+
+static void put_varint_field(struct mfs_splice *s, uint32_t num, uint64_t v)
+{
+	uint8_t buf[20];
+	size_t n = mfs_varint_put(buf, (uint64_t)num << 3);
+	n += mfs_varint_put(buf + n, v);
+	mfs_splice_bytes(s, buf, n);
+}
+
+static int fail(struct ctx *c, int rc, const char *fmt, const char *arg)
+{
+	return mfs_errf(c->err, c->errlen, rc, c->m->desc.files[0].path, fmt, arg);
+}
+
+/* ------------------------------------------------------------ tensors */
+
+enum data_mode {
+	DATA_KEEP,              /* data fields untouched */
+	DATA_HOLDER,            /* the field holding the bytes gets a new payload */
+	DATA_CONVERT,           /* all data fields deleted, raw_data inserted */
+	DATA_DROP,              /* all data fields deleted (no elements) */
+};
+
+static bool is_data_field(uint32_t num)
+{
+	return num == 4 || num == 5 || num == 6 || num == 7 || num == 9 || num == 10 || num == 11;
+}
+
+/* float_data holds FLOAT and COMPLEX64, double_data DOUBLE and COMPLEX128. */
+static bool packed_holds(unsigned field, int32_t dtype)
+{
+	if (field == 4)
+		return dtype == MFS_DT_FLOAT || dtype == MFS_DT_COMPLEX64;
+	return dtype == MFS_DT_DOUBLE || dtype == MFS_DT_COMPLEX128;
+}
+
+/* The tensor's new bytes, from the stage or else as they are. */
+static void put_data(struct ctx *c, struct mfs_splice *s, const struct mfs_tensor_edit *te)
+{
+	const struct mfs_tensor *t = te->t;
+	if (te->data_changed)
+		mfs_splice_fn(s, te->read, te->arg, 0, te->size);
+	else if (t->mem)
+		mfs_splice_ref(s, t->mem, (size_t)t->nbytes);
+	else
+		mfs_splice_copy(s, c->fd, t->off, t->nbytes);
+}
+
+/* A same-size edit of bytes that lie in the file: patch the payload only. */
+static int payload_ops(struct ctx *c, const struct mfs_tensor_edit *te, int32_t msg)
+{
+	const struct mfs_tensor *t = te->t;
+	if (!te->runs) {
+		struct op *o = op_new(c, msg, t->off, t->off + t->nbytes, T_RAW_DATA);
+		if (!o)
+			return -ENOMEM;
+		mfs_splice_fn(&o->body, te->read, te->arg, 0, te->size);
+		return o->body.err;
+	}
+	for (size_t i = 0; i < te->n_runs; i++) {
+		const struct mfs_run *r = &te->runs[i];
+		uint64_t a = t->off + r->off;
+		struct op *o = op_new(c, msg, a, a + r->len, T_RAW_DATA);
+		if (!o)
+			return -ENOMEM;
+		mfs_splice_fn(&o->body, te->read, te->arg, r->off, r->len);
+		if (o->body.err)
+			return o->body.err;
+	}
+	return 0;
+}
+
+static int tensor_ops(struct ctx *c, const struct mfs_tensor_edit *te)
+{
+	const struct mfs_tensor *t = te->t;
+	const struct mfs_onnx_tspan *ts = &c->l->tspans[t->id];
+	const struct mfs_onnx_msg *mm = &c->l->msgs[ts->msg];
+	int32_t msg = (int32_t)ts->msg;
+
+	if (ts->storage == MFS_ONNX_EXTERNAL || ts->storage == MFS_ONNX_STRING)
+		return fail(c, -EACCES, "tensor '%.200s': external and string tensors cannot be "
+		            "edited", t->name);
+	bool in_file = ts->storage == MFS_ONNX_RAW || ts->storage == MFS_ONNX_PACKED;
+	if (!te->dtype_changed && !te->dims_changed && te->size == t->nbytes && in_file)
+		return te->data_changed ? payload_ops(c, te, msg) : 0;
+
+	/* The field that holds the bytes can keep them (raw_data always; a
+	 * packed run when it can hold the new dtype); typed fields are
+	 * rewritten as raw_data when the bytes or their meaning change. */
+	bool holds = ts->storage == MFS_ONNX_RAW ||
+	             (ts->storage == MFS_ONNX_PACKED && packed_holds(ts->packed_field, te->dtype));
+	bool need = te->data_changed ||
+	            (te->dtype_changed && (ts->storage == MFS_ONNX_TYPED ||
+	                                   (ts->storage == MFS_ONNX_PACKED && !holds)));
+	enum data_mode mode = !need ? DATA_KEEP : te->size == 0 ? DATA_DROP :
+	                      holds ? DATA_HOLDER : DATA_CONVERT;
+
+	/* One pass over the tensor's fields: replace, delete, and note where
+	 * absent fields would go (before the first kept field numbered
+	 * above theirs). */
+	struct mfs_wire_src src;
+	mfs_wire_src_file(&src, c->fd, c->size, c->win);
+	uint64_t ins_dims = mm->end, ins_type = mm->end, ins_raw = mm->end;
+	bool seen_dims = false, seen_type = false, seen_holder = false;
+	int rc;
+	for (uint64_t pos = mm->val; pos < mm->end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&src, pos, mm->end, &f);
+		if (e)
+			return mfs_errf(c->err, c->errlen, e == MFS_WIRE_IO ? -EIO : -EUCLEAN,
+			                c->m->desc.files[0].path,
+			                "tensor '%.200s' changed under us: %s", t->name,
+			                mfs_wire_strerror(e));
+		pos = f.end;
+		bool del = false;
+		struct op *o;
+		if (f.num == T_DIMS && te->dims_changed) {
+			if (seen_dims) {
+				del = true;
+			} else {
+				/* The whole new list where the first dim was. */
+				if (!(o = op_new(c, msg, f.start, f.end, T_DIMS)))
+					return -ENOMEM;
+				for (size_t i = 0; i < te->rank; i++)
+					put_varint_field(&o->body, T_DIMS, (uint64_t)te->dims[i]);
+				seen_dims = true;
+			}
+		} else if (f.num == T_DATA_TYPE && te->dtype_changed) {
+			if (seen_type) {
+				del = true;
+			} else {
+				if (!(o = op_new(c, msg, f.start, f.end, T_DATA_TYPE)))
+					return -ENOMEM;
+				put_varint_field(&o->body, T_DATA_TYPE, (uint64_t)te->dtype);
+				seen_type = true;
+			}
+		} else if (is_data_field(f.num) && mode != DATA_KEEP) {
+			bool holder = mode == DATA_HOLDER && f.wt == MFS_WT_LEN &&
+			              f.val == t->off &&
+			              (f.num == T_RAW_DATA ? ts->storage == MFS_ONNX_RAW :
+			               f.num == ts->packed_field);
+			if (holder) {
+				if (!(o = op_new(c, msg, f.start, f.end, f.num)))
+					return -ENOMEM;
+				uint8_t hdr[20];
+				mfs_splice_bytes(&o->body, hdr, put_len_key(hdr, f.num, te->size));
+				put_data(c, &o->body, te);
+				seen_holder = true;
+			} else if (mode != DATA_HOLDER) {
+				del = true;
+			}
+		}
+		if (del && (rc = op_delete(c, msg, f.start, f.end, f.num, true)) < 0)
+			return rc;
+		if (c->n_ops && c->ops[c->n_ops - 1].body.err)
+			return c->ops[c->n_ops - 1].body.err;
+		if (del)
+			continue;
+		if (f.num > T_DIMS && ins_dims == mm->end)
+			ins_dims = f.start;
+		if (f.num > T_DATA_TYPE && ins_type == mm->end)
+			ins_type = f.start;
+		if (f.num > T_RAW_DATA && ins_raw == mm->end)
+			ins_raw = f.start;
+	}
+	struct op *o;
+	if (te->dims_changed && !seen_dims && te->rank) {
+		if (!(o = op_new(c, msg, ins_dims, ins_dims, T_DIMS)))
+			return -ENOMEM;
+		for (size_t i = 0; i < te->rank; i++)
+			put_varint_field(&o->body, T_DIMS, (uint64_t)te->dims[i]);
+	}
+	if (te->dtype_changed && !seen_type) {
+		if (!(o = op_new(c, msg, ins_type, ins_type, T_DATA_TYPE)))
+			return -ENOMEM;
+		put_varint_field(&o->body, T_DATA_TYPE, (uint64_t)te->dtype);
+	}
+	if (mode == DATA_HOLDER && !seen_holder)
+		return fail(c, -EIO, "tensor '%.200s': its data field moved", t->name);
+	if (mode == DATA_CONVERT) {
+		if (!(o = op_new(c, msg, ins_raw, ins_raw, T_RAW_DATA)))
+			return -ENOMEM;
+		uint8_t hdr[20];
+		mfs_splice_bytes(&o->body, hdr, put_len_key(hdr, T_RAW_DATA, te->size));
+		put_data(c, &o->body, te);
+	}
+	for (size_t i = 0; i < c->n_ops; i++)
+		if (c->ops[i].body.err)
+			return c->ops[i].body.err;
+	return 0;
+}
+
+/* ------------------------------------------------------------ ModelProto */
+
+/* Index in top[] of the last field numbered `num`, or -1. */
+static ssize_t top_last(const struct mfs_onnx_layout *l, uint32_t num)
+{
+	for (size_t i = l->n_top; i-- > 0;)
+		if (l->top[i].num == num)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Where a new ModelProto field numbered `num` goes. */
+static uint64_t top_ins(const struct ctx *c, uint32_t num)
+{
+	for (size_t i = 0; i < c->l->n_top; i++)
+		if (c->l->top[i].num > num)
+			return c->l->top[i].tag;
+	return c->size;
+}
+
+static bool parse_i64(const char *s, size_t len, int64_t *out)
+{
+	char buf[32];
+	if (!len || len >= sizeof(buf))
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	char *end;
+	errno = 0;
+	long long v = strtoll(buf, &end, 10);
+	if (errno || *end || !(buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9')))
+		return false;
+	*out = v;
+	return true;
+}
+
+static int meta_ops(struct ctx *c, const struct mfs_edit_set *e)
+{
+	static const uint32_t field[MFS_META_N] = {
+		[MFS_META_PRODUCER_NAME] = 2, [MFS_META_PRODUCER_VERSION] = 3,
+		[MFS_META_DOMAIN] = 4, [MFS_META_MODEL_VERSION] = M_MODEL_VERSION,
+		[MFS_META_DOC_STRING] = 6, [MFS_META_GRAPH_NAME] = G_NAME,
+	};
+	const struct mfs_onnx_layout *l = c->l;
+	struct op *o;
+	int rc;
+	for (int k = 0; k < MFS_META_N; k++) {
+		const char *v = e->meta[k];
+		size_t len = e->meta_len[k];
+		uint32_t num = field[k];
+		if (!v)
+			continue;
+		if (k == MFS_META_GRAPH_NAME) {
+			if (l->graph_msg < 0)
+				return fail(c, -EIO, "%s", "the model has no graph");
+			uint64_t a = l->has_gname ? l->gname_tag : l->gname_ins;
+			uint64_t b = l->has_gname ? l->gname_end : l->gname_ins;
+			if (!(o = op_new(c, l->graph_msg, a, b, num)))
+				return -ENOMEM;
+			put_bytes_field(&o->body, num, v, len);
+		} else if (k == MFS_META_MODEL_VERSION) {
+			int64_t mv = 0;
+			if (len && !parse_i64(v, len, &mv))
+				return fail(c, -EINVAL, "%s",
+				            "model_version is not a decimal integer");
+			if (!len) {
+				/* Empty: the field goes, as an absent one reads empty. */
+				for (size_t i = 0; i < l->n_top; i++) {
+					const struct mfs_onnx_field *f = &l->top[i];
+					if (f->num == num &&
+					    (rc = op_delete(c, -1, f->tag, f->end, num, false)) < 0)
+						return rc;
+				}
+				continue;
+			}
+			ssize_t last = top_last(l, num);
+			uint64_t a = last >= 0 ? l->top[last].tag : top_ins(c, num);
+			uint64_t b = last >= 0 ? l->top[last].end : a;
+			if (!(o = op_new(c, -1, a, b, num)))
+				return -ENOMEM;
+			put_varint_field(&o->body, num, (uint64_t)mv);
+		} else {
+			ssize_t last = top_last(l, num);
+			uint64_t a = last >= 0 ? l->top[last].tag : top_ins(c, num);
+			uint64_t b = last >= 0 ? l->top[last].end : a;
+			if (!(o = op_new(c, -1, a, b, num)))
+				return -ENOMEM;
+			put_bytes_field(&o->body, num, v, len);
+		}
+		if (o->body.err)
+			return o->body.err;
+	}
+	return 0;
+}
+
+/* StringStringEntryProto{key = 1, value = 2} as a ModelProto field 14. */
+static void put_prop(struct mfs_splice *s, const struct mfs_prop_edit *p)
+{
+	size_t klen = strlen(p->key);
+	uint8_t kh[20], vh[20], h[20];
+	size_t kn = put_len_key(kh, 1, klen), vn = put_len_key(vh, 2, p->len);
+	uint64_t body = kn + klen + vn + p->len;
+	mfs_splice_bytes(s, h, put_len_key(h, M_PROPS, body));
+	mfs_splice_bytes(s, kh, kn);
+	mfs_splice_bytes(s, p->key, klen);
+	mfs_splice_bytes(s, vh, vn);
+	mfs_splice_bytes(s, p->value, p->len);
+}
+
+static int prop_ops(struct ctx *c, const struct mfs_edit_set *e)
+{
+	const struct mfs_onnx_layout *l = c->l;
+	size_t n_orig = c->m->desc.n_props;
+	ssize_t *by_orig = malloc((n_orig ? n_orig : 1) * sizeof(*by_orig));
+	int rc = 0;
+	if (!by_orig)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_orig; i++)
+		by_orig[i] = -1;
+	for (size_t i = 0; i < e->n_props; i++)
+		if (e->props[i].orig >= 0 && (size_t)e->props[i].orig < n_orig)
+			by_orig[e->props[i].orig] = (ssize_t)i;
+
+	size_t k = 0;
+	uint64_t after_last = 0;
+	bool any = false;
+	struct op *o;
+	for (size_t i = 0; i < l->n_top && k < n_orig; i++) {
+		const struct mfs_onnx_field *f = &l->top[i];
+		if (f->num != M_PROPS)
+			continue;
+		ssize_t j = by_orig[k++];
+		after_last = f->end;
+		any = true;
+		if (j < 0) {
+			if ((rc = op_delete(c, -1, f->tag, f->end, M_PROPS, false)) < 0)
+				goto out;
+		} else if (e->props[j].changed) {
+			if (!(o = op_new(c, -1, f->tag, f->end, M_PROPS))) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			put_prop(&o->body, &e->props[j]);
+			if ((rc = o->body.err) < 0)
+				goto out;
+		}
+	}
+	uint64_t at = any ? after_last : top_ins(c, M_PROPS);
+	o = NULL;
+	for (size_t i = 0; i < e->n_props; i++) {
+		if (e->props[i].orig >= 0)
+			continue;
+		if (!o && !(o = op_new(c, -1, at, at, M_PROPS))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		put_prop(&o->body, &e->props[i]);
+	}
+	if (o)
+		rc = o->body.err;
+out:
+	free(by_orig);
+	return rc;
+}
+
+/* ------------------------------------------------------------ emit */
+
+static int item_cmp(const void *pa, const void *pb)
+{
+	const struct item *a = pa, *b = pb;
+	if (a->pos != b->pos)
+		return a->pos < b->pos ? -1 : 1;
+	if (a->level != b->level)
+		return a->level > b->level ? -1 : 1;    /* deeper first */
+	if (a->is_msg != b->is_msg)
+		return a->is_msg ? 1 : -1;              /* ops before a child */
+	if (a->order != b->order)
+		return a->order < b->order ? -1 : 1;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Ops and dirty messages, in output order (invariant 3). */
+static int build_items(struct ctx *c)
+{
+	const struct mfs_onnx_layout *l = c->l;
+	bool *dirty = calloc(l->n_msgs ? l->n_msgs : 1, sizeof(bool));
+	if (!dirty)
+		return -ENOMEM;
+	size_t n_dirty = 0;
+	for (size_t i = 0; i < c->n_ops; i++)
+		for (int32_t m = c->ops[i].msg; m >= 0 && !dirty[m]; m = l->msgs[m].parent) {
+			dirty[m] = true;
+			n_dirty++;
+		}
+	c->items = malloc((c->n_ops + n_dirty + 1) * sizeof(*c->items));
+	if (!c->items) {
+		free(dirty);
+		return -ENOMEM;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < c->n_ops; i++) {
+		const struct op *o = &c->ops[i];
+		c->items[n] = (struct item){o->a, o->level, 0, o->order, n, (int32_t)i};
+		n++;
+	}
+	for (size_t m = 0; m < l->n_msgs; m++) {
+		if (!dirty[m])
+			continue;
+		c->items[n] = (struct item){l->msgs[m].tag, l->msgs[m].depth, 1, 0, n, (int32_t)m};
+		n++;
+	}
+	free(dirty);
+	c->n_items = n;
+	qsort(c->items, n, sizeof(*c->items), item_cmp);
+	return 0;
+}
+
+/*
+ * The value of message `msg` ([val, end) of the old file) into `out`: old
+ * bytes, its ops, and its dirty children, consuming items from *i.
+ */
+static int emit(struct ctx *c, int32_t msg, uint64_t val, uint64_t end, size_t *i,
+                struct mfs_splice *out)
+{
+	const struct mfs_onnx_layout *l = c->l;
+	uint64_t pos = val;
+	while (*i < c->n_items) {
+		const struct item *it = &c->items[*i];
+		if (it->is_msg ? l->msgs[it->idx].parent != msg : c->ops[it->idx].msg != msg)
+			break;
+		(*i)++;
+		if (!it->is_msg) {
+			struct op *o = &c->ops[it->idx];
+			if (o->a < pos || o->b > end)
+				return -EIO;    /* overlapping ops: a bug, never write it */
+			mfs_splice_copy(out, c->fd, pos, o->a - pos);
+			mfs_splice_append(out, &o->body);
+			pos = o->b;
+			continue;
+		}
+		const struct mfs_onnx_msg *ch = &l->msgs[it->idx];
+		if (ch->tag < pos || ch->end > end)
+			return -EIO;
+		mfs_splice_copy(out, c->fd, pos, ch->tag - pos);
+		struct mfs_splice sub = {0};
+		int rc = emit(c, it->idx, ch->val, ch->end, i, &sub);
+		if (rc < 0 || sub.err) {
+			mfs_splice_free(&sub);
+			return rc < 0 ? rc : -ENOMEM;
+		}
+		mfs_splice_copy(out, c->fd, ch->tag, ch->len - ch->tag);
+		if (sub.total == ch->end - ch->val) {
+			mfs_splice_copy(out, c->fd, ch->len, ch->val - ch->len);
+		} else {
+			uint8_t pfx[10];
+			mfs_splice_bytes(out, pfx, mfs_varint_put(pfx, sub.total));
+		}
+		mfs_splice_append(out, &sub);
+		pos = ch->end;
+	}
+	mfs_splice_copy(out, c->fd, pos, end - pos);
+	return out->err;
+}
+
+int mfs_splice_onnx(struct mfs_splice *out, const struct mfs_model *m,
+                    const struct mfs_edit_set *e, char *err, size_t errlen)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	int rc = 0;
+	if (!c)
+		return mfs_errf(err, errlen, -ENOMEM, m->desc.files[0].path, "out of memory");
+	c->m = m;
+	c->l = m->onnx;
+	c->fd = m->fds[0];
+	c->size = m->desc.files[0].size;
+	c->err = err;
+	c->errlen = errlen;
+	if (!c->l) {
+		rc = mfs_errf(err, errlen, -EINVAL, m->desc.files[0].path, "not an ONNX model");
+		goto out;
+	}
+	for (size_t i = 0; i < e->n_tensors && rc == 0; i++)
+		rc = tensor_ops(c, &e->tensors[i]);
+	if (rc == 0)
+		rc = meta_ops(c, e);
+	if (rc == 0 && e->props_changed)
+		rc = prop_ops(c, e);
+	if (rc == 0)
+		rc = build_items(c);
+	size_t i = 0;
+	if (rc == 0)
+		rc = emit(c, -1, 0, c->size, &i, out);
+	if (rc == 0 && i != c->n_items)
+		rc = -EIO;      /* an item outside its message: a bug, never write it */
+	if (rc == -ENOMEM)
+		rc = mfs_errf(err, errlen, rc, m->desc.files[0].path, "out of memory");
+	else if (rc == -EIO && !(err && err[0]))
+		rc = mfs_errf(err, errlen, rc, m->desc.files[0].path,
+		              "internal error: the edits do not nest in the model's messages");
+	if (rc == 0 && out->total > MFS_MAX_ONNX_FILE)
+		rc = mfs_errf(err, errlen, -EFBIG, m->desc.files[0].path,
+		              "the result would be %" PRIu64 " bytes, over protobuf's 2 GiB limit "
+		              "(move tensors to external data)", out->total);
+out:
+	for (size_t k = 0; k < c->n_ops; k++)
+		mfs_splice_free(&c->ops[k].body);
+	free(c->ops);
+	free(c->items);
+	free(c);
+	if (rc < 0)
+		mfs_splice_free(out);
+	return rc;
+}

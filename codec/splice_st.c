@@ -1,0 +1,251 @@
+/*
+ * codec/splice_st.c — the safetensors splice writer.
+ *
+ * Called by txn.c (through splice.h).  A safetensors file is a JSON header
+ * and one data buffer that the tensors tile (formats.md §2), so there are
+ * two cases:
+ *
+ *   - only same-size data edits: the header stays, byte for byte, and only
+ *     the changed ranges of the buffer are new (so such a commit can also
+ *     be done in place);
+ *   - a dtype, shape or size change, or a __metadata__ edit: the header is
+ *     written anew — compact JSON, "__metadata__" first, the tensors in
+ *     their old offset order with offsets recomputed so that they tile the
+ *     buffer again, padded with spaces to a multiple of 8 (the reference
+ *     writer's rules, §2.3) — and every tensor's bytes follow, copied from
+ *     the old file or read from the stage.
+ *
+ * Only single files: a sharded checkpoint spreads the tensors over several
+ * files and an index, which one atomic rename cannot replace (-EACCES).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "splice.h"
+
+#define ST_MAX_HEADER 100000000ull
+
+struct jbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void jb_add(struct jbuf *b, const void *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *np = realloc(b->p, cap);
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void jb_str(struct jbuf *b, const char *s)
+{
+	jb_add(b, s, strlen(s));
+}
+
+static void jb_u64(struct jbuf *b, uint64_t v)
+{
+	char num[24];
+	jb_add(b, num, (size_t)snprintf(num, sizeof(num), "%" PRIu64, v));
+}
+
+/* A JSON string as serde_json writes it: UTF-8 kept, controls escaped. */
+static void jb_quote(struct jbuf *b, const char *s, size_t n)
+{
+	jb_add(b, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		char esc[8];
+		switch (ch) {
+		case '"': jb_add(b, "\\\"", 2); break;
+		case '\\': jb_add(b, "\\\\", 2); break;
+		case '\b': jb_add(b, "\\b", 2); break;
+		case '\f': jb_add(b, "\\f", 2); break;
+		case '\n': jb_add(b, "\\n", 2); break;
+		case '\r': jb_add(b, "\\r", 2); break;
+		case '\t': jb_add(b, "\\t", 2); break;
+		default:
+			if (ch < 0x20) {
+				snprintf(esc, sizeof(esc), "\\u%04x", ch);
+				jb_add(b, esc, 6);
+			} else {
+				jb_add(b, &s[i], 1);
+			}
+		}
+	}
+	jb_add(b, "\"", 1);
+}
+
+/* Tensor `t`'s new bytes: old ranges copied, changed ones from the stage. */
+static void put_tensor(struct mfs_splice *s, int fd, const struct mfs_tensor *t,
+                       const struct mfs_tensor_edit *te)
+{
+	if (!te || !te->data_changed) {
+		mfs_splice_copy(s, fd, t->off, t->nbytes);
+		return;
+	}
+	if (!te->runs || te->size != t->nbytes) {
+		mfs_splice_fn(s, te->read, te->arg, 0, te->size);
+		return;
+	}
+	uint64_t pos = 0;
+	for (size_t i = 0; i < te->n_runs; i++) {
+		const struct mfs_run *r = &te->runs[i];
+		mfs_splice_copy(s, fd, t->off + pos, r->off - pos);
+		mfs_splice_fn(s, te->read, te->arg, r->off, r->len);
+		pos = r->off + r->len;
+	}
+	mfs_splice_copy(s, fd, t->off + pos, t->nbytes - pos);
+}
+
+int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
+                  const struct mfs_edit_set *e, char *err, size_t errlen)
+{
+	const struct mfs_desc *d = &m->desc;
+	const char *display = d->files[0].path;
+	int fd = m->fds[0];
+	uint64_t size = d->files[0].size;
+	struct jbuf jb = {0};
+	const struct mfs_tensor_edit **by_id = NULL;
+	int rc = 0;
+
+	if (!m->st_data_off)
+		return mfs_errf(err, errlen, -EACCES, display,
+		                "sharded safetensors checkpoints cannot be edited");
+	bool regen = e->props_changed;
+	for (size_t i = 0; i < e->n_tensors; i++) {
+		const struct mfs_tensor_edit *te = &e->tensors[i];
+		if (te->dtype_changed || te->dims_changed || te->size != te->t->nbytes)
+			regen = true;
+		if (te->dtype_changed && !mfs_st_dtype_name(te->dtype))
+			return mfs_errf(err, errlen, -EINVAL, display, "tensor '%.200s': "
+			                "safetensors has no dtype %s", te->t->name,
+			                mfs_dtype_name(te->dtype));
+	}
+
+	/* Tensor ids are offset order (safetensors.c), as are the edits. */
+	by_id = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*by_id));
+	if (!by_id) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < e->n_tensors; i++)
+		if (e->tensors[i].t->id < d->n_tensors)
+			by_id[e->tensors[i].t->id] = &e->tensors[i];
+
+	if (!regen) {
+		/* Same layout: the header and untouched ranges are copied. */
+		uint64_t pos = 0;
+		for (uint64_t id = 0; id < d->n_tensors; id++) {
+			const struct mfs_tensor *t = d->tensors[id];
+			if (!by_id[id] || !by_id[id]->data_changed)
+				continue;
+			mfs_splice_copy(out, fd, pos, t->off - pos);
+			put_tensor(out, fd, t, by_id[id]);
+			pos = t->off + t->nbytes;
+		}
+		mfs_splice_copy(out, fd, pos, size - pos);
+		rc = out->err;
+		goto out;
+	}
+
+	const struct mfs_meta *props = d->props;
+	size_t n_props = d->n_props;
+	jb_add(&jb, "{", 1);
+	bool first = true;
+	if (e->props_changed)
+		n_props = e->n_props;
+	if (n_props) {
+		jb_str(&jb, "\"__metadata__\":{");
+		for (size_t i = 0; i < n_props; i++) {
+			const char *k = e->props_changed ? e->props[i].key : props[i].name;
+			const char *v = e->props_changed ? e->props[i].value : props[i].value;
+			size_t vl = e->props_changed ? e->props[i].len : props[i].len;
+			if (i)
+				jb_add(&jb, ",", 1);
+			jb_quote(&jb, k, strlen(k));
+			jb_add(&jb, ":", 1);
+			jb_quote(&jb, v, vl);
+		}
+		jb_add(&jb, "}", 1);
+		first = false;
+	}
+	uint64_t begin = 0;
+	for (uint64_t id = 0; id < d->n_tensors; id++) {
+		const struct mfs_tensor *t = d->tensors[id];
+		const struct mfs_tensor_edit *te = by_id[id];
+		int32_t dtype = te ? te->dtype : t->dtype;
+		const int64_t *dims = te ? te->dims : t->dims;
+		size_t rank = te ? te->rank : t->rank;
+		uint64_t n = te ? te->size : t->nbytes;
+		const char *sd = mfs_st_dtype_name(dtype);
+		if (!sd) {
+			rc = mfs_errf(err, errlen, -EINVAL, display, "tensor '%.200s': safetensors "
+			              "has no dtype %s", t->name, mfs_dtype_name(dtype));
+			goto out;
+		}
+		if (!first)
+			jb_add(&jb, ",", 1);
+		first = false;
+		jb_quote(&jb, t->name, strlen(t->name));
+		jb_str(&jb, ":{\"dtype\":\"");
+		jb_str(&jb, sd);
+		jb_str(&jb, "\",\"shape\":[");
+		for (size_t k = 0; k < rank; k++) {
+			if (k)
+				jb_add(&jb, ",", 1);
+			jb_u64(&jb, (uint64_t)dims[k]);
+		}
+		jb_str(&jb, "],\"data_offsets\":[");
+		jb_u64(&jb, begin);
+		jb_add(&jb, ",", 1);
+		jb_u64(&jb, begin + n);
+		jb_str(&jb, "]}");
+		begin += n;
+	}
+	jb_add(&jb, "}", 1);
+	while (jb.len % 8)
+		jb_add(&jb, " ", 1);
+	if (jb.oom) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (jb.len > ST_MAX_HEADER) {
+		rc = mfs_errf(err, errlen, -EFBIG, display, "the new safetensors header would be "
+		              "%zu bytes, over the limit of %llu", jb.len, ST_MAX_HEADER);
+		goto out;
+	}
+	uint8_t lenb[8];
+	for (int i = 0; i < 8; i++)
+		lenb[i] = (uint8_t)((uint64_t)jb.len >> (8 * i));
+	mfs_splice_bytes(out, lenb, 8);
+	mfs_splice_take(out, jb.p, jb.len);
+	jb.p = NULL;
+	for (uint64_t id = 0; id < d->n_tensors; id++)
+		put_tensor(out, fd, d->tensors[id], by_id[id]);
+	rc = out->err;
+out:
+	if (rc == -ENOMEM)
+		rc = mfs_errf(err, errlen, rc, display, "out of memory");
+	free(jb.p);
+	free(by_id);
+	if (rc < 0)
+		mfs_splice_free(out);
+	return rc;
+}

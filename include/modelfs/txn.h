@@ -1,0 +1,241 @@
+/*
+ * modelfs/txn.h — editing a model: staged changes and atomic commits.
+ *
+ * A transaction object (mfs_txn) owns an open model and the edits staged
+ * against it.  Edits are visible at once through the mfs_txn_* read calls
+ * (read-your-writes) and never touch the model file: staged tensor bytes go
+ * to the staging store (codec/stage.c: zstd chunks in a journal beside the
+ * model), small values to the same journal.  mfs_txn_commit() validates all
+ * staged edits and applies them as one transaction (codec/commit.c):
+ * a splice rewrite (untouched byte ranges copied, changed messages
+ * re-encoded, length prefixes recomputed up to the root) replaced by rename,
+ * or, for same-size data edits of a large model, an in-place patch driven by
+ * a redo log.  After a commit the transaction holds the newly opened model.
+ *
+ * Identity of things across commits: a tensor is named by its `id`
+ * (struct mfs_tensor.id, its index in mfs_desc.tensors), which is stable as
+ * long as the model's structure is unchanged — and no edit here changes
+ * structure (tensors are never added or removed).  Meta values are named by
+ * their meta/ file name, props by key.
+ *
+ * Lifetimes: descriptions returned by mfs_txn_desc() stay valid until
+ * mfs_txn_close(), also after commits (old models are kept, with their open
+ * descriptors, so open files keep reading the bytes they opened).
+ *
+ * Thread safety: every function may be called from any thread; a commit
+ * excludes all other calls while it runs.
+ *
+ * Errors: 0 / byte count on success, negative errno on failure.  -EINVAL a
+ * bad value (dtype name, shape text), -EACCES something that is not
+ * writable, -ENOENT no such tensor/prop/scratch, -EBUSY another process
+ * holds the model's journal, plus whatever the I/O returned.
+ */
+#ifndef MODELFS_TXN_H
+#define MODELFS_TXN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "modelfs/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mfs_txn mfs_txn;
+
+enum mfs_commit_mode {
+	MFS_COMMIT_AUTO = 0,    /* in place when every edit keeps the layout, the
+	                         * model is at least inplace_min bytes and the changed
+	                         * bytes are at most half of it; else rewrite */
+	MFS_COMMIT_REWRITE = 1, /* always a temp file + rename */
+	MFS_COMMIT_INPLACE = 2  /* in place when possible, else rewrite */
+};
+
+struct mfs_txn_opts {
+	enum mfs_commit_mode mode;
+	uint64_t inplace_min;   /* 0 = 64 MiB */
+	bool read_only;         /* no journal, every edit fails with -EROFS */
+};
+
+/* What happened at open: recovery of a journal or of an interrupted commit. */
+struct mfs_txn_recovery {
+	bool journal_found;     /* staged edits of an earlier session are offered again */
+	uint64_t n_recovered;   /* how many staged objects came back */
+	bool redo_replayed;     /* an interrupted in-place commit was finished */
+	char msg[512];          /* one line for `status`, "" when nothing happened */
+};
+
+/*
+ * mfs_txn_open() - open the model at `path` for editing.
+ * Runs recovery first: finishes an interrupted in-place commit (redo log),
+ * removes stale temp files of dead commits, and replays a journal left by a
+ * dead daemon (its edits are staged again, never applied silently).
+ * @out: yours to free with mfs_txn_close().
+ */
+int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opts,
+                 struct mfs_txn_recovery *rec, char *err, size_t errlen);
+
+/*
+ * mfs_txn_close() - release everything.  Staged edits stay in the journal
+ * (they are offered again at the next open); accepts NULL.
+ */
+void mfs_txn_close(mfs_txn *t);
+
+/* The current model and its description (change after a commit). */
+const mfs_model *mfs_txn_model(mfs_txn *t);
+const struct mfs_desc *mfs_txn_desc(mfs_txn *t);
+
+/*
+ * Generation: increases on every commit and abort and on every staged
+ * change of structure visible in the tree (a prop created or removed).
+ * The FUSE layer compares it to rebuild its tree.
+ */
+uint64_t mfs_txn_generation(mfs_txn *t);
+
+/* true when anything is staged. */
+bool mfs_txn_dirty(mfs_txn *t);
+
+/*
+ * mfs_txn_sync() - make every staged edit durable (fdatasync of the
+ * journal).  Edits reach the journal file before the call that makes them
+ * returns, so they survive the daemon being killed; this also makes them
+ * survive a power cut (call it on FUSE flush/release).  Returns 0, or -EIO
+ * once a journal fsync has failed (commit or abort to clear it).
+ */
+int mfs_txn_sync(mfs_txn *t);
+
+/* ----------------------------------------------------------- tensors */
+
+/*
+ * mfs_txn_tensor_staged() - true when tensor `x` has anything staged (data,
+ * dtype or shape), also edits recovered from a journal; for the FUSE layer
+ * to know which cached pages an abort or a commit makes stale.
+ */
+bool mfs_txn_tensor_staged(mfs_txn *t, const struct mfs_tensor *x);
+
+/* The effective (staged or committed) view of tensor `x` of the current desc. */
+int mfs_txn_tensor_size(mfs_txn *t, const struct mfs_tensor *x, uint64_t *out);
+ssize_t mfs_txn_tensor_read(mfs_txn *t, const struct mfs_tensor *x, void *buf, size_t len,
+                            uint64_t off);
+/*
+ * Staged writes: any offset (a write past the end extends with zeros in
+ * between), truncate to any size.  The size must match dtype × shape only
+ * at commit.  -EACCES for tensors whose data cannot be edited (external
+ * data, string tensors, tensors of a sharded safetensors checkpoint) — the
+ * man page lists them; -EROFS on a read-only transaction.  Tensors held in
+ * ONNX typed fields (int64_data, ...) can be edited: a commit that changes
+ * their bytes or dtype writes them as raw_data.
+ */
+ssize_t mfs_txn_tensor_write(mfs_txn *t, const struct mfs_tensor *x, const void *buf, size_t len,
+                             uint64_t off);
+int mfs_txn_tensor_truncate(mfs_txn *t, const struct mfs_tensor *x, uint64_t size);
+
+/*
+ * Effective dtype and shape.  `dims` receives up to `cap` dims; *rank the
+ * real rank.  Set: `text` is the file content (a trailing '\n' is ignored);
+ * dtype must be a known name with a fixed width, shape non-negative decimal
+ * dims joined by ',' (empty = scalar); -EINVAL otherwise.
+ */
+int mfs_txn_tensor_type(mfs_txn *t, const struct mfs_tensor *x, int32_t *dtype, int64_t *dims,
+                        size_t cap, size_t *rank);
+int mfs_txn_set_dtype(mfs_txn *t, const struct mfs_tensor *x, const char *text, size_t len);
+int mfs_txn_set_shape(mfs_txn *t, const struct mfs_tensor *x, const char *text, size_t len);
+
+/* ----------------------------------------------------------- meta and props */
+
+/*
+ * Writable meta/ names (ONNX: producer_name producer_version domain
+ * doc_string model_version graph_name; safetensors: none).  The value is
+ * copied into `buf` (up to `cap`), the full length returned; it includes the
+ * trailing '\n' as the meta/ file shows it.  Set: `text` is the file content
+ * (one trailing '\n' is dropped), valid UTF-8 without NUL, at most 64 KiB
+ * (-EFBIG); model_version a decimal integer or empty (the field removed);
+ * a value equal to the model's unstages the edit.  -EACCES for other names.
+ */
+bool mfs_txn_meta_writable(mfs_txn *t, const char *name);
+ssize_t mfs_txn_meta_get(mfs_txn *t, const char *name, char *buf, size_t cap);
+int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len);
+
+/*
+ * Props (ONNX metadata_props, safetensors __metadata__): the effective list,
+ * in order (existing keys in file order, new ones appended).  *out is an
+ * array of `struct mfs_meta` (name = key, value without '\n') that is yours
+ * to free with mfs_txn_props_free().  prop_set: `value` is the file content
+ * (one trailing '\n' is dropped); key and value valid UTF-8 without NUL
+ * (-EINVAL), key + value at most 64 KiB (-EFBIG).  prop_rename over an
+ * existing key replaces it (the target keeps its place).  With duplicate
+ * keys in a model, the first one is the one edited.
+ */
+int mfs_txn_props(mfs_txn *t, struct mfs_meta **out, size_t *n);
+void mfs_txn_props_free(struct mfs_meta *props, size_t n);
+int mfs_txn_prop_set(mfs_txn *t, const char *key, const char *value, size_t len);
+int mfs_txn_prop_unlink(mfs_txn *t, const char *key);
+int mfs_txn_prop_rename(mfs_txn *t, const char *from, const char *to);
+
+/* ----------------------------------------------------------- scratch files */
+
+/*
+ * Scratch objects back files that tools create beside entries (rsync's
+ * ".data.XXXXXX", an editor's swap file).  Their bytes are staged like
+ * tensor bytes (bounded memory) but never reach the model unless adopted:
+ * mfs_txn_scratch_adopt() makes a scratch object the new content of tensor
+ * `x`'s data (what a rename over `data` means) and consumes it.  Dropped on
+ * unlink, abort, and close.
+ */
+int mfs_txn_scratch_new(mfs_txn *t, uint64_t *id);
+int mfs_txn_scratch_size(mfs_txn *t, uint64_t id, uint64_t *out);
+ssize_t mfs_txn_scratch_read(mfs_txn *t, uint64_t id, void *buf, size_t len, uint64_t off);
+ssize_t mfs_txn_scratch_write(mfs_txn *t, uint64_t id, const void *buf, size_t len, uint64_t off);
+int mfs_txn_scratch_truncate(mfs_txn *t, uint64_t id, uint64_t size);
+int mfs_txn_scratch_adopt(mfs_txn *t, uint64_t id, const struct mfs_tensor *x);
+int mfs_txn_scratch_drop(mfs_txn *t, uint64_t id);
+
+/* ----------------------------------------------------------- root files */
+
+/*
+ * The model file as it would be committed now: the original bytes when
+ * nothing is staged, the spliced result otherwise (so a loader reading the
+ * root model file sees the edits).  Other source files (external data) are
+ * served as they are.
+ */
+int mfs_txn_file_size(mfs_txn *t, size_t idx, uint64_t *out);
+ssize_t mfs_txn_file_read(mfs_txn *t, size_t idx, void *buf, size_t len, uint64_t off);
+
+/* ----------------------------------------------------------- transaction */
+
+struct mfs_txn_result {
+	int rc;                 /* 0 or the negative errno the commit failed with */
+	const char *path;       /* "none" (nothing staged), "rewrite", "inplace" */
+	uint64_t bytes_written; /* to the model's file system */
+	uint64_t bytes_edited;  /* staged bytes that changed */
+	char msg[512];          /* one line: what was done, or why it failed */
+};
+
+/*
+ * mfs_txn_commit() - validate and apply everything staged, atomically.
+ * On failure the model is untouched, the edits stay staged, `res->msg` says
+ * why (also kept for mfs_txn_status), and the errno is returned: -EINVAL
+ * validation (size ≠ dtype × shape, ...), -EFBIG result over the 2 GiB
+ * protobuf limit, -ESTALE the model changed on disk since it was opened,
+ * -ENOSPC, -EIO.  Nothing staged: succeeds with path "none" and writes nothing.
+ */
+int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res);
+
+/* mfs_txn_abort() - drop every staged edit and scratch object. */
+int mfs_txn_abort(mfs_txn *t);
+
+/*
+ * mfs_txn_status() - the text of .modelfs/status: staged changes one per
+ * line, the last commit's result and message, journal state, recovery
+ * notes.  snprintf semantics (returns the full length).
+ */
+size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MODELFS_TXN_H */

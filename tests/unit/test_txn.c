@@ -1,0 +1,1534 @@
+/*
+ * tests/unit/test_txn.c — transactions (codec/txn.c) and the splice writers
+ * (codec/splice_onnx.c, codec/splice_st.c), in-process, no FUSE.
+ *
+ * What is proved: a commit with no effective change leaves every model of
+ * the ONNX test corpus byte-identical, and edits undone by a second commit
+ * give the original bytes back; edits of data, dtype, shape, meta and props
+ * commit into files that python3-onnx (or, for safetensors, a reader in
+ * tests/tools/txn_check.py) and modelfs itself read back as intended; the
+ * served root file equals what a commit writes; edits of a dead session come
+ * back; every I/O call of a commit can fail and the model is still the old
+ * or the new version, with the edits still staged when it is the old one;
+ * and a same-size edit of a big model is patched in place.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "modelfs/txn.h"
+
+#include "faultio.h"
+#include "internal.h"
+#include "splice.h"
+
+#define PY "/usr/bin/python3"
+#define CHECK MFS_TEST_DATA "/../tools/txn_check.py"
+#define LINEAR MFS_TEST_DATA "/../../examples/linear.onnx"
+#define CORPUS "/usr/share/libonnx-testdata/data"
+
+static char dir[128];
+static char model[256];
+static char errbuf[1024];
+static bool have_python;
+
+/* ------------------------------------------------------------ fixtures */
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	fstat(fd, &st);
+	uint8_t *p = malloc((size_t)st.st_size + 1);
+	size_t done = 0;
+	while (done < (size_t)st.st_size) {
+		ssize_t n = pread(fd, p + done, (size_t)st.st_size - done, (off_t)done);
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	close(fd);
+	*len = done;
+	return p;
+}
+
+static void spit(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	size_t len;
+	uint8_t *p = slurp(from, &len);
+	assert_non_null(p);
+	spit(to, p, len);
+	free(p);
+}
+
+static bool same_file(const char *path, const uint8_t *bytes, size_t len)
+{
+	size_t n;
+	uint8_t *p = slurp(path, &n);
+	bool same = p && n == len && memcmp(p, bytes, len) == 0;
+	free(p);
+	return same;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	snprintf(dir, sizeof(dir), "%s/mfs-txn-XXXXXX", base);
+	assert_non_null(mkdtemp(dir));
+	snprintf(model, sizeof(model), "%s/model.onnx", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		if (de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")))
+			unlinkat(dirfd(d), de->d_name, 0);
+	if (d)
+		closedir(d);
+	rmdir(dir);
+	return 0;
+}
+
+/* Files in the test directory other than `keep` (side files left behind). */
+static int count_others(const char *keep)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, keep))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static const struct mfs_tensor *find_tensor(const struct mfs_desc *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_tensors; i++)
+		if (strcmp(d->tensors[i]->name, name) == 0)
+			return d->tensors[i];
+	return NULL;
+}
+
+static mfs_txn *open_txn(const char *path, const struct mfs_txn_opts *opts,
+                         struct mfs_txn_recovery *rec)
+{
+	mfs_txn *t = NULL;
+	int rc = mfs_txn_open(&t, path, opts, rec, errbuf, sizeof(errbuf));
+	if (rc < 0)
+		fprintf(stderr, "mfs_txn_open: %s\n", errbuf);
+	assert_int_equal(rc, 0);
+	return t;
+}
+
+/* The root file as served now. */
+static uint8_t *read_view(mfs_txn *t, size_t *len)
+{
+	uint64_t size;
+	assert_int_equal(mfs_txn_file_size(t, 0, &size), 0);
+	uint8_t *p = malloc(size + 1);
+	size_t done = 0;
+	while (done < size) {
+		/* Odd read sizes, to cross piece boundaries. */
+		size_t want = size - done < 77 ? size - done : 77;
+		ssize_t n = mfs_txn_file_read(t, 0, p + done, want, done);
+		assert_true(n > 0);
+		done += (size_t)n;
+	}
+	*len = done;
+	return p;
+}
+
+static int commit(mfs_txn *t, struct mfs_txn_result *res)
+{
+	int rc = mfs_txn_commit(t, res);
+	if (rc < 0 && res)
+		fprintf(stderr, "commit: %d %s\n", rc, res->msg);
+	return rc;
+}
+
+/* Run the python checker; its stdout into out (malloc'd).  Exit status. */
+static int run_check(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int run_check(char **out, const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = snprintf(cmd, sizeof(cmd), "%s %s ", PY, CHECK);
+	vsnprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, ap);
+	va_end(ap);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	size_t cap = 1 << 16, len = 0;
+	char *buf = malloc(cap);
+	size_t k;
+	while ((k = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += k;
+		if (cap - len < 4096) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+		}
+	}
+	buf[len] = '\0';
+	int st = pclose(f);
+	if (out)
+		*out = buf;
+	else
+		free(buf);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The hex string that follows `"hex": "` after `"name": "<name>"` in JSON. */
+static char *json_tensor_hex(const char *json, const char *name)
+{
+	char pat[256];
+	snprintf(pat, sizeof(pat), "\"name\": \"%s\"", name);
+	const char *p = strstr(json, pat);
+	if (!p)
+		return NULL;
+	p = strstr(p, "\"hex\": \"");
+	if (!p)
+		return NULL;
+	p += 8;
+	const char *e = strchr(p, '"');
+	return strndup(p, (size_t)(e - p));
+}
+
+static char *to_hex(const void *buf, size_t len)
+{
+	char *s = malloc(2 * len + 1);
+	for (size_t i = 0; i < len; i++)
+		sprintf(s + 2 * i, "%02x", ((const uint8_t *)buf)[i]);
+	s[2 * len] = '\0';
+	return s;
+}
+
+static void expect_python_tensor(const char *json, const char *name, const void *bytes,
+                                 size_t len)
+{
+	char *hex = json_tensor_hex(json, name);
+	char *want = to_hex(bytes, len);
+	assert_non_null(hex);
+	if (strcmp(hex, want) != 0)
+		fprintf(stderr, "%s: python %s, expected %s\n", name, hex, want);
+	assert_string_equal(hex, want);
+	free(hex);
+	free(want);
+}
+
+/* ------------------------------------------------------------ (a) corpus */
+
+static uint8_t storage(mfs_txn *t, const struct mfs_tensor *x)
+{
+	const struct mfs_model *m = (const struct mfs_model *)mfs_txn_model(t);
+	return m->onnx ? m->onnx->tspans[x->id].storage : MFS_ONNX_RAW;
+}
+
+/* A tensor whose data can be written, with at least one byte. */
+static const struct mfs_tensor *editable_tensor(mfs_txn *t, bool want_rank)
+{
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	for (size_t i = 0; i < d->n_tensors; i++) {
+		const struct mfs_tensor *x = d->tensors[i];
+		uint8_t s = storage(t, x);
+		if (x->nbytes == 0 || s == MFS_ONNX_EXTERNAL || s == MFS_ONNX_STRING ||
+		    !mfs_dtype_bits(x->dtype))
+			continue;
+		if (want_rank && x->rank == 0)
+			continue;
+		return x;
+	}
+	return NULL;
+}
+
+static uint8_t *tensor_bytes(mfs_txn *t, const struct mfs_tensor *x, uint64_t *len)
+{
+	assert_int_equal(mfs_txn_tensor_size(t, x, len), 0);
+	uint8_t *p = malloc(*len + 1);
+	assert_int_equal(mfs_txn_tensor_read(t, x, p, *len, 0), (ssize_t)*len);
+	return p;
+}
+
+static void corpus_commits_are_identical(void **state)
+{
+	(void)state;
+	if (access(CORPUS, R_OK) != 0)
+		skip();
+	FILE *f = popen("find " CORPUS " -name '*.onnx' | sort", "r");
+	assert_non_null(f);
+	char line[1024];
+	size_t n_models = 0, n_none = 0, n_own = 0, n_reshape = 0, n_flip = 0, n_flip_ident = 0;
+	struct mfs_txn_opts opts = {.mode = MFS_COMMIT_AUTO};
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		size_t olen;
+		uint8_t *orig = slurp(line, &olen);
+		assert_non_null(orig);
+		spit(model, orig, olen);
+		n_models++;
+
+		/* Nothing staged: nothing written. */
+		mfs_txn *t = open_txn(model, &opts, NULL);
+		struct mfs_txn_result res;
+		assert_int_equal(commit(t, &res), 0);
+		assert_string_equal(res.path, "none");
+		assert_int_equal(res.bytes_written, 0);
+		assert_true(same_file(model, orig, olen));
+		n_none++;
+
+		const struct mfs_tensor *x = editable_tensor(t, false);
+		if (!x) {
+			mfs_txn_close(t);
+			free(orig);
+			continue;
+		}
+		/* Its own bytes written back: no effective change. */
+		uint64_t len;
+		uint8_t *bytes = tensor_bytes(t, x, &len);
+		assert_int_equal(mfs_txn_tensor_write(t, x, bytes, len, 0), (ssize_t)len);
+		assert_true(mfs_txn_dirty(t));
+		size_t vlen;
+		uint8_t *view = read_view(t, &vlen);
+		assert_true(vlen == olen && memcmp(view, orig, olen) == 0);
+		free(view);
+		assert_int_equal(commit(t, &res), 0);
+		assert_string_equal(res.path, "none");
+		assert_true(same_file(model, orig, olen));
+		assert_false(mfs_txn_dirty(t));
+		n_own++;
+
+		/* A shape change and back: the second commit restores every byte. */
+		const struct mfs_tensor *y = editable_tensor(t, true);
+		if (y) {
+			uint64_t nelem = 1;
+			for (size_t i = 0; i < y->rank; i++)
+				nelem *= (uint64_t)y->dims[i];
+			char shape[64], back[1024];
+			if (y->rank == 1)
+				snprintf(shape, sizeof(shape), "1,%" PRIu64, nelem);
+			else
+				snprintf(shape, sizeof(shape), "%" PRIu64 "\n", nelem);
+			mfs_dims_format(back, sizeof(back), y->dims, y->rank);
+			uint64_t id = y->id;
+			assert_int_equal(mfs_txn_set_shape(t, y, shape, strlen(shape)), 0);
+			view = read_view(t, &vlen);
+			assert_int_equal(commit(t, &res), 0);
+			assert_string_equal(res.path, "rewrite");
+			size_t nlen;
+			uint8_t *now = slurp(model, &nlen);
+			assert_true(nlen == vlen && memcmp(now, view, vlen) == 0);
+			free(now);
+			free(view);
+			/* modelfs reads it back: same tensors, same bytes. */
+			const struct mfs_desc *d = mfs_txn_desc(t);
+			const struct mfs_tensor *z = d->tensors[id];
+			assert_int_equal(z->rank, y->rank == 1 ? 2 : 1);
+			assert_int_equal(z->nbytes, y->nbytes);
+			assert_int_equal(mfs_txn_set_shape(t, z, back, strlen(back)), 0);
+			assert_int_equal(commit(t, &res), 0);
+			if (!same_file(model, orig, olen))
+				fprintf(stderr, "reshape round trip differs: %s\n", line);
+			assert_true(same_file(model, orig, olen));
+			n_reshape++;
+		}
+
+		/* A flipped byte and back. */
+		x = mfs_txn_desc(t)->tensors[x->id];
+		uint8_t s = storage(t, x);
+		uint8_t b;
+		assert_int_equal(mfs_txn_tensor_read(t, x, &b, 1, 0), 1);
+		b ^= 0x5a;
+		assert_int_equal(mfs_txn_tensor_write(t, x, &b, 1, 0), 1);
+		view = read_view(t, &vlen);
+		assert_int_equal(commit(t, &res), 0);
+		assert_true(same_file(model, view, vlen));
+		free(view);
+		x = mfs_txn_desc(t)->tensors[x->id];
+		uint8_t got;
+		assert_int_equal(mfs_tensor_read(mfs_txn_model(t), x, &got, 1, 0), 1);
+		assert_int_equal(got, b);
+		b ^= 0x5a;
+		assert_int_equal(mfs_txn_tensor_write(t, x, &b, 1, 0), 1);
+		assert_int_equal(commit(t, &res), 0);
+		n_flip++;
+		if (s == MFS_ONNX_RAW || s == MFS_ONNX_PACKED) {
+			assert_true(same_file(model, orig, olen));
+			n_flip_ident++;
+		}
+		free(bytes);
+		mfs_txn_close(t);
+		free(orig);
+		assert_int_equal(count_others("model.onnx"), 0);
+	}
+	pclose(f);
+	printf("corpus: %zu models; %zu byte-identical with nothing staged, %zu after rewriting "
+	       "a tensor with its own bytes, %zu after a shape change and back, %zu of %zu "
+	       "after a byte flip and back (the rest hold typed fields, converted to raw_data)\n",
+	       n_models, n_none, n_own, n_reshape, n_flip_ident, n_flip);
+	assert_true(n_models >= 1000);
+}
+
+/*
+ * Every editable tensor of a model edited at once — reshaped, a byte
+ * flipped — and a prop added, in one commit; modelfs reads back exactly
+ * that; a second commit that undoes it all gives the original bytes back
+ * (for tensors whose bytes lie in the file; typed fields are converted to
+ * raw_data on the way, checked in a third commit).
+ */
+struct expect {
+	uint64_t id;
+	size_t rank;
+	int64_t dims[MFS_MAX_RANK];
+	uint8_t *bytes;
+	uint64_t len;
+	uint8_t storage;
+	bool reshaped;
+};
+
+static void check_expect(mfs_txn *t, const struct expect *e, size_t n)
+{
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	for (size_t i = 0; i < n; i++) {
+		const struct mfs_tensor *x = d->tensors[e[i].id];
+		assert_int_equal(x->rank, e[i].rank);
+		for (size_t k = 0; k < x->rank; k++)
+			assert_int_equal(x->dims[k], e[i].dims[k]);
+		assert_int_equal(x->nbytes, e[i].len);
+		uint8_t *got = malloc(e[i].len + 1);
+		assert_int_equal(mfs_tensor_read(mfs_txn_model(t), x, got, e[i].len, 0),
+		                 (ssize_t)e[i].len);
+		assert_memory_equal(got, e[i].bytes, e[i].len);
+		free(got);
+	}
+}
+
+static void corpus_all_tensors_edited(void **state)
+{
+	(void)state;
+	if (access(CORPUS, R_OK) != 0)
+		skip();
+	FILE *f = popen("find " CORPUS " -name '*.onnx' | sort", "r");
+	assert_non_null(f);
+	char line[1024];
+	size_t n_models = 0, n_tensors = 0, n_ident = 0, n_typed = 0;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		size_t olen;
+		uint8_t *orig = slurp(line, &olen);
+		spit(model, orig, olen);
+		mfs_txn *t = open_txn(model, NULL, NULL);
+		const struct mfs_desc *d = mfs_txn_desc(t);
+		struct expect *e = calloc(d->n_tensors + 1, sizeof(*e));
+		size_t n = 0;
+		bool typed = false;
+		for (size_t i = 0; i < d->n_tensors; i++) {
+			const struct mfs_tensor *x = d->tensors[i];
+			uint8_t s = storage(t, x);
+			if (x->nbytes == 0 || s == MFS_ONNX_EXTERNAL || s == MFS_ONNX_STRING ||
+			    !mfs_dtype_bits(x->dtype))
+				continue;
+			struct expect *ex = &e[n++];
+			ex->id = x->id;
+			ex->storage = s;
+			ex->bytes = tensor_bytes(t, x, &ex->len);
+			ex->bytes[ex->len - 1] ^= 0xa5;
+			typed |= s == MFS_ONNX_TYPED;
+			if (s == MFS_ONNX_TYPED)
+				ex->bytes[ex->len - 1] ^= 0xa5;         /* not in this pass */
+			else
+				assert_int_equal(mfs_txn_tensor_write(t, x, &ex->bytes[ex->len - 1], 1,
+				                                      ex->len - 1), 1);
+			/* [a, b, ...] -> [1, a, b, ...]: every dims list changes. */
+			ex->rank = x->rank;
+			memcpy(ex->dims, x->dims, x->rank * sizeof(int64_t));
+			if (x->rank == MFS_MAX_RANK)
+				continue;
+			ex->rank = x->rank + 1;
+			ex->dims[0] = 1;
+			memcpy(ex->dims + 1, x->dims, x->rank * sizeof(int64_t));
+			ex->reshaped = true;
+			char shape[MFS_MAX_RANK * 21 + 1];
+			mfs_dims_format(shape, sizeof(shape), ex->dims, ex->rank);
+			assert_int_equal(mfs_txn_set_shape(t, x, shape, strlen(shape)), 0);
+		}
+		if (!n) {
+			free(e);
+			free(orig);
+			mfs_txn_close(t);
+			continue;
+		}
+		n_models++;
+		n_tensors += n;
+		assert_int_equal(mfs_txn_prop_set(t, "modelfs.test", "1", 1), 0);
+		size_t vlen;
+		uint8_t *view = read_view(t, &vlen);
+		struct mfs_txn_result res;
+		assert_int_equal(commit(t, &res), 0);
+		assert_true(same_file(model, view, vlen));
+		free(view);
+		check_expect(t, e, n);
+
+		/* Undo it all. */
+		d = mfs_txn_desc(t);
+		for (size_t i = 0; i < n; i++) {
+			const struct mfs_tensor *x = d->tensors[e[i].id];
+			char shape[MFS_MAX_RANK * 21 + 1];
+			if (e[i].storage != MFS_ONNX_TYPED) {
+				e[i].bytes[e[i].len - 1] ^= 0xa5;
+				assert_int_equal(mfs_txn_tensor_write(t, x, &e[i].bytes[e[i].len - 1], 1,
+				                                      e[i].len - 1), 1);
+			}
+			if (e[i].reshaped) {
+				memmove(e[i].dims, e[i].dims + 1, (e[i].rank - 1) * sizeof(int64_t));
+				e[i].rank--;
+				mfs_dims_format(shape, sizeof(shape), e[i].dims, e[i].rank);
+				assert_int_equal(mfs_txn_set_shape(t, x, shape, strlen(shape)), 0);
+			}
+		}
+		assert_int_equal(mfs_txn_prop_unlink(t, "modelfs.test"), 0);
+		assert_int_equal(commit(t, &res), 0);
+		if (!same_file(model, orig, olen))
+			fprintf(stderr, "undo differs: %s\n", line);
+		assert_true(same_file(model, orig, olen));
+		n_ident++;
+
+		/* Typed fields: flipped too, so converted to raw_data. */
+		if (typed) {
+			d = mfs_txn_desc(t);
+			for (size_t i = 0; i < n; i++) {
+				const struct mfs_tensor *x = d->tensors[e[i].id];
+				e[i].bytes[e[i].len - 1] ^= 0x3c;
+				assert_int_equal(mfs_txn_tensor_write(t, x, &e[i].bytes[e[i].len - 1], 1,
+				                                      e[i].len - 1), 1);
+			}
+			view = read_view(t, &vlen);
+			assert_int_equal(commit(t, &res), 0);
+			assert_true(same_file(model, view, vlen));
+			free(view);
+			check_expect(t, e, n);
+			d = mfs_txn_desc(t);
+			for (size_t i = 0; i < n; i++)
+				assert_int_equal(storage(t, d->tensors[e[i].id]),
+				                 e[i].storage == MFS_ONNX_PACKED ? MFS_ONNX_PACKED :
+				                 MFS_ONNX_RAW);
+			n_typed++;
+		}
+		for (size_t i = 0; i < n; i++)
+			free(e[i].bytes);
+		free(e);
+		free(orig);
+		mfs_txn_close(t);
+	}
+	pclose(f);
+	printf("corpus, all at once: %zu models, %zu tensors reshaped and changed in one commit "
+	       "each; %zu byte-identical after undoing it; %zu with typed fields converted\n",
+	       n_models, n_tensors, n_ident, n_typed);
+}
+
+/* ------------------------------------------------------------ (b) linear */
+
+static void fill_weights(float *w, size_t n, float base)
+{
+	for (size_t i = 0; i < n; i++)
+		w[i] = base + 0.125f * (float)i;
+}
+
+static void linear_weights_commit(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	size_t olen;
+	uint8_t *orig = slurp(model, &olen);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	const struct mfs_tensor *w = find_tensor(d, "fc.weight"), *b = find_tensor(d, "fc.bias");
+	assert_non_null(w);
+	assert_non_null(b);
+	float wv[10], bv[1] = {0.75f};
+	fill_weights(wv, 10, -1.0f);
+	/* Written in two unequal parts, the way a tool might. */
+	assert_int_equal(mfs_txn_tensor_write(t, w, wv, 13, 0), 13);
+	assert_int_equal(mfs_txn_tensor_write(t, w, (uint8_t *)wv + 13, 27, 13), 27);
+	assert_int_equal(mfs_txn_tensor_write(t, b, bv, 4, 0), 4);
+	float back[10];
+	assert_int_equal(mfs_txn_tensor_read(t, w, back, 40, 0), 40);
+	assert_memory_equal(back, wv, 40);
+
+	char status[4096];
+	mfs_txn_status(t, status, sizeof(status));
+	assert_non_null(strstr(status, "staged tensor weights fc.weight data 40 bytes"));
+	assert_non_null(strstr(status, "staged tensor weights fc.bias data 4 bytes"));
+
+	size_t vlen;
+	uint8_t *view = read_view(t, &vlen);
+	assert_int_equal(vlen, olen);
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	assert_string_equal(res.path, "rewrite");
+	assert_int_equal(res.bytes_written, olen);
+	assert_int_equal(res.bytes_edited > 0, 1);
+	assert_true(same_file(model, view, vlen));
+	free(view);
+	mfs_txn_status(t, status, sizeof(status));
+	assert_non_null(strstr(status, "last commit: ok rewrite 349 bytes written"));
+	assert_false(mfs_txn_dirty(t));
+
+	/* The transaction shows the new model; a fresh open agrees. */
+	d = mfs_txn_desc(t);
+	assert_int_equal(mfs_txn_tensor_read(t, find_tensor(d, "fc.weight"), back, 40, 0), 40);
+	assert_memory_equal(back, wv, 40);
+	mfs_txn_close(t);
+	t = open_txn(model, NULL, NULL);
+	d = mfs_txn_desc(t);
+	assert_int_equal(mfs_txn_tensor_read(t, find_tensor(d, "fc.weight"), back, 40, 0), 40);
+	assert_memory_equal(back, wv, 40);
+	float bb;
+	assert_int_equal(mfs_txn_tensor_read(t, find_tensor(d, "fc.bias"), &bb, 4, 0), 4);
+	assert_true(bb == 0.75f);
+	mfs_txn_close(t);
+	assert_int_equal(count_others("model.onnx"), 0);
+	/* Only the payload bytes differ from the original. */
+	size_t nlen;
+	uint8_t *now = slurp(model, &nlen);
+	size_t diff = 0;
+	for (size_t i = 0; i < olen; i++)
+		diff += now[i] != orig[i];
+	assert_true(diff <= 44);
+	free(now);
+	free(orig);
+
+	if (!have_python)
+		return;
+	char *json = NULL;
+	assert_int_equal(run_check(&json, "onnx-dump %s", model), 0);
+	expect_python_tensor(json, "fc.weight", wv, 40);
+	expect_python_tensor(json, "fc.bias", bv, 4);
+	free(json);
+}
+
+/* rsync's way: a scratch file renamed over the data file. */
+static void scratch_adopted_by_rename(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	const struct mfs_tensor *w = find_tensor(mfs_txn_desc(t), "fc.weight");
+	uint64_t id, other, size;
+	assert_int_equal(mfs_txn_scratch_new(t, &id), 0);
+	assert_int_equal(mfs_txn_scratch_new(t, &other), 0);
+	float wv[10];
+	fill_weights(wv, 10, 3.0f);
+	assert_int_equal(mfs_txn_scratch_write(t, id, wv, 40, 0), 40);
+	assert_int_equal(mfs_txn_scratch_write(t, other, "junk", 4, 0), 4);
+	assert_int_equal(mfs_txn_scratch_size(t, id, &size), 0);
+	assert_int_equal(size, 40);
+	assert_false(mfs_txn_dirty(t));         /* scratch never reaches the model */
+	assert_int_equal(mfs_txn_scratch_adopt(t, id, w), 0);
+	assert_int_equal(mfs_txn_scratch_size(t, id, &size), -ENOENT);
+	assert_true(mfs_txn_dirty(t));
+	float back[10];
+	assert_int_equal(mfs_txn_tensor_read(t, w, back, 40, 0), 40);
+	assert_memory_equal(back, wv, 40);
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	/* The other scratch file survives the commit, and never lands. */
+	char junk[4];
+	assert_int_equal(mfs_txn_scratch_read(t, other, junk, 4, 0), 4);
+	assert_memory_equal(junk, "junk", 4);
+	w = find_tensor(mfs_txn_desc(t), "fc.weight");
+	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), w, back, 40, 0), 40);
+	assert_memory_equal(back, wv, 40);
+	assert_int_equal(mfs_txn_scratch_drop(t, other), 0);
+	mfs_txn_close(t);
+	assert_int_equal(count_others("model.onnx"), 0);
+}
+
+/* ------------------------------------------------------------ (c) meta, props */
+
+static void meta_and_props_commit(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	char old[300];
+	snprintf(old, sizeof(old), "%s/old.onnx", dir);
+	copy_file(LINEAR, old);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	const char *doc = "A linear classifier, Linear(10, 1) + ReLU, exported from PyTorch; "
+	                  "its doc_string was made longer by modelfs.\n";
+	assert_true(mfs_txn_meta_writable(t, "doc_string"));
+	assert_false(mfs_txn_meta_writable(t, "ir_version"));
+	assert_int_equal(mfs_txn_meta_set(t, "doc_string", doc, strlen(doc)), 0);
+	assert_int_equal(mfs_txn_meta_set(t, "ir_version", "9\n", 2), -EACCES);
+	assert_int_equal(mfs_txn_meta_set(t, "model_version", "x1", 2), -EINVAL);
+	uint64_t gen = mfs_txn_generation(t);
+	assert_int_equal(mfs_txn_prop_set(t, "author", "modelfs test\n", 13), 0);
+	assert_true(mfs_txn_generation(t) > gen);
+	char buf[512];
+	ssize_t n = mfs_txn_meta_get(t, "doc_string", buf, sizeof(buf));
+	assert_int_equal(n, (ssize_t)strlen(doc));
+	assert_memory_equal(buf, doc, strlen(doc));
+	struct mfs_meta *props;
+	size_t n_props;
+	assert_int_equal(mfs_txn_props(t, &props, &n_props), 0);
+	assert_int_equal(n_props, 1);
+	assert_string_equal(props[0].name, "author");
+	assert_string_equal(props[0].value, "modelfs test");
+	mfs_txn_props_free(props, n_props);
+
+	size_t vlen;
+	uint8_t *view = read_view(t, &vlen);
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	assert_true(same_file(model, view, vlen));
+	free(view);
+	n = mfs_txn_meta_get(t, "doc_string", buf, sizeof(buf));
+	assert_memory_equal(buf, doc, strlen(doc));
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	assert_int_equal(d->n_props, 1);
+	assert_string_equal(d->props[0].value, "modelfs test");
+
+	if (have_python) {
+		char *json = NULL;
+		assert_int_equal(run_check(&json, "onnx-same %s %s", old, model), 0);
+		free(json);
+		assert_int_equal(run_check(&json, "onnx-dump %s", model), 0);
+		assert_non_null(strstr(json, "\"doc_string\": \"A linear classifier, Linear(10, 1) + "
+		                             "ReLU, exported from PyTorch; its doc_string was made "
+		                             "longer by modelfs.\""));
+		assert_non_null(strstr(json, "\"props\": [[\"author\", \"modelfs test\"]]"));
+		free(json);
+	}
+
+	/* More: fields that are absent get inserted in field order, a prop is
+	 * renamed and another removed, the graph is renamed. */
+	assert_int_equal(mfs_txn_prop_set(t, "license", "MIT", 3), 0);
+	assert_int_equal(mfs_txn_prop_set(t, "tmp", "x", 1), 0);
+	assert_int_equal(mfs_txn_prop_rename(t, "author", "model_author"), 0);
+	assert_int_equal(mfs_txn_prop_unlink(t, "tmp"), 0);
+	assert_int_equal(mfs_txn_prop_unlink(t, "tmp"), -ENOENT);
+	assert_int_equal(mfs_txn_meta_set(t, "model_version", "7\n", 2), 0);
+	assert_int_equal(mfs_txn_meta_set(t, "domain", "org.example", 11), 0);
+	assert_int_equal(mfs_txn_meta_set(t, "producer_version", "9.9", 3), 0);
+	assert_int_equal(mfs_txn_meta_set(t, "graph_name", "renamed_graph", 13), 0);
+	char status[4096];
+	mfs_txn_status(t, status, sizeof(status));
+	assert_non_null(strstr(status, "staged prop model_author (renamed from author)"));
+	assert_non_null(strstr(status, "staged prop license (new)"));
+	assert_non_null(strstr(status, "staged meta graph_name"));
+	view = read_view(t, &vlen);
+	assert_int_equal(commit(t, &res), 0);
+	assert_true(same_file(model, view, vlen));
+	free(view);
+	d = mfs_txn_desc(t);
+	assert_int_equal(d->n_props, 2);
+	assert_string_equal(d->props[0].name, "model_author");
+	assert_string_equal(d->props[1].name, "license");
+	n = mfs_txn_meta_get(t, "graph_name", buf, sizeof(buf));
+	assert_int_equal(n, 14);
+	assert_memory_equal(buf, "renamed_graph\n", 14);
+	n = mfs_txn_meta_get(t, "model_version", buf, sizeof(buf));
+	assert_memory_equal(buf, "7\n", 2);
+	if (have_python) {
+		char *json = NULL;
+		assert_int_equal(run_check(&json, "onnx-same %s %s", old, model), 0);
+		free(json);
+		assert_int_equal(run_check(&json, "onnx-dump %s", model), 0);
+		assert_non_null(strstr(json, "\"props\": [[\"model_author\", \"modelfs test\"], "
+		                             "[\"license\", \"MIT\"]]"));
+		assert_non_null(strstr(json, "\"graph_name\": \"renamed_graph\""));
+		assert_non_null(strstr(json, "\"model_version\": 7"));
+		assert_non_null(strstr(json, "\"domain\": \"org.example\""));
+		assert_non_null(strstr(json, "\"producer_version\": \"9.9\""));
+		free(json);
+	}
+	/* Setting a value back to what the model has unstages it. */
+	assert_int_equal(mfs_txn_meta_set(t, "domain", "org.example\n", 12), 0);
+	assert_false(mfs_txn_dirty(t));
+	mfs_txn_close(t);
+}
+
+/* ------------------------------------------------------------ (d) shape, dtype */
+
+static void shape_and_dtype_changes(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	char old[300];
+	snprintf(old, sizeof(old), "%s/old.onnx", dir);
+	copy_file(LINEAR, old);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	const struct mfs_tensor *w = find_tensor(d, "fc.weight"), *b = find_tensor(d, "fc.bias");
+	float wv[10];
+	assert_int_equal(mfs_txn_tensor_read(t, w, wv, 40, 0), 40);
+
+	assert_int_equal(mfs_txn_set_shape(t, w, "10,1\n", 5), 0);
+	assert_int_equal(mfs_txn_set_shape(t, w, "10,,1", 5), -EINVAL);
+	assert_int_equal(mfs_txn_set_shape(t, w, "-1,10", 5), -EINVAL);
+	assert_int_equal(mfs_txn_set_shape(t, w, "1 0", 3), -EINVAL);
+	assert_int_equal(mfs_txn_set_dtype(t, w, "float33", 7), -EINVAL);
+	assert_int_equal(mfs_txn_set_dtype(t, w, "string", 6), -EINVAL);
+	int64_t dims[4];
+	size_t rank;
+	int32_t dt;
+	assert_int_equal(mfs_txn_tensor_type(t, w, &dt, dims, 4, &rank), 0);
+	assert_int_equal(rank, 2);
+	assert_int_equal(dims[0], 10);
+	assert_int_equal(dims[1], 1);
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	if (have_python) {
+		char *json = NULL;
+		assert_int_equal(run_check(&json, "onnx-dump %s", model), 0);
+		assert_non_null(strstr(json, "\"name\": \"fc.weight\", \"dtype\": 1, \"dims\": [10, 1]"));
+		expect_python_tensor(json, "fc.weight", wv, 40);
+		free(json);
+	}
+
+	/* float32 -> int32, same size: the bytes are kept and reinterpreted. */
+	w = find_tensor(mfs_txn_desc(t), "fc.weight");
+	assert_int_equal(mfs_txn_set_dtype(t, w, "int32\n", 6), 0);
+	assert_int_equal(commit(t, &res), 0);
+	if (have_python) {
+		char *json = NULL;
+		assert_int_equal(run_check(&json, "onnx-dump %s", model), 0);
+		assert_non_null(strstr(json, "\"name\": \"fc.weight\", \"dtype\": 6, \"dims\": [10, 1]"));
+		expect_python_tensor(json, "fc.weight", wv, 40);
+		free(json);
+	}
+	assert_int_equal(mfs_txn_set_dtype(t, find_tensor(mfs_txn_desc(t), "fc.weight"),
+	                                   "float32", 7), 0);
+	assert_int_equal(mfs_txn_set_shape(t, find_tensor(mfs_txn_desc(t), "fc.weight"),
+	                                   "1,10", 4), 0);
+	assert_int_equal(commit(t, &res), 0);
+	size_t olen;
+	uint8_t *orig = slurp(old, &olen);
+	assert_true(same_file(model, orig, olen));      /* round trip: the original bytes */
+
+	/* A mismatch fails with EINVAL and stays staged. */
+	w = find_tensor(mfs_txn_desc(t), "fc.weight");
+	assert_int_equal(mfs_txn_set_shape(t, w, "3,3", 3), 0);
+	assert_int_equal(mfs_txn_commit(t, &res), -EINVAL);
+	assert_int_equal(res.rc, -EINVAL);
+	assert_non_null(strstr(res.msg, "fc.weight"));
+	assert_non_null(strstr(res.msg, "needs 36"));
+	assert_true(mfs_txn_dirty(t));
+	assert_true(same_file(model, orig, olen));
+	char status[4096];
+	mfs_txn_status(t, status, sizeof(status));
+	assert_non_null(strstr(status, "staged tensor weights fc.weight shape 3,3"));
+	assert_non_null(strstr(status, "last commit: failed: tensor 'fc.weight': data is 40 bytes"));
+	assert_int_equal(mfs_txn_abort(t), 0);
+	assert_false(mfs_txn_dirty(t));
+
+	/* Past protobuf's 2 GiB: EFBIG, nothing written, still staged.  (The
+	 * extension is zeros the stage never stores.) */
+	w = find_tensor(mfs_txn_desc(t), "fc.weight");
+	assert_int_equal(mfs_txn_tensor_truncate(t, w, 2ull << 30), 0);
+	assert_int_equal(mfs_txn_set_shape(t, w, "536870912", 9), 0);
+	assert_int_equal(mfs_txn_commit(t, &res), -EFBIG);
+	assert_non_null(strstr(res.msg, "2 GiB"));
+	assert_true(mfs_txn_dirty(t));
+	assert_true(same_file(model, orig, olen));
+	assert_int_equal(mfs_txn_abort(t), 0);
+
+	/* A size change: the bias grows to two elements. */
+	b = find_tensor(mfs_txn_desc(t), "fc.bias");
+	float bv[2] = {1.5f, -2.5f};
+	assert_int_equal(mfs_txn_tensor_truncate(t, b, 0), 0);
+	assert_int_equal(mfs_txn_tensor_write(t, b, bv, 8, 0), 8);
+	assert_int_equal(mfs_txn_set_shape(t, b, "2", 1), 0);
+	size_t vlen;
+	uint8_t *view = read_view(t, &vlen);
+	assert_int_equal(vlen, olen + 4);
+	assert_int_equal(commit(t, &res), 0);
+	assert_true(same_file(model, view, vlen));
+	free(view);
+	b = find_tensor(mfs_txn_desc(t), "fc.bias");
+	assert_int_equal(b->nbytes, 8);
+	if (have_python) {
+		char *json = NULL;
+		assert_int_equal(run_check(&json, "onnx-dump %s", model), 0);
+		expect_python_tensor(json, "fc.bias", bv, 8);
+		expect_python_tensor(json, "fc.weight", wv, 40);
+		free(json);
+	}
+	free(orig);
+	mfs_txn_close(t);
+}
+
+/* Typed fields (int64_data, float_data) are converted to raw_data when edited. */
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static size_t put_field(uint8_t *p, unsigned num, const void *v, size_t len)
+{
+	size_t n = put_varint(p, num << 3 | 2);
+	n += put_varint(p + n, len);
+	memcpy(p + n, v, len);
+	return n + len;
+}
+
+static size_t typed_model(uint8_t *out)
+{
+	uint8_t t1[64], t2[64], g[256], op[16];
+	size_t n1 = 0, n2 = 0, ng = 0, no = 0;
+	/* i: int64 [3] in int64_data, packed */
+	t1[n1++] = 0x08; t1[n1++] = 3;              /* dims 3 */
+	t1[n1++] = 0x10; t1[n1++] = 7;              /* INT64 */
+	uint8_t iv[3] = {1, 2, 3};
+	n1 += put_field(t1 + n1, 7, iv, 3);
+	n1 += put_field(t1 + n1, 8, "i", 1);
+	/* f: float [2] in float_data, unpacked (two fixed32 fields) */
+	t2[n2++] = 0x08; t2[n2++] = 2;
+	t2[n2++] = 0x10; t2[n2++] = 1;
+	float fv[2] = {1.0f, 2.0f};
+	for (int i = 0; i < 2; i++) {
+		t2[n2++] = 0x25;
+		memcpy(t2 + n2, &fv[i], 4);
+		n2 += 4;
+	}
+	n2 += put_field(t2 + n2, 8, "f", 1);
+	ng += put_field(g + ng, 2, "typed", 5);
+	ng += put_field(g + ng, 5, t1, n1);
+	ng += put_field(g + ng, 5, t2, n2);
+	op[no++] = 0x10; op[no++] = 13;             /* opset version 13 */
+	size_t n = 0;
+	out[n++] = 0x08; out[n++] = 8;              /* ir_version 8 */
+	n += put_field(out + n, 7, g, ng);
+	n += put_field(out + n, 8, op, no);
+	return n;
+}
+
+static void typed_fields_convert(void **state)
+{
+	(void)state;
+	uint8_t buf[512];
+	size_t len = typed_model(buf);
+	spit(model, buf, len);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	const struct mfs_tensor *i = find_tensor(d, "i"), *f = find_tensor(d, "f");
+	assert_int_equal(storage(t, i), MFS_ONNX_TYPED);
+	assert_int_equal(storage(t, f), MFS_ONNX_TYPED);
+	int64_t iv[4] = {-5, 1ll << 40, 7, 8};
+	float fv[2] = {0.5f, -4.0f};
+	assert_int_equal(mfs_txn_tensor_write(t, i, iv, 32, 0), 32);
+	assert_int_equal(mfs_txn_set_shape(t, i, "4", 1), 0);
+	assert_int_equal(mfs_txn_tensor_write(t, f, fv, 8, 0), 8);
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	d = mfs_txn_desc(t);
+	i = find_tensor(d, "i");
+	f = find_tensor(d, "f");
+	assert_int_equal(storage(t, i), MFS_ONNX_RAW);
+	assert_int_equal(storage(t, f), MFS_ONNX_RAW);
+	int64_t ib[4];
+	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), i, ib, 32, 0), 32);
+	assert_memory_equal(ib, iv, 32);
+	if (have_python) {
+		char *json = NULL;
+		assert_int_equal(run_check(&json, "onnx-dump %s", model), 0);
+		expect_python_tensor(json, "i", iv, 32);
+		expect_python_tensor(json, "f", fv, 8);
+		free(json);
+	}
+	mfs_txn_close(t);
+}
+
+/* ------------------------------------------------------------ (e) safetensors */
+
+static size_t st_file(uint8_t *out)
+{
+	const char *h = "{\"__metadata__\":{\"format\":\"pt\",\"note\":\"x\"},"
+	                "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+	                "\"b\":{\"dtype\":\"I64\",\"shape\":[4],\"data_offsets\":[24,56]},"
+	                "\"c\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[56,62]}}";
+	size_t hl = strlen(h), pad = (8 - hl % 8) % 8;
+	uint64_t n = hl + pad;
+	memcpy(out, &n, 8);
+	memcpy(out + 8, h, hl);
+	memset(out + 8 + hl, ' ', pad);
+	for (int i = 0; i < 62; i++)
+		out[8 + n + (size_t)i] = (uint8_t)(i * 7 + 1);
+	return 8 + n + 62;
+}
+
+static void safetensors_edits(void **state)
+{
+	(void)state;
+	char st[300];
+	snprintf(st, sizeof(st), "%s/model.safetensors", dir);
+	uint8_t buf[1024];
+	size_t len = st_file(buf);
+	spit(st, buf, len);
+	mfs_txn *t = open_txn(st, NULL, NULL);
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	const struct mfs_tensor *a = find_tensor(d, "a");
+	assert_false(mfs_txn_meta_writable(t, "doc_string"));
+
+	/* Same-size data edit: the header is untouched. */
+	float av[6] = {1, 2, 3, 4, 5, 6};
+	assert_int_equal(mfs_txn_tensor_write(t, a, av, 24, 0), 24);
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	size_t nlen;
+	uint8_t *now = slurp(st, &nlen);
+	assert_int_equal(nlen, len);
+	uint64_t hl, hl0;
+	memcpy(&hl0, buf, 8);
+	hl = hl0;
+	assert_memory_equal(now, buf, 8 + hl);
+	assert_memory_equal(now + 8 + hl, av, 24);
+	assert_memory_equal(now + 8 + hl + 24, buf + 8 + hl + 24, 38);
+	free(now);
+
+	/* dtype/shape changes, a size change, and __metadata__ edits. */
+	d = mfs_txn_desc(t);
+	const struct mfs_tensor *b = find_tensor(d, "b"), *c = find_tensor(d, "c");
+	assert_int_equal(mfs_txn_set_dtype(t, b, "int32", 5), 0);
+	assert_int_equal(mfs_txn_set_shape(t, b, "2,4", 3), 0);
+	assert_int_equal(mfs_txn_set_dtype(t, b, "uint4", 5), -EINVAL);   /* no such st dtype */
+	uint16_t cv[5] = {0x3c00, 0x4000, 0x4200, 0x4400, 0x4500};
+	assert_int_equal(mfs_txn_tensor_write(t, c, cv, 10, 0), 10);
+	assert_int_equal(mfs_txn_set_shape(t, c, "5", 1), 0);
+	assert_int_equal(mfs_txn_prop_set(t, "author", "me", 2), 0);
+	assert_int_equal(mfs_txn_prop_unlink(t, "note"), 0);
+	size_t vlen;
+	uint8_t *view = read_view(t, &vlen);
+	assert_int_equal(commit(t, &res), 0);
+	assert_true(same_file(st, view, vlen));
+	free(view);
+	now = slurp(st, &nlen);
+	memcpy(&hl, now, 8);
+	assert_int_equal(hl % 8, 0);
+	assert_int_equal(now[8], '{');
+	assert_memory_equal(now + 8, "{\"__metadata__\":{\"format\":\"pt\",\"author\":\"me\"},", 46);
+	free(now);
+
+	d = mfs_txn_desc(t);
+	b = find_tensor(d, "b");
+	c = find_tensor(d, "c");
+	assert_int_equal(b->dtype, MFS_DT_INT32);
+	assert_int_equal(b->rank, 2);
+	assert_int_equal(c->nbytes, 10);
+	uint16_t cb[5];
+	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), c, cb, 10, 0), 10);
+	assert_memory_equal(cb, cv, 10);
+	assert_int_equal(d->n_props, 2);
+	uint8_t bb[32];
+	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), b, bb, 32, 0), 32);
+	assert_memory_equal(bb, buf + 8 + hl0 + 24, 32);    /* reinterpreted, not converted */
+	if (have_python) {
+		char *json = NULL;
+		assert_int_equal(run_check(&json, "st-dump %s", st), 0);
+		assert_non_null(strstr(json, "\"metadata\": {\"format\": \"pt\", \"author\": \"me\"}"));
+		assert_non_null(strstr(json, "\"b\": {\"dtype\": \"I32\", \"shape\": [2, 4]"));
+		char *hex = to_hex(av, 24);
+		assert_non_null(strstr(json, hex));
+		free(hex);
+		hex = to_hex(cv, 10);
+		assert_non_null(strstr(json, hex));
+		free(hex);
+		hex = to_hex(bb, 32);
+		assert_non_null(strstr(json, hex));
+		free(hex);
+		free(json);
+	}
+	mfs_txn_close(t);
+}
+
+/* ------------------------------------------------------------ (f) recovery */
+
+static void stage_standard_edits(mfs_txn *t, float *wv)
+{
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	fill_weights(wv, 10, 2.0f);
+	assert_int_equal(mfs_txn_tensor_write(t, find_tensor(d, "fc.weight"), wv, 40, 0), 40);
+	assert_int_equal(mfs_txn_meta_set(t, "doc_string", "recovered doc", 13), 0);
+	assert_int_equal(mfs_txn_prop_set(t, "k", "v", 1), 0);
+}
+
+static void dead_daemon_edits_come_back(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	float wv[10];
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		mfs_txn *t = NULL;
+		if (mfs_txn_open(&t, model, NULL, NULL, errbuf, sizeof(errbuf)) < 0)
+			_exit(1);
+		stage_standard_edits(t, wv);
+		uint64_t sid, bid;
+		mfs_txn_scratch_new(t, &sid);
+		mfs_txn_scratch_write(t, sid, "scratch", 7, 0);
+		/* A rename over fc.bias/data: one MOVE record in the journal. */
+		float bias = -3.25f;
+		mfs_txn_scratch_new(t, &bid);
+		mfs_txn_scratch_write(t, bid, &bias, 4, 0);
+		if (mfs_txn_scratch_adopt(t, bid, find_tensor(mfs_txn_desc(t), "fc.bias")) < 0)
+			_exit(2);
+		_exit(0);       /* no close: the daemon died */
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	fill_weights(wv, 10, 2.0f);
+
+	struct mfs_txn_recovery rec;
+	mfs_txn *t = open_txn(model, NULL, &rec);
+	assert_true(rec.journal_found);
+	assert_int_equal(rec.n_recovered, 4);
+	assert_non_null(strstr(rec.msg, "recovered"));
+	char status[4096];
+	mfs_txn_status(t, status, sizeof(status));
+	assert_non_null(strstr(status, "recovery: "));
+	assert_non_null(strstr(status, "staged tensor weights fc.weight data 40 bytes"));
+	assert_non_null(strstr(status, "staged meta doc_string"));
+	assert_non_null(strstr(status, "staged prop k (new)"));
+	assert_null(strstr(status, "scratch files"));
+	float back[10];
+	const struct mfs_tensor *w = find_tensor(mfs_txn_desc(t), "fc.weight");
+	assert_int_equal(mfs_txn_tensor_read(t, w, back, 40, 0), 40);
+	assert_memory_equal(back, wv, 40);
+	float bias;
+	assert_int_equal(mfs_txn_tensor_read(t, find_tensor(mfs_txn_desc(t), "fc.bias"), &bias, 4,
+	                                     0), 4);
+	assert_true(bias == -3.25f);
+	assert_true(mfs_txn_tensor_staged(t, w));
+	assert_true(mfs_txn_tensor_staged(t, find_tensor(mfs_txn_desc(t), "fc.bias")));
+
+	/* Closed without a commit: offered again at the next open. */
+	mfs_txn_close(t);
+	t = open_txn(model, NULL, &rec);
+	assert_int_equal(rec.n_recovered, 4);
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	w = find_tensor(mfs_txn_desc(t), "fc.weight");
+	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), w, back, 40, 0), 40);
+	assert_memory_equal(back, wv, 40);
+	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), find_tensor(mfs_txn_desc(t), "fc.bias"),
+	                                 &bias, 4, 0), 4);
+	assert_true(bias == -3.25f);
+	char doc[64];
+	assert_int_equal(mfs_txn_meta_get(t, "doc_string", doc, sizeof(doc)), 14);
+	assert_memory_equal(doc, "recovered doc\n", 14);
+	mfs_txn_close(t);
+	assert_int_equal(count_others("model.onnx"), 0);
+	t = open_txn(model, NULL, &rec);
+	assert_false(rec.journal_found);
+	assert_false(mfs_txn_dirty(t));
+	mfs_txn_close(t);
+}
+
+/* ------------------------------------------------------------ (g) faults */
+
+struct fault_case {
+	const char *name;
+	struct mfs_txn_opts opts;
+	bool meta;              /* also a doc_string edit (forces a rewrite) */
+};
+
+static void stage_fault_edits(mfs_txn *t, const struct fault_case *fc)
+{
+	float wv[10];
+	fill_weights(wv, 10, 5.0f);
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	assert_int_equal(mfs_txn_tensor_write(t, find_tensor(d, "fc.weight"), wv, 40, 0), 40);
+	if (fc->meta)
+		assert_int_equal(mfs_txn_meta_set(t, "doc_string", "faulty", 6), 0);
+}
+
+static void check_staged(mfs_txn *t)
+{
+	float wv[10], back[10];
+	fill_weights(wv, 10, 5.0f);
+	assert_true(mfs_txn_dirty(t));
+	const struct mfs_tensor *w = find_tensor(mfs_txn_desc(t), "fc.weight");
+	assert_int_equal(mfs_txn_tensor_read(t, w, back, 40, 0), 40);
+	assert_memory_equal(back, wv, 40);
+}
+
+static void fault_loop(const struct fault_case *fc, const uint8_t *old, size_t old_len,
+                       size_t *n_calls, size_t *n_old, size_t *n_new, size_t *n_late)
+{
+	/* The new version, and how many calls a commit makes. */
+	spit(model, old, old_len);
+	mfs_txn *t = open_txn(model, &fc->opts, NULL);
+	stage_fault_edits(t, fc);
+	fio_install();
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	size_t calls = fio_total();
+	fio_uninstall();
+	assert_string_equal(res.path, fc->opts.mode == MFS_COMMIT_INPLACE ? "inplace" : "rewrite");
+	mfs_txn_close(t);
+	size_t new_len;
+	uint8_t *new_bytes = slurp(model, &new_len);
+	*n_calls = calls;
+
+	for (int pass = 0; pass < 3; pass++) {
+		for (size_t k = 1; k <= calls; k++) {
+			spit(model, old, old_len);
+			t = open_txn(model, &fc->opts, NULL);
+			stage_fault_edits(t, fc);
+			fio_install();
+			if (pass == 0)
+				fio_fail_nth(FIO_ANY, k, EIO);
+			else if (pass == 1)
+				fio_fail_nth(FIO_ANY, k, ENOSPC);
+			else
+				fio_crash_at(FIO_ANY, k);
+			int rc = mfs_txn_commit(t, &res);
+			bool injected = fio_injected() > 0;
+			if (pass == 2) {
+				/* Dead at call k: nothing more reaches the disk, not
+				 * even what closing would do. */
+				mfs_txn_close(t);
+				fio_uninstall();
+				t = NULL;
+			} else {
+				fio_uninstall();
+			}
+			bool is_old = same_file(model, old, old_len);
+			bool is_new = same_file(model, new_bytes, new_len);
+			if (!is_old && !is_new) {
+				/* Only an in-place commit interrupted past its
+				 * commit point may leave the model half patched, and
+				 * recovery must finish it. */
+				assert_true(fc->opts.mode == MFS_COMMIT_INPLACE);
+			}
+			if (t && is_old) {
+				assert_true(rc < 0 || !injected);
+				if (rc < 0) {
+					assert_true(res.msg[0] != '\0');
+					check_staged(t);
+				}
+			}
+			if (t && rc == 0)
+				assert_true(is_new);
+			if (t && rc < 0 && is_new) {
+				/* Installed, then something after the commit point
+				 * failed (the directory sync, the reopen): the
+				 * transaction catches up at the next commit. */
+				assert_int_equal(commit(t, &res), 0);
+				assert_false(mfs_txn_dirty(t));
+				float wv[10], back[10];
+				fill_weights(wv, 10, 5.0f);
+				const struct mfs_tensor *w = find_tensor(mfs_txn_desc(t), "fc.weight");
+				assert_int_equal(mfs_tensor_read(mfs_txn_model(t), w, back, 40, 0), 40);
+				assert_memory_equal(back, wv, 40);
+				(*n_late)++;
+			}
+			if (t)
+				mfs_txn_close(t);
+			/* Recovery: the edits come back if the model is old, and a
+			 * commit then produces the new version. */
+			struct mfs_txn_recovery rec;
+			t = open_txn(model, &fc->opts, &rec);
+			is_old = same_file(model, old, old_len);
+			is_new = same_file(model, new_bytes, new_len);
+			assert_true(is_old || is_new);
+			if (is_old) {
+				check_staged(t);
+				assert_int_equal(commit(t, &res), 0);
+				(*n_old)++;
+			} else {
+				(*n_new)++;
+			}
+			assert_true(same_file(model, new_bytes, new_len));
+			mfs_txn_close(t);
+			/* No temp, no redo log, no journal left; a journal of
+			 * edits already applied is set aside, never reused. */
+			DIR *d = opendir(dir);
+			struct dirent *de;
+			while ((de = readdir(d))) {
+				if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+				    !strcmp(de->d_name, "model.onnx"))
+					continue;
+				assert_non_null(strstr(de->d_name, ".modelfs-journal.stale-"));
+				unlinkat(dirfd(d), de->d_name, 0);
+			}
+			closedir(d);
+		}
+	}
+	free(new_bytes);
+}
+
+static void every_commit_call_can_fail(void **state)
+{
+	(void)state;
+	size_t old_len;
+	uint8_t *old = slurp(LINEAR, &old_len);
+	const struct fault_case cases[] = {
+		{"rewrite", {.mode = MFS_COMMIT_AUTO}, true},
+		{"inplace", {.mode = MFS_COMMIT_INPLACE}, false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t calls = 0, n_old = 0, n_new = 0, n_late = 0;
+		fault_loop(&cases[i], old, old_len, &calls, &n_old, &n_new, &n_late);
+		printf("faults (%s): %zu I/O calls per commit, each failed with EIO, ENOSPC and as "
+		       "a crash: %zu ended old (edits recovered and committed), %zu new (%zu of "
+		       "them failed after the commit point)\n", cases[i].name, calls, n_old, n_new,
+		       n_late);
+	}
+	free(old);
+}
+
+/* ------------------------------------------------------------ (h) in place */
+
+static void big_model_inplace(void **state)
+{
+	(void)state;
+	const uint64_t n = 64ull << 20;
+	uint8_t head[128];
+	size_t h = 0;
+	/* ModelProto: ir_version 8, graph { name, initializer big }, opset 13 */
+	uint8_t tensor_hdr[64];
+	size_t th = 0;
+	tensor_hdr[th++] = 0x08;
+	th += put_varint(tensor_hdr + th, n / 4);
+	tensor_hdr[th++] = 0x10;
+	tensor_hdr[th++] = 1;
+	th += put_field(tensor_hdr + th, 8, "big", 3);
+	th += put_varint(tensor_hdr + th, 9 << 3 | 2);
+	th += put_varint(tensor_hdr + th, n);
+	uint64_t tensor_len = th + n;
+	uint8_t init_hdr[16];
+	size_t ih = put_varint(init_hdr, 5 << 3 | 2);
+	ih += put_varint(init_hdr + ih, tensor_len);
+	uint8_t gname[16];
+	size_t gn = put_field(gname, 2, "g", 1);
+	uint64_t graph_len = gn + ih + tensor_len;
+	head[h++] = 0x08;
+	head[h++] = 8;
+	h += put_varint(head + h, 7 << 3 | 2);
+	h += put_varint(head + h, graph_len);
+	memcpy(head + h, gname, gn);
+	h += gn;
+	memcpy(head + h, init_hdr, ih);
+	h += ih;
+	memcpy(head + h, tensor_hdr, th);
+	h += th;
+	uint8_t tail[8] = {0x42, 2, 0x10, 13};
+	int fd = open(model, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, head, h), (ssize_t)h);
+	uint8_t *chunk = malloc(1 << 20);
+	for (uint64_t off = 0; off < n; off += 1 << 20) {
+		for (size_t i = 0; i < 1 << 20; i += 4) {
+			float v = (float)((off + i) / 4 % 1000) * 0.001f;
+			memcpy(chunk + i, &v, 4);
+		}
+		assert_int_equal(write(fd, chunk, 1 << 20), 1 << 20);
+	}
+	assert_int_equal(write(fd, tail, 4), 4);
+	close(fd);
+
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	const struct mfs_tensor *x = find_tensor(mfs_txn_desc(t), "big");
+	assert_non_null(x);
+	uint64_t file_size = mfs_txn_desc(t)->files[0].size;
+	assert_true(file_size >= 64ull << 20);
+	uint8_t edit[4096];
+	memset(edit, 0x3f, sizeof(edit));
+	const uint64_t at = 20ull << 20;
+	assert_int_equal(mfs_txn_tensor_write(t, x, edit, sizeof(edit), at), (ssize_t)sizeof(edit));
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	assert_string_equal(res.path, "inplace");
+	assert_true(res.bytes_written < 3 * sizeof(edit));
+	printf("in place: %zu-byte edit of a %" PRIu64 "-byte model: %" PRIu64 " bytes written "
+	       "(patch and redo log), %" PRIu64 " bytes edited\n", sizeof(edit), file_size,
+	       res.bytes_written, res.bytes_edited);
+	char status[4096];
+	mfs_txn_status(t, status, sizeof(status));
+	assert_non_null(strstr(status, "last commit: ok inplace"));
+	x = find_tensor(mfs_txn_desc(t), "big");
+	uint8_t back[4096 + 8];
+	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), x, back, sizeof(back), at - 4),
+	                 (ssize_t)sizeof(back));
+	assert_memory_equal(back + 4, edit, sizeof(edit));
+	float v;
+	memcpy(&v, back, 4);
+	assert_true(v == (float)((at - 4) / 4 % 1000) * 0.001f);
+	mfs_txn_close(t);
+	free(chunk);
+	assert_int_equal(count_others("model.onnx"), 0);
+}
+
+/* Readers on every thread while edits and commits go on (invariant 6). */
+struct reader_arg {
+	mfs_txn *t;
+	_Atomic bool *stop;
+	uint64_t reads;
+};
+
+static void *reader(void *p)
+{
+	struct reader_arg *a = p;
+	uint8_t buf[512];
+	char status[2048];
+	while (!*a->stop) {
+		const struct mfs_desc *d = mfs_txn_desc(a->t);
+		const struct mfs_tensor *w = find_tensor(d, "fc.weight");
+		uint64_t size = 0;
+		if (mfs_txn_tensor_read(a->t, w, buf, 40, 0) != 40)
+			abort();
+		if (mfs_txn_file_size(a->t, 0, &size) < 0 || size < 300)
+			abort();
+		if (mfs_txn_file_read(a->t, 0, buf, sizeof(buf), 0) <= 0)
+			abort();
+		mfs_txn_status(a->t, status, sizeof(status));
+		a->reads++;
+	}
+	return NULL;
+}
+
+static void readers_during_commits(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	_Atomic bool stop = false;
+	pthread_t th[4];
+	struct reader_arg args[4];
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct reader_arg){t, &stop, 0};
+		assert_int_equal(pthread_create(&th[i], NULL, reader, &args[i]), 0);
+	}
+	for (int k = 0; k < 40; k++) {
+		float wv[10];
+		fill_weights(wv, 10, (float)k);
+		const struct mfs_tensor *w = find_tensor(mfs_txn_desc(t), "fc.weight");
+		assert_int_equal(mfs_txn_tensor_write(t, w, wv, 40, 0), 40);
+		char doc[32];
+		int n = snprintf(doc, sizeof(doc), "round %d", k);
+		assert_int_equal(mfs_txn_meta_set(t, "doc_string", doc, (size_t)n), 0);
+		struct mfs_txn_result res;
+		assert_int_equal(commit(t, &res), 0);
+	}
+	stop = true;
+	uint64_t reads = 0;
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		reads += args[i].reads;
+	}
+	assert_true(reads > 0);
+	mfs_txn_close(t);
+}
+
+/* The model replaced behind our back: ESTALE, nothing written, still staged. */
+static void changed_model_is_not_overwritten(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	float wv[10];
+	stage_standard_edits(t, wv);
+	char other[300];
+	snprintf(other, sizeof(other), "%s/other.onnx", dir);
+	size_t len;
+	uint8_t *bytes = slurp(LINEAR, &len);
+	bytes[len - 1] ^= 1;            /* some other version of the file */
+	spit(other, bytes, len);
+	assert_int_equal(rename(other, model), 0);
+	struct mfs_txn_result res;
+	assert_int_equal(mfs_txn_commit(t, &res), -ESTALE);
+	assert_non_null(strstr(res.msg, "changed on disk"));
+	assert_true(same_file(model, bytes, len));
+	assert_true(mfs_txn_dirty(t));
+	mfs_txn_close(t);
+	/* The journal belongs to the version that is gone: set aside, not
+	 * applied to this one. */
+	struct mfs_txn_recovery rec;
+	t = open_txn(model, NULL, &rec);
+	assert_false(rec.journal_found);
+	assert_non_null(strstr(rec.msg, "another version"));
+	assert_false(mfs_txn_dirty(t));
+	mfs_txn_close(t);
+	free(bytes);
+}
+
+/* Edits of tensors that cannot be edited say so, never ENOSYS or EIO. */
+static void refusals(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	struct mfs_txn_opts ro = {.read_only = true};
+	mfs_txn *t = open_txn(model, &ro, NULL);
+	const struct mfs_tensor *w = find_tensor(mfs_txn_desc(t), "fc.weight");
+	assert_int_equal(mfs_txn_tensor_write(t, w, "x", 1, 0), -EROFS);
+	assert_int_equal(mfs_txn_prop_set(t, "a", "b", 1), -EROFS);
+	struct mfs_txn_result res;
+	assert_int_equal(mfs_txn_commit(t, &res), 0);
+	assert_string_equal(res.path, "none");
+	mfs_txn_close(t);
+	assert_int_equal(count_others("model.onnx"), 0);
+}
+
+int main(void)
+{
+	have_python = access(PY, X_OK) == 0 &&
+	              system(PY " -c 'import onnx, numpy' >/dev/null 2>&1") == 0;
+	if (!have_python)
+		printf("python3-onnx not found: the independent checks are skipped\n");
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(linear_weights_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(scratch_adopted_by_rename, setup, teardown),
+		cmocka_unit_test_setup_teardown(meta_and_props_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(shape_and_dtype_changes, setup, teardown),
+		cmocka_unit_test_setup_teardown(typed_fields_convert, setup, teardown),
+		cmocka_unit_test_setup_teardown(safetensors_edits, setup, teardown),
+		cmocka_unit_test_setup_teardown(dead_daemon_edits_come_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(every_commit_call_can_fail, setup, teardown),
+		cmocka_unit_test_setup_teardown(big_model_inplace, setup, teardown),
+		cmocka_unit_test_setup_teardown(refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(changed_model_is_not_overwritten, setup, teardown),
+		cmocka_unit_test_setup_teardown(readers_during_commits, setup, teardown),
+		cmocka_unit_test_setup_teardown(corpus_commits_are_identical, setup, teardown),
+		cmocka_unit_test_setup_teardown(corpus_all_tensors_edited, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
