@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# mfs-test: heavy (big fixtures, RSS bounds or kill storms; the normal pass runs it)
 """Issue 4, acceptance bullets 4 ("Staging a full rewrite of a 1 GiB tensor
 keeps daemon RSS under 128 MiB") and 6 ("In-place commit of a same-size 4 MiB
 tensor edit in a 1 GiB model writes under 3x the edited bytes"):

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# mfs-test: heavy (big fixtures, RSS bounds or kill storms; the normal pass runs it)
 """Issue 4, acceptance bullet 5 ("Crash safety"), cases (b) and (c)
 (reliability.md C4, C5, F3, F4),
 on tmpfs file systems mounted for the test (root only; unmounted at the end).
