@@ -1286,6 +1286,23 @@ const struct mfs_desc *mfs_txn_desc(mfs_txn *t)
 	return d;
 }
 
+void mfs_txn_release_old(mfs_txn *t, const mfs_model *keep)
+{
+	pthread_rwlock_wrlock(&t->lock);
+	struct old_model **pp = &t->old;
+	while (*pp) {
+		struct old_model *o = *pp;
+		if (o->m == keep) {
+			pp = &o->next;
+			continue;
+		}
+		*pp = o->next;
+		mfs_model_close(o->m);
+		free(o);
+	}
+	pthread_rwlock_unlock(&t->lock);
+}
+
 uint64_t mfs_txn_generation(mfs_txn *t)
 {
 	pthread_rwlock_rdlock(&t->lock);

@@ -358,6 +358,10 @@ static int sync_tree(struct mfs_fs *fs, const struct mfs_itab_move *move, const 
 	if (rc == 0) {
 		old = fs->gen;
 		fs->gen = ng;
+		/* No handler holds the tree lock now, and the new tree refers only
+		 * to ng->model: the models that commits replaced can go (their
+		 * descriptors would otherwise pile up, two per commit). */
+		mfs_txn_release_old(fs->txn, ng->model);
 	}
 	pthread_rwlock_unlock(&fs->lock);
 	gen_free(old);

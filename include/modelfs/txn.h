@@ -18,9 +18,9 @@
  * structure (tensors are never added or removed).  Meta values are named by
  * their meta/ file name, props by key.
  *
- * Lifetimes: descriptions returned by mfs_txn_desc() stay valid until
- * mfs_txn_close(), also after commits (old models are kept, with their open
- * descriptors, so open files keep reading the bytes they opened).
+ * Lifetimes: descriptions returned by mfs_txn_desc() stay valid after
+ * commits until mfs_txn_release_old() or mfs_txn_close() (old models are
+ * kept, with their open descriptors, until the caller says it is done).
  *
  * Thread safety: every function may be called from any thread; a commit
  * excludes all other calls while it runs.
@@ -87,6 +87,14 @@ void mfs_txn_close(mfs_txn *t);
 /* The current model and its description (change after a commit). */
 const mfs_model *mfs_txn_model(mfs_txn *t);
 const struct mfs_desc *mfs_txn_desc(mfs_txn *t);
+
+/*
+ * mfs_txn_release_old() - close the models that commits replaced, except
+ * `keep` (may be NULL), releasing their descriptors and descriptions.  Call
+ * it only when nothing refers to those descriptions any more (the FUSE layer
+ * does, under its tree lock, right after it switched to a new tree).
+ */
+void mfs_txn_release_old(mfs_txn *t, const mfs_model *keep);
 
 /*
  * Generation: increases on every commit and abort and on every staged
