@@ -137,7 +137,12 @@ def check_graph(problems, g, d, where):
 def main():
     t = T()
     models = sorted(glob.glob(os.path.join(CORPUS, "**", "*.onnx"), recursive=True))
-    t.check("corpus present (%d models under %s)" % (len(models), CORPUS), len(models) > 1000)
+    # The sanitizer pass of tests/run takes every Nth model (the normal pass
+    # takes them all): the daemon runs 5-10x slower under ASan.
+    step = int(os.environ.get("MFS_CORPUS_STEP", "1"))
+    all_models, models = models, models[::step]
+    t.check("corpus present (%d models under %s; %d taken)" % (len(all_models), CORPUS, len(models)),
+            len(all_models) > 1000)
     failed_mount = []
     bad = []
     for path in models:
@@ -168,7 +173,7 @@ def main():
     t.check("mount agrees with python3-onnx: %d models, %d graphs, %d nodes, %d attributes, "
             "%d tensors compared" % (Stats.models, Stats.graphs, Stats.nodes, Stats.attrs, Stats.tensors),
             not bad, "%d problems: %s" % (len(bad), "; ".join(bad[:8])))
-    t.check("tensors were compared", Stats.tensors > 300, "only %d" % Stats.tensors)
+    t.check("tensors were compared", Stats.tensors > 300 // step, "only %d" % Stats.tensors)
     t.done()
 
 
