@@ -156,34 +156,6 @@ static const char redo_magic[8] = {'M', 'F', 'S', 'R', 'E', 'D', 'O', 0};
 
 /* ------------------------------------------------------------ helpers */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 static void report_init(struct mfs_commit_report *rep, const char *path)
 {
 	memset(rep, 0, sizeof(*rep));
@@ -521,14 +493,14 @@ static void redo_header(uint8_t h[REDO_HDR], const struct mfs_identity *id, uint
 {
 	memset(h, 0, REDO_HDR);
 	memcpy(h, redo_magic, 8);
-	put32(h + 8, 1);
-	put32(h + 12, n);
-	put64(h + 16, id->dev);
-	put64(h + 24, id->ino);
-	put64(h + 32, id->size);
-	put64(h + 40, (uint64_t)id->mtime_sec);
-	put64(h + 48, (uint64_t)id->mtime_nsec);
-	put32(h + 60, mfs_crc32(0, h, 60));
+	mfs_put_le32(h + 8, 1);
+	mfs_put_le32(h + 12, n);
+	mfs_put_le64(h + 16, id->dev);
+	mfs_put_le64(h + 24, id->ino);
+	mfs_put_le64(h + 32, id->size);
+	mfs_put_le64(h + 40, (uint64_t)id->mtime_sec);
+	mfs_put_le64(h + 48, (uint64_t)id->mtime_nsec);
+	mfs_put_le32(h + 60, mfs_crc32(0, h, 60));
 }
 
 /*
@@ -548,12 +520,12 @@ static int redo_verify(struct redo *r)
 		return 0;
 	if ((rc = mfs_pread_full(r->rfd, h, REDO_HDR, 0)) < 0)
 		return rc;
-	if (memcmp(h, redo_magic, 8) != 0 || get32(h + 60) != mfs_crc32(0, h, 60) ||
-	    get32(h + 8) != 1)
+	if (memcmp(h, redo_magic, 8) != 0 || mfs_get_le32(h + 60) != mfs_crc32(0, h, 60) ||
+	    mfs_get_le32(h + 8) != 1)
 		return 0;
-	r->n_patches = get32(h + 12);
-	r->id = (struct mfs_identity){get64(h + 16), get64(h + 24), get64(h + 32),
-	                              (int64_t)get64(h + 40), (int64_t)get64(h + 48)};
+	r->n_patches = mfs_get_le32(h + 12);
+	r->id = (struct mfs_identity){mfs_get_le64(h + 16), mfs_get_le64(h + 24), mfs_get_le64(h + 32),
+	                              (int64_t)mfs_get_le64(h + 40), (int64_t)mfs_get_le64(h + 48)};
 	uint32_t chain = mfs_crc32(0, h + 60, 4);
 	uint64_t pos = REDO_HDR, total = 0;
 	bool damaged = false;
@@ -563,9 +535,9 @@ static int redo_verify(struct redo *r)
 			return 0;
 		if ((rc = mfs_pread_full(r->rfd, p, PATCH_HDR, pos)) < 0)
 			return rc;
-		if (memcmp(p, "MFSP", 4) != 0 || get32(p + 28) != mfs_crc32(0, p, 28))
+		if (memcmp(p, "MFSP", 4) != 0 || mfs_get_le32(p + 28) != mfs_crc32(0, p, 28))
 			return 0;
-		uint64_t off = get64(p + 8), len = get64(p + 16);
+		uint64_t off = mfs_get_le64(p + 8), len = mfs_get_le64(p + 16);
 		if (len > fsize - pos - PATCH_HDR || off > r->id.size || len > r->id.size - off)
 			return 0;
 		uint32_t crc = 0;
@@ -576,7 +548,7 @@ static int redo_verify(struct redo *r)
 			crc = mfs_crc32(crc, r->buf, k);
 			done += k;
 		}
-		damaged |= crc != get32(p + 4);
+		damaged |= crc != mfs_get_le32(p + 4);
 		chain = mfs_crc32(chain, p + 4, 4);
 		total += len;
 		pos += PATCH_HDR + len;
@@ -586,9 +558,9 @@ static int redo_verify(struct redo *r)
 		return 0;
 	if ((rc = mfs_pread_full(r->rfd, t, TRAILER, pos)) < 0)
 		return rc;
-	if (memcmp(t, "MFSC", 4) != 0 || get32(t + 28) != mfs_crc32(0, t, 28) ||
-	    get32(t + 4) != r->n_patches || get64(t + 8) != total || get64(t + 16) != pos ||
-	    get32(t + 24) != chain)
+	if (memcmp(t, "MFSC", 4) != 0 || mfs_get_le32(t + 28) != mfs_crc32(0, t, 28) ||
+	    mfs_get_le32(t + 4) != r->n_patches || mfs_get_le64(t + 8) != total || mfs_get_le64(t + 16) != pos ||
+	    mfs_get_le32(t + 24) != chain)
 		return 0;
 	r->data_bytes = total;
 	r->end = pos;
@@ -628,7 +600,7 @@ static int redo_apply(struct redo *r, const struct mfs_identity *expect,
 		uint8_t p[PATCH_HDR];
 		if ((rc = mfs_pread_full(r->rfd, p, PATCH_HDR, pos)) < 0)
 			goto io;
-		uint64_t off = get64(p + 8), len = get64(p + 16);
+		uint64_t off = mfs_get_le64(p + 8), len = mfs_get_le64(p + 16);
 		for (uint64_t done = 0; done < len;) {
 			size_t k = len - done > BUF_LEN ? BUF_LEN : (size_t)(len - done);
 			if ((rc = mfs_pread_full(r->rfd, r->buf, k, pos + PATCH_HDR + done)) < 0 ||
@@ -711,10 +683,10 @@ static int redo_write(struct redo *r, const struct mfs_identity *id,
 			done += (uint64_t)k;
 		}
 		uint8_t p[PATCH_HDR] = {'M', 'F', 'S', 'P'};
-		put32(p + 4, crc);
-		put64(p + 8, patches[i].off);
-		put64(p + 16, pc->len);
-		put32(p + 28, mfs_crc32(0, p, 28));
+		mfs_put_le32(p + 4, crc);
+		mfs_put_le64(p + 8, patches[i].off);
+		mfs_put_le64(p + 16, pc->len);
+		mfs_put_le32(p + 28, mfs_crc32(0, p, 28));
 		if ((rc = mfs_pwrite_full(r->rfd, p, PATCH_HDR, pos)) < 0)
 			return rc;
 		*chain = mfs_crc32(*chain, p + 4, 4);
@@ -803,11 +775,11 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
 
 	/* P4 MARK: the commit point. */
 	uint8_t t[TRAILER] = {'M', 'F', 'S', 'C'};
-	put32(t + 4, (uint32_t)n);
-	put64(t + 8, data_bytes);
-	put64(t + 16, end);
-	put32(t + 24, chain);
-	put32(t + 28, mfs_crc32(0, t, 28));
+	mfs_put_le32(t + 4, (uint32_t)n);
+	mfs_put_le64(t + 8, data_bytes);
+	mfs_put_le64(t + 16, end);
+	mfs_put_le32(t + 24, chain);
+	mfs_put_le32(t + 28, mfs_crc32(0, t, 28));
 	rc = mfs_pwrite_full(r.rfd, t, TRAILER, end);
 	rep->journal_bytes = end + TRAILER;
 	if (rc == 0 && mfs_io->fdatasync(r.rfd) < 0)

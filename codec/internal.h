@@ -34,6 +34,38 @@
 #define MFS_MAX_EXT_FILES       4096            /* distinct external data files */
 #define MFS_MAX_ONNX_FILE       ((1ull << 31) - 1) /* protobuf's 2 GiB limit */
 
+/* ------------------------------------------------------------- byte order */
+
+/* Little-endian loads and stores for on-disk formats (journal, redo log,
+ * safetensors length prefix); byte by byte, so any alignment is fine. */
+static inline void mfs_put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void mfs_put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t mfs_get_le32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline uint64_t mfs_get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
 /* ------------------------------------------------------------- arena */
 
 /*

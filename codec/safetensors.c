@@ -124,14 +124,6 @@ const char *mfs_st_dtype_name(int32_t dtype)
 
 /* ------------------------------------------------------------ helpers */
 
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 static bool is_json_ws(uint8_t c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -354,7 +346,7 @@ static int st_read_header(struct mfs_model *m, unsigned src, const char *display
 	if (rc < 0)
 		return mfs_errf(err, errlen, rc, display, "cannot read safetensors header length: %s",
 		                strerror(-rc));
-	uint64_t n = le64(lenb);
+	uint64_t n = mfs_get_le64(lenb);
 	if (n > UINT64_MAX - 8)
 		return mfs_errf(err, errlen, -EUCLEAN, display,
 		                "safetensors header length %" PRIu64 " overflows the file offset", n);
@@ -648,7 +640,7 @@ bool mfs_safetensors_sniff(const uint8_t *head, size_t len, uint64_t file_size)
 {
 	if (len < 9 || file_size < 9)
 		return false;
-	uint64_t n = le64(head);
+	uint64_t n = mfs_get_le64(head);
 	if (n >= ST_MIN_HEADER && n <= ST_MAX_HEADER && n <= file_size - 8)
 		return true;
 	size_t i = 8;

@@ -209,34 +209,6 @@ struct mfs_stage {
 
 /* ------------------------------------------------------------ helpers */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 static uint32_t clen_bytes(const struct cref *c)
 {
 	return c->clen & ~CLEN_RAW;
@@ -458,14 +430,14 @@ static void jheader(uint8_t h[JHDR], const struct mfs_identity *id)
 {
 	memset(h, 0, JHDR);
 	memcpy(h, jmagic, 8);
-	put32(h + 8, 1);
-	put32(h + 12, CHUNK);
-	put64(h + 16, id->dev);
-	put64(h + 24, id->ino);
-	put64(h + 32, id->size);
-	put64(h + 40, (uint64_t)id->mtime_sec);
-	put64(h + 48, (uint64_t)id->mtime_nsec);
-	put32(h + 60, mfs_crc32(0, h, 60));
+	mfs_put_le32(h + 8, 1);
+	mfs_put_le32(h + 12, CHUNK);
+	mfs_put_le64(h + 16, id->dev);
+	mfs_put_le64(h + 24, id->ino);
+	mfs_put_le64(h + 32, id->size);
+	mfs_put_le64(h + 40, (uint64_t)id->mtime_sec);
+	mfs_put_le64(h + 48, (uint64_t)id->mtime_nsec);
+	mfs_put_le32(h + 60, mfs_crc32(0, h, 60));
 }
 
 /*
@@ -482,13 +454,13 @@ static int write_rec(struct mfs_stage *st, int fd, uint64_t pos, int type, int f
 	memcpy(h, rmagic, 4);
 	h[4] = (uint8_t)type;
 	h[5] = (uint8_t)flags;
-	put64(h + 8, key);
-	put64(h + 16, arg);
-	put32(h + 24, dlen);
-	put32(h + 28, ulen);
-	put32(h + 32, plen);
-	put32(h + 36, crc);
-	put32(h + 44, mfs_crc32(0, h, 44));
+	mfs_put_le64(h + 8, key);
+	mfs_put_le64(h + 16, arg);
+	mfs_put_le32(h + 24, dlen);
+	mfs_put_le32(h + 28, ulen);
+	mfs_put_le32(h + 32, plen);
+	mfs_put_le32(h + 36, crc);
+	mfs_put_le32(h + 44, mfs_crc32(0, h, 44));
 	if (pcrc)
 		*pcrc = crc;
 	return mfs_pwrite_full(fd, h, RHDR + (size_t)plen, pos);
@@ -857,9 +829,9 @@ static void maybe_compact(struct mfs_stage *st)
 static int replay_rec(struct mfs_stage *st, const uint8_t *h, uint64_t poff)
 {
 	int type = h[4], flags = h[5];
-	uint64_t key = get64(h + 8), arg = get64(h + 16);
-	uint32_t dlen = get32(h + 24), ulen = get32(h + 28), plen = get32(h + 32);
-	uint32_t crc = get32(h + 36);
+	uint64_t key = mfs_get_le64(h + 8), arg = mfs_get_le64(h + 16);
+	uint32_t dlen = mfs_get_le32(h + 24), ulen = mfs_get_le32(h + 28), plen = mfs_get_le32(h + 32);
+	uint32_t crc = mfs_get_le32(h + 36);
 	struct obj *o = find(st, key);
 	int rc;
 
@@ -979,8 +951,8 @@ static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_sta
 		return mfs_errf(err, errlen, rc, model, "cannot read %s: %s", st->jname,
 		                strerror(-rc));
 	bool header_ok = fsize >= JHDR && memcmp(h, jmagic, 8) == 0 &&
-	                 get32(h + 60) == mfs_crc32(0, h, 60) && get32(h + 8) == 1 &&
-	                 get32(h + 12) == CHUNK;
+	                 mfs_get_le32(h + 60) == mfs_crc32(0, h, 60) && mfs_get_le32(h + 8) == 1 &&
+	                 mfs_get_le32(h + 12) == CHUNK;
 	rec->found = true;
 	if (!header_ok) {
 		/* A header is synced before any record is written, so a short or
@@ -1005,8 +977,8 @@ static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_sta
 		return 0;
 	}
 	struct mfs_identity jid = {
-		get64(h + 16), get64(h + 24), get64(h + 32),
-		(int64_t)get64(h + 40), (int64_t)get64(h + 48)
+		mfs_get_le64(h + 16), mfs_get_le64(h + 24), mfs_get_le64(h + 32),
+		(int64_t)mfs_get_le64(h + 40), (int64_t)mfs_get_le64(h + 48)
 	};
 	if (!mfs_identity_equal(&jid, &st->id)) {
 		if (keep_stale) {
@@ -1041,12 +1013,12 @@ static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_sta
 		if (rc < 0)
 			return mfs_errf(err, errlen, rc, model, "cannot read %s: %s", st->jname,
 			                strerror(-rc));
-		if (memcmp(r, rmagic, 4) != 0 || get32(r + 44) != mfs_crc32(0, r, 44)) {
+		if (memcmp(r, rmagic, 4) != 0 || mfs_get_le32(r + 44) != mfs_crc32(0, r, 44)) {
 			why = "bad record header";
 			break;
 		}
 		bad_type = r[4];
-		uint32_t plen = get32(r + 32);
+		uint32_t plen = mfs_get_le32(r + 32);
 		if (plen > st->cbuf_len - RHDR) {
 			why = "payload length out of range";
 			break;
@@ -1060,7 +1032,7 @@ static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_sta
 			if (rc < 0)
 				return mfs_errf(err, errlen, rc, model, "cannot read %s: %s",
 				                st->jname, strerror(-rc));
-			if (mfs_crc32(0, st->cbuf + RHDR, plen) != get32(r + 36)) {
+			if (mfs_crc32(0, st->cbuf + RHDR, plen) != mfs_get_le32(r + 36)) {
 				why = "payload checksum mismatch";
 				break;
 			}
