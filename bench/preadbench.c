@@ -7,9 +7,10 @@
  *       offsets inside [OFFSET, OFFSET+LENGTH) of FILE; the offsets are a
  *       fixed pseudo-random sequence of SEED, so the mount and the raw file
  *       see the same pattern.
- *   preadbench mmap FILE OFFSET LENGTH [PASSES]
+ *   preadbench mmap FILE OFFSET LENGTH [PASSES [touch|sum]]
  *       PASSES times (default 2): open, mmap the page-aligned cover of
- *       [OFFSET, OFFSET+LENGTH), read one byte of every page, munmap, close.
+ *       [OFFSET, OFFSET+LENGTH), read one byte of every page (touch, the
+ *       default) or every byte as 64-bit words (sum), munmap, close.
  *
  * Prints one line of `key=value` pairs; every pass of mmap is reported
  * (pass1_s=... pass2_s=...) so the caller can pick the warm one.
@@ -105,6 +106,7 @@ static int do_mmap(int argc, char **argv)
 	const char *path = argv[2];
 	uint64_t off = num(argv[3], "offset"), len = num(argv[4], "length");
 	unsigned passes = argc > 5 ? (unsigned)num(argv[5], "passes") : 2;
+	int sum_all = argc > 6 && !strcmp(argv[6], "sum");
 	long pg = sysconf(_SC_PAGESIZE);
 	uint64_t start = off / pg * pg, end = off + len;
 	size_t maplen = end - start;
@@ -121,9 +123,17 @@ static int do_mmap(int argc, char **argv)
 			fprintf(stderr, "preadbench: mmap %s: %s\n", path, strerror(errno));
 			return 1;
 		}
-		volatile unsigned sum = 0;
-		for (size_t i = 0; i < maplen; i += pg)
-			sum += m[i];
+		volatile uint64_t sum = 0;
+		if (sum_all) {
+			const uint64_t *w = (const uint64_t *)m;
+			uint64_t acc = 0;
+			for (size_t i = 0; i < maplen / 8; i++)
+				acc += w[i];
+			sum = acc;
+		} else {
+			for (size_t i = 0; i < maplen; i += pg)
+				sum += m[i];
+		}
 		sum += m[maplen - 1];
 		munmap(m, maplen);
 		close(fd);
