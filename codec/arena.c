@@ -131,3 +131,29 @@ uint64_t mfs_arena_bytes(const struct mfs_arena *a)
 {
 	return a->total;
 }
+
+void mfs_buf_add(struct mfs_buf *b, const void *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (n > SIZE_MAX - b->len - 1) {
+		b->oom = true;
+		return;
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *np = realloc(b->p, cap);
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}

@@ -66,6 +66,20 @@ static inline uint64_t mfs_get_le64(const uint8_t *p)
 	return v;
 }
 
+/* ------------------------------------------------------------- buffers */
+
+/*
+ * A growable byte buffer (malloc'd), always NUL-terminated.  A failed
+ * allocation or a size overflow sets `oom` and makes later adds no-ops, so
+ * callers check once at the end.  Free `p` with free().
+ */
+struct mfs_buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+void mfs_buf_add(struct mfs_buf *b, const void *s, size_t n);
+
 /* ------------------------------------------------------------- arena */
 
 /*

@@ -257,42 +257,10 @@ static int msg_enter(struct walker *w, const struct mfs_wire_field *f, unsigned 
 	return 0;
 }
 
-/* A growable text buffer for attribute values and meta files. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
+/* Attribute values and meta files are built in a struct mfs_buf. */
+static void sb_printf(struct mfs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void sb_add(struct sbuf *b, const void *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (n > SIZE_MAX - b->len - 1) {
-		b->oom = true;
-		return;
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *np = realloc(b->p, cap);
-		if (!np) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
+static void sb_printf(struct mfs_buf *b, const char *fmt, ...)
 {
 	char tmp[64];
 	va_list ap;
@@ -302,7 +270,7 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 	if (n < 0)
 		return;
 	if ((size_t)n < sizeof(tmp)) {
-		sb_add(b, tmp, (size_t)n);
+		mfs_buf_add(b, tmp, (size_t)n);
 		return;
 	}
 	char *big = malloc((size_t)n + 1);
@@ -313,12 +281,12 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(big, (size_t)n + 1, fmt, ap);
 	va_end(ap);
-	sb_add(b, big, (size_t)n);
+	mfs_buf_add(b, big, (size_t)n);
 	free(big);
 }
 
 /* Move the text into the arena: *out, *len.  An empty buffer gives "". */
-static int sb_finish(struct walker *w, struct sbuf *b, char **out, size_t *len)
+static int sb_finish(struct walker *w, struct mfs_buf *b, char **out, size_t *len)
 {
 	if (b->oom) {
 		free(b->p);
@@ -366,7 +334,7 @@ static const char *opset_domain(const char *d)
 	return d && d[0] ? d : "ai.onnx";
 }
 
-static void opset_lines(struct sbuf *b, Onnx__OperatorSetIdProto *const *ops, size_t n)
+static void opset_lines(struct mfs_buf *b, Onnx__OperatorSetIdProto *const *ops, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		sb_printf(b, "%s %lld\n", opset_domain(ops[i]->domain),
@@ -596,7 +564,7 @@ static int conv_values(struct walker *w, Onnx__ValueInfoProto *const *vis, size_
 }
 
 /* "<dtype> <shape>\n" for TYPE_PROTO(S) attributes. */
-static int type_line(struct walker *w, struct sbuf *b, const Onnx__TypeProto *tp, uint64_t off)
+static int type_line(struct walker *w, struct mfs_buf *b, const Onnx__TypeProto *tp, uint64_t off)
 {
 	char *dt = type_name(w, tp);
 	if (!dt)
@@ -1418,7 +1386,7 @@ static int infer_attr_type(const Onnx__AttributeProto *ap, bool t, bool g, size_
 static int attr_text(struct walker *w, const Onnx__AttributeProto *ap, struct mfs_attr *at,
                      uint64_t off)
 {
-	struct sbuf b = {0};
+	struct mfs_buf b = {0};
 	int rc = 0;
 	switch (at->type) {
 	case MFS_ATTR_FLOAT:
@@ -1428,8 +1396,8 @@ static int attr_text(struct walker *w, const Onnx__AttributeProto *ap, struct mf
 		sb_printf(&b, "%lld\n", (long long)ap->i);
 		break;
 	case MFS_ATTR_STRING:
-		sb_add(&b, ap->s.data, ap->has_s ? ap->s.len : 0);
-		sb_add(&b, "\n", 1);
+		mfs_buf_add(&b, ap->s.data, ap->has_s ? ap->s.len : 0);
+		mfs_buf_add(&b, "\n", 1);
 		break;
 	case MFS_ATTR_FLOATS:
 		for (size_t i = 0; i < ap->n_floats; i++)
@@ -1441,8 +1409,8 @@ static int attr_text(struct walker *w, const Onnx__AttributeProto *ap, struct mf
 		break;
 	case MFS_ATTR_STRINGS:
 		for (size_t i = 0; i < ap->n_strings; i++) {
-			sb_add(&b, ap->strings[i].data, ap->strings[i].len);
-			sb_add(&b, "\n", 1);
+			mfs_buf_add(&b, ap->strings[i].data, ap->strings[i].len);
+			mfs_buf_add(&b, "\n", 1);
 		}
 		break;
 	case MFS_ATTR_TYPE_PROTO:
@@ -1898,7 +1866,7 @@ static int walk_function(struct walker *w, const struct mfs_wire_field *fld, uns
 	struct scratch sc = {0};
 	Onnx__FunctionProto *fp = NULL;
 	struct vec nodes = {0}, defaults = {0};
-	struct sbuf b = {0};
+	struct mfs_buf b = {0};
 	uint64_t start = fld->val, end = fld->end;
 	int32_t saved_msg = w->cur_msg;
 	int rc = check_depth(w, depth, start);
@@ -2065,7 +2033,7 @@ static int build_meta(struct walker *w, const Onnx__ModelProto *mp, const struct
 {
 	struct mfs_desc *d = &w->m->desc;
 	struct vec meta = {0};
-	struct sbuf b = {0};
+	struct mfs_buf b = {0};
 	char num[32];
 	int rc;
 	if ((rc = add_meta_str(w, &meta, "format", "onnx")))

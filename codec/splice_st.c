@@ -28,68 +28,42 @@
 
 #define ST_MAX_HEADER 100000000ull
 
-struct jbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void jb_add(struct jbuf *b, const void *s, size_t n)
+static void jb_str(struct mfs_buf *b, const char *s)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *np = realloc(b->p, cap);
-		if (!np) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
+	mfs_buf_add(b, s, strlen(s));
 }
 
-static void jb_str(struct jbuf *b, const char *s)
-{
-	jb_add(b, s, strlen(s));
-}
-
-static void jb_u64(struct jbuf *b, uint64_t v)
+static void jb_u64(struct mfs_buf *b, uint64_t v)
 {
 	char num[24];
-	jb_add(b, num, (size_t)snprintf(num, sizeof(num), "%" PRIu64, v));
+	mfs_buf_add(b, num, (size_t)snprintf(num, sizeof(num), "%" PRIu64, v));
 }
 
 /* A JSON string as serde_json writes it: UTF-8 kept, controls escaped. */
-static void jb_quote(struct jbuf *b, const char *s, size_t n)
+static void jb_quote(struct mfs_buf *b, const char *s, size_t n)
 {
-	jb_add(b, "\"", 1);
+	mfs_buf_add(b, "\"", 1);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
 		char esc[8];
 		switch (ch) {
-		case '"': jb_add(b, "\\\"", 2); break;
-		case '\\': jb_add(b, "\\\\", 2); break;
-		case '\b': jb_add(b, "\\b", 2); break;
-		case '\f': jb_add(b, "\\f", 2); break;
-		case '\n': jb_add(b, "\\n", 2); break;
-		case '\r': jb_add(b, "\\r", 2); break;
-		case '\t': jb_add(b, "\\t", 2); break;
+		case '"': mfs_buf_add(b, "\\\"", 2); break;
+		case '\\': mfs_buf_add(b, "\\\\", 2); break;
+		case '\b': mfs_buf_add(b, "\\b", 2); break;
+		case '\f': mfs_buf_add(b, "\\f", 2); break;
+		case '\n': mfs_buf_add(b, "\\n", 2); break;
+		case '\r': mfs_buf_add(b, "\\r", 2); break;
+		case '\t': mfs_buf_add(b, "\\t", 2); break;
 		default:
 			if (ch < 0x20) {
 				snprintf(esc, sizeof(esc), "\\u%04x", ch);
-				jb_add(b, esc, 6);
+				mfs_buf_add(b, esc, 6);
 			} else {
-				jb_add(b, &s[i], 1);
+				mfs_buf_add(b, &s[i], 1);
 			}
 		}
 	}
-	jb_add(b, "\"", 1);
+	mfs_buf_add(b, "\"", 1);
 }
 
 /* Tensor `t`'s new bytes: old ranges copied, changed ones from the stage. */
@@ -121,7 +95,7 @@ int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
 	const char *display = d->files[0].path;
 	int fd = m->fds[0];
 	uint64_t size = d->files[0].size;
-	struct jbuf jb = {0};
+	struct mfs_buf jb = {0};
 	const struct mfs_tensor_edit **by_id = NULL;
 	int rc = 0;
 
@@ -167,7 +141,7 @@ int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
 
 	const struct mfs_meta *props = d->props;
 	size_t n_props = d->n_props;
-	jb_add(&jb, "{", 1);
+	mfs_buf_add(&jb, "{", 1);
 	bool first = true;
 	if (e->props_changed)
 		n_props = e->n_props;
@@ -178,12 +152,12 @@ int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
 			const char *v = e->props_changed ? e->props[i].value : props[i].value;
 			size_t vl = e->props_changed ? e->props[i].len : props[i].len;
 			if (i)
-				jb_add(&jb, ",", 1);
+				mfs_buf_add(&jb, ",", 1);
 			jb_quote(&jb, k, strlen(k));
-			jb_add(&jb, ":", 1);
+			mfs_buf_add(&jb, ":", 1);
 			jb_quote(&jb, v, vl);
 		}
-		jb_add(&jb, "}", 1);
+		mfs_buf_add(&jb, "}", 1);
 		first = false;
 	}
 	uint64_t begin = 0;
@@ -201,7 +175,7 @@ int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
 			goto out;
 		}
 		if (!first)
-			jb_add(&jb, ",", 1);
+			mfs_buf_add(&jb, ",", 1);
 		first = false;
 		jb_quote(&jb, t->name, strlen(t->name));
 		jb_str(&jb, ":{\"dtype\":\"");
@@ -209,19 +183,19 @@ int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
 		jb_str(&jb, "\",\"shape\":[");
 		for (size_t k = 0; k < rank; k++) {
 			if (k)
-				jb_add(&jb, ",", 1);
+				mfs_buf_add(&jb, ",", 1);
 			jb_u64(&jb, (uint64_t)dims[k]);
 		}
 		jb_str(&jb, "],\"data_offsets\":[");
 		jb_u64(&jb, begin);
-		jb_add(&jb, ",", 1);
+		mfs_buf_add(&jb, ",", 1);
 		jb_u64(&jb, begin + n);
 		jb_str(&jb, "]}");
 		begin += n;
 	}
-	jb_add(&jb, "}", 1);
+	mfs_buf_add(&jb, "}", 1);
 	while (jb.len % 8)
-		jb_add(&jb, " ", 1);
+		mfs_buf_add(&jb, " ", 1);
 	if (jb.oom) {
 		rc = -ENOMEM;
 		goto out;
