@@ -1833,26 +1833,73 @@ static bool scratch_live(const struct mfs_txn *t, uint64_t id)
 	return id < t->n_scratch && t->scratch[id];
 }
 
-int mfs_txn_scratch_new(mfs_txn *t, uint64_t *id)
+/* A new empty scratch object (t->lock held for writing). */
+static int scratch_alloc(struct mfs_txn *t, uint64_t *id)
 {
-	int rc = 0;
-	pthread_rwlock_wrlock(&t->lock);
-	if (t->opts.read_only) {
-		rc = -EROFS;
-		goto out;
-	}
+	if (t->opts.read_only)
+		return -EROFS;
 	uint8_t *ns = realloc(t->scratch, t->n_scratch + 1);
-	if (!ns) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	if (!ns)
+		return -ENOMEM;
 	t->scratch = ns;
-	if ((rc = mfs_stage_bind(t->st, key_of(K_SCRATCH, t->n_scratch), 0, NULL, NULL)) < 0)
-		goto out;
+	int rc = mfs_stage_bind(t->st, key_of(K_SCRATCH, t->n_scratch), 0, NULL, NULL);
+	if (rc < 0)
+		return rc;
 	t->scratch[t->n_scratch] = 1;
 	*id = t->n_scratch++;
+	return 0;
+}
+
+int mfs_txn_scratch_new(mfs_txn *t, uint64_t *id)
+{
+	pthread_rwlock_wrlock(&t->lock);
+	int rc = scratch_alloc(t, id);
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_tensor_snapshot(mfs_txn *t, const struct mfs_tensor *x, uint64_t *id)
+{
+	enum { STEP = MFS_STAGE_CHUNK };
+	char *buf = malloc(STEP);
+	if (!buf)
+		return -ENOMEM;
+	pthread_rwlock_wrlock(&t->lock);
+	struct tstate *s = tensor_state(t, x);
+	uint64_t key = s ? key_of(K_DATA, s->t->id) : 0, size = 0;
+	int rc = s ? 0 : -ENOENT;
+	if (rc == 0 && s->data)
+		rc = mfs_stage_size(&size, t->st, key);
+	else if (rc == 0)
+		size = s->t->nbytes;
+	if (rc == 0)
+		rc = scratch_alloc(t, id);
+	if (rc < 0)
+		goto out;
+	uint64_t skey = key_of(K_SCRATCH, *id);
+	for (uint64_t off = 0; off < size && rc == 0;) {
+		size_t want = size - off < STEP ? (size_t)(size - off) : STEP;
+		ssize_t n = s->data ? mfs_stage_read(t->st, key, buf, want, off) :
+		            mfs_tensor_read(t->m, s->t, buf, want, off);
+		if (n == 0)
+			n = -EIO;       /* shorter than its size */
+		if (n > 0)
+			n = mfs_stage_write(t->st, skey, buf, (size_t)n, off);
+		if (n < 0)
+			rc = (int)n;
+		else
+			off += (uint64_t)n;
+	}
+	if (rc == 0)
+		rc = mfs_stage_truncate(t->st, skey, size);     /* an empty tensor too */
+	if (rc < 0) {
+		mfs_stage_drop(t->st, skey);
+		mfs_stage_unbind(t->st, skey);
+		t->scratch[*id] = 0;
+	}
 out:
 	pthread_rwlock_unlock(&t->lock);
+	free(buf);
 	return rc;
 }
 

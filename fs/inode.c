@@ -257,6 +257,71 @@ out:
 	return rc;
 }
 
+/* Give the table its arrays, with room for every number handed out. */
+static int materialise(struct mfs_itab *it)
+{
+	if (!it->idx2ino) {
+		uint64_t *m = malloc((size_t)(it->n ? it->n : 1) * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		for (uint32_t j = 0; j < it->n; j++)
+			m[j] = (uint64_t)j + 1;
+		it->idx2ino = m;
+	}
+	if (!it->ino2idx || it->cap < it->next) {
+		uint32_t *r = realloc(it->ino2idx, (size_t)it->next * sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		bool fresh = !it->ino2idx;
+		memset(r + (fresh ? 0 : it->cap), 0xff,
+		       (size_t)(it->next - (fresh ? 0 : it->cap)) * sizeof(*r));
+		if (fresh)
+			for (uint32_t j = 0; j < it->n; j++)
+				r[it->idx2ino[j]] = j;
+		it->ino2idx = r;
+		it->cap = it->next;
+	}
+	return 0;
+}
+
+static size_t bucket_of(const struct mfs_itab *it, uint64_t ino);
+
+static void x_unhash(struct mfs_itab *it, struct mfs_xnode *x)
+{
+	struct mfs_xnode **pp = &it->buckets[bucket_of(it, x->ino)];
+	while (*pp && *pp != x)
+		pp = &(*pp)->hnext;
+	if (*pp) {
+		*pp = x->hnext;
+		it->n_x--;
+	}
+}
+
+int mfs_itab_take_number(struct mfs_itab *it, uint32_t idx, struct mfs_xnode *x)
+{
+	if (idx == 0 || idx >= it->n || x->kind != MFS_XN_SCRATCH || x->ino >= it->next)
+		return -EINVAL;
+	int rc = materialise(it);
+	if (rc < 0)
+		return rc;
+	uint64_t old = it->idx2ino[idx];
+	it->idx2ino[idx] = x->ino;
+	it->ino2idx[old] = NONE;
+	it->ino2idx[x->ino] = idx;
+	struct mfs_xnode *ox = mfs_itab_x(it, old);
+	if (ox && ox->kind == MFS_XN_STATE) {
+		x_unhash(it, ox);
+		x_free(ox);
+	}
+	mfs_itab_scratch_unlist(it, x);
+	x->kind = MFS_XN_STATE;
+	x->dropped = false;
+	x->alias = 0;
+	x->scratch = 0;
+	x->nlookup = 0;
+	return 0;
+}
+
 /* --------------------------------------------------------------- xnodes */
 
 static size_t bucket_of(const struct mfs_itab *it, uint64_t ino)
@@ -399,13 +464,7 @@ void mfs_itab_x_put(struct mfs_itab *it, struct mfs_xnode *x)
 {
 	if (!x || x->kind != MFS_XN_SCRATCH || x->listed || x->nlookup)
 		return;
-	struct mfs_xnode **pp = &it->buckets[bucket_of(it, x->ino)];
-	while (*pp && *pp != x)
-		pp = &(*pp)->hnext;
-	if (*pp) {
-		*pp = x->hnext;
-		it->n_x--;
-	}
+	x_unhash(it, x);
 	x_free(x);
 }
 

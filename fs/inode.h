@@ -146,6 +146,18 @@ typedef void mfs_itab_event_fn(void *arg, enum mfs_itab_event ev, uint64_t paren
 int mfs_itab_rebuild(struct mfs_itab *it, const struct mfs_tree *tree,
                      const struct mfs_itab_move *move, mfs_itab_event_fn *fn, void *arg);
 
+/*
+ * mfs_itab_take_number() - scratch file `x` was renamed over the file entry
+ * `idx` (the kernel has moved its dentry): the entry takes x's inode
+ * number, as a name on a disk file system takes the inode renamed onto it,
+ * and the entry's old number is dead from now on (ESTALE), as the inode a
+ * rename replaces is unlinked.  x is unlisted and becomes the entry's state
+ * xnode (the attributes set on it stay); the old number's state xnode is
+ * freed.  Returns 0, -EINVAL (not a scratch xnode, or the root), or -ENOMEM
+ * with nothing changed.
+ */
+int mfs_itab_take_number(struct mfs_itab *it, uint32_t idx, struct mfs_xnode *x);
+
 /* --------------------------------------------------------------- xnodes */
 
 /* mfs_itab_x() - the xnode of `ino`, or NULL. */

@@ -43,12 +43,14 @@
  *   - made through the kernel on the inode the kernel caches (a write to
  *     `data`, a truncate, a create, unlink or rename): the kernel updates
  *     its own caches;
- *   - made behind its back (a scratch file adopted as `data`, a value
- *     staged from a buffer in another form than written, an abort, a
- *     rebuild that adds or removes paths): the inode's content version
- *     goes up (open then drops the cached pages: no keep_cache) and an
- *     invalidation is queued.  A commit does the same for every file
+ *   - made behind its back (a value staged from a buffer in another
+ *     form than written, an abort, a rebuild that adds or removes paths):
+ *     the inode's content version goes up (open then drops the cached
+ *     pages: no keep_cache) and an invalidation is queued.  A commit does the same for every file
  *     edited since the last one, although they show the same bytes.
+ * A scratch file renamed over `data` is the third kind: its inode takes
+ * the entry's place, and descriptors of the replaced inode read a snapshot
+ * of what it held (data_over), so the pages the kernel kept stay true.
  * Invalidations (fuse_lowlevel_notify_inval_inode/_entry) are sent by a
  * helper thread, never by a handler: libfuse forbids sending them from the
  * execution path of a related request, and a handler may hold the locks
@@ -79,6 +81,7 @@
  *
  * Every handler documents its valid replies.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -95,6 +98,7 @@
 _Static_assert(FUSE_ROOT_ID == 1, "the root's inode must be FUSE_ROOT_ID");
 
 #define NONE UINT32_MAX
+#define NO_TENSOR UINT64_MAX
 
 /* The largest value a text file (dtype, shape, meta, prop) takes. */
 #define MFS_TEXT_MAX (16u << 20)
@@ -368,6 +372,8 @@ static int sync_tree(struct mfs_fs *fs, const struct mfs_itab_move *move, const 
 	return rc;
 }
 
+static void fh_free_all(struct mfs_fs *fs);
+
 int mfs_fs_init(struct mfs_fs *fs)
 {
 	pthread_mutex_init(&fs->slock, NULL);
@@ -393,6 +399,7 @@ int mfs_fs_init(struct mfs_fs *fs)
 void mfs_fs_fini(struct mfs_fs *fs)
 {
 	inval_stop(fs);
+	fh_free_all(fs);
 	mfs_itab_destroy(fs->itab);
 	fs->itab = NULL;
 	gen_free(fs->gen);
@@ -1135,8 +1142,23 @@ static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 /* ------------------------------------------------------- attributes */
 
-/* Per-open state (fi->fh); read-only opens of tree entries have none. */
+/*
+ * Per-open state (fi->fh), on the fs->fhs list while open (so that a rename
+ * finds the descriptors of the data file it replaces, and so that the
+ * daemon frees what the kernel never released when it exits).  Every open
+ * of a data file has one; read-only opens of other tree entries have none.
+ */
 enum fh_kind { FH_PLAIN = 1, FH_TEXT, FH_STATUS };
+
+/*
+ * The content a rename over `data` took away from the descriptors open on
+ * it: a scratch object shared by those handles, dropped with the last.
+ */
+struct snap {
+	uint64_t scratch;       /* scratch object id (txn.h) */
+	unsigned refs;          /* handles reading it (fs->xlock) */
+	struct stat st;         /* the file's attributes when it was replaced */
+};
 
 struct fh {
 	int kind;
@@ -1146,6 +1168,14 @@ struct fh {
 	bool dirty;             /* FH_TEXT: buf holds a value not staged yet */
 	bool failed;            /* FH_TEXT: a write was refused; the close says so too */
 	bool wrote;             /* something was staged: sync the journal on flush */
+
+	/* on fs->fhs (under fs->xlock) */
+	bool listed;
+	uint64_t tid;           /* data files: the tensor's id (struct mfs_tensor.id),
+	                         * else NO_TENSOR */
+	uint64_t ino;           /* the inode opened */
+	struct snap *snap;      /* set once, when a rename replaced the file */
+	struct fh *next, *prev;
 };
 
 static struct fh *fh_of(const struct fuse_file_info *fi)
@@ -1167,6 +1197,7 @@ static void fh_free(struct fh *h)
 {
 	if (!h)
 		return;
+	assert(!h->listed);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
 	free(h);
@@ -1192,6 +1223,103 @@ static int fh_resize(struct fh *h, size_t len)
 	h->len = len;
 	h->buf[len] = '\0';
 	return 0;
+}
+
+/* Put a handle on fs->fhs; `tid` is its tensor's id, NO_TENSOR for other files. */
+static void fh_list(struct mfs_fs *fs, struct fh *h, uint64_t tid, uint64_t ino)
+{
+	if (!h)
+		return;
+	h->tid = tid;
+	h->ino = ino;
+	pthread_mutex_lock(&fs->xlock);
+	h->next = fs->fhs;
+	h->prev = NULL;
+	if (fs->fhs)
+		fs->fhs->prev = h;
+	fs->fhs = h;
+	h->listed = true;
+	pthread_mutex_unlock(&fs->xlock);
+}
+
+/* Take a handle off fs->fhs (xlock held); returns the snapshot to drop, or NULL. */
+static struct snap *fh_unlist_locked(struct mfs_fs *fs, struct fh *h)
+{
+	if (!h->listed)
+		return NULL;
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->fhs = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->listed = false;
+	struct snap *sn = h->snap;
+	h->snap = NULL;
+	return sn && --sn->refs == 0 ? sn : NULL;
+}
+
+/* Release a handle: off the list, and its snapshot goes with the last user. */
+static void fh_release(struct mfs_fs *fs, struct fh *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&fs->xlock);
+	struct snap *sn = fh_unlist_locked(fs, h);
+	pthread_mutex_unlock(&fs->xlock);
+	if (sn) {
+		mfs_txn_scratch_drop(fs->txn, sn->scratch);
+		free(sn);
+	}
+	fh_free(h);
+}
+
+/* At exit: the handles the kernel never released (the daemon was told to exit). */
+static void fh_free_all(struct mfs_fs *fs)
+{
+	while (fs->fhs) {
+		struct fh *h = fs->fhs;
+		free(fh_unlist_locked(fs, h));  /* its scratch object goes with the txn */
+		fh_free(h);
+	}
+}
+
+/* The handle's snapshot, if a rename replaced its file (see data_over). */
+static struct snap *fh_snap(const struct fh *h)
+{
+	return h ? __atomic_load_n(&h->snap, __ATOMIC_ACQUIRE) : NULL;
+}
+
+/*
+ * A new handle on inode `ino`, a data file that a rename replaced, sharing
+ * the snapshot of a descriptor still open on it; NULL when there is none.
+ */
+static struct fh *open_replaced(struct mfs_fs *fs, uint64_t ino)
+{
+	struct fh *h = fh_new(FH_PLAIN);
+	if (!h)
+		return NULL;
+	pthread_mutex_lock(&fs->xlock);
+	struct fh *o = fs->fhs;
+	while (o && !(o->ino == ino && o->snap))
+		o = o->next;
+	if (o) {
+		h->snap = o->snap;
+		h->snap->refs++;
+		h->tid = o->tid;
+		h->ino = ino;
+		h->next = fs->fhs;
+		if (fs->fhs)
+			fs->fhs->prev = h;
+		fs->fhs = h;
+		h->listed = true;
+	}
+	pthread_mutex_unlock(&fs->xlock);
+	if (!o) {
+		fh_free(h);
+		return NULL;
+	}
+	return h;
 }
 
 /* Stage a text handle's value (h->lock held, fs->lock held shared). */
@@ -1339,11 +1467,37 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
  * getattr - the attributes of `ino` (of the handle, for .modelfs/status).
  * Valid replies: fuse_reply_attr, fuse_reply_err.
  */
+/*
+ * Attributes of a data file that a rename replaced, asked through one of its
+ * descriptors (fstat, or the kernel before a read near the end): a file
+ * with no name left, the size of the content it kept.
+ */
+static void snap_stat(fuse_req_t req, struct mfs_fs *fs, fuse_ino_t ino, const struct snap *sn)
+{
+	struct stat st = sn->st;
+	uint64_t size;
+	int rc = mfs_txn_scratch_size(fs->txn, sn->scratch, &size);
+	if (rc < 0) {
+		fuse_reply_err(req, rc == -ENOENT ? ESTALE : -rc);
+		return;
+	}
+	st.st_ino = ino;
+	st.st_nlink = 0;
+	st.st_size = (off_t)size;
+	st.st_blocks = (blkcnt_t)((size + 511) / 512);
+	fuse_reply_attr(req, &st, MFS_CACHE_TIMEOUT);
+}
+
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mfs_fs *fs = fs_of(req);
 	struct ent en;
 	struct stat st;
+	struct snap *sn = fh_snap(fh_of(fi));
+	if (sn) {
+		snap_stat(req, fs, ino, sn);
+		return;
+	}
 	pthread_rwlock_rdlock(&fs->lock);
 	int rc = resolve(fs, ino, &en);
 	if (rc == 0)
@@ -1617,6 +1771,17 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	bool trunc = wr && (fi->flags & O_TRUNC);
 	pthread_rwlock_rdlock(&fs->lock);
 	int rc = resolve(fs, ino, &en);
+	if (rc == -ESTALE && (h = open_replaced(fs, ino))) {
+		/* /proc/PID/fd/N of a data file a rename replaced. */
+		pthread_rwlock_unlock(&fs->lock);
+		fi->keep_cache = 1;
+		fi->direct_io = 0;
+		fi->noflush = 1;
+		fi->fh = (uintptr_t)h;
+		if (fuse_reply_open(req, fi) != 0)
+			fh_release(fs, h);
+		return;
+	}
 	if (rc < 0)
 		goto out;
 	if (en.role == R_DIR || en.role == R_CTL_DIR) {
@@ -1665,7 +1830,8 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		break;
 	case R_DATA:
 	case R_SCRATCH:
-		if (wr && !(h = fh_new(FH_PLAIN))) {
+		/* Every data handle, to find those a rename replaces (data_over). */
+		if ((wr || en.role == R_DATA) && !(h = fh_new(FH_PLAIN))) {
 			rc = -ENOMEM;
 			goto out;
 		}
@@ -1721,6 +1887,8 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		pthread_mutex_unlock(&fs->xlock);
 	}
+	if (rc == 0)
+		fh_list(fs, h, en.role == R_DATA ? en.t->id : NO_TENSOR, en.asked);
 out:
 	pthread_rwlock_unlock(&fs->lock);
 	if (rc < 0) {
@@ -1730,7 +1898,7 @@ out:
 	}
 	fi->fh = (uintptr_t)h;
 	if (fuse_reply_open(req, fi) != 0)
-		fh_free(h);     /* the open was interrupted: no release will come */
+		fh_release(fs, h);      /* the open was interrupted: no release will come */
 }
 
 /* Reply with `len` bytes of descriptor `fd` at `pos`, spliced when possible. */
@@ -1764,6 +1932,7 @@ typedef ssize_t read_fn(void *arg, void *buf, size_t len, uint64_t off);
 struct rd_arg {
 	struct mfs_fs *fs;
 	const struct ent *en;
+	const struct snap *sn;
 };
 
 static ssize_t rd_staged(void *arg, void *buf, size_t len, uint64_t off)
@@ -1777,6 +1946,13 @@ static ssize_t rd_staged(void *arg, void *buf, size_t len, uint64_t off)
 	default:
 		return mfs_txn_file_read(a->fs->txn, 0, buf, len, off);
 	}
+}
+
+static ssize_t rd_snap(void *arg, void *buf, size_t len, uint64_t off)
+{
+	struct rd_arg *a = arg;
+	ssize_t n = mfs_txn_scratch_read(a->fs->txn, a->sn->scratch, buf, len, off);
+	return n == -ENOENT ? -ESTALE : n;      /* gone with an abort */
 }
 
 static void reply_read(fuse_req_t req, read_fn *fn, void *arg, size_t size, uint64_t off)
@@ -1827,6 +2003,13 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		pthread_mutex_unlock(&h->lock);
 		return;
 	}
+	struct snap *sn = fh_snap(h);
+	if (sn) {
+		/* A descriptor of a data file that a rename replaced. */
+		struct rd_arg sa = {.fs = fs, .sn = sn};
+		reply_read(req, rd_snap, &sa, size, o);
+		return;
+	}
 	pthread_rwlock_rdlock(&fs->lock);
 	int rc = resolve(fs, ino, &en);
 	if (rc < 0) {
@@ -1834,7 +2017,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	struct rd_arg ra = {fs, &en};
+	struct rd_arg ra = {.fs = fs, .en = &en};
 	switch (en.role) {
 	case R_TEXT: {
 		const char *p;
@@ -1962,6 +2145,16 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	ssize_t rc;
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	struct snap *sn = fh_snap(h);
+	if (sn) {
+		/* Into the replaced file's content: seen by its descriptors only. */
+		rc = mfs_txn_scratch_write(fs->txn, sn->scratch, buf, size, (uint64_t)off);
+		if (rc < 0)
+			fuse_reply_err(req, rc == -ENOENT ? ESTALE : (int)-rc);
+		else
+			fuse_reply_write(req, (size_t)rc);
 		return;
 	}
 	pthread_rwlock_rdlock(&fs->lock);
@@ -2106,7 +2299,7 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		pthread_mutex_unlock(&h->lock);
 		pthread_rwlock_unlock(&fs->lock);
 	}
-	fh_free(h);
+	fh_release(fs, h);
 	fuse_reply_err(req, 0);
 }
 
@@ -2256,12 +2449,13 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	fh_list(fs, h, NO_TENSOR, en.ino);
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = 1;
 	fi->direct_io = en.role == R_PROP;
 	fi->noflush = 0;
 	if (fuse_reply_create(req, &ep, fi) != 0)
-		fh_free(h);
+		fh_release(fs, h);
 }
 
 /*
@@ -2478,6 +2672,93 @@ static void take_over(struct mfs_fs *fs, uint64_t sino, uint64_t dino, bool all)
 }
 
 /*
+ * Scratch file `src` renamed over `data` (slock held, fs->lock shared): the
+ * tensor adopts the scratch object, and, as on a disk file system, the
+ * name now shows the renamed inode (it takes the entry's place in the inode
+ * table), while descriptors still open on the file it replaced keep reading
+ * that file's content: a snapshot, copied only when there are such
+ * descriptors, shared by them and dropped with the last.  Without this, one
+ * read(2) on such a descriptor could return old and new bytes (pages the
+ * kernel kept and pages it asks for after the adoption).  Returns 1 (the
+ * scratch object was consumed) or -errno (nothing changed).
+ */
+static int data_over(struct mfs_fs *fs, const struct ent *src, const struct ent *dst)
+{
+	struct snap *sn = NULL;
+	unsigned n = 0;
+	pthread_mutex_lock(&fs->xlock);
+	for (struct fh *h = fs->fhs; h; h = h->next)
+		n += h->tid == dst->t->id && !h->snap;
+	pthread_mutex_unlock(&fs->xlock);
+	if (n) {
+		int rc = (sn = calloc(1, sizeof(*sn))) ? 0 : -ENOMEM;
+		if (rc == 0)
+			rc = fill_stat(fs, dst, &sn->st);
+		if (rc == 0)
+			rc = mfs_txn_tensor_snapshot(fs->txn, dst->t, &sn->scratch);
+		if (rc < 0) {
+			free(sn);
+			return rc;
+		}
+		/* From here on those descriptors read the snapshot (the same
+		 * bytes as the tensor, until the adoption below).  One reference
+		 * is ours until the end, since they may close meanwhile. */
+		pthread_mutex_lock(&fs->xlock);
+		sn->refs = 1;
+		for (struct fh *h = fs->fhs; h; h = h->next) {
+			if (h->tid == dst->t->id && !h->snap) {
+				sn->refs++;
+				__atomic_store_n(&h->snap, sn, __ATOMIC_RELEASE);
+			}
+		}
+		pthread_mutex_unlock(&fs->xlock);
+	}
+	/*
+	 * If this fails, the descriptors keep the snapshot (a read may be
+	 * using it now): they show the file as it was, without later edits.
+	 */
+	int rc = mfs_txn_scratch_adopt(fs->txn, src->scratch, dst->t);
+	struct snap *drop = NULL;
+	pthread_mutex_lock(&fs->xlock);
+	if (sn && --sn->refs == 0)
+		drop = sn;      /* every such descriptor was closed meanwhile */
+	struct mfs_xnode *sx = rc == 0 ? mfs_itab_x(fs->itab, src->asked) : NULL;
+	bool took = sx && mfs_itab_take_number(fs->itab, dst->idx, sx) == 0;
+	if (took) {
+		/* The entry's state is the renamed inode's: what rsync set on
+		 * its temporary file stays, and it was edited now. */
+		struct timespec t = now();
+		sx->ctime = t;
+		if (!(sx->set & MFS_XA_MTIME))
+			sx->mtime = t;
+		sx->set |= MFS_XA_MTIME | MFS_XA_CTIME;
+		sx->touched = true;
+		fs->last_edit = t;
+		/* Descriptors of the scratch file are now of `data`. */
+		for (struct fh *h = fs->fhs; h; h = h->next)
+			if (h->ino == src->asked)
+				h->tid = dst->t->id;
+		uint64_t root = root_file_ino(fs);
+		struct mfs_xnode *rx = root ? mfs_itab_x_get(fs->itab, root) : NULL;
+		if (rx)
+			rx->ver++;
+	}
+	pthread_mutex_unlock(&fs->xlock);
+	if (drop) {
+		mfs_txn_scratch_drop(fs->txn, drop->scratch);
+		free(drop);
+	}
+	if (rc < 0)
+		return rc;
+	if (!took) {
+		/* No memory for the table: the scratch inode becomes an alias. */
+		edited(fs, dst, true);
+		take_over(fs, src->asked, dst->ino, true);
+	}
+	return 1;
+}
+
+/*
  * Scratch file `src` renamed onto existing entry `dst` (slock held, fs->lock
  * shared).  data adopts the scratch object; a text entry takes its content
  * as the value; a read-only entry accepts it only when nothing would change
@@ -2503,9 +2784,7 @@ static int scratch_over(struct mfs_fs *fs, const struct ent *src, const struct e
 	case R_DATA:
 		if (!dst->writable)
 			return -EACCES;
-		rc = mfs_txn_scratch_adopt(fs->txn, src->scratch, dst->t);
-		consumed = rc == 0;
-		break;
+		return data_over(fs, src, dst);
 	case R_DTYPE:
 	case R_SHAPE:
 	case R_META:

@@ -53,6 +53,8 @@ struct mfs_inval;
  * The state of a mount, passed to fuse_session_new() as userdata.  main.c
  * fills the settings and calls mfs_fs_init(); handlers borrow it.
  */
+struct fh;
+
 struct mfs_fs {
 	/* settings (main.c) */
 	mfs_txn *txn;
@@ -75,6 +77,7 @@ struct mfs_fs {
 	int unmount_rc;                 /* the commit at unmount (destroy): 0 or -errno */
 	uint64_t ctl_dir, ctl_status, ctl_commit, ctl_abort;    /* .modelfs/ inodes */
 	struct timespec last_edit;      /* mtime of the root model file while edits are staged */
+	struct fh *fhs;                 /* open handles (ll.c), under xlock */
 
 	/* the invalidation thread */
 	pthread_mutex_t qlock;

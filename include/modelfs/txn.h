@@ -201,6 +201,16 @@ int mfs_txn_scratch_truncate(mfs_txn *t, uint64_t id, uint64_t size);
 int mfs_txn_scratch_adopt(mfs_txn *t, uint64_t id, const struct mfs_tensor *x);
 int mfs_txn_scratch_drop(mfs_txn *t, uint64_t id);
 
+/*
+ * mfs_txn_tensor_snapshot() - a new scratch object holding a copy of tensor
+ * `x`'s bytes as they read now (staged or not), in one critical section:
+ * what descriptors of a `data` file that a rename replaces keep reading,
+ * as the old inode of a replaced file keeps its content on a disk file
+ * system.  Costs a copy of the tensor into the journal.  Dropped like any
+ * scratch object.
+ */
+int mfs_txn_tensor_snapshot(mfs_txn *t, const struct mfs_tensor *x, uint64_t *id);
+
 /* ----------------------------------------------------------- root files */
 
 /*

@@ -135,6 +135,25 @@ check_eq "a second rsync -a transfers nothing" "0" \
 check "rsync of a different name file is refused" fails_with "rsync" \
 	sh -c "chmod 644 '$src/name' && printf 'other\n' > '$src/name' && chmod 444 '$src/name' && rsync -a '$src/' '$b/'"
 
+# ---- mv over data: the name shows the renamed inode; a descriptor open on
+# the replaced file keeps its content (as on a disk file system)
+exec 7<"$b/data"
+old_ino=$(stat -c %i "$b/data")
+f32 "$MFS_TMP/b2" 0.5
+cp "$MFS_TMP/b2" "$b/.new"
+new_ino=$(stat -c %i "$b/.new")
+check "mv a scratch file over data" mv "$b/.new" "$b/data"
+check_eq "data shows the new bytes" "0.5" "$(show "$b/data")"
+check_eq "data now has the renamed file's inode" "$new_ino" "$(stat -c %i "$b/data")"
+check_eq "a descriptor opened before still reads the old bytes" "0.25" "$(show /dev/fd/7)"
+check_eq "... and fstat through it shows the old inode, no links left" "$old_ino 0" \
+	"$(stat -L -c '%i %h' /dev/fd/7)"
+exec 7<&-
+check_eq "data still shows the new bytes after that descriptor closed" "0.5" "$(show "$b/data")"
+f32 "$MFS_TMP/b2" 0.25
+cp "$MFS_TMP/b2" "$b/.new" && mv "$b/.new" "$b/data"
+check_eq "data back to 0.25 by another rename" "0.25" "$(show "$b/data")"
+
 # ---- scratch files never reach the model unless renamed over an entry
 check "a scratch file can be created in a tensor dir" sh -c "echo junk > '$w/.scratch' && test \"\$(cat '$w/.scratch')\" = junk"
 check "scratch files are listed" sh -c "ls -A '$w' | grep -q '^\.scratch$'"

@@ -7,8 +7,8 @@
  * every surviving path keeps its number, new paths get numbers never used,
  * vanished numbers answer ESTALE, the events name what changed, and the
  * table goes back to costing nothing when the numbering is the identity
- * again.  Scratch files: listing, lookup, rename, and freeing when nothing
- * reaches them.
+ * again.  Scratch files: listing, lookup, rename, freeing when nothing
+ * reaches them, and taking an entry's place when renamed over it.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -289,6 +289,62 @@ static void scratch_files_are_listed_found_renamed_and_freed(void **state)
 	mfs_tree_destroy(t);
 }
 
+static void a_scratch_file_renamed_over_data_takes_its_place(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture(&f, NULL);
+	struct mfs_tree *t = build(&f);
+	struct mfs_itab *it;
+	assert_int_equal(mfs_itab_new(&it, t), 0);
+	uint32_t di;
+	assert_int_equal(mfs_tree_resolve(t, "weights/b/data", &di), 0);
+	uint64_t dino = mfs_itab_ino(it, di);
+	struct mfs_xnode *dx = mfs_itab_x_get(it, dino);     /* state of the old file */
+	assert_non_null(dx);
+	dx->ver = 5;
+	struct mfs_xnode *x = mfs_itab_scratch_add(it, ino_of(it, "weights/b"), ".data.1", 7, 3);
+	assert_non_null(x);
+	x->nlookup = 2;
+	x->set = MFS_XA_MTIME;
+	uint64_t sino = x->ino;
+
+	assert_int_equal(mfs_itab_take_number(it, di, x), 0);
+	/* The name has the scratch file's number, the old one is dead. */
+	assert_int_equal(mfs_itab_ino(it, di), sino);
+	uint32_t idx;
+	assert_int_equal(mfs_itab_index(it, sino, &idx), 0);
+	assert_int_equal(idx, di);
+	assert_int_equal(mfs_itab_index(it, dino, &idx), -ESTALE);
+	/* It is the entry's state now: unlisted, attributes kept; the old state is gone. */
+	assert_ptr_equal(mfs_itab_x(it, sino), x);
+	assert_int_equal(x->kind, MFS_XN_STATE);
+	assert_false(x->listed);
+	assert_int_equal(x->set, MFS_XA_MTIME);
+	assert_null(mfs_itab_scratch_next(it, NULL));
+	assert_null(mfs_itab_x(it, dino));
+	/* Every other entry keeps its number. */
+	for (uint32_t i = 0; i < mfs_tree_count(t); i++)
+		if (i != di)
+			assert_int_equal(mfs_itab_ino(it, i), (uint64_t)i + 1);
+	/* Not a scratch file any more, and not the root: refused. */
+	assert_int_equal(mfs_itab_take_number(it, di, x), -EINVAL);
+	struct mfs_xnode *y = mfs_itab_scratch_add(it, 1, "y", 1, 4);
+	assert_int_equal(mfs_itab_take_number(it, 0, y), -EINVAL);
+
+	/* A rebuild by path keeps the new number; a new scratch file gets a fresh one. */
+	struct mfs_tree *t2 = build(&f);
+	assert_int_equal(mfs_itab_rebuild(it, t2, NULL, NULL, NULL), 0);
+	assert_int_equal(ino_of(it, "weights/b/data"), sino);
+	assert_int_equal(mfs_itab_index(it, dino, &idx), -ESTALE);
+	struct mfs_xnode *z = mfs_itab_scratch_add(it, 1, "z", 1, 5);
+	assert_true(z->ino > y->ino);
+	assert_int_equal(mfs_itab_index(it, z->ino, &idx), -ESTALE);
+	mfs_itab_destroy(it);
+	mfs_tree_destroy(t);
+	mfs_tree_destroy(t2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -298,6 +354,7 @@ int main(void)
 		cmocka_unit_test(a_rename_keeps_the_number_the_kernel_moved),
 		cmocka_unit_test(the_identity_comes_back_and_costs_nothing),
 		cmocka_unit_test(scratch_files_are_listed_found_renamed_and_freed),
+		cmocka_unit_test(a_scratch_file_renamed_over_data_takes_its_place),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
