@@ -34,6 +34,7 @@ const char *mfs_wire_strerror(enum mfs_wire_err e)
 	case MFS_WIRE_LEN_PAST_END: return "length prefix past end of message";
 	case MFS_WIRE_FIXED_PAST_END: return "fixed-width value past end of message";
 	case MFS_WIRE_TOO_DEEP: return "messages nested deeper than the limit";
+	case MFS_WIRE_STRING_NUL: return "string field holds a NUL byte (not supported)";
 	case MFS_WIRE_IO: return "read error";
 	}
 	return "unknown wire error";
@@ -289,6 +290,12 @@ static enum mfs_wire_err check_msg(struct mfs_wire_src *src, uint64_t start, uin
 		if (f.wt == MFS_WT_LEN && desc) {
 			const ProtobufCFieldDescriptor *fd =
 				protobuf_c_message_descriptor_get_field(desc, f.num);
+			/* A memory source: the payload is addressable as is. */
+			if (fd && fd->type == PROTOBUF_C_TYPE_STRING &&
+			    memchr(src->mem + f.val, 0, (size_t)f.len)) {
+				*err_off = pos;
+				return MFS_WIRE_STRING_NUL;
+			}
 			if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
 				if (depth + 1 > max_depth) {
 					*err_off = pos;

@@ -47,6 +47,7 @@ enum mfs_wire_err {
 	MFS_WIRE_LEN_PAST_END,          /* length prefix past the end of the message */
 	MFS_WIRE_FIXED_PAST_END,        /* fixed32/fixed64 past the end of the message */
 	MFS_WIRE_TOO_DEEP,              /* nesting deeper than the limit */
+	MFS_WIRE_STRING_NUL,            /* a string field holds a NUL byte */
 	MFS_WIRE_IO                     /* the file could not be read (src->io_errno) */
 };
 
@@ -138,8 +139,11 @@ int mfs_wire_iter_next(struct mfs_wire_iter *it, struct mfs_wire_field *f);
  * (`desc`, a protobuf-c message descriptor) declares as a message is
  * descended into, so nesting is bounded by `max_depth` whatever the input.
  * `depth` is the depth of `buf` itself; a sub-message at depth > max_depth
- * fails with MFS_WIRE_TOO_DEEP.  Unknown fields are opaque bytes, exactly as
- * protobuf-c treats them.  The recursion is bounded by max_depth.
+ * fails with MFS_WIRE_TOO_DEEP.  A field the schema declares as a string
+ * fails with MFS_WIRE_STRING_NUL if it holds a NUL byte: protobuf-c would
+ * hand it over as a C string cut at the NUL, so two names could become one
+ * and a location could lose its tail.  Unknown fields are opaque bytes,
+ * exactly as protobuf-c treats them.  The recursion is bounded by max_depth.
  * On failure *err_off is the offset within `buf` of the field at fault.
  */
 struct ProtobufCMessageDescriptor;

@@ -432,7 +432,12 @@ int main(int argc, char **argv)
 	rc = mfs_fs_init(&fs);
 	fs_ready = true;
 	if (rc < 0) {
-		fprintf(stderr, PROG ": %s: cannot build the tree: %s\n", cli.model, strerror(-rc));
+		if (rc == -EFBIG)
+			fprintf(stderr, PROG ": %s: the model has more than %u entries to show "
+			        "(the tree's limit)\n", cli.model, MFS_TREE_MAX_ENTRIES);
+		else
+			fprintf(stderr, PROG ": %s: cannot build the tree: %s\n", cli.model,
+			        strerror(-rc));
 		goto out;
 	}
 

@@ -56,6 +56,14 @@
 #define NONE 0u                          /* "no entry": index 0 is the root, never a child */
 #define MAX_ENTRIES (UINT32_MAX - 1u)
 
+/* The limit in force: MAX_ENTRIES but in tests (mfs_tree_test_limit). */
+static uint32_t max_entries = MAX_ENTRIES;
+
+void mfs_tree_test_limit(uint32_t max)
+{
+	max_entries = max && max < MAX_ENTRIES ? max : MAX_ENTRIES;
+}
+
 /* ---------------------------------------------------------------- pool */
 
 /*
@@ -211,7 +219,7 @@ static uint32_t add(struct build *b, uint32_t parent, const char *name, size_t l
 	struct mfs_tree *t = b->t;
 	if (b->err)
 		return NONE;
-	if (t->n >= MAX_ENTRIES) {
+	if (t->n >= max_entries) {
 		set_err(b, -EFBIG);
 		return NONE;
 	}

@@ -77,6 +77,16 @@ struct mfs_tree;
  */
 int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc);
 
+/*
+ * mfs_tree_test_limit() - for tests only: make later builds fail with
+ * -EFBIG past `max` entries instead of 2^32 - 2 (0 restores that).  Not
+ * thread-safe.
+ */
+void mfs_tree_test_limit(uint32_t max);
+
+/* The entry limit mount.modelfs(8) documents. */
+#define MFS_TREE_MAX_ENTRIES 4294967294u
+
 /* mfs_tree_destroy() - free the tree; accepts NULL. */
 void mfs_tree_destroy(struct mfs_tree *t);
 

@@ -21,16 +21,24 @@ tensor.  Limits covered (man page value; codec/internal.h name):
   100000000 bytes of safetensors header   ST_MAX_HEADER (declared length;
                                           refusal with a small sparse file,
                                           and a real header of exactly
-                                          100000000 bytes that mounts)
+                                          100000000 bytes that mounts); the
+                                          same for a *.safetensors.index.json
   256 MiB decoded from typed fields       MFS_MAX_DECODED (refusal only: 32
                                           MiB of packed int64 zeros decode to
                                           256 MiB + 8; below: 8 MiB decoded)
-and the staged-value limit of meta/props/ (codec/stage.h
-MFS_STAGE_MAX_VALUE, 64 KiB for key + value + 2, not in the man table): a
-write one byte over fails with EFBIG, one at the limit stages and commits.
+  64 KiB of a staged value                MFS_STAGE_MAX_VALUE (codec/stage.h;
+                                          meta/props/<key>: key + value + 2;
+                                          one byte over fails with EFBIG, at
+                                          the limit stages and commits)
+  64 MiB of metadata fields of one        MFS_MAX_SMALL_MSG (ModelProto.
+  message                                 metadata_props of 65000-byte values:
+                                          1033 refused, 1020 mount)
+  1 TiB of one staged object              MFS_STAGE_MAX_OBJECT (a one-byte
+                                          write ending at 1 TiB stages sparse;
+                                          one past it fails with EFBIG)
 
-Not covered (impractical with a small file): 64 MiB of metadata fields of one
-message, 4294967294 tree entries.
+The 4294967294 tree entries are hit by tests/unit/test_tree.c with the
+builder's limit lowered (a real tree that size needs hundreds of GiB).
 """
 import errno
 import os
@@ -277,6 +285,26 @@ def main():
     L.mounts("safetensors header of exactly 100000000 bytes", p, reads_w)
     os.unlink(p)
 
+    # --- *.safetensors.index.json (100000000 bytes): refused one byte over
+    # (sparse: the size is checked before anything is read), mounts at it
+    shard = L.path("model-00001-of-00001.safetensors")
+    hdr = b'{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+    with open(shard, "wb") as f:
+        f.write(len(hdr).to_bytes(8, "little") + hdr + b"\x07")
+    p = L.path("over.safetensors.index.json")
+    with open(p, "wb") as f:
+        f.write(b'{"weight_map":{}}')      # not a safetensors length: an index
+    os.truncate(p, 100000001)
+    L.refused("safetensors index of 100000001 bytes", p, ["100000001", "100000000"])
+    os.unlink(p)
+    p = L.path("at.safetensors.index.json")
+    body = b'{"metadata":{},"weight_map":{"w":"model-00001-of-00001.safetensors"}}'
+    with open(p, "wb") as f:
+        f.write(body + b" " * (100000000 - len(body)))
+    L.mounts("safetensors index of exactly 100000000 bytes", p, reads_w)
+    os.unlink(p)
+    os.unlink(shard)
+
     # --- staged value of a prop (key + value + 2 <= 64 KiB)
     p = L.save(model([u8("w", [1], b"\x07")]), "props.onnx")
     key = "k"
@@ -305,6 +333,61 @@ def main():
     props = {x.key: x.value for x in onnx.load(p).metadata_props}
     t.check("props: the 64 KiB value is in the committed model",
             props.get(key) == at.decode(), "props %s" % {k: len(v) for k, v in props.items()})
+
+    # --- metadata fields of one message (64 MiB): ModelProto.metadata_props
+    # of 65000-byte values (each under the 65536-byte string limit)
+    def props_model(n, name):
+        m = model([u8("w", [1], b"\x07")])
+        for i in range(n):
+            e = m.metadata_props.add()
+            e.key = "k%04d" % i
+            e.value = "%05d" % i + "x" * 64995
+        return L.save(m, name)
+    over = 64 * MiB // 65000 + 1          # 1033 entries: just over 64 MiB
+    p = props_model(over, "meta_over.onnx")
+    L.refused("metadata fields of one message over 64 MiB (%d props of 65000 bytes)" % over, p,
+              ["metadata", "64 MiB"])
+    os.unlink(p)
+    p = props_model(over - 13, "meta_at.onnx")
+
+    def props_check(mnt):
+        d = os.path.join(mnt, "meta", "props")
+        names = os.listdir(d)
+        v = open(os.path.join(d, "k%04d" % (over - 14)), "rb").read()
+        return (len(names) == over - 13 and v.startswith(b"%05d" % (over - 14)),
+                "shows %d props" % len(names))
+    L.mounts("metadata fields of one message just under 64 MiB (%d props)" % (over - 13), p,
+             props_check)
+    os.unlink(p)
+
+    # --- one staged object (a data file) is at most 1 TiB
+    p = L.save(model([u8("w", [1], b"\x07")]), "big_write.onnx")
+    before = sha256_file(p)
+    dm = Daemon(p, L.mnt)
+    try:
+        dp = os.path.join(L.mnt, "weights", "w", "data")
+        fd = os.open(dp, os.O_WRONLY)
+        try:
+            try:
+                os.pwrite(fd, b"\x01", (1 << 40) - 1)
+                t.eq("a write ending at 1 TiB stages (sparse): data is 1 TiB",
+                     1 << 40, os.stat(dp).st_size)
+            except OSError as e:
+                t.not_ok("a write ending at 1 TiB stages", e)
+            try:
+                os.pwrite(fd, b"\x01", 1 << 40)
+                t.not_ok("a write past 1 TiB: EFBIG", "accepted")
+            except OSError as e:
+                t.eq("a write past 1 TiB: EFBIG", "EFBIG", errno.errorcode.get(e.errno))
+        finally:
+            os.close(fd)
+        with open(os.path.join(L.mnt, ".modelfs", "abort"), "w") as f:
+            f.write("1\n")
+        t.eq("after abort data is 1 byte again", 1, os.stat(dp).st_size)
+    finally:
+        rc = dm.stop()
+    t.eq("staged object: daemon exits 0", 0, rc)
+    t.eq("staged object: model untouched", before, sha256_file(p))
     t.done()
 
 
