@@ -28,6 +28,16 @@
 #define MFS_IO_SIZE (1u << 20)
 
 /*
+ * The default max_read: 1 MiB less 16 KiB, so that a reply (its header and
+ * data from an unaligned file offset) fits in a pipe of the default
+ * pipe-max-size (1 MiB, 256 pages) and libfuse can splice it; a 1 MiB reply
+ * cannot, and falls back to pread into a fresh buffer and a copy (measured:
+ * first read through the mount 0.8-1.0 GB/s with 1 MiB, 1.9-2.2 GB/s with
+ * this).
+ */
+#define MFS_MAX_READ (MFS_IO_SIZE - (16u << 10))
+
+/*
  * Entries, attributes and pages that only the daemon can change may be
  * cached for a day: every change the daemon makes is either done through
  * the kernel (which updates its own caches) or followed by a precise
@@ -74,6 +84,7 @@ struct mfs_fs {
 	struct mfs_gen *gen;
 	struct mfs_itab *itab;
 	bool committing;                /* a commit runs: tensor bytes only through the txn */
+	bool no_opendir;                /* the kernel does without OPENDIR (ll_init) */
 	int unmount_rc;                 /* the commit at unmount (destroy): 0 or -errno */
 	uint64_t ctl_dir, ctl_status, ctl_commit, ctl_abort;    /* .modelfs/ inodes */
 	struct timespec last_edit;      /* mtime of the root model file while edits are staged */

@@ -151,7 +151,7 @@ static void usage(FILE *f)
 	        "                        accepted from mount(8) and fstab, and ignored\n"
 	        "\n"
 	        "See mount.modelfs(8).\n",
-	        MFS_IO_SIZE);
+	        MFS_MAX_READ);
 }
 
 static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -346,7 +346,7 @@ int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_args sargs = FUSE_ARGS_INIT(0, NULL);
-	struct cli cli = {.max_read = MFS_IO_SIZE};
+	struct cli cli = {.max_read = MFS_MAX_READ};
 	mfs_txn *txn = NULL;
 	struct mfs_fs fs = {0};
 	struct fuse_session *se = NULL;
