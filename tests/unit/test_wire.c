@@ -470,6 +470,41 @@ static void depth_limit(void **state)
 	free(vi.p);
 }
 
+/* A string field with a NUL is refused (protobuf-c would cut it there);
+ * the same bytes as `bytes` or as an unknown field are fine. */
+static void strings_with_nul(void **state)
+{
+	(void)state;
+	uint64_t off;
+	/* ValueInfoProto: name = 1 (string), doc_string = 3 (string). */
+	struct pb ok = {0}, bad = {0}, doc = {0}, unk = {0};
+	pb_str(&ok, 1, "plain");
+	assert_int_equal(mfs_wire_check(ok.p, ok.len, &onnx__value_info_proto__descriptor, 0, 64, &off),
+	                 MFS_WIRE_OK);
+	pb_bytes(&bad, 1, "n\0ul", 4);
+	assert_int_equal(mfs_wire_check(bad.p, bad.len, &onnx__value_info_proto__descriptor, 0, 64,
+	                                &off), MFS_WIRE_STRING_NUL);
+	assert_int_equal(off, 0);
+	pb_str(&doc, 1, "x");
+	pb_bytes(&doc, 3, "tail\0", 5);
+	assert_int_equal(mfs_wire_check(doc.p, doc.len, &onnx__value_info_proto__descriptor, 0, 64,
+	                                &off), MFS_WIRE_STRING_NUL);
+	assert_int_equal(off, 3);       /* the second field */
+	pb_bytes(&unk, 99, "n\0ul", 4);
+	assert_int_equal(mfs_wire_check(unk.p, unk.len, &onnx__value_info_proto__descriptor, 0, 64,
+	                                &off), MFS_WIRE_OK);
+	/* TensorProto.raw_data (9) is bytes: NULs are data. */
+	struct pb raw = {0};
+	pb_bytes(&raw, 9, "\0\0\0\0", 4);
+	assert_int_equal(mfs_wire_check(raw.p, raw.len, &onnx__tensor_proto__descriptor, 0, 64, &off),
+	                 MFS_WIRE_OK);
+	free(ok.p);
+	free(bad.p);
+	free(doc.p);
+	free(unk.p);
+	free(raw.p);
+}
+
 /* ------------------------------------------------------------ opening models */
 
 static void basic_model(void **state)
@@ -1613,6 +1648,7 @@ int main(void)
 		cmocka_unit_test(length_past_end),
 		cmocka_unit_test(field_iteration),
 		cmocka_unit_test(depth_limit),
+		cmocka_unit_test(strings_with_nul),
 		cmocka_unit_test(basic_model),
 		cmocka_unit_test(typed_int_fields),
 		cmocka_unit_test(typed_float_fields),
