@@ -15,4 +15,10 @@
  */
 uint32_t mfs_crc32(uint32_t crc, const void *buf, size_t len);
 
+/*
+ * mfs_crc32_table() - the same, always by table (slicing by 8), whatever the
+ * CPU offers: the reference mfs_crc32()'s faster way is tested against.
+ */
+uint32_t mfs_crc32_table(uint32_t crc, const void *buf, size_t len);
+
 #endif /* MODELFS_CODEC_CRC32_H */

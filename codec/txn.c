@@ -87,6 +87,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "modelfs/txn.h"
 
@@ -99,7 +102,7 @@
 #define KEY_IDX(k)      ((k) & ((1ull << KIND_SHIFT) - 1))
 #define KEY_KIND(k)     ((unsigned)((k) >> KIND_SHIFT))
 #define DEFAULT_INPLACE_MIN (64ull << 20)
-#define CMP_BUF         (1u << 20)
+#define CMP_BUF         (256u << 10)   /* compare buffer: one stage chunk; see REDO_BUF */
 #define RUN_GAP         64      /* differing runs closer than this are merged */
 
 enum key_kind { K_DATA = 0, K_DTYPE = 1, K_SHAPE = 2, K_META = 3, K_PROP = 4, K_SCRATCH = 5 };
@@ -576,12 +579,17 @@ static void plan_free(struct plan *p)
 	memset(p, 0, sizeof(*p));
 }
 
-/* Byte `at` differs: extend the last run if it is near, else start one. */
-static int add_run(struct mfs_run **runs, size_t *n, size_t *cap, uint64_t at)
+/*
+ * Bytes [at, at + len) differ, and `at` lies at or past the end of the last
+ * run: extend that run if the gap between them is at most RUN_GAP, else
+ * start a new one.  Adding a range is the same as adding each of its bytes
+ * in turn, since the bytes of a range are adjacent (no gap at all).
+ */
+static int add_run(struct mfs_run **runs, size_t *n, size_t *cap, uint64_t at, uint64_t len)
 {
 	struct mfs_run *last = *n ? &(*runs)[*n - 1] : NULL;
 	if (last && at - (last->off + last->len) <= RUN_GAP) {
-		last->len = at + 1 - last->off;
+		last->len = at + len - last->off;
 		return 0;
 	}
 	if (*n == *cap) {
@@ -592,8 +600,96 @@ static int add_run(struct mfs_run **runs, size_t *n, size_t *cap, uint64_t at)
 		*runs = nr;
 		*cap = nc;
 	}
-	(*runs)[(*n)++] = (struct mfs_run){at, 1};
+	(*runs)[(*n)++] = (struct mfs_run){at, len};
 	return 0;
+}
+
+/*
+ * Which bytes of a[0..64) and b[0..64) differ, as a 64-bit mask: bit i for
+ * byte i.
+ *
+ * HOW IT WORKS: with SSE2 (every x86-64), four 16-byte compares and their
+ * byte masks.  Elsewhere, eight bytes at a time: in the XOR of two words a
+ * byte is nonzero exactly where they differ; folding each byte's bits onto
+ * its lowest bit and multiplying by 0x0102040810204080 gathers those
+ * eight bits into the top byte, one per byte of memory (little-endian
+ * loads, so byte i of memory is bits 8i..8i+7).
+ */
+#ifdef __SSE2__
+static inline uint64_t block_mask(const uint8_t *a, const uint8_t *b)
+{
+	uint64_t m = 0;
+	for (int k = 0; k < 4; k++) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(a + 16 * k));
+		__m128i y = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * k));
+		unsigned eq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, y));
+		m |= (uint64_t)(~eq & 0xffffu) << (16 * k);
+	}
+	return m;
+}
+#else
+static inline uint64_t load_le64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
+}
+
+static inline uint64_t block_mask(const uint8_t *a, const uint8_t *b)
+{
+	uint64_t m = 0;
+	for (int j = 0; j < 64; j += 8) {
+		uint64_t x = load_le64(a + j) ^ load_le64(b + j);
+		x |= x >> 4;
+		x |= x >> 2;
+		x |= x >> 1;
+		x &= 0x0101010101010101ull;     /* bit 8i: byte i differs */
+		m |= ((x * 0x0102040810204080ull) >> 56) << j;
+	}
+	return m;
+}
+#endif
+
+static inline unsigned popcount64(uint64_t x)
+{
+	/* No popcnt instruction is assumed: the classic bit-slicing sum. */
+	x = x - ((x >> 1) & 0x5555555555555555ull);
+	x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (unsigned)((x * 0x0101010101010101ull) >> 56);
+}
+
+/*
+ * The differing bytes of a[0..len) and b[0..len) (len <= DIFF_BLOCK), which
+ * lie at `pos` in the tensor, added as runs; *diff counts them.
+ *
+ * A block's mask of differing bytes gives their count (its popcount), the
+ * first (trailing zeros) and the last (leading zeros).  Two differing bytes
+ * of one block are at most DIFF_BLOCK - 2 bytes apart, which is within
+ * RUN_GAP, so byte by byte they would all have joined one run: the block
+ * adds the single range from its first to its last differing byte.
+ */
+#define DIFF_BLOCK      64
+_Static_assert(DIFF_BLOCK - 2 <= RUN_GAP, "a block's differing bytes must form one run");
+
+static int diff_block(struct mfs_run **runs, size_t *n, size_t *cap, uint64_t *diff,
+                      const uint8_t *a, const uint8_t *b, size_t len, uint64_t pos)
+{
+	uint64_t m = 0;
+	if (len == DIFF_BLOCK) {
+		m = block_mask(a, b);
+	} else {
+		for (size_t j = 0; j < len; j++)        /* the tensor's last bytes */
+			m |= (uint64_t)(a[j] != b[j]) << j;
+	}
+	if (!m)
+		return 0;
+	unsigned first = (unsigned)__builtin_ctzll(m), last = 63u - (unsigned)__builtin_clzll(m);
+	*diff += popcount64(m);
+	return add_run(runs, n, cap, pos + first, last + 1 - first);
 }
 
 /*
@@ -633,17 +729,11 @@ static int diff_runs(struct mfs_txn *t, struct tstate *s, struct mfs_run **out, 
 				rc = -EIO;
 				goto out;
 			}
-			for (size_t i = 0; i < k; i += 64) {
-				size_t blk = k - i < 64 ? k - i : 64;
-				if (memcmp(b1 + i, b2 + i, blk) == 0)
-					continue;
-				for (size_t j = i; j < i + blk; j++) {
-					if (b1[j] == b2[j])
-						continue;
-					diff++;
-					if ((rc = add_run(&runs, &n, &cap, pos + j)) < 0)
-						goto out;
-				}
+			for (size_t i = 0; i < k; i += DIFF_BLOCK) {
+				size_t blk = k - i < DIFF_BLOCK ? k - i : DIFF_BLOCK;
+				if ((rc = diff_block(&runs, &n, &cap, &diff, b1 + i, b2 + i, blk,
+				                     pos + i)) < 0)
+					goto out;
 			}
 			pos += k;
 		}
@@ -1268,6 +1358,9 @@ void mfs_txn_close(mfs_txn *t)
 	pthread_mutex_destroy(&t->view_lock);
 	pthread_rwlock_destroy(&t->lock);
 	free(t);
+	/* Redo logs and journals of this session's commits may still be
+	 * queued for closing (commit.c, deferred close): none outlives it. */
+	mfs_close_drain();
 }
 
 const mfs_model *mfs_txn_model(mfs_txn *t)

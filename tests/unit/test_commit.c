@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -979,6 +980,189 @@ static void recovery_keeps_logs_it_cannot_apply(void **state)
 	unlinkat(dfd, REDO_NAME, 0);
 }
 
+/* ------------------------------------------------------------ damaged log */
+
+/* Descriptors of this process whose target contains `what`. */
+static int count_open(const char *what)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char link[300], target[512];
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
+		ssize_t k = readlink(link, target, sizeof(target) - 1);
+		if (k <= 0)
+			continue;
+		target[k] = '\0';
+		n += strstr(target, what) != NULL;
+	}
+	closedir(d);
+	return n;
+}
+
+/* An I/O table whose writes of patch data into the redo log land with one
+ * bit flipped: the log does not reach the disk as it was meant to. */
+static int damage_fd = -1;
+static unsigned n_damaged;
+
+static int damage_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	int fd = openat(dirfd, path, flags, mode);
+	if (fd >= 0 && strstr(path, ".modelfs-redo"))
+		damage_fd = fd;
+	return fd;
+}
+
+static ssize_t damage_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	if (fd != damage_fd || len <= 32 || off == 0)
+		return pwrite(fd, buf, len, off);      /* headers and trailer */
+	uint8_t *copy = malloc(len);
+	memcpy(copy, buf, len);
+	copy[len / 2] ^= 0x10;
+	n_damaged++;
+	ssize_t n = pwrite(fd, copy, len, off);
+	free(copy);
+	return n;
+}
+
+static const struct mfs_io damage_io = {.openat = damage_openat, .pwrite = damage_pwrite};
+
+/*
+ * A redo log whose data did not reach the file intact is caught when it is
+ * read back (P5), before the model is touched, however many buffers' worth
+ * of data it holds; past the mark it is kept as evidence, and recovery
+ * refuses to apply it.
+ */
+static void inplace_damaged_log_is_never_applied(void **state)
+{
+	(void)state;
+	/* Within one read-back buffer of commit.c (1 MiB), and over several. */
+	const size_t sizes[] = {sizeof(patch_a), 3u * MIB + 5};
+	uint8_t *big = malloc(3u * MIB + 5);
+	fill_random(big, 3u * MIB + 5);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		const char *name = i == 0 ? MODEL : "big.bin";
+		struct mfs_identity id = old_id;
+		if (i == 0) {
+			fill_random(patch_a, sizeof(patch_a));
+		} else {
+			int fd = openat(dfd, name, O_RDWR | O_CREAT | O_TRUNC, 0644);
+			assert_int_equal(ftruncate(fd, 20 * MIB), 0);       /* sparse zeros */
+			close(fd);
+			assert_int_equal(mfs_identity_at(&id, dfd, name), 0);
+		}
+		struct mfs_patch one = {MIB, {.kind = MFS_PIECE_BYTES, .len = sizes[i],
+		                              .buf = i == 0 ? patch_a : big}};
+		struct mfs_commit_report rep;
+		damage_fd = -1;
+		n_damaged = 0;
+		mfs_io_set(&damage_io);
+		int rc = mfs_commit_inplace(dfd, name, &id, &one, 1, &rep, errbuf, sizeof(errbuf));
+		mfs_io_set(NULL);
+		assert_true(n_damaged > 0);
+		assert_true(rc < 0);
+		assert_non_null(strstr(errbuf, "did not read back intact"));
+		assert_false(rep.installed);
+		/* The model was never written: every byte as before. */
+		if (i == 0) {
+			assert_int_equal(model_version(new_bytes, new_len), V_OLD);
+		} else {
+			int fd = openat(dfd, name, O_RDONLY);
+			uint8_t *got = malloc(20 * MIB);
+			assert_int_equal(pread(fd, got, 20 * MIB, 0), (ssize_t)(20 * MIB));
+			for (size_t k = 0; k < 20 * MIB; k++)
+				if (got[k])
+					fail_msg("byte %zu of the model was written", k);
+			close(fd);
+			free(got);
+		}
+		/* Past the mark the log stays, and recovery refuses to apply it. */
+		char redo[128];
+		snprintf(redo, sizeof(redo), ".%s.modelfs-redo", name);
+		assert_int_equal(count_side(redo), 1);
+		assert_int_equal(mfs_commit_recover(dfd, name, &rep, errbuf, sizeof(errbuf)),
+		                 -EUCLEAN);
+		assert_non_null(strstr(errbuf, "damaged"));
+		assert_int_equal(count_side(redo), 1);
+		unlinkat(dfd, redo, 0);
+		mfs_close_drain();
+		assert_int_equal(count_open(".modelfs-redo"), 0);
+		if (i == 1)
+			unlinkat(dfd, name, 0);
+	}
+	free(big);
+}
+
+/* ------------------------------------------------------------ deferred close */
+
+/* The dropped redo log's descriptor is closed off the commit's path, and
+ * none is left open once the queue is drained. */
+static void inplace_log_descriptor_closed_later(void **state)
+{
+	(void)state;
+	fill_random(patch_a, sizeof(patch_a));
+	uint8_t *want = patched_bytes();
+	int before = count_open("");
+	for (int i = 0; i < 20; i++) {
+		struct mfs_commit_report rep;
+		reset_model(0644);
+		assert_int_equal(inplace_std(&rep), 0);
+		assert_int_equal(model_version(want, old_len), V_NEW);
+		assert_int_equal(count_side(REDO_NAME), 0);
+	}
+	mfs_close_drain();
+	assert_int_equal(count_open(".modelfs-redo"), 0);
+	assert_int_equal(count_open(""), before);
+	free(want);
+}
+
+static void *close_later_many(void *arg)
+{
+	int *fds = arg;
+	for (int i = 0; i < 64; i++)
+		mfs_close_later(fds[i]);
+	return NULL;
+}
+
+/* mfs_close_later() from many threads at once loses no descriptor, and
+ * mfs_close_drain() returns only when every one of them is closed. */
+static void close_later_closes_everything(void **state)
+{
+	(void)state;
+	enum { T = 4, N = 64 };
+	static int fds[T][N];
+	int before = count_open("");
+	for (int round = 0; round < 5; round++) {
+		for (int t = 0; t < T; t++)
+			for (int i = 0; i < N; i++) {
+				char name[64];
+				snprintf(name, sizeof(name), "f-%d-%d", t, i);
+				fds[t][i] = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL, 0600);
+				assert_true(fds[t][i] >= 0);
+				assert_int_equal(write(fds[t][i], old_bytes, 64 << 10), 64 << 10);
+				assert_int_equal(unlinkat(dfd, name, 0), 0);
+			}
+		pthread_t th[T];
+		for (int t = 0; t < T; t++)
+			assert_int_equal(pthread_create(&th[t], NULL, close_later_many, fds[t]), 0);
+		for (int t = 0; t < T; t++)
+			pthread_join(th[t], NULL);
+		if (round % 2)
+			usleep(2000);   /* let the helper have some of them */
+		mfs_close_drain();
+		assert_int_equal(count_open(""), before);
+		for (int t = 0; t < T; t++)
+			for (int i = 0; i < N; i++)
+				assert_int_equal(fcntl(fds[t][i], F_GETFD), -1);
+	}
+	mfs_close_later(-1);    /* ignored */
+	mfs_close_drain();
+	assert_int_equal(count_open(""), before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -999,6 +1183,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(every_inplace_call_can_fail, setup, teardown),
 		cmocka_unit_test_setup_teardown(inplace_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(recovery_keeps_logs_it_cannot_apply, setup, teardown),
+		cmocka_unit_test_setup_teardown(inplace_damaged_log_is_never_applied, setup, teardown),
+		cmocka_unit_test_setup_teardown(inplace_log_descriptor_closed_later, setup, teardown),
+		cmocka_unit_test_setup_teardown(close_later_closes_everything, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

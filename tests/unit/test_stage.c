@@ -698,6 +698,75 @@ static void compaction_keeps_content(void **state)
 	free(buf);
 }
 
+/* Descriptors of this process whose target contains `what` ("" = all). */
+static int count_open(const char *what)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char link[300], target[512];
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
+		ssize_t k = readlink(link, target, sizeof(target) - 1);
+		if (k <= 0)
+			continue;
+		target[k] = '\0';
+		n += strstr(target, what) != NULL;
+	}
+	closedir(d);
+	return n;
+}
+
+static bool keep_key_10(uint64_t key, void *arg)
+{
+	(void)arg;
+	return key == 10;
+}
+
+/*
+ * A journal that loses its name (reset after a commit, reset keeping some
+ * objects, compaction) is closed off the caller's path (mfs_close_later());
+ * the next journal is a fresh file, and once the stage is closed no
+ * descriptor of any of them is left.
+ */
+static void dropped_journals_leave_no_descriptor(void **state)
+{
+	(void)state;
+	int before = count_open("");
+	struct membase base = {malloc(4 * CS), 4 * CS, 0};
+	fill_random(base.p, base.len);
+	uint8_t *buf = malloc(2 * CS);
+	struct mfs_stage_opts opts = {.compact_min = 256u << 10};
+	struct mfs_stage *st = open_stage(&opts, NULL);
+	for (int round = 0; round < 30; round++) {
+		assert_int_equal(mfs_stage_bind(st, 9, base.len, mem_read, &base), 0);
+		for (int w = 0; w < 4; w++) {   /* rewrites: compactions */
+			fill_random(buf, 2 * CS);
+			assert_int_equal(mfs_stage_write(st, 9, buf, 2 * CS, CS), (ssize_t)(2 * CS));
+			assert_int_equal(mfs_stage_sync(st), 0);
+		}
+		assert_true(exists(jname()));
+		if (round % 3 == 2) {
+			assert_int_equal(mfs_stage_set_value(st, 10, "kept", 4), 0);
+			assert_int_equal(mfs_stage_reset_keep(st, &model_id, keep_key_10, NULL), 0);
+			assert_true(mfs_stage_is_staged(st, 10));
+			assert_int_equal(mfs_stage_drop(st, 10), 0);
+		} else {
+			assert_int_equal(mfs_stage_reset(st, &model_id), 0);
+			assert_false(exists(jname()));
+		}
+	}
+	struct mfs_stage_stat ss;
+	mfs_stage_stat(&ss, st);
+	assert_true(ss.n_compactions > 0);
+	assert_int_equal(mfs_stage_close(st), 0);
+	assert_int_equal(count_open(".modelfs-journal"), 0);
+	assert_int_equal(count_open(""), before);
+	free(base.p);
+	free(buf);
+}
+
 /* ------------------------------------------------------------ I/O errors */
 
 /* A full disk while flushing a chunk fails the call that flushed, loses
@@ -1036,6 +1105,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(clear_record_replays, setup, teardown),
 		cmocka_unit_test_setup_teardown(small_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(compaction_keeps_content, setup, teardown),
+		cmocka_unit_test_setup_teardown(dropped_journals_leave_no_descriptor, setup, teardown),
 		cmocka_unit_test_setup_teardown(journal_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(every_journal_call_can_fail, setup, teardown),
 		cmocka_unit_test_setup_teardown(threads_share_a_stage, setup, teardown),

@@ -1318,10 +1318,12 @@ static void every_commit_call_can_fail(void **state)
 
 /* ------------------------------------------------------------ (h) in place */
 
-static void big_model_inplace(void **state)
+/*
+ * An ONNX model with one float tensor "big" of `n` bytes (n a multiple of 4,
+ * the float element i being (i % 1000) * 0.001) at `path`.
+ */
+static void write_one_tensor_model(const char *path, uint64_t n)
 {
-	(void)state;
-	const uint64_t n = 64ull << 20;
 	uint8_t head[128];
 	size_t h = 0;
 	/* ModelProto: ir_version 8, graph { name, initializer big }, opset 13 */
@@ -1352,19 +1354,28 @@ static void big_model_inplace(void **state)
 	memcpy(head + h, tensor_hdr, th);
 	h += th;
 	uint8_t tail[8] = {0x42, 2, 0x10, 13};
-	int fd = open(model, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, head, h), (ssize_t)h);
 	uint8_t *chunk = malloc(1 << 20);
 	for (uint64_t off = 0; off < n; off += 1 << 20) {
-		for (size_t i = 0; i < 1 << 20; i += 4) {
+		size_t k = n - off < 1 << 20 ? (size_t)(n - off) : 1 << 20;
+		for (size_t i = 0; i < k; i += 4) {
 			float v = (float)((off + i) / 4 % 1000) * 0.001f;
 			memcpy(chunk + i, &v, 4);
 		}
-		assert_int_equal(write(fd, chunk, 1 << 20), 1 << 20);
+		assert_int_equal(write(fd, chunk, k), (ssize_t)k);
 	}
 	assert_int_equal(write(fd, tail, 4), 4);
 	close(fd);
+	free(chunk);
+}
+
+static void big_model_inplace(void **state)
+{
+	(void)state;
+	const uint64_t n = 64ull << 20;
+	write_one_tensor_model(model, n);
 
 	mfs_txn *t = open_txn(model, NULL, NULL);
 	const struct mfs_tensor *x = find_tensor(mfs_txn_desc(t), "big");
@@ -1394,8 +1405,216 @@ static void big_model_inplace(void **state)
 	memcpy(&v, back, 4);
 	assert_true(v == (float)((at - 4) / 4 % 1000) * 0.001f);
 	mfs_txn_close(t);
-	free(chunk);
 	assert_int_equal(count_others("model.onnx"), 0);
+}
+
+/* ------------------------------------------------------------ diff runs */
+
+struct xrun {
+	uint64_t off, len;
+};
+
+/*
+ * What a commit must patch when `now` replaces `old`: every differing byte,
+ * and runs merged across gaps of at most 64 equal bytes (txn.c RUN_GAP),
+ * worked out a byte at a time, the obvious way.  Returns the run count.
+ */
+static size_t expected_runs(struct xrun *out, const uint8_t *old, const uint8_t *now, size_t n,
+                            uint64_t *diff)
+{
+	size_t k = 0;
+	*diff = 0;
+	for (size_t j = 0; j < n; j++) {
+		if (old[j] == now[j])
+			continue;
+		++*diff;
+		if (k && j - (out[k - 1].off + out[k - 1].len) <= 64)
+			out[k - 1].len = j + 1 - out[k - 1].off;
+		else
+			out[k++] = (struct xrun){j, 1};
+	}
+	return k;
+}
+
+/* The model's byte ranges an in-place commit patched, from the I/O log:
+ * the pwrites to the model, contiguous ones joined (a run longer than the
+ * commit's buffer is written in pieces; two runs never touch). */
+static size_t patched_runs(struct xrun *out, size_t cap, uint64_t base)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < fio_log_len(); i++) {
+		const struct fio_call *c = fio_log_at(i);
+		if (c->kind != FIO_PWRITE || strcmp(c->name, "model.onnx") != 0 || c->ret <= 0)
+			continue;
+		assert_true(c->off >= base);
+		uint64_t off = c->off - base, len = (uint64_t)c->ret;
+		if (k && out[k - 1].off + out[k - 1].len == off) {
+			out[k - 1].len += len;
+			continue;
+		}
+		assert_true(k < cap);
+		out[k++] = (struct xrun){off, len};
+	}
+	return k;
+}
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	/* xorshift64*: deterministic, so a failure repeats. */
+	rnd_state ^= rnd_state >> 12;
+	rnd_state ^= rnd_state << 25;
+	rnd_state ^= rnd_state >> 27;
+	return rnd_state * 0x2545f4914f6cdd1dull;
+}
+
+/* Flip one bit of byte p, a different bit each time, so every bit position
+ * of a word has to count as a difference. */
+static void flip(uint8_t *buf, size_t p)
+{
+	static unsigned bit;
+	buf[p] ^= (uint8_t)(1u << (bit++ % 8));
+}
+
+#define DR_ROUNDS 7
+
+/*
+ * Round r's edit of `now` (a copy of the tensor's bytes, n of them):
+ * isolated bytes at the first and last byte of words, blocks and compare
+ * buffers, gaps just under, at and over the merge distance, bursts and a
+ * fully different stretch.  *lo, *hi: the span to write through the txn (the
+ * rest of the tensor is not written, so only the chunks it touches are
+ * compared).
+ */
+static void diff_round(int r, uint8_t *now, size_t n, size_t *lo, size_t *hi)
+{
+	static const size_t gaps[] = {64, 65, 63, 0, 1, 6, 7, 8, 9, 56, 57, 62, 66, 127, 128,
+	                              129, 64, 64, 65, 65, 0, 0, 200, 63, 64, 65};
+	*lo = 0;
+	*hi = n;
+	switch (r) {
+	case 0: {
+		/* A walk of single bytes, each `gap` equal bytes after the last. */
+		size_t p = 0;
+		for (int rep = 0; rep < 40; rep++)
+			for (size_t g = 0; g < sizeof(gaps) / sizeof(gaps[0]) && p < n; g++) {
+				flip(now, p);
+				p += gaps[g] + 1;
+			}
+		break;
+	}
+	case 1: {
+		/* The edges: first and last byte of the tensor, of 8-byte words,
+		 * of 64-byte blocks, of the 1 MiB compare buffers, of 256 KiB
+		 * chunks; each alone, far from the others. */
+		const size_t at[] = {0, 7 + 4096, 8 + 8192, 63 + 12288, 64 + 16384, 65 + 20480,
+		                     (256u << 10) - 1, 256u << 10, (1u << 20) - 1, 1u << 20,
+		                     (1u << 20) + 4095, (2u << 20) - 1, (2u << 20) + 64,
+		                     n - 65, n - 1};
+		for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++)
+			flip(now, at[i]);
+		break;
+	}
+	case 2:
+		/* Joined across the compare buffer boundary: gaps of 64 around
+		 * it, then 65 (split) around the chunk boundary. */
+		flip(now, (1u << 20) - 65);
+		flip(now, (1u << 20));
+		flip(now, (1u << 20) + 65);
+		flip(now, (768u << 10) - 66);
+		flip(now, (768u << 10));
+		break;
+	case 3:
+		/* A fully different stretch with ragged ends, then bursts. */
+		for (size_t p = 100003; p < 100003 + 300001; p++)
+			now[p] = (uint8_t)~now[p];
+		for (size_t p = 500000; p < 510000; p += 1 + rnd() % 70)
+			for (size_t q = p, e = p + rnd() % 9; q < e; q++)
+				flip(now, q);
+		break;
+	case 4:
+		/* Random isolated bytes with gaps near the merge distance (over
+		 * 96 KiB: the I/O log holds 8192 calls, three per run). */
+		for (size_t p = 700000 + rnd() % 50; p < 700000 + (96u << 10);
+		     p += 1 + 60 + rnd() % 9)
+			flip(now, p);
+		break;
+	case 5:
+		/* Only two small spans are written: two extents, not the
+		 * whole tensor.  The tail block is short (n % 64 = 44). */
+		*lo = (1u << 20) - 70;
+		*hi = n;
+		flip(now, *lo + 3);
+		flip(now, *lo + 69);
+		flip(now, n - 44);
+		flip(now, n - 5);
+		flip(now, n - 4);
+		break;
+	case 6:
+		/* Written, but the same bytes: nothing to patch... except one. */
+		*lo = 12345;
+		*hi = 12345 + 70000;
+		flip(now, 12345 + 69999);
+		break;
+	}
+}
+
+/* The runs an in-place commit patches are exactly the differing bytes,
+ * merged across gaps of up to 64 (commit planning in txn.c). */
+static void diff_runs_exact(void **state)
+{
+	(void)state;
+	/* Over two compare buffers, ending in a short block and a short word. */
+	const size_t n = (2u << 20) + 4096 + 44;
+	write_one_tensor_model(model, n);
+	struct mfs_txn_opts opts = {.mode = MFS_COMMIT_INPLACE};
+	uint8_t *old = malloc(n), *now = malloc(n);
+	struct xrun *want = malloc(n / 2 * sizeof(*want)), *got = malloc(4096 * sizeof(*got));
+	mfs_txn *t = open_txn(model, &opts, NULL);
+	const struct mfs_tensor *x = find_tensor(mfs_txn_desc(t), "big");
+	assert_non_null(x);
+	assert_int_equal(x->nbytes, n);
+	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), x, old, n, 0), (ssize_t)n);
+	for (int r = 0; r < DR_ROUNDS; r++) {
+		size_t lo, hi;
+		uint64_t diff;
+		memcpy(now, old, n);
+		diff_round(r, now, n, &lo, &hi);
+		size_t n_want = expected_runs(want, old, now, n, &diff);
+		assert_true(n_want > 0);
+		assert_int_equal(mfs_txn_tensor_write(t, x, now + lo, hi - lo, lo),
+		                 (ssize_t)(hi - lo));
+		struct mfs_txn_result res;
+		fio_install();
+		int rc = commit(t, &res);
+		fio_uninstall();
+		assert_int_equal(rc, 0);
+		assert_string_equal(res.path, "inplace");
+		assert_int_equal(res.bytes_edited, diff);
+		size_t n_got = patched_runs(got, 4096, x->off);
+		if (n_got != n_want)
+			fprintf(stderr, "round %d: %zu runs patched, %zu expected\n", r, n_got, n_want);
+		assert_int_equal(n_got, n_want);
+		for (size_t i = 0; i < n_want; i++) {
+			if (got[i].off != want[i].off || got[i].len != want[i].len)
+				fprintf(stderr, "round %d run %zu: patched %" PRIu64 "+%" PRIu64 ", "
+				        "expected %" PRIu64 "+%" PRIu64 "\n", r, i, got[i].off,
+				        got[i].len, want[i].off, want[i].len);
+			assert_int_equal(got[i].off, want[i].off);
+			assert_int_equal(got[i].len, want[i].len);
+		}
+		/* And the model has the new bytes. */
+		x = find_tensor(mfs_txn_desc(t), "big");
+		assert_int_equal(mfs_tensor_read(mfs_txn_model(t), x, old, n, 0), (ssize_t)n);
+		assert_memory_equal(old, now, n);
+	}
+	mfs_txn_close(t);
+	assert_int_equal(count_others("model.onnx"), 0);
+	free(old);
+	free(now);
+	free(want);
+	free(got);
 }
 
 /* Readers on every thread while edits and commits go on (invariant 6). */
@@ -1524,6 +1743,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(dead_daemon_edits_come_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(every_commit_call_can_fail, setup, teardown),
 		cmocka_unit_test_setup_teardown(big_model_inplace, setup, teardown),
+		cmocka_unit_test_setup_teardown(diff_runs_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(changed_model_is_not_overwritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(readers_during_commits, setup, teardown),
