@@ -57,9 +57,7 @@
  *                 logged (and, live, still `expect`); pwrite every patch
  *                 from the log.
  *   P7  SYNC      fsync(model), fstat for the new identity, close(model).
- *   P8  DROP      unlinkat(log); fsync(directory); close(rfd), handed to
- *                 mfs_close_later() once the name is gone (the close of an
- *                 unlinked file frees its blocks, which takes time).
+ *   P8  DROP      unlinkat(log); fsync(directory); close(rfd).
  *   FAIL          unlinkat(log); close(rfd): the model was never touched.
  *
  * INVARIANTS
@@ -100,11 +98,6 @@
  *     a hot journal").  Recovery runs at mount before anything else opens
  *     the model, which narrows the window; per-block pre-image checksums
  *     would close it but need care with blocks torn by a power cut.
- * 12. A log's descriptor is closed late (mfs_close_later(), off the
- *     commit's path) only once the log has no name: then its flock guards
- *     nothing and its blocks belong to no one.  A log that keeps its name
- *     (its unlink failed, or recovery needs it) is closed at once, so that
- *     recovery can lock it.
  *
  * REDO LOG FORMAT (".<model>.modelfs-redo"; integers little-endian)
  *
@@ -140,8 +133,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -646,18 +637,13 @@ out:
 	return rc;
 }
 
-/*
- * P8 DROP: the model is complete and synced; the log may go.  Returns
- * whether its name is gone, so that its descriptor may be closed later.
- */
-static bool redo_drop(struct redo *r)
+/* P8 DROP: the model is complete and synced; the log may go. */
+static void redo_drop(struct redo *r)
 {
 	/* If either call fails the log stays, and recovery applies it again:
 	 * harmless (invariant 9), so the commit still counts as done. */
-	if (mfs_io->unlinkat(r->dirfd, r->path, 0) < 0)
-		return false;
-	mfs_fsync_dir(r->dirfd);
-	return true;
+	if (mfs_io->unlinkat(r->dirfd, r->path, 0) == 0)
+		mfs_fsync_dir(r->dirfd);
 }
 
 static int redo_init(struct redo *r, int dirfd, const char *name)
@@ -832,15 +818,8 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
 		goto out;
 	rep->installed = true;
 
-	/* P8 DROP.  Closing the last descriptor of an unlinked file is when
-	 * the file system frees its blocks, milliseconds for a log of
-	 * megabytes: done off this path once the name is gone.  (While the
-	 * name exists the descriptor's flock tells recovery that the log is
-	 * live, so then it is closed at once.) */
-	if (redo_drop(&r)) {
-		mfs_close_later(r.rfd);
-		r.rfd = -1;
-	}
+	/* P8 DROP */
+	redo_drop(&r);
 	created = false;
 out:
 	if (marked && rc < 0) {
@@ -905,7 +884,7 @@ int mfs_commit_recover(int dirfd, const char *name, struct mfs_commit_report *re
 	if ((rc = redo_apply(&r, NULL, rep, err, errlen)) < 0)
 		goto out;
 	rep->installed = rep->recovered = true;
-	redo_drop(&r);          /* at mount: closed below, at once */
+	redo_drop(&r);
 	mfs_errf(err, errlen, 0, name, "finished an interrupted in-place commit from %s "
 	         "(%llu bytes)", r.path, (unsigned long long)r.data_bytes);
 out:
@@ -913,116 +892,6 @@ out:
 		mfs_io->close(r.rfd);
 	free(r.buf);
 	return rc;
-}
-
-/* ------------------------------------------------------------ deferred close */
-
-/*
- * Descriptors closed off the caller's path.  The last close of an unlinked
- * file is where the file system frees its blocks: 1–2 ms for a redo log or
- * journal of a few MiB on ext4, more on a busy disk, and all of it inside a
- * commit if done there.  mfs_close_later() queues the descriptor and makes
- * sure a helper thread is running; the helper closes the queue empty and
- * exits.  mfs_close_drain() closes what is still queued itself and waits
- * for a close in progress, so that whoever tears down (mfs_stage_close(),
- * mfs_txn_close()) leaves no descriptor behind.
- *
- * These closes call close(2), not mfs_io: they happen on another thread at
- * no fixed point, so they cannot be numbered calls that a test fails in
- * order (tests/unit/faultio.h), and nothing depends on them: the file has no
- * name any more and its content is not wanted.  Only descriptors of
- * unlinked files come here; one whose flock still means something (a file
- * that kept its name) is closed at once by its owner.
- */
-static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t idle;
-	int *fds;
-	size_t n, cap;
-	bool running;           /* a helper thread is draining the queue */
-	unsigned busy;          /* closes in progress outside the lock */
-} closer = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, false, 0};
-
-/* Pop one queued descriptor and close it, the lock dropped meanwhile.
- * Called with the lock held; returns false when the queue is empty. */
-static bool close_one(void)
-{
-	if (!closer.n)
-		return false;
-	int fd = closer.fds[--closer.n];
-	closer.busy++;
-	pthread_mutex_unlock(&closer.lock);
-	close(fd);
-	pthread_mutex_lock(&closer.lock);
-	if (--closer.busy == 0 && !closer.n)
-		pthread_cond_broadcast(&closer.idle);
-	return true;
-}
-
-static void *closer_main(void *arg)
-{
-	(void)arg;
-	pthread_mutex_lock(&closer.lock);
-	while (close_one())
-		;
-	closer.running = false;
-	pthread_mutex_unlock(&closer.lock);
-	return NULL;
-}
-
-void mfs_close_later(int fd)
-{
-	if (fd < 0)
-		return;
-	pthread_mutex_lock(&closer.lock);
-	if (closer.n == closer.cap) {
-		size_t nc = closer.cap ? closer.cap * 2 : 8;
-		int *nf = reallocarray(closer.fds, nc, sizeof(*nf));
-		if (!nf) {
-			pthread_mutex_unlock(&closer.lock);
-			close(fd);      /* no room: slow, but not lost */
-			return;
-		}
-		closer.fds = nf;
-		closer.cap = nc;
-	}
-	closer.fds[closer.n++] = fd;
-	if (!closer.running) {
-		/* Detached, and with every signal blocked: signals are for the
-		 * threads that serve requests. */
-		pthread_t tid;
-		pthread_attr_t attr;
-		sigset_t all, old;
-		sigfillset(&all);
-		bool started = pthread_attr_init(&attr) == 0;
-		if (started) {
-			pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-			pthread_sigmask(SIG_SETMASK, &all, &old);
-			started = pthread_create(&tid, &attr, closer_main, NULL) == 0;
-			pthread_sigmask(SIG_SETMASK, &old, NULL);
-			pthread_attr_destroy(&attr);
-		}
-		closer.running = started;
-		if (!started)           /* no thread: close here, as before */
-			while (close_one())
-				;
-	}
-	pthread_mutex_unlock(&closer.lock);
-}
-
-void mfs_close_drain(void)
-{
-	pthread_mutex_lock(&closer.lock);
-	while (close_one())
-		;
-	while (closer.busy)
-		pthread_cond_wait(&closer.idle, &closer.lock);
-	if (!closer.running) {
-		free(closer.fds);
-		closer.fds = NULL;
-		closer.cap = 0;
-	}
-	pthread_mutex_unlock(&closer.lock);
 }
 
 /* ------------------------------------------------------------ gc */

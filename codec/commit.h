@@ -11,9 +11,8 @@
  * and mfs_commit_gc()) has run.
  *
  * All file access goes through mfs_io (codec/internal.h).  The functions
- * keep no global state but the queue of mfs_close_later(); two commits of
- * different models may run at once, two of one model must not (the caller
- * serializes them).
+ * keep no global state; two commits of different models may run at once,
+ * two of one model must not (the caller serializes them).
  */
 #ifndef MODELFS_CODEC_COMMIT_H
 #define MODELFS_CODEC_COMMIT_H
@@ -130,25 +129,5 @@ int mfs_commit_recover(int dirfd, const char *name, struct mfs_commit_report *re
  * Returns how many were removed, or -errno.
  */
 int mfs_commit_gc(int dirfd, const char *name);
-
-/*
- * mfs_close_later() - close `fd` soon, on a helper thread, instead of now.
- * For the descriptor of a file that is already unlinked (a dropped redo log
- * or journal), whose close frees its blocks and may take milliseconds.  The
- * descriptor is the helper's from this call on: never use it again.  Never
- * pass a descriptor whose flock must be released at once.  If no thread can
- * be started, the descriptor is closed before the call returns.
- * Thread-safe.  A process must not fork while closes are pending (modelfs
- * forks only at start, before any commit).
- */
-void mfs_close_later(int fd);
-
-/*
- * mfs_close_drain() - close every descriptor still queued by
- * mfs_close_later() and wait for a close in progress; afterwards none of
- * them is open.  Called by mfs_stage_close() and mfs_txn_close(), so that
- * nothing outlives its owner.  Thread-safe.
- */
-void mfs_close_drain(void);
 
 #endif /* MODELFS_CODEC_COMMIT_H */

@@ -66,9 +66,7 @@
  *     (fsyncgate, reliability.md §1.5): the stage is `failed` until a clear
  *     or reset discards the journal.
  *  7. The journal is flock()ed by its one writer for as long as it is open,
- *     so two daemons never interleave records.  A journal that has lost its
- *     name (reset, compaction) is closed later, off the caller's path
- *     (mfs_close_later()): its lock then guards nothing.
+ *     so two daemons never interleave records.
  *
  * JOURNAL FORMAT (all integers little-endian)
  *
@@ -132,7 +130,6 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "commit.h"
 #include "crc32.h"
 #include "stage.h"
 
@@ -793,7 +790,7 @@ static int compact(struct mfs_stage *st)
 	 * the directory fsync fails (then a crash may bring back the old one,
 	 * which replays to the same state). */
 	mfs_fsync_dir(st->dirfd);
-	mfs_close_later(st->jfd);       /* unlinked by the rename: see forget_journal() */
+	mfs_io->close(st->jfd);
 	st->jfd = nfd;
 	nfd = -1;
 	k = 0;
@@ -1240,8 +1237,6 @@ int mfs_stage_close(struct mfs_stage *st)
 	ZSTD_freeDCtx(st->dctx);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
-	/* Journals this stage dropped may still be queued for closing. */
-	mfs_close_drain();
 	return rc;
 }
 
@@ -1490,21 +1485,13 @@ static void unstage_all(struct mfs_stage *st)
 	}
 }
 
-/*
- * Close and remove the journal; the next change starts a fresh one.  Once
- * its name is gone the close, which frees the file's blocks and takes
- * milliseconds for a big journal, is left to mfs_close_later(): this runs
- * inside a commit.  (If the unlink failed the journal keeps its name, and
- * its flock must go now: closed at once.)
- */
+/* Close and remove the journal; the next change starts a fresh one. */
 static void forget_journal(struct mfs_stage *st)
 {
 	if (st->jfd < 0)
 		return;
-	if (mfs_io->unlinkat(st->dirfd, st->jname, 0) == 0)
-		mfs_close_later(st->jfd);
-	else
-		mfs_io->close(st->jfd);
+	mfs_io->unlinkat(st->dirfd, st->jname, 0);
+	mfs_io->close(st->jfd);
 	st->jfd = -1;
 	st->jend = st->live = 0;
 	st->failed = 0;

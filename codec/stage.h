@@ -107,11 +107,9 @@ int mfs_stage_open(struct mfs_stage **out, int dirfd, const char *model_name,
 /*
  * mfs_stage_close() - write out dirty chunks, sync, and free the stage.  The
  * journal stays on disk while anything is staged (it is recovered at the
- * next open) and is removed when nothing is.  Journals dropped earlier
- * whose descriptors were left to mfs_close_later() are closed before it
- * returns (mfs_close_drain()).  Accepts NULL.  Returns 0 or the first error
- * of the final flush (the staged changes written before it are still in
- * the journal).
+ * next open) and is removed when nothing is.  Accepts NULL.  Returns 0 or
+ * the first error of the final flush (the staged changes written before it
+ * are still in the journal).
  */
 int mfs_stage_close(struct mfs_stage *st);
 
@@ -220,8 +218,7 @@ int mfs_stage_sync(struct mfs_stage *st);
 /*
  * mfs_stage_reset() - after a commit: forget everything staged, remove the
  * journal and adopt the model's new identity `id`.  Bindings are dropped too
- * (the model's layout may have changed).  The removed journal's descriptor
- * is closed by mfs_close_later() (commit.h), off the caller's path.
+ * (the model's layout may have changed).
  */
 int mfs_stage_reset(struct mfs_stage *st, const struct mfs_identity *id);
 

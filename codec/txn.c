@@ -1358,9 +1358,6 @@ void mfs_txn_close(mfs_txn *t)
 	pthread_mutex_destroy(&t->view_lock);
 	pthread_rwlock_destroy(&t->lock);
 	free(t);
-	/* Redo logs and journals of this session's commits may still be
-	 * queued for closing (commit.c, deferred close): none outlives it. */
-	mfs_close_drain();
 }
 
 const mfs_model *mfs_txn_model(mfs_txn *t)

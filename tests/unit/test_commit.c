@@ -18,7 +18,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1088,79 +1087,11 @@ static void inplace_damaged_log_is_never_applied(void **state)
 		assert_non_null(strstr(errbuf, "damaged"));
 		assert_int_equal(count_side(redo), 1);
 		unlinkat(dfd, redo, 0);
-		mfs_close_drain();
 		assert_int_equal(count_open(".modelfs-redo"), 0);
 		if (i == 1)
 			unlinkat(dfd, name, 0);
 	}
 	free(big);
-}
-
-/* ------------------------------------------------------------ deferred close */
-
-/* The dropped redo log's descriptor is closed off the commit's path, and
- * none is left open once the queue is drained. */
-static void inplace_log_descriptor_closed_later(void **state)
-{
-	(void)state;
-	fill_random(patch_a, sizeof(patch_a));
-	uint8_t *want = patched_bytes();
-	int before = count_open("");
-	for (int i = 0; i < 20; i++) {
-		struct mfs_commit_report rep;
-		reset_model(0644);
-		assert_int_equal(inplace_std(&rep), 0);
-		assert_int_equal(model_version(want, old_len), V_NEW);
-		assert_int_equal(count_side(REDO_NAME), 0);
-	}
-	mfs_close_drain();
-	assert_int_equal(count_open(".modelfs-redo"), 0);
-	assert_int_equal(count_open(""), before);
-	free(want);
-}
-
-static void *close_later_many(void *arg)
-{
-	int *fds = arg;
-	for (int i = 0; i < 64; i++)
-		mfs_close_later(fds[i]);
-	return NULL;
-}
-
-/* mfs_close_later() from many threads at once loses no descriptor, and
- * mfs_close_drain() returns only when every one of them is closed. */
-static void close_later_closes_everything(void **state)
-{
-	(void)state;
-	enum { T = 4, N = 64 };
-	static int fds[T][N];
-	int before = count_open("");
-	for (int round = 0; round < 5; round++) {
-		for (int t = 0; t < T; t++)
-			for (int i = 0; i < N; i++) {
-				char name[64];
-				snprintf(name, sizeof(name), "f-%d-%d", t, i);
-				fds[t][i] = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL, 0600);
-				assert_true(fds[t][i] >= 0);
-				assert_int_equal(write(fds[t][i], old_bytes, 64 << 10), 64 << 10);
-				assert_int_equal(unlinkat(dfd, name, 0), 0);
-			}
-		pthread_t th[T];
-		for (int t = 0; t < T; t++)
-			assert_int_equal(pthread_create(&th[t], NULL, close_later_many, fds[t]), 0);
-		for (int t = 0; t < T; t++)
-			pthread_join(th[t], NULL);
-		if (round % 2)
-			usleep(2000);   /* let the helper have some of them */
-		mfs_close_drain();
-		assert_int_equal(count_open(""), before);
-		for (int t = 0; t < T; t++)
-			for (int i = 0; i < N; i++)
-				assert_int_equal(fcntl(fds[t][i], F_GETFD), -1);
-	}
-	mfs_close_later(-1);    /* ignored */
-	mfs_close_drain();
-	assert_int_equal(count_open(""), before);
 }
 
 int main(void)
@@ -1184,8 +1115,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(inplace_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(recovery_keeps_logs_it_cannot_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(inplace_damaged_log_is_never_applied, setup, teardown),
-		cmocka_unit_test_setup_teardown(inplace_log_descriptor_closed_later, setup, teardown),
-		cmocka_unit_test_setup_teardown(close_later_closes_everything, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

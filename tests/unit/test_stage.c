@@ -726,9 +726,8 @@ static bool keep_key_10(uint64_t key, void *arg)
 
 /*
  * A journal that loses its name (reset after a commit, reset keeping some
- * objects, compaction) is closed off the caller's path (mfs_close_later());
- * the next journal is a fresh file, and once the stage is closed no
- * descriptor of any of them is left.
+ * objects, compaction) is closed; the next journal is a fresh file, and
+ * once the stage is closed no descriptor of any of them is left.
  */
 static void dropped_journals_leave_no_descriptor(void **state)
 {
