@@ -1239,21 +1239,36 @@ static int fh_resize(struct fh *h, size_t len)
 	return 0;
 }
 
-/* Put a handle on fs->fhs; `tid` is its tensor's id, NO_TENSOR for other files. */
-static void fh_list(struct mfs_fs *fs, struct fh *h, uint64_t tid, uint64_t ino)
+/* Put a handle at the head of fs->fhs (xlock held). */
+static void fh_link_locked(struct mfs_fs *fs, struct fh *h, uint64_t tid, uint64_t ino)
 {
-	if (!h)
-		return;
 	h->tid = tid;
 	h->ino = ino;
-	pthread_mutex_lock(&fs->xlock);
 	h->next = fs->fhs;
 	h->prev = NULL;
 	if (fs->fhs)
 		fs->fhs->prev = h;
 	fs->fhs = h;
 	h->listed = true;
+}
+
+/* Put a handle on fs->fhs; `tid` is its tensor's id, NO_TENSOR for other files. */
+static void fh_list(struct mfs_fs *fs, struct fh *h, uint64_t tid, uint64_t ino)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&fs->xlock);
+	fh_link_locked(fs, h, tid, ino);
 	pthread_mutex_unlock(&fs->xlock);
+}
+
+/* A snapshot nobody reads any more: its scratch object and itself go. */
+static void snap_free(struct mfs_fs *fs, struct snap *sn)
+{
+	if (sn) {
+		mfs_txn_scratch_drop(fs->txn, sn->scratch);
+		free(sn);
+	}
 }
 
 /* Take a handle off fs->fhs (xlock held); returns the snapshot to drop, or NULL. */
@@ -1281,10 +1296,7 @@ static void fh_release(struct mfs_fs *fs, struct fh *h)
 	pthread_mutex_lock(&fs->xlock);
 	struct snap *sn = fh_unlist_locked(fs, h);
 	pthread_mutex_unlock(&fs->xlock);
-	if (sn) {
-		mfs_txn_scratch_drop(fs->txn, sn->scratch);
-		free(sn);
-	}
+	snap_free(fs, sn);
 	fh_free(h);
 }
 
@@ -1320,13 +1332,7 @@ static struct fh *open_replaced(struct mfs_fs *fs, uint64_t ino)
 	if (o) {
 		h->snap = o->snap;
 		h->snap->refs++;
-		h->tid = o->tid;
-		h->ino = ino;
-		h->next = fs->fhs;
-		if (fs->fhs)
-			fs->fhs->prev = h;
-		fs->fhs = h;
-		h->listed = true;
+		fh_link_locked(fs, h, o->tid, ino);
 	}
 	pthread_mutex_unlock(&fs->xlock);
 	if (!o) {
@@ -2017,9 +2023,19 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	uint64_t o = (uint64_t)off;
 	if (h && (h->kind == FH_STATUS || h->kind == FH_TEXT)) {
+		/* Copied out under the lock and replied after it: once the reply
+		 * is sent, a release on another thread may free the handle. */
 		pthread_mutex_lock(&h->lock);
-		reply_slice(req, h->buf ? h->buf : "", h->len, o, size);
+		size_t n = o < h->len ? (h->len - o < size ? (size_t)(h->len - o) : size) : 0;
+		char *b = n ? malloc(n) : NULL;
+		if (b)
+			memcpy(b, h->buf + o, n);
 		pthread_mutex_unlock(&h->lock);
+		if (n && !b)
+			fuse_reply_err(req, ENOMEM);
+		else
+			fuse_reply_buf(req, b, n);
+		free(b);
 		return;
 	}
 	struct snap *sn = fh_snap(h);
@@ -2271,6 +2287,25 @@ out:
 }
 
 /*
+ * A text handle's value staged before flush, release or fsync (fs->lock
+ * and h->lock taken here).  0 for handles of other kinds.
+ */
+static int fh_stage_text(struct mfs_fs *fs, fuse_ino_t ino, struct fh *h)
+{
+	if (!h || h->kind != FH_TEXT)
+		return 0;
+	struct ent en;
+	pthread_rwlock_rdlock(&fs->lock);
+	pthread_mutex_lock(&h->lock);
+	int rc = resolve(fs, ino, &en);
+	if (rc == 0)
+		rc = fh_apply(fs, &en, h);
+	pthread_mutex_unlock(&h->lock);
+	pthread_rwlock_unlock(&fs->lock);
+	return rc;
+}
+
+/*
  * flush - close(2) of a descriptor (each one): stage a text handle's value
  * (its error, EINVAL for a bad value, is close's), and make what this
  * handle staged durable (mfs_txn_sync: EIO if the journal cannot be
@@ -2281,17 +2316,7 @@ static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mfs_fs *fs = fs_of(req);
 	struct fh *h = fh_of(fi);
-	int rc = 0;
-	if (h && h->kind == FH_TEXT) {
-		struct ent en;
-		pthread_rwlock_rdlock(&fs->lock);
-		pthread_mutex_lock(&h->lock);
-		rc = resolve(fs, ino, &en);
-		if (rc == 0)
-			rc = fh_apply(fs, &en, h);
-		pthread_mutex_unlock(&h->lock);
-		pthread_rwlock_unlock(&fs->lock);
-	}
+	int rc = fh_stage_text(fs, ino, h);
 	if (rc == 0 && h && h->wrote) {
 		rc = mfs_txn_sync(fs->txn);
 		if (rc == 0)
@@ -2309,15 +2334,8 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct mfs_fs *fs = fs_of(req);
 	struct fh *h = fh_of(fi);
-	if (h && h->kind == FH_TEXT && h->dirty) {
-		struct ent en;
-		pthread_rwlock_rdlock(&fs->lock);
-		pthread_mutex_lock(&h->lock);
-		if (resolve(fs, ino, &en) == 0)
-			fh_apply(fs, &en, h);
-		pthread_mutex_unlock(&h->lock);
-		pthread_rwlock_unlock(&fs->lock);
-	}
+	if (h && h->dirty)
+		fh_stage_text(fs, ino, h);      /* no one to report an error to */
 	fh_release(fs, h);
 	fuse_reply_err(req, 0);
 }
@@ -2334,17 +2352,7 @@ static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	(void)datasync;
 	struct mfs_fs *fs = fs_of(req);
 	struct fh *h = fh_of(fi);
-	int rc = 0;
-	if (h && h->kind == FH_TEXT) {
-		struct ent en;
-		pthread_rwlock_rdlock(&fs->lock);
-		pthread_mutex_lock(&h->lock);
-		rc = resolve(fs, ino, &en);
-		if (rc == 0)
-			rc = fh_apply(fs, &en, h);
-		pthread_mutex_unlock(&h->lock);
-		pthread_rwlock_unlock(&fs->lock);
-	}
+	int rc = fh_stage_text(fs, ino, h);
 	if (rc == 0 && !fs->read_only) {
 		struct mfs_txn_result res;
 		rc = do_commit(fs, &res);
@@ -2763,10 +2771,7 @@ static int data_over(struct mfs_fs *fs, const struct ent *src, const struct ent 
 			rx->ver++;
 	}
 	pthread_mutex_unlock(&fs->xlock);
-	if (drop) {
-		mfs_txn_scratch_drop(fs->txn, drop->scratch);
-		free(drop);
-	}
+	snap_free(fs, drop);
 	if (rc < 0)
 		return rc;
 	if (!took) {
