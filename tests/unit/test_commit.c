@@ -29,6 +29,7 @@
 
 #include "commit.h"
 #include "faultio.h"
+#include "procfd.h"
 #include "stage.h"
 
 #define MODEL "model.bin"
@@ -980,26 +981,6 @@ static void recovery_keeps_logs_it_cannot_apply(void **state)
 }
 
 /* ------------------------------------------------------------ damaged log */
-
-/* Descriptors of this process whose target contains `what`. */
-static int count_open(const char *what)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-	assert_non_null(d);
-	while ((de = readdir(d))) {
-		char link[300], target[512];
-		snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
-		ssize_t k = readlink(link, target, sizeof(target) - 1);
-		if (k <= 0)
-			continue;
-		target[k] = '\0';
-		n += strstr(target, what) != NULL;
-	}
-	closedir(d);
-	return n;
-}
 
 /* An I/O table whose writes of patch data into the redo log land with one
  * bit flipped: the log does not reach the disk as it was meant to. */

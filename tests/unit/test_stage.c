@@ -27,6 +27,7 @@
 
 #include "crc32.h"
 #include "faultio.h"
+#include "procfd.h"
 #include "stage.h"
 
 #define CS MFS_STAGE_CHUNK
@@ -696,26 +697,6 @@ static void compaction_keeps_content(void **state)
 	free(base.p);
 	free(want);
 	free(buf);
-}
-
-/* Descriptors of this process whose target contains `what` ("" = all). */
-static int count_open(const char *what)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-	assert_non_null(d);
-	while ((de = readdir(d))) {
-		char link[300], target[512];
-		snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
-		ssize_t k = readlink(link, target, sizeof(target) - 1);
-		if (k <= 0)
-			continue;
-		target[k] = '\0';
-		n += strstr(target, what) != NULL;
-	}
-	closedir(d);
-	return n;
 }
 
 static bool keep_key_10(uint64_t key, void *arg)
