@@ -1,11 +1,12 @@
 /*
- * codec/model.c — opening a model: format detection, source files, reads.
+ * codec/model.c — opening a model: its sources, its format, its reads.
  *
- * mfs_model_open() resolves the path, opens the model file, sniffs its
- * format from its first bytes (never from its name alone) and hands it to
- * the format's reader, which fills the description.  Afterwards the model is
- * immutable, and tensor reads are plain preads on descriptors opened here,
- * so any number of threads may read at once.
+ * mfs_model_open() resolves the path, opens the model file as a byte source
+ * (source/), asks the table of formats (format.c) which format its first
+ * bytes are — never its name — and hands it to that format's reader, which
+ * fills the description.  Afterwards the model is immutable, and reads go
+ * to the sources the reader recorded, so any number of threads may read at
+ * once.  Nothing here knows a format.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,20 +16,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "format.h"
 
-int mfs_model_add_file(struct mfs_model *m, const char *relpath, int fd)
+int mfs_model_add_file(struct mfs_model *m, const char *relpath, struct mfs_source *src)
 {
 	struct mfs_desc *d = &m->desc;
 	if (d->n_files >= MFS_MAX_EXT_FILES + 1) {
-		mfs_io->close(fd);
+		mfs_source_close(src);
 		return -EFBIG;
-	}
-	struct stat st;
-	if (mfs_io->fstat(fd, &st) < 0) {
-		int rc = -errno;
-		mfs_io->close(fd);
-		return rc;
 	}
 	/* Grow both arrays by doubling; the arena keeps old copies, which is
 	 * fine for the small number of files a model has. */
@@ -36,36 +31,30 @@ int mfs_model_add_file(struct mfs_model *m, const char *relpath, int fd)
 	if ((n & (n - 1)) == 0) {
 		size_t cap = n ? n * 2 : 1;
 		struct mfs_file *files = mfs_arena_array(m->arena, cap, sizeof(*files));
-		int *fds = realloc(m->fds, cap * sizeof(int));
-		if (!files || !fds) {
-			if (fds)
-				m->fds = fds;
-			mfs_io->close(fd);
+		struct mfs_source **srcs = realloc(m->srcs, cap * sizeof(*srcs));
+		if (!files || !srcs) {
+			if (srcs)
+				m->srcs = srcs;
+			mfs_source_close(src);
 			return -ENOMEM;
 		}
 		if (n)
 			memcpy(files, d->files, n * sizeof(*files));
 		d->files = files;
-		m->fds = fds;
+		m->srcs = srcs;
 	}
 	struct mfs_file *f = &d->files[n];
 	f->path = mfs_arena_strdup(m->arena, relpath);
 	if (!f->path) {
-		mfs_io->close(fd);
+		mfs_source_close(src);
 		return -ENOMEM;
 	}
-	f->size = (uint64_t)st.st_size;
-	f->mtime_sec = st.st_mtim.tv_sec;
-	f->mtime_nsec = st.st_mtim.tv_nsec;
-	m->fds[n] = fd;
+	f->size = src->size;
+	f->mtime_sec = src->mtime_sec;
+	f->mtime_nsec = src->mtime_nsec;
+	m->srcs[n] = src;
 	d->n_files = n + 1;
 	return (int)n;
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
 int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts *opts,
@@ -80,6 +69,7 @@ int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts
 		return mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
 	m->dirfd = -1;
 	int rc;
+	uint8_t *head = NULL;
 	m->arena = mfs_arena_create();
 	if (!m->arena) {
 		rc = mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
@@ -104,56 +94,56 @@ int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts
 		              strerror(errno));
 		goto out;
 	}
-	int fd = mfs_io->openat(m->dirfd, base, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
-	if (fd < 0) {
-		rc = mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
+	struct mfs_source *src;
+	rc = mfs_source_file_open(&src, m->dirfd, base);
+	if (rc == -EINVAL) {
+		rc = mfs_errf(err, errlen, rc, path, "not a regular file");
 		goto out;
 	}
-	struct stat st;
-	if (mfs_io->fstat(fd, &st) < 0) {
-		rc = mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
-		mfs_io->close(fd);
+	if (rc < 0) {
+		rc = mfs_errf(err, errlen, rc, path, "%s", strerror(-rc));
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		mfs_io->close(fd);
-		rc = mfs_errf(err, errlen, -EINVAL, path, "not a regular file");
-		goto out;
-	}
-	/* The model was opened O_NONBLOCK only so a FIFO could not hang us. */
-	int fl = fcntl(fd, F_GETFL);
-	if (fl >= 0)
-		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-	rc = mfs_model_add_file(m, base, fd);
+	rc = mfs_model_add_file(m, base, src);
 	if (rc < 0) {
 		rc = mfs_errf(err, errlen, rc, path, "%s", strerror(-rc));
 		goto out;
 	}
 
-	uint8_t head[16] = {0};
-	size_t head_len = st.st_size < (off_t)sizeof(head) ? (size_t)st.st_size : sizeof(head);
-	if (head_len && mfs_pread_full(fd, head, head_len, 0) < 0) {
-		rc = mfs_errf(err, errlen, -EIO, path, "cannot read: %s", strerror(errno));
+	uint64_t size = src->size;
+	size_t head_len = size < MFS_SNIFF_LEN ? (size_t)size : MFS_SNIFF_LEN;
+	head = malloc(MFS_SNIFF_LEN);
+	if (!head) {
+		rc = mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
 		goto out;
 	}
-	if (st.st_size == 0) {
+	if (head_len && (rc = mfs_source_read(src, head, head_len, 0)) < 0) {
+		rc = mfs_errf(err, errlen, -EIO, path, "cannot read: %s", strerror(-rc));
+		goto out;
+	}
+	if (size == 0) {
 		rc = mfs_errf(err, errlen, -EUCLEAN, path, "empty file, not a model");
 		goto out;
 	}
-	/* Content first: a safetensors file whose header length happens to
-	 * start with byte 0x7b ('{') is still a safetensors file. */
-	if (mfs_safetensors_sniff(head, head_len, (uint64_t)st.st_size)) {
-		rc = mfs_safetensors_open(m, path, err, errlen);
-	} else if (ends_with(base, ".index.json") || head[0] == '{') {
-		rc = mfs_safetensors_index_open(m, path, err, errlen);
-	} else {
-		rc = mfs_onnx_open(m, path, err, errlen);
+	m->fmt = mfs_format_sniff(head, head_len, size);
+	if (!m->fmt) {
+		rc = mfs_errf(err, errlen, -EUCLEAN, path, "not a model of any known format");
+		goto out;
 	}
+	m->head = head;
+	m->head_len = head_len;
+	rc = m->fmt->open(m, path, err, errlen);
+	m->head = NULL;
+	m->head_len = 0;
 	if (rc < 0)
 		goto out;
+	m->desc.format = m->fmt->name;
+	m->desc.flags = m->fmt->flags;
+	free(head);
 	*out = m;
 	return 0;
 out:
+	free(head);
 	mfs_model_close(m);
 	return rc;
 }
@@ -162,10 +152,11 @@ void mfs_model_close(mfs_model *m)
 {
 	if (!m)
 		return;
+	if (m->fmt && m->fmt->close)
+		m->fmt->close(m);
 	for (size_t i = 0; i < m->desc.n_files; i++)
-		if (m->fds[i] >= 0)
-			mfs_io->close(m->fds[i]);
-	free(m->fds);
+		mfs_source_close(m->srcs[i]);
+	free(m->srcs);
 	if (m->dirfd >= 0)
 		mfs_io->close(m->dirfd);
 	mfs_arena_destroy(m->arena);
@@ -190,10 +181,28 @@ ssize_t mfs_tensor_read(const mfs_model *m, const struct mfs_tensor *t, void *bu
 		memcpy(buf, t->mem + off, len);
 		return (ssize_t)len;
 	}
+	if (!(t->flags & MFS_TENSOR_CONTIGUOUS))
+		return m->fmt->tensor_read ? m->fmt->tensor_read(m, t, buf, len, off) : -EIO;
 	if (t->src >= m->desc.n_files)
 		return -EIO;
-	int rc = mfs_pread_full(m->fds[t->src], buf, len, t->off + off);
+	int rc = mfs_source_read(m->srcs[t->src], buf, len, t->off + off);
 	return rc < 0 ? rc : (ssize_t)len;
+}
+
+int mfs_tensor_span(struct mfs_span *out, const mfs_model *m, const struct mfs_tensor *t,
+                    uint64_t off)
+{
+	memset(out, 0, sizeof(*out));
+	out->fd = -1;
+	if (t->mem) {
+		out->mem = t->mem + (off < t->nbytes ? off : t->nbytes);
+		return 0;
+	}
+	if (!(t->flags & MFS_TENSOR_CONTIGUOUS) || t->src >= m->desc.n_files)
+		return -EOPNOTSUPP;
+	out->fd = mfs_source_fd(m->srcs[t->src]);
+	out->off = t->off + off;
+	return out->fd >= 0 ? 0 : -EOPNOTSUPP;
 }
 
 ssize_t mfs_file_read(const mfs_model *m, size_t idx, void *buf, size_t len, uint64_t off)
@@ -207,115 +216,24 @@ ssize_t mfs_file_read(const mfs_model *m, size_t idx, void *buf, size_t len, uin
 		len = (size_t)(size - off);
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
-	int rc = mfs_pread_full(m->fds[idx], buf, len, off);
+	int rc = mfs_source_read(m->srcs[idx], buf, len, off);
 	return rc < 0 ? rc : (ssize_t)len;
 }
 
-int mfs_file_fd(const mfs_model *m, size_t idx)
+int mfs_file_span(struct mfs_span *out, const mfs_model *m, size_t idx, uint64_t off)
 {
-	return idx < m->desc.n_files ? m->fds[idx] : -1;
+	memset(out, 0, sizeof(*out));
+	out->fd = -1;
+	if (idx >= m->desc.n_files)
+		return -EINVAL;
+	out->fd = mfs_source_fd(m->srcs[idx]);
+	out->off = off;
+	return out->fd >= 0 ? 0 : -EOPNOTSUPP;
 }
 
-/*
- * Open `location` beneath the model directory one component at a time with
- * O_NOFOLLOW, so that no symlink anywhere on the path is followed and no
- * component can climb out.  The final open is O_NONBLOCK so that a FIFO
- * cannot hang the daemon; anything but a regular file with one link is
- * refused before its bytes are used.
- */
-int mfs_open_beneath(struct mfs_model *m, const char *location, char *err, size_t errlen,
-                     const char *display)
+int mfs_file_stat(struct stat *out, const mfs_model *m, size_t idx)
 {
-	if (!location[0])
-		return mfs_errf(err, errlen, -EUCLEAN, display, "external data location is empty");
-	if (location[0] == '/')
-		return mfs_errf(err, errlen, -EUCLEAN, display,
-		                "external data location '%s' is absolute", location);
-	if (strlen(location) >= PATH_MAX)
-		return mfs_errf(err, errlen, -EUCLEAN, display, "external data location too long");
-
-	char comp[PATH_MAX];
-	const char *p = location;
-	int dfd = m->dirfd;
-	int rc = 0;
-	for (;;) {
-		const char *e = strchr(p, '/');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		memcpy(comp, p, n);
-		comp[n] = '\0';
-		if (n == 2 && comp[0] == '.' && comp[1] == '.') {
-			rc = mfs_errf(err, errlen, -EUCLEAN, display,
-			              "external data location '%s' contains '..'", location);
-			break;
-		}
-		if (!e) {
-			if (n == 0 || (n == 1 && comp[0] == '.')) {
-				rc = mfs_errf(err, errlen, -EUCLEAN, display,
-				              "external data location '%s' names a directory", location);
-				break;
-			}
-			int fd = mfs_io->openat(dfd, comp,
-			                        O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0);
-			if (fd < 0) {
-				int e2 = errno;
-				if (e2 == ELOOP)
-					rc = mfs_errf(err, errlen, -EUCLEAN, display,
-					              "external data location '%s' is a symlink", location);
-				else
-					rc = mfs_errf(err, errlen, -e2, display,
-					              "external data file '%s': %s", location, strerror(e2));
-				break;
-			}
-			struct stat st;
-			if (mfs_io->fstat(fd, &st) < 0) {
-				rc = mfs_errf(err, errlen, -errno, display,
-				              "external data file '%s': %s", location, strerror(errno));
-				mfs_io->close(fd);
-				break;
-			}
-			if (!S_ISREG(st.st_mode)) {
-				rc = mfs_errf(err, errlen, -EUCLEAN, display,
-				              "external data file '%s' is not a regular file", location);
-				mfs_io->close(fd);
-				break;
-			}
-			if (st.st_nlink != 1) {
-				rc = mfs_errf(err, errlen, -EUCLEAN, display,
-				              "external data file '%s' has %lu hard links (must be 1)",
-				              location, (unsigned long)st.st_nlink);
-				mfs_io->close(fd);
-				break;
-			}
-			int fl = fcntl(fd, F_GETFL);
-			if (fl >= 0)
-				fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-			rc = fd;
-			break;
-		}
-		if (n && !(n == 1 && comp[0] == '.')) {
-			int nd = mfs_io->openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-			if (nd < 0) {
-				int e2 = errno;
-				/* O_PATH|O_NOFOLLOW on a symlink opens the link itself;
-				 * O_DIRECTORY then fails with ENOTDIR. */
-				struct stat lst;
-				if (mfs_io->fstatat(dfd, comp, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
-				    S_ISLNK(lst.st_mode))
-					rc = mfs_errf(err, errlen, -EUCLEAN, display,
-					              "external data location '%s' goes through a symlink",
-					              location);
-				else
-					rc = mfs_errf(err, errlen, -e2, display,
-					              "external data location '%s': %s", location, strerror(e2));
-				break;
-			}
-			if (dfd != m->dirfd)
-				mfs_io->close(dfd);
-			dfd = nd;
-		}
-		p = e + 1;
-	}
-	if (dfd != m->dirfd)
-		mfs_io->close(dfd);
-	return rc;
+	if (idx >= m->desc.n_files)
+		return -EINVAL;
+	return mfs_source_stat(m->srcs[idx], out);
 }

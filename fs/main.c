@@ -416,8 +416,8 @@ int main(int argc, char **argv)
 	const struct mfs_desc *desc = mfs_txn_desc(txn);
 
 	struct stat st;
-	if (fstat(mfs_file_fd(mfs_txn_model(txn), 0), &st) < 0) {
-		fprintf(stderr, PROG ": %s: %s\n", cli.model, strerror(errno));
+	if ((rc = mfs_file_stat(&st, mfs_txn_model(txn), 0)) < 0) {
+		fprintf(stderr, PROG ": %s: %s\n", cli.model, strerror(-rc));
 		goto out;
 	}
 	fs.txn = txn;

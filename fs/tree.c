@@ -819,10 +819,10 @@ static void root_contents(struct build *b)
 	}
 
 	const struct mfs_graph *g = d->graph;
-	if (g && d->format == MFS_FORMAT_ONNX) {
+	if (g && (d->flags & MFS_DESC_GRAPH)) {
 		graph_dirs(b, MFS_TREE_ROOT, g);
 	} else if (g) {
-		/* safetensors and friends: tensors only (DESIGN §3.2). */
+		/* A flat format (safetensors): tensors only (DESIGN §3.2). */
 		uint32_t w = dir_get(b, MFS_TREE_ROOT, "weights", 7, true);
 		weights_contents(b, w, g);
 	}

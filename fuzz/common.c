@@ -305,7 +305,8 @@ void fz_walk_model(const mfs_model *m)
 	}
 	for (size_t i = 0; i < d->n_files; i++) {
 		touch(d->files[i].path);
-		FZ_CHECK(mfs_file_fd(m, i) >= 0);
+		struct mfs_span sp;
+		FZ_CHECK(mfs_file_span(&sp, m, i, 0) == 0 && sp.fd >= 0);
 	}
 	for (uint64_t i = 0; i < d->n_tensors; i++) {
 		const struct mfs_tensor *t = d->tensors[i];

@@ -122,7 +122,7 @@ static void check_view(mfs_txn *t)
 	for (size_t i = 0; i < cur.nt; i++) {
 		const struct mfs_tensor *x = d->tensors[i];
 		uint64_t size;
-		FZ_CHECK(mfs_txn_tensor_size(t, x, &size) == 0);
+		FZ_CHECK(mfs_txn_tensor_size(&size, t, x) == 0);
 		if (size != cur.t[i].len)
 			fprintf(stderr, "tensor %zu: size %llu, expected %zu\n", i,
 			        (unsigned long long)size, cur.t[i].len);
@@ -139,7 +139,7 @@ static void check_view(mfs_txn *t)
 	}
 	struct mfs_meta *props = NULL;
 	size_t np = 0;
-	FZ_CHECK(mfs_txn_props(t, &props, &np) == 0);
+	FZ_CHECK(mfs_txn_props(&props, &np, t) == 0);
 	FZ_CHECK(np == cur.np);
 	for (size_t i = 0; i < np; i++) {
 		int k = find_prop(&cur, props[i].name);

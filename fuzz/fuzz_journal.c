@@ -1,6 +1,6 @@
 /*
  * fuzz/fuzz_journal.c — libFuzzer target: arbitrary bytes as the staging
- * journal (".<model>.modelfs-journal", format atop codec/stage.c) left
+ * journal (".<model>.modelfs-journal", format atop codec/txn/stage.c) left
  * beside a small model, then mfs_txn_open(), which replays it.
  *
  * Input layout: byte 0 is a mode, the rest is the journal.  The journal is
@@ -23,8 +23,8 @@
 #include <sys/stat.h>
 
 #include "common.h"
-#include "crc32.h"
-#include "internal.h"
+#include "core/crc32.h"
+#include "txn/sidefile.h"
 #include "modelfs/txn.h"
 
 static uint8_t *model_bytes;
@@ -58,7 +58,7 @@ static void setup_once(void)
 	snprintf(model_path, sizeof(model_path), "%s", fz_path("m.onnx"));
 	fz_write(model_path, model_bytes, model_len);
 	char side[300];
-	FZ_CHECK(mfs_side_name(side, sizeof(side), "m.onnx", ".modelfs-journal") == 0);
+	FZ_CHECK(mfs_sidefile_name(side, sizeof(side), "m.onnx", ".modelfs-journal") == 0);
 	snprintf(journal_path, sizeof(journal_path), "%s", fz_path(side));
 }
 
@@ -95,7 +95,7 @@ static void read_back(mfs_txn *t)
 	for (uint64_t i = 0; i < d->n_tensors; i++) {
 		const struct mfs_tensor *x = d->tensors[i];
 		uint64_t size = 0;
-		if (mfs_txn_tensor_size(t, x, &size) != 0)
+		if (mfs_txn_tensor_size(&size, t, x) != 0)
 			continue;
 		/* A recovered size may be up to 1 TiB of zeros: read the ends only. */
 		uint64_t offs[3] = { 0, size / 2, size > sizeof(buf) ? size - sizeof(buf) : 0 };
@@ -115,12 +115,12 @@ static void read_back(mfs_txn *t)
 		(void)mfs_txn_meta_get(t, meta[i], text, sizeof(text));
 	struct mfs_meta *props = NULL;
 	size_t n = 0;
-	if (mfs_txn_props(t, &props, &n) == 0)
+	if (mfs_txn_props(&props, &n, t) == 0)
 		mfs_txn_props_free(props, n);
 	char status[4096];
 	(void)mfs_txn_status(t, status, sizeof(status));
 	uint64_t fsize;
-	if (mfs_txn_file_size(t, 0, &fsize) == 0) {
+	if (mfs_txn_file_size(&fsize, t, 0) == 0) {
 		ssize_t r = mfs_txn_file_read(t, 0, buf, sizeof(buf), 0);
 		FZ_CHECK(r < 0 || (uint64_t)r <= fsize);
 	}

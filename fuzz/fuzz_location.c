@@ -1,6 +1,6 @@
 /*
  * fuzz/fuzz_location.c — libFuzzer target: an ONNX external-data location
- * string resolved by mfs_open_beneath() against a hostile directory.
+ * string resolved by mfs_source_file_beneath() against a hostile directory.
  *
  * The base directory holds three acceptable files (ok, sub/inner,
  * sub/deeper/file: regular, one link each) and traps: symlinks to a file
@@ -19,9 +19,9 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "internal.h"
+#include "source/source.h"
 
-static struct mfs_model model;
+static int base_dirfd = -1;
 static bool ready;
 static struct stat allowed[3];
 
@@ -58,8 +58,8 @@ static void setup_once(void)
 	FZ_CHECK(stat(fz_path("base/ok"), &allowed[0]) == 0);
 	FZ_CHECK(stat(fz_path("base/sub/inner"), &allowed[1]) == 0);
 	FZ_CHECK(stat(fz_path("base/sub/deeper/file"), &allowed[2]) == 0);
-	model.dirfd = open(fz_path("base"), O_PATH | O_DIRECTORY | O_CLOEXEC);
-	FZ_CHECK(model.dirfd >= 0);
+	base_dirfd = open(fz_path("base"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+	FZ_CHECK(base_dirfd >= 0);
 }
 
 /* The lowest free descriptor: equal before and after a call iff nothing leaked
@@ -82,8 +82,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	int before = lowest_free_fd();
 	char err[512] = "";
-	int fd = mfs_open_beneath(&model, loc, err, sizeof(err), "fuzz.onnx");
-	if (fd >= 0) {
+	struct mfs_source *src = NULL;
+	int rc = mfs_source_file_beneath(&src, base_dirfd, loc, err, sizeof(err), "fuzz.onnx");
+	int fd = rc == 0 ? mfs_source_fd(src) : -1;
+	FZ_CHECK(rc < 0 || fd >= 0);
+	if (rc == 0) {
 		struct stat st;
 		FZ_CHECK(fstat(fd, &st) == 0);
 		FZ_CHECK(S_ISREG(st.st_mode));
@@ -94,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_CHECK(ok);
 		int fl = fcntl(fd, F_GETFL);
 		FZ_CHECK(fl >= 0 && (fl & O_ACCMODE) == O_RDONLY && !(fl & O_NONBLOCK));
-		close(fd);
+		mfs_source_close(src);
 	} else {
 		FZ_CHECK(err[0] != '\0' && strchr(err, '\n') == NULL);
 	}

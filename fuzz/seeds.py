@@ -5,7 +5,7 @@ fuzz/run copies the project's fixtures (tests/data, examples/, a handful of
 Debian libonnx-testdata models) into fuzz/corpus/<target>/ and calls this
 for the inputs no fixture provides: index files for the two scratch shards
 of fuzz_index, location strings for fuzz_location, name pairs for
-fuzz_names, journals in the format documented atop codec/stage.c for
+fuzz_names, journals in the format documented atop codec/txn/stage.c for
 fuzz_journal, and edit programs for fuzz_edit_commit.  Everything is
 deterministic; usage: seeds.py CORPUS_DIR (the parent of the target dirs).
 """

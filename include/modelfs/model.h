@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -148,13 +149,29 @@ size_t mfs_dims_format(char *buf, size_t len, const int64_t *dims, size_t rank);
 /* --------------------------------------------------------------- tensors */
 
 /*
+ * Tensor flags, set by the format when the model is opened.
+ *
+ * MFS_TENSOR_CONTIGUOUS  the bytes are exactly the range [off, off + nbytes)
+ *                        of source file `src` (0 = the model file itself;
+ *                        see struct mfs_file): they can be read zero-copy
+ *                        (mfs_tensor_span) and, in the model file, patched
+ *                        in place by a commit.
+ * MFS_TENSOR_EDITABLE    the format can commit edits of its data, dtype and
+ *                        shape (not external data, not a string tensor, not
+ *                        a shard of a sharded checkpoint, ...).
+ */
+#define MFS_TENSOR_CONTIGUOUS   0x1u
+#define MFS_TENSOR_EDITABLE     0x2u
+
+/*
  * A tensor whose bytes can be read.  `nbytes` is exactly the size of its
- * `data` file.  The bytes come from one of two places:
- *   - mem == NULL: the range [off, off + nbytes) of source file `src`
- *     (0 = the model file itself; see struct mfs_file);
+ * `data` file.  The bytes come from one of three places:
  *   - mem != NULL: `mem[0 .. nbytes)`, decoded at open time (ONNX typed
- *     varint fields, string tensors shown one element per line).
- * Data is little-endian, row-major, as numpy's tobytes() gives it.
+ *     varint fields, string tensors shown one element per line);
+ *   - MFS_TENSOR_CONTIGUOUS: the range [off, off + nbytes) of source `src`;
+ *   - otherwise the format computes them (mfs_tensor_read does it).
+ * Data is little-endian, row-major, as numpy's tobytes() gives it.  Read
+ * it with mfs_tensor_read() or mfs_tensor_span(), not from src/off.
  */
 struct mfs_tensor {
 	uint64_t id;            /* index in mfs_desc.tensors: the tensor's identity, the
@@ -164,6 +181,7 @@ struct mfs_tensor {
 	size_t rank;
 	int64_t *dims;          /* rank entries, each >= 0 */
 	uint64_t nbytes;
+	unsigned flags;         /* MFS_TENSOR_* */
 	unsigned src;
 	uint64_t off;
 	uint8_t *mem;
@@ -312,17 +330,20 @@ struct mfs_file {
 	long mtime_nsec;
 };
 
-enum mfs_format {
-	MFS_FORMAT_ONNX = 1,
-	MFS_FORMAT_SAFETENSORS = 2
-};
-
 /*
- * The description of a model.  For safetensors `graph` holds only `inits`
- * (the tensors); node, input and output lists are empty.
+ * Description flags, set by the format.
+ *
+ * MFS_DESC_GRAPH   the model is a graph: the tree shows its nodes, inputs,
+ *                  outputs, values and weights (DESIGN §3.1).  Without it
+ *                  `graph` holds only `inits` (the tensors), and the tree
+ *                  shows meta/ and weights/ (§3.2).
  */
+#define MFS_DESC_GRAPH          0x1u
+
+/* The description of a model. */
 struct mfs_desc {
-	enum mfs_format format;
+	const char *format;             /* the format's name: "onnx", "safetensors" */
+	unsigned flags;                 /* MFS_DESC_* */
 	struct mfs_meta *meta;          /* meta/<name> files, in display order */
 	size_t n_meta;
 	struct mfs_meta *props;         /* meta/props/<key> files (value without '\n') */
@@ -335,9 +356,9 @@ struct mfs_desc {
 	struct mfs_file *files;         /* [0] is the model file */
 	size_t n_files;
 	struct mfs_tensor **tensors;    /* every readable tensor, everywhere, in a fixed walk
-	                                 * order (ONNX: file order, sparse values and indices
-	                                 * included; safetensors: offset order, shard by
-	                                 * shard); tensors[i]->id == i */
+	                                 * order that the format defines (ONNX: file order,
+	                                 * sparse values and indices included; safetensors:
+	                                 * offset order, shard by shard); tensors[i]->id == i */
 	uint64_t n_tensors;             /* entries of `tensors` */
 	uint64_t n_nodes;               /* every node, subgraphs and functions included */
 };
@@ -380,16 +401,41 @@ ssize_t mfs_tensor_read(const mfs_model *m, const struct mfs_tensor *t, void *bu
                         uint64_t off);
 
 /*
+ * Where bytes can be had without a copy: either in memory (`mem`) or in an
+ * open descriptor (`fd` >= 0, from offset `off`), whichever is set.
+ */
+struct mfs_span {
+	const void *mem;
+	int fd;                 /* borrowed: lives with the model */
+	uint64_t off;
+};
+
+/*
+ * mfs_tensor_span() - where tensor `t`'s bytes from `off` to its end can be
+ * had zero-copy (a FUSE reply spliced from a descriptor, say).  Returns 0
+ * and fills *out, or -EOPNOTSUPP when they can only be read with
+ * mfs_tensor_read() (a compressed or remote source, a strided view).
+ */
+int mfs_tensor_span(struct mfs_span *out, const mfs_model *m, const struct mfs_tensor *t,
+                    uint64_t off);
+
+/*
  * mfs_file_read() - read from source file `idx` (struct mfs_desc.files) as
  * it was at open time.  Same return convention as mfs_tensor_read().
  */
 ssize_t mfs_file_read(const mfs_model *m, size_t idx, void *buf, size_t len, uint64_t off);
 
 /*
- * mfs_file_fd() - the open descriptor of source file `idx`, for callers that
- * want to splice from it.  Borrowed; -1 if idx is out of range.
+ * mfs_file_span() - mfs_tensor_span() for bytes from `off` of source file
+ * `idx`.  -EINVAL for an index out of range.
  */
-int mfs_file_fd(const mfs_model *m, size_t idx);
+int mfs_file_span(struct mfs_span *out, const mfs_model *m, size_t idx, uint64_t off);
+
+/*
+ * mfs_file_stat() - what the source file `idx` says of itself (owner, mode,
+ * size, times; a local file's fstat).  Returns 0 or -errno.
+ */
+int mfs_file_stat(struct stat *out, const mfs_model *m, size_t idx);
 
 #ifdef __cplusplus
 }

@@ -4,9 +4,9 @@
  * A transaction object (mfs_txn) owns an open model and the edits staged
  * against it.  Edits are visible at once through the mfs_txn_* read calls
  * (read-your-writes) and never touch the model file: staged tensor bytes go
- * to the staging store (codec/stage.c: zstd chunks in a journal beside the
+ * to the staging store (codec/txn/stage.c: zstd chunks in a journal beside the
  * model), small values to the same journal.  mfs_txn_commit() validates all
- * staged edits and applies them as one transaction (codec/commit.c):
+ * staged edits and applies them as one transaction (codec/txn/commit.c):
  * a splice rewrite (untouched byte ranges copied, changed messages
  * re-encoded, length prefixes recomputed up to the root) replaced by rename,
  * or, for same-size data edits of a large model, an in-place patch driven by
@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include "modelfs/model.h"
@@ -124,8 +125,16 @@ int mfs_txn_sync(mfs_txn *t);
  */
 bool mfs_txn_tensor_staged(mfs_txn *t, const struct mfs_tensor *x);
 
+/*
+ * mfs_txn_tensor_writable() - may tensor `x`'s data, dtype and shape be
+ * edited here (not a read-only transaction, and the format marked the tensor
+ * MFS_TENSOR_EDITABLE)?  Writes to a tensor for which this is false fail
+ * with -EROFS or -EACCES.
+ */
+bool mfs_txn_tensor_writable(mfs_txn *t, const struct mfs_tensor *x);
+
 /* The effective (staged or committed) view of tensor `x` of the current desc. */
-int mfs_txn_tensor_size(mfs_txn *t, const struct mfs_tensor *x, uint64_t *out);
+int mfs_txn_tensor_size(uint64_t *out, mfs_txn *t, const struct mfs_tensor *x);
 ssize_t mfs_txn_tensor_read(mfs_txn *t, const struct mfs_tensor *x, void *buf, size_t len,
                             uint64_t off);
 /*
@@ -155,8 +164,8 @@ int mfs_txn_set_shape(mfs_txn *t, const struct mfs_tensor *x, const char *text, 
 /* ----------------------------------------------------------- meta and props */
 
 /*
- * Writable meta/ names (ONNX: producer_name producer_version domain
- * doc_string model_version graph_name; safetensors: none).  The value is
+ * Writable meta/ names: the format's (ONNX: producer_name producer_version
+ * domain doc_string model_version graph_name; safetensors: none).  The value is
  * copied into `buf` (up to `cap`), the full length returned; it includes the
  * trailing '\n' as the meta/ file shows it.  Set: `text` is the file content
  * (one trailing '\n' is dropped), valid UTF-8 without NUL, at most 64 KiB
@@ -177,8 +186,10 @@ int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len)
  * existing key replaces it (the target keeps its place).  With duplicate
  * keys in a model, the first one is the one edited.
  */
-int mfs_txn_props(mfs_txn *t, struct mfs_meta **out, size_t *n);
+int mfs_txn_props(struct mfs_meta **out, size_t *n, mfs_txn *t);
 void mfs_txn_props_free(struct mfs_meta *props, size_t n);
+/* May props be created, changed, renamed and removed (-EACCES otherwise)? */
+bool mfs_txn_props_writable(mfs_txn *t);
 int mfs_txn_prop_set(mfs_txn *t, const char *key, const char *value, size_t len);
 int mfs_txn_prop_unlink(mfs_txn *t, const char *key);
 int mfs_txn_prop_rename(mfs_txn *t, const char *from, const char *to);
@@ -193,8 +204,8 @@ int mfs_txn_prop_rename(mfs_txn *t, const char *from, const char *to);
  * `x`'s data (what a rename over `data` means) and consumes it.  Dropped on
  * unlink, abort, and close.
  */
-int mfs_txn_scratch_new(mfs_txn *t, uint64_t *id);
-int mfs_txn_scratch_size(mfs_txn *t, uint64_t id, uint64_t *out);
+int mfs_txn_scratch_new(uint64_t *id, mfs_txn *t);
+int mfs_txn_scratch_size(uint64_t *out, mfs_txn *t, uint64_t id);
 ssize_t mfs_txn_scratch_read(mfs_txn *t, uint64_t id, void *buf, size_t len, uint64_t off);
 ssize_t mfs_txn_scratch_write(mfs_txn *t, uint64_t id, const void *buf, size_t len, uint64_t off);
 int mfs_txn_scratch_truncate(mfs_txn *t, uint64_t id, uint64_t size);
@@ -209,7 +220,7 @@ int mfs_txn_scratch_drop(mfs_txn *t, uint64_t id);
  * system.  Costs a copy of the tensor into the journal.  Dropped like any
  * scratch object.
  */
-int mfs_txn_tensor_snapshot(mfs_txn *t, const struct mfs_tensor *x, uint64_t *id);
+int mfs_txn_tensor_snapshot(uint64_t *id, mfs_txn *t, const struct mfs_tensor *x);
 
 /* ----------------------------------------------------------- root files */
 
@@ -219,7 +230,7 @@ int mfs_txn_tensor_snapshot(mfs_txn *t, const struct mfs_tensor *x, uint64_t *id
  * root model file sees the edits).  Other source files (external data) are
  * served as they are.
  */
-int mfs_txn_file_size(mfs_txn *t, size_t idx, uint64_t *out);
+int mfs_txn_file_size(uint64_t *out, mfs_txn *t, size_t idx);
 ssize_t mfs_txn_file_read(mfs_txn *t, size_t idx, void *buf, size_t len, uint64_t off);
 
 /* ----------------------------------------------------------- transaction */
@@ -241,6 +252,12 @@ struct mfs_txn_result {
  * -ENOSPC, -EIO.  Nothing staged: succeeds with path "none" and writes nothing.
  */
 int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res);
+
+/*
+ * mfs_txn_statvfs() - the file system the model, its journal and its
+ * commits live on (free space for staged edits).  Returns 0 or -errno.
+ */
+int mfs_txn_statvfs(struct statvfs *out, mfs_txn *t);
 
 /* mfs_txn_abort() - drop every staged edit and scratch object. */
 int mfs_txn_abort(mfs_txn *t);

@@ -5,7 +5,7 @@ generated file can reach, hit from both sides.
 For each: the smallest file that crosses the limit is refused at mount time
 (exit 1, one line on stderr naming the file and the limit, nothing mounted,
 the file untouched), and a file just at the limit mounts and shows the
-tensor.  Limits covered (man page value; codec/internal.h name):
+tensor.  Limits covered (man page value; codec header name):
 
   64 levels of nested protobuf messages   MFS_MAX_DEPTH  (TypeProto chain in
                                           a graph output; depth counted here
@@ -26,7 +26,7 @@ tensor.  Limits covered (man page value; codec/internal.h name):
   256 MiB decoded from typed fields       MFS_MAX_DECODED (refusal only: 32
                                           MiB of packed int64 zeros decode to
                                           256 MiB + 8; below: 8 MiB decoded)
-  64 KiB of a staged value                MFS_STAGE_MAX_VALUE (codec/stage.h;
+  64 KiB of a staged value                MFS_STAGE_MAX_VALUE (codec/txn/stage.h;
                                           meta/props/<key>: key + value + 2;
                                           one byte over fails with EFBIG, at
                                           the limit stages and commits)

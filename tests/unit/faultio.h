@@ -32,7 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "format.h"
 
 enum fio_kind {
 	FIO_OPENAT, FIO_CLOSE, FIO_PREAD, FIO_FSTAT, FIO_FSTATAT, FIO_PWRITE, FIO_FSYNC,

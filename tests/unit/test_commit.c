@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_commit.c — the commit engine (codec/commit.c).
+ * tests/unit/test_commit.c — the commit engine (codec/txn/commit.c).
  *
  * reliability.md §7.1 run in-process: every I/O call a commit makes is
  * failed in turn (EIO, ENOSPC for writes and syncs, and a "crash" after
@@ -27,10 +27,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "commit.h"
+#include "txn/commit.h"
 #include "faultio.h"
 #include "procfd.h"
-#include "stage.h"
+#include "txn/stage.h"
 
 #define MODEL "model.bin"
 #define MIB (1u << 20)

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crc32.h"
+#include "core/crc32.h"
 
 static uint64_t rng = 0x243f6a8885a308d3ull;
 

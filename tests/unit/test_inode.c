@@ -55,7 +55,7 @@ static void fixture(struct fixture *f, const char *const *keys)
 	for (; keys && keys[n]; n++)
 		f->props[n] = (struct mfs_meta){.name = (char *)keys[n], .value = "v", .len = 1};
 	f->file = (struct mfs_file){.path = "m.safetensors", .size = 100};
-	f->d = (struct mfs_desc){.format = MFS_FORMAT_SAFETENSORS, .meta = f->meta, .n_meta = 1,
+	f->d = (struct mfs_desc){.format = "safetensors", .meta = f->meta, .n_meta = 1,
 	                         .props = f->props, .n_props = n, .graph = &f->g,
 	                         .files = &f->file, .n_files = 1};
 }

@@ -27,7 +27,7 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
+#include "safetensors/st.h"
 #include "modelfs/model.h"
 
 static char tmpdir[256];
@@ -180,7 +180,7 @@ static void every_dtype_opens_with_its_bytes(void **state)
 	mfs_model *m = NULL;
 	assert_int_equal(open_model(&m, tpath("dtypes.safetensors")), 0);
 	const struct mfs_desc *d = mfs_model_desc(m);
-	assert_int_equal(d->format, MFS_FORMAT_SAFETENSORS);
+	assert_string_equal(d->format, "safetensors");
 	assert_int_equal(d->n_tensors, N_DTYPES);
 	assert_int_equal(d->graph->n_inits, N_DTYPES);
 	assert_int_equal(d->graph->n_nodes, 0);
@@ -553,7 +553,7 @@ static void sharded_index_is_one_model(void **state)
 	assert_string_equal(errbuf, "");
 	assert_int_equal(rc, 0);
 	const struct mfs_desc *d = mfs_model_desc(m);
-	assert_int_equal(d->format, MFS_FORMAT_SAFETENSORS);
+	assert_string_equal(d->format, "safetensors");
 	assert_int_equal(d->n_files, 4);
 	assert_string_equal(d->files[0].path, "model.safetensors.index.json");
 	assert_string_equal(d->files[1].path, S1);
@@ -796,24 +796,24 @@ static void sniff_rules(void **state)
 {
 	(void)state;
 	uint8_t h[16] = {16, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '};
-	assert_true(mfs_safetensors_sniff(h, 16, 24));
-	assert_true(mfs_safetensors_sniff(h, 16, 16 + 8));
+	assert_true(mfs_st_sniff_file(h, 16, 24));
+	assert_true(mfs_st_sniff_file(h, 16, 16 + 8));
 	/* N past the end, but the header shape is there: still safetensors. */
-	assert_true(mfs_safetensors_sniff(h, 16, 20));
+	assert_true(mfs_st_sniff_file(h, 16, 20));
 	/* Plausible length, not JSON: safetensors (and its error says so). */
 	h[8] = 'x';
-	assert_true(mfs_safetensors_sniff(h, 16, 24));
-	assert_false(mfs_safetensors_sniff(h, 16, 20));
+	assert_true(mfs_st_sniff_file(h, 16, 24));
+	assert_false(mfs_st_sniff_file(h, 16, 20));
 	/* Whitespace before the brace. */
 	memcpy(h, "\xff\xff\xff\xff\xff\xff\xff\xff \n\t{", 12);
-	assert_true(mfs_safetensors_sniff(h, 16, 20));
+	assert_true(mfs_st_sniff_file(h, 16, 20));
 	/* A JSON document is not safetensors. */
 	memcpy(h, "{\"abc\":  {\"a\":1}", 16);
-	assert_false(mfs_safetensors_sniff(h, 16, 100));
+	assert_false(mfs_st_sniff_file(h, 16, 100));
 	/* ONNX-like bytes. */
 	memcpy(h, "\x08\x07\x12\x07pytorch\x1a\x04" "2.0", 16);
-	assert_false(mfs_safetensors_sniff(h, 16, 1000));
-	assert_false(mfs_safetensors_sniff(h, 8, 1000));
+	assert_false(mfs_st_sniff_file(h, 16, 1000));
+	assert_false(mfs_st_sniff_file(h, 8, 1000));
 }
 
 /* ------------------------------------------------------------ main */

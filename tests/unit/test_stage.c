@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_stage.c — the staging store (codec/stage.c).
+ * tests/unit/test_stage.c — the staging store (codec/txn/stage.c).
  *
  * Every test works in a fresh directory under /tmp with a real model file
  * (for its identity) and a base held in memory.  The random exerciser
@@ -25,10 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "crc32.h"
+#include "core/crc32.h"
 #include "faultio.h"
 #include "procfd.h"
-#include "stage.h"
+#include "txn/stage.h"
 
 #define CS MFS_STAGE_CHUNK
 

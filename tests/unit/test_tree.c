@@ -138,7 +138,8 @@ static struct mfs_graph *graph(const char *name)
 static struct mfs_desc *desc_onnx(struct mfs_graph *g)
 {
 	struct mfs_desc *d = A(sizeof(*d));
-	d->format = MFS_FORMAT_ONNX;
+	d->format = "onnx";
+	d->flags = MFS_DESC_GRAPH;
 	d->graph = g;
 	d->files = A(sizeof(struct mfs_file));
 	d->files[0].path = S("model.onnx");
@@ -862,7 +863,8 @@ static void safetensors_shows_meta_and_weights_only(void **state)
 	(void)state;
 	const char *names[] = {"model.embed_tokens.weight", "lm_head.weight"};
 	struct mfs_desc *d = with_inits(2, names);
-	d->format = MFS_FORMAT_SAFETENSORS;
+	d->format = "safetensors";
+	d->flags = 0;
 	d->files[0].path = S("model.safetensors");
 	d->n_props = 1;
 	d->props = A(sizeof(struct mfs_meta));

@@ -1,6 +1,6 @@
 /*
- * tests/unit/test_txn.c — transactions (codec/txn.c) and the splice writers
- * (codec/splice_onnx.c, codec/splice_st.c), in-process, no FUSE.
+ * tests/unit/test_txn.c — transactions (codec/txn/) and the splice writers
+ * (codec/onnx/writer.c, codec/safetensors/writer.c), in-process, no FUSE.
  *
  * What is proved: a commit with no effective change leaves every model of
  * the ONNX test corpus byte-identical, and edits undone by a second commit
@@ -34,8 +34,8 @@
 #include "modelfs/txn.h"
 
 #include "faultio.h"
-#include "internal.h"
-#include "splice.h"
+#include "format.h"
+#include "onnx/onnx.h"
 
 #define PY "/usr/bin/python3"
 #define CHECK MFS_TEST_DATA "/../tools/txn_check.py"
@@ -155,7 +155,7 @@ static mfs_txn *open_txn(const char *path, const struct mfs_txn_opts *opts,
 static uint8_t *read_view(mfs_txn *t, size_t *len)
 {
 	uint64_t size;
-	assert_int_equal(mfs_txn_file_size(t, 0, &size), 0);
+	assert_int_equal(mfs_txn_file_size(&size, t, 0), 0);
 	uint8_t *p = malloc(size + 1);
 	size_t done = 0;
 	while (done < size) {
@@ -252,7 +252,8 @@ static void expect_python_tensor(const char *json, const char *name, const void 
 static uint8_t storage(mfs_txn *t, const struct mfs_tensor *x)
 {
 	const struct mfs_model *m = (const struct mfs_model *)mfs_txn_model(t);
-	return m->onnx ? m->onnx->tspans[x->id].storage : MFS_ONNX_RAW;
+	return m->fmt == &mfs_format_onnx ? mfs_onnx_layout(m)->tspans[x->id].storage :
+	       MFS_ONNX_RAW;
 }
 
 /* A tensor whose data can be written, with at least one byte. */
@@ -274,7 +275,7 @@ static const struct mfs_tensor *editable_tensor(mfs_txn *t, bool want_rank)
 
 static uint8_t *tensor_bytes(mfs_txn *t, const struct mfs_tensor *x, uint64_t *len)
 {
-	assert_int_equal(mfs_txn_tensor_size(t, x, len), 0);
+	assert_int_equal(mfs_txn_tensor_size(len, t, x), 0);
 	uint8_t *p = malloc(*len + 1);
 	assert_int_equal(mfs_txn_tensor_read(t, x, p, *len, 0), (ssize_t)*len);
 	return p;
@@ -645,17 +646,17 @@ static void scratch_adopted_by_rename(void **state)
 	mfs_txn *t = open_txn(model, NULL, NULL);
 	const struct mfs_tensor *w = find_tensor(mfs_txn_desc(t), "fc.weight");
 	uint64_t id, other, size;
-	assert_int_equal(mfs_txn_scratch_new(t, &id), 0);
-	assert_int_equal(mfs_txn_scratch_new(t, &other), 0);
+	assert_int_equal(mfs_txn_scratch_new(&id, t), 0);
+	assert_int_equal(mfs_txn_scratch_new(&other, t), 0);
 	float wv[10];
 	fill_weights(wv, 10, 3.0f);
 	assert_int_equal(mfs_txn_scratch_write(t, id, wv, 40, 0), 40);
 	assert_int_equal(mfs_txn_scratch_write(t, other, "junk", 4, 0), 4);
-	assert_int_equal(mfs_txn_scratch_size(t, id, &size), 0);
+	assert_int_equal(mfs_txn_scratch_size(&size, t, id), 0);
 	assert_int_equal(size, 40);
 	assert_false(mfs_txn_dirty(t));         /* scratch never reaches the model */
 	assert_int_equal(mfs_txn_scratch_adopt(t, id, w), 0);
-	assert_int_equal(mfs_txn_scratch_size(t, id, &size), -ENOENT);
+	assert_int_equal(mfs_txn_scratch_size(&size, t, id), -ENOENT);
 	assert_true(mfs_txn_dirty(t));
 	float back[10];
 	assert_int_equal(mfs_txn_tensor_read(t, w, back, 40, 0), 40);
@@ -700,7 +701,7 @@ static void meta_and_props_commit(void **state)
 	assert_memory_equal(buf, doc, strlen(doc));
 	struct mfs_meta *props;
 	size_t n_props;
-	assert_int_equal(mfs_txn_props(t, &props, &n_props), 0);
+	assert_int_equal(mfs_txn_props(&props, &n_props, t), 0);
 	assert_int_equal(n_props, 1);
 	assert_string_equal(props[0].name, "author");
 	assert_string_equal(props[0].value, "modelfs test");
@@ -1101,11 +1102,11 @@ static void dead_daemon_edits_come_back(void **state)
 			_exit(1);
 		stage_standard_edits(t, wv);
 		uint64_t sid, bid;
-		mfs_txn_scratch_new(t, &sid);
+		mfs_txn_scratch_new(&sid, t);
 		mfs_txn_scratch_write(t, sid, "scratch", 7, 0);
 		/* A rename over fc.bias/data: one MOVE record in the journal. */
 		float bias = -3.25f;
-		mfs_txn_scratch_new(t, &bid);
+		mfs_txn_scratch_new(&bid, t);
 		mfs_txn_scratch_write(t, bid, &bias, 4, 0);
 		if (mfs_txn_scratch_adopt(t, bid, find_tensor(mfs_txn_desc(t), "fc.bias")) < 0)
 			_exit(2);
@@ -1635,7 +1636,7 @@ static void *reader(void *p)
 		uint64_t size = 0;
 		if (mfs_txn_tensor_read(a->t, w, buf, 40, 0) != 40)
 			abort();
-		if (mfs_txn_file_size(a->t, 0, &size) < 0 || size < 300)
+		if (mfs_txn_file_size(&size, a->t, 0) < 0 || size < 300)
 			abort();
 		if (mfs_txn_file_read(a->t, 0, buf, sizeof(buf), 0) <= 0)
 			abort();

@@ -1,5 +1,5 @@
 /*
- * codec/safetensors.c — the safetensors reader: single files and sharded
+ * codec/safetensors/reader.c — the safetensors reader: single files and sharded
  * checkpoints named by a `*.safetensors.index.json`.
  *
  * A safetensors file is a JSON header followed by one flat byte buffer, and
@@ -12,7 +12,7 @@
  * index's directory and read as above, and all tensors become one list,
  * each still read from its own shard.  A tensor's id (desc.tensors) is its
  * place in that list: offset order, shard by shard.  For a single file the
- * splice writer (splice_st.c) also gets where the data buffer starts.
+ * splice writer (writer.c) also gets where the data buffer starts.
  *
  * FILE LAYOUT
  *
@@ -66,11 +66,7 @@
 
 #include <jansson.h>
 
-#include "internal.h"
-#include "splice.h"
-
-#define ST_MAX_HEADER   100000000ull    /* reference MAX_HEADER_SIZE, also the index size cap */
-#define ST_MIN_HEADER   2ull            /* "{}" */
+#include "safetensors/st.h"
 #define ST_JSON_FLAGS   (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
 
 /* ------------------------------------------------------------ dtypes */
@@ -239,7 +235,6 @@ static int st_finish(struct mfs_model *m, struct tvec *tv, struct mvec *meta, st
 	g->n_inits = tv->n;
 	d->n_meta = meta->n;
 	d->n_props = props->n;
-	d->format = MFS_FORMAT_SAFETENSORS;
 	d->graph = g;
 	d->n_tensors = tv->n;
 	return 0;
@@ -333,7 +328,7 @@ static int st_read_header(struct mfs_model *m, unsigned src, const char *display
                           uint64_t *hlen, char *err, size_t errlen)
 {
 	uint64_t size = m->desc.files[src].size;
-	int fd = m->fds[src];
+	struct mfs_source *fs = m->srcs[src];
 	char *buf = NULL;
 	int rc;
 	*root = NULL;
@@ -342,7 +337,7 @@ static int st_read_header(struct mfs_model *m, unsigned src, const char *display
 		return mfs_errf(err, errlen, -EUCLEAN, display,
 		                "file of %" PRIu64 " bytes is too small for a safetensors header", size);
 	uint8_t lenb[8];
-	rc = mfs_pread_full(fd, lenb, sizeof(lenb), 0);
+	rc = mfs_source_read(fs, lenb, sizeof(lenb), 0);
 	if (rc < 0)
 		return mfs_errf(err, errlen, rc, display, "cannot read safetensors header length: %s",
 		                strerror(-rc));
@@ -366,7 +361,7 @@ static int st_read_header(struct mfs_model *m, unsigned src, const char *display
 	buf = malloc((size_t)n);
 	if (!buf)
 		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory for the header");
-	rc = mfs_pread_full(fd, buf, (size_t)n, 8);
+	rc = mfs_source_read(fs, buf, (size_t)n, 8);
 	if (rc < 0) {
 		rc = mfs_errf(err, errlen, rc, display, "cannot read safetensors header: %s",
 		              strerror(-rc));
@@ -493,6 +488,7 @@ static int st_take_tensor(struct mfs_model *m, unsigned src, const char *key, si
 	t->rank = rank;
 	t->dtype = st_dtypes[di].dtype;
 	t->src = src;
+	t->flags = MFS_TENSOR_CONTIGUOUS;      /* editable in a single file: mfs_st_open */
 	e->t = t;
 	e->bits = st_dtypes[di].bits;
 	e->st_dtype = st_dtypes[di].name;
@@ -636,7 +632,7 @@ out:
  *     huge, past the end), so that it too gets a safetensors error.  A JSON
  *     document (an index) starts with '{' itself and is left alone.
  */
-bool mfs_safetensors_sniff(const uint8_t *head, size_t len, uint64_t file_size)
+bool mfs_st_sniff_file(const uint8_t *head, size_t len, uint64_t file_size)
 {
 	if (len < 9 || file_size < 9)
 		return false;
@@ -649,7 +645,7 @@ bool mfs_safetensors_sniff(const uint8_t *head, size_t len, uint64_t file_size)
 	return head[0] != '{' && i < len && head[i] == '{';
 }
 
-int mfs_safetensors_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
+static int st_open_file(struct mfs_model *m, const char *display, char *err, size_t errlen)
 {
 	struct tvec tv = {0};
 	struct mvec meta = {0}, props = {0};
@@ -672,10 +668,17 @@ int mfs_safetensors_open(struct mfs_model *m, const char *display, char *err, si
 	}
 	if (rc == 0)
 		rc = st_finish(m, &tv, &meta, &props);
-	if (rc < 0)
+	struct mfs_st_state *state = rc == 0 ? mfs_arena_alloc(m->arena, sizeof(*state)) : NULL;
+	if (rc == 0 && !state)
+		rc = -ENOMEM;
+	if (rc < 0) {
 		rc = mfs_errf(err, errlen, rc, display, "out of memory");
-	else
-		m->st_data_off = 8 + hlen;
+	} else {
+		state->data_off = 8 + hlen;
+		m->priv = state;
+		for (size_t i = 0; i < m->desc.n_tensors; i++)
+			m->desc.tensors[i]->flags |= MFS_TENSOR_EDITABLE;
+	}
 out:
 	json_decref(root);
 	free(tv.v);
@@ -690,7 +693,7 @@ out:
  * A shard name must be a plain relative path below the index's directory:
  * not empty, not absolute, no empty, "." or ".." component, no control
  * character (it is one line of meta/shards).  No symlink on the way is
- * enforced when it is opened, by mfs_open_beneath().
+ * enforced when it is opened, by mfs_source_file_beneath().
  */
 static bool shard_name_ok(const char *s)
 {
@@ -759,7 +762,7 @@ static int index_load(struct mfs_model *m, const char *display, json_t **root, c
 	buf = malloc(size ? (size_t)size : 1);
 	if (!buf)
 		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
-	rc = mfs_pread_full(m->fds[0], buf, (size_t)size, 0);
+	rc = mfs_source_read(m->srcs[0], buf, (size_t)size, 0);
 	if (rc < 0) {
 		rc = mfs_errf(err, errlen, rc, display, "cannot read: %s", strerror(-rc));
 		goto out;
@@ -840,7 +843,7 @@ static int shard_match(const json_t *weight_map, const json_t *shard_root, const
  * "__metadata__" entries in shard order, skipping any key already present
  * — the index wins, then the first shard that has the key.
  */
-int mfs_safetensors_index_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
+static int st_open_index(struct mfs_model *m, const char *display, char *err, size_t errlen)
 {
 	struct tvec tv = {0};
 	struct mvec meta = {0}, props = {0};
@@ -940,7 +943,8 @@ int mfs_safetensors_index_open(struct mfs_model *m, const char *display, char *e
 		char qs[QBUF];
 		quote(qs, sizeof(qs), s, strlen(s));
 		char oerr[1024];
-		int fd = mfs_open_beneath(m, s, oerr, sizeof(oerr), display);
+		struct mfs_source *shard;
+		int fd = mfs_source_file_beneath(&shard, m->dirfd, s, oerr, sizeof(oerr), display);
 		if (fd < 0) {
 			const char *why = oerr;
 			size_t dl = strlen(display);
@@ -954,7 +958,7 @@ int mfs_safetensors_index_open(struct mfs_model *m, const char *display, char *e
 				              "cannot open safetensors shard %s: %s", qs, why);
 			goto out;
 		}
-		int src = mfs_model_add_file(m, s, fd);
+		int src = mfs_model_add_file(m, s, shard);
 		if (src < 0) {
 			rc = mfs_errf(err, errlen, src, display, "cannot add safetensors shard %s: %s",
 			              qs, src == -EFBIG ? "too many shards" : strerror(-src));
@@ -979,12 +983,12 @@ int mfs_safetensors_index_open(struct mfs_model *m, const char *display, char *e
 		const struct mfs_file *f = &m->desc.files[src];
 		uint8_t head[16] = {0};
 		size_t hl = f->size < sizeof(head) ? (size_t)f->size : sizeof(head);
-		rc = hl ? mfs_pread_full(m->fds[src], head, hl, 0) : 0;
+		rc = hl ? mfs_source_read(m->srcs[src], head, hl, 0) : 0;
 		if (rc < 0) {
 			rc = mfs_errf(err, errlen, rc, sdisplay, "cannot read: %s", strerror(-rc));
 			goto out;
 		}
-		if (!mfs_safetensors_sniff(head, hl, f->size)) {
+		if (!mfs_st_sniff_file(head, hl, f->size)) {
 			rc = mfs_errf(err, errlen, -EUCLEAN, sdisplay, "not a safetensors file");
 			goto out;
 		}
@@ -1048,4 +1052,33 @@ out:
 	free(meta.v);
 	free(props.v);
 	return rc;
+}
+
+/* ------------------------------------------------------------ the format */
+
+/* A JSON document: the first byte after JSON whitespace is '{'. */
+static bool looks_like_json(const uint8_t *head, size_t len)
+{
+	size_t i = 0;
+	while (i < len && is_json_ws(head[i]))
+		i++;
+	return i < len && head[i] == '{';
+}
+
+/*
+ * A safetensors file, or an index of a sharded checkpoint: both by content
+ * (an index is a JSON document, which no safetensors file is: those start
+ * with a length).
+ */
+int mfs_st_sniff(const uint8_t *head, size_t len, uint64_t size)
+{
+	return mfs_st_sniff_file(head, len, size) || looks_like_json(head, len) ?
+	       MFS_SNIFF_YES : MFS_SNIFF_NO;
+}
+
+int mfs_st_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
+{
+	if (mfs_st_sniff_file(m->head, m->head_len, m->desc.files[0].size))
+		return st_open_file(m, display, err, errlen);
+	return st_open_index(m, display, err, errlen);
 }

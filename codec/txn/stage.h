@@ -1,5 +1,5 @@
 /*
- * codec/stage.h — the staging store: edits to a model, kept beside it until
+ * codec/txn/stage.h — the staging store: edits to a model, kept beside it until
  * they are committed.
  *
  * A stage holds the staged bytes of many objects (a tensor's `data` file, a
@@ -31,7 +31,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 #define MFS_STAGE_CHUNK         (256u << 10)    /* bytes per chunk (performance.md §3) */
 #define MFS_STAGE_MAX_OBJECT    (1ull << 40)    /* largest staged object, 1 TiB */

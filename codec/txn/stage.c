@@ -1,5 +1,5 @@
 /*
- * codec/stage.c — the staging store: staged object bytes as zstd chunks in a
+ * codec/txn/stage.c — the staging store: staged object bytes as zstd chunks in a
  * journal beside the model, with an in-memory index and a bounded cache.
  *
  * Writes through the mount never touch the model (DESIGN §5).  They land
@@ -130,12 +130,13 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "crc32.h"
-#include "stage.h"
+#include "core/crc32.h"
+#include "txn/sidefile.h"
+#include "txn/stage.h"
 
 #define CHUNK           MFS_STAGE_CHUNK
 #define MAX_CHUNKS      (MFS_STAGE_MAX_OBJECT / CHUNK)
-#define JHDR            64
+#define JHDR            MFS_SIDEFILE_HDR
 #define RHDR            48
 #define F_RAW           0x01
 #define CLEN_RAW        0x80000000u
@@ -428,16 +429,9 @@ static void obj_move(struct mfs_stage *st, struct obj *from, struct obj *to)
 
 static void jheader(uint8_t h[JHDR], const struct mfs_identity *id)
 {
-	memset(h, 0, JHDR);
-	memcpy(h, jmagic, 8);
-	mfs_put_le32(h + 8, 1);
-	mfs_put_le32(h + 12, CHUNK);
-	mfs_put_le64(h + 16, id->dev);
-	mfs_put_le64(h + 24, id->ino);
-	mfs_put_le64(h + 32, id->size);
-	mfs_put_le64(h + 40, (uint64_t)id->mtime_sec);
-	mfs_put_le64(h + 48, (uint64_t)id->mtime_nsec);
-	mfs_put_le32(h + 60, mfs_crc32(0, h, 60));
+	struct mfs_sidefile_hdr sh = {.version = 1, .param = CHUNK, .id = *id};
+	memcpy(sh.magic, jmagic, 8);
+	mfs_sidefile_hdr_put(h, &sh);
 }
 
 /*
@@ -919,9 +913,9 @@ static const char *rec_name(int type)
 static int set_aside(struct mfs_stage *st, const char *model, const char *why, char *name,
                      size_t namelen)
 {
-	char suffix[MFS_SIDE_SUFFIX_MAX + 1];
+	char suffix[MFS_SIDEFILE_SUFFIX_MAX + 1];
 	snprintf(suffix, sizeof(suffix), ".modelfs-journal.%s-%lld", why, (long long)time(NULL));
-	int rc = mfs_side_name(name, namelen, model, suffix);
+	int rc = mfs_sidefile_name(name, namelen, model, suffix);
 	if (rc < 0)
 		return rc;
 	if (mfs_io->renameat(st->dirfd, st->jname, st->dirfd, name) < 0)
@@ -950,9 +944,9 @@ static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_sta
 	if (fsize >= JHDR && (rc = mfs_pread_full(fd, h, JHDR, 0)) < 0)
 		return mfs_errf(err, errlen, rc, model, "cannot read %s: %s", st->jname,
 		                strerror(-rc));
-	bool header_ok = fsize >= JHDR && memcmp(h, jmagic, 8) == 0 &&
-	                 mfs_get_le32(h + 60) == mfs_crc32(0, h, 60) && mfs_get_le32(h + 8) == 1 &&
-	                 mfs_get_le32(h + 12) == CHUNK;
+	struct mfs_sidefile_hdr sh;
+	bool header_ok = fsize >= JHDR && mfs_sidefile_hdr_get(&sh, h, jmagic) &&
+	                 sh.version == 1 && sh.param == CHUNK;
 	rec->found = true;
 	if (!header_ok) {
 		/* A header is synced before any record is written, so a short or
@@ -976,11 +970,7 @@ static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_sta
 		         "journal %s has a bad header; kept as %s, not used", st->jname, aside);
 		return 0;
 	}
-	struct mfs_identity jid = {
-		mfs_get_le64(h + 16), mfs_get_le64(h + 24), mfs_get_le64(h + 32),
-		(int64_t)mfs_get_le64(h + 40), (int64_t)mfs_get_le64(h + 48)
-	};
-	if (!mfs_identity_equal(&jid, &st->id)) {
+	if (!mfs_identity_equal(&sh.id, &st->id)) {
 		if (keep_stale) {
 			return mfs_errf(err, errlen, -ESTALE, model, "journal %s was written for "
 			                "another version of the model (changed on disk since)",
@@ -1120,8 +1110,8 @@ int mfs_stage_open(struct mfs_stage **out, int dirfd, const char *model_name,
 	/* Chunks are at most 256 KiB, so a frame never needs a larger window;
 	 * refusing one bounds what a damaged journal can make us allocate. */
 	ZSTD_DCtx_setParameter(st->dctx, ZSTD_d_windowLogMax, 18);
-	if ((rc = mfs_side_name(st->jname, sizeof(st->jname), model_name, ".modelfs-journal")) < 0 ||
-	    (rc = mfs_side_name(st->newname, sizeof(st->newname), model_name,
+	if ((rc = mfs_sidefile_name(st->jname, sizeof(st->jname), model_name, ".modelfs-journal")) < 0 ||
+	    (rc = mfs_sidefile_name(st->newname, sizeof(st->newname), model_name,
 	                        ".modelfs-journal-new")) < 0) {
 		rc = mfs_errf(err, errlen, rc, model_name, "name too long for a journal");
 		goto out;

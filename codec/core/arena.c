@@ -1,5 +1,5 @@
 /*
- * codec/arena.c — the bump allocator model descriptions are built from.
+ * codec/core/arena.c — the bump allocator model descriptions are built from.
  *
  * A model description is thousands of small strings and arrays that all live
  * exactly as long as the model.  Carving them from large blocks and freeing
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 struct block {
 	struct block *next;

@@ -1,17 +1,17 @@
 /*
- * codec/splice_onnx.c — the ONNX splice writer: a new model file as the old
+ * codec/onnx/writer.c — the ONNX splice writer: a new model file as the old
  * file's bytes with the edited parts re-encoded.
  *
- * Called by txn.c (through splice.h) with the effective edits; returns the
+ * Called by the transaction (through format.h) with the effective edits; returns the
  * new file as a piece list and writes nothing.  Protobuf-c never sees a
  * message here: re-encoding the whole model would canonicalize it (field
- * order, packing, varint widths; formats.md §1.8) and copy every payload
+ * order, packing, varint widths; doc/formats.md §1.8) and copy every payload
  * through memory.  Instead only the fields an edit touches are written anew
  * and everything else is copied as it was, byte for byte.
  *
  * HOW IT WORKS
  *
- * The reader (onnx.c) recorded, for every message it walked into, its span
+ * The reader (reader.c) recorded, for every message it walked into, its span
  * (key, length prefix, value) and its parent, so each tensor has a chain of
  * messages up to the ModelProto (struct mfs_onnx_layout).  An edit becomes
  * one or more *ops*: "in message M, replace bytes [a, b) of the old file
@@ -66,8 +66,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "onnx_wire.h"
-#include "splice.h"
+#include "onnx/onnx.h"
+#include "onnx/wire.h"
 
 /* TensorProto and ModelProto field numbers this file writes. */
 #define T_DIMS          1
@@ -100,7 +100,7 @@ struct item {
 struct ctx {
 	const struct mfs_model *m;
 	const struct mfs_onnx_layout *l;
-	int fd;
+	struct mfs_source *src;
 	uint64_t size;
 	struct op *ops;
 	size_t n_ops, cap_ops;
@@ -159,10 +159,23 @@ static int op_delete(struct ctx *c, int32_t msg, uint64_t a, uint64_t b, uint32_
 }
 
 /* A field's key and length prefix into `buf` (20 bytes); returns the length. */
+/* A protobuf varint into `out` (10 bytes of room); returns its length. */
+static size_t varint_put(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+
 static size_t put_len_key(uint8_t *buf, uint32_t num, uint64_t len)
 {
-	size_t n = mfs_varint_put(buf, (uint64_t)num << 3 | 2);
-	return n + mfs_varint_put(buf + n, len);
+	size_t n = varint_put(buf, (uint64_t)num << 3 | 2);
+	return n + varint_put(buf + n, len);
 }
 
 /* Append a length-delimited field holding `len` bytes of `s`. */
@@ -176,8 +189,8 @@ static void put_bytes_field(struct mfs_splice *s, uint32_t num, const void *p, s
 static void put_varint_field(struct mfs_splice *s, uint32_t num, uint64_t v)
 {
 	uint8_t buf[20];
-	size_t n = mfs_varint_put(buf, (uint64_t)num << 3);
-	n += mfs_varint_put(buf + n, v);
+	size_t n = varint_put(buf, (uint64_t)num << 3);
+	n += varint_put(buf + n, v);
 	mfs_splice_bytes(s, buf, n);
 }
 
@@ -217,7 +230,7 @@ static void put_data(struct ctx *c, struct mfs_splice *s, const struct mfs_tenso
 	else if (t->mem)
 		mfs_splice_ref(s, t->mem, (size_t)t->nbytes);
 	else
-		mfs_splice_copy(s, c->fd, t->off, t->nbytes);
+		mfs_source_splice(s, c->src, t->off, t->nbytes);
 }
 
 /* A same-size edit of bytes that lie in the file: patch the payload only. */
@@ -273,7 +286,7 @@ static int tensor_ops(struct ctx *c, const struct mfs_tensor_edit *te)
 	 * absent fields would go (before the first kept field numbered
 	 * above theirs). */
 	struct mfs_wire_src src;
-	mfs_wire_src_file(&src, c->fd, c->size, c->win);
+	mfs_wire_src_file(&src, c->src, c->size, c->win);
 	uint64_t ins_dims = mm->end, ins_type = mm->end, ins_raw = mm->end;
 	bool seen_dims = false, seen_type = false, seen_holder = false;
 	int rc;
@@ -402,21 +415,21 @@ static bool parse_i64(const char *s, size_t len, int64_t *out)
 
 static int meta_ops(struct ctx *c, const struct mfs_edit_set *e)
 {
-	static const uint32_t field[MFS_META_N] = {
-		[MFS_META_PRODUCER_NAME] = 2, [MFS_META_PRODUCER_VERSION] = 3,
-		[MFS_META_DOMAIN] = 4, [MFS_META_MODEL_VERSION] = M_MODEL_VERSION,
-		[MFS_META_DOC_STRING] = 6, [MFS_META_GRAPH_NAME] = G_NAME,
+	static const uint32_t field[MFS_ONNX_META_N] = {
+		[MFS_ONNX_META_PRODUCER_NAME] = 2, [MFS_ONNX_META_PRODUCER_VERSION] = 3,
+		[MFS_ONNX_META_DOMAIN] = 4, [MFS_ONNX_META_MODEL_VERSION] = M_MODEL_VERSION,
+		[MFS_ONNX_META_DOC_STRING] = 6, [MFS_ONNX_META_GRAPH_NAME] = G_NAME,
 	};
 	const struct mfs_onnx_layout *l = c->l;
 	struct op *o;
 	int rc;
-	for (int k = 0; k < MFS_META_N; k++) {
+	for (int k = 0; k < MFS_ONNX_META_N; k++) {
 		const char *v = e->meta[k];
 		size_t len = e->meta_len[k];
 		uint32_t num = field[k];
 		if (!v)
 			continue;
-		if (k == MFS_META_GRAPH_NAME) {
+		if (k == MFS_ONNX_META_GRAPH_NAME) {
 			if (l->graph_msg < 0)
 				return fail(c, -EIO, "%s", "the model has no graph");
 			uint64_t a = l->has_gname ? l->gname_tag : l->gname_ins;
@@ -424,7 +437,7 @@ static int meta_ops(struct ctx *c, const struct mfs_edit_set *e)
 			if (!(o = op_new(c, l->graph_msg, a, b, num)))
 				return -ENOMEM;
 			put_bytes_field(&o->body, num, v, len);
-		} else if (k == MFS_META_MODEL_VERSION) {
+		} else if (k == MFS_ONNX_META_MODEL_VERSION) {
 			int64_t mv = 0;
 			if (len && !parse_i64(v, len, &mv))
 				return fail(c, -EINVAL, "%s",
@@ -599,7 +612,7 @@ static int emit(struct ctx *c, int32_t msg, uint64_t val, uint64_t end, size_t *
 			struct op *o = &c->ops[it->idx];
 			if (o->a < pos || o->b > end)
 				return -EIO;    /* overlapping ops: a bug, never write it */
-			mfs_splice_copy(out, c->fd, pos, o->a - pos);
+			mfs_source_splice(out, c->src, pos, o->a - pos);
 			mfs_splice_append(out, &o->body);
 			pos = o->b;
 			continue;
@@ -607,28 +620,28 @@ static int emit(struct ctx *c, int32_t msg, uint64_t val, uint64_t end, size_t *
 		const struct mfs_onnx_msg *ch = &l->msgs[it->idx];
 		if (ch->tag < pos || ch->end > end)
 			return -EIO;
-		mfs_splice_copy(out, c->fd, pos, ch->tag - pos);
+		mfs_source_splice(out, c->src, pos, ch->tag - pos);
 		struct mfs_splice sub = {0};
 		int rc = emit(c, it->idx, ch->val, ch->end, i, &sub);
 		if (rc < 0 || sub.err) {
 			mfs_splice_free(&sub);
 			return rc < 0 ? rc : -ENOMEM;
 		}
-		mfs_splice_copy(out, c->fd, ch->tag, ch->len - ch->tag);
+		mfs_source_splice(out, c->src, ch->tag, ch->len - ch->tag);
 		if (sub.total == ch->end - ch->val) {
-			mfs_splice_copy(out, c->fd, ch->len, ch->val - ch->len);
+			mfs_source_splice(out, c->src, ch->len, ch->val - ch->len);
 		} else {
 			uint8_t pfx[10];
-			mfs_splice_bytes(out, pfx, mfs_varint_put(pfx, sub.total));
+			mfs_splice_bytes(out, pfx, varint_put(pfx, sub.total));
 		}
 		mfs_splice_append(out, &sub);
 		pos = ch->end;
 	}
-	mfs_splice_copy(out, c->fd, pos, end - pos);
+	mfs_source_splice(out, c->src, pos, end - pos);
 	return out->err;
 }
 
-int mfs_splice_onnx(struct mfs_splice *out, const struct mfs_model *m,
+int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
                     const struct mfs_edit_set *e, char *err, size_t errlen)
 {
 	struct ctx *c = calloc(1, sizeof(*c));
@@ -636,8 +649,8 @@ int mfs_splice_onnx(struct mfs_splice *out, const struct mfs_model *m,
 	if (!c)
 		return mfs_errf(err, errlen, -ENOMEM, m->desc.files[0].path, "out of memory");
 	c->m = m;
-	c->l = m->onnx;
-	c->fd = m->fds[0];
+	c->l = mfs_onnx_layout(m);
+	c->src = m->srcs[0];
 	c->size = m->desc.files[0].size;
 	c->err = err;
 	c->errlen = errlen;

@@ -1,18 +1,20 @@
 /*
- * codec/splice.c — building piece lists, for the splice writers.
+ * codec/core/splice.c — building and reading piece lists (splice.h).
  *
- * A piece list (struct mfs_splice) is the new file as a sequence of ranges
- * copied from the old file, byte buffers and callbacks.  The writers
- * (splice_onnx.c, splice_st.c) build one per commit, and txn.c keeps one to
- * serve reads of the root model file while edits are staged.  This file has
- * the appending helpers they share: allocation failures are sticky in
- * `err`, so a writer appends freely and checks once at the end.
+ * A piece list (struct mfs_splice) is a file as a sequence of ranges copied
+ * from another file, byte buffers and callbacks.  The format writers build
+ * one per commit, and the transaction keeps one to serve reads of the root
+ * model file while edits are staged.  This file has the appending helpers
+ * they share (allocation failures are sticky in `err`, so a writer appends
+ * freely and checks once at the end) and the reader of a finished list.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "splice.h"
+#include "core/core.h"
+#include "core/splice.h"
 
 /* An FN piece that starts `base` bytes into what another callback makes. */
 struct sub_fn {
@@ -189,13 +191,48 @@ void mfs_splice_append(struct mfs_splice *s, struct mfs_splice *from)
 	mfs_splice_free(from);
 }
 
-size_t mfs_varint_put(uint8_t *out, uint64_t v)
+ssize_t mfs_splice_read(const struct mfs_splice *s, const uint64_t *starts, void *buf,
+                        size_t len, uint64_t off)
 {
-	size_t n = 0;
-	while (v >= 0x80) {
-		out[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
+	if (off >= s->total)
+		return 0;
+	if (len > s->total - off)
+		len = (size_t)(s->total - off);
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	size_t lo = 0, hi = s->n;
+	while (hi - lo > 1) {           /* the last piece starting at or before off */
+		size_t mid = lo + (hi - lo) / 2;
+		if (starts[mid] <= off)
+			lo = mid;
+		else
+			hi = mid;
 	}
-	out[n++] = (uint8_t)v;
-	return n;
+	uint8_t *dst = buf;
+	size_t done = 0;
+	for (size_t i = lo; i < s->n && done < len; i++) {
+		const struct mfs_piece *p = &s->p[i];
+		uint64_t in = off + done - starts[i];
+		size_t k = p->len - in < len - done ? (size_t)(p->len - in) : len - done;
+		while (k) {
+			ssize_t r;
+			if (p->kind == MFS_PIECE_BYTES) {
+				memcpy(dst + done, (const uint8_t *)p->buf + in, k);
+				r = (ssize_t)k;
+			} else if (p->kind == MFS_PIECE_COPY) {
+				int rc = mfs_pread_full(p->fd, dst + done, k, p->off + in);
+				r = rc < 0 ? rc : (ssize_t)k;
+			} else {
+				r = p->fn(p->arg, dst + done, k, in);
+				if (r == 0)
+					r = -EIO;
+			}
+			if (r < 0)
+				return done ? (ssize_t)done : r;
+			done += (size_t)r;
+			in += (uint64_t)r;
+			k -= (size_t)r;
+		}
+	}
+	return (ssize_t)done;
 }

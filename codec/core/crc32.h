@@ -1,5 +1,5 @@
 /*
- * codec/crc32.h — CRC-32 (IEEE 802.3, the zlib/PNG polynomial) for the
+ * codec/core/crc32.h — CRC-32 (IEEE 802.3, the zlib/PNG polynomial) for the
  * self-checking records of the staging journal and the redo log.
  */
 #ifndef MODELFS_CODEC_CRC32_H

@@ -1,5 +1,5 @@
 /*
- * codec/commit.h — the commit engine: replace a model file with a new
+ * codec/txn/commit.h — the commit engine: replace a model file with a new
  * version, atomically, or patch it in place through a redo log.
  *
  * Format-neutral.  A format's splice writer describes the new file as a
@@ -10,7 +10,7 @@
  * the old version or wholly the new one, once recovery (mfs_commit_recover()
  * and mfs_commit_gc()) has run.
  *
- * All file access goes through mfs_io (codec/internal.h).  The functions
+ * All file access goes through mfs_io (core/core.h).  The functions
  * keep no global state; two commits of different models may run at once,
  * two of one model must not (the caller serializes them).
  */
@@ -22,31 +22,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "internal.h"
-
-enum mfs_piece_kind {
-	MFS_PIECE_COPY = 1,     /* `len` bytes of `fd` from `off` */
-	MFS_PIECE_BYTES,        /* `len` bytes at `buf` */
-	MFS_PIECE_FN,           /* `len` bytes produced by `fn` */
-};
-
-/*
- * Produces bytes [off, off + len) of a piece (off counts from the piece's
- * start) into `buf`.  Returns the count produced (> 0; short is fine, it is
- * called again for the rest) or -errno.
- */
-typedef ssize_t (*mfs_piece_fn)(void *arg, void *buf, size_t len, uint64_t off);
-
-/* One stretch of the new file.  Pieces are laid end to end. */
-struct mfs_piece {
-	enum mfs_piece_kind kind;
-	uint64_t len;
-	int fd;                 /* COPY: source descriptor (borrowed) */
-	uint64_t off;           /* COPY: source offset */
-	const void *buf;        /* BYTES */
-	mfs_piece_fn fn;        /* FN */
-	void *arg;              /* FN */
-};
+#include "core/core.h"
+#include "core/splice.h"
 
 /* In-place commit: write `piece`'s bytes at `off` of the model. */
 struct mfs_patch {

@@ -1,5 +1,5 @@
 /*
- * codec/dtype.c — element types and shape text, shared by every format.
+ * codec/core/dtype.c — element types and shape text, shared by every format.
  *
  * The names are numpy's where numpy has one, else ONNX's lower-cased name,
  * so `dtype` files read the same whatever format the model came from.
@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 static const struct {
 	const char *name;

@@ -1,13 +1,17 @@
 /*
- * codec/internal.h — what the codec's files share and nobody else sees.
+ * codec/core/core.h — what every part of the codec shares and nobody
+ * outside codec/ sees.
  *
- * The model object, the arena every description is allocated from, the
- * one I/O interface all codec file access goes through (so tests can make
- * the n-th call fail), the error-message helper, and the entry points of
- * each format reader.  Nothing here is installed or included by fs/.
+ * The fixed limits every reader checks, little-endian helpers, a growable
+ * buffer, the arena every description is allocated from, the one I/O
+ * interface all codec file access goes through (so tests can make the n-th
+ * call fail), file identities, and the error-message helper.  This is the
+ * bottom of the codec: it includes nothing of the codec's own, and the
+ * other folders (source/, onnx/, safetensors/, txn/) build on it.  Nothing
+ * here is installed or included by fs/ (meson gives fs/ only include/).
  */
-#ifndef MODELFS_CODEC_INTERNAL_H
-#define MODELFS_CODEC_INTERNAL_H
+#ifndef MODELFS_CODEC_CORE_H
+#define MODELFS_CODEC_CORE_H
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -21,18 +25,18 @@
 /* ------------------------------------------------------------- limits */
 
 /*
- * Fixed limits.  Every count, length and depth taken from a model is checked
- * against these (and against the file size) before it is used to allocate.
- * The man page (mount.modelfs.8, LIMITS) lists them with the error a user
- * sees; keep the two in step.
+ * Fixed limits shared by every format.  Every count, length and depth taken
+ * from a model is checked against these (and against the file size) before
+ * it is used to allocate; a format adds its own in its folder's header
+ * (onnx/onnx.h, safetensors/st.h).  The man page (mount.modelfs.8, LIMITS)
+ * lists them all with the error a user sees; keep the two in step.
  */
 #define MFS_MAX_DEPTH           64              /* nested messages (protobuf), graphs */
 #define MFS_MAX_RANK            64              /* dims of one tensor or shape */
 #define MFS_MAX_NAME            65536           /* bytes of one name or small string */
 #define MFS_MAX_SMALL_MSG       (64u << 20)     /* bytes of metadata fields of one message */
-#define MFS_MAX_DECODED         (256ull << 20)  /* bytes decoded from ONNX typed fields, total */
-#define MFS_MAX_EXT_FILES       4096            /* distinct external data files */
-#define MFS_MAX_ONNX_FILE       ((1ull << 31) - 1) /* protobuf's 2 GiB limit */
+#define MFS_MAX_EXT_FILES       4096            /* source files of one model beside the
+                                                 * model file (external data, shards) */
 
 /* ------------------------------------------------------------- byte order */
 
@@ -115,7 +119,7 @@ struct mfs_io {
 
 	/*
 	 * The write side, used by the staging journal and the commit engine
-	 * (codec/stage.c, codec/commit.c).  Same convention: what the system
+	 * (codec/txn/stage.c, codec/txn/commit.c).  Same convention: what the system
 	 * call returns, errno set.  `fallocate` allocates and extends like
 	 * posix_fallocate() but fails with EOPNOTSUPP instead of emulating
 	 * (callers skip it on EOPNOTSUPP, EINVAL or ENOSYS).  Temporary files
@@ -171,16 +175,6 @@ bool mfs_identity_equal(const struct mfs_identity *a, const struct mfs_identity 
 int mfs_identity_at(struct mfs_identity *out, int dirfd, const char *name);
 
 /*
- * mfs_side_name() - the name of a file modelfs keeps beside model `model`:
- * "." + model + suffix (suffix up to MFS_SIDE_SUFFIX_MAX bytes), e.g.
- * ".resnet.onnx.modelfs-journal".  A model name too long to leave room is
- * cut and given a hash, the same way for every suffix, so a prefix match
- * finds all of a model's side files.  Returns 0 or -ENAMETOOLONG.
- */
-#define MFS_SIDE_SUFFIX_MAX 64
-int mfs_side_name(char *out, size_t outlen, const char *model, const char *suffix);
-
-/*
  * mfs_pread_full() - read exactly `len` bytes at `off`, looping over short
  * reads and EINTR.  Returns 0, -EIO if the file ended early, or -errno.
  */
@@ -192,48 +186,4 @@ int mfs_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int mfs_errf(char *err, size_t errlen, int rc, const char *display, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
-/* ------------------------------------------------------------- model */
-
-struct mfs_onnx_layout;
-
-struct mfs_model {
-	struct mfs_desc desc;
-	struct mfs_arena *arena;
-	int *fds;               /* desc.n_files descriptors, parallel to desc.files */
-	char *dir;              /* the model's directory (absolute) */
-	int dirfd;              /* O_PATH descriptor of that directory, or -1 */
-	struct mfs_onnx_layout *onnx;   /* ONNX: spans for the splice writer (splice.h),
-	                                 * in the arena */
-	uint64_t st_data_off;   /* single-file safetensors: where the data buffer starts
-	                         * (8 + header length); 0 for any other model */
-};
-
-/*
- * Add a source file to the model: record its relative path and an open
- * descriptor (ownership passes to the model, even on failure).  Returns its
- * index in desc.files, or a negative errno.
- */
-int mfs_model_add_file(struct mfs_model *m, const char *relpath, int fd);
-
-/*
- * Format readers.  Each fills m->desc from the already-opened model file
- * (m->fds[0], m->desc.files[0]) and may add further source files.  `display`
- * is the name to put in error messages.
- */
-int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t errlen);
-int mfs_safetensors_open(struct mfs_model *m, const char *display, char *err, size_t errlen);
-int mfs_safetensors_index_open(struct mfs_model *m, const char *display, char *err, size_t errlen);
-
-/* Format sniffers: true when the first bytes look like that format. */
-bool mfs_safetensors_sniff(const uint8_t *head, size_t len, uint64_t file_size);
-
-/*
- * External data: open `location` relative to the model directory under the
- * rules of DESIGN §7 (relative, no "..", no symlink anywhere on the path,
- * regular file, one link, inside the directory).  Returns an fd or -errno
- * with a reason in `err`.
- */
-int mfs_open_beneath(struct mfs_model *m, const char *location, char *err, size_t errlen,
-                     const char *display);
-
-#endif /* MODELFS_CODEC_INTERNAL_H */
+#endif /* MODELFS_CODEC_CORE_H */

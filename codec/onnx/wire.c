@@ -1,10 +1,10 @@
 /*
- * codec/onnx_wire.c — protobuf wire decoding for the ONNX reader.
+ * codec/onnx/wire.c — protobuf wire decoding for the ONNX reader.
  *
- * The ONNX reader (onnx.c) walks a model file field by field through this
+ * The ONNX reader (reader.c) walks a model file field by field through this
  * layer: it never maps or slurps the file, it asks for the field at an offset
  * and gets back where the field's value lives.  The bytes come through a
- * 4 KiB window, refilled with one pread per miss, so stepping over a tensor
+ * 4 KiB window, refilled with one source read per miss, so stepping over a tensor
  * payload costs nothing and mounting a large model reads only its metadata.
  *
  * The same decoder serves in-memory buffers (the scratch copies of small
@@ -17,8 +17,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "internal.h"
-#include "onnx_wire.h"
+#include "onnx/wire.h"
+#include "source/source.h"
 
 const char *mfs_wire_strerror(enum mfs_wire_err e)
 {
@@ -93,19 +93,20 @@ void mfs_wire_src_mem(struct mfs_wire_src *s, const uint8_t *buf, size_t len)
 	s->mem = buf ? buf : &none;     /* non-NULL marks a memory source */
 	s->win = NULL;
 	s->size = len;
-	s->fd = -1;
+	s->file = NULL;
 	s->win_off = 0;
 	s->win_len = 0;
 	s->bytes_read = 0;
 	s->io_errno = 0;
 }
 
-void mfs_wire_src_file(struct mfs_wire_src *s, int fd, uint64_t size, uint8_t *win)
+void mfs_wire_src_file(struct mfs_wire_src *s, struct mfs_source *file, uint64_t size,
+                       uint8_t *win)
 {
 	s->mem = NULL;
 	s->win = win;
 	s->size = size;
-	s->fd = fd;
+	s->file = file;
 	s->win_off = 0;
 	s->win_len = 0;
 	s->bytes_read = 0;
@@ -135,7 +136,7 @@ static const uint8_t *peek(struct mfs_wire_src *s, uint64_t pos, size_t want, si
 		want = MFS_WIRE_WINDOW;
 	if (pos < s->win_off || pos + want > s->win_off + s->win_len) {
 		size_t n = left < MFS_WIRE_WINDOW ? (size_t)left : MFS_WIRE_WINDOW;
-		int rc = mfs_pread_full(s->fd, s->win, n, pos);
+		int rc = mfs_source_read(s->file, s->win, n, pos);
 		if (rc < 0) {
 			s->win_len = 0;
 			s->io_errno = -rc;
@@ -234,7 +235,7 @@ int mfs_wire_read(struct mfs_wire_src *s, void *dst, uint64_t off, size_t len)
 		return 0;
 	}
 	if (len >= MFS_WIRE_WINDOW) {
-		int rc = mfs_pread_full(s->fd, dst, len, off);
+		int rc = mfs_source_read(s->file, dst, len, off);
 		if (rc == 0)
 			s->bytes_read += len;
 		return rc;

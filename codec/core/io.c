@@ -1,12 +1,11 @@
 /*
- * codec/io.c — the one door through which the codec touches files.
+ * codec/core/io.c — the one door through which the codec touches files.
  *
  * Every open, read, write, sync and rename of the codec goes through the
  * `mfs_io` table, the way SQLite routes system calls through its VFS: a test
  * swaps the table to fail the n-th call and proves that each failure path
- * leaves things clean.  The helpers below (full writes, directory fsync,
- * file identity, side-file names) are shared by the staging journal and the
- * commit engine.
+ * leaves things clean.  The helpers below (full reads and writes, directory
+ * fsync, file identity, error lines) are shared by the whole codec.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +16,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 static int sys_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
@@ -157,34 +156,6 @@ int mfs_identity_at(struct mfs_identity *out, int dirfd, const char *name)
 	if (!S_ISREG(st.st_mode))
 		return -EINVAL;
 	mfs_identity_from_stat(out, &st);
-	return 0;
-}
-
-/* FNV-1a: only has to spread long names, not resist anyone. */
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return h;
-}
-
-int mfs_side_name(char *out, size_t outlen, const char *model, const char *suffix)
-{
-	size_t mlen = strlen(model), slen = strlen(suffix);
-	if (slen > MFS_SIDE_SUFFIX_MAX)
-		return -ENAMETOOLONG;
-	/* The cut depends on the model name only, never on the suffix, so all
-	 * side files of one model share one prefix. */
-	const size_t keep = NAME_MAX - 1 - MFS_SIDE_SUFFIX_MAX - 17;
-	int n;
-	if (1 + mlen + MFS_SIDE_SUFFIX_MAX <= NAME_MAX)
-		n = snprintf(out, outlen, ".%s%s", model, suffix);
-	else
-		n = snprintf(out, outlen, ".%.*s~%016llx%s", (int)keep, model,
-		             (unsigned long long)fnv1a(model), suffix);
-	if (n < 0 || (size_t)n >= outlen)
-		return -ENAMETOOLONG;
 	return 0;
 }
 

@@ -1,5 +1,5 @@
 /*
- * codec/commit.c — the commit engine: how a new version of a model reaches
+ * codec/txn/commit.c — the commit engine: how a new version of a model reaches
  * the disk without ever leaving a corrupt model behind.
  *
  * Two paths.  REWRITE builds the whole new file beside the model and renames
@@ -141,8 +141,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "commit.h"
-#include "crc32.h"
+#include "core/crc32.h"
+#include "txn/commit.h"
+#include "txn/sidefile.h"
 
 #define BUF_LEN         (1u << 20)
 /* The redo log's read/write buffer: small, so that the fresh pages a commit
@@ -150,7 +151,7 @@
  * little and stay in the CPU's cache between the CRC and the write. */
 #define REDO_BUF        (256u << 10)
 #define MAX_CFR         (1u << 30)
-#define REDO_HDR        64
+#define REDO_HDR        MFS_SIDEFILE_HDR
 #define PATCH_HDR       32
 #define TRAILER         32
 #define TMP_SUFFIX      ".modelfs-tmp-"
@@ -308,7 +309,7 @@ int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *e
 	report_init(rep, "rewrite");
 	if (check_pieces(&total, pieces, n) < 0)
 		return mfs_errf(err, errlen, -EINVAL, name, "commit: invalid piece list");
-	if ((rc = mfs_side_name(redo, sizeof(redo), name, REDO_SUFFIX)) < 0)
+	if ((rc = mfs_sidefile_name(redo, sizeof(redo), name, REDO_SUFFIX)) < 0)
 		return mfs_errf(err, errlen, rc, name, "commit: name too long");
 
 	/* R0 CHECK */
@@ -339,10 +340,10 @@ int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *e
 
 	/* R1 CREATE */
 	for (int tries = 0; tfd < 0; tries++) {
-		char suffix[MFS_SIDE_SUFFIX_MAX + 1];
+		char suffix[MFS_SIDEFILE_SUFFIX_MAX + 1];
 		snprintf(suffix, sizeof(suffix), TMP_SUFFIX "%ld-%016llx", (long)getpid(),
 		         (unsigned long long)random64());
-		if ((rc = mfs_side_name(tmp, sizeof(tmp), name, suffix)) < 0) {
+		if ((rc = mfs_sidefile_name(tmp, sizeof(tmp), name, suffix)) < 0) {
 			tmp[0] = '\0';
 			rc = mfs_errf(err, errlen, rc, name, "commit: name too long");
 			goto out;
@@ -495,16 +496,9 @@ struct redo {
 
 static void redo_header(uint8_t h[REDO_HDR], const struct mfs_identity *id, uint32_t n)
 {
-	memset(h, 0, REDO_HDR);
-	memcpy(h, redo_magic, 8);
-	mfs_put_le32(h + 8, 1);
-	mfs_put_le32(h + 12, n);
-	mfs_put_le64(h + 16, id->dev);
-	mfs_put_le64(h + 24, id->ino);
-	mfs_put_le64(h + 32, id->size);
-	mfs_put_le64(h + 40, (uint64_t)id->mtime_sec);
-	mfs_put_le64(h + 48, (uint64_t)id->mtime_nsec);
-	mfs_put_le32(h + 60, mfs_crc32(0, h, 60));
+	struct mfs_sidefile_hdr sh = {.version = 1, .param = n, .id = *id};
+	memcpy(sh.magic, redo_magic, 8);
+	mfs_sidefile_hdr_put(h, &sh);
 }
 
 /*
@@ -524,12 +518,11 @@ static int redo_verify(struct redo *r)
 		return 0;
 	if ((rc = mfs_pread_full(r->rfd, h, REDO_HDR, 0)) < 0)
 		return rc;
-	if (memcmp(h, redo_magic, 8) != 0 || mfs_get_le32(h + 60) != mfs_crc32(0, h, 60) ||
-	    mfs_get_le32(h + 8) != 1)
+	struct mfs_sidefile_hdr sh;
+	if (!mfs_sidefile_hdr_get(&sh, h, redo_magic) || sh.version != 1)
 		return 0;
-	r->n_patches = mfs_get_le32(h + 12);
-	r->id = (struct mfs_identity){mfs_get_le64(h + 16), mfs_get_le64(h + 24), mfs_get_le64(h + 32),
-	                              (int64_t)mfs_get_le64(h + 40), (int64_t)mfs_get_le64(h + 48)};
+	r->n_patches = sh.param;
+	r->id = sh.id;
 	uint32_t chain = mfs_crc32(0, h + 60, 4);
 	uint64_t pos = REDO_HDR, total = 0;
 	bool damaged = false;
@@ -652,7 +645,7 @@ static int redo_init(struct redo *r, int dirfd, const char *name)
 	r->dirfd = dirfd;
 	r->name = name;
 	r->rfd = -1;
-	int rc = mfs_side_name(r->path, sizeof(r->path), name, REDO_SUFFIX);
+	int rc = mfs_sidefile_name(r->path, sizeof(r->path), name, REDO_SUFFIX);
 	if (rc < 0)
 		return rc;
 	r->buf = malloc(REDO_BUF);
@@ -913,7 +906,7 @@ static bool temp_tail(const char *s)
 int mfs_commit_gc(int dirfd, const char *name)
 {
 	char prefix[NAME_MAX + 1];
-	int rc = mfs_side_name(prefix, sizeof(prefix), name, TMP_SUFFIX);
+	int rc = mfs_sidefile_name(prefix, sizeof(prefix), name, TMP_SUFFIX);
 	if (rc < 0)
 		return rc;
 	size_t plen = strlen(prefix);

@@ -1,14 +1,14 @@
 /*
- * codec/onnx_wire.h — the protobuf wire layer under the ONNX reader.
+ * codec/onnx/wire.h — the protobuf wire layer under the ONNX reader.
  *
- * Internal to codec/ (onnx.c and the unit tests).  It knows the protobuf
+ * Internal to onnx/ (reader.c, writer.c and the unit tests).  It knows the protobuf
  * wire format and nothing about ONNX: decoding varints and field keys,
  * stepping over one field of a message while checking every length against
  * the end of the enclosing message, reading a file through a small window so
  * that walking a model never reads tensor payloads, and a schema-driven depth
  * check that bounds message nesting before protobuf-c is given a buffer.
  *
- * Wire rules enforced everywhere (see formats.md §1.7):
+ * Wire rules enforced everywhere (doc/formats.md §1.7):
  *   - a varint has at most 10 bytes, and the 10th may only carry bit 63;
  *   - a field number is 1 .. 2^29-1; wire types 3 and 4 (groups) and 6, 7
  *     (undefined) are rejected;
@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+struct mfs_source;
 
 /* Bytes read per window refill when walking a file. */
 #define MFS_WIRE_WINDOW 4096
@@ -82,14 +84,15 @@ struct mfs_wire_field {
 };
 
 /*
- * A byte source: an in-memory buffer, or a file read through a window of
- * MFS_WIRE_WINDOW bytes.  Every file read goes through mfs_io (via
- * mfs_pread_full), and `bytes_read` counts them so tests can bound it.
+ * What the walker reads: an in-memory buffer, or a byte source (a model's
+ * source file, source/source.h) read through a window of MFS_WIRE_WINDOW
+ * bytes.  `bytes_read` counts what was read from the source so tests can
+ * bound it.
  */
 struct mfs_wire_src {
 	const uint8_t *mem;     /* memory source when non-NULL */
 	uint64_t size;          /* bytes in the source */
-	int fd;                 /* file source */
+	struct mfs_source *file;        /* byte source, when mem is NULL */
 	uint64_t win_off;
 	size_t win_len;
 	uint64_t bytes_read;
@@ -99,7 +102,8 @@ struct mfs_wire_src {
 
 void mfs_wire_src_mem(struct mfs_wire_src *s, const uint8_t *buf, size_t len);
 /* `win` is MFS_WIRE_WINDOW bytes of caller storage that outlives `s`. */
-void mfs_wire_src_file(struct mfs_wire_src *s, int fd, uint64_t size, uint8_t *win);
+void mfs_wire_src_file(struct mfs_wire_src *s, struct mfs_source *file, uint64_t size,
+                       uint8_t *win);
 
 /*
  * mfs_wire_next() - decode the field that starts at `pos` of a message that

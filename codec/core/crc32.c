@@ -1,5 +1,5 @@
 /*
- * codec/crc32.c — CRC-32: carry-less multiplication where the CPU has it,
+ * codec/core/crc32.c — CRC-32: carry-less multiplication where the CPU has it,
  * else a table, slicing by 8.
  *
  * Every journal record and redo-log patch carries a CRC-32 of its bytes, and
@@ -35,7 +35,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "crc32.h"
+#include "core/crc32.h"
 
 static uint32_t table[8][256];
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;

@@ -1,5 +1,5 @@
 /*
- * codec/onnx.c — the ONNX reader: a model file becomes a struct mfs_desc.
+ * codec/onnx/reader.c — the ONNX reader: a model file becomes a struct mfs_desc.
  *
  * mfs_onnx_open() is called by mfs_model_open() (model.c) once the file is
  * open and sniffed.  It fills m->desc from the arena and never keeps a
@@ -10,7 +10,7 @@
  *
  * An ONNX file is one protobuf ModelProto, and almost all of its bytes are
  * tensor payloads.  Handing the file to protobuf-c would copy every payload
- * into memory, so instead the walker (onnx_wire.c) steps through the wire
+ * into memory, so instead the walker (wire.c) steps through the wire
  * format itself, descending only into the messages that can hold tensors or
  * graphs:
  *
@@ -34,8 +34,8 @@
  * (file offset, length) span, and the rest is decoded into memory, up to
  * MFS_MAX_DECODED bytes per model.
  *
- * The walk also leaves what the splice writer (splice_onnx.c) needs to edit
- * the file without re-encoding it (struct mfs_onnx_layout, splice.h): the
+ * The walk also leaves what the splice writer (writer.c) needs to edit
+ * the file without re-encoding it (struct mfs_onnx_layout, onnx.h): the
  * span of every message it walked into and its parent, so each tensor has
  * its chain of length prefixes up to the ModelProto; each tensor's storage;
  * the ModelProto's own fields; and the main graph's name field.  Tensors get
@@ -44,7 +44,7 @@
  *
  * INVARIANTS
  *   1. Every length is checked against the end of its enclosing message
- *      before it is used (onnx_wire.c); no allocation is sized from the file
+ *      before it is used (wire.c); no allocation is sized from the file
  *      without a check against the file size or a named limit.
  *   2. Message nesting is bounded by MFS_MAX_DEPTH, counted from the
  *      ModelProto (depth 0).  The walk checks it as it descends, and every
@@ -67,10 +67,9 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "internal.h"
 #include "onnx.pb-c.h"
-#include "onnx_wire.h"
-#include "splice.h"
+#include "onnx/onnx.h"
+#include "onnx/wire.h"
 
 /* ------------------------------------------------------------ walker state */
 
@@ -642,7 +641,7 @@ static void ext_free(struct walker *w)
 }
 
 /* "./a//b/./c" -> "a/b/c": drop empty and "." components so that one file
- * named two ways is registered once.  ".." is kept for mfs_open_beneath()
+ * named two ways is registered once.  ".." is kept for mfs_source_file_beneath()
  * to refuse. */
 static char *norm_location(const char *loc)
 {
@@ -674,9 +673,16 @@ static char *norm_location(const char *loc)
 static int ext_file(struct walker *w, const char *loc)
 {
 	struct mfs_model *m = w->m;
-	/* Absolute, or naming a directory: let mfs_open_beneath() say why. */
-	if (loc[0] == '/' || (loc[0] && loc[strlen(loc) - 1] == '/'))
-		return mfs_open_beneath(m, loc, w->err, w->errlen, w->display);
+	/* Absolute, or naming a directory: let mfs_source_file_beneath() say why. */
+	struct mfs_source *src;
+	if (loc[0] == '/' || (loc[0] && loc[strlen(loc) - 1] == '/')) {
+		int r = mfs_source_file_beneath(&src, m->dirfd, loc, w->err, w->errlen, w->display);
+		if (r == 0) {   /* cannot happen: such a location is always refused */
+			mfs_source_close(src);
+			r = -EUCLEAN;
+		}
+		return r;
+	}
 	char *key = norm_location(loc);
 	if (!key)
 		return nomem(w);
@@ -697,17 +703,16 @@ static int ext_file(struct walker *w, const char *loc)
 		rc = (int)s->idx;
 		goto out;
 	}
-	int fd = mfs_open_beneath(m, key[0] ? key : loc, w->err, w->errlen, w->display);
-	if (fd < 0) {
-		rc = fd;
+	rc = mfs_source_file_beneath(&src, m->dirfd, key[0] ? key : loc, w->err, w->errlen,
+	                             w->display);
+	if (rc < 0)
 		goto out;
-	}
 	if (strcmp(key, m->desc.files[0].path) == 0) {
 		/* The model names itself: its bytes are already source 0. */
-		mfs_io->close(fd);
+		mfs_source_close(src);
 		rc = 0;
 	} else {
-		rc = mfs_model_add_file(m, key, fd);
+		rc = mfs_model_add_file(m, key, src);
 		if (rc == -EFBIG) {
 			rc = mfs_errf(w->err, w->errlen, rc, w->display,
 			              "more than %d external data files", MFS_MAX_EXT_FILES);
@@ -1243,6 +1248,24 @@ static int walk_tensor(struct walker *w, const struct mfs_wire_field *fld, unsig
 	struct mfs_onnx_tspan ts = {
 		.msg = (uint32_t)w->cur_msg, .storage = w->storage, .packed_field = w->packed_field,
 	};
+	/* What the storage allows (model.h): raw_data and a packed run are
+	 * bytes of the model file, external data bytes of another file; string
+	 * tensors and external data cannot be edited. */
+	switch (w->storage) {
+	case MFS_ONNX_RAW:
+	case MFS_ONNX_PACKED:
+		t->flags = MFS_TENSOR_CONTIGUOUS | MFS_TENSOR_EDITABLE;
+		break;
+	case MFS_ONNX_EXTERNAL:
+		t->flags = MFS_TENSOR_CONTIGUOUS;
+		break;
+	case MFS_ONNX_STRING:
+		t->flags = 0;
+		break;
+	default:                /* empty, or decoded into t->mem */
+		t->flags = MFS_TENSOR_EDITABLE;
+		break;
+	}
 	t->id = w->n_tensors;
 	if (vec_add(&w->tensors, &t, sizeof(t)) < 0 || vec_add(&w->tspans, &ts, sizeof(ts)) < 0) {
 		rc = nomem(w);
@@ -2222,15 +2245,34 @@ static int finish_layout(struct walker *w)
 	struct mfs_tensor **tensors = vec_finish(w, &w->tensors, sizeof(struct mfs_tensor *));
 	if (!l->msgs || !l->tspans || !l->top || !tensors)
 		return nomem(w);
-	w->m->onnx = l;
+	w->m->priv = l;
 	w->m->desc.tensors = tensors;
 	return 0;
+}
+
+/*
+ * An ONNX file is one ModelProto and has no magic number: it is recognised
+ * by its first field being one a ModelProto has, with the right wire type.
+ * Anything else may still be meant as ONNX (nothing else claims it), so the
+ * answer is MAYBE, and the reader then says what is wrong with it.
+ */
+int mfs_onnx_sniff(const uint8_t *head, size_t len, uint64_t size)
+{
+	(void)size;
+	struct mfs_wire_src src;
+	uint64_t key;
+	size_t used;
+	mfs_wire_src_mem(&src, head, len);
+	if (mfs_wire_varint_at(&src, 0, len, &key, &used) == MFS_WIRE_OK &&
+	    model_field_ok((uint32_t)(key >> 3), (unsigned)(key & 7)))
+		return MFS_SNIFF_YES;
+	return MFS_SNIFF_MAYBE;
 }
 
 int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
 {
 	uint64_t size = m->desc.files[0].size;
-	int fd = m->fds[0];
+	struct mfs_source *src = m->srcs[0];
 	if (size > MFS_MAX_ONNX_FILE)
 		return mfs_errf(err, errlen, -EFBIG, display,
 		                "ONNX model file is %" PRIu64 " bytes, over protobuf's limit of 2 GiB - 1 "
@@ -2243,19 +2285,18 @@ int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t er
 	w->display = display;
 	w->err = err;
 	w->errlen = errlen;
-	mfs_wire_src_file(&w->src, fd, size, w->win);
+	mfs_wire_src_file(&w->src, src, size, w->win);
 	w->cur_msg = -1;
 	w->graph_msg = -1;
 
 	/* The walk hops from message to message; readahead would pull in the
 	 * tensor payloads we are skipping. */
-	posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+	mfs_source_advise_random(src, true);
 	int rc = walk_model(w);
-	posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL);
+	mfs_source_advise_random(src, false);
 	if (rc == 0)
 		rc = finish_layout(w);
 	if (rc == 0) {
-		m->desc.format = MFS_FORMAT_ONNX;
 		m->desc.n_tensors = w->n_tensors;
 		m->desc.n_nodes = w->n_nodes;
 	}

@@ -1,9 +1,9 @@
 /*
- * codec/splice_st.c — the safetensors splice writer.
+ * codec/safetensors/writer.c — the safetensors splice writer.
  *
- * Called by txn.c (through splice.h).  A safetensors file is a JSON header
- * and one data buffer that the tensors tile (formats.md §2), so there are
- * two cases:
+ * Called by the transaction (through format.h).  A safetensors file is a
+ * JSON header and one data buffer that the tensors tile (doc/formats.md §2),
+ * so there are two cases:
  *
  *   - only same-size data edits: the header stays, byte for byte, and only
  *     the changed ranges of the buffer are new (so such a commit can also
@@ -24,9 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "splice.h"
-
-#define ST_MAX_HEADER 100000000ull
+#include "safetensors/st.h"
 
 static void jb_str(struct mfs_buf *b, const char *s)
 {
@@ -67,11 +65,11 @@ static void jb_quote(struct mfs_buf *b, const char *s, size_t n)
 }
 
 /* Tensor `t`'s new bytes: old ranges copied, changed ones from the stage. */
-static void put_tensor(struct mfs_splice *s, int fd, const struct mfs_tensor *t,
+static void put_tensor(struct mfs_splice *s, struct mfs_source *src, const struct mfs_tensor *t,
                        const struct mfs_tensor_edit *te)
 {
 	if (!te || !te->data_changed) {
-		mfs_splice_copy(s, fd, t->off, t->nbytes);
+		mfs_source_splice(s, src, t->off, t->nbytes);
 		return;
 	}
 	if (!te->runs || te->size != t->nbytes) {
@@ -81,25 +79,25 @@ static void put_tensor(struct mfs_splice *s, int fd, const struct mfs_tensor *t,
 	uint64_t pos = 0;
 	for (size_t i = 0; i < te->n_runs; i++) {
 		const struct mfs_run *r = &te->runs[i];
-		mfs_splice_copy(s, fd, t->off + pos, r->off - pos);
+		mfs_source_splice(s, src, t->off + pos, r->off - pos);
 		mfs_splice_fn(s, te->read, te->arg, r->off, r->len);
 		pos = r->off + r->len;
 	}
-	mfs_splice_copy(s, fd, t->off + pos, t->nbytes - pos);
+	mfs_source_splice(s, src, t->off + pos, t->nbytes - pos);
 }
 
-int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
+int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
                   const struct mfs_edit_set *e, char *err, size_t errlen)
 {
 	const struct mfs_desc *d = &m->desc;
 	const char *display = d->files[0].path;
-	int fd = m->fds[0];
+	struct mfs_source *src = m->srcs[0];
 	uint64_t size = d->files[0].size;
 	struct mfs_buf jb = {0};
 	const struct mfs_tensor_edit **by_id = NULL;
 	int rc = 0;
 
-	if (!m->st_data_off)
+	if (!mfs_st_data_off(m))
 		return mfs_errf(err, errlen, -EACCES, display,
 		                "sharded safetensors checkpoints cannot be edited");
 	bool regen = e->props_changed;
@@ -113,7 +111,7 @@ int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
 			                mfs_dtype_name(te->dtype));
 	}
 
-	/* Tensor ids are offset order (safetensors.c), as are the edits. */
+	/* Tensor ids are offset order (reader.c), as are the edits. */
 	by_id = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*by_id));
 	if (!by_id) {
 		rc = -ENOMEM;
@@ -130,11 +128,11 @@ int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
 			const struct mfs_tensor *t = d->tensors[id];
 			if (!by_id[id] || !by_id[id]->data_changed)
 				continue;
-			mfs_splice_copy(out, fd, pos, t->off - pos);
-			put_tensor(out, fd, t, by_id[id]);
+			mfs_source_splice(out, src, pos, t->off - pos);
+			put_tensor(out, src, t, by_id[id]);
 			pos = t->off + t->nbytes;
 		}
-		mfs_splice_copy(out, fd, pos, size - pos);
+		mfs_source_splice(out, src, pos, size - pos);
 		rc = out->err;
 		goto out;
 	}
@@ -212,7 +210,7 @@ int mfs_splice_st(struct mfs_splice *out, const struct mfs_model *m,
 	mfs_splice_take(out, jb.p, jb.len);
 	jb.p = NULL;
 	for (uint64_t id = 0; id < d->n_tensors; id++)
-		put_tensor(out, fd, d->tensors[id], by_id[id]);
+		put_tensor(out, src, d->tensors[id], by_id[id]);
 	rc = out->err;
 out:
 	if (rc == -ENOMEM)

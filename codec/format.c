@@ -1,0 +1,55 @@
+/*
+ * codec/format.c — the table of formats, and picking one for a file.
+ *
+ * Adding a format is adding a folder that defines its `struct mfs_format`
+ * (format.h) and one row here; nothing else in codec/, fs/ or tools/ names
+ * a format.  The order of the rows is the order of preference when two
+ * sniffers answer alike: safetensors first (its signature is a length and a
+ * JSON object, which a protobuf file can start with only by accident, and
+ * the length is checked against the file size), ONNX last, because it is
+ * the format to try when nothing else recognises a file (a protobuf has no
+ * magic number), so its reader is the one that says what is wrong.
+ */
+#include <errno.h>
+#include <stddef.h>
+
+#include "format.h"
+
+#define MAX_FORMATS 16
+
+static const struct mfs_format *table[MAX_FORMATS] = {
+	&mfs_format_safetensors,
+	&mfs_format_onnx,
+};
+static size_t n_table = 2;
+
+size_t mfs_format_count(void)
+{
+	return n_table;
+}
+
+const struct mfs_format *mfs_format_at(size_t i)
+{
+	return i < n_table ? table[i] : NULL;
+}
+
+int mfs_format_register(const struct mfs_format *f)
+{
+	if (n_table == MAX_FORMATS)
+		return -ENOSPC;
+	table[n_table++] = f;
+	return 0;
+}
+
+const struct mfs_format *mfs_format_sniff(const uint8_t *head, size_t len, uint64_t size)
+{
+	const struct mfs_format *maybe = NULL;
+	for (size_t i = 0; i < n_table; i++) {
+		int s = table[i]->sniff(head, len, size);
+		if (s == MFS_SNIFF_YES)
+			return table[i];
+		if (s == MFS_SNIFF_MAYBE && !maybe)
+			maybe = table[i];
+	}
+	return maybe;
+}

@@ -1,0 +1,52 @@
+/*
+ * codec/safetensors/format.c — safetensors' row in the table of formats
+ * (format.h).
+ *
+ * What a safetensors file allows an edit to do: any dtype safetensors has a
+ * name for, tensors whose sub-byte elements fill whole bytes (the format
+ * has no padding), no meta/ file (there is nothing but the header's
+ * __metadata__, which is props), and props only in a single file: a
+ * sharded checkpoint spreads over files one rename cannot replace.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "safetensors/st.h"
+
+static bool dtype_ok(int32_t dtype)
+{
+	return mfs_st_dtype_name(dtype) != NULL;
+}
+
+static int tensor_check(const struct mfs_tensor_edit *te, char *msg, size_t msglen)
+{
+	uint64_t nelem = 1;
+	for (size_t k = 0; k < te->rank; k++)
+		nelem *= (uint64_t)te->dims[k];
+	if (nelem * mfs_dtype_bits(te->dtype) % 8) {
+		snprintf(msg, msglen, "tensor '%.200s': %" PRIu64 " %s elements are not a whole "
+		         "number of bytes", te->t->name, nelem, mfs_dtype_name(te->dtype));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *const no_meta[] = {NULL};
+
+static bool props_writable(const struct mfs_model *m)
+{
+	return mfs_st_data_off(m) != 0;
+}
+
+const struct mfs_format mfs_format_safetensors = {
+	.name = "safetensors",
+	.flags = 0,
+	.sniff = mfs_st_sniff,
+	.open = mfs_st_open,
+	.dtype_ok = dtype_ok,
+	.tensor_check = tensor_check,
+	.meta_names = no_meta,
+	.props_writable = props_writable,
+	.splice = mfs_st_splice,
+};

@@ -1,0 +1,689 @@
+/*
+ * codec/txn/edit.c — staging edits and reading the staged state.
+ *
+ * Every call here is one edit or one read of the effective (staged or
+ * committed) view, under the transaction's lock (txn.c, invariant 6).  An
+ * edit reaches the journal before memory changes (invariant 1).  What may
+ * be edited is the format's to say: the tensor flags its reader set, its
+ * dtypes, its writable meta/ files and whether it takes props (format.h).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "txn/txn_int.h"
+
+/* ------------------------------------------------------------ tensors */
+
+bool mfs_txn_tensor_staged(mfs_txn *t, const struct mfs_tensor *x)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	const struct tstate *s = txn_tensor_state(t, x);
+	bool staged = s && (s->data || s->has_dtype || s->has_shape);
+	pthread_rwlock_unlock(&t->lock);
+	return staged;
+}
+
+/* Lock-free: the options and a tensor's flags never change after open. */
+bool mfs_txn_tensor_writable(mfs_txn *t, const struct mfs_tensor *x)
+{
+	return x && !t->opts.read_only && (x->flags & MFS_TENSOR_EDITABLE);
+}
+
+int mfs_txn_tensor_size(uint64_t *out, mfs_txn *t, const struct mfs_tensor *x)
+{
+	int rc = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	struct tstate *s = txn_tensor_state(t, x);
+	if (!s)
+		rc = -ENOENT;
+	else if (s->data)
+		rc = mfs_stage_size(out, t->st, key_of(K_DATA, s->t->id));
+	else
+		*out = s->t->nbytes;
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+ssize_t mfs_txn_tensor_read(mfs_txn *t, const struct mfs_tensor *x, void *buf, size_t len,
+                            uint64_t off)
+{
+	ssize_t rc;
+	pthread_rwlock_rdlock(&t->lock);
+	struct tstate *s = txn_tensor_state(t, x);
+	if (!s)
+		rc = -ENOENT;
+	else if (s->data)
+		rc = mfs_stage_read(t->st, key_of(K_DATA, s->t->id), buf, len, off);
+	else
+		rc = mfs_tensor_read(t->m, s->t, buf, len, off);
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+/* Take the lock for an edit of tensor `x`; *s gets its state. */
+static int edit_begin(struct mfs_txn *t, const struct mfs_tensor *x, struct tstate **s)
+{
+	pthread_rwlock_wrlock(&t->lock);
+	*s = txn_tensor_state(t, x);
+	if (!*s)
+		return -ENOENT;
+	return txn_editable(t, (*s)->t);
+}
+
+ssize_t mfs_txn_tensor_write(mfs_txn *t, const struct mfs_tensor *x, const void *buf, size_t len,
+                             uint64_t off)
+{
+	struct tstate *s;
+	ssize_t rc = edit_begin(t, x, &s);
+	if (rc == 0)
+		rc = txn_bind_tensor(t, s);
+	if (rc == 0) {
+		uint64_t key = key_of(K_DATA, s->t->id);
+		rc = mfs_stage_write(t->st, key, buf, len, off);
+		if (rc >= 0) {
+			/* Invariant 1: the bytes are in the journal file before we
+			 * say they were written. */
+			int frc = mfs_stage_flush(t->st);
+			if (frc < 0)
+				rc = frc;
+		}
+		txn_flag(t, &s->data, mfs_stage_is_staged(t->st, key));
+		txn_touched(t);
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_tensor_truncate(mfs_txn *t, const struct mfs_tensor *x, uint64_t size)
+{
+	struct tstate *s;
+	int rc = edit_begin(t, x, &s);
+	if (rc == 0)
+		rc = txn_bind_tensor(t, s);
+	if (rc == 0) {
+		uint64_t key = key_of(K_DATA, s->t->id);
+		rc = mfs_stage_truncate(t->st, key, size);
+		txn_flag(t, &s->data, mfs_stage_is_staged(t->st, key));
+		txn_touched(t);
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_tensor_type(mfs_txn *t, const struct mfs_tensor *x, int32_t *dtype, int64_t *dims,
+                        size_t cap, size_t *rank)
+{
+	int rc = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	struct tstate *s = txn_tensor_state(t, x);
+	if (!s) {
+		rc = -ENOENT;
+	} else {
+		size_t r;
+		const int64_t *d = txn_eff_dims(s, &r);
+		if (dtype)
+			*dtype = txn_eff_dtype(s);
+		if (dims)
+			memcpy(dims, d, (r < cap ? r : cap) * sizeof(*dims));
+		if (rank)
+			*rank = r;
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_set_dtype(mfs_txn *t, const struct mfs_tensor *x, const char *text, size_t len)
+{
+	char name[32];
+	struct tstate *s;
+	int rc = edit_begin(t, x, &s);
+	if (rc < 0)
+		goto out;
+	len = txn_chomp(text, len);
+	if (len >= sizeof(name)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	memcpy(name, text, len);
+	name[len] = '\0';
+	int32_t dt = mfs_dtype_from_name(name);
+	if (dt <= 0 || !mfs_dtype_bits(dt) || !t->m->fmt->dtype_ok || !t->m->fmt->dtype_ok(dt)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	uint64_t key = key_of(K_DTYPE, s->t->id);
+	if (dt == s->t->dtype) {
+		if ((rc = txn_drop_key(t, key)) == 0)
+			txn_flag(t, &s->has_dtype, false);
+	} else if ((rc = txn_put_value(t, key, name, len)) == 0) {
+		s->dtype = dt;
+		txn_flag(t, &s->has_dtype, true);
+	}
+	txn_touched(t);
+out:
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_set_shape(mfs_txn *t, const struct mfs_tensor *x, const char *text, size_t len)
+{
+	int64_t dims[MFS_MAX_RANK];
+	size_t rank;
+	struct tstate *s;
+	int rc = edit_begin(t, x, &s);
+	if (rc < 0)
+		goto out;
+	len = txn_chomp(text, len);
+	if ((rc = txn_parse_shape(text, len, dims, &rank)) < 0)
+		goto out;
+	uint64_t key = key_of(K_SHAPE, s->t->id);
+	if (txn_dims_equal(dims, rank, s->t->dims, s->t->rank)) {
+		if ((rc = txn_drop_key(t, key)) == 0)
+			txn_flag(t, &s->has_shape, false);
+		txn_touched(t);
+		goto out;
+	}
+	/* Canonical text, so the journal says what the shape file will. */
+	char buf[MFS_MAX_RANK * 21 + 1];
+	size_t n = mfs_dims_format(buf, sizeof(buf), dims, rank);
+	if (!s->dims && !(s->dims = malloc(MFS_MAX_RANK * sizeof(int64_t)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = txn_put_value(t, key, buf, n)) == 0) {
+		memcpy(s->dims, dims, rank * sizeof(int64_t));
+		s->rank = rank;
+		txn_flag(t, &s->has_shape, true);
+	}
+	txn_touched(t);
+out:
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------ meta and props */
+
+bool mfs_txn_meta_writable(mfs_txn *t, const char *name)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	bool ok = !t->opts.read_only && txn_meta_index(t, name) >= 0;
+	pthread_rwlock_unlock(&t->lock);
+	return ok;
+}
+
+ssize_t mfs_txn_meta_get(mfs_txn *t, const char *name, char *buf, size_t cap)
+{
+	ssize_t rc = -ENOENT;
+	pthread_rwlock_rdlock(&t->lock);
+	int k = txn_meta_index(t, name);
+	if (k >= 0 && t->meta_staged[k]) {
+		size_t len = t->meta_len[k];
+		if (cap)
+			memcpy(buf, t->meta[k], len < cap ? len : cap);
+		if (len < cap)
+			buf[len] = '\n';
+		rc = (ssize_t)(len + 1);
+	} else {
+		for (size_t i = 0; i < t->d->n_meta; i++) {
+			const struct mfs_meta *m = &t->d->meta[i];
+			if (strcmp(m->name, name) != 0)
+				continue;
+			memcpy(buf, m->value, m->len < cap ? m->len : cap);
+			rc = (ssize_t)m->len;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len)
+{
+	int rc = 0;
+	char *copy = NULL;
+	pthread_rwlock_wrlock(&t->lock);
+	int k = txn_meta_index(t, name);
+	if (t->opts.read_only) {
+		rc = -EROFS;
+		goto out;
+	}
+	if (t->broken) {
+		rc = -EIO;
+		goto out;
+	}
+	if (k < 0) {
+		rc = -EACCES;
+		goto out;
+	}
+	len = txn_chomp(text, len);
+	if (!txn_utf8_ok(text, len)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (t->m->fmt->meta_check && (rc = t->m->fmt->meta_check((unsigned)k, text, len)) < 0)
+		goto out;
+	/* Back to what the model says: nothing staged. */
+	for (size_t i = 0; i < t->d->n_meta; i++) {
+		const struct mfs_meta *m = &t->d->meta[i];
+		if (strcmp(m->name, name) != 0 || txn_chomp(m->value, m->len) != len ||
+		    memcmp(m->value, text, len) != 0)
+			continue;
+		if ((rc = txn_drop_key(t, key_of(K_META, (uint64_t)k))) == 0) {
+			free(t->meta[k]);
+			t->meta[k] = NULL;
+			txn_flag(t, &t->meta_staged[k], false);
+			txn_touched(t);
+		}
+		goto out;
+	}
+	if (!(copy = txn_memdup0(text, len))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = txn_put_value(t, key_of(K_META, (uint64_t)k), text, len)) < 0)
+		goto out;
+	free(t->meta[k]);
+	t->meta[k] = copy;
+	t->meta_len[k] = len;
+	copy = NULL;
+	txn_flag(t, &t->meta_staged[k], true);
+	txn_touched(t);
+out:
+	free(copy);
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+/* The live slot holding `key`, or -1. */
+static ssize_t prop_find(const struct mfs_txn *t, const char *key)
+{
+	for (size_t i = 0; i < t->n_props; i++)
+		if (t->props[i].key && strcmp(t->props[i].key, key) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/*
+ * Give slot `i` key `key` (NULL: remove it) and `value`: journal first, then
+ * memory (invariant 1).  A slot that comes back to what the model has is
+ * unstaged instead; a new slot that is removed is simply dropped.
+ */
+static int prop_put(struct mfs_txn *t, size_t i, const char *key, const char *value, size_t len)
+{
+	struct pslot *ps = &t->props[i];
+	bool orig = i < t->n_orig_props;
+	const struct mfs_meta *o = orig ? &t->d->props[i] : NULL;
+	char *k = NULL, *v = NULL;
+	int rc;
+	if (key && (!(k = strdup(key)) || !(v = txn_memdup0(value, len)))) {
+		free(k);
+		return -ENOMEM;
+	}
+	if ((o && key && !strcmp(o->name, key) && o->len == len && !memcmp(o->value, value, len)) ||
+	    (!orig && !key))
+		rc = txn_drop_key(t, key_of(K_PROP, i));
+	else
+		rc = txn_put_prop_record(t, i, key, value, len);
+	if (rc < 0) {
+		free(k);
+		free(v);
+		return rc;
+	}
+	free(ps->key);
+	free(ps->value);
+	ps->key = k;
+	ps->value = v;
+	ps->len = key ? len : 0;
+	txn_flag(t, &ps->staged, mfs_stage_is_staged(t->st, key_of(K_PROP, i)));
+	txn_touched(t);
+	return 0;
+}
+
+static int prop_begin(struct mfs_txn *t)
+{
+	pthread_rwlock_wrlock(&t->lock);
+	if (t->opts.read_only)
+		return -EROFS;
+	if (t->broken)
+		return -EIO;
+	if (!t->props_ok)
+		return -EACCES;
+	return 0;
+}
+
+/* Lock-free, as mfs_txn_tensor_writable(): props_ok is set once, at open. */
+bool mfs_txn_props_writable(mfs_txn *t)
+{
+	return !t->opts.read_only && t->props_ok;
+}
+
+static bool prop_key_ok(const char *key)
+{
+	size_t n = strlen(key);
+	return n && n <= MFS_MAX_NAME && txn_utf8_ok(key, n);
+}
+
+int mfs_txn_props(struct mfs_meta **out, size_t *n, mfs_txn *t)
+{
+	int rc = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	size_t k = 0;
+	struct mfs_meta *v = calloc(t->n_props ? t->n_props : 1, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < t->n_props; i++) {
+		const struct pslot *ps = &t->props[i];
+		if (!ps->key)
+			continue;
+		v[k].name = strdup(ps->key);
+		v[k].value = txn_memdup0(ps->value, ps->len);
+		v[k].len = ps->len;
+		k++;
+		if (!v[k - 1].name || !v[k - 1].value) {
+			mfs_txn_props_free(v, k);
+			v = NULL;
+			k = 0;
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+out:
+	pthread_rwlock_unlock(&t->lock);
+	*out = v;
+	*n = k;
+	return rc;
+}
+
+void mfs_txn_props_free(struct mfs_meta *props, size_t n)
+{
+	for (size_t i = 0; props && i < n; i++) {
+		free(props[i].name);
+		free(props[i].value);
+	}
+	free(props);
+}
+
+int mfs_txn_prop_set(mfs_txn *t, const char *key, const char *value, size_t len)
+{
+	int rc = prop_begin(t);
+	if (rc < 0)
+		goto out;
+	len = txn_chomp(value, len);
+	if (!prop_key_ok(key) || !txn_utf8_ok(value, len)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	ssize_t i = prop_find(t, key);
+	if (i >= 0) {
+		const struct pslot *ps = &t->props[i];
+		if (ps->len != len || memcmp(ps->value, value, len) != 0)
+			rc = prop_put(t, (size_t)i, key, value, len);
+		goto out;
+	}
+	/* A new key takes a new slot (slots are never reused: the journal
+	 * names them). */
+	struct pslot *np = reallocarray(t->props, t->n_props + 1, sizeof(*np));
+	if (!np) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	t->props = np;
+	memset(&np[t->n_props], 0, sizeof(*np));
+	t->n_props++;
+	rc = prop_put(t, t->n_props - 1, key, value, len);
+	if (rc < 0)
+		t->n_props--;
+	else
+		t->generation++;
+out:
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_prop_unlink(mfs_txn *t, const char *key)
+{
+	int rc = prop_begin(t);
+	if (rc < 0)
+		goto out;
+	ssize_t i = prop_find(t, key);
+	if (i < 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if ((rc = prop_put(t, (size_t)i, NULL, NULL, 0)) == 0)
+		t->generation++;
+out:
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_prop_rename(mfs_txn *t, const char *from, const char *to)
+{
+	char *value = NULL;
+	int rc = prop_begin(t);
+	if (rc < 0)
+		goto out;
+	ssize_t i = prop_find(t, from), j = prop_find(t, to);
+	if (i < 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (!prop_key_ok(to)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (i == j)
+		goto out;
+	size_t len = t->props[i].len;
+	if (!(value = txn_memdup0(t->props[i].value, len))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (j >= 0) {
+		/* Over an existing key, as rename(2) replaces its target: the
+		 * target keeps its place and takes the value. */
+		if ((rc = prop_put(t, (size_t)j, to, value, len)) == 0)
+			rc = prop_put(t, (size_t)i, NULL, NULL, 0);
+	} else {
+		rc = prop_put(t, (size_t)i, to, value, len);
+	}
+	if (rc == 0)
+		t->generation++;
+out:
+	free(value);
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------ scratch */
+
+static bool scratch_live(const struct mfs_txn *t, uint64_t id)
+{
+	return id < t->n_scratch && t->scratch[id];
+}
+
+/* A new empty scratch object (t->lock held for writing). */
+static int scratch_alloc(struct mfs_txn *t, uint64_t *id)
+{
+	if (t->opts.read_only)
+		return -EROFS;
+	uint8_t *ns = realloc(t->scratch, t->n_scratch + 1);
+	if (!ns)
+		return -ENOMEM;
+	t->scratch = ns;
+	int rc = mfs_stage_bind(t->st, key_of(K_SCRATCH, t->n_scratch), 0, NULL, NULL);
+	if (rc < 0)
+		return rc;
+	t->scratch[t->n_scratch] = 1;
+	*id = t->n_scratch++;
+	return 0;
+}
+
+int mfs_txn_scratch_new(uint64_t *id, mfs_txn *t)
+{
+	pthread_rwlock_wrlock(&t->lock);
+	int rc = scratch_alloc(t, id);
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_tensor_snapshot(uint64_t *id, mfs_txn *t, const struct mfs_tensor *x)
+{
+	enum { STEP = MFS_STAGE_CHUNK };
+	char *buf = malloc(STEP);
+	if (!buf)
+		return -ENOMEM;
+	pthread_rwlock_wrlock(&t->lock);
+	struct tstate *s = txn_tensor_state(t, x);
+	uint64_t key = s ? key_of(K_DATA, s->t->id) : 0, size = 0;
+	int rc = s ? 0 : -ENOENT;
+	if (rc == 0 && s->data)
+		rc = mfs_stage_size(&size, t->st, key);
+	else if (rc == 0)
+		size = s->t->nbytes;
+	if (rc == 0)
+		rc = scratch_alloc(t, id);
+	if (rc < 0)
+		goto out;
+	uint64_t skey = key_of(K_SCRATCH, *id);
+	for (uint64_t off = 0; off < size && rc == 0;) {
+		size_t want = size - off < STEP ? (size_t)(size - off) : STEP;
+		ssize_t n = s->data ? mfs_stage_read(t->st, key, buf, want, off) :
+		            mfs_tensor_read(t->m, s->t, buf, want, off);
+		if (n == 0)
+			n = -EIO;       /* shorter than its size */
+		if (n > 0)
+			n = mfs_stage_write(t->st, skey, buf, (size_t)n, off);
+		if (n < 0)
+			rc = (int)n;
+		else
+			off += (uint64_t)n;
+	}
+	if (rc == 0)
+		rc = mfs_stage_truncate(t->st, skey, size);     /* an empty tensor too */
+	if (rc < 0) {
+		mfs_stage_drop(t->st, skey);
+		mfs_stage_unbind(t->st, skey);
+		t->scratch[*id] = 0;
+	}
+out:
+	pthread_rwlock_unlock(&t->lock);
+	free(buf);
+	return rc;
+}
+
+int mfs_txn_scratch_size(uint64_t *out, mfs_txn *t, uint64_t id)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	int rc = scratch_live(t, id) ? mfs_stage_size(out, t->st, key_of(K_SCRATCH, id)) : -ENOENT;
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+ssize_t mfs_txn_scratch_read(mfs_txn *t, uint64_t id, void *buf, size_t len, uint64_t off)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	ssize_t rc = scratch_live(t, id) ?
+	             mfs_stage_read(t->st, key_of(K_SCRATCH, id), buf, len, off) : -ENOENT;
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+ssize_t mfs_txn_scratch_write(mfs_txn *t, uint64_t id, const void *buf, size_t len, uint64_t off)
+{
+	ssize_t rc = -ENOENT;
+	pthread_rwlock_rdlock(&t->lock);
+	if (scratch_live(t, id)) {
+		rc = mfs_stage_write(t->st, key_of(K_SCRATCH, id), buf, len, off);
+		int frc = rc >= 0 ? mfs_stage_flush(t->st) : 0;
+		if (frc < 0)
+			rc = frc;
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_scratch_truncate(mfs_txn *t, uint64_t id, uint64_t size)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	int rc = scratch_live(t, id) ? mfs_stage_truncate(t->st, key_of(K_SCRATCH, id), size) :
+	         -ENOENT;
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_scratch_adopt(mfs_txn *t, uint64_t id, const struct mfs_tensor *x)
+{
+	struct tstate *s;
+	int rc = edit_begin(t, x, &s);
+	if (rc == 0 && !scratch_live(t, id))
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = txn_bind_tensor(t, s);
+	if (rc == 0)
+		rc = mfs_stage_move(t->st, key_of(K_SCRATCH, id), key_of(K_DATA, s->t->id));
+	if (rc == 0) {
+		mfs_stage_unbind(t->st, key_of(K_SCRATCH, id));
+		t->scratch[id] = 0;
+		txn_flag(t, &s->data, true);
+		txn_touched(t);
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_scratch_drop(mfs_txn *t, uint64_t id)
+{
+	int rc = -ENOENT;
+	pthread_rwlock_wrlock(&t->lock);
+	if (scratch_live(t, id)) {
+		rc = mfs_stage_drop(t->st, key_of(K_SCRATCH, id));
+		if (rc == 0) {
+			mfs_stage_unbind(t->st, key_of(K_SCRATCH, id));
+			t->scratch[id] = 0;
+		}
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------ root files */
+
+int mfs_txn_file_size(uint64_t *out, mfs_txn *t, size_t idx)
+{
+	int rc = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	if (idx >= t->d->n_files) {
+		rc = -ENOENT;
+	} else if (idx == 0 && t->n_dirty) {
+		struct view *v = txn_view_get(t);
+		rc = v->rc;
+		if (rc == 0)
+			*out = v->sp.total;
+	} else {
+		*out = t->d->files[idx].size;
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+ssize_t mfs_txn_file_read(mfs_txn *t, size_t idx, void *buf, size_t len, uint64_t off)
+{
+	ssize_t rc;
+	pthread_rwlock_rdlock(&t->lock);
+	if (idx >= t->d->n_files) {
+		rc = -ENOENT;
+	} else if (idx == 0 && t->n_dirty) {
+		struct view *v = txn_view_get(t);
+		rc = v->rc < 0 ? v->rc : mfs_splice_read(&v->sp, v->starts, buf, len, off);
+	} else {
+		rc = mfs_file_read(t->m, idx, buf, len, off);
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+

@@ -1,0 +1,164 @@
+/*
+ * codec/txn/status.c — the text of .modelfs/status (mfs_txn_status).
+ *
+ * One line per staged change, then the last commit's result, the journal's
+ * state and what recovery did at open.  Model-provided names are escaped so
+ * that every line stays one line.
+ */
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "txn/sidefile.h"
+#include "txn/txn_int.h"
+
+static const char *const where_name[] = {"tensor", "weights", "sparse"};
+
+/* Model-provided text in a status line: controls and '%' as %XX. */
+static void put_escaped(char **p, size_t *n, size_t *cap, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char tmp[4];
+		size_t k = 1;
+		if (c < 0x20 || c == 0x7f || c == '%')
+			k = (size_t)snprintf(tmp, sizeof(tmp), "%%%02X", c);
+		else
+			tmp[0] = (char)c;
+		if (*n + k + 1 > *cap) {
+			size_t nc = *cap ? *cap * 2 : 1024;
+			while (nc < *n + k + 1)
+				nc *= 2;
+			char *np = realloc(*p, nc);
+			if (!np)
+				return;
+			*p = np;
+			*cap = nc;
+		}
+		memcpy(*p + *n, tmp, k);
+		*n += k;
+		(*p)[*n] = '\0';
+	}
+}
+
+static void put_text(char **p, size_t *n, size_t *cap, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void put_text(char **p, size_t *n, size_t *cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int k = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (k < 0)
+		return;
+	if (*n + (size_t)k + 1 > *cap) {
+		size_t nc = *cap ? *cap * 2 : 1024;
+		while (nc < *n + (size_t)k + 1)
+			nc *= 2;
+		char *np = realloc(*p, nc);
+		if (!np)
+			return;
+		*p = np;
+		*cap = nc;
+	}
+	va_start(ap, fmt);
+	vsnprintf(*p + *n, (size_t)k + 1, fmt, ap);
+	va_end(ap);
+	*n += (size_t)k;
+}
+
+size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
+{
+	char *p = NULL;
+	size_t n = 0, cap = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	const struct mfs_desc *d = t->d;
+	for (size_t i = 0; t->ts && i < d->n_tensors; i++) {
+		const struct tstate *s = &t->ts[i];
+		const char *w = where_name[s->where];
+		if (s->data) {
+			uint64_t size = 0;
+			mfs_stage_size(&size, t->st, key_of(K_DATA, i));
+			put_text(&p, &n, &cap, "staged tensor %s ", w);
+			put_escaped(&p, &n, &cap, s->t->name);
+			put_text(&p, &n, &cap, " data %" PRIu64 " bytes\n", size);
+		}
+		if (s->has_dtype) {
+			put_text(&p, &n, &cap, "staged tensor %s ", w);
+			put_escaped(&p, &n, &cap, s->t->name);
+			put_text(&p, &n, &cap, " dtype %s\n", mfs_dtype_name(s->dtype));
+		}
+		if (s->has_shape) {
+			char dims[MFS_MAX_RANK * 21 + 1];
+			mfs_dims_format(dims, sizeof(dims), s->dims, s->rank);
+			put_text(&p, &n, &cap, "staged tensor %s ", w);
+			put_escaped(&p, &n, &cap, s->t->name);
+			put_text(&p, &n, &cap, " shape %s\n", dims);
+		}
+	}
+	for (unsigned k = 0; k < txn_meta_count(t); k++)
+		if (t->meta_staged[k])
+			put_text(&p, &n, &cap, "staged meta %s\n", t->m->fmt->meta_names[k]);
+	for (size_t i = 0; i < t->n_props; i++) {
+		const struct pslot *ps = &t->props[i];
+		if (!ps->staged)
+			continue;
+		put_text(&p, &n, &cap, "staged prop ");
+		if (ps->key) {
+			put_escaped(&p, &n, &cap, ps->key);
+			if (i >= t->n_orig_props)
+				put_text(&p, &n, &cap, " (new)");
+			else if (strcmp(ps->key, d->props[i].name) != 0) {
+				put_text(&p, &n, &cap, " (renamed from ");
+				put_escaped(&p, &n, &cap, d->props[i].name);
+				put_text(&p, &n, &cap, ")");
+			}
+		} else {
+			put_escaped(&p, &n, &cap, d->props[i].name);
+			put_text(&p, &n, &cap, " (removed)");
+		}
+		put_text(&p, &n, &cap, "\n");
+	}
+	size_t n_scratch = 0;
+	for (size_t i = 0; i < t->n_scratch; i++)
+		n_scratch += t->scratch[i];
+	if (n_scratch)
+		put_text(&p, &n, &cap, "scratch files: %zu (not part of the model)\n", n_scratch);
+	put_text(&p, &n, &cap, "%s\n", t->last);
+	if (t->broken)
+		put_text(&p, &n, &cap, "degraded: %s\n", t->broken_msg);
+	if (t->st) {
+		struct mfs_stage_stat ss;
+		mfs_stage_stat(&ss, t->st);
+		char jname[NAME_MAX + 1] = "";
+		mfs_sidefile_name(jname, sizeof(jname), t->name, ".modelfs-journal");
+		if (ss.journal_bytes)
+			put_text(&p, &n, &cap, "journal: %s/%s %" PRIu64 "\n",
+			         strcmp(t->m->dir, "/") ? t->m->dir : "", jname, ss.journal_bytes);
+		else
+			put_text(&p, &n, &cap, "journal: none\n");
+		if (ss.failed)
+			put_text(&p, &n, &cap, "journal: an fsync failed; staged edits may not "
+			         "survive a power cut (commit or abort)\n");
+	} else {
+		put_text(&p, &n, &cap, "journal: none (read-only)\n");
+	}
+	if (t->journal_note[0])
+		put_text(&p, &n, &cap, "journal: %s\n", t->journal_note);
+	if (t->rec.msg[0])
+		put_text(&p, &n, &cap, "recovery: %s\n", t->rec.msg);
+	pthread_rwlock_unlock(&t->lock);
+	if (len) {
+		size_t k = n < len - 1 ? n : len - 1;
+		if (k)
+			memcpy(buf, p, k);
+		buf[k] = '\0';
+	}
+	free(p);
+	return n;
+}
+

@@ -1,0 +1,779 @@
+/*
+ * codec/txn/txn.c — transactions: edits staged against a model, shown at
+ * once, and committed atomically (include/modelfs/txn.h).
+ *
+ * This is where the pieces of DESIGN §5 meet: the model and its format
+ * (format.h: reader and splice writer), the staging store (stage.c) and the
+ * commit engine (commit.c).  The FUSE layer sees only txn.h.  Everything in
+ * txn/ is format-neutral: what a format allows (which tensors, dtypes, meta
+ * files and props may be edited, and how the new file is written) comes
+ * from its row in the table of formats and from the tensor flags its
+ * reader set.  This file opens and closes a transaction and holds what the
+ * others share; the rest is spread over edit.c, plan.c, apply.c and
+ * status.c (txn_int.h says which does what).
+ *
+ * HOW IT WORKS
+ *
+ * Every edit is an object of the stage, named by a 64-bit key whose top
+ * byte says what it is and whose rest is an index that means the same on
+ * every open of the same model (tensor ids are walk order, txn.h):
+ *
+ *     KEY                   OBJECT                     CONTENT
+ *     0 << 56 | tensor id   a tensor's data            the bytes (chunked; base =
+ *                                                      the tensor as in the file)
+ *     1 << 56 | tensor id   its dtype                  the dtype name
+ *     2 << 56 | tensor id   its shape                  "d0,d1,..." ("" = scalar)
+ *     3 << 56 | meta index  a meta/ value              the text, without '\n'
+ *     4 << 56 | prop slot   a metadata property        'S' key NUL value | 'D'
+ *     5 << 56 | scratch id  a scratch file             the bytes (no base)
+ *
+ * Prop slots 0 .. n-1 are the model's props in file order; a new key gets
+ * the next free slot, so a recovered journal puts every prop back where it
+ * was.  Small values are single VALUE records; data is written through to
+ * the journal (stage flush) before a write returns, so a daemon killed with
+ * edits staged finds all of them in the journal at the next open, where they
+ * are replayed and offered again (never applied).
+ *
+ * In memory the transaction mirrors the small values (per-tensor dtype and
+ * shape, meta, props) so that reads need not decode them, and a flag per
+ * tensor says whether its data is staged.  Reads of a staged tensor come
+ * from the stage, others straight from the model.
+ *
+ * A commit first *plans*: each edit is reduced to its effective value (a
+ * dtype set back to what it was, or a tensor rewritten with its own bytes,
+ * is no edit), validated (data size = dtype × shape), and for same-size data
+ * edits the ranges that really differ are found by comparing the staged
+ * extents with the base.  The plan either is empty — nothing is written and
+ * the staged no-ops are dropped — or goes to the commit engine: in place
+ * (redo log) when every edit is a same-size data edit of bytes that lie in
+ * the model file (MFS_TENSOR_CONTIGUOUS, source 0) and the mode allows it (AUTO: a model of at least
+ * inplace_min bytes, and patches of at most half of it, since an in-place
+ * commit writes them twice), else as a spliced rewrite.  After
+ * a successful commit the model is opened again (the old one is kept for
+ * descriptors and open files), the stage is reset to the new file's identity
+ * keeping only scratch objects, and the generation moves on.
+ *
+ * The root model file is served while edits are staged from the same plan,
+ * built lazily without the comparisons (the spliced bytes are the same) and
+ * cached until the next edit.
+ *
+ * INVARIANTS
+ *  1. Every edit reaches the journal before the call that makes it returns,
+ *     and memory changes only after the journal accepted it; a failed call
+ *     leaves both as they were (a data write may be partly applied, as a
+ *     short write is).
+ *  2. The model file is written only by mfs_txn_commit(), through
+ *     commit.c; it is the old or the new version whatever fails.
+ *  3. A commit that fails before its commit point leaves every staged edit
+ *     staged, in memory and in the journal, and says why in `status`.
+ *  4. After a commit that installed a new version, nothing of the old
+ *     staging state is used with the new model: the stage is reset to the
+ *     new identity, the model reopened, the mirrors rebuilt.  If the reopen
+ *     fails, edits are refused (-EIO) until a commit manages to reopen.
+ *  5. Descriptions handed out stay valid until mfs_txn_close(): replaced
+ *     models are kept, not closed.
+ *  6. The lock: commit, abort, and every edit of the model take it
+ *     exclusively; reads, and writes of scratch objects (which never reach
+ *     the model), share it.  The served view is rebuilt under a mutex by
+ *     the first reader after an edit and is immutable while the lock is
+ *     shared.
+ *  7. Scratch objects never reach the model unless adopted; they are dropped
+ *     at open (a dead daemon's), on abort and at close, and survive commits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "txn/sidefile.h"
+#include "txn/txn_int.h"
+
+/* ------------------------------------------------------------ helpers */
+
+void txn_set_msg(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+const char *txn_strip_display(const char *msg, const char *display)
+{
+	size_t n = strlen(display);
+	if (strncmp(msg, display, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+		return msg + n + 2;
+	return msg;
+}
+
+bool txn_utf8_ok(const char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t k;
+		uint32_t cp;
+		if ((c & 0xe0) == 0xc0) {
+			k = 1;
+			cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			k = 2;
+			cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			k = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (n - i <= k)
+			return false;
+		for (size_t j = 1; j <= k; j++) {
+			unsigned char cc = (unsigned char)s[i + j];
+			if ((cc & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (cc & 0x3f);
+		}
+		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += k + 1;
+	}
+	return true;
+}
+
+size_t txn_chomp(const char *text, size_t len)
+{
+	return len && text[len - 1] == '\n' ? len - 1 : len;
+}
+
+char *txn_memdup0(const void *p, size_t len)
+{
+	char *s = malloc(len + 1);
+	if (s) {
+		if (len)
+			memcpy(s, p, len);
+		s[len] = '\0';
+	}
+	return s;
+}
+
+int txn_parse_shape(const char *text, size_t len, int64_t *dims, size_t *rank)
+{
+	size_t r = 0, i = 0;
+	if (len == 0) {
+		*rank = 0;
+		return 0;
+	}
+	for (;;) {
+		if (r == MFS_MAX_RANK)
+			return -EINVAL;
+		uint64_t v = 0;
+		size_t digits = 0;
+		while (i < len && text[i] >= '0' && text[i] <= '9') {
+			if (v > ((uint64_t)INT64_MAX - (uint64_t)(text[i] - '0')) / 10)
+				return -EINVAL;
+			v = v * 10 + (uint64_t)(text[i] - '0');
+			i++;
+			digits++;
+		}
+		if (!digits)
+			return -EINVAL;
+		dims[r++] = (int64_t)v;
+		if (i == len)
+			break;
+		if (text[i] != ',')
+			return -EINVAL;
+		i++;
+	}
+	*rank = r;
+	return 0;
+}
+
+bool txn_dims_equal(const int64_t *a, size_t ra, const int64_t *b, size_t rb)
+{
+	if (ra != rb)
+		return false;
+	for (size_t i = 0; i < ra; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
+
+/* ------------------------------------------------------------ state */
+
+static ssize_t base_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	const struct tstate *s = arg;
+	return mfs_tensor_read(s->m, s->t, buf, len, off);
+}
+
+void txn_flag(struct mfs_txn *t, bool *f, bool v)
+{
+	if (*f != v)
+		t->n_dirty += v ? 1 : (uint64_t)-1;
+	*f = v;
+}
+
+void txn_clear_state(struct mfs_txn *t)
+{
+	if (t->ts) {
+		for (size_t i = 0; i < t->d->n_tensors; i++)
+			free(t->ts[i].dims);
+		free(t->ts);
+		t->ts = NULL;
+	}
+	for (int k = 0; k < MFS_META_MAX; k++) {
+		free(t->meta[k]);
+		t->meta[k] = NULL;
+		t->meta_staged[k] = false;
+	}
+	for (size_t i = 0; i < t->n_props; i++) {
+		free(t->props[i].key);
+		free(t->props[i].value);
+	}
+	free(t->props);
+	t->props = NULL;
+	t->n_props = t->n_orig_props = 0;
+	t->n_dirty = 0;
+}
+
+/*
+ * Forget what is staged, in memory only, keeping the tensor array (the stage
+ * holds pointers into it as base-read arguments) and its bindings.
+ */
+int txn_reset_state(struct mfs_txn *t)
+{
+	for (size_t i = 0; i < t->d->n_tensors; i++) {
+		struct tstate *s = &t->ts[i];
+		free(s->dims);
+		s->dims = NULL;
+		s->data = s->has_dtype = s->has_shape = false;
+		s->rank = 0;
+	}
+	for (int k = 0; k < MFS_META_MAX; k++) {
+		free(t->meta[k]);
+		t->meta[k] = NULL;
+		t->meta_staged[k] = false;
+	}
+	for (size_t i = 0; i < t->n_props; i++) {
+		free(t->props[i].key);
+		free(t->props[i].value);
+	}
+	t->n_props = t->n_orig_props = 0;
+	t->n_dirty = 0;
+	const struct mfs_desc *d = t->d;
+	for (size_t i = 0; i < d->n_props; i++) {
+		struct pslot *p = &t->props[i];
+		memset(p, 0, sizeof(*p));
+		p->key = strdup(d->props[i].name);
+		p->value = txn_memdup0(d->props[i].value, d->props[i].len);
+		p->len = d->props[i].len;
+		t->n_props = i + 1;
+		if (!p->key || !p->value)
+			return -ENOMEM;
+	}
+	t->n_orig_props = d->n_props;
+	return 0;
+}
+
+/* The mirrors of the current model, with nothing staged. */
+int txn_init_state(struct mfs_txn *t)
+{
+	const struct mfs_desc *d = t->d;
+	t->ts = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*t->ts));
+	t->props = calloc(d->n_props ? d->n_props : 1, sizeof(*t->props));
+	if (!t->ts || !t->props)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->n_tensors; i++) {
+		t->ts[i].m = t->m;
+		t->ts[i].t = d->tensors[i];
+	}
+	const struct mfs_graph *g = d->graph;
+	for (size_t i = 0; g && i < g->n_inits; i++)
+		t->ts[g->inits[i]->id].where = W_WEIGHTS;
+	for (size_t i = 0; g && i < g->n_sparse_inits; i++) {
+		t->ts[g->sparse_inits[i]->values->id].where = W_SPARSE;
+		t->ts[g->sparse_inits[i]->indices->id].where = W_SPARSE;
+	}
+	for (size_t i = 0; i < d->n_props; i++) {
+		struct pslot *p = &t->props[i];
+		p->key = strdup(d->props[i].name);
+		p->value = txn_memdup0(d->props[i].value, d->props[i].len);
+		p->len = d->props[i].len;
+		if (!p->key || !p->value) {
+			t->n_props = i + 1;
+			return -ENOMEM;
+		}
+	}
+	t->n_props = t->n_orig_props = d->n_props;
+	return 0;
+}
+
+void txn_touched(struct mfs_txn *t)
+{
+	t->edit_seq++;
+}
+
+/* The current model's tensor for `x` (of this or an older description). */
+struct tstate *txn_tensor_state(struct mfs_txn *t, const struct mfs_tensor *x)
+{
+	if (!x || x->id >= t->d->n_tensors)
+		return NULL;
+	return &t->ts[x->id];
+}
+
+/* May tensor `x` be edited?  0, or the errno a write gets. */
+int txn_editable(const struct mfs_txn *t, const struct mfs_tensor *x)
+{
+	if (t->opts.read_only)
+		return -EROFS;
+	if (t->broken)
+		return -EIO;
+	return x->flags & MFS_TENSOR_EDITABLE ? 0 : -EACCES;
+}
+
+int txn_bind_tensor(struct mfs_txn *t, struct tstate *s)
+{
+	if (s->bound)
+		return 0;
+	int rc = mfs_stage_bind(t->st, key_of(K_DATA, s->t->id), s->t->nbytes, base_read, s);
+	if (rc == 0)
+		s->bound = true;
+	return rc;
+}
+
+int32_t txn_eff_dtype(const struct tstate *s)
+{
+	return s->has_dtype ? s->dtype : s->t->dtype;
+}
+
+const int64_t *txn_eff_dims(const struct tstate *s, size_t *rank)
+{
+	*rank = s->has_shape ? s->rank : s->t->rank;
+	return s->has_shape ? s->dims : s->t->dims;
+}
+
+unsigned txn_meta_count(const struct mfs_txn *t)
+{
+	const char *const *names = t->m->fmt->meta_names;
+	unsigned n = 0;
+	while (names && names[n])
+		n++;
+	return n;
+}
+
+int txn_meta_index(const struct mfs_txn *t, const char *name)
+{
+	const char *const *names = t->m->fmt->meta_names;
+	for (int k = 0; names && names[k]; k++)
+		if (strcmp(name, names[k]) == 0)
+			return k;
+	return -1;
+}
+
+/* ------------------------------------------------------------ journal values */
+
+/* Stage small value `key` as one journal record. */
+int txn_put_value(struct mfs_txn *t, uint64_t key, const void *buf, size_t len)
+{
+	if (len > MFS_STAGE_MAX_VALUE)
+		return -EFBIG;
+	return mfs_stage_set_value(t->st, key, buf, len);
+}
+
+int txn_drop_key(struct mfs_txn *t, uint64_t key)
+{
+	int rc = mfs_stage_drop(t->st, key);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* The whole of small object `key`, NUL-terminated, malloc'd. */
+static int get_value(struct mfs_txn *t, uint64_t key, char **out, size_t *len)
+{
+	uint64_t size;
+	int rc = mfs_stage_size(&size, t->st, key);
+	if (rc < 0)
+		return rc;
+	if (size > MFS_STAGE_MAX_VALUE)
+		return -EUCLEAN;
+	char *buf = malloc((size_t)size + 1);
+	if (!buf)
+		return -ENOMEM;
+	ssize_t n = size ? mfs_stage_read(t->st, key, buf, (size_t)size, 0) : 0;
+	if (n < 0 || (uint64_t)n != size) {
+		free(buf);
+		return n < 0 ? (int)n : -EIO;
+	}
+	buf[size] = '\0';
+	*out = buf;
+	*len = (size_t)size;
+	return 0;
+}
+
+/* 'S' key NUL value, or 'D'. */
+int txn_put_prop_record(struct mfs_txn *t, size_t slot, const char *key, const char *value,
+                           size_t len)
+{
+	if (!key)
+		return txn_put_value(t, key_of(K_PROP, slot), "D", 1);
+	size_t klen = strlen(key);
+	if (klen + len + 2 > MFS_STAGE_MAX_VALUE)
+		return -EFBIG;
+	char *rec = malloc(klen + len + 2);
+	if (!rec)
+		return -ENOMEM;
+	rec[0] = 'S';
+	memcpy(rec + 1, key, klen + 1);
+	memcpy(rec + klen + 2, value, len);
+	int rc = txn_put_value(t, key_of(K_PROP, slot), rec, klen + len + 2);
+	free(rec);
+	return rc;
+}
+
+/* ------------------------------------------------------------ open, close */
+
+/* Make room for prop slots up to n (new ones empty). */
+static int grow_props(struct mfs_txn *t, size_t n)
+{
+	struct pslot *np = reallocarray(t->props, n, sizeof(*np));
+	if (!np)
+		return -ENOMEM;
+	memset(np + t->n_props, 0, (n - t->n_props) * sizeof(*np));
+	t->props = np;
+	t->n_props = n;
+	return 0;
+}
+
+/* Bring the mirrors in line with a recovered journal; see the key table. */
+static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size_t notelen)
+{
+	size_t n = mfs_stage_list(NULL, 0, t->st);
+	uint64_t *keys = malloc((n ? n : 1) * sizeof(*keys));
+	uint64_t dropped = 0;
+	int rc = 0;
+	if (!keys)
+		return -ENOMEM;
+	n = mfs_stage_list(keys, n, t->st);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t key = keys[i], idx = KEY_IDX(key);
+		unsigned kind = KEY_KIND(key);
+		char *v = NULL;
+		size_t len = 0;
+		bool keep = false;
+		struct tstate *s = idx < t->d->n_tensors ? &t->ts[idx] : NULL;
+		switch (kind) {
+		case K_DATA:
+			if (s && txn_editable(t, s->t) == 0 && txn_bind_tensor(t, s) == 0) {
+				txn_flag(t, &s->data, true);
+				keep = true;
+			}
+			break;
+		case K_DTYPE:
+			if (s && txn_editable(t, s->t) == 0 && get_value(t, key, &v, &len) == 0) {
+				int32_t dt = mfs_dtype_from_name(v);
+				if (dt > 0 && mfs_dtype_bits(dt)) {
+					s->dtype = dt;
+					txn_flag(t, &s->has_dtype, true);
+					keep = true;
+				}
+			}
+			break;
+		case K_SHAPE:
+			if (s && txn_editable(t, s->t) == 0 && get_value(t, key, &v, &len) == 0) {
+				int64_t dims[MFS_MAX_RANK];
+				size_t rank;
+				s->dims = malloc(MFS_MAX_RANK * sizeof(int64_t));
+				if (s->dims && txn_parse_shape(v, len, dims, &rank) == 0) {
+					memcpy(s->dims, dims, rank * sizeof(int64_t));
+					s->rank = rank;
+					txn_flag(t, &s->has_shape, true);
+					keep = true;
+				} else {
+					free(s->dims);
+					s->dims = NULL;
+				}
+			}
+			break;
+		case K_META:
+			if (idx < txn_meta_count(t) &&
+			    get_value(t, key, &v, &len) == 0) {
+				t->meta[idx] = v;
+				t->meta_len[idx] = len;
+				v = NULL;
+				txn_flag(t, &t->meta_staged[idx], true);
+				keep = true;
+			}
+			break;
+		case K_PROP:
+			if (idx < (1u << 24) && get_value(t, key, &v, &len) == 0 && len &&
+			    (v[0] == 'D' || (v[0] == 'S' && memchr(v + 1, 0, len - 1)))) {
+				if (idx >= t->n_props && grow_props(t, idx + 1) < 0)
+					break;
+				struct pslot *ps = &t->props[idx];
+				free(ps->key);
+				free(ps->value);
+				ps->key = ps->value = NULL;
+				ps->len = 0;
+				if (v[0] == 'S') {
+					size_t kl = strlen(v + 1);
+					ps->key = strdup(v + 1);
+					ps->value = txn_memdup0(v + kl + 2, len - kl - 2);
+					ps->len = len - kl - 2;
+				}
+				txn_flag(t, &ps->staged, true);
+				keep = true;
+			}
+			break;
+		default:
+			break;
+		}
+		free(v);
+		if (keep) {
+			(*n_offered)++;
+			continue;
+		}
+		/* Scratch of a dead session, or something this model cannot take:
+		 * dropped, and said so when it was an edit. */
+		if (kind != K_SCRATCH)
+			dropped++;
+		if ((rc = mfs_stage_drop(t->st, key)) < 0)
+			break;
+	}
+	if (dropped)
+		txn_set_msg(note, notelen, "; %" PRIu64 " staged object%s did not fit the model and "
+		        "%s dropped", dropped, dropped == 1 ? "" : "s",
+		        dropped == 1 ? "was" : "were");
+	free(keys);
+	return rc;
+}
+
+int txn_model_identity(struct mfs_txn *t)
+{
+	return mfs_source_identity(t->m->srcs[0], &t->id);
+}
+
+int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opts,
+                 struct mfs_txn_recovery *rec, char *err, size_t errlen)
+{
+	static const struct mfs_txn_opts defaults;
+	struct mfs_txn *t = NULL;
+	struct mfs_txn_recovery dummy;
+	char abs[PATH_MAX], msg[512];
+	int rc;
+
+	*out = NULL;
+	if (!rec)
+		rec = &dummy;
+	memset(rec, 0, sizeof(*rec));
+	if (err && errlen)
+		err[0] = '\0';
+	if (!realpath(path, abs))
+		return mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
+	/* Writer-preferring: a steady stream of FUSE reads must not starve a
+	 * commit (glibc's default prefers readers).  No function here takes
+	 * the lock recursively, which this kind would deadlock. */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&t->lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&t->view_lock, NULL);
+	t->dirfd = -1;
+	t->opts = opts ? *opts : defaults;
+	if (!t->opts.inplace_min)
+		t->opts.inplace_min = DEFAULT_INPLACE_MIN;
+	t->generation = 1;
+	snprintf(t->last, sizeof(t->last), "last commit: none");
+	t->path = strdup(abs);
+	char *slash = strrchr(abs, '/');
+	t->name = strdup(slash + 1);
+	if (!t->path || !t->name) {
+		rc = mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
+		goto out;
+	}
+	if (slash == abs)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	t->dirfd = mfs_io->openat(AT_FDCWD, abs, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (t->dirfd < 0) {
+		rc = mfs_errf(err, errlen, -errno, path, "cannot open its directory: %s",
+		              strerror(errno));
+		goto out;
+	}
+
+	/* Recovery, before the model is read: an interrupted in-place commit
+	 * is finished (or a never-started one removed), dead temps go. */
+	struct mfs_commit_report rep;
+	rc = mfs_commit_recover(t->dirfd, t->name, &rep, msg, sizeof(msg));
+	if (rc < 0) {
+		rc = mfs_errf(err, errlen, rc, path, "%s", txn_strip_display(msg, t->name));
+		goto out;
+	}
+	if (rep.recovered || rep.discarded) {
+		rec->redo_replayed = rep.recovered;
+		txn_set_msg(rec->msg, sizeof(rec->msg), "%s", txn_strip_display(msg, t->name));
+	}
+	if (!t->opts.read_only) {
+		int n = mfs_commit_gc(t->dirfd, t->name);
+		if (n > 0) {
+			size_t l = strlen(rec->msg);
+			snprintf(rec->msg + l, sizeof(rec->msg) - l, "%sremoved %d temp file%s of a "
+			         "dead commit", l ? "; " : "", n, n == 1 ? "" : "s");
+		}
+	}
+
+	rc = mfs_model_open(&t->m, t->path, NULL, err, errlen);
+	if (rc < 0)
+		goto out;
+	t->d = mfs_model_desc(t->m);
+	t->props_ok = t->m->fmt->props_writable && t->m->fmt->props_writable(t->m);
+	if ((rc = txn_model_identity(t)) < 0) {
+		rc = mfs_errf(err, errlen, rc, path, "cannot stat the model: %s", strerror(-rc));
+		goto out;
+	}
+	if ((rc = txn_init_state(t)) < 0) {
+		rc = mfs_errf(err, errlen, rc, path, "out of memory");
+		goto out;
+	}
+	if (!t->opts.read_only) {
+		struct mfs_stage_recovery srec;
+		rc = mfs_stage_open(&t->st, t->dirfd, t->name, &t->id, NULL, &srec, msg,
+		                    sizeof(msg));
+		if (rc < 0) {
+			rc = mfs_errf(err, errlen, rc, path, "%s", txn_strip_display(msg, t->name));
+			goto out;
+		}
+		char note[160] = "";
+		uint64_t offered = 0;
+		if (srec.found && (rc = replay_state(t, &offered, note, sizeof(note))) < 0) {
+			rc = mfs_errf(err, errlen, rc, path, "replaying the journal: %s",
+			              strerror(-rc));
+			goto out;
+		}
+		rec->n_recovered = offered;
+		rec->journal_found = offered > 0;
+		if (srec.found && srec.msg[0]) {
+			size_t l = strlen(rec->msg);
+			snprintf(rec->msg + l, sizeof(rec->msg) - l, "%s%s%s%s", l ? "; " : "",
+			         srec.msg, note, offered ? " (staged again, not applied: commit or "
+			         "abort them)" : "");
+		}
+	}
+	t->rec = *rec;
+	*out = t;
+	return 0;
+out:
+	mfs_txn_close(t);
+	return rc;
+}
+
+void mfs_txn_close(mfs_txn *t)
+{
+	if (!t)
+		return;
+	if (t->st) {
+		/* Scratch objects do not outlive the session (invariant 7). */
+		for (size_t i = 0; i < t->n_scratch; i++)
+			if (t->scratch[i])
+				mfs_stage_drop(t->st, key_of(K_SCRATCH, i));
+		mfs_stage_close(t->st);
+	}
+	txn_view_drop(&t->view);
+	if (t->d)
+		txn_clear_state(t);
+	free(t->scratch);
+	mfs_model_close(t->m);
+	while (t->old) {
+		struct old_model *o = t->old;
+		t->old = o->next;
+		mfs_model_close(o->m);
+		free(o);
+	}
+	if (t->dirfd >= 0)
+		mfs_io->close(t->dirfd);
+	free(t->path);
+	free(t->name);
+	pthread_mutex_destroy(&t->view_lock);
+	pthread_rwlock_destroy(&t->lock);
+	free(t);
+}
+
+const mfs_model *mfs_txn_model(mfs_txn *t)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	const mfs_model *m = t->m;
+	pthread_rwlock_unlock(&t->lock);
+	return m;
+}
+
+const struct mfs_desc *mfs_txn_desc(mfs_txn *t)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	const struct mfs_desc *d = t->d;
+	pthread_rwlock_unlock(&t->lock);
+	return d;
+}
+
+void mfs_txn_release_old(mfs_txn *t, const mfs_model *keep)
+{
+	pthread_rwlock_wrlock(&t->lock);
+	struct old_model **pp = &t->old;
+	while (*pp) {
+		struct old_model *o = *pp;
+		if (o->m == keep) {
+			pp = &o->next;
+			continue;
+		}
+		*pp = o->next;
+		mfs_model_close(o->m);
+		free(o);
+	}
+	pthread_rwlock_unlock(&t->lock);
+}
+
+uint64_t mfs_txn_generation(mfs_txn *t)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	uint64_t g = t->generation;
+	pthread_rwlock_unlock(&t->lock);
+	return g;
+}
+
+bool mfs_txn_dirty(mfs_txn *t)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	bool dirty = t->n_dirty > 0;
+	pthread_rwlock_unlock(&t->lock);
+	return dirty;
+}
+
+int mfs_txn_sync(mfs_txn *t)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	int rc = t->st ? mfs_stage_sync(t->st) : 0;
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_statvfs(struct statvfs *out, mfs_txn *t)
+{
+	return fstatvfs(t->dirfd, out) < 0 ? -errno : 0;
+}

@@ -1,0 +1,194 @@
+/*
+ * codec/txn/txn_int.h — what the files of the transaction share.
+ *
+ * Internal to txn/.  The transaction (modelfs/txn.h) is one object spread
+ * over five files, each a stage of its life:
+ *
+ *   txn.c      open (recovery, journal replay), close, the shared helpers and
+ *              the in-memory mirrors of what is staged
+ *   edit.c     staging edits: tensor bytes, dtype, shape, meta, props,
+ *              scratch objects; reads of the staged state
+ *   plan.c     reducing what is staged to effective edits (the plan), and
+ *              the root model file served from it while edits are staged
+ *   apply.c    the commit driver (plan → splice writer → commit engine →
+ *              reopen) and abort
+ *   status.c   the text of .modelfs/status
+ *
+ * The design essay, the key table of staged objects and the invariants are
+ * at the top of txn.c.  Functions shared between the files are txn_*;
+ * everything else is static to its file.
+ */
+#ifndef MODELFS_CODEC_TXN_INT_H
+#define MODELFS_CODEC_TXN_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "modelfs/txn.h"
+
+#include "format.h"
+#include "txn/commit.h"
+#include "txn/stage.h"
+
+/* ------------------------------------------------------------ keys */
+
+#define KIND_SHIFT      56
+#define KEY_IDX(k)      ((k) & ((1ull << KIND_SHIFT) - 1))
+#define KEY_KIND(k)     ((unsigned)((k) >> KIND_SHIFT))
+#define DEFAULT_INPLACE_MIN (64ull << 20)
+
+enum key_kind { K_DATA = 0, K_DTYPE = 1, K_SHAPE = 2, K_META = 3, K_PROP = 4, K_SCRATCH = 5 };
+
+static inline uint64_t key_of(enum key_kind kind, uint64_t idx)
+{
+	return (uint64_t)kind << KIND_SHIFT | idx;
+}
+
+/* Where a tensor shows in the tree, for status lines. */
+enum where { W_TENSOR, W_WEIGHTS, W_SPARSE };
+
+/* ------------------------------------------------------------ state */
+
+/* What is staged for one tensor of the current model. */
+struct tstate {
+	const mfs_model *m;
+	const struct mfs_tensor *t;
+	uint8_t where;
+	bool bound;             /* its data key is bound in the stage */
+	bool data;              /* its data is staged */
+	bool has_dtype, has_shape;
+	int32_t dtype;
+	size_t rank;
+	int64_t *dims;          /* malloc'd, when has_shape */
+};
+
+/* A metadata property slot (see the key table). */
+struct pslot {
+	char *key;              /* NULL: no property here (removed, or a free slot) */
+	char *value;
+	size_t len;
+	bool staged;
+};
+
+struct old_model {
+	mfs_model *m;
+	struct old_model *next;
+};
+
+/* Reads an edited tensor's bytes from the stage, for piece lists. */
+struct rd {
+	struct mfs_stage *st;
+	uint64_t key;
+};
+
+/* The effective edits, ready for a splice writer. */
+struct plan {
+	struct mfs_tensor_edit *te;
+	size_t n_te;
+	struct mfs_run **runs;  /* per te, malloc'd */
+	struct rd *rds;         /* per te */
+	struct mfs_prop_edit *props;
+	struct mfs_edit_set set;
+	uint64_t bytes_edited;
+	bool layout_kept;       /* only same-size data edits of bytes in the model file */
+	bool empty;
+};
+
+/* The root model file as it would be committed now. */
+struct view {
+	bool valid;
+	uint64_t seq;
+	int rc;
+	struct plan plan;
+	struct mfs_splice sp;
+	uint64_t *starts;       /* each piece's offset in the file */
+};
+
+struct mfs_txn {
+	pthread_rwlock_t lock;
+	pthread_mutex_t view_lock;
+	char *path;             /* the model, absolute */
+	char *name;             /* its file name */
+	int dirfd;              /* O_PATH descriptor of its directory */
+	struct mfs_txn_opts opts;
+
+	mfs_model *m;
+	const struct mfs_desc *d;
+	struct old_model *old;
+	struct mfs_identity id;
+	bool props_ok;          /* the format takes props edits for this model (set at
+	                         * open; a commit keeps the model's structure) */
+	bool broken;            /* invariant 4 */
+	char broken_msg[512];
+
+	struct mfs_stage *st;   /* NULL when read-only */
+	struct tstate *ts;      /* d->n_tensors */
+	char *meta[MFS_META_MAX];       /* by the format's meta index (format.h) */
+	size_t meta_len[MFS_META_MAX];
+	bool meta_staged[MFS_META_MAX];
+	struct pslot *props;
+	size_t n_props, n_orig_props;
+	uint8_t *scratch;       /* 1 = live, by scratch id */
+	size_t n_scratch;
+
+	uint64_t n_dirty;       /* staged edits of the model (scratch not counted) */
+	uint64_t generation;
+	uint64_t edit_seq;
+	struct view view;
+
+	char last[640];         /* "last commit: ..." */
+	struct mfs_txn_recovery rec;
+	char journal_note[256];
+};
+
+/* ------------------------------------------------------------ shared helpers (txn.c) */
+
+void txn_set_msg(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* One line: strip a "<file>: " prefix that mfs_errf() put there. */
+const char *txn_strip_display(const char *msg, const char *display);
+bool txn_utf8_ok(const char *s, size_t n);
+/* Text as a file held it: one trailing '\n' does not count. */
+size_t txn_chomp(const char *text, size_t len);
+char *txn_memdup0(const void *p, size_t len);
+/* "1,10" -> dims.  Empty is a scalar.  Non-negative decimals only. */
+int txn_parse_shape(const char *text, size_t len, int64_t *dims, size_t *rank);
+bool txn_dims_equal(const int64_t *a, size_t ra, const int64_t *b, size_t rb);
+
+/* Count staged edits (dirty) as flags flip. */
+void txn_flag(struct mfs_txn *t, bool *f, bool v);
+void txn_clear_state(struct mfs_txn *t);
+int txn_reset_state(struct mfs_txn *t);
+int txn_init_state(struct mfs_txn *t);
+/* Something visible changed: the served view is stale. */
+void txn_touched(struct mfs_txn *t);
+struct tstate *txn_tensor_state(struct mfs_txn *t, const struct mfs_tensor *x);
+/* May tensor `x` be edited?  0, or the errno a write gets. */
+int txn_editable(const struct mfs_txn *t, const struct mfs_tensor *x);
+int txn_bind_tensor(struct mfs_txn *t, struct tstate *s);
+int32_t txn_eff_dtype(const struct tstate *s);
+const int64_t *txn_eff_dims(const struct tstate *s, size_t *rank);
+/* The format's writable meta/ files: how many, and the index of `name` (-1). */
+unsigned txn_meta_count(const struct mfs_txn *t);
+int txn_meta_index(const struct mfs_txn *t, const char *name);
+/* The current model's identity, from its source. */
+int txn_model_identity(struct mfs_txn *t);
+/* Small staged values. */
+int txn_put_value(struct mfs_txn *t, uint64_t key, const void *buf, size_t len);
+int txn_drop_key(struct mfs_txn *t, uint64_t key);
+int txn_put_prop_record(struct mfs_txn *t, size_t slot, const char *key, const char *value,
+                        size_t len);
+
+/* ------------------------------------------------------------ plan.c */
+
+int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, size_t msglen);
+void txn_plan_free(struct plan *p);
+/* The new model file for plan `p`, from the format's writer. */
+int txn_build_splice(struct mfs_txn *t, const struct plan *p, struct mfs_splice *sp, char *msg,
+                     size_t msglen);
+/* The current view, built if stale.  Call with the lock shared or held. */
+struct view *txn_view_get(struct mfs_txn *t);
+void txn_view_drop(struct view *v);
+
+#endif /* MODELFS_CODEC_TXN_INT_H */

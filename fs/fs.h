@@ -1,0 +1,440 @@
+/*
+ * fs/fs.h — the daemon's state and what its files share, without FUSE.
+ *
+ * mount.modelfs is the FUSE handlers (ll.c, the only file that includes a
+ * FUSE header besides main.c) on top of FUSE-free parts that can be tested
+ * without a mount:
+ *
+ *   tree.c, names.c   the tree built from a model description
+ *   inode.c           inode numbers, stable across rebuilds; xnodes
+ *   gen.c             tree generations: rebuilds after structural edits,
+ *                     commits and aborts, and the invalidations they imply
+ *   entry.c           what an inode is (classification), the content of
+ *                     text entries, sizes and attributes, lookups, scratch
+ *                     file lifetimes
+ *   handle.c          per-open state: text buffers, the list of open data
+ *                     handles, the snapshots a rename over `data` leaves them
+ *   namespace.c       create, unlink and rename, and what a rename over an
+ *                     entry of the model means
+ *   inval.c           the queue of kernel cache invalidations and the thread
+ *                     that sends them
+ *
+ * Handlers answer from the current tree generation (struct mfs_gen: a tree
+ * built from the transaction's description, with the staged props), map
+ * inode numbers through inode.c, and read and edit the model through the
+ * transaction (modelfs/txn.h): what a file shows is always the staged state
+ * (read-your-writes), and nothing here touches the model file.
+ *
+ * ENTRIES AND WHAT THEY ACCEPT (DESIGN §5)
+ *
+ *   data                      write at any offset, O_TRUNC, truncate: staged
+ *                             in the txn at once; adopting a scratch file
+ *                             renamed over it
+ *   dtype, shape (tensors)    text buffered per open handle, staged when a
+ *   meta/<writable>           write completes a line (dtype, shape) and on
+ *   meta/props/<key>          flush; a bad value fails that write or the close
+ *                             with EINVAL.  Props are also created, renamed
+ *                             and unlinked.
+ *   scratch files             created by anyone in a tensor directory, and
+ *                             under a name starting with '.' in meta/props/
+ *                             (rsync's ".data.XXXXXX"); bytes staged as
+ *                             scratch objects that reach the model only when
+ *                             renamed over an entry
+ *   .modelfs/status, commit, abort    the control files
+ *   everything else           read-only: EACCES for writing or creating,
+ *                             EPERM for chmod/chown/utimes, unlink, rename,
+ *                             mkdir, symlink, link.  Directories take
+ *                             chmod/chown/utimes (kept in memory) so that
+ *                             `rsync -a` can finish.
+ *
+ * What may be edited is the transaction's to say (mfs_txn_tensor_writable,
+ * mfs_txn_meta_writable, mfs_txn_props_writable), which asks the model's
+ * format; the daemon never asks which format a model is.
+ *
+ * A commit runs on a write to .modelfs/commit, on fsync(2) or fsyncdir of
+ * anything, and on unmount (destroy).  Attributes set by chmod, chown and
+ * utimes live in memory for the life of the mount (the model has nowhere
+ * to keep them); an edit sets the entry's mtime to the time of the edit.
+ *
+ * CACHING
+ *
+ * The kernel keeps entries, attributes and pages for MFS_CACHE_TIMEOUT, and
+ * data files are opened with keep_cache (DESIGN §4).  That stays correct
+ * because every change is one of:
+ *   - made through the kernel on the inode the kernel caches (a write to
+ *     `data`, a truncate, a create, unlink or rename): the kernel updates
+ *     its own caches;
+ *   - made behind its back (a value staged from a buffer in another
+ *     form than written, an abort, a rebuild that adds or removes paths):
+ *     the inode's content version goes up (open then drops the cached
+ *     pages: no keep_cache) and an invalidation is queued.  A commit does
+ *     the same for every file edited since the last one, although they
+ *     show the same bytes.
+ * A scratch file renamed over `data` is the third kind: its inode takes
+ * the entry's place, and descriptors of the replaced inode read a snapshot
+ * of what it held (namespace.c), so the pages the kernel kept stay true.
+ * Invalidations are sent by a helper thread (inval.c), never by a handler:
+ * libfuse forbids sending them from the execution path of a related
+ * request, and a handler may hold the locks such a request needs.  Writes
+ * to .modelfs/abort wait (up to a bound) for the queue to drain, so the
+ * next command sees the aborted state.
+ * Two files change too often for that: the root model file (the spliced
+ * view changes with every edit) and .modelfs/status.  They bypass the page
+ * cache (direct_io; the root file only in a read-write mount, where mmap
+ * of it is limited to MAP_PRIVATE) and have zero attribute timeouts.
+ * Small writable text files (dtype, shape, meta, props) have zero attribute
+ * timeouts too: their size can change when a value is staged in another
+ * form than it was written.
+ *
+ * LOCKING
+ *
+ * Three locks, always taken in this order, plus the queue's leaf lock:
+ *   slock   serialises what changes structure: create, unlink, rename,
+ *           mknod, commit, abort, and the rebuild they trigger;
+ *   lock    (rwlock) the generation and the inode map: handlers hold it
+ *           shared while they use an entry, a rebuild exclusively while it
+ *           swaps the tree;
+ *   xlock   the xnodes (inode.h): attribute overrides, content versions,
+ *           scratch files, the list of open handles.  Never held across a
+ *           txn call.
+ * A commit holds slock but not `lock` while the txn commits (it can take a
+ * while); handlers then wait inside the txn, which serialises itself.  While
+ * it runs (fs->committing), tensor bytes are read only through the txn, since
+ * the generation's model may be the one being replaced.
+ */
+#ifndef MODELFS_FS_FS_H
+#define MODELFS_FS_FS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "inode.h"
+#include "modelfs/model.h"
+#include "modelfs/txn.h"
+#include "names.h"
+#include "tree.h"
+
+/* The root directory's inode number (FUSE_ROOT_ID; ll.c checks they agree). */
+#define MFS_ROOT_INO 1
+
+#define NONE UINT32_MAX
+#define NO_TENSOR UINT64_MAX
+
+/* Reads, writes, readahead and st_blksize: big requests for big tensors. */
+#define MFS_IO_SIZE (1u << 20)
+
+/*
+ * The default max_read: 1 MiB less 16 KiB, so that a reply (its header and
+ * data from an unaligned file offset) fits in a pipe of the default
+ * pipe-max-size (1 MiB, 256 pages) and libfuse can splice it; a 1 MiB reply
+ * cannot, and falls back to pread into a fresh buffer and a copy (measured:
+ * first read through the mount 0.8-1.0 GB/s with 1 MiB, 1.9-2.2 GB/s with
+ * this).
+ */
+#define MFS_MAX_READ (MFS_IO_SIZE - (16u << 10))
+
+/*
+ * Entries, attributes and pages that only the daemon can change may be
+ * cached for a day: every change the daemon makes is either done through
+ * the kernel (which updates its own caches) or followed by a precise
+ * invalidation (CACHING above).
+ */
+#define MFS_CACHE_TIMEOUT 86400.0
+
+/* The largest value a text file (dtype, shape, meta, prop) takes. */
+#define MFS_TEXT_MAX (16u << 20)
+
+/* How long a write to .modelfs/abort waits for invalidations to be sent. */
+#define MFS_INVAL_WAIT_MS 2000
+
+/* One tree generation: the tree and what it was built from. */
+struct mfs_gen {
+	struct mfs_tree *tree;
+	struct mfs_desc desc;           /* the txn's description, with the staged props */
+	const mfs_model *model;         /* the model `desc` describes (kept open by the txn) */
+	struct mfs_meta *props;         /* desc.props: ours (mfs_txn_props_free) */
+	uint32_t meta_dir;              /* tree index of meta/, or NONE */
+	uint32_t props_dir;             /* tree index of meta/props/, or NONE */
+	uint64_t txn_gen;               /* mfs_txn_generation() it was built at */
+};
+
+struct mfs_inval;
+struct mfs_fh;
+
+/*
+ * Sends one invalidation to the kernel: the inode `ino` when len is 0, else
+ * the entry `name` in directory `ino`.  Set by ll.c (FUSE's notify calls).
+ */
+typedef void mfs_notify_fn(void *session, uint64_t ino, const char *name, size_t len);
+
+/*
+ * The state of a mount, passed to fuse_session_new() as userdata.  main.c
+ * fills the settings and calls mfs_fs_init(); handlers borrow it.
+ */
+struct mfs_fs {
+	/* settings (main.c) */
+	mfs_txn *txn;
+	bool read_only;
+	bool recovered;                 /* the txn staged edits from a journal at open */
+	bool single_thread;             /* -s: never wait for the invalidation thread */
+	uid_t uid;                      /* owner of every entry */
+	gid_t gid;
+	struct timespec mtime;          /* times of every entry not edited (the model's mtime) */
+	unsigned max_read;              /* must equal the max_read mount option */
+	void *se;                       /* the FUSE session, for notifications; set before
+	                                 * the loop runs */
+	mfs_notify_fn *notify;          /* set by ll.c when the loop starts */
+
+	/* state */
+	pthread_mutex_t slock;          /* structure: namespace edits, commit, abort, rebuild */
+	pthread_rwlock_t lock;          /* the generation and the inode map */
+	pthread_mutex_t xlock;          /* xnodes (inode.h) and the fields below */
+	struct mfs_gen *gen;
+	struct mfs_itab *itab;
+	bool committing;                /* a commit runs: tensor bytes only through the txn */
+	bool no_opendir;                /* the kernel does without OPENDIR (ll_init) */
+	int unmount_rc;                 /* the commit at unmount (destroy): 0 or -errno */
+	uint64_t ctl_dir, ctl_status, ctl_commit, ctl_abort;    /* .modelfs/ inodes */
+	struct timespec last_edit;      /* mtime of the root model file while edits are staged */
+	struct mfs_fh *fhs;             /* open handles (handle.c), under xlock */
+
+	/* the invalidation thread (inval.c) */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond, qidle;
+	struct mfs_inval *qhead, *qtail;
+	bool qbusy, qstop, qstarted;
+	pthread_t qthread;
+};
+
+/* ------------------------------------------------------------ gen.c */
+
+/*
+ * mfs_fs_init() - build the first tree from the transaction and number it.
+ * The settings must be filled.  Returns 0 or a negative errno (-ENOMEM, or
+ * the tree builder's error).
+ */
+int mfs_fs_init(struct mfs_fs *fs);
+
+/* mfs_fs_fini() - free what mfs_fs_init() made (not the txn). */
+void mfs_fs_fini(struct mfs_fs *fs);
+
+/* The inode of the root model file (source file 0) in the current generation, or 0. */
+uint64_t mfs_fs_root_ino(const struct mfs_fs *fs);
+
+/* Names the current request's kernel operation takes care of itself. */
+struct mfs_skip {
+	uint64_t parent;
+	const char *a, *b;
+	size_t a_len, b_len;
+};
+
+/*
+ * mfs_fs_sync_tree() - rebuild the tree if the txn's generation moved
+ * (caller holds slock).  `move` is a rename the kernel has already applied;
+ * `skip` the names of the current request, whose dentries the kernel
+ * maintains itself.  A failure (ENOMEM) keeps the old tree, which stays
+ * usable.
+ */
+int mfs_fs_sync_tree(struct mfs_fs *fs, const struct mfs_itab_move *move,
+                     const struct mfs_skip *skip);
+
+/* Commit or abort (slock not held); 0 or the txn's negative errno. */
+int mfs_fs_commit(struct mfs_fs *fs, struct mfs_txn_result *res);
+int mfs_fs_abort(struct mfs_fs *fs);
+
+/* ------------------------------------------------------------ entry.c */
+
+/* What an inode is, for the handlers. */
+enum mfs_role {
+	R_DIR = 1,
+	R_TEXT,         /* read-only text of the tree */
+	R_SRC,          /* a source file other than the model (external data) */
+	R_ROOT,         /* the root model file: the spliced view */
+	R_DATA,         /* a tensor's data */
+	R_DTYPE,        /* a tensor's dtype */
+	R_SHAPE,        /* a tensor's shape */
+	R_META,         /* meta/<name> */
+	R_PROP,         /* meta/props/<key> */
+	R_SCRATCH,
+	R_CTL_DIR,
+	R_STATUS,
+	R_COMMIT,
+	R_ABORT,
+};
+
+/*
+ * An inode resolved under fs->lock (shared); the pointers are valid while
+ * it is held.  For a scratch file renamed over an entry (an alias), `ino`
+ * is the entry's and `asked` the scratch file's.
+ */
+struct mfs_ent {
+	uint64_t ino;
+	uint64_t asked;
+	enum mfs_role role;
+	uint32_t idx;                   /* tree entries */
+	const struct mfs_tnode *e;      /* tree entries */
+	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE */
+	uint64_t scratch;               /* R_SCRATCH */
+	bool writable;                  /* files: content may be written */
+	bool creatable;                 /* directories: files may be created in it */
+	bool props;                     /* R_DIR: meta/props/ */
+	char name[MFS_NAME_MAX + 1];    /* R_META, R_PROP: the component */
+};
+
+/*
+ * mfs_ent_resolve() - what inode `ino` is now (fs->lock held shared).
+ * Returns 0, -ENOENT (a number never handed out), or -ESTALE (its path
+ * vanished, or a scratch file whose object is gone).
+ */
+int mfs_ent_resolve(struct mfs_fs *fs, uint64_t ino, struct mfs_ent *en);
+/* The same for a directory of a namespace operation: -ENOTDIR otherwise. */
+int mfs_ent_dir_resolve(struct mfs_fs *fs, uint64_t ino, struct mfs_ent *en);
+/*
+ * mfs_ent_child() - look `name` up in directory `dir` (fs->lock held
+ * shared).  Returns 0 and the child's inode number, or -ENOENT, -ENOTDIR,
+ * -ESTALE.
+ */
+int mfs_ent_child(struct mfs_fs *fs, const struct mfs_ent *dir, const char *name, size_t len,
+                  uint64_t *out);
+
+/*
+ * mfs_ent_prop_key() - the key of the prop shown as component `comp`: an
+ * existing key whose encoding is `comp`, else the decoded component (a new
+ * key).  *out is malloc'd.  -EINVAL for a component no key encodes to.
+ */
+int mfs_ent_prop_key(struct mfs_fs *fs, const char *comp, size_t len, char **out);
+/* Entries whose content is a text value (dtype, shape, meta, props, tree text). */
+bool mfs_ent_is_text(enum mfs_role r);
+/*
+ * mfs_ent_text_get() - the bytes of a text entry as they are now (staged
+ * or not): *out is malloc'd (NUL-terminated, which is not part of the
+ * content).
+ */
+int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, size_t *len);
+/* mfs_ent_text_apply() - stage text value `text` for entry `en` (-EACCES for others). */
+int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *text, size_t len);
+/* mfs_ent_read() - bytes of a data file, scratch file or the root model file, as now. */
+ssize_t mfs_ent_read(struct mfs_fs *fs, const struct mfs_ent *en, void *buf, size_t len,
+                     uint64_t off);
+/* st_size of `en` (fs->lock held). */
+int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out);
+/* The attributes of `en` (fs->lock held). */
+int mfs_ent_stat(struct mfs_fs *fs, const struct mfs_ent *en, struct stat *st);
+/* How long the kernel may trust the attributes of `en` (CACHING). */
+double mfs_ent_attr_timeout(const struct mfs_ent *en);
+/*
+ * mfs_ent_edited() - bookkeeping after the content of `en` changed: times,
+ * the content version when `oob` (changed behind the kernel's cache), the
+ * root model file's version, and invalidations.
+ */
+void mfs_ent_edited(struct mfs_fs *fs, const struct mfs_ent *en, bool oob);
+
+/* A scratch file handed to the kernel once more (lookup, create, readdirplus). */
+void mfs_scratch_ref(struct mfs_fs *fs, uint64_t ino);
+/* Drop `n` kernel references to `ino`; a scratch file nobody reaches goes. */
+void mfs_scratch_forget(struct mfs_fs *fs, uint64_t ino, uint64_t n);
+/* Forget a scratch file's name; its object goes now (or when the kernel lets go). */
+void mfs_scratch_unlink(struct mfs_fs *fs, uint64_t ino, bool consumed);
+
+/* ------------------------------------------------------------ handle.c */
+
+/*
+ * Per-open state (fi->fh), on the fs->fhs list while open (so that a rename
+ * finds the descriptors of the data file it replaces, and so that the
+ * daemon frees what the kernel never released when it exits).  Every open
+ * of a data file has one; read-only opens of other tree entries have none.
+ */
+enum mfs_fh_kind { FH_PLAIN = 1, FH_TEXT, FH_STATUS };
+
+/*
+ * The content a rename over `data` took away from the descriptors open on
+ * it: a scratch object shared by those handles, dropped with the last.
+ */
+struct mfs_snap {
+	uint64_t scratch;       /* scratch object id (txn.h) */
+	unsigned refs;          /* handles reading it (fs->xlock) */
+	struct stat st;         /* the file's attributes when it was replaced */
+};
+
+struct mfs_fh {
+	int kind;
+	pthread_mutex_t lock;
+	char *buf;              /* FH_TEXT: the value being written; FH_STATUS: the text */
+	size_t len, cap;
+	bool dirty;             /* FH_TEXT: buf holds a value not staged yet */
+	bool failed;            /* FH_TEXT: a write was refused; the close says so too */
+	bool wrote;             /* something was staged: sync the journal on flush */
+
+	/* on fs->fhs (under fs->xlock) */
+	bool listed;
+	uint64_t tid;           /* data files: the tensor's id (struct mfs_tensor.id),
+	                         * else NO_TENSOR */
+	uint64_t ino;           /* the inode opened */
+	struct mfs_snap *snap;  /* set once, when a rename replaced the file */
+	struct mfs_fh *next, *prev;
+};
+
+struct mfs_fh *mfs_fh_new(int kind);
+void mfs_fh_free(struct mfs_fh *h);
+/* Make the buffer `len` bytes long, zero-filling what grows (h->lock held). */
+int mfs_fh_resize(struct mfs_fh *h, size_t len);
+/* Put a handle on fs->fhs; `tid` is its tensor's id, NO_TENSOR for other files. */
+void mfs_fh_list(struct mfs_fs *fs, struct mfs_fh *h, uint64_t tid, uint64_t ino);
+/* Put a handle at the head of fs->fhs (xlock held). */
+void mfs_fh_link_locked(struct mfs_fs *fs, struct mfs_fh *h, uint64_t tid, uint64_t ino);
+/* Release a handle: off the list, and its snapshot goes with the last user. */
+void mfs_fh_release(struct mfs_fs *fs, struct mfs_fh *h);
+/* At exit: the handles the kernel never released. */
+void mfs_fh_free_all(struct mfs_fs *fs);
+/* The handle's snapshot, if a rename replaced its file. */
+struct mfs_snap *mfs_fh_snap(const struct mfs_fh *h);
+/*
+ * A new handle on inode `ino`, a data file that a rename replaced, sharing
+ * the snapshot of a descriptor still open on it; NULL when there is none.
+ */
+struct mfs_fh *mfs_fh_open_replaced(struct mfs_fs *fs, uint64_t ino);
+/* Stage a text handle's value (h->lock held, fs->lock held shared). */
+int mfs_fh_apply(struct mfs_fs *fs, const struct mfs_ent *en, struct mfs_fh *h);
+/*
+ * A text handle's value staged before flush, release or fsync (fs->lock
+ * and h->lock taken here).  0 for handles of other kinds.
+ */
+int mfs_fh_stage_text(struct mfs_fs *fs, uint64_t ino, struct mfs_fh *h);
+/* A snapshot nobody reads any more: its scratch object and itself go. */
+void mfs_snap_free(struct mfs_fs *fs, struct mfs_snap *sn);
+
+/* ------------------------------------------------------------ namespace.c */
+
+/*
+ * mfs_ns_make_file() - make file `name` in directory `parent` (slock held):
+ * a new prop in meta/props/, else a scratch file.  On success *out is the
+ * new entry.  -EACCES where nothing may be created, -EEXIST, -ENAMETOOLONG.
+ */
+int mfs_ns_make_file(struct mfs_fs *fs, uint64_t parent, const char *name, mode_t mode,
+                     struct mfs_ent *out);
+/* mfs_ns_unlink() - unlink(2): a prop or a scratch file; EPERM for the model's entries. */
+int mfs_ns_unlink(struct mfs_fs *fs, uint64_t parent, const char *name);
+/* mfs_ns_rename() - rename(2) within what the model allows (namespace.c). */
+int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
+                  const char *newname, unsigned flags);
+
+/* ------------------------------------------------------------ inval.c */
+
+/* Queue an invalidation of inode `ino`, or of entry `name` in directory `parent`. */
+void mfs_inval_inode(struct mfs_fs *fs, uint64_t ino);
+void mfs_inval_entry(struct mfs_fs *fs, uint64_t parent, const char *name, size_t len);
+/* Start the sending thread (fs->notify and fs->se set); false if it could not. */
+bool mfs_inval_start(struct mfs_fs *fs);
+/* Wait until everything queued was sent, for at most `ms` (no lock held). */
+void mfs_inval_wait(struct mfs_fs *fs, unsigned ms);
+/* Stop the thread and drop what is still queued. */
+void mfs_inval_stop(struct mfs_fs *fs);
+
+/* The wall clock, for the times of edited entries. */
+struct timespec mfs_now(void);
+
+#endif /* MODELFS_FS_FS_H */

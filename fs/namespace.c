@@ -1,0 +1,507 @@
+/*
+ * fs/namespace.c — create, unlink and rename: what they mean in a tree that
+ * is a model.
+ *
+ * The model's entries stay where they are.  What tools create is either a
+ * prop (a name in meta/props/) or a scratch file (rsync's temporary file,
+ * an editor's swap file), whose bytes are staged but reach the model only
+ * when renamed over an entry.  A rename over an entry is the interesting
+ * case: over `data` the tensor adopts the scratch object and, as on a disk
+ * file system, descriptors still open on the replaced file keep reading
+ * what it held (a snapshot, data_over); over a text entry the content
+ * becomes its value; over an unchanged read-only entry nothing happens, so
+ * that `rsync -a` of an unchanged tree succeeds.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+/* A prop is created (not a scratch file) in meta/props/ for names not starting with '.'. */
+static bool names_prop(const struct mfs_ent *dir, const char *name)
+{
+	return dir->props && name[0] != '.';
+}
+
+/*
+ * Make file `name` in directory `parent` (slock held): a new prop in
+ * meta/props/, else a scratch file.  On success *out is the new entry.
+ */
+int mfs_ns_make_file(struct mfs_fs *fs, uint64_t parent, const char *name, mode_t mode,
+                     struct mfs_ent *out)
+{
+	struct mfs_ent dir;
+	uint64_t ino;
+	size_t len = strlen(name);
+	pthread_rwlock_rdlock(&fs->lock);
+	int rc = mfs_ent_dir_resolve(fs, parent, &dir);
+	if (rc == 0 && !(dir.role == R_DIR && dir.creatable))
+		rc = -EACCES;
+	if (rc == 0 && len > MFS_NAME_MAX)
+		rc = -ENAMETOOLONG;
+	if (rc == 0 && mfs_ent_child(fs, &dir, name, len, &ino) == 0)
+		rc = -EEXIST;
+	pthread_rwlock_unlock(&fs->lock);
+	if (rc < 0)
+		return rc;
+
+	if (names_prop(&dir, name)) {
+		char *key = NULL;
+		pthread_rwlock_rdlock(&fs->lock);
+		rc = mfs_ent_prop_key(fs, name, len, &key);
+		pthread_rwlock_unlock(&fs->lock);
+		if (rc == 0)
+			rc = mfs_txn_prop_set(fs->txn, key, "", 0);
+		free(key);
+		struct mfs_skip sk = {.parent = dir.ino, .a = name, .a_len = len};
+		if (rc == 0)
+			rc = mfs_fs_sync_tree(fs, NULL, &sk);
+		pthread_rwlock_rdlock(&fs->lock);
+		if (rc == 0)
+			rc = mfs_ent_child(fs, &dir, name, len, &ino);
+		if (rc == 0)
+			rc = mfs_ent_resolve(fs, ino, out);
+		if (rc == 0)
+			mfs_ent_edited(fs, out, false);
+		pthread_rwlock_unlock(&fs->lock);
+		return rc;
+	}
+
+	uint64_t id;
+	rc = mfs_txn_scratch_new(&id, fs->txn);
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&fs->lock);
+	pthread_mutex_lock(&fs->xlock);
+	struct mfs_xnode *x = mfs_itab_scratch_add(fs->itab, dir.ino, name, len, id);
+	if (x) {
+		x->create_mode = mode & 07777;
+		x->mode = mode & 07777;
+		x->mtime = x->ctime = x->atime = mfs_now();
+		x->set = MFS_XA_MODE | MFS_XA_MTIME | MFS_XA_CTIME | MFS_XA_ATIME;
+		ino = x->ino;
+	}
+	pthread_mutex_unlock(&fs->xlock);
+	rc = x ? mfs_ent_resolve(fs, ino, out) : -ENOMEM;
+	pthread_rwlock_unlock(&fs->lock);
+	if (!x)
+		mfs_txn_scratch_drop(fs->txn, id);
+	return rc;
+}
+
+/*
+ * unlink - a prop (unstaged or removed) or a scratch file (gone with its
+ * last reference: an open descriptor keeps reading and writing it).  Entries
+ * of the model cannot be removed: EPERM.
+ */
+int mfs_ns_unlink(struct mfs_fs *fs, uint64_t parent, const char *name)
+{
+	struct mfs_ent dir, en;
+	uint64_t ino;
+	size_t len = strlen(name);
+	char *key = NULL;
+	pthread_mutex_lock(&fs->slock);
+	pthread_rwlock_rdlock(&fs->lock);
+	int rc = mfs_ent_dir_resolve(fs, parent, &dir);
+	if (rc == 0)
+		rc = mfs_ent_child(fs, &dir, name, len, &ino);
+	if (rc == 0)
+		rc = mfs_ent_resolve(fs, ino, &en);
+	if (rc == 0 && en.role == R_PROP && en.writable)
+		rc = mfs_ent_prop_key(fs, name, len, &key);
+	else if (rc == 0 && en.role != R_SCRATCH)
+		rc = en.role == R_DIR || en.role == R_CTL_DIR ? -EISDIR : -EPERM;
+	pthread_rwlock_unlock(&fs->lock);
+	if (rc == 0 && en.role == R_SCRATCH) {
+		mfs_scratch_unlink(fs, ino, false);
+	} else if (rc == 0) {
+		rc = mfs_txn_prop_unlink(fs->txn, key);
+		struct mfs_skip sk = {.parent = dir.ino, .a = name, .a_len = len};
+		if (rc == 0)
+			mfs_fs_sync_tree(fs, NULL, &sk);
+	}
+	pthread_mutex_unlock(&fs->slock);
+	free(key);
+	return rc;
+}
+
+/* A scratch file's whole content, for a value (at most MFS_TEXT_MAX). */
+static int scratch_text(struct mfs_fs *fs, uint64_t id, char **out, size_t *len)
+{
+	uint64_t size;
+	*out = NULL;
+	*len = 0;
+	int rc = mfs_txn_scratch_size(&size, fs->txn, id);
+	if (rc < 0)
+		return rc;
+	if (size > MFS_TEXT_MAX)
+		return -EFBIG;
+	char *b = malloc((size_t)size + 1);
+	if (!b)
+		return -ENOMEM;
+	size_t got = 0;
+	while (got < size) {
+		ssize_t n = mfs_txn_scratch_read(fs->txn, id, b + got, (size_t)size - got, got);
+		if (n < 0) {
+			free(b);
+			return (int)n;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	b[got] = '\0';
+	*out = b;
+	*len = got;
+	return 0;
+}
+
+/* Does read-only entry `en` hold exactly `p[0 .. len)`? */
+static bool same_bytes(struct mfs_fs *fs, const struct mfs_ent *en, const char *p, size_t len)
+{
+	uint64_t size;
+	if (mfs_ent_size(fs, en, &size) < 0 || size != len)
+		return false;
+	char *b = NULL;
+	size_t n = 0;
+	if (en->role == R_TEXT || mfs_ent_is_text(en->role)) {
+		if (mfs_ent_text_get(fs, en, &b, &n) < 0)
+			return false;
+	} else {
+		b = malloc(len + 1);
+		if (!b)
+			return false;
+		while (n < len) {
+			ssize_t r = en->role == R_SRC ?
+			            mfs_file_read(fs->gen->model, en->e->u.src, b + n, len - n, n) :
+			            mfs_ent_read(fs, en, b + n, len - n, n);
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
+	}
+	bool same = n == len && !memcmp(b, p, len);
+	free(b);
+	return same;
+}
+
+/*
+ * Scratch file `sino` was renamed over entry `dino`: the kernel now shows
+ * the scratch inode under the entry's name, so it becomes an alias of the
+ * entry, and what rsync set on its temporary file holds for the entry: all
+ * of it when the entry was written (`all`), the times only for an unchanged
+ * read-only one (so that the next rsync's quick check skips it).
+ */
+static void take_over(struct mfs_fs *fs, uint64_t sino, uint64_t dino, bool all)
+{
+	pthread_mutex_lock(&fs->xlock);
+	struct mfs_xnode *sx = mfs_itab_x(fs->itab, sino);
+	struct mfs_xnode *dx = mfs_itab_x_get(fs->itab, dino);
+	if (sx && dx) {
+		unsigned keep = sx->set & (MFS_XA_ATIME | MFS_XA_MTIME);
+		if (all)
+			keep |= sx->set & (MFS_XA_MODE | MFS_XA_UID | MFS_XA_GID);
+		if (keep & MFS_XA_MODE)
+			dx->mode = sx->mode;
+		if (keep & MFS_XA_UID)
+			dx->uid = sx->uid;
+		if (keep & MFS_XA_GID)
+			dx->gid = sx->gid;
+		if (keep & MFS_XA_ATIME)
+			dx->atime = sx->atime;
+		if (keep & MFS_XA_MTIME)
+			dx->mtime = sx->mtime;
+		dx->set |= keep;
+	}
+	if (sx)
+		sx->alias = dino;
+	pthread_mutex_unlock(&fs->xlock);
+}
+
+/*
+ * Scratch file `src` renamed over `data` (slock held, fs->lock shared): the
+ * tensor adopts the scratch object, and, as on a disk file system, the
+ * name now shows the renamed inode (it takes the entry's place in the inode
+ * table), while descriptors still open on the file it replaced keep reading
+ * that file's content: a snapshot, copied only when there are such
+ * descriptors, shared by them and dropped with the last.  Without this, one
+ * read(2) on such a descriptor could return old and new bytes (pages the
+ * kernel kept and pages it asks for after the adoption).  Returns 1 (the
+ * scratch object was consumed) or -errno (nothing changed).
+ */
+static int data_over(struct mfs_fs *fs, const struct mfs_ent *src, const struct mfs_ent *dst)
+{
+	struct mfs_snap *sn = NULL;
+	unsigned n = 0;
+	pthread_mutex_lock(&fs->xlock);
+	for (struct mfs_fh *h = fs->fhs; h; h = h->next)
+		n += h->tid == dst->t->id && !h->snap;
+	pthread_mutex_unlock(&fs->xlock);
+	if (n) {
+		int rc = (sn = calloc(1, sizeof(*sn))) ? 0 : -ENOMEM;
+		if (rc == 0)
+			rc = mfs_ent_stat(fs, dst, &sn->st);
+		if (rc == 0)
+			rc = mfs_txn_tensor_snapshot(&sn->scratch, fs->txn, dst->t);
+		if (rc < 0) {
+			free(sn);
+			return rc;
+		}
+		/* From here on those descriptors read the snapshot (the same
+		 * bytes as the tensor, until the adoption below).  One reference
+		 * is ours until the end, since they may close meanwhile. */
+		pthread_mutex_lock(&fs->xlock);
+		sn->refs = 1;
+		for (struct mfs_fh *h = fs->fhs; h; h = h->next) {
+			if (h->tid == dst->t->id && !h->snap) {
+				sn->refs++;
+				__atomic_store_n(&h->snap, sn, __ATOMIC_RELEASE);
+			}
+		}
+		pthread_mutex_unlock(&fs->xlock);
+	}
+	/*
+	 * If this fails, the descriptors keep the snapshot (a read may be
+	 * using it now): they show the file as it was, without later edits.
+	 */
+	int rc = mfs_txn_scratch_adopt(fs->txn, src->scratch, dst->t);
+	struct mfs_snap *drop = NULL;
+	pthread_mutex_lock(&fs->xlock);
+	if (sn && --sn->refs == 0)
+		drop = sn;      /* every such descriptor was closed meanwhile */
+	struct mfs_xnode *sx = rc == 0 ? mfs_itab_x(fs->itab, src->asked) : NULL;
+	bool took = sx && mfs_itab_take_number(fs->itab, dst->idx, sx) == 0;
+	if (took) {
+		/* The entry's state is the renamed inode's: what rsync set on
+		 * its temporary file stays, and it was edited now. */
+		struct timespec t = mfs_now();
+		sx->ctime = t;
+		if (!(sx->set & MFS_XA_MTIME))
+			sx->mtime = t;
+		sx->set |= MFS_XA_MTIME | MFS_XA_CTIME;
+		sx->touched = true;
+		fs->last_edit = t;
+		/* Descriptors of the scratch file are now of `data`. */
+		for (struct mfs_fh *h = fs->fhs; h; h = h->next)
+			if (h->ino == src->asked)
+				h->tid = dst->t->id;
+		uint64_t root = mfs_fs_root_ino(fs);
+		struct mfs_xnode *rx = root ? mfs_itab_x_get(fs->itab, root) : NULL;
+		if (rx)
+			rx->ver++;
+	}
+	pthread_mutex_unlock(&fs->xlock);
+	mfs_snap_free(fs, drop);
+	if (rc < 0)
+		return rc;
+	if (!took) {
+		/* No memory for the table: the scratch inode becomes an alias. */
+		mfs_ent_edited(fs, dst, true);
+		take_over(fs, src->asked, dst->ino, true);
+	}
+	return 1;
+}
+
+/*
+ * Scratch file `src` renamed onto existing entry `dst` (slock held, fs->lock
+ * shared).  data adopts the scratch object; a text entry takes its content
+ * as the value; a read-only entry accepts it only when nothing would change
+ * (so that `rsync -a` of an unchanged `name` file succeeds).  The scratch
+ * inode becomes an alias of the entry.
+ */
+static int scratch_over(struct mfs_fs *fs, const struct mfs_ent *src, const struct mfs_ent *dst)
+{
+	int rc;
+	char *b = NULL;
+	size_t n = 0;
+	bool consumed = false;
+	switch (dst->role) {
+	case R_DIR:
+	case R_CTL_DIR:
+		return -EISDIR;
+	case R_SCRATCH:
+		return -EEXIST;         /* handled by the caller */
+	case R_STATUS:
+	case R_COMMIT:
+	case R_ABORT:
+		return -EACCES;
+	case R_DATA:
+		if (!dst->writable)
+			return -EACCES;
+		return data_over(fs, src, dst);
+	case R_DTYPE:
+	case R_SHAPE:
+	case R_META:
+	case R_PROP:
+		if (dst->writable) {
+			rc = scratch_text(fs, src->scratch, &b, &n);
+			if (rc == 0)
+				rc = mfs_ent_text_apply(fs, dst, b, n);
+			break;
+		}
+		/* A read-only value: as any read-only entry. */
+		/* fall through */
+	default:
+		rc = scratch_text(fs, src->scratch, &b, &n);
+		if (rc == 0 && !same_bytes(fs, dst, b, n))
+			rc = -EACCES;
+		if (rc == -EFBIG)
+			rc = -EACCES;
+		break;
+	}
+	free(b);
+	if (rc < 0)
+		return rc;
+	bool changed = dst->writable;
+	if (changed)
+		mfs_ent_edited(fs, dst, true);
+	take_over(fs, src->asked, dst->ino, changed);
+	return consumed ? 1 : 0;
+}
+
+/*
+ * rename - within what the model allows:
+ *   a scratch file onto `data`, dtype, shape, a writable meta file or a
+ *   prop: staged as that entry's content; onto an unchanged read-only
+ *   entry: accepted, nothing changes; onto another scratch file or a new
+ *   name in a writable directory: renamed; onto a new name in meta/props/
+ *   not starting with '.': a new prop;
+ *   a prop onto another name in meta/props/: the prop is renamed.
+ * Anything else is EPERM (the model's entries stay where they are) or
+ * EACCES (a read-only target).  RENAME_EXCHANGE is EINVAL.
+ */
+int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
+                  const char *newname, unsigned flags)
+{
+	struct mfs_ent pd, qd, src, dst;
+	uint64_t sino, dino = 0;
+	size_t len = strlen(name), nlen = strlen(newname);
+	bool have_dst = false;
+	char *from = NULL, *to = NULL, *b = NULL;
+	size_t bl = 0;
+	int rc = 0;
+	if (flags & RENAME_EXCHANGE)
+		return -EINVAL;
+	pthread_mutex_lock(&fs->slock);
+	pthread_rwlock_rdlock(&fs->lock);
+	if (nlen > MFS_NAME_MAX)
+		rc = -ENAMETOOLONG;
+	if (rc == 0)
+		rc = mfs_ent_dir_resolve(fs, parent, &pd);
+	if (rc == 0)
+		rc = mfs_ent_dir_resolve(fs, newparent, &qd);
+	if (rc == 0)
+		rc = mfs_ent_child(fs, &pd, name, len, &sino);
+	if (rc == 0)
+		rc = mfs_ent_resolve(fs, sino, &src);
+	if (rc == 0 && mfs_ent_child(fs, &qd, newname, nlen, &dino) == 0) {
+		rc = mfs_ent_resolve(fs, dino, &dst);
+		have_dst = rc == 0;
+	}
+	if (rc == 0 && have_dst && (flags & RENAME_NOREPLACE))
+		rc = -EEXIST;
+	if (rc == 0 && have_dst && dino == sino)
+		goto out_locked;        /* the same file: nothing to do */
+	if (rc < 0)
+		goto out_locked;
+
+	if (src.role == R_SCRATCH) {
+		if (have_dst && dst.role == R_SCRATCH) {
+			/* Over another scratch file: it goes, this one takes its name. */
+			pthread_rwlock_unlock(&fs->lock);
+			mfs_scratch_unlink(fs, dino, false);
+			pthread_rwlock_rdlock(&fs->lock);
+			have_dst = false;
+		}
+		if (have_dst) {
+			int r = scratch_over(fs, &src, &dst);
+			pthread_rwlock_unlock(&fs->lock);
+			if (r < 0) {
+				rc = r;
+				goto out;
+			}
+			/* Consumed (adopted) or copied: the scratch object goes. */
+			mfs_scratch_unlink(fs, sino, r == 1);
+			mfs_inval_entry(fs, qd.ino, newname, nlen);
+			goto out;
+		}
+		if (names_prop(&qd, newname) && qd.creatable) {
+			/* A new prop from the scratch file's content. */
+			rc = mfs_ent_prop_key(fs, newname, nlen, &to);
+			if (rc == 0)
+				rc = scratch_text(fs, src.scratch, &b, &bl);
+			pthread_rwlock_unlock(&fs->lock);
+			if (rc == 0)
+				rc = mfs_txn_prop_set(fs->txn, to, b, bl);
+			if (rc < 0)
+				goto out;
+			struct mfs_skip sk = {.parent = qd.ino, .a = newname, .a_len = nlen};
+			mfs_fs_sync_tree(fs, NULL, &sk);
+			pthread_rwlock_rdlock(&fs->lock);
+			if (mfs_ent_child(fs, &qd, newname, nlen, &dino) == 0 && mfs_ent_resolve(fs, dino, &dst) == 0) {
+				mfs_ent_edited(fs, &dst, false);
+				take_over(fs, sino, dino, true);
+			}
+			pthread_rwlock_unlock(&fs->lock);
+			mfs_scratch_unlink(fs, sino, false);
+			mfs_inval_entry(fs, qd.ino, newname, nlen);
+			goto out;
+		}
+		if (!(qd.role == R_DIR && qd.creatable)) {
+			rc = -EACCES;
+			goto out_locked;
+		}
+		pthread_mutex_lock(&fs->xlock);
+		struct mfs_xnode *sx = mfs_itab_x(fs->itab, sino);
+		rc = sx ? mfs_itab_scratch_move(fs->itab, sx, qd.ino, newname, nlen) : -ESTALE;
+		pthread_mutex_unlock(&fs->xlock);
+		goto out_locked;
+	}
+
+	if (src.role != R_PROP || !src.writable) {
+		rc = -EPERM;
+		goto out_locked;
+	}
+	if (!qd.props) {
+		rc = -EPERM;
+		goto out_locked;
+	}
+	if (have_dst && dst.role != R_PROP && dst.role != R_SCRATCH) {
+		rc = -EPERM;
+		goto out_locked;
+	}
+	rc = mfs_ent_prop_key(fs, name, len, &from);
+	if (rc == 0)
+		rc = mfs_ent_prop_key(fs, newname, nlen, &to);
+	pthread_rwlock_unlock(&fs->lock);
+	if (rc < 0)
+		goto out;
+	if (have_dst && dst.role == R_SCRATCH)
+		mfs_scratch_unlink(fs, dino, false);
+	rc = mfs_txn_prop_rename(fs->txn, from, to);
+	if (rc == 0) {
+		struct mfs_itab_move mv = {qd.ino, name, len, newname, nlen};
+		struct mfs_skip sk = {.parent = qd.ino, .a = name, .a_len = len, .b = newname,
+		                  .b_len = nlen};
+		mfs_fs_sync_tree(fs, &mv, &sk);
+	}
+	goto out;
+
+out_locked:
+	pthread_rwlock_unlock(&fs->lock);
+out:
+	pthread_mutex_unlock(&fs->slock);
+	free(from);
+	free(to);
+	free(b);
+	return rc;
+}
