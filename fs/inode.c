@@ -63,6 +63,7 @@
 #include <string.h>
 
 #include "inode.h"
+#include "modelfs/htab.h"
 
 #define NONE UINT32_MAX
 
@@ -326,7 +327,7 @@ int mfs_itab_take_number(struct mfs_itab *it, uint32_t idx, struct mfs_xnode *x)
 
 static size_t bucket_of(const struct mfs_itab *it, uint64_t ino)
 {
-	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 32) & (it->n_buckets - 1);
+	return mfs_htab_slot(ino, it->n_buckets);
 }
 
 struct mfs_xnode *mfs_itab_x(const struct mfs_itab *it, uint64_t ino)
@@ -337,30 +338,13 @@ struct mfs_xnode *mfs_itab_x(const struct mfs_itab *it, uint64_t ino)
 	return NULL;
 }
 
-/* Keep chains short: double the buckets at one xnode per bucket. */
+/* Keep chains short: double the buckets at one xnode per bucket (no memory:
+ * longer chains, still correct). */
 static void grow(struct mfs_itab *it)
 {
-	if (it->n_x < it->n_buckets)
-		return;
-	size_t nb = it->n_buckets * 2;
-	struct mfs_xnode **b = calloc(nb, sizeof(*b));
-	if (!b)
-		return;         /* longer chains, still correct */
-	struct mfs_xnode **ob = it->buckets;
-	size_t on = it->n_buckets;
-	it->buckets = b;
-	it->n_buckets = nb;
-	for (size_t i = 0; i < on; i++) {
-		struct mfs_xnode *x = ob[i];
-		while (x) {
-			struct mfs_xnode *nx = x->hnext;
-			size_t k = bucket_of(it, x->ino);
-			x->hnext = b[k];
-			b[k] = x;
-			x = nx;
-		}
-	}
-	free(ob);
+	if (it->n_x >= it->n_buckets)
+		mfs_htab_grow(&it->buckets, &it->n_buckets, offsetof(struct mfs_xnode, hnext),
+		              offsetof(struct mfs_xnode, ino));
 }
 
 static struct mfs_xnode *x_add(struct mfs_itab *it, uint64_t ino, enum mfs_xkind kind)

@@ -130,6 +130,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "modelfs/htab.h"
+
 #include "core/crc32.h"
 #include "txn/sidefile.h"
 #include "txn/stage.h"
@@ -224,7 +226,7 @@ static uint64_t min64(uint64_t a, uint64_t b)
 
 static size_t bucket_of(const struct mfs_stage *st, uint64_t key)
 {
-	return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & (st->n_buckets - 1);
+	return mfs_htab_slot(key, st->n_buckets);
 }
 
 static struct obj *find(const struct mfs_stage *st, uint64_t key)
@@ -237,26 +239,8 @@ static struct obj *find(const struct mfs_stage *st, uint64_t key)
 
 static int grow_buckets(struct mfs_stage *st)
 {
-	size_t n = st->n_buckets * 2;
-	struct obj **b = calloc(n, sizeof(*b));
-	if (!b)
-		return -ENOMEM;
-	struct obj **old = st->buckets;
-	size_t old_n = st->n_buckets;
-	st->buckets = b;
-	st->n_buckets = n;
-	for (size_t i = 0; i < old_n; i++) {
-		struct obj *o = old[i];
-		while (o) {
-			struct obj *next = o->next;
-			size_t h = bucket_of(st, o->key);
-			o->next = b[h];
-			b[h] = o;
-			o = next;
-		}
-	}
-	free(old);
-	return 0;
+	return mfs_htab_grow(&st->buckets, &st->n_buckets, offsetof(struct obj, next),
+	                     offsetof(struct obj, key));
 }
 
 /* A new unstaged object whose content is its base. */
