@@ -1028,7 +1028,7 @@ static int decode_strings(struct walker *w, uint64_t start, uint64_t end, const 
 
 /*
  * Decide where the tensor's bytes are, given its small fields (tp) and what
- * pass 1 saw of its data fields.  Exactly one storage applies (formats.md
+ * pass 1 saw of its data fields.  Exactly one storage applies (doc/formats.md
  * §1.3); anything else is corrupt.
  */
 static int tensor_data(struct walker *w, uint64_t start, uint64_t end, const Onnx__TensorProto *tp,

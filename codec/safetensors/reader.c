@@ -5,7 +5,7 @@
  * A safetensors file is a JSON header followed by one flat byte buffer, and
  * every tensor is a slice of that buffer.  Opening one reads the eight-byte
  * length and the header (never the buffer), parses the header with jansson,
- * checks it exactly as the reference reader does (formats.md §2.2) and
+ * checks it exactly as the reference reader does (doc/formats.md §2.2) and
  * describes each tensor as a byte range of the file, so mounting a 100 GB
  * checkpoint costs what its header costs.  A sharded checkpoint is an index
  * mapping tensor names to shard files; each shard is opened beneath the

@@ -2,7 +2,7 @@
  * codec/safetensors/writer.c — the safetensors splice writer.
  *
  * Called by the transaction (through format.h).  A safetensors file is a
- * JSON header and one data buffer that the tensors tile (doc/formats.md §2),
+ * JSON header and one data buffer that the tensors tile (doc/formats.md §2.1),
  * so there are two cases:
  *
  *   - only same-size data edits: the header stays, byte for byte, and only

@@ -3,14 +3,14 @@
  * the disk without ever leaving a corrupt model behind.
  *
  * Two paths.  REWRITE builds the whole new file beside the model and renames
- * it over the model (reliability.md §1.7); it works for every edit and is
+ * it over the model (doc/reliability.md §1.2); it works for every edit and is
  * the default.  IN PLACE, for edits that keep every byte where it was
  * (same-size tensor writes in a big model), writes the changed ranges first
  * to a redo log and then into the model, so a 4 MiB edit of a 1 GiB model
- * costs 8 MiB of writes instead of 1 GiB (performance.md §0.4).  Both are
+ * costs 8 MiB of writes instead of 1 GiB (doc/performance.md §2).  Both are
  * driven by a list of pieces from a format's splice writer; this file knows
  * no format.  Every system call goes through mfs_io, and the tests fail each
- * one in turn (reliability.md §7.1, C1–C12).
+ * one in turn (doc/reliability.md §2.2, C1–C12).
  *
  * REWRITE: states, in order.  A failure in R0..R9 goes to FAIL.
  *
@@ -75,7 +75,7 @@
  *     stale.
  *  5. An fsync that fails fails the commit and is never retried on that
  *     descriptor: after a failed writeback Linux may report success for data
- *     it dropped (fsyncgate, reliability.md §1.5).
+ *     it dropped (fsyncgate, doc/reliability.md §1.3).
  *  6. The identity is checked before any work and again right before the
  *     commit point; a change in between is refused, never overwritten.  (A
  *     writer that slips in after R9 is not detectable without mandatory

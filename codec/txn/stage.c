@@ -63,7 +63,7 @@
  *  5. An object's OBJECT record precedes every other record for it, and one
  *     appears again only after a DROP or CLEAR.
  *  6. After an fsync of the journal fails, no later sync reports success
- *     (fsyncgate, reliability.md §1.5): the stage is `failed` until a clear
+ *     (fsyncgate, doc/reliability.md §1.3): the stage is `failed` until a clear
  *     or reset discards the journal.
  *  7. The journal is flock()ed by its one writer for as long as it is open,
  *     so two daemons never interleave records.

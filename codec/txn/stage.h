@@ -33,7 +33,7 @@
 
 #include "core/core.h"
 
-#define MFS_STAGE_CHUNK         (256u << 10)    /* bytes per chunk (performance.md §3) */
+#define MFS_STAGE_CHUNK         (256u << 10)    /* bytes per chunk (doc/performance.md §1) */
 #define MFS_STAGE_MAX_OBJECT    (1ull << 40)    /* largest staged object, 1 TiB */
 #define MFS_STAGE_MAX_VALUE     (64u << 10)     /* largest mfs_stage_set_value() */
 
@@ -210,7 +210,7 @@ int mfs_stage_extents(struct mfs_stage *st, uint64_t key, struct mfs_stage_exten
  * mfs_stage_sync() - make everything staged so far durable: write out dirty
  * chunks and size changes, then fdatasync the journal.  After an fsync
  * failure the journal can no longer be trusted to hold what was written
- * (fsyncgate: reliability.md §1.5), so this and every later sync return -EIO
+ * (fsyncgate: doc/reliability.md §1.3), so this and every later sync return -EIO
  * until mfs_stage_drop_all() or mfs_stage_reset().  May compact the journal.
  */
 int mfs_stage_sync(struct mfs_stage *st);

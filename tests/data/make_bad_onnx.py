@@ -42,7 +42,7 @@ def ld(field, payload):
     return key(field, 2) + varint(len(payload)) + payload
 
 
-# ---- well-formed pieces (field numbers: formats.md §1.2)
+# ---- well-formed pieces (field numbers: doc/formats.md §1.2)
 
 def tensor(name, dtype, dims, raw=None, extra=b""):
     t = b"".join(vint(1, d) for d in dims) + vint(2, dtype) + ld(8, name)

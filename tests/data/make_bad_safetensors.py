@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """tests/data/make_bad_safetensors.py — write the hostile safetensors fixtures.
 
-One file per hostile case of reliability.md §7.4 items 1-8 for safetensors,
+One file per hostile case of doc/reliability.md §3.2 items 1-8 for safetensors,
 written with plain struct + json (never modelfs code) into tests/data/bad/,
 each under 1 MB.  Every one must fail to open with -EUCLEAN and a one-line
 message; tests/unit/test_safetensors.c lists the message each must contain.

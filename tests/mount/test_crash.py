@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # mfs-test: heavy (big fixtures, RSS bounds or kill storms; the normal pass runs it)
 """Issue 4, acceptance bullet 5 ("Crash safety"), cases (b) and (c)
-(reliability.md C4, C5, F3, F4),
+(doc/reliability.md §2.2 C4, C5, §2.3 F3, F4),
 on tmpfs file systems mounted for the test (root only; unmounted at the end).
 
 (b) kill -9 storm: at least $MFS_KILLS (default 300, minimum 200) times:

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Issue 4, acceptance bullet 7 ("A random read/write exerciser on a tensor
-`data` file ..."; reliability.md F1, fsx-lite): a random read/write
+`data` file ..."; doc/reliability.md §2.3 F1, fsx-lite): a random read/write
 exerciser on one tensor `data` file through the mount.  At least 20,000
 operations of random offsets and lengths on one O_RDWR descriptor (pwrite,
 also past the end; pread, also past the end; ftruncate, shrinking and

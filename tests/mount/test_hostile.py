@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-r"""tests/mount/test_hostile.py — issue 6, "Hostile corpus": reliability.md
-§7.4, every case that applies to safetensors (1-8) or ONNX (17-24), by case
+r"""tests/mount/test_hostile.py — issue 6, "Hostile corpus": doc/reliability.md
+§3, every case that applies to safetensors (1-8) or ONNX (17-24), by case
 number, each sub-bullet with its fixture(s) and an asserted outcome.
 
 Outcomes (mount.modelfs(8) DESCRIPTION, LIMITS, Names, THE TREE):
@@ -38,7 +38,7 @@ is killed and fails (a FIFO that blocks, a loop).
  2     not starting with '{'          bad/st_not_object, bad/st_blank_header,         REFUSED
                                       gen NUL first, gen 'x' first
                                       gen ' {': JSON whitespace first is accepted     EXPOSED
-                                      by the reference reader (formats.md §2.2)
+                                      by the reference reader (doc/formats.md §2.2)
        invalid UTF-8                  bad/st_invalid_utf8                             REFUSED
        invalid JSON                   bad/st_invalid_json, bad/st_json_garbage_after  REFUSED
        JSON nested 10^6 deep          gen 10^6 '[' (1 MB), gen 10^6 '{"a":' (5 MB),   REFUSED
@@ -99,7 +99,7 @@ is killed and fails (a FIFO that blocks, a loop).
        raw_data size != dims x elem   bad/raw_size_mismatch, gen float_data short     REFUSED
        unsupported dtype              gen data_type 0, gen 99 in float_data           REFUSED
                                       gen 99 and -3 in raw_data: opaque bytes,        EXPOSED
-                                      dtype "dtype99"/"dtype-3" (formats.md §1.9:
+                                      dtype "dtype99"/"dtype-3" (doc/formats.md §1.9:
                                       unknown data_type values pass through; the
                                       man page does not say)
  22    duplicate initializer names    gen "w" twice + a sparse "w": weights/w, w~1,   ENCODED
@@ -116,7 +116,7 @@ is killed and fails (a FIFO that blocks, a loop).
 Not applicable here: the "daemon stays alive" clause for refused files
 (nothing is mounted, there is no daemon); for mounts that work it is
 checked.  Unknown dtype policy differs by format and both are asserted:
-safetensors refuses (formats.md §2.1), ONNX shows a raw_data tensor of an
+safetensors refuses (doc/formats.md §2.1), ONNX shows a raw_data tensor of an
 unknown data_type as opaque bytes and refuses one in typed fields.  No case
 here hides a tensor: every problem refuses the whole mount.
 """
@@ -577,7 +577,7 @@ def safetensors_cases(h):
     ws = h.fixture("st_ws_first.safetensors",
                    st_pack(b' {"w":' + json.dumps(st_entry("U8", [1], 0, 1)).encode() + b"}",
                            b"\x2a"))
-    h.mounted(2, "JSON whitespace before '{' (accepted, formats.md 2.2)", ws,
+    h.mounted(2, "JSON whitespace before '{' (accepted, doc/formats.md §2.2)", ws,
               lambda mnt: [(open(os.path.join(mnt, "weights", "w", "data"), "rb").read()
                             == b"\x2a", "tensor w reads its byte", "")])
     R(2, "invalid UTF-8", bad("st_invalid_utf8"), ["UTF-8"])

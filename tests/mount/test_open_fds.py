@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Issue 4, acceptance bullet 8 ("Open file descriptors on the old model
-keep reading the old bytes ..."; reliability.md C9): open file descriptors
+keep reading the old bytes ..."; doc/reliability.md §2.2 C9): open file descriptors
 on the old model keep reading the old bytes during and after a commit; new
 opens see the new bytes.
 

@@ -1,6 +1,6 @@
 /*
  * tests/unit/faultio.h — a counting, failing, logging mfs_io table for unit
- * tests (the SQLite I/O-error-loop pattern, reliability.md §7.1 C6).
+ * tests (the SQLite I/O-error-loop pattern, doc/reliability.md §2.1, C6).
  *
  * Install it with fio_install(); every codec system call is then counted
  * (per kind and in total), logged with its arguments and result, and failed

@@ -1,7 +1,7 @@
 /*
  * tests/unit/test_commit.c — the commit engine (codec/txn/commit.c).
  *
- * reliability.md §7.1 run in-process: every I/O call a commit makes is
+ * doc/reliability.md §2.2 run in-process: every I/O call a commit makes is
  * failed in turn (EIO, ENOSPC for writes and syncs, and a "crash" after
  * which nothing reaches the disk), and after recovery the model must be
  * byte-for-byte the old or the new version with no temp file left (C1, C6,
