@@ -503,7 +503,7 @@ void mfs_scratch_ref(struct mfs_fs *fs, uint64_t ino)
  * the child's inode number, or -ENOENT, -ENOTDIR, -ESTALE.
  */
 int mfs_ent_child(struct mfs_fs *fs, const struct mfs_ent *dir, const char *name, size_t len,
-                    uint64_t *out)
+                  uint64_t *out)
 {
 	if (dir->role == R_CTL_DIR) {
 		if (len == 6 && !memcmp(name, "status", 6))

@@ -108,7 +108,8 @@ static void on_event(void *arg, enum mfs_itab_event ev, uint64_t parent, const c
  * the current request, whose dentries the kernel maintains itself.  A
  * failure (ENOMEM) keeps the old tree, which stays usable.
  */
-int mfs_fs_sync_tree(struct mfs_fs *fs, const struct mfs_itab_move *move, const struct mfs_skip *skip)
+int mfs_fs_sync_tree(struct mfs_fs *fs, const struct mfs_itab_move *move,
+                     const struct mfs_skip *skip)
 {
 	if (mfs_txn_generation(fs->txn) == fs->gen->txn_gen)
 		return 0;

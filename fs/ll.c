@@ -182,10 +182,12 @@ static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 /* ------------------------------------------------------- attributes */
 
+/* The handle of an open file (handle.c), NULL for opens that have none. */
 static struct mfs_fh *fh_of(const struct fuse_file_info *fi)
 {
 	return fi ? (struct mfs_fh *)(uintptr_t)fi->fh : NULL;
 }
+
 /* Is `attr` the attributes' change allowed on `en`? */
 static bool attrs_settable(const struct mfs_ent *en)
 {
@@ -516,8 +518,6 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	(void)ino, (void)fi;
 	fuse_reply_err(req, 0);
 }
-
-/* ------------------------------------------------------- transactions */
 
 /* ------------------------------------------------------- files */
 

@@ -447,7 +447,8 @@ int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t
 			struct mfs_skip sk = {.parent = qd.ino, .a = newname, .a_len = nlen};
 			mfs_fs_sync_tree(fs, NULL, &sk);
 			pthread_rwlock_rdlock(&fs->lock);
-			if (mfs_ent_child(fs, &qd, newname, nlen, &dino) == 0 && mfs_ent_resolve(fs, dino, &dst) == 0) {
+			if (mfs_ent_child(fs, &qd, newname, nlen, &dino) == 0 &&
+			    mfs_ent_resolve(fs, dino, &dst) == 0) {
 				mfs_ent_edited(fs, &dst, false);
 				take_over(fs, sino, dino, true);
 			}
@@ -491,7 +492,7 @@ int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t
 	if (rc == 0) {
 		struct mfs_itab_move mv = {qd.ino, name, len, newname, nlen};
 		struct mfs_skip sk = {.parent = qd.ino, .a = name, .a_len = len, .b = newname,
-		                  .b_len = nlen};
+		                      .b_len = nlen};
 		mfs_fs_sync_tree(fs, &mv, &sk);
 	}
 	goto out;

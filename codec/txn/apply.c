@@ -72,7 +72,7 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id, c
 	if (rc < 0) {
 		t->broken = true;
 		txn_set_msg(t->broken_msg, sizeof(t->broken_msg), "committed, but reopening the model "
-		        "failed: %s", txn_strip_display(err, t->path));
+		            "failed: %s", txn_strip_display(err, t->path));
 		txn_set_msg(msg, msglen, "%s", t->broken_msg);
 		txn_init_state(t);          /* of the old model: shown until a reopen works */
 		return rc;
@@ -144,8 +144,8 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 	 * status and does not stop the commit: the edits are in memory). */
 	int jrc = mfs_stage_sync(t->st);
 	txn_set_msg(t->journal_note, sizeof(t->journal_note), "%s",
-	        jrc < 0 ? "syncing the journal failed; staged edits may not survive a power cut" :
-	        "");
+	            jrc < 0 ? "syncing the journal failed; staged edits may not survive a power cut" :
+	            "");
 
 	/* A model changed on disk under us would make the plan compare and
 	 * splice the wrong bytes: say so first (commit.c checks it again
@@ -253,18 +253,18 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		 * model is the new version; say so. */
 		res->rc = rc < 0 ? rc : rc2;
 		txn_set_msg(res->msg, sizeof(res->msg), "committed (%s, %" PRIu64 " bytes written), "
-		        "but: %s", res->path, res->bytes_written,
-		        rc2 < 0 ? msg : txn_strip_display(msg, t->name));
+		            "but: %s", res->path, res->bytes_written,
+		            rc2 < 0 ? msg : txn_strip_display(msg, t->name));
 		txn_set_msg(t->last, sizeof(t->last), "last commit: ok %s %" PRIu64 " bytes written; "
-		        "then failed: %s", res->path, res->bytes_written,
-		        rc2 < 0 ? msg : txn_strip_display(msg, t->name));
+		            "then failed: %s", res->path, res->bytes_written,
+		            rc2 < 0 ? msg : txn_strip_display(msg, t->name));
 		rc = res->rc;
 		goto out;
 	}
 	txn_set_msg(res->msg, sizeof(res->msg), "%s: %" PRIu64 " bytes written, %" PRIu64 " bytes "
-	        "edited", res->path, res->bytes_written, res->bytes_edited);
+	            "edited", res->path, res->bytes_written, res->bytes_edited);
 	txn_set_msg(t->last, sizeof(t->last), "last commit: ok %s %" PRIu64 " bytes written",
-	        res->path, res->bytes_written);
+	            res->path, res->bytes_written);
 out:
 	mfs_splice_free(&patch_sp);
 	free(patches);

@@ -231,7 +231,7 @@ static int validate(const struct mfs_txn *t, const struct mfs_tensor_edit *te, c
 		char dims[256];
 		mfs_dims_format(dims, sizeof(dims), te->dims, te->rank);
 		txn_set_msg(msg, msglen, "tensor '%.200s': data is %" PRIu64 " bytes but %s[%s] needs %"
-		        PRIu64, x->name, te->size, dt, dims, want);
+		            PRIu64, x->name, te->size, dt, dims, want);
 		return -EINVAL;
 	}
 	if (rc == 0 && t->m->fmt->tensor_check)
@@ -307,7 +307,7 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 				rc = diff_runs(t, s, runs, &te->n_runs, &changed, b1, b2);
 				if (rc < 0) {
 					txn_set_msg(msg, msglen, "tensor '%.200s': reading staged data: "
-					        "%s", x->name, strerror(-rc));
+					            "%s", x->name, strerror(-rc));
 					goto out;
 				}
 				te->runs = p->runs[p->n_te];
@@ -394,7 +394,7 @@ out:
 }
 
 int txn_build_splice(struct mfs_txn *t, const struct plan *p, struct mfs_splice *sp,
-                        char *msg, size_t msglen)
+                     char *msg, size_t msglen)
 {
 	if (!t->m->fmt->splice) {
 		txn_set_msg(msg, msglen, "%s models cannot be edited", t->m->fmt->name);

@@ -1096,7 +1096,7 @@ int mfs_stage_open(struct mfs_stage **out, int dirfd, const char *model_name,
 	ZSTD_DCtx_setParameter(st->dctx, ZSTD_d_windowLogMax, 18);
 	if ((rc = mfs_sidefile_name(st->jname, sizeof(st->jname), model_name, ".modelfs-journal")) < 0 ||
 	    (rc = mfs_sidefile_name(st->newname, sizeof(st->newname), model_name,
-	                        ".modelfs-journal-new")) < 0) {
+	                            ".modelfs-journal-new")) < 0) {
 		rc = mfs_errf(err, errlen, rc, model_name, "name too long for a journal");
 		goto out;
 	}

@@ -426,7 +426,7 @@ static int get_value(struct mfs_txn *t, uint64_t key, char **out, size_t *len)
 
 /* 'S' key NUL value, or 'D'. */
 int txn_put_prop_record(struct mfs_txn *t, size_t slot, const char *key, const char *value,
-                           size_t len)
+                        size_t len)
 {
 	if (!key)
 		return txn_put_value(t, key_of(K_PROP, slot), "D", 1);
@@ -555,8 +555,8 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 	}
 	if (dropped)
 		txn_set_msg(note, notelen, "; %" PRIu64 " staged object%s did not fit the model and "
-		        "%s dropped", dropped, dropped == 1 ? "" : "s",
-		        dropped == 1 ? "was" : "were");
+		            "%s dropped", dropped, dropped == 1 ? "" : "s",
+		            dropped == 1 ? "was" : "were");
 	free(keys);
 	return rc;
 }
