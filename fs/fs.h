@@ -25,7 +25,7 @@
  * transaction (modelfs/txn.h): what a file shows is always the staged state
  * (read-your-writes), and nothing here touches the model file.
  *
- * ENTRIES AND WHAT THEY ACCEPT (DESIGN §5)
+ * ENTRIES AND WHAT THEY ACCEPT (doc/design.md §5.1)
  *
  *   data                      write at any offset, O_TRUNC, truncate: staged
  *                             in the txn at once; adopting a scratch file
@@ -59,8 +59,8 @@
  * CACHING
  *
  * The kernel keeps entries, attributes and pages for MFS_CACHE_TIMEOUT, and
- * data files are opened with keep_cache (DESIGN §4).  That stays correct
- * because every change is one of:
+ * data files are opened with keep_cache (doc/design.md §4).  That stays
+ * correct because every change is one of:
  *   - made through the kernel on the inode the kernel caches (a write to
  *     `data`, a truncate, a create, unlink or rename): the kernel updates
  *     its own caches;

@@ -101,8 +101,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 
 /*
  * destroy - the session ends (unmount, or a signal): commit what is staged
- * (DESIGN §5).  If the commit fails the edits stay in the journal and are
- * offered again at the next mount; say so on stderr and in the log.
+ * (doc/design.md §5.3).  If the commit fails the edits stay in the journal
+ * and are offered again at the next mount; say so on stderr and in the log.
  */
 static void ll_destroy(void *userdata)
 {
@@ -1086,10 +1086,10 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /*
- * fsync, fsyncdir - commit (DESIGN §5: fsync of any file in the mount
- * commits), after staging a value the handle still buffers.  The reply is
- * the commit's errno: EINVAL (validation), EFBIG, ESTALE (the model changed
- * on disk), ENOSPC, EIO; the edits stay staged when it fails.
+ * fsync, fsyncdir - commit (doc/design.md §5.3: fsync of any file in the
+ * mount commits), after staging a value the handle still buffers.  The
+ * reply is the commit's errno: EINVAL (validation), EFBIG, ESTALE (the
+ * model changed on disk), ENOSPC, EIO; the edits stay staged when it fails.
  * Valid replies: fuse_reply_err.
  */
 static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)

@@ -1,7 +1,7 @@
 /*
  * fs/names.c — encoding model-provided names into path components.
  *
- * The rules are in names.h and DESIGN §3.3.  This file is pure string work
+ * The rules: names.h and doc/design.md §3.3.  This file is pure string work
  * (no FUSE, no allocation) so that the tree builder and the unit tests can
  * call it freely.  The hash is here too because the truncation suffix needs
  * a stable one, and the tree's lookup table can reuse it with a random seed.

@@ -1,5 +1,5 @@
 /*
- * fs/names.h — model-provided names as path components (DESIGN §3.3).
+ * fs/names.h — model names as path components (doc/design.md §3.3).
  *
  * A model may name a tensor, a node or a metadata key anything at all,
  * including "", ".", "..", "a/b", control bytes and 10 kB of text.  Before
@@ -65,7 +65,7 @@ bool mfs_name_is_plain(const char *name, size_t len, size_t max);
 int mfs_name_decode(char *out, size_t *out_len, const char *comp, size_t len);
 
 /*
- * Splitting a tensor name into a path under weights/ (DESIGN §3.1):
+ * Splitting a tensor name into a path under weights/ (doc/design.md §3.1):
  * "layer4.1.conv2.weight" -> layer4 / 1 / conv2 / weight.  The name is cut
  * at every '/' and '.', empty segments are dropped, and when no segment is
  * left (".", "", "/..") the whole name is the one segment.  Segments are

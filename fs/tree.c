@@ -2,7 +2,7 @@
  * fs/tree.c — the mount's tree, and the owner of inode numbers.
  *
  * mfs_tree_build() walks a model description once and lays it out as
- * DESIGN §3.1/§3.2 say.  The result is an immutable array of entries
+ * doc/design.md §3.1/§3.2 say.  The result is an immutable array of entries
  * (struct mfs_tnode, 32 bytes each) plus three side structures:
  *
  *   children[]   for each directory, its children's indices in display order
@@ -622,7 +622,7 @@ static bool can_host(const struct build *b, uint32_t d, const char *const *own)
 }
 
 /*
- * The directory of tensor `name` under weights/ (DESIGN §3.1): its split
+ * The weights/ directory of tensor `name` (doc/design.md §3.1): its split
  * path, merging with directories other tensors made, with "~N" on a segment
  * that would land on a tensor's own entry (`data` beside data) or on a
  * directory that already holds a tensor.  Returns the directory, which the
@@ -822,7 +822,7 @@ static void root_contents(struct build *b)
 	if (g && (d->flags & MFS_DESC_GRAPH)) {
 		graph_dirs(b, MFS_TREE_ROOT, g);
 	} else if (g) {
-		/* A flat format (safetensors): tensors only (DESIGN §3.2). */
+		/* A flat format (safetensors): tensors only (doc/design.md §3.2). */
 		uint32_t w = dir_get(b, MFS_TREE_ROOT, "weights", 7, true);
 		weights_contents(b, w, g);
 	}

@@ -2,10 +2,10 @@
  * fs/tree.h — the mount's directory tree, built once from a model description.
  *
  * mfs_tree_build() turns a `const struct mfs_desc *` into an immutable array
- * of entries laid out as DESIGN §3 says (meta/, inputs/, nodes/, weights/
- * ...).  The tree holds no bytes of tensors: a `data` file points at its
- * struct mfs_tensor, a root model file names its source-file index, and
- * small text files point at strings of the description or at strings the
+ * of entries laid out as doc/design.md §3 says (meta/, inputs/, nodes/,
+ * weights/ ...).  The tree holds no bytes of tensors: a `data` file points
+ * at its struct mfs_tensor, a root model file names its source-file index,
+ * and small text files point at strings of the description or at strings the
  * tree formatted itself (shapes, lists).  Entry indices are not inode
  * numbers: fs/inode.c maps those onto each tree (see the top of inode.c).
  *

@@ -122,7 +122,7 @@ class T:
 
 
 def encode_component(name):
-    """DESIGN §3.3 name encoding of one path component (bytes or str)."""
+    """doc/design.md §3.3 encoding of one path component (bytes or str)."""
     if isinstance(name, str):
         name = name.encode("utf-8", "surrogateescape")
     if name == b"":

@@ -6,7 +6,7 @@
  * no FUSE: it is the proof that the format library stands on its own.
  *
  * `modelfs commit|abort|status MOUNTPOINT` drive the transaction of a live
- * mount through its control files (DESIGN §5): a write to
+ * mount through its control files (doc/design.md §5.5): a write to
  * MOUNTPOINT/.modelfs/commit or abort, a read of .modelfs/status.  They need
  * nothing but the mount, so they work as any user who may write there.
  */

@@ -2051,7 +2051,7 @@ static int add_meta_shape(struct walker *w, struct vec *meta, const char *name,
 	return rc;
 }
 
-/* The meta/ files, in display order (DESIGN §3.1). */
+/* The meta/ files, in display order (doc/design.md §3.1). */
 static int build_meta(struct walker *w, const Onnx__ModelProto *mp, const struct mfs_graph *g)
 {
 	struct mfs_desc *d = &w->m->desc;

@@ -105,11 +105,11 @@ int mfs_source_file_open(struct mfs_source **out, int dirfd, const char *name);
 
 /*
  * mfs_source_file_beneath() - open `location`, a relative path beneath
- * directory `dirfd`, under the rules for files a model names (DESIGN §7):
- * relative, no "..", no symlink anywhere on the path (each component is
- * opened with O_NOFOLLOW), a regular file with one link.  Returns 0, or
- * -errno with one line in `err` that starts with `display` (-EUCLEAN for a
- * location the rules refuse).
+ * directory `dirfd`, under the rules for files a model names
+ * (doc/design.md §7): relative, no "..", no symlink anywhere on the path
+ * (each component is opened with O_NOFOLLOW), a regular file with one
+ * link.  Returns 0, or -errno with one line in `err` that starts with
+ * `display` (-EUCLEAN for a location the rules refuse).
  */
 int mfs_source_file_beneath(struct mfs_source **out, int dirfd, const char *location,
                             char *err, size_t errlen, const char *display);

@@ -2,7 +2,7 @@
  * codec/txn/stage.c — the staging store: staged object bytes as zstd chunks in a
  * journal beside the model, with an in-memory index and a bounded cache.
  *
- * Writes through the mount never touch the model (DESIGN §5).  They land
+ * Mount writes never touch the model (doc/design.md §5.2).  They land
  * here: each object (a tensor's data, a small value) is cut into 256 KiB
  * chunks; a chunk that has been written is compressed and appended to the
  * journal ".<model>.modelfs-journal", and the index remembers where.  Reads

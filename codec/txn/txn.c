@@ -2,7 +2,7 @@
  * codec/txn/txn.c — transactions: edits staged against a model, shown at
  * once, and committed atomically (include/modelfs/txn.h).
  *
- * This is where the pieces of DESIGN §5 meet: the model and its format
+ * The pieces of doc/design.md §5 meet here: the model and its format
  * (format.h: reader and splice writer), the staging store (stage.c) and the
  * commit engine (commit.c).  The FUSE layer sees only txn.h.  Everything in
  * txn/ is format-neutral: what a format allows (which tensors, dtypes, meta

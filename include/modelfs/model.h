@@ -334,9 +334,9 @@ struct mfs_file {
  * Description flags, set by the format.
  *
  * MFS_DESC_GRAPH   the model is a graph: the tree shows its nodes, inputs,
- *                  outputs, values and weights (DESIGN §3.1).  Without it
- *                  `graph` holds only `inits` (the tensors), and the tree
- *                  shows meta/ and weights/ (§3.2).
+ *                  outputs, values and weights (doc/design.md §3.1).
+ *                  Without it `graph` holds only `inits` (the tensors),
+ *                  and the tree shows meta/ and weights/ (§3.2).
  */
 #define MFS_DESC_GRAPH          0x1u
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Issue 4, acceptance bullets 2 ("Edit the example classifier ...") and 3
 ("Two mounts of models with the same architecture ... rsync -a"), plus the
-commit on unmount of DESIGN §5; all through real mounts and real tools:
+commit on unmount (doc/design.md §5.3); all through real mounts and tools:
 
 (a) the example classifier (a copy of examples/linear.onnx): known weights
     `cp`'d onto weights/fc/weight/data and weights/fc/bias/data, `modelfs
@@ -17,7 +17,7 @@ commit on unmount of DESIGN §5; all through real mounts and real tools:
     (layers.<i>.weight/bias): `rsync -a` of one layer directory from the
     first mount into the second, commit: that layer in the second model
     equals the first's, everything else in both models is unchanged.
-(d) commit on unmount (DESIGN §1, §5): an edit staged and not committed is
+(d) commit on unmount (doc/design.md §5.3): an uncommitted staged edit is
     in the model when `fusermount3 -u` returns, and once the daemon exited.
 """
 import json
@@ -244,7 +244,7 @@ def part_c(t):
 
 
 def part_d(t):
-    """Commit on unmount (DESIGN §1, §5: `fusermount3 -u` also commits)."""
+    """Commit on unmount: `fusermount3 -u` commits (doc/design.md §5.3)."""
     d = os.path.join(t.tmp, "d")
     os.makedirs(d)
     path = os.path.join(d, "linear.onnx")

@@ -13,10 +13,11 @@ not edited but moves in the file) and weights/t2/data.  Staged: t0 grows to
 
 What "old bytes" means: on disk, the old inode's bytes (the rename leaves
 them to old descriptors and mmaps).  In the mount a commit changes no file's
-content: the root model file already shows the staged edits (DESIGN §4, "the
-spliced result when edits are staged") and a data file shows its writes, so
-an old descriptor in the mount must read exactly what it read just before the
-commit — no mix of old-file and new-file offsets — during and after it.
+content: the root model file already shows the staged edits
+(doc/design.md §4, "the spliced result of the staged edits") and a data file
+shows its writes, so an old descriptor in the mount must read exactly what it
+read just before the commit — no mix of old-file and new-file offsets —
+during and after it.
 
 Reader threads pread random ranges of the old descriptors and the mmap while
 `modelfs commit` runs; after the commit the old descriptors and the mmap are

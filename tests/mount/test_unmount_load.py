@@ -14,7 +14,7 @@ held open.  Then:
            readers are stopped, the descriptors and the mmap dropped; the
            daemon must then exit 0 having committed the staged edit.
   term     kill -TERM of the daemon: it unmounts and commits the staged edit
-           (DESIGN §5, commit at unmount); readers get errors, not hangs.
+           (doc/design.md §5.3); readers get errors, not hangs.
   kill9    kill -9 of the daemon: readers get errors (ENOTCONN), not hangs;
            the mount is ENOTCONN until fusermount3 -u cleans it; the model is
            byte-identical to before, and the staged edit is offered again by

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Writable mounts (DESIGN §5, issue 4), driven by everyday tools on a copy of
-# examples/linear.onnx (Linear(10,1) + ReLU): cp, dd, truncate, Python, echo,
-# mv, rm and rsync -a stage edits; status, commit and abort through the
-# `modelfs` command; commits on fsync and on unmount; what is not writable
-# fails with EACCES, EPERM or EINVAL.  The heavy cases (corpus, crashes,
-# ENOSPC, big models) are the test_commit_*, test_crash and test_exerciser
-# tests.
+# Writable mounts (doc/design.md §5, issue 4), driven by everyday tools on a
+# copy of examples/linear.onnx (Linear(10,1) + ReLU): cp, dd, truncate,
+# Python, echo, mv, rm and rsync -a stage edits; status, commit and abort
+# through the `modelfs` command; commits on fsync and on unmount; what is not
+# writable fails with EACCES, EPERM or EINVAL.  The heavy cases (corpus,
+# crashes, ENOSPC, big models) are the test_commit_*, test_crash and
+# test_exerciser tests.
 . "$(dirname "$0")/../lib.sh"
 
 dir=$MFS_TMP/model

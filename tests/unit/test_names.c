@@ -1,11 +1,11 @@
 /*
- * tests/unit/test_names.c — the §3.3 name encoder and the weights path splitter.
+ * tests/unit/test_names.c — the name encoder and the weights path splitter.
  *
  * Proves: ordinary names are kept, every dangerous name is escaped, the
  * encoder never makes "", ".", "..", a '/' or a NUL, encoding is injective
  * on tricky and random sets, untruncated forms decode back, long names are
  * cut without splitting an escape or a UTF-8 character, and tensor names
- * split into the paths DESIGN §3.1 shows.
+ * split into the paths doc/design.md §3.1 shows (encoding: §3.3).
  */
 #include <errno.h>
 #include <setjmp.h>

@@ -3,10 +3,10 @@
  *
  * The structs of modelfs/model.h are plain C, so each case builds the
  * description it needs (no codec, no model file, no mount) and checks the
- * tree DESIGN §3 promises: paths, contents, sizes, lookup, "~N" collisions,
- * reserved names under weights/, node numbering width, subgraph, sparse,
- * function and training directories, and that a 100,000-node graph builds
- * quickly in modest memory.
+ * tree doc/design.md §3 promises: paths, contents, sizes, lookup, "~N"
+ * collisions, reserved names under weights/, node numbering width, subgraph,
+ * sparse, function and training directories, and that a 100,000-node graph
+ * builds quickly in modest memory.
  */
 #include <errno.h>
 #include <setjmp.h>
