@@ -34,7 +34,6 @@
 #define MFS_MAX_DEPTH           64              /* nested messages (protobuf), graphs */
 #define MFS_MAX_RANK            64              /* dims of one tensor or shape */
 #define MFS_MAX_NAME            65536           /* bytes of one name or small string */
-#define MFS_MAX_SMALL_MSG       (64u << 20)     /* bytes of metadata fields of one message */
 #define MFS_MAX_EXT_FILES       4096            /* source files of one model beside the
                                                  * model file (external data, shards) */
 
