@@ -17,6 +17,10 @@
 
 #define MAX_FORMATS 16
 
+/* The rows, each defined in its format's folder (<fmt>/format.c). */
+extern const struct mfs_format mfs_format_onnx;
+extern const struct mfs_format mfs_format_safetensors;
+
 static const struct mfs_format *table[MAX_FORMATS] = {
 	&mfs_format_safetensors,
 	&mfs_format_onnx,

@@ -218,8 +218,4 @@ const struct mfs_format *mfs_format_sniff(const uint8_t *head, size_t len, uint6
  */
 int mfs_format_register(const struct mfs_format *f);
 
-/* The format rows (each in its own folder). */
-extern const struct mfs_format mfs_format_onnx;
-extern const struct mfs_format mfs_format_safetensors;
-
 #endif /* MODELFS_CODEC_FORMAT_H */

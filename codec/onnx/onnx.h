@@ -95,6 +95,9 @@ enum mfs_onnx_meta {
 
 /* ------------------------------------------------------------ entry points */
 
+/* ONNX's row in the table of formats (format.c). */
+extern const struct mfs_format mfs_format_onnx;
+
 /* The sniffer and the reader (reader.c): format.h's `sniff` and `open`. */
 int mfs_onnx_sniff(const uint8_t *head, size_t len, uint64_t size);
 int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t errlen);

@@ -35,6 +35,9 @@ static inline uint64_t mfs_st_data_off(const struct mfs_model *m)
 	return s ? s->data_off : 0;
 }
 
+/* safetensors' row in the table of formats (format.c). */
+extern const struct mfs_format mfs_format_safetensors;
+
 /* safetensors dtype name of `dtype`, or NULL when safetensors has none. */
 const char *mfs_st_dtype_name(int32_t dtype);
 
