@@ -882,6 +882,7 @@ struct child {
 #define MANY(num, name, kid, ctx, member) {num, name, kid, true, offsetof(ctx, member)}
 
 struct msg_kind {
+	const ProtobufCMessageDescriptor *desc;         /* its protobuf-c message */
 	const struct child *children;   /* fewer than 32 rows */
 	size_t n_children;
 	bool top;               /* the ModelProto: wire errors speak of the file */
@@ -959,6 +960,22 @@ static int walk_fields(struct walker *w, const struct msg_kind *k, uint64_t star
 			return rc;
 	}
 	return 0;
+}
+
+/*
+ * Walk into the message field `fld` of kind `k` at `depth`: enter it, step
+ * through its fields and unpack what they left in `sc` into *pb.  The caller
+ * restores w->cur_msg, and frees `sc` and *pb.
+ */
+static int walk_msg(struct walker *w, const struct msg_kind *k, const struct mfs_wire_field *fld,
+                    unsigned depth, struct scratch *sc, void *ctx, void **pb)
+{
+	int rc = msg_enter(w, fld, depth);
+	if (!rc)
+		rc = walk_fields(w, k, fld->val, fld->end, depth, sc, ctx);
+	if (!rc)
+		rc = unpack(w, k->desc, sc, depth, fld->val, false, pb);
+	return rc;
 }
 
 /* ------------------------------------------------------------ tensors */
@@ -1335,7 +1352,9 @@ static int tensor_field(struct walker *w, const struct mfs_wire_field *f, void *
 	return 1;
 }
 
-static const struct msg_kind tensor_kind = {.field = tensor_field};
+static const struct msg_kind tensor_kind = {
+	.desc = &onnx__tensor_proto__descriptor, .field = tensor_field,
+};
 
 static int walk_tensor(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                        struct mfs_tensor **out)
@@ -1346,13 +1365,7 @@ static int walk_tensor(struct walker *w, const struct mfs_wire_field *fld, unsig
 	memset(ks, 0, sizeof(ks));
 	uint64_t start = fld->val, end = fld->end;
 	int32_t saved_msg = w->cur_msg;
-	int rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
-	rc = walk_fields(w, &tensor_kind, start, end, depth, &sc, ks);
-	if (rc)
-		goto out;
-	rc = unpack(w, &onnx__tensor_proto__descriptor, &sc, depth, start, false, (void **)&tp);
+	int rc = walk_msg(w, &tensor_kind, fld, depth, &sc, ks, (void **)&tp);
 	if (rc)
 		goto out;
 
@@ -1440,7 +1453,8 @@ static int sparse_twice(struct walker *w, const struct mfs_wire_field *f, const 
 }
 
 static const struct msg_kind sparse_kind = {
-	KIND_CHILDREN(sparse_children), .twice = sparse_twice,
+	.desc = &onnx__sparse_tensor_proto__descriptor, KIND_CHILDREN(sparse_children),
+	.twice = sparse_twice,
 };
 
 static int walk_sparse(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
@@ -1449,18 +1463,12 @@ static int walk_sparse(struct walker *w, const struct mfs_wire_field *fld, unsig
 	struct scratch sc = {0};
 	Onnx__SparseTensorProto *sp = NULL;
 	struct sparse_kids k = {0};
-	uint64_t start = fld->val, end = fld->end;
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	int rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
-	rc = walk_fields(w, &sparse_kind, start, end, depth, &sc, &k);
+	int rc = walk_msg(w, &sparse_kind, fld, depth, &sc, &k, (void **)&sp);
 	if (rc)
 		goto out;
 	struct mfs_tensor *values = k.values, *indices = k.indices;
-	rc = unpack(w, &onnx__sparse_tensor_proto__descriptor, &sc, depth, start, false, (void **)&sp);
-	if (rc)
-		goto out;
 	if (!values || !indices) {
 		rc = fail(w, -EUCLEAN, start, "sparse tensor has no %s",
 		          values ? "indices" : "values");
@@ -1610,7 +1618,8 @@ static int attr_twice(struct walker *w, const struct mfs_wire_field *f, const st
 }
 
 static const struct msg_kind attr_kind = {
-	KIND_CHILDREN(attr_children), .twice = attr_twice,
+	.desc = &onnx__attribute_proto__descriptor, KIND_CHILDREN(attr_children),
+	.twice = attr_twice,
 };
 
 static int walk_attr(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
@@ -1619,17 +1628,10 @@ static int walk_attr(struct walker *w, const struct mfs_wire_field *fld, unsigne
 	struct scratch sc = {0};
 	Onnx__AttributeProto *ap = NULL;
 	struct attr_kids k = {0};
-	uint64_t start = fld->val, end = fld->end;
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	int rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
 	memset(out, 0, sizeof(*out));
-
-	rc = walk_fields(w, &attr_kind, start, end, depth, &sc, &k);
-	if (rc)
-		goto out;
-	rc = unpack(w, &onnx__attribute_proto__descriptor, &sc, depth, start, false, (void **)&ap);
+	int rc = walk_msg(w, &attr_kind, fld, depth, &sc, &k, (void **)&ap);
 	if (rc)
 		goto out;
 	rc = name_dup(w, &out->name, ap->name, "attribute name", start);
@@ -1749,7 +1751,9 @@ static const struct child node_children[] = {
 	MANY(5, "attribute", KID_ATTR, struct node_kids, attrs),
 };
 
-static const struct msg_kind node_kind = {KIND_CHILDREN(node_children)};
+static const struct msg_kind node_kind = {
+	.desc = &onnx__node_proto__descriptor, KIND_CHILDREN(node_children),
+};
 
 static int walk_node(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                      struct mfs_node *out)
@@ -1757,16 +1761,10 @@ static int walk_node(struct walker *w, const struct mfs_wire_field *fld, unsigne
 	struct scratch sc = {0};
 	Onnx__NodeProto *np = NULL;
 	struct node_kids k = {0};
-	uint64_t start = fld->val, end = fld->end;
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	int rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
 	memset(out, 0, sizeof(*out));
-	rc = walk_fields(w, &node_kind, start, end, depth, &sc, &k);
-	if (rc)
-		goto out;
-	rc = unpack(w, &onnx__node_proto__descriptor, &sc, depth, start, false, (void **)&np);
+	int rc = walk_msg(w, &node_kind, fld, depth, &sc, &k, (void **)&np);
 	if (rc)
 		goto out;
 	if ((rc = name_dup(w, &out->op_type, np->op_type, "op_type", start)) ||
@@ -1854,7 +1852,8 @@ static int graph_field(struct walker *w, const struct mfs_wire_field *f, void *c
 }
 
 static const struct msg_kind graph_kind = {
-	KIND_CHILDREN(graph_children), .field = graph_field,
+	.desc = &onnx__graph_proto__descriptor, KIND_CHILDREN(graph_children),
+	.field = graph_field,
 };
 
 static int walk_graph(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
@@ -1863,21 +1862,15 @@ static int walk_graph(struct walker *w, const struct mfs_wire_field *fld, unsign
 	struct scratch sc = {0};
 	Onnx__GraphProto *gp = NULL;
 	struct graph_kids k = {.main_graph = main_graph};
-	uint64_t start = fld->val, end = fld->end;
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	int rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
-	if (main_graph) {
-		w->graph_msg = w->cur_msg;
-		w->gname_ins = end;
-	}
-	rc = walk_fields(w, &graph_kind, start, end, depth, &sc, &k);
+	if (main_graph)
+		w->gname_ins = fld->end;        /* until graph_field() finds a field above 2 */
+	int rc = walk_msg(w, &graph_kind, fld, depth, &sc, &k, (void **)&gp);
 	if (rc)
 		goto out;
-	rc = unpack(w, &onnx__graph_proto__descriptor, &sc, depth, start, false, (void **)&gp);
-	if (rc)
-		goto out;
+	if (main_graph)
+		w->graph_msg = w->cur_msg;      /* its own: each child restored it */
 	struct mfs_graph *g = mfs_arena_alloc(w->a, sizeof(*g));
 	if (!g) {
 		rc = nomem(w);
@@ -1927,7 +1920,9 @@ static const struct child function_children[] = {
 	MANY(11, "attribute_proto", KID_ATTR, struct function_kids, defaults),
 };
 
-static const struct msg_kind function_kind = {KIND_CHILDREN(function_children)};
+static const struct msg_kind function_kind = {
+	.desc = &onnx__function_proto__descriptor, KIND_CHILDREN(function_children),
+};
 
 static int walk_function(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                          struct mfs_function *out)
@@ -1936,16 +1931,10 @@ static int walk_function(struct walker *w, const struct mfs_wire_field *fld, uns
 	Onnx__FunctionProto *fp = NULL;
 	struct function_kids k = {0};
 	struct mfs_buf b = {0};
-	uint64_t start = fld->val, end = fld->end;
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	int rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
 	memset(out, 0, sizeof(*out));
-	rc = walk_fields(w, &function_kind, start, end, depth, &sc, &k);
-	if (rc)
-		goto out;
-	rc = unpack(w, &onnx__function_proto__descriptor, &sc, depth, start, false, (void **)&fp);
+	int rc = walk_msg(w, &function_kind, fld, depth, &sc, &k, (void **)&fp);
 	if (rc)
 		goto out;
 	if ((rc = name_dup(w, &out->name, fp->name, "function name", start)) ||
@@ -1990,7 +1979,8 @@ static int training_twice(struct walker *w, const struct mfs_wire_field *f, cons
 }
 
 static const struct msg_kind training_kind = {
-	KIND_CHILDREN(training_children), .twice = training_twice,
+	.desc = &onnx__training_info_proto__descriptor, KIND_CHILDREN(training_children),
+	.twice = training_twice,
 };
 
 static int walk_training(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
@@ -1998,19 +1988,11 @@ static int walk_training(struct walker *w, const struct mfs_wire_field *fld, uns
 {
 	struct scratch sc = {0};
 	Onnx__TrainingInfoProto *tp = NULL;
-	uint64_t start = fld->val, end = fld->end;
 	int32_t saved_msg = w->cur_msg;
-	int rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
 	memset(out, 0, sizeof(*out));
-	rc = walk_fields(w, &training_kind, start, end, depth, &sc, out);
-	if (rc)
-		goto out;
-	/* Only the bindings are left; decode them to validate the message. */
-	rc = unpack(w, &onnx__training_info_proto__descriptor, &sc, depth, start, false,
-	            (void **)&tp);
-out:
+	/* Only the bindings are left for protobuf-c; decoding them validates
+	 * the message. */
+	int rc = walk_msg(w, &training_kind, fld, depth, &sc, out, (void **)&tp);
 	w->cur_msg = saved_msg;
 	pb_free(tp);
 	scratch_free(&sc);
@@ -2189,7 +2171,8 @@ static int model_twice(struct walker *w, const struct mfs_wire_field *f, const s
 }
 
 static const struct msg_kind model_kind = {
-	KIND_CHILDREN(model_children), .top = true, .field = model_field, .twice = model_twice,
+	.desc = &onnx__model_proto__descriptor, KIND_CHILDREN(model_children), .top = true,
+	.field = model_field, .twice = model_twice,
 };
 
 static int walk_model(struct walker *w)
@@ -2202,7 +2185,7 @@ static int walk_model(struct walker *w)
 	int rc = walk_fields(w, &model_kind, 0, w->src.size, 0, &sc, &k);
 	if (rc)
 		goto out;
-	rc = unpack(w, &onnx__model_proto__descriptor, &sc, 0, 0, true, (void **)&mp);
+	rc = unpack(w, model_kind.desc, &sc, 0, 0, true, (void **)&mp);
 	if (rc)
 		goto out;
 	if (!k.graph) {
