@@ -24,8 +24,10 @@
  *                 sparse_tensor(22), sparse_tensors(23) → Sparse
  *     Sparse ─ values(1), indices(2) → Tensor
  *
- * Every other field of such a message is copied, tag and all, into a small
- * scratch buffer, and only the scratch buffer is given to protobuf-c
+ * Each arrow is a row of its message kind's table of child fields (section
+ * "child fields"), and one loop, walk_fields(), steps through the fields of
+ * every kind.  Every other field of such a message is copied, tag and all,
+ * into a small scratch buffer, and only the scratch buffer is given to protobuf-c
  * (`onnx__xxx_proto__unpack`).  Protobuf parses a concatenation of fields as
  * a merge, so this yields the message minus the fields we walked: names,
  * dims, types, attribute scalars, opsets.  In a TensorProto the bulk fields
@@ -110,7 +112,6 @@ struct walker {
 	int32_t cur_msg;        /* the message being walked; -1 = the ModelProto */
 	uint8_t storage;        /* what tensor_data() decided, enum mfs_onnx_storage */
 	uint8_t packed_field;
-	bool main_pending;      /* the next walk_graph() is ModelProto.graph */
 	int32_t graph_msg;
 	bool has_gname;
 	uint64_t gname_tag, gname_end, gname_ins;
@@ -232,13 +233,17 @@ static void *vec_finish(struct walker *w, const struct vec *v, size_t size)
 }
 
 /*
- * Record the message field `f` we are about to walk into (at `depth`) for
- * the splice writer, and make it the current message.  The length prefix
+ * Check the depth of the message field `f` we are about to walk into (at
+ * `depth`), record it for the splice writer, and make it the current
+ * message; the caller restores w->cur_msg when it leaves.  The length prefix
  * starts after the key, whose length is read again: a key need not be
  * minimally encoded, and the writer copies it as it is.
  */
 static int msg_enter(struct walker *w, const struct mfs_wire_field *f, unsigned depth)
 {
+	int rc = check_depth(w, depth, f->val);
+	if (rc)
+		return rc;
 	uint64_t key;
 	size_t used;
 	enum mfs_wire_err e = mfs_wire_varint_at(&w->src, f->start, f->end, &key, &used);
@@ -809,6 +814,170 @@ static int tensor_external(struct walker *w, const Onnx__TensorProto *tp, struct
 	return 0;
 }
 
+/* ------------------------------------------------------------ child fields */
+
+/*
+ * Every message kind the walk descends into has a table of its child
+ * fields: the fields holding a message that we walk into ourselves instead of
+ * copying it into the scratch buffer (the tree in HOW IT WORKS).  A row says
+ * the field's number, its name (in messages and in the path), what it holds
+ * and so which walker reads it, whether it is repeated, and where the result
+ * goes: a member of the walker's context, at `off`.  A singular field's member
+ * is a slot of the child's type; a repeated field's is a struct vec of them.
+ *
+ * walk_fields() steps through the fields of one message.  A field in the
+ * table must be length-delimited; a singular one may appear once; it is
+ * walked at depth + 1 under the path ".name", or ".name[i]" where i counts
+ * that field's earlier occurrences.  Every other field goes to the scratch
+ * buffer.  What really differs from one kind to another is code around the
+ * loop: a hook that sees every field first, and the message for a singular
+ * field given twice.
+ */
+
+/* What a child field holds: which walker reads it, and its result's type. */
+enum kid {
+	KID_TENSOR,             /* struct mfs_tensor * */
+	KID_SPARSE,             /* struct mfs_sparse * */
+	KID_GRAPH,              /* struct mfs_graph * */
+	KID_MAIN_GRAPH,         /* struct mfs_graph *: ModelProto.graph */
+	KID_NODE,               /* struct mfs_node */
+	KID_ATTR,               /* struct mfs_attr */
+	KID_FUNCTION,           /* struct mfs_function */
+	KID_TRAINING,           /* struct mfs_training */
+};
+
+/* Room for one result of any kind, and each kind's size in a struct vec. */
+union kid_val {
+	struct mfs_tensor *tensor;
+	struct mfs_sparse *sparse;
+	struct mfs_graph *graph;
+	struct mfs_node node;
+	struct mfs_attr attr;
+	struct mfs_function function;
+	struct mfs_training training;
+};
+
+static const size_t kid_size[] = {
+	[KID_TENSOR] = sizeof(struct mfs_tensor *),
+	[KID_SPARSE] = sizeof(struct mfs_sparse *),
+	[KID_GRAPH] = sizeof(struct mfs_graph *),
+	[KID_MAIN_GRAPH] = sizeof(struct mfs_graph *),
+	[KID_NODE] = sizeof(struct mfs_node),
+	[KID_ATTR] = sizeof(struct mfs_attr),
+	[KID_FUNCTION] = sizeof(struct mfs_function),
+	[KID_TRAINING] = sizeof(struct mfs_training),
+};
+
+struct child {
+	uint32_t num;
+	const char *name;
+	enum kid kid;
+	bool many;              /* repeated: a struct vec at `off`; else a slot */
+	size_t off;             /* of the member in the walker's context */
+};
+
+/* The rows of a table: field `num` called `name` holds a `kid`, which goes
+ * to `member` of the context, a struct `ctx`. */
+#define ONE(num, name, kid, ctx, member)  {num, name, kid, false, offsetof(ctx, member)}
+#define MANY(num, name, kid, ctx, member) {num, name, kid, true, offsetof(ctx, member)}
+
+struct msg_kind {
+	const ProtobufCMessageDescriptor *desc;         /* its protobuf-c message */
+	const struct child *children;   /* fewer than 32 rows */
+	size_t n_children;
+	bool top;               /* the ModelProto: wire errors speak of the file */
+	/* Sees every field before the table does, with the context: 0 to go
+	 * on, 1 when it has taken the field itself, or a negative errno.  May
+	 * be NULL. */
+	int (*field)(struct walker *w, const struct mfs_wire_field *f, void *ctx);
+	/* The error for singular child field `c` found a second time, at f. */
+	int (*twice)(struct walker *w, const struct mfs_wire_field *f, const struct child *c);
+};
+
+#define KIND_CHILDREN(rows) .children = rows, .n_children = sizeof(rows) / sizeof(rows[0])
+
+/* Walk child message `f` of kind `kid` into `out`, a result of its type
+ * (after the walkers, which it calls). */
+static int walk_kid(struct walker *w, enum kid kid, const struct mfs_wire_field *f,
+                    unsigned depth, void *out);
+
+static const struct child *find_child(const struct msg_kind *k, uint32_t num)
+{
+	for (size_t i = 0; i < k->n_children; i++)
+		if (k->children[i].num == num)
+			return &k->children[i];
+	return NULL;
+}
+
+/* Child field `c` found at `f`; `seen` holds the singular rows already walked. */
+static int walk_child(struct walker *w, const struct msg_kind *k, const struct child *c,
+                      const struct mfs_wire_field *f, unsigned depth, uint32_t *seen, void *ctx)
+{
+	int rc = want_len(w, f, c->name);
+	if (rc)
+		return rc;
+	void *dst = (char *)ctx + c->off;
+	union kid_val val;
+	size_t mark;
+	if (c->many) {
+		mark = path_push(w, ".%s[%zu]", c->name, ((struct vec *)dst)->n);
+	} else {
+		uint32_t bit = 1u << (c - k->children);
+		if (*seen & bit)
+			return k->twice(w, f, c);
+		*seen |= bit;
+		mark = path_push(w, ".%s", c->name);
+	}
+	rc = walk_kid(w, c->kid, f, depth + 1, c->many ? (void *)&val : dst);
+	path_pop(w, mark);
+	if (!rc && c->many && vec_add(dst, &val, kid_size[c->kid]) < 0)
+		rc = nomem(w);
+	return rc;
+}
+
+/*
+ * Step through the fields of the message [start, end) of kind `k`, at
+ * `depth`: walk the child fields into `ctx`, copy the rest into `sc`.
+ */
+static int walk_fields(struct walker *w, const struct msg_kind *k, uint64_t start, uint64_t end,
+                       unsigned depth, struct scratch *sc, void *ctx)
+{
+	uint32_t seen = 0;
+	for (uint64_t pos = start; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
+		if (e)
+			return wire_fail(w, e, pos, k->top);
+		pos = f.end;
+		int rc = k->field ? k->field(w, &f, ctx) : 0;
+		if (rc > 0)
+			continue;
+		if (rc == 0) {
+			const struct child *c = find_child(k, f.num);
+			rc = c ? walk_child(w, k, c, &f, depth, &seen, ctx) : scratch_add(w, sc, &f);
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Walk into the message field `fld` of kind `k` at `depth`: enter it, step
+ * through its fields and unpack what they left in `sc` into *pb.  The caller
+ * restores w->cur_msg, and frees `sc` and *pb.
+ */
+static int walk_msg(struct walker *w, const struct msg_kind *k, const struct mfs_wire_field *fld,
+                    unsigned depth, struct scratch *sc, void *ctx, void **pb)
+{
+	int rc = msg_enter(w, fld, depth);
+	if (!rc)
+		rc = walk_fields(w, k, fld->val, fld->end, depth, sc, ctx);
+	if (!rc)
+		rc = unpack(w, k->desc, sc, depth, fld->val, false, pb);
+	return rc;
+}
+
 /* ------------------------------------------------------------ tensors */
 
 /* The fields of TensorProto that carry element data. */
@@ -1159,6 +1328,34 @@ static int tensor_data(struct walker *w, uint64_t start, uint64_t end, const Onn
 	}
 }
 
+/* Pass 1 of a tensor: note where the data fields are (ctx: struct kstat[K_N]);
+ * the rest go to the scratch buffer.  A TensorProto has no child fields. */
+static int tensor_field(struct walker *w, const struct mfs_wire_field *f, void *ctx)
+{
+	int k = kind_of_field(f->num);
+	if (k < 0)
+		return 0;
+	if (!wt_ok(k, f->wt))
+		return fail(w, -EUCLEAN, f->start, "%s with wire type %u", kind_name[k], f->wt);
+	struct kstat *s = &((struct kstat *)ctx)[k];
+	s->fields++;
+	if (f->wt != MFS_WT_LEN) {
+		s->singles++;
+		return 1;
+	}
+	if (k == K_RAW || s->runs == 0) {       /* raw_data: the last one wins */
+		s->off = f->val;
+		s->len = f->len;
+	}
+	s->runs++;
+	s->bytes += f->len;
+	return 1;
+}
+
+static const struct msg_kind tensor_kind = {
+	.desc = &onnx__tensor_proto__descriptor, .field = tensor_field,
+};
+
 static int walk_tensor(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                        struct mfs_tensor **out)
 {
@@ -1168,46 +1365,7 @@ static int walk_tensor(struct walker *w, const struct mfs_wire_field *fld, unsig
 	memset(ks, 0, sizeof(ks));
 	uint64_t start = fld->val, end = fld->end;
 	int32_t saved_msg = w->cur_msg;
-	int rc = check_depth(w, depth, start);
-	if (!rc)
-		rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
-
-	/* Pass 1: note where the data fields are, copy the rest. */
-	for (uint64_t pos = start; pos < end;) {
-		struct mfs_wire_field f;
-		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
-		if (e) {
-			rc = wire_fail(w, e, pos, false);
-			goto out;
-		}
-		pos = f.end;
-		int k = kind_of_field(f.num);
-		if (k < 0) {
-			rc = scratch_add(w, &sc, &f);
-			if (rc)
-				goto out;
-			continue;
-		}
-		if (!wt_ok(k, f.wt)) {
-			rc = fail(w, -EUCLEAN, f.start, "%s with wire type %u", kind_name[k], f.wt);
-			goto out;
-		}
-		struct kstat *s = &ks[k];
-		s->fields++;
-		if (f.wt != MFS_WT_LEN) {
-			s->singles++;
-			continue;
-		}
-		if (k == K_RAW || s->runs == 0) {       /* raw_data: the last one wins */
-			s->off = f.val;
-			s->len = f.len;
-		}
-		s->runs++;
-		s->bytes += f.len;
-	}
-	rc = unpack(w, &onnx__tensor_proto__descriptor, &sc, depth, start, false, (void **)&tp);
+	int rc = walk_msg(w, &tensor_kind, fld, depth, &sc, ks, (void **)&tp);
 	if (rc)
 		goto out;
 
@@ -1280,51 +1438,37 @@ out:
 	return rc;
 }
 
+struct sparse_kids {
+	struct mfs_tensor *values, *indices;
+};
+
+static const struct child sparse_children[] = {
+	ONE(1, "values", KID_TENSOR, struct sparse_kids, values),
+	ONE(2, "indices", KID_TENSOR, struct sparse_kids, indices),
+};
+
+static int sparse_twice(struct walker *w, const struct mfs_wire_field *f, const struct child *c)
+{
+	return fail(w, -EUCLEAN, f->start, "sparse tensor has two %s fields", c->name);
+}
+
+static const struct msg_kind sparse_kind = {
+	.desc = &onnx__sparse_tensor_proto__descriptor, KIND_CHILDREN(sparse_children),
+	.twice = sparse_twice,
+};
+
 static int walk_sparse(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                        struct mfs_sparse **out)
 {
 	struct scratch sc = {0};
 	Onnx__SparseTensorProto *sp = NULL;
-	struct mfs_tensor *values = NULL, *indices = NULL;
-	uint64_t start = fld->val, end = fld->end;
+	struct sparse_kids k = {0};
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	int rc = check_depth(w, depth, start);
-	if (!rc)
-		rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
-	for (uint64_t pos = start; pos < end;) {
-		struct mfs_wire_field f;
-		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
-		if (e) {
-			rc = wire_fail(w, e, pos, false);
-			goto out;
-		}
-		pos = f.end;
-		if (f.num == 1 || f.num == 2) {
-			const char *what = f.num == 1 ? "values" : "indices";
-			struct mfs_tensor **slot = f.num == 1 ? &values : &indices;
-			rc = want_len(w, &f, what);
-			if (rc)
-				goto out;
-			if (*slot) {
-				rc = fail(w, -EUCLEAN, f.start, "sparse tensor has two %s fields", what);
-				goto out;
-			}
-			size_t mark = path_push(w, ".%s", what);
-			rc = walk_tensor(w, &f, depth + 1, slot);
-			path_pop(w, mark);
-			if (rc)
-				goto out;
-			continue;
-		}
-		rc = scratch_add(w, &sc, &f);
-		if (rc)
-			goto out;
-	}
-	rc = unpack(w, &onnx__sparse_tensor_proto__descriptor, &sc, depth, start, false, (void **)&sp);
+	int rc = walk_msg(w, &sparse_kind, fld, depth, &sc, &k, (void **)&sp);
 	if (rc)
 		goto out;
+	struct mfs_tensor *values = k.values, *indices = k.indices;
 	if (!values || !indices) {
 		rc = fail(w, -EUCLEAN, start, "sparse tensor has no %s",
 		          values ? "indices" : "values");
@@ -1367,9 +1511,6 @@ out:
 }
 
 /* ------------------------------------------------------------ graphs, nodes */
-
-static int walk_graph(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
-                      struct mfs_graph **out);
 
 /* Which value an attribute holds when its `type` is missing (IR < 2). */
 static int infer_attr_type(const Onnx__AttributeProto *ap, bool t, bool g, size_t n_tensors,
@@ -1453,114 +1594,44 @@ static int attr_text(struct walker *w, const Onnx__AttributeProto *ap, struct mf
 	return sb_finish(w, &b, &at->text, &at->text_len);
 }
 
+/* An attribute's values.  A singular one (t, g, sparse_tensor) ends up as
+ * the one element of the matching list. */
+struct attr_kids {
+	struct mfs_tensor *t;
+	struct mfs_graph *g;
+	struct mfs_sparse *sp;
+	struct vec tensors, graphs, sparse;
+};
+
+static const struct child attr_children[] = {
+	ONE(5, "t", KID_TENSOR, struct attr_kids, t),
+	ONE(6, "g", KID_GRAPH, struct attr_kids, g),
+	MANY(10, "tensors", KID_TENSOR, struct attr_kids, tensors),
+	MANY(11, "graphs", KID_GRAPH, struct attr_kids, graphs),
+	ONE(22, "sparse_tensor", KID_SPARSE, struct attr_kids, sp),
+	MANY(23, "sparse_tensors", KID_SPARSE, struct attr_kids, sparse),
+};
+
+static int attr_twice(struct walker *w, const struct mfs_wire_field *f, const struct child *c)
+{
+	return fail(w, -EUCLEAN, f->start, "attribute has field %u twice", (unsigned)c->num);
+}
+
+static const struct msg_kind attr_kind = {
+	.desc = &onnx__attribute_proto__descriptor, KIND_CHILDREN(attr_children),
+	.twice = attr_twice,
+};
+
 static int walk_attr(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                      struct mfs_attr *out)
 {
 	struct scratch sc = {0};
 	Onnx__AttributeProto *ap = NULL;
-	struct vec tensors = {0}, graphs = {0}, sparse = {0};
-	struct mfs_tensor *t = NULL;
-	struct mfs_graph *g = NULL;
-	struct mfs_sparse *sp = NULL;
-	uint64_t start = fld->val, end = fld->end;
+	struct attr_kids k = {0};
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	int rc = check_depth(w, depth, start);
-	if (!rc)
-		rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
 	memset(out, 0, sizeof(*out));
-
-	for (uint64_t pos = start; pos < end;) {
-		struct mfs_wire_field f;
-		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
-		if (e) {
-			rc = wire_fail(w, e, pos, false);
-			goto out;
-		}
-		pos = f.end;
-		size_t mark;
-		switch (f.num) {
-		case 5:         /* t */
-		case 22:        /* sparse_tensor */
-		case 6:         /* g */
-			rc = want_len(w, &f, f.num == 5 ? "t" : f.num == 6 ? "g" : "sparse_tensor");
-			if (rc)
-				goto out;
-			if ((f.num == 5 && t) || (f.num == 6 && g) || (f.num == 22 && sp)) {
-				rc = fail(w, -EUCLEAN, f.start, "attribute has field %u twice",
-				          (unsigned)f.num);
-				goto out;
-			}
-			if (f.num == 5) {
-				mark = path_push(w, ".t");
-				rc = walk_tensor(w, &f, depth + 1, &t);
-			} else if (f.num == 6) {
-				mark = path_push(w, ".g");
-				rc = walk_graph(w, &f, depth + 1, &g);
-			} else {
-				mark = path_push(w, ".sparse_tensor");
-				rc = walk_sparse(w, &f, depth + 1, &sp);
-			}
-			path_pop(w, mark);
-			if (rc)
-				goto out;
-			break;
-		case 10: {      /* tensors */
-			struct mfs_tensor *x = NULL;
-			rc = want_len(w, &f, "tensors");
-			if (rc)
-				goto out;
-			mark = path_push(w, ".tensors[%zu]", tensors.n);
-			rc = walk_tensor(w, &f, depth + 1, &x);
-			path_pop(w, mark);
-			if (rc)
-				goto out;
-			if (vec_add(&tensors, &x, sizeof(x)) < 0) {
-				rc = nomem(w);
-				goto out;
-			}
-			break;
-		}
-		case 11: {      /* graphs */
-			struct mfs_graph *x = NULL;
-			rc = want_len(w, &f, "graphs");
-			if (rc)
-				goto out;
-			mark = path_push(w, ".graphs[%zu]", graphs.n);
-			rc = walk_graph(w, &f, depth + 1, &x);
-			path_pop(w, mark);
-			if (rc)
-				goto out;
-			if (vec_add(&graphs, &x, sizeof(x)) < 0) {
-				rc = nomem(w);
-				goto out;
-			}
-			break;
-		}
-		case 23: {      /* sparse_tensors */
-			struct mfs_sparse *x = NULL;
-			rc = want_len(w, &f, "sparse_tensors");
-			if (rc)
-				goto out;
-			mark = path_push(w, ".sparse_tensors[%zu]", sparse.n);
-			rc = walk_sparse(w, &f, depth + 1, &x);
-			path_pop(w, mark);
-			if (rc)
-				goto out;
-			if (vec_add(&sparse, &x, sizeof(x)) < 0) {
-				rc = nomem(w);
-				goto out;
-			}
-			break;
-		}
-		default:
-			rc = scratch_add(w, &sc, &f);
-			if (rc)
-				goto out;
-		}
-	}
-	rc = unpack(w, &onnx__attribute_proto__descriptor, &sc, depth, start, false, (void **)&ap);
+	int rc = walk_msg(w, &attr_kind, fld, depth, &sc, &k, (void **)&ap);
 	if (rc)
 		goto out;
 	rc = name_dup(w, &out->name, ap->name, "attribute name", start);
@@ -1569,7 +1640,8 @@ static int walk_attr(struct walker *w, const struct mfs_wire_field *fld, unsigne
 	if (ap->has_type) {
 		out->type = (int)ap->type;
 	} else {
-		out->type = infer_attr_type(ap, t, g, tensors.n, graphs.n, sp, sparse.n);
+		out->type = infer_attr_type(ap, k.t, k.g, k.tensors.n, k.graphs.n, k.sp,
+		                            k.sparse.n);
 		if (out->type < 0) {
 			rc = fail(w, -EUCLEAN, start,
 			          "attribute '%.200s' has no type and more than one value", out->name);
@@ -1582,25 +1654,25 @@ static int walk_attr(struct walker *w, const struct mfs_wire_field *fld, unsigne
 	bool ok = true;
 	switch (out->type) {
 	case MFS_ATTR_TENSOR:
-		ok = t && !g && !sp && !tensors.n && !graphs.n && !sparse.n;
+		ok = k.t && !k.g && !k.sp && !k.tensors.n && !k.graphs.n && !k.sparse.n;
 		break;
 	case MFS_ATTR_GRAPH:
-		ok = g && !t && !sp && !tensors.n && !graphs.n && !sparse.n;
+		ok = k.g && !k.t && !k.sp && !k.tensors.n && !k.graphs.n && !k.sparse.n;
 		break;
 	case MFS_ATTR_SPARSE_TENSOR:
-		ok = sp && !t && !g && !tensors.n && !graphs.n && !sparse.n;
+		ok = k.sp && !k.t && !k.g && !k.tensors.n && !k.graphs.n && !k.sparse.n;
 		break;
 	case MFS_ATTR_TENSORS:
-		ok = !t && !g && !sp && !graphs.n && !sparse.n;
+		ok = !k.t && !k.g && !k.sp && !k.graphs.n && !k.sparse.n;
 		break;
 	case MFS_ATTR_GRAPHS:
-		ok = !t && !g && !sp && !tensors.n && !sparse.n;
+		ok = !k.t && !k.g && !k.sp && !k.tensors.n && !k.sparse.n;
 		break;
 	case MFS_ATTR_SPARSE_TENSORS:
-		ok = !t && !g && !sp && !tensors.n && !graphs.n;
+		ok = !k.t && !k.g && !k.sp && !k.tensors.n && !k.graphs.n;
 		break;
 	default:
-		ok = !t && !g && !sp && !tensors.n && !graphs.n && !sparse.n;
+		ok = !k.t && !k.g && !k.sp && !k.tensors.n && !k.graphs.n && !k.sparse.n;
 		break;
 	}
 	if (!ok) {
@@ -1609,33 +1681,33 @@ static int walk_attr(struct walker *w, const struct mfs_wire_field *fld, unsigne
 		          out->name, out->type);
 		goto out;
 	}
-	if (t) {
-		tensors.n = 0;
-		if (vec_add(&tensors, &t, sizeof(t)) < 0) {
+	if (k.t) {
+		k.tensors.n = 0;
+		if (vec_add(&k.tensors, &k.t, sizeof(k.t)) < 0) {
 			rc = nomem(w);
 			goto out;
 		}
 	}
-	if (g) {
-		graphs.n = 0;
-		if (vec_add(&graphs, &g, sizeof(g)) < 0) {
+	if (k.g) {
+		k.graphs.n = 0;
+		if (vec_add(&k.graphs, &k.g, sizeof(k.g)) < 0) {
 			rc = nomem(w);
 			goto out;
 		}
 	}
-	if (sp) {
-		sparse.n = 0;
-		if (vec_add(&sparse, &sp, sizeof(sp)) < 0) {
+	if (k.sp) {
+		k.sparse.n = 0;
+		if (vec_add(&k.sparse, &k.sp, sizeof(k.sp)) < 0) {
 			rc = nomem(w);
 			goto out;
 		}
 	}
-	out->tensors = vec_finish(w, &tensors, sizeof(struct mfs_tensor *));
-	out->n_tensors = tensors.n;
-	out->graphs = vec_finish(w, &graphs, sizeof(struct mfs_graph *));
-	out->n_graphs = graphs.n;
-	out->sparse = vec_finish(w, &sparse, sizeof(struct mfs_sparse *));
-	out->n_sparse = sparse.n;
+	out->tensors = vec_finish(w, &k.tensors, sizeof(struct mfs_tensor *));
+	out->n_tensors = k.tensors.n;
+	out->graphs = vec_finish(w, &k.graphs, sizeof(struct mfs_graph *));
+	out->n_graphs = k.graphs.n;
+	out->sparse = vec_finish(w, &k.sparse, sizeof(struct mfs_sparse *));
+	out->n_sparse = k.sparse.n;
 	if (!out->tensors || !out->graphs || !out->sparse) {
 		rc = nomem(w);
 		goto out;
@@ -1650,9 +1722,9 @@ out:
 	w->cur_msg = saved_msg;
 	pb_free(ap);
 	scratch_free(&sc);
-	free(tensors.v);
-	free(graphs.v);
-	free(sparse.v);
+	free(k.tensors.v);
+	free(k.graphs.v);
+	free(k.sparse.v);
 	return rc;
 }
 
@@ -1671,49 +1743,28 @@ static int conv_strings(struct walker *w, char *const *in, size_t n, char ***out
 	return 0;
 }
 
+struct node_kids {
+	struct vec attrs;
+};
+
+static const struct child node_children[] = {
+	MANY(5, "attribute", KID_ATTR, struct node_kids, attrs),
+};
+
+static const struct msg_kind node_kind = {
+	.desc = &onnx__node_proto__descriptor, KIND_CHILDREN(node_children),
+};
+
 static int walk_node(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                      struct mfs_node *out)
 {
 	struct scratch sc = {0};
 	Onnx__NodeProto *np = NULL;
-	struct vec attrs = {0};
-	uint64_t start = fld->val, end = fld->end;
+	struct node_kids k = {0};
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	int rc = check_depth(w, depth, start);
-	if (!rc)
-		rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
 	memset(out, 0, sizeof(*out));
-	for (uint64_t pos = start; pos < end;) {
-		struct mfs_wire_field f;
-		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
-		if (e) {
-			rc = wire_fail(w, e, pos, false);
-			goto out;
-		}
-		pos = f.end;
-		if (f.num == 5) {       /* attribute */
-			struct mfs_attr at;
-			rc = want_len(w, &f, "attribute");
-			if (rc)
-				goto out;
-			size_t mark = path_push(w, ".attribute[%zu]", attrs.n);
-			rc = walk_attr(w, &f, depth + 1, &at);
-			path_pop(w, mark);
-			if (rc)
-				goto out;
-			if (vec_add(&attrs, &at, sizeof(at)) < 0) {
-				rc = nomem(w);
-				goto out;
-			}
-			continue;
-		}
-		rc = scratch_add(w, &sc, &f);
-		if (rc)
-			goto out;
-	}
-	rc = unpack(w, &onnx__node_proto__descriptor, &sc, depth, start, false, (void **)&np);
+	int rc = walk_msg(w, &node_kind, fld, depth, &sc, &k, (void **)&np);
 	if (rc)
 		goto out;
 	if ((rc = name_dup(w, &out->op_type, np->op_type, "op_type", start)) ||
@@ -1725,18 +1776,18 @@ static int walk_node(struct walker *w, const struct mfs_wire_field *fld, unsigne
 	    (rc = conv_strings(w, np->output, np->n_output, &out->outputs, &out->n_outputs,
 	                       "node output name", start)))
 		goto out;
-	out->attrs = vec_finish(w, &attrs, sizeof(struct mfs_attr));
+	out->attrs = vec_finish(w, &k.attrs, sizeof(struct mfs_attr));
 	if (!out->attrs) {
 		rc = nomem(w);
 		goto out;
 	}
-	out->n_attrs = attrs.n;
+	out->n_attrs = k.attrs.n;
 	w->n_nodes++;
 out:
 	w->cur_msg = saved_msg;
 	pb_free(np);
 	scratch_free(&sc);
-	free(attrs.v);
+	free(k.attrs.v);
 	return rc;
 }
 
@@ -1770,81 +1821,56 @@ static int mark_init_inputs(struct walker *w, struct mfs_graph *g)
 	return 0;
 }
 
+struct graph_kids {
+	struct vec nodes, inits, sparse;
+	bool main_graph;        /* ModelProto.graph: note its name field */
+	bool ins_found;
+};
+
+static const struct child graph_children[] = {
+	MANY(1, "node", KID_NODE, struct graph_kids, nodes),
+	MANY(5, "initializer", KID_TENSOR, struct graph_kids, inits),
+	MANY(15, "sparse_initializer", KID_SPARSE, struct graph_kids, sparse),
+};
+
+/* The main graph's name field, for the splice writer; every field goes on
+ * to the table. */
+static int graph_field(struct walker *w, const struct mfs_wire_field *f, void *ctx)
+{
+	struct graph_kids *k = ctx;
+	if (k->main_graph && f->num == 2) {
+		/* The name the meta/graph_name file edits: the last one
+		 * counts, as protobuf parses a repeated singular field. */
+		w->has_gname = true;
+		w->gname_tag = f->start;
+		w->gname_end = f->end;
+	} else if (k->main_graph && f->num > 2 && !k->ins_found) {
+		w->gname_ins = f->start;
+		k->ins_found = true;
+	}
+	return 0;
+}
+
+static const struct msg_kind graph_kind = {
+	.desc = &onnx__graph_proto__descriptor, KIND_CHILDREN(graph_children),
+	.field = graph_field,
+};
+
 static int walk_graph(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
-                      struct mfs_graph **out)
+                      bool main_graph, struct mfs_graph **out)
 {
 	struct scratch sc = {0};
 	Onnx__GraphProto *gp = NULL;
-	struct vec nodes = {0}, inits = {0}, sparse = {0};
-	uint64_t start = fld->val, end = fld->end;
+	struct graph_kids k = {.main_graph = main_graph};
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	bool main_graph = w->main_pending;
-	w->main_pending = false;
-	int rc = check_depth(w, depth, start);
-	if (!rc)
-		rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
-	if (main_graph) {
-		w->graph_msg = w->cur_msg;
-		w->gname_ins = end;
-	}
-	bool ins_found = false;
-	for (uint64_t pos = start; pos < end;) {
-		struct mfs_wire_field f;
-		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
-		if (e) {
-			rc = wire_fail(w, e, pos, false);
-			goto out;
-		}
-		pos = f.end;
-		if (main_graph && f.num == 2) {
-			/* The name the meta/graph_name file edits: the last one
-			 * counts, as protobuf parses a repeated singular field. */
-			w->has_gname = true;
-			w->gname_tag = f.start;
-			w->gname_end = f.end;
-		} else if (main_graph && f.num > 2 && !ins_found) {
-			w->gname_ins = f.start;
-			ins_found = true;
-		}
-		size_t mark;
-		if (f.num == 1) {
-			struct mfs_node nd;
-			if ((rc = want_len(w, &f, "node")))
-				goto out;
-			mark = path_push(w, ".node[%zu]", nodes.n);
-			rc = walk_node(w, &f, depth + 1, &nd);
-			path_pop(w, mark);
-			if (!rc && vec_add(&nodes, &nd, sizeof(nd)) < 0)
-				rc = nomem(w);
-		} else if (f.num == 5) {
-			struct mfs_tensor *t = NULL;
-			if ((rc = want_len(w, &f, "initializer")))
-				goto out;
-			mark = path_push(w, ".initializer[%zu]", inits.n);
-			rc = walk_tensor(w, &f, depth + 1, &t);
-			path_pop(w, mark);
-			if (!rc && vec_add(&inits, &t, sizeof(t)) < 0)
-				rc = nomem(w);
-		} else if (f.num == 15) {
-			struct mfs_sparse *s = NULL;
-			if ((rc = want_len(w, &f, "sparse_initializer")))
-				goto out;
-			mark = path_push(w, ".sparse_initializer[%zu]", sparse.n);
-			rc = walk_sparse(w, &f, depth + 1, &s);
-			path_pop(w, mark);
-			if (!rc && vec_add(&sparse, &s, sizeof(s)) < 0)
-				rc = nomem(w);
-		} else {
-			rc = scratch_add(w, &sc, &f);
-		}
-		if (rc)
-			goto out;
-	}
-	rc = unpack(w, &onnx__graph_proto__descriptor, &sc, depth, start, false, (void **)&gp);
+	if (main_graph)
+		w->gname_ins = fld->end;        /* until graph_field() finds a field above 2 */
+	int rc = walk_msg(w, &graph_kind, fld, depth, &sc, &k, (void **)&gp);
 	if (rc)
 		goto out;
+	if (main_graph)
+		w->graph_msg = w->cur_msg;      /* its own: each child restored it */
 	struct mfs_graph *g = mfs_arena_alloc(w->a, sizeof(*g));
 	if (!g) {
 		rc = nomem(w);
@@ -1857,12 +1883,12 @@ static int walk_graph(struct walker *w, const struct mfs_wire_field *fld, unsign
 	    (rc = conv_values(w, gp->value_info, gp->n_value_info, &g->values, &g->n_values,
 	                      start)))
 		goto out;
-	g->nodes = vec_finish(w, &nodes, sizeof(struct mfs_node));
-	g->n_nodes = nodes.n;
-	g->inits = vec_finish(w, &inits, sizeof(struct mfs_tensor *));
-	g->n_inits = inits.n;
-	g->sparse_inits = vec_finish(w, &sparse, sizeof(struct mfs_sparse *));
-	g->n_sparse_inits = sparse.n;
+	g->nodes = vec_finish(w, &k.nodes, sizeof(struct mfs_node));
+	g->n_nodes = k.nodes.n;
+	g->inits = vec_finish(w, &k.inits, sizeof(struct mfs_tensor *));
+	g->n_inits = k.inits.n;
+	g->sparse_inits = vec_finish(w, &k.sparse, sizeof(struct mfs_sparse *));
+	g->n_sparse_inits = k.sparse.n;
 	if (!g->nodes || !g->inits || !g->sparse_inits) {
 		rc = nomem(w);
 		goto out;
@@ -1875,65 +1901,40 @@ out:
 	w->cur_msg = saved_msg;
 	pb_free(gp);
 	scratch_free(&sc);
-	free(nodes.v);
-	free(inits.v);
-	free(sparse.v);
+	free(k.nodes.v);
+	free(k.inits.v);
+	free(k.sparse.v);
 	return rc;
 }
 
 /* ------------------------------------------------------------ functions, training */
+
+struct function_kids {
+	struct vec nodes, defaults;
+};
+
+static const struct child function_children[] = {
+	MANY(7, "node", KID_NODE, struct function_kids, nodes),
+	/* attribute_proto (IR 9): not in the 1.12 schema, so it must be
+	 * walked here or protobuf-c would skip it. */
+	MANY(11, "attribute_proto", KID_ATTR, struct function_kids, defaults),
+};
+
+static const struct msg_kind function_kind = {
+	.desc = &onnx__function_proto__descriptor, KIND_CHILDREN(function_children),
+};
 
 static int walk_function(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                          struct mfs_function *out)
 {
 	struct scratch sc = {0};
 	Onnx__FunctionProto *fp = NULL;
-	struct vec nodes = {0}, defaults = {0};
+	struct function_kids k = {0};
 	struct mfs_buf b = {0};
-	uint64_t start = fld->val, end = fld->end;
+	uint64_t start = fld->val;
 	int32_t saved_msg = w->cur_msg;
-	int rc = check_depth(w, depth, start);
-	if (!rc)
-		rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
 	memset(out, 0, sizeof(*out));
-	for (uint64_t pos = start; pos < end;) {
-		struct mfs_wire_field f;
-		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
-		if (e) {
-			rc = wire_fail(w, e, pos, false);
-			goto out;
-		}
-		pos = f.end;
-		size_t mark;
-		if (f.num == 7) {
-			struct mfs_node nd;
-			if ((rc = want_len(w, &f, "node")))
-				goto out;
-			mark = path_push(w, ".node[%zu]", nodes.n);
-			rc = walk_node(w, &f, depth + 1, &nd);
-			path_pop(w, mark);
-			if (!rc && vec_add(&nodes, &nd, sizeof(nd)) < 0)
-				rc = nomem(w);
-		} else if (f.num == 11) {
-			/* attribute_proto (IR 9): not in the 1.12 schema, so it
-			 * must be walked here or protobuf-c would skip it. */
-			struct mfs_attr at;
-			if ((rc = want_len(w, &f, "attribute_proto")))
-				goto out;
-			mark = path_push(w, ".attribute_proto[%zu]", defaults.n);
-			rc = walk_attr(w, &f, depth + 1, &at);
-			path_pop(w, mark);
-			if (!rc && vec_add(&defaults, &at, sizeof(at)) < 0)
-				rc = nomem(w);
-		} else {
-			rc = scratch_add(w, &sc, &f);
-		}
-		if (rc)
-			goto out;
-	}
-	rc = unpack(w, &onnx__function_proto__descriptor, &sc, depth, start, false, (void **)&fp);
+	int rc = walk_msg(w, &function_kind, fld, depth, &sc, &k, (void **)&fp);
 	if (rc)
 		goto out;
 	if ((rc = name_dup(w, &out->name, fp->name, "function name", start)) ||
@@ -1946,10 +1947,10 @@ static int walk_function(struct walker *w, const struct mfs_wire_field *fld, uns
 	    (rc = conv_strings(w, fp->attribute, fp->n_attribute, &out->attributes,
 	                       &out->n_attributes, "function attribute name", start)))
 		goto out;
-	out->nodes = vec_finish(w, &nodes, sizeof(struct mfs_node));
-	out->n_nodes = nodes.n;
-	out->attr_defaults = vec_finish(w, &defaults, sizeof(struct mfs_attr));
-	out->n_attr_defaults = defaults.n;
+	out->nodes = vec_finish(w, &k.nodes, sizeof(struct mfs_node));
+	out->n_nodes = k.nodes.n;
+	out->attr_defaults = vec_finish(w, &k.defaults, sizeof(struct mfs_attr));
+	out->n_attr_defaults = k.defaults.n;
 	if (!out->nodes || !out->attr_defaults) {
 		rc = nomem(w);
 		goto out;
@@ -1961,58 +1962,65 @@ out:
 	free(b.p);
 	pb_free(fp);
 	scratch_free(&sc);
-	free(nodes.v);
-	free(defaults.v);
+	free(k.nodes.v);
+	free(k.defaults.v);
 	return rc;
 }
+
+/* The graphs go straight to the struct mfs_training. */
+static const struct child training_children[] = {
+	ONE(1, "initialization", KID_GRAPH, struct mfs_training, initialization),
+	ONE(2, "algorithm", KID_GRAPH, struct mfs_training, algorithm),
+};
+
+static int training_twice(struct walker *w, const struct mfs_wire_field *f, const struct child *c)
+{
+	return fail(w, -EUCLEAN, f->start, "training_info has two %s graphs", c->name);
+}
+
+static const struct msg_kind training_kind = {
+	.desc = &onnx__training_info_proto__descriptor, KIND_CHILDREN(training_children),
+	.twice = training_twice,
+};
 
 static int walk_training(struct walker *w, const struct mfs_wire_field *fld, unsigned depth,
                          struct mfs_training *out)
 {
 	struct scratch sc = {0};
 	Onnx__TrainingInfoProto *tp = NULL;
-	uint64_t start = fld->val, end = fld->end;
 	int32_t saved_msg = w->cur_msg;
-	int rc = check_depth(w, depth, start);
-	if (!rc)
-		rc = msg_enter(w, fld, depth);
-	if (rc)
-		return rc;
 	memset(out, 0, sizeof(*out));
-	for (uint64_t pos = start; pos < end;) {
-		struct mfs_wire_field f;
-		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
-		if (e) {
-			rc = wire_fail(w, e, pos, false);
-			goto out;
-		}
-		pos = f.end;
-		if (f.num == 1 || f.num == 2) {
-			const char *what = f.num == 1 ? "initialization" : "algorithm";
-			struct mfs_graph **slot = f.num == 1 ? &out->initialization : &out->algorithm;
-			if ((rc = want_len(w, &f, what)))
-				goto out;
-			if (*slot) {
-				rc = fail(w, -EUCLEAN, f.start, "training_info has two %s graphs", what);
-				goto out;
-			}
-			size_t mark = path_push(w, ".%s", what);
-			rc = walk_graph(w, &f, depth + 1, slot);
-			path_pop(w, mark);
-		} else {
-			rc = scratch_add(w, &sc, &f);
-		}
-		if (rc)
-			goto out;
-	}
-	/* Only the bindings are left; decode them to validate the message. */
-	rc = unpack(w, &onnx__training_info_proto__descriptor, &sc, depth, start, false,
-	            (void **)&tp);
-out:
+	/* Only the bindings are left for protobuf-c; decoding them validates
+	 * the message. */
+	int rc = walk_msg(w, &training_kind, fld, depth, &sc, out, (void **)&tp);
 	w->cur_msg = saved_msg;
 	pb_free(tp);
 	scratch_free(&sc);
 	return rc;
+}
+
+static int walk_kid(struct walker *w, enum kid kid, const struct mfs_wire_field *f,
+                    unsigned depth, void *out)
+{
+	switch (kid) {
+	case KID_TENSOR:
+		return walk_tensor(w, f, depth, out);
+	case KID_SPARSE:
+		return walk_sparse(w, f, depth, out);
+	case KID_GRAPH:
+		return walk_graph(w, f, depth, false, out);
+	case KID_MAIN_GRAPH:
+		return walk_graph(w, f, depth, true, out);
+	case KID_NODE:
+		return walk_node(w, f, depth, out);
+	case KID_ATTR:
+		return walk_attr(w, f, depth, out);
+	case KID_FUNCTION:
+		return walk_function(w, f, depth, out);
+	case KID_TRAINING:
+		return walk_training(w, f, depth, out);
+	}
+	__builtin_unreachable();
 }
 
 /* ------------------------------------------------------------ model */
@@ -2132,97 +2140,74 @@ static bool model_field_ok(uint32_t num, unsigned wt)
 	}
 }
 
+struct model_kids {
+	struct mfs_graph *graph;
+	struct vec training, funcs;
+};
+
+static const struct child model_children[] = {
+	ONE(7, "graph", KID_MAIN_GRAPH, struct model_kids, graph),
+	MANY(20, "training_info", KID_TRAINING, struct model_kids, training),
+	MANY(25, "functions", KID_FUNCTION, struct model_kids, funcs),
+};
+
+/* Every ModelProto field, for the splice writer; the first one must be a
+ * ModelProto field, or the file is very likely not a model at all. */
+static int model_field(struct walker *w, const struct mfs_wire_field *f, void *ctx)
+{
+	(void)ctx;
+	if (!w->top_ok && !model_field_ok(f->num, f->wt))
+		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+		                "not an ONNX or safetensors model (bad protobuf tag at offset %"
+		                PRIu64 ")", f->start);
+	w->top_ok = true;
+	struct mfs_onnx_field tf = {f->num, f->start, f->end};
+	return vec_add(&w->top, &tf, sizeof(tf)) < 0 ? nomem(w) : 0;
+}
+
+static int model_twice(struct walker *w, const struct mfs_wire_field *f, const struct child *c)
+{
+	return fail(w, -EUCLEAN, f->start, "model has two %s fields", c->name);
+}
+
+static const struct msg_kind model_kind = {
+	.desc = &onnx__model_proto__descriptor, KIND_CHILDREN(model_children), .top = true,
+	.field = model_field, .twice = model_twice,
+};
+
 static int walk_model(struct walker *w)
 {
 	struct mfs_desc *d = &w->m->desc;
 	struct scratch sc = {0};
 	Onnx__ModelProto *mp = NULL;
-	struct vec funcs = {0}, training = {0};
-	struct mfs_graph *graph = NULL;
-	uint64_t end = w->src.size;
-	int rc = 0;
-
-	for (uint64_t pos = 0; pos < end;) {
-		struct mfs_wire_field f;
-		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
-		if (e) {
-			rc = wire_fail(w, e, pos, true);
-			goto out;
-		}
-		pos = f.end;
-		if (!w->top_ok && !model_field_ok(f.num, f.wt)) {
-			/* The first field of an ONNX model is a ModelProto field;
-			 * anything else is very likely not a model at all. */
-			rc = mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
-			              "not an ONNX or safetensors model (bad protobuf tag at offset %"
-			              PRIu64 ")", f.start);
-			goto out;
-		}
-		w->top_ok = true;
-		struct mfs_onnx_field tf = {f.num, f.start, f.end};
-		if (vec_add(&w->top, &tf, sizeof(tf)) < 0) {
-			rc = nomem(w);
-			goto out;
-		}
-		size_t mark;
-		if (f.num == 7) {
-			if ((rc = want_len(w, &f, "graph")))
-				goto out;
-			if (graph) {
-				rc = fail(w, -EUCLEAN, f.start, "model has two graph fields");
-				goto out;
-			}
-			mark = path_push(w, ".graph");
-			w->main_pending = true;
-			rc = walk_graph(w, &f, 1, &graph);
-			path_pop(w, mark);
-		} else if (f.num == 20) {
-			struct mfs_training tr;
-			if ((rc = want_len(w, &f, "training_info")))
-				goto out;
-			mark = path_push(w, ".training_info[%zu]", training.n);
-			rc = walk_training(w, &f, 1, &tr);
-			path_pop(w, mark);
-			if (!rc && vec_add(&training, &tr, sizeof(tr)) < 0)
-				rc = nomem(w);
-		} else if (f.num == 25) {
-			struct mfs_function fn;
-			if ((rc = want_len(w, &f, "functions")))
-				goto out;
-			mark = path_push(w, ".functions[%zu]", funcs.n);
-			rc = walk_function(w, &f, 1, &fn);
-			path_pop(w, mark);
-			if (!rc && vec_add(&funcs, &fn, sizeof(fn)) < 0)
-				rc = nomem(w);
-		} else {
-			rc = scratch_add(w, &sc, &f);
-		}
-		if (rc)
-			goto out;
-	}
-	rc = unpack(w, &onnx__model_proto__descriptor, &sc, 0, 0, true, (void **)&mp);
+	struct model_kids k = {0};
+	/* The ModelProto is the whole file, at depth 0. */
+	int rc = walk_fields(w, &model_kind, 0, w->src.size, 0, &sc, &k);
 	if (rc)
 		goto out;
-	if (!graph) {
+	rc = unpack(w, model_kind.desc, &sc, 0, 0, true, (void **)&mp);
+	if (rc)
+		goto out;
+	if (!k.graph) {
 		rc = mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
 		              "not a usable ONNX model: no graph (ModelProto.graph is missing)");
 		goto out;
 	}
-	d->graph = graph;
-	d->functions = vec_finish(w, &funcs, sizeof(struct mfs_function));
-	d->n_functions = funcs.n;
-	d->training = vec_finish(w, &training, sizeof(struct mfs_training));
-	d->n_training = training.n;
+	d->graph = k.graph;
+	d->functions = vec_finish(w, &k.funcs, sizeof(struct mfs_function));
+	d->n_functions = k.funcs.n;
+	d->training = vec_finish(w, &k.training, sizeof(struct mfs_training));
+	d->n_training = k.training.n;
 	if (!d->functions || !d->training) {
 		rc = nomem(w);
 		goto out;
 	}
-	rc = build_meta(w, mp, graph);
+	rc = build_meta(w, mp, k.graph);
 out:
 	pb_free(mp);
 	scratch_free(&sc);
-	free(funcs.v);
-	free(training.v);
+	free(k.funcs.v);
+	free(k.training.v);
 	return rc;
 }
 
