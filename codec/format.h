@@ -58,6 +58,7 @@ struct mfs_model {
 	char *dir;              /* the model's directory (absolute) */
 	int dirfd;              /* O_PATH descriptor of that directory, or -1 */
 	void *priv;             /* the format's own state (usually in the arena) */
+	uint64_t layout;        /* fingerprint of the description (mfs_model_layout) */
 	/* While the format's open runs: the first bytes of the model file, as
 	 * its sniffer saw them (so that they are not read twice). */
 	const uint8_t *head;
@@ -71,6 +72,16 @@ struct mfs_model {
  * or a negative errno (-EFBIG past MFS_MAX_EXT_FILES).
  */
 int mfs_model_add_file(struct mfs_model *m, const char *relpath, struct mfs_source *src);
+
+/*
+ * mfs_model_layout() - a fingerprint of what the model's description says:
+ * its format, its source files' names and sizes, every tensor's name, type,
+ * shape, flags and place, its meta/ values and props.  Two opens of the same
+ * bytes give the same value; a file whose structure differs gives another
+ * (with the odds of a 64-bit hash).  Tensor payloads do not take part, so an
+ * in-place commit keeps it.  Computed at open; never 0.
+ */
+uint64_t mfs_model_layout(const struct mfs_model *m);
 
 /* ------------------------------------------------------------ edits */
 

@@ -57,6 +57,64 @@ int mfs_model_add_file(struct mfs_model *m, const char *relpath, struct mfs_sour
 	return (int)n;
 }
 
+/* FNV-1a, 64 bits: fast and good enough to tell layouts apart. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static uint64_t fnv_u64(uint64_t h, uint64_t v)
+{
+	uint8_t b[8];
+	mfs_put_le64(b, v);
+	return fnv(h, b, 8);
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s, size_t n)
+{
+	return fnv(fnv_u64(h, n), s, n);
+}
+
+static uint64_t fingerprint(const struct mfs_model *m)
+{
+	const struct mfs_desc *d = &m->desc;
+	uint64_t h = 0xcbf29ce484222325ull;
+	h = fnv_str(h, d->format, strlen(d->format));
+	for (size_t i = 0; i < d->n_files; i++) {
+		h = fnv_str(h, d->files[i].path, strlen(d->files[i].path));
+		h = fnv_u64(h, d->files[i].size);
+	}
+	for (uint64_t i = 0; i < d->n_tensors; i++) {
+		const struct mfs_tensor *t = d->tensors[i];
+		h = fnv_str(h, t->name, strlen(t->name));
+		h = fnv_u64(h, (uint64_t)(uint32_t)t->dtype);
+		h = fnv_u64(h, t->rank);
+		for (size_t k = 0; k < t->rank; k++)
+			h = fnv_u64(h, (uint64_t)t->dims[k]);
+		h = fnv_u64(h, t->nbytes);
+		h = fnv_u64(h, t->flags);
+		h = fnv_u64(h, t->src);
+		h = fnv_u64(h, t->mem ? UINT64_MAX : t->off);
+	}
+	for (size_t i = 0; i < d->n_meta; i++) {
+		h = fnv_str(h, d->meta[i].name, strlen(d->meta[i].name));
+		h = fnv_str(h, d->meta[i].value, d->meta[i].len);
+	}
+	for (size_t i = 0; i < d->n_props; i++) {
+		h = fnv_str(h, d->props[i].name, strlen(d->props[i].name));
+		h = fnv_str(h, d->props[i].value, d->props[i].len);
+	}
+	return h ? h : 1;
+}
+
+uint64_t mfs_model_layout(const struct mfs_model *m)
+{
+	return m->layout;
+}
+
 int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts *opts,
                    char *err, size_t errlen)
 {
@@ -139,6 +197,7 @@ int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts
 		goto out;
 	m->desc.format = m->fmt->name;
 	m->desc.flags = m->fmt->flags;
+	m->layout = fingerprint(m);
 	free(head);
 	*out = m;
 	return 0;

@@ -11,9 +11,11 @@
  * without mounting.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fs.h"
 
@@ -124,9 +126,13 @@ int mfs_ent_resolve(struct mfs_fs *fs, uint64_t ino, struct mfs_ent *en)
 		en->role = R_CTL_DIR;
 		return 0;
 	}
-	if (ino == fs->ctl_status || ino == fs->ctl_commit || ino == fs->ctl_abort) {
-		en->role = ino == fs->ctl_status ? R_STATUS : ino == fs->ctl_commit ? R_COMMIT : R_ABORT;
-		en->writable = en->role != R_STATUS && !fs->read_only;
+	if (ino == fs->ctl_status || ino == fs->ctl_progress) {
+		en->role = ino == fs->ctl_status ? R_STATUS : R_PROGRESS;
+		return 0;
+	}
+	if (ino == fs->ctl_commit || ino == fs->ctl_abort) {
+		en->role = ino == fs->ctl_commit ? R_COMMIT : R_ABORT;
+		en->writable = !fs->read_only;
 		return 0;
 	}
 	uint32_t idx;
@@ -350,10 +356,16 @@ int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out)
 		return rc;
 	}
 	case R_STATUS:
-		*out = mfs_txn_status(fs->txn, NULL, 0);
-		return 0;
+	case R_PROGRESS: {
+		char *b;
+		size_t n;
+		int rc = mfs_ent_ctl_text(fs, en->role, &b, &n);
+		free(b);
+		*out = n;
+		return rc;
+	}
 	case R_CTL_DIR:
-		*out = 3;
+		*out = 4;
 		return 0;
 	default:
 		return 0;
@@ -475,6 +487,7 @@ double mfs_ent_attr_timeout(const struct mfs_ent *en)
 	switch (en->role) {
 	case R_ROOT:
 	case R_STATUS:
+	case R_PROGRESS:
 		return 0.0;
 	case R_DTYPE:
 	case R_SHAPE:
@@ -512,6 +525,8 @@ int mfs_ent_child(struct mfs_fs *fs, const struct mfs_ent *dir, const char *name
 			*out = fs->ctl_commit;
 		else if (len == 5 && !memcmp(name, "abort", 5))
 			*out = fs->ctl_abort;
+		else if (len == 8 && !memcmp(name, "progress", 8))
+			*out = fs->ctl_progress;
 		else
 			return -ENOENT;
 		return 0;
@@ -599,4 +614,36 @@ ssize_t mfs_ent_read(struct mfs_fs *fs, const struct mfs_ent *en, void *buf, siz
 	default:
 		return mfs_txn_file_read(fs->txn, 0, buf, len, off);
 	}
+}
+
+int mfs_ent_ctl_text(struct mfs_fs *fs, enum mfs_role role, char **out, size_t *len)
+{
+	char line[128];
+	*out = NULL;
+	*len = 0;
+	if (role == R_PROGRESS) {
+		uint64_t done, total;
+		bool committing;
+		mfs_txn_progress(fs->txn, &done, &total, &committing);
+		int n = committing ? snprintf(line, sizeof(line), "commit %llu %llu\n",
+		                              (unsigned long long)done, (unsigned long long)total) :
+		        snprintf(line, sizeof(line), "idle\n");
+		*out = strdup(line);
+		*len = (size_t)n;
+		return *out ? 0 : -ENOMEM;
+	}
+	size_t n = mfs_txn_status(fs->txn, NULL, 0);
+	int k = snprintf(line, sizeof(line), "daemon: pid %ld\n", (long)getpid());
+	const char *mp = fs->model_path ? fs->model_path : "";
+	size_t extra = (size_t)k + strlen("model: \n") + strlen(mp);
+	char *b = malloc(n + extra + 1);
+	if (!b)
+		return -ENOMEM;
+	size_t got = mfs_txn_status(fs->txn, b, n + 1);
+	if (got > n)
+		got = n;
+	got += (size_t)sprintf(b + got, "%smodel: %s\n", line, mp);
+	*out = b;
+	*len = got;
+	return 0;
 }

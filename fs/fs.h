@@ -185,6 +185,7 @@ struct mfs_fs {
 	gid_t gid;
 	struct timespec mtime;          /* times of every entry not edited (the model's mtime) */
 	unsigned max_read;              /* must equal the max_read mount option */
+	const char *model_path;         /* the model, absolute (status says it) */
 	void *se;                       /* the FUSE session, for notifications; set before
 	                                 * the loop runs */
 	mfs_notify_fn *notify;          /* set by ll.c when the loop starts */
@@ -198,7 +199,7 @@ struct mfs_fs {
 	bool committing;                /* a commit runs: tensor bytes only through the txn */
 	bool no_opendir;                /* the kernel does without OPENDIR (ll_init) */
 	int unmount_rc;                 /* the commit at unmount (destroy): 0 or -errno */
-	uint64_t ctl_dir, ctl_status, ctl_commit, ctl_abort;    /* .modelfs/ inodes */
+	uint64_t ctl_dir, ctl_status, ctl_commit, ctl_abort, ctl_progress;  /* .modelfs/ */
 	struct timespec last_edit;      /* mtime of the root model file while edits are staged */
 	struct mfs_fh *fhs;             /* open handles (handle.c), under xlock */
 
@@ -262,6 +263,7 @@ enum mfs_role {
 	R_SCRATCH,
 	R_CTL_DIR,
 	R_STATUS,
+	R_PROGRESS,     /* .modelfs/progress: how far the commit running is */
 	R_COMMIT,
 	R_ABORT,
 };
@@ -324,6 +326,13 @@ ssize_t mfs_ent_read(struct mfs_fs *fs, const struct mfs_ent *en, void *buf, siz
 int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out);
 /* The attributes of `en` (fs->lock held). */
 int mfs_ent_stat(struct mfs_fs *fs, const struct mfs_ent *en, struct stat *st);
+/*
+ * mfs_ent_ctl_text() - the text of a generated control file: R_STATUS (the
+ * transaction's status, then the daemon's pid and the model's path) or
+ * R_PROGRESS ("commit <done> <total>" while a commit runs, else "idle").
+ * *out is malloc'd.  R_PROGRESS never waits for a commit.
+ */
+int mfs_ent_ctl_text(struct mfs_fs *fs, enum mfs_role role, char **out, size_t *len);
 /* How long the kernel may trust the attributes of `en` (CACHING). */
 double mfs_ent_attr_timeout(const struct mfs_ent *en);
 /*

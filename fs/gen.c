@@ -152,6 +152,7 @@ int mfs_fs_init(struct mfs_fs *fs)
 	fs->ctl_status = mfs_itab_alloc(fs->itab);
 	fs->ctl_commit = mfs_itab_alloc(fs->itab);
 	fs->ctl_abort = mfs_itab_alloc(fs->itab);
+	fs->ctl_progress = mfs_itab_alloc(fs->itab);
 	fs->last_edit = fs->mtime;
 	return 0;
 }

@@ -116,6 +116,10 @@ static void ll_destroy(void *userdata)
 	pthread_mutex_unlock(&fs->slock);
 	fs->unmount_rc = rc;
 	if (rc < 0) {
+		/* Nobody may read stderr or the log (a detached daemon): the note
+		 * beside the model is what the next mount, `modelfs status` and
+		 * `modelfs unmount` see. */
+		mfs_txn_note_failure(fs->txn, res.msg);
 		fprintf(stderr, "mount.modelfs: commit at unmount failed: %s; the staged edits "
 		        "stay in the journal for the next mount\n", res.msg);
 		syslog(LOG_WARNING, "modelfs: commit at unmount failed: %s; the staged edits stay "
@@ -421,7 +425,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	}
 	const struct mfs_tree *tree = fs->gen->tree;
 	uint64_t n_tree = dir.role == R_DIR ? dir.e->u.dir.count : 0;
-	static const char *const ctl[] = {"status", "commit", "abort"};
+	static const char *const ctl[] = {"status", "commit", "abort", "progress"};
 	size_t pos = 0;
 	for (uint64_t i = off < 0 ? 0 : (uint64_t)off;; i++) {
 		char name[MFS_NAME_MAX + 1];
@@ -433,7 +437,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			c = dir.role == R_CTL_DIR ? FUSE_ROOT_ID : mfs_itab_ino(fs->itab, dir.e->parent);
 			strcpy(name, "..");
 		} else if (dir.role == R_CTL_DIR) {
-			if (i - 2 >= 3)
+			if (i - 2 >= 4)
 				break;
 			mfs_ent_child(fs, &dir, ctl[i - 2], strlen(ctl[i - 2]), &c);
 			strcpy(name, ctl[i - 2]);
@@ -563,17 +567,16 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->direct_io = 0;
 	fi->noflush = !wr;
 	switch (en.role) {
-	case R_STATUS: {
+	case R_STATUS:
+	case R_PROGRESS: {
+		/* A snapshot of the text at open, served from the handle. */
 		h = mfs_fh_new(FH_STATUS);
-		size_t n = mfs_txn_status(fs->txn, NULL, 0);
-		h = h && (h->buf = malloc(n + 1)) ? h : (mfs_fh_free(h), NULL);
-		if (!h) {
+		if (!h || mfs_ent_ctl_text(fs, en.role, &h->buf, &h->len) < 0) {
+			mfs_fh_free(h);
+			h = NULL;
 			rc = -ENOMEM;
 			goto out;
 		}
-		h->len = mfs_txn_status(fs->txn, h->buf, n + 1);
-		if (h->len > n)
-			h->len = n;
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
 		break;
@@ -896,16 +899,16 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			reply_read(req, rd_model, &mr, n, o);
 		break;
 	}
-	case R_STATUS: {
+	case R_STATUS:
+	case R_PROGRESS: {
 		/* Opened without a handle (cannot happen): generate it now. */
-		size_t n = mfs_txn_status(fs->txn, NULL, 0);
-		char *b = malloc(n + 1);
-		if (!b) {
-			fuse_reply_err(req, ENOMEM);
-			break;
-		}
-		mfs_txn_status(fs->txn, b, n + 1);
-		reply_slice(req, b, n, o, size);
+		char *b;
+		size_t n;
+		rc = mfs_ent_ctl_text(fs, en.role, &b, &n);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			reply_slice(req, b, n, o, size);
 		free(b);
 		break;
 	}

@@ -144,7 +144,8 @@ static void usage(FILE *f)
 	        "  -o rw                 read-write (the default when the model's directory\n"
 	        "                        is writable; an error when it is not)\n"
 	        "  -o commit=MODE        auto (default), rewrite or inplace: how commits\n"
-	        "                        write the model\n"
+	        "                        write the model (inplace: a patch through a redo\n"
+	        "                        log, not atomic for other readers of the file)\n"
 	        "  -o nodev, nosuid, noexec, noatime, default_permissions, ...\n"
 	        "                        passed to FUSE (see mount.fuse3(8))\n"
 	        "  -o dev,suid,exec,auto,noauto,user,users,nofail,_netdev,defaults,x-*\n"
@@ -325,6 +326,33 @@ static bool dir_writable(const char *path)
 	return access(dir, W_OK) == 0;
 }
 
+/*
+ * Is directory `mnt` the directory of `file` or one above it (both
+ * absolute, resolved)?  By device and inode, so that a second path to the
+ * same directory (a bind mount) counts too.
+ */
+static bool covers(const char *mnt, const char *file)
+{
+	struct stat ms, ds;
+	char dir[PATH_MAX];
+	if (stat(mnt, &ms) < 0)
+		return false;
+	snprintf(dir, sizeof(dir), "%s", file);
+	for (;;) {
+		char *slash = strrchr(dir, '/');
+		if (!slash)
+			return false;
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(dir, &ds) == 0 && ds.st_dev == ms.st_dev && ds.st_ino == ms.st_ino)
+			return true;
+		if (slash == dir)
+			return false;
+	}
+}
+
 static int run_loop(struct fuse_session *se, const struct cli *cli)
 {
 	if (cli->single)
@@ -384,6 +412,21 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	/*
+	 * The mount must not cover the model: the daemon reads and writes the
+	 * model, its journal, its redo log and its external data beside it, in
+	 * its directory, and once the mount is live a path through that
+	 * directory leads into the mount itself (a commit would wait on its own
+	 * daemon, unkillably).  So the mount point may be neither the model's
+	 * directory nor any directory above it.
+	 */
+	if (covers(mnt_abs, model_abs)) {
+		fprintf(stderr, PROG ": %s: the mount point would cover the model %s (its directory "
+		        "holds the model's journal and side files): mount it somewhere else\n",
+		        cli.mountpoint, cli.model);
+		goto out;
+	}
+
 	struct mfs_txn_opts topts = {0};
 	if (commit_mode(cli.commit, &topts.mode) < 0)
 		goto out;
@@ -429,6 +472,7 @@ int main(int argc, char **argv)
 	fs.mtime = (struct timespec){.tv_sec = desc->files[0].mtime_sec,
 	                             .tv_nsec = desc->files[0].mtime_nsec};
 	fs.max_read = cli.max_read;
+	fs.model_path = cli.model;
 	rc = mfs_fs_init(&fs);
 	fs_ready = true;
 	if (rc < 0) {

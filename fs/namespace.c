@@ -331,6 +331,7 @@ static int scratch_over(struct mfs_fs *fs, const struct mfs_ent *src, const stru
 	case R_SCRATCH:
 		return -EEXIST;         /* handled by the caller */
 	case R_STATUS:
+	case R_PROGRESS:
 	case R_COMMIT:
 	case R_ABORT:
 		return -EACCES;

@@ -5,7 +5,7 @@
  * against an in-memory model of what the file should hold.
  *
  * Input layout: byte 0 picks the commit mode (auto, rewrite or in place,
- * with inplace_min = 1 so the in-place path is reachable on a small model);
+ * commit=inplace reaches the in-place path on any model);
  * then each op is one byte (op % 10) and its operands:
  *
  *   0 write     tensor, off (2 bytes, < 4096), len (1 byte, < 64), bytes
@@ -397,7 +397,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&opts, 0, sizeof(opts));
 	opts.mode = data[0] % 3 == 0 ? MFS_COMMIT_AUTO :
 	            data[0] % 3 == 1 ? MFS_COMMIT_REWRITE : MFS_COMMIT_INPLACE;
-	opts.inplace_min = 1;
 
 	mfs_txn *t = NULL;
 	struct mfs_txn_recovery rec;

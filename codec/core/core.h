@@ -136,6 +136,12 @@ struct mfs_io {
 	int (*flock)(int fd, int op);
 	ssize_t (*copy_file_range)(int fd_in, off_t *off_in, int fd_out, off_t *off_out,
 	                           size_t len, unsigned flags);
+	/* ioctl(dst, FICLONE, src): dst shares src's blocks (a reflink copy). */
+	int (*ficlone)(int dst, int src);
+	/* Extended attributes (ACLs are some of them), for a rewrite to keep. */
+	ssize_t (*flistxattr)(int fd, char *list, size_t size);
+	ssize_t (*fgetxattr)(int fd, const char *name, void *value, size_t size);
+	int (*fsetxattr)(int fd, const char *name, const void *value, size_t size, int flags);
 };
 extern const struct mfs_io *mfs_io;
 /*
@@ -156,9 +162,15 @@ int mfs_fsync_dir(int dirfd);
 
 /*
  * The identity of a model file: what must not have changed for a staged
- * edit or a commit to still apply to it.  ctime is left out on purpose: a
- * chmod changes it without changing a byte, and rename(2) changes it on the
- * file we install.
+ * edit or a commit to still apply to it.  Device, inode, size and mtime say
+ * which file and which version; ctime catches every change a user can make
+ * without modelfs that keeps those (a file copied over the model in place
+ * and its mtime set back, say): every write, chmod, chown or touch moves it.
+ * A change of ctime alone is not always a change of content (chmod), so
+ * `layout`, a fingerprint of what the model's description says (model.c,
+ * mfs_model_layout), lets callers tell the two apart by reading the model's
+ * metadata again.  rename(2) moves ctime too: a commit takes the identity
+ * of the file it installed after the rename.
  */
 struct mfs_identity {
 	uint64_t dev;
@@ -166,9 +178,20 @@ struct mfs_identity {
 	uint64_t size;
 	int64_t mtime_sec;
 	int64_t mtime_nsec;
+	int64_t ctime_sec;
+	int64_t ctime_nsec;
+	uint64_t layout;        /* 0 = not known; never set from a stat */
 };
 void mfs_identity_from_stat(struct mfs_identity *out, const struct stat *st);
+/* Device, inode, size, mtime and ctime all equal (`layout` is not compared). */
 bool mfs_identity_equal(const struct mfs_identity *a, const struct mfs_identity *b);
+/* The same file, not changed by a write: device, inode, size and mtime. */
+bool mfs_identity_same_file(const struct mfs_identity *a, const struct mfs_identity *b);
+/*
+ * The same version: the same file, and either the same ctime or (ctime
+ * moved, as by a chmod) the same known layout.
+ */
+bool mfs_identity_same_version(const struct mfs_identity *a, const struct mfs_identity *b);
 /* Identity of `name` in `dirfd` (not following a symlink); -errno on failure,
  * -EINVAL when it is not a regular file. */
 int mfs_identity_at(struct mfs_identity *out, int dirfd, const char *name);

@@ -13,7 +13,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -37,6 +40,11 @@ static ssize_t sys_copy_file_range(int fd_in, off_t *off_in, int fd_out, off_t *
 	return copy_file_range(fd_in, off_in, fd_out, off_out, len, flags);
 }
 
+static int sys_ficlone(int dst, int src)
+{
+	return ioctl(dst, FICLONE, src);
+}
+
 static const struct mfs_io default_io = {
 	.openat = sys_openat,
 	.close = close,
@@ -54,6 +62,10 @@ static const struct mfs_io default_io = {
 	.fchown = fchown,
 	.flock = flock,
 	.copy_file_range = sys_copy_file_range,
+	.ficlone = sys_ficlone,
+	.flistxattr = flistxattr,
+	.fgetxattr = fgetxattr,
+	.fsetxattr = fsetxattr,
 };
 
 /* The installed copy of a test's table, completed from the default. */
@@ -72,7 +84,7 @@ void mfs_io_set(const struct mfs_io *io)
 	FILL(openat); FILL(close); FILL(pread); FILL(fstat); FILL(fstatat);
 	FILL(pwrite); FILL(fsync); FILL(fdatasync); FILL(ftruncate); FILL(fallocate);
 	FILL(renameat); FILL(unlinkat); FILL(fchmod); FILL(fchown); FILL(flock);
-	FILL(copy_file_range);
+	FILL(copy_file_range); FILL(ficlone); FILL(flistxattr); FILL(fgetxattr); FILL(fsetxattr);
 #undef FILL
 	mfs_io = &installed_io;
 }
@@ -140,12 +152,28 @@ void mfs_identity_from_stat(struct mfs_identity *out, const struct stat *st)
 	out->size = (uint64_t)st->st_size;
 	out->mtime_sec = (int64_t)st->st_mtim.tv_sec;
 	out->mtime_nsec = (int64_t)st->st_mtim.tv_nsec;
+	out->ctime_sec = (int64_t)st->st_ctim.tv_sec;
+	out->ctime_nsec = (int64_t)st->st_ctim.tv_nsec;
+	out->layout = 0;
+}
+
+bool mfs_identity_same_file(const struct mfs_identity *a, const struct mfs_identity *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec;
 }
 
 bool mfs_identity_equal(const struct mfs_identity *a, const struct mfs_identity *b)
 {
-	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-	       a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec;
+	return mfs_identity_same_file(a, b) && a->ctime_sec == b->ctime_sec &&
+	       a->ctime_nsec == b->ctime_nsec;
+}
+
+bool mfs_identity_same_version(const struct mfs_identity *a, const struct mfs_identity *b)
+{
+	return mfs_identity_same_file(a, b) &&
+	       ((a->ctime_sec == b->ctime_sec && a->ctime_nsec == b->ctime_nsec) ||
+	        (a->layout && a->layout == b->layout));
 }
 
 int mfs_identity_at(struct mfs_identity *out, int dirfd, const char *name)

@@ -1,19 +1,37 @@
 /*
  * codec/txn/apply.c — the commit driver, and abort.
  *
- * mfs_txn_commit() takes the plan (plan.c) to the commit engine: in place
- * through the redo log when every edit keeps the layout and the mode
- * allows it, else the format's splice writer builds the new file and the
- * engine replaces the model with it (txn/commit.c has the protocol).  After
- * the new version is installed the model is opened again and the stage
- * reset to its identity (txn.c, invariant 4).  Failures before the commit
- * point leave every edit staged (invariant 3).
+ * mfs_txn_commit() takes the plan (plan.c) to the commit engine
+ * (txn/commit.c has the protocols).  Which way, when every edit keeps the
+ * layout (same-size data of tensors in the model file):
+ *
+ *   commit=auto     a clone of the model (reflink, where the file system
+ *                   has it) patched and renamed over it; a full rewrite
+ *                   where it has not.  Both are atomic for every reader of
+ *                   the file, modelfs or not.
+ *   commit=inplace  the redo-log patch of the model itself, when no other
+ *                   mount has the model open (an exclusive flock; txn.c,
+ *                   txn_lock_model), else a rewrite.  Readers of the file
+ *                   itself see a torn model until the commit (or recovery)
+ *                   ends: the caller chose that.
+ *   commit=rewrite  always the rewrite.
+ *
+ * Any other edit is a rewrite: the format's splice writer describes the new
+ * file.  The journal learns about a commit before its commit point (a mark
+ * naming what is being installed), so that a crash between installing the
+ * new version and resetting the journal leaves an obsolete journal that the
+ * next open removes, not a stale one it sets aside (stage.h).  After the
+ * new version is installed the model is opened again and the stage reset
+ * to its identity (txn.c, invariant 4).  Failures before the commit point
+ * leave every edit staged (invariant 3).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/file.h>
 
 #include "txn/txn_int.h"
 
@@ -91,17 +109,75 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id, c
 	t->m = nm;
 	t->d = mfs_model_desc(nm);
 	t->broken = false;
-	if ((rc = txn_model_identity(t)) < 0)
+	/* The lock says "a mount reads this file" (txn_lock_model): the new
+	 * model's descriptor takes it over from the old one, which is kept
+	 * only for descriptors still reading it. */
+	txn_lock_model(o->m, LOCK_UN);
+	txn_lock_model(nm, LOCK_SH);
+	if ((rc = txn_model_identity(t)) < 0) {
 		t->id = id;
+		t->id.layout = mfs_model_layout(nm);
+	}
 	if ((rc = txn_init_state(t)) < 0) {
 		t->broken = true;
 		txn_set_msg(msg, msglen, "committed, but out of memory");
 		return rc;
 	}
 	/* A stage reset to a guessed identity is re-stamped now. */
-	if (!mfs_identity_equal(&t->id, &id))
+	if (!mfs_identity_equal(&t->id, &id) || t->id.layout != id.layout)
 		mfs_stage_reset_keep(t->st, &t->id, keep_scratch, NULL);
 	return 0;
+}
+
+/* Hooks: the journal's mark for a rewrite or a clone, and for in place. */
+static int mark_install(void *arg, const struct mfs_identity *new_id)
+{
+	return mfs_stage_mark_commit(((struct mfs_txn *)arg)->st, new_id);
+}
+
+static void mark_inplace(void *arg)
+{
+	mfs_stage_mark_inplace(((struct mfs_txn *)arg)->st);
+}
+
+/*
+ * Is the model on disk still the one the edits were staged against?  0, or
+ * -ESTALE / -errno with a line in `msg`.  Only ctime moved (a chmod, or a
+ * file copied over the model in place with its size and mtime kept): the
+ * model's metadata is read again, and the commit goes ahead only when it
+ * describes the same layout (t->id takes the new ctime).
+ */
+static int check_model(struct mfs_txn *t, char *msg, size_t msglen)
+{
+	struct mfs_identity now;
+	int rc = mfs_identity_at(&now, t->dirfd, t->name);
+	if (rc == -ENOENT || rc == -EINVAL)
+		rc = -ESTALE;
+	if (rc == 0 && mfs_identity_equal(&now, &t->id))
+		return 0;
+	if (rc == 0 && mfs_identity_same_file(&now, &t->id)) {
+		char err[512];
+		mfs_model *m = NULL;
+		uint64_t layout = 0;
+		if (mfs_model_open(&m, t->path, NULL, err, sizeof(err)) == 0) {
+			layout = mfs_model_layout(m);
+			mfs_model_close(m);
+		}
+		if (layout == t->id.layout) {
+			now.layout = layout;
+			t->id = now;
+			return 0;
+		}
+		txn_set_msg(msg, msglen, "commit refused: the model was changed on disk since it "
+		            "was mounted (same size and modification time, other content); the "
+		            "edits stay staged");
+		return -ESTALE;
+	}
+	if (rc == 0)
+		rc = -ESTALE;
+	txn_set_msg(msg, msglen, "%s", rc == -ESTALE ? "commit refused: the model changed on disk "
+	            "since it was mounted" : strerror(-rc));
+	return rc;
 }
 
 static void result_fail(struct mfs_txn *t, struct mfs_txn_result *res, int rc, const char *msg)
@@ -120,6 +196,7 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 	struct mfs_commit_report rep;
 	char msg[512] = "";
 	int rc = 0;
+	bool inplace = false;
 
 	if (!res)
 		res = &dummy;
@@ -150,15 +227,8 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 	/* A model changed on disk under us would make the plan compare and
 	 * splice the wrong bytes: say so first (commit.c checks it again
 	 * before it writes and right before its commit point). */
-	struct mfs_identity now;
-	rc = mfs_identity_at(&now, t->dirfd, t->name);
-	if (rc == 0 && !mfs_identity_equal(&now, &t->id))
-		rc = -ESTALE;
-	if (rc < 0) {
-		if (rc == -ENOENT || rc == -EINVAL)
-			rc = -ESTALE;
-		result_fail(t, res, rc, rc == -ESTALE ? "commit refused: the model changed on disk "
-		            "since it was mounted" : strerror(-rc));
+	if ((rc = check_model(t, msg, sizeof(msg))) < 0) {
+		result_fail(t, res, rc, msg);
 		goto out;
 	}
 	if ((rc = txn_plan_build(t, &p, true, msg, sizeof(msg))) < 0) {
@@ -171,24 +241,32 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		txn_reset_state(t);
 		t->generation++;
 		txn_touched(t);
+		txn_clear_failure(t);
 		txn_set_msg(res->msg, sizeof(res->msg), "no effective change; staged edits dropped");
 		txn_set_msg(t->last, sizeof(t->last), "last commit: ok none (no effective change)");
 		goto out;
 	}
 	res->bytes_edited = p.bytes_edited;
 
-	/* AUTO also wants the patches to be less than half the file: an
-	 * in-place commit writes them twice (log, then model), a rewrite
-	 * writes the file once. */
-	uint64_t patched = 0;
-	for (size_t i = 0; i < p.n_te; i++)
-		for (size_t r = 0; r < p.te[i].n_runs; r++)
-			patched += p.te[i].runs[r].len;
-	uint64_t fsize = t->d->files[0].size;
-	bool inplace = p.layout_kept && t->opts.mode != MFS_COMMIT_REWRITE &&
-	               (t->opts.mode == MFS_COMMIT_INPLACE ||
-	                (fsize >= t->opts.inplace_min && patched <= fsize / 2));
-	if (inplace) {
+	struct mfs_commit_hooks hooks = {
+		.before_install = mark_install, .after_commit_point = mark_inplace, .arg = t,
+		.done = &t->prog_done, .total = &t->prog_total,
+		.journal_id = mfs_stage_journal_id(t->st),
+	};
+	__atomic_store_n(&t->committing, true, __ATOMIC_RELEASE);
+	inplace = p.layout_kept && t->opts.mode == MFS_COMMIT_INPLACE;
+	bool clone = p.layout_kept && t->opts.mode == MFS_COMMIT_AUTO;
+	bool ex = inplace && txn_lock_model(t->m, LOCK_EX) == 0;
+	if (inplace && !ex) {
+		/* Another mount reads this file: patching it would tear what it
+		 * reads, a rewrite leaves it its own inode. */
+		inplace = false;
+		txn_set_msg(t->journal_note, sizeof(t->journal_note), "the model is open in "
+		            "another mount: the last commit rewrote it instead of patching it in "
+		            "place");
+	}
+	size_t k = 0;
+	if (inplace || clone) {
 		size_t n = 0;
 		for (size_t i = 0; i < p.n_te; i++)
 			n += p.te[i].n_runs;
@@ -196,9 +274,8 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		if (!patches) {
 			rc = -ENOMEM;
 			result_fail(t, res, rc, "out of memory");
-			goto out;
+			goto unlock;
 		}
-		size_t k = 0;
 		for (size_t i = 0; i < p.n_te; i++) {
 			const struct mfs_tensor_edit *te = &p.te[i];
 			for (size_t r = 0; r < te->n_runs; r++) {
@@ -214,16 +291,25 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		if (patch_sp.err) {
 			rc = patch_sp.err;
 			result_fail(t, res, rc, "out of memory");
-			goto out;
+			goto unlock;
 		}
-		rc = mfs_commit_inplace(t->dirfd, t->name, &t->id, patches, k, &rep, msg,
+	}
+	rc = -EOPNOTSUPP;
+	if (inplace) {
+		rc = mfs_commit_inplace(t->dirfd, t->name, &t->id, patches, k, &hooks, &rep, msg,
 		                        sizeof(msg));
-	} else {
+		/* Back to sharing the file, before the model is opened again. */
+		txn_lock_model(t->m, LOCK_SH);
+		ex = false;
+	} else if (clone)
+		rc = mfs_commit_clone(t->dirfd, t->name, &t->id, patches, k, &hooks, &rep, msg,
+		                      sizeof(msg));
+	if (rc == -EOPNOTSUPP && !inplace) {
 		if ((rc = txn_build_splice(t, &p, &sp, msg, sizeof(msg))) < 0) {
 			result_fail(t, res, rc, txn_strip_display(msg, t->d->files[0].path));
-			goto out;
+			goto unlock;
 		}
-		rc = mfs_commit_replace(t->dirfd, t->name, &t->id, sp.p, sp.n, &rep, msg,
+		rc = mfs_commit_replace(t->dirfd, t->name, &t->id, sp.p, sp.n, &hooks, &rep, msg,
 		                        sizeof(msg));
 	}
 	res->path = rep.path;
@@ -234,7 +320,7 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		 * commit has succeeded after all. */
 		char rmsg[512];
 		struct mfs_commit_report rrep;
-		if (mfs_commit_recover(t->dirfd, t->name, &rrep, rmsg, sizeof(rmsg)) == 0 &&
+		if (mfs_commit_recover(t->dirfd, t->name, &t->id, &rrep, rmsg, sizeof(rmsg)) == 0 &&
 		    rrep.recovered) {
 			rep.installed = true;
 			rep.new_id = rrep.new_id;
@@ -243,11 +329,19 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		}
 	}
 	if (rc < 0 && !rep.installed) {
-		/* Invariant 3: nothing happened to the model; edits stay. */
+		/* Invariant 3: nothing happened to the model; edits stay, and the
+		 * journal's mark (if the rewrite got that far) is taken back. */
+		mfs_stage_unmark_commit(t->st);
 		result_fail(t, res, rc, txn_strip_display(msg, t->name));
-		goto out;
+		goto unlock;
 	}
 	int rc2 = after_install(t, &rep.new_id, msg, sizeof(msg));
+	if (inplace) {
+		/* The journal is reset: now the redo log may go (a crash before
+		 * this replays it again, which changes nothing). */
+		mfs_commit_finish(t->dirfd, t->name);
+	}
+	txn_clear_failure(t);
 	if (rc < 0 || rc2 < 0) {
 		/* Installed, but something after the commit point failed: the
 		 * model is the new version; say so. */
@@ -259,12 +353,18 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		            "then failed: %s", res->path, res->bytes_written,
 		            rc2 < 0 ? msg : txn_strip_display(msg, t->name));
 		rc = res->rc;
-		goto out;
+		goto unlock;
 	}
 	txn_set_msg(res->msg, sizeof(res->msg), "%s: %" PRIu64 " bytes written, %" PRIu64 " bytes "
 	            "edited", res->path, res->bytes_written, res->bytes_edited);
 	txn_set_msg(t->last, sizeof(t->last), "last commit: ok %s %" PRIu64 " bytes written",
 	            res->path, res->bytes_written);
+	/* A later commit that worked: the notes of recovery are history. */
+	t->rec.msg[0] = '\0';
+unlock:
+	if (ex)
+		txn_lock_model(t->m, LOCK_SH);  /* back from LOCK_EX: no commit ran */
+	__atomic_store_n(&t->committing, false, __ATOMIC_RELEASE);
 out:
 	mfs_splice_free(&patch_sp);
 	free(patches);
@@ -291,6 +391,15 @@ int mfs_txn_abort(mfs_txn *t)
 	txn_view_drop(&t->view);
 	t->generation++;
 	txn_touched(t);
+	if (t->st && rc == 0)
+		txn_clear_failure(t);
 	pthread_rwlock_unlock(&t->lock);
 	return rc;
+}
+
+void mfs_txn_progress(mfs_txn *t, uint64_t *done, uint64_t *total, bool *committing)
+{
+	*committing = __atomic_load_n(&t->committing, __ATOMIC_ACQUIRE);
+	*done = __atomic_load_n(&t->prog_done, __ATOMIC_RELAXED);
+	*total = __atomic_load_n(&t->prog_total, __ATOMIC_RELAXED);
 }

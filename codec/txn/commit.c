@@ -222,6 +222,23 @@ static ssize_t piece_read(const struct mfs_piece *p, void *buf, size_t len, uint
 	return -EINVAL;
 }
 
+static const struct mfs_commit_hooks no_hooks;
+
+/* `n` more bytes of the commit are written (struct mfs_commit_hooks). */
+static void progress(const struct mfs_commit_hooks *h, uint64_t n)
+{
+	if (h->done)
+		__atomic_add_fetch(h->done, n, __ATOMIC_RELAXED);
+}
+
+static void progress_total(const struct mfs_commit_hooks *h, uint64_t total)
+{
+	if (h->done)
+		__atomic_store_n(h->done, 0, __ATOMIC_RELAXED);
+	if (h->total)
+		__atomic_store_n(h->total, total, __ATOMIC_RELAXED);
+}
+
 /* errno values with which copy_file_range says "not here", not "failed". */
 static bool cfr_refused(int e)
 {
@@ -234,7 +251,8 @@ static bool cfr_refused(int e)
  * good once copy_file_range is refused.
  */
 static int write_pieces(int fd, const struct mfs_piece *pieces, size_t n, uint8_t *buf,
-                        bool *use_cfr, struct mfs_commit_report *rep)
+                        bool *use_cfr, const struct mfs_commit_hooks *hooks,
+                        struct mfs_commit_report *rep)
 {
 	uint64_t pos = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -258,6 +276,7 @@ static int write_pieces(int fd, const struct mfs_piece *pieces, size_t n, uint8_
 			done += (uint64_t)k;
 			rep->bytes_copied += (uint64_t)k;
 			rep->bytes_written += (uint64_t)k;
+			progress(hooks, (uint64_t)k);
 		}
 		while (done < p->len) {
 			size_t want = p->len - done > BUF_LEN ? BUF_LEN : (size_t)(p->len - done);
@@ -269,6 +288,7 @@ static int write_pieces(int fd, const struct mfs_piece *pieces, size_t n, uint8_
 				return rc;
 			done += (uint64_t)k;
 			rep->bytes_written += (uint64_t)k;
+			progress(hooks, (uint64_t)k);
 		}
 		pos += p->len;
 	}
@@ -282,33 +302,141 @@ static const char *describe(int rc)
 
 /* ------------------------------------------------------------ rewrite */
 
-int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *expect,
-                       const struct mfs_piece *pieces, size_t n,
-                       struct mfs_commit_report *rep, char *err, size_t errlen)
+/*
+ * Give the temp file `tfd` the extended attributes of the model (`mfd`),
+ * ACLs among them.  A file system without them has nothing to copy.
+ * security.* and trusted.* names that only a privileged process may set are
+ * skipped when refused: the new file gets the label a new file gets there.
+ */
+static int copy_xattrs(int mfd, int tfd, const char *name, char *err, size_t errlen)
 {
-	struct mfs_commit_report dummy;
+	ssize_t n = mfs_io->flistxattr(mfd, NULL, 0);
+	if (n < 0)
+		return errno == ENOTSUP || errno == ENOSYS ? 0 :
+		       mfs_errf(err, errlen, -errno, name, "commit: cannot list the model's extended "
+		                "attributes: %s", strerror(errno));
+	if (n == 0)
+		return 0;
+	char *list = malloc((size_t)n + 1), *val = NULL;
+	size_t vcap = 0;
+	int rc = 0;
+	if (!list)
+		return mfs_errf(err, errlen, -ENOMEM, name, "commit: out of memory");
+	n = mfs_io->flistxattr(mfd, list, (size_t)n);
+	if (n < 0) {
+		rc = mfs_errf(err, errlen, -errno, name, "commit: cannot list the model's extended "
+		              "attributes: %s", strerror(errno));
+		goto out;
+	}
+	list[n] = '\0';
+	for (char *a = list; a < list + n && rc == 0; a += strlen(a) + 1) {
+		ssize_t vl = mfs_io->fgetxattr(mfd, a, NULL, 0);
+		if (vl < 0 && errno == ENODATA)
+			continue;       /* gone meanwhile */
+		if (vl >= 0 && (size_t)vl > vcap) {
+			char *nv = realloc(val, (size_t)vl);
+			if (!nv) {
+				rc = mfs_errf(err, errlen, -ENOMEM, name, "commit: out of memory");
+				break;
+			}
+			val = nv;
+			vcap = (size_t)vl;
+		}
+		if (vl >= 0)
+			vl = mfs_io->fgetxattr(mfd, a, val, (size_t)vl);
+		if (vl < 0) {
+			rc = mfs_errf(err, errlen, -errno, name, "commit: cannot read the model's "
+			              "extended attribute %s: %s", a, strerror(errno));
+			break;
+		}
+		if (mfs_io->fsetxattr(tfd, a, val, (size_t)vl, 0) < 0) {
+			bool privileged = !strncmp(a, "security.", 9) || !strncmp(a, "trusted.", 8);
+			if (privileged && (errno == EPERM || errno == EACCES || errno == ENOTSUP))
+				continue;
+			rc = mfs_errf(err, errlen, -errno, name, "commit: cannot give the new file "
+			              "the model's extended attribute %s: %s", a, strerror(errno));
+		}
+	}
+out:
+	free(list);
+	free(val);
+	return rc;
+}
+
+/* Write each patch's bytes at its offset of `fd` (a clone of the model). */
+static int write_patches(int fd, const struct mfs_patch *patches, size_t n, uint8_t *buf,
+                         const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct mfs_piece *p = &patches[i].piece;
+		for (uint64_t done = 0; done < p->len;) {
+			size_t want = p->len - done > BUF_LEN ? BUF_LEN : (size_t)(p->len - done);
+			ssize_t k = piece_read(p, buf, want, done);
+			if (k < 0)
+				return (int)k;
+			int rc = mfs_pwrite_full(fd, buf, (size_t)k, patches[i].off + done);
+			if (rc < 0)
+				return rc;
+			done += (uint64_t)k;
+			rep->bytes_written += (uint64_t)k;
+			progress(hooks, (uint64_t)k);
+		}
+	}
+	return 0;
+}
+
+/* errno values with which FICLONE says "this file system cannot". */
+static bool clone_refused(int e)
+{
+	return e == EOPNOTSUPP || e == ENOTTY || e == EXDEV || e == EINVAL || e == ENOSYS ||
+	       e == EBADF || e == EPERM;
+}
+
+/*
+ * The rewrite protocol (R0..R12 above), for a new file made of `pieces`
+ * (rewrite) or, when `patches` is set, of a clone of the model with the
+ * patches written into it (clone).
+ */
+static int install(int dirfd, const char *name, const struct mfs_identity *expect,
+                   const struct mfs_piece *pieces, size_t n,
+                   const struct mfs_patch *patches, size_t np,
+                   const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                   char *err, size_t errlen)
+{
 	char tmp[NAME_MAX + 1] = "", redo[NAME_MAX + 1];
-	int tfd = -1, lfd = -1, rc;
+	int tfd = -1, lfd = -1, mfd = -1, rc;
 	uint8_t *buf = NULL;
-	uint64_t total;
+	uint64_t total = 0;
 	struct stat st, tst;
 	struct mfs_identity now, want;
+	bool clone = patches != NULL;
+	const char *what = clone ? "clone" : "rewrite";
 
-	if (!rep)
-		rep = &dummy;
 	if (err && errlen)
 		err[0] = '\0';
+	if (!hooks)
+		hooks = &no_hooks;
 	if (!expect) {
-		report_init(rep, "rewrite");
+		report_init(rep, what);
 		return mfs_errf(err, errlen, -EINVAL, name, "commit: no identity to check");
 	}
 	/* Copied before the report is cleared: a caller may well pass
 	 * &rep->new_id from its previous commit. */
 	want = *expect;
 	expect = &want;
-	report_init(rep, "rewrite");
-	if (check_pieces(&total, pieces, n) < 0)
+	report_init(rep, what);
+	if (clone) {
+		for (size_t i = 0; i < np; i++) {
+			uint64_t len;
+			if (check_pieces(&len, &patches[i].piece, 1) < 0 ||
+			    patches[i].off > expect->size || len > expect->size - patches[i].off)
+				return mfs_errf(err, errlen, -EINVAL, name, "commit: patch %zu does not "
+				                "lie inside the model", i);
+			total += len;
+		}
+	} else if (check_pieces(&total, pieces, n) < 0) {
 		return mfs_errf(err, errlen, -EINVAL, name, "commit: invalid piece list");
+	}
 	if ((rc = mfs_sidefile_name(redo, sizeof(redo), name, REDO_SUFFIX)) < 0)
 		return mfs_errf(err, errlen, rc, name, "commit: name too long");
 
@@ -337,6 +465,13 @@ int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *e
 	buf = malloc(BUF_LEN);
 	if (!buf)
 		return mfs_errf(err, errlen, -ENOMEM, name, "commit: out of memory");
+	/* The model, read-only: the source of a clone and of the attributes. */
+	mfd = mfs_io->openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+	if (mfd < 0) {
+		rc = mfs_errf(err, errlen, errno == ENOENT ? -ESTALE : -errno, name, "commit: "
+		              "cannot open the model: %s", strerror(errno));
+		goto out;
+	}
 
 	/* R1 CREATE */
 	for (int tries = 0; tfd < 0; tries++) {
@@ -384,29 +519,51 @@ int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *e
 		}
 	}
 
-	/* R4 ALLOCATE */
-	if (total && mfs_io->fallocate(tfd, 0, (off_t)total) < 0 && errno != EOPNOTSUPP &&
-	    errno != EINVAL && errno != ENOSYS) {
-		rc = -errno;
-		rc = mfs_errf(err, errlen, rc, name, "commit: cannot allocate %llu bytes for "
-		              "the new model: %s", (unsigned long long)total, describe(rc));
-		goto out;
+	progress_total(hooks, total);
+	if (clone) {
+		/* R4, R5 for a clone: the model's blocks, shared; then the patches. */
+		if (mfs_io->ficlone(tfd, mfd) < 0) {
+			rc = -errno;
+			if (clone_refused(-rc))
+				rc = -EOPNOTSUPP;
+			rc = mfs_errf(err, errlen, rc, name, "commit: cannot clone the model: %s",
+			              strerror(-rc));
+			goto out;
+		}
+		if ((rc = write_patches(tfd, patches, np, buf, hooks, rep)) < 0) {
+			rc = mfs_errf(err, errlen, rc, name, "commit: writing the new model: %s",
+			              describe(rc));
+			goto out;
+		}
+		total = expect->size;
+	} else {
+		/* R4 ALLOCATE */
+		if (total && mfs_io->fallocate(tfd, 0, (off_t)total) < 0 && errno != EOPNOTSUPP &&
+		    errno != EINVAL && errno != ENOSYS) {
+			rc = -errno;
+			rc = mfs_errf(err, errlen, rc, name, "commit: cannot allocate %llu bytes for "
+			              "the new model: %s", (unsigned long long)total, describe(rc));
+			goto out;
+		}
+
+		/* R5 WRITE */
+		bool use_cfr = true;
+		if ((rc = write_pieces(tfd, pieces, n, buf, &use_cfr, hooks, rep)) < 0) {
+			rc = mfs_errf(err, errlen, rc, name, "commit: writing the new model: %s",
+			              describe(rc));
+			goto out;
+		}
 	}
 
-	/* R5 WRITE */
-	bool use_cfr = true;
-	if ((rc = write_pieces(tfd, pieces, n, buf, &use_cfr, rep)) < 0) {
-		rc = mfs_errf(err, errlen, rc, name, "commit: writing the new model: %s",
-		              describe(rc));
-		goto out;
-	}
-
-	/* R6 MODE */
+	/* R6 MODE, and the extended attributes (after the mode: an ACL sets the
+	 * group bits to its mask, which matches the model's mode). */
 	if (mfs_io->fchmod(tfd, st.st_mode & 07777) < 0) {
 		rc = mfs_errf(err, errlen, -errno, name, "commit: cannot set the new file's "
 		              "mode: %s", strerror(errno));
 		goto out;
 	}
+	if ((rc = copy_xattrs(mfd, tfd, name, err, errlen)) < 0)
+		goto out;
 
 	/* R7 SYNC: once, never retried (invariant 5). */
 	if (mfs_io->fsync(tfd) < 0) {
@@ -449,6 +606,13 @@ int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *e
 		              "disk while the commit was being written");
 		goto out;
 	}
+	struct mfs_identity new_id;
+	mfs_identity_from_stat(&new_id, &tst);
+	if (hooks->before_install && (rc = hooks->before_install(hooks->arg, &new_id)) < 0) {
+		rc = mfs_errf(err, errlen, rc, name, "commit: cannot record it in the journal: %s",
+		              describe(rc));
+		goto out;
+	}
 
 	/* R10 RENAME: the commit point. */
 	if (mfs_io->renameat(dirfd, tmp, dirfd, name) < 0) {
@@ -458,7 +622,11 @@ int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *e
 	}
 	tmp[0] = '\0';
 	rep->installed = true;
-	mfs_identity_from_stat(&rep->new_id, &tst);
+	/* Its identity as installed: rename moved its ctime. */
+	rep->new_id = new_id;
+	if (mfs_identity_at(&now, dirfd, name) == 0 && now.dev == new_id.dev &&
+	    now.ino == new_id.ino)
+		rep->new_id = now;
 
 	/* R11 DIRSYNC */
 	rc = mfs_fsync_dir(dirfd);
@@ -475,8 +643,31 @@ out:
 		mfs_io->unlinkat(dirfd, tmp, 0);
 	if (lfd >= 0)
 		mfs_io->close(lfd);
+	if (mfd >= 0)
+		mfs_io->close(mfd);
 	free(buf);
 	return rc;
+}
+
+int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *expect,
+                       const struct mfs_piece *pieces, size_t n,
+                       const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                       char *err, size_t errlen)
+{
+	struct mfs_commit_report dummy;
+	return install(dirfd, name, expect, pieces, n, NULL, 0, hooks, rep ? rep : &dummy,
+	               err, errlen);
+}
+
+int mfs_commit_clone(int dirfd, const char *name, const struct mfs_identity *expect,
+                     const struct mfs_patch *patches, size_t n,
+                     const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                     char *err, size_t errlen)
+{
+	static const struct mfs_patch none;
+	struct mfs_commit_report dummy;
+	return install(dirfd, name, expect, NULL, 0, patches ? patches : &none, n, hooks,
+	               rep ? rep : &dummy, err, errlen);
 }
 
 /* ------------------------------------------------------------ redo log */
@@ -488,15 +679,18 @@ struct redo {
 	int rfd;
 	uint8_t *buf;
 	/* From the header, once verified. */
+	uint64_t hdr_len;       /* REDO_HDR, or MFS_SIDEFILE_HDR_V1 for an old log */
 	struct mfs_identity id;
+	uint64_t journal_id;
 	uint32_t n_patches;
 	uint64_t data_bytes;
 	uint64_t end;           /* bytes before the trailer */
 };
 
-static void redo_header(uint8_t h[REDO_HDR], const struct mfs_identity *id, uint32_t n)
+static void redo_header(uint8_t h[REDO_HDR], const struct mfs_identity *id, uint32_t n,
+                        uint64_t journal_id)
 {
-	struct mfs_sidefile_hdr sh = {.version = 1, .param = n, .id = *id};
+	struct mfs_sidefile_hdr sh = {.version = 2, .param = n, .id = *id, .journal_id = journal_id};
 	memcpy(sh.magic, redo_magic, 8);
 	mfs_sidefile_hdr_put(h, &sh);
 }
@@ -514,17 +708,20 @@ static int redo_verify(struct redo *r)
 	uint64_t fsize = (uint64_t)sb.st_size;
 	uint8_t h[REDO_HDR];
 	int rc;
-	if (fsize < REDO_HDR + TRAILER)
+	if (fsize < MFS_SIDEFILE_HDR_V1 + TRAILER)
 		return 0;
-	if ((rc = mfs_pread_full(r->rfd, h, REDO_HDR, 0)) < 0)
+	size_t hl = fsize < REDO_HDR ? (size_t)fsize : REDO_HDR;
+	if ((rc = mfs_pread_full(r->rfd, h, hl, 0)) < 0)
 		return rc;
 	struct mfs_sidefile_hdr sh;
-	if (!mfs_sidefile_hdr_get(&sh, h, redo_magic) || sh.version != 1)
+	if (!(hl = mfs_sidefile_hdr_get(&sh, h, hl, redo_magic)) || fsize < hl + TRAILER)
 		return 0;
+	r->hdr_len = hl;
 	r->n_patches = sh.param;
 	r->id = sh.id;
-	uint32_t chain = mfs_crc32(0, h + 60, 4);
-	uint64_t pos = REDO_HDR, total = 0;
+	r->journal_id = sh.journal_id;
+	uint32_t chain = mfs_crc32(0, h + hl - 4, 4);
+	uint64_t pos = hl, total = 0;
 	bool damaged = false;
 	for (uint32_t i = 0; i < r->n_patches; i++) {
 		uint8_t p[PATCH_HDR];
@@ -592,7 +789,7 @@ static int redo_apply(struct redo *r, const struct mfs_identity *expect,
 		              "the file the redo log %s was written for", r->path);
 		goto out;
 	}
-	uint64_t pos = REDO_HDR;
+	uint64_t pos = r->hdr_len;
 	for (uint32_t i = 0; i < r->n_patches; i++) {
 		uint8_t p[PATCH_HDR];
 		if ((rc = mfs_pread_full(r->rfd, p, PATCH_HDR, pos)) < 0)
@@ -631,7 +828,7 @@ out:
 }
 
 /* P8 DROP: the model is complete and synced; the log may go. */
-static void redo_drop(struct redo *r)
+static void redo_drop(const struct redo *r)
 {
 	/* If either call fails the log stays, and recovery applies it again:
 	 * harmless (invariant 9), so the commit still counts as done. */
@@ -655,15 +852,16 @@ static int redo_init(struct redo *r, int dirfd, const char *name)
 /* P2 LOG: header and patches; the trailer is written by the caller after
  * a sync.  *chain receives the trailer's CRC, *end its offset. */
 static int redo_write(struct redo *r, const struct mfs_identity *id,
-                      const struct mfs_patch *patches, size_t n, uint32_t *chain, uint64_t *end,
+                      const struct mfs_patch *patches, size_t n,
+                      const struct mfs_commit_hooks *hooks, uint32_t *chain, uint64_t *end,
                       uint64_t *data_bytes)
 {
 	uint8_t h[REDO_HDR];
-	redo_header(h, id, (uint32_t)n);
+	redo_header(h, id, (uint32_t)n, hooks->journal_id);
 	int rc = mfs_pwrite_full(r->rfd, h, REDO_HDR, 0);
 	if (rc < 0)
 		return rc;
-	*chain = mfs_crc32(0, h + 60, 4);
+	*chain = mfs_crc32(0, h + REDO_HDR - 4, 4);
 	uint64_t pos = REDO_HDR, total = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct mfs_piece *pc = &patches[i].piece;
@@ -678,6 +876,7 @@ static int redo_write(struct redo *r, const struct mfs_identity *id,
 			if (rc < 0)
 				return rc;
 			done += (uint64_t)k;
+			progress(hooks, (uint64_t)k);
 		}
 		uint8_t p[PATCH_HDR] = {'M', 'F', 'S', 'P'};
 		mfs_put_le32(p + 4, crc);
@@ -699,7 +898,8 @@ static int redo_write(struct redo *r, const struct mfs_identity *id,
 
 int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *expect,
                        const struct mfs_patch *patches, size_t n,
-                       struct mfs_commit_report *rep, char *err, size_t errlen)
+                       const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                       char *err, size_t errlen)
 {
 	struct mfs_commit_report dummy;
 	struct redo r;
@@ -709,6 +909,8 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
 
 	if (!rep)
 		rep = &dummy;
+	if (!hooks)
+		hooks = &no_hooks;
 	if (err && errlen)
 		err[0] = '\0';
 	if (!expect || n > UINT32_MAX) {
@@ -760,8 +962,11 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
 
 	/* P2 LOG, P3 SYNC */
 	uint32_t chain = 0;
-	uint64_t end = 0, data_bytes = 0;
-	rc = redo_write(&r, expect, patches, n, &chain, &end, &data_bytes);
+	uint64_t end = 0, data_bytes = 0, total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += patches[i].piece.len;
+	progress_total(hooks, total);
+	rc = redo_write(&r, expect, patches, n, hooks, &chain, &end, &data_bytes);
 	if (rc == 0 && mfs_io->fdatasync(r.rfd) < 0)
 		rc = -errno;
 	if (rc < 0) {
@@ -792,6 +997,8 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
 		goto out;
 	}
 	marked = true;
+	if (hooks->after_commit_point)
+		hooks->after_commit_point(hooks->arg);
 
 	/* P5 VERIFY, P6 APPLY, P7 SYNC */
 	rc = redo_verify(&r);
@@ -810,9 +1017,7 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
 	if (rc < 0)
 		goto out;
 	rep->installed = true;
-
-	/* P8 DROP */
-	redo_drop(&r);
+	/* P8 DROP is the caller's, with mfs_commit_finish(). */
 	created = false;
 out:
 	if (marked && rc < 0) {
@@ -827,8 +1032,37 @@ out:
 	return rc;
 }
 
-int mfs_commit_recover(int dirfd, const char *name, struct mfs_commit_report *rep,
-                       char *err, size_t errlen)
+void mfs_commit_finish(int dirfd, const char *name)
+{
+	struct redo r = {.dirfd = dirfd, .name = name};
+	if (mfs_sidefile_name(r.path, sizeof(r.path), name, REDO_SUFFIX) == 0)
+		redo_drop(&r);
+}
+
+int mfs_commit_pending(int dirfd, const char *name, bool *committing)
+{
+	struct redo r;
+	int rc;
+	*committing = false;
+	if ((rc = redo_init(&r, dirfd, name)) < 0)
+		return rc;
+	r.rfd = mfs_io->openat(dirfd, r.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (r.rfd < 0) {
+		rc = errno == ENOENT ? 0 : -errno;
+	} else {
+		/* A damaged log with a trailer counts as committing: it may
+		 * have been half applied. */
+		int v = redo_verify(&r);
+		*committing = v != 0;
+		rc = v < 0 && v != -EUCLEAN ? v : 1;
+		mfs_io->close(r.rfd);
+	}
+	free(r.buf);
+	return rc;
+}
+
+int mfs_commit_recover(int dirfd, const char *name, const struct mfs_identity *model,
+                       struct mfs_commit_report *rep, char *err, size_t errlen)
 {
 	struct mfs_commit_report dummy;
 	struct redo r;
@@ -872,8 +1106,15 @@ int mfs_commit_recover(int dirfd, const char *name, struct mfs_commit_report *re
 		              "applied and is kept", r.path, strerror(-rc));
 		goto out;
 	}
+	if (model && model->layout && r.id.layout && model->layout != r.id.layout) {
+		rc = mfs_errf(err, errlen, -ESTALE, name, "recovery: %s was written for a model "
+		              "of another layout (the file was replaced); it was not applied and "
+		              "is kept", r.path);
+		goto out;
+	}
 	rep->path = "inplace";
 	rep->journal_bytes = r.end + TRAILER;
+	rep->journal_id = r.journal_id;
 	if ((rc = redo_apply(&r, NULL, rep, err, errlen)) < 0)
 		goto out;
 	rep->installed = rep->recovered = true;

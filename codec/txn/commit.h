@@ -33,8 +33,8 @@ struct mfs_patch {
 
 /* What a commit did.  Zero it (or not: every call fills it) before a call. */
 struct mfs_commit_report {
-	const char *path;       /* "rewrite", "inplace" or "none"; static */
-	uint64_t bytes_written; /* into the new file (rewrite) or the model (in place) */
+	const char *path;       /* "rewrite", "clone", "inplace" or "none"; static */
+	uint64_t bytes_written; /* into the new file (rewrite, clone) or the model (in place) */
 	uint64_t bytes_copied;  /* of bytes_written, moved in-kernel by copy_file_range */
 	uint64_t journal_bytes; /* in place: bytes written to the redo log */
 	bool installed;         /* the new version is the model now (even when the call
@@ -43,8 +43,41 @@ struct mfs_commit_report {
 	                         * redo log exists; run mfs_commit_recover() before reading */
 	bool recovered;         /* mfs_commit_recover() finished a logged commit */
 	bool discarded;         /* mfs_commit_recover() removed a log never marked committing */
-	struct mfs_identity new_id;     /* the model's identity after the commit; zero
-	                                 * when it could not be read */
+	uint64_t journal_id;    /* mfs_commit_recover(): the journal whose edits the finished
+	                         * log committed (sidefile.h; 0 when it does not say) */
+	struct mfs_identity new_id;     /* the model's identity after the commit (after the
+	                                 * rename: rename moves ctime); zero when it could
+	                                 * not be read */
+};
+
+/*
+ * What the caller of a commit may add; zero-initialise, every member is
+ * optional.
+ */
+struct mfs_commit_hooks {
+	/*
+	 * Called once a rewrite or a clone is complete and synced, right before
+	 * its commit point (the rename), with the identity the model will have
+	 * (device, inode, size, mtime of the new file): the caller makes durable
+	 * what it needs to know, should the process die after the rename (the
+	 * journal's commit mark, stage.h).  A negative errno stops the commit
+	 * before anything was installed.
+	 */
+	int (*before_install)(void *arg, const struct mfs_identity *new_id);
+	/* In place: called once the redo log is marked committing, before the
+	 * model is written (the journal's in-place mark).  Cannot stop it. */
+	void (*after_commit_point)(void *arg);
+	void *arg;
+	/*
+	 * Progress for the impatient: *done grows towards *total as the new
+	 * file or the redo log is written (atomic stores; read them from any
+	 * thread without a lock).
+	 */
+	uint64_t *done, *total;
+	/* In place: the id of the journal whose edits these are, written into
+	 * the redo log (sidefile.h) so that recovery can say whose commit it
+	 * finished. */
+	uint64_t journal_id;
 };
 
 /*
@@ -56,28 +89,52 @@ struct mfs_commit_report {
  *          refused (-ESTALE) if the file on disk is not that file any more,
  *          both before anything is written and just before the rename.
  * @pieces, @n: the new content.
+ * @hooks:  may be NULL.
  * @rep:    filled with what happened (may be NULL).
  * The temp file is ".<name>.modelfs-tmp-<pid>-<random>" in the same
- * directory, with the model's owner and mode.  Open descriptors and mmaps of
- * the old file keep reading the old bytes.
+ * directory, with the model's owner, mode and extended attributes (ACLs
+ * included).  Open descriptors and mmaps of the old file keep reading the
+ * old bytes.
  * Returns 0, or -errno with one line in `err`: -ESTALE (model changed on
  * disk), -EMLINK (the model has other hard links, which a rename would
  * split off), -EBUSY (an unfinished in-place commit awaits recovery),
- * -ENOSPC, -EIO, -EPERM (owner cannot be preserved), -EINVAL (bad pieces),
- * -ENOMEM.  On failure before the rename the model is untouched and the temp
- * is removed (if even that fails, mfs_commit_gc() removes it later); a
- * failure after it (directory fsync) is reported with rep->installed set.
+ * -ENOSPC, -EIO, -EPERM (owner or an extended attribute cannot be kept),
+ * -EINVAL (bad pieces), -ENOMEM, or what before_install returned.  On
+ * failure before the rename the model is untouched and the temp is removed
+ * (if even that fails, mfs_commit_gc() removes it later); a failure after
+ * it (directory fsync) is reported with rep->installed set.
  */
 int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *expect,
                        const struct mfs_piece *pieces, size_t n,
-                       struct mfs_commit_report *rep, char *err, size_t errlen);
+                       const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                       char *err, size_t errlen);
+
+/*
+ * mfs_commit_clone() - the rewrite of an edit that keeps the layout,
+ * without copying: the temp file is a reflink clone of the model (FICLONE:
+ * btrfs, XFS with reflink, ...), the patches are written into it, and it is
+ * renamed over the model as by mfs_commit_replace(), with the same checks,
+ * hooks and guarantees: every reader sees the old file or the new one,
+ * never a mix.  Costs about what the patches cost.
+ * Returns as mfs_commit_replace(), or -EOPNOTSUPP when the file system
+ * cannot clone the model (nothing was written: do a rewrite instead).
+ */
+int mfs_commit_clone(int dirfd, const char *name, const struct mfs_identity *expect,
+                     const struct mfs_patch *patches, size_t n,
+                     const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                     char *err, size_t errlen);
 
 /*
  * mfs_commit_inplace() - patch the model in place, crash-safely: all patch
  * bytes go first to the redo log ".<name>.modelfs-redo", which is synced and
- * marked committing, then are written into the model, which is synced, and
- * the log is removed.  The file keeps its inode, size and layout; patches
- * must lie inside it (-EINVAL otherwise).
+ * marked committing, then are written into the model, which is synced.  The
+ * file keeps its inode, size and layout; patches must lie inside it
+ * (-EINVAL otherwise).  Until the patches are all written and synced a
+ * reader of the file itself (not through modelfs) may see some of them and
+ * not others: this path is for a caller who chose it (commit=inplace).
+ * The log stays until mfs_commit_finish(), so that the caller can first
+ * make its own state say the commit is done (a crash in between replays the
+ * log again, which changes nothing).
  * Returns 0 or -errno with one line in `err` (as mfs_commit_replace(), plus
  * -EBUSY when a redo log already exists).  A failure before the log is
  * marked leaves the model untouched and removes the log; a failure after
@@ -86,19 +143,34 @@ int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *e
  */
 int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *expect,
                        const struct mfs_patch *patches, size_t n,
-                       struct mfs_commit_report *rep, char *err, size_t errlen);
+                       const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                       char *err, size_t errlen);
+
+/* mfs_commit_finish() - remove the redo log of a completed in-place commit. */
+void mfs_commit_finish(int dirfd, const char *name);
+
+/*
+ * mfs_commit_pending() - is there a redo log beside `name`, and is it marked
+ * committing (the model may be half patched until mfs_commit_recover()
+ * runs)?  Reads only.  Returns 1 (a log; *committing says which kind), 0
+ * (none), or -errno.
+ */
+int mfs_commit_pending(int dirfd, const char *name, bool *committing);
 
 /*
  * mfs_commit_recover() - finish or discard an in-place commit interrupted by
  * a crash: a redo log marked committing (and intact) is applied again
  * (idempotent) and removed; one never marked is removed.  Run it before
- * opening the model.  Returns 0 (nothing to do, or done: see rep->recovered
- * and rep->discarded, and the message in `err`), -EBUSY when a live process
- * holds the log, -ESTALE when the model is no longer the file the log was
- * written for (the log is kept for the user), or -errno.
+ * opening the model.  `model` is what the caller knows of the model now
+ * (its layout fingerprint, core.h), or NULL: a log written for a model of
+ * another layout is not applied.
+ * Returns 0 (nothing to do, or done: see rep->recovered and rep->discarded,
+ * and the message in `err`), -EBUSY when a live process holds the log,
+ * -ESTALE when the model is no longer the file the log was written for (the
+ * log is kept for the user), or -errno.
  */
-int mfs_commit_recover(int dirfd, const char *name, struct mfs_commit_report *rep,
-                       char *err, size_t errlen);
+int mfs_commit_recover(int dirfd, const char *name, const struct mfs_identity *model,
+                       struct mfs_commit_report *rep, char *err, size_t errlen);
 
 /*
  * mfs_commit_gc() - remove temp files left by commits of `name` that died:

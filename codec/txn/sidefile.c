@@ -14,29 +14,51 @@ void mfs_sidefile_hdr_put(uint8_t out[MFS_SIDEFILE_HDR], const struct mfs_sidefi
 {
 	memset(out, 0, MFS_SIDEFILE_HDR);
 	memcpy(out, h->magic, 8);
-	mfs_put_le32(out + 8, h->version);
+	mfs_put_le32(out + 8, 2);
 	mfs_put_le32(out + 12, h->param);
 	mfs_put_le64(out + 16, h->id.dev);
 	mfs_put_le64(out + 24, h->id.ino);
 	mfs_put_le64(out + 32, h->id.size);
 	mfs_put_le64(out + 40, (uint64_t)h->id.mtime_sec);
 	mfs_put_le64(out + 48, (uint64_t)h->id.mtime_nsec);
-	mfs_put_le32(out + 60, mfs_crc32(0, out, 60));
+	mfs_put_le64(out + 56, (uint64_t)h->id.ctime_sec);
+	mfs_put_le64(out + 64, (uint64_t)h->id.ctime_nsec);
+	mfs_put_le64(out + 72, h->id.layout);
+	mfs_put_le64(out + 80, h->journal_id);
+	mfs_put_le32(out + 92, mfs_crc32(0, out, 92));
 }
 
-bool mfs_sidefile_hdr_get(struct mfs_sidefile_hdr *out, const uint8_t in[MFS_SIDEFILE_HDR],
-                          const char magic[8])
+size_t mfs_sidefile_hdr_get(struct mfs_sidefile_hdr *out, const uint8_t *in, size_t len,
+                            const char magic[8])
 {
-	if (memcmp(in, magic, 8) != 0 || mfs_get_le32(in + 60) != mfs_crc32(0, in, 60))
-		return false;
+	if (len < MFS_SIDEFILE_HDR_V1 || memcmp(in, magic, 8) != 0)
+		return 0;
+	uint32_t version = mfs_get_le32(in + 8);
+	size_t hl = version == 1 ? MFS_SIDEFILE_HDR_V1 : version == 2 ? MFS_SIDEFILE_HDR : 0;
+	if (!hl || len < hl || mfs_get_le32(in + hl - 4) != mfs_crc32(0, in, hl - 4))
+		return 0;
+	memset(out, 0, sizeof(*out));
 	memcpy(out->magic, in, 8);
-	out->version = mfs_get_le32(in + 8);
+	out->version = version;
 	out->param = mfs_get_le32(in + 12);
-	out->id = (struct mfs_identity){
-		mfs_get_le64(in + 16), mfs_get_le64(in + 24), mfs_get_le64(in + 32),
-		(int64_t)mfs_get_le64(in + 40), (int64_t)mfs_get_le64(in + 48)
-	};
-	return true;
+	out->id.dev = mfs_get_le64(in + 16);
+	out->id.ino = mfs_get_le64(in + 24);
+	out->id.size = mfs_get_le64(in + 32);
+	out->id.mtime_sec = (int64_t)mfs_get_le64(in + 40);
+	out->id.mtime_nsec = (int64_t)mfs_get_le64(in + 48);
+	if (version == 2) {
+		out->id.ctime_sec = (int64_t)mfs_get_le64(in + 56);
+		out->id.ctime_nsec = (int64_t)mfs_get_le64(in + 64);
+		out->id.layout = mfs_get_le64(in + 72);
+		out->journal_id = mfs_get_le64(in + 80);
+	}
+	return hl;
+}
+
+bool mfs_sidefile_id_matches(const struct mfs_sidefile_hdr *h, const struct mfs_identity *now)
+{
+	return h->version == 1 ? mfs_identity_same_file(&h->id, now) :
+	       mfs_identity_same_version(&h->id, now);
 }
 
 /* FNV-1a: only has to spread long names, not resist anyone. */

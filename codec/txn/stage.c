@@ -126,6 +126,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -143,7 +144,12 @@
 #define F_RAW           0x01
 #define CLEN_RAW        0x80000000u
 
-enum { REC_OBJECT = 1, REC_SIZE, REC_CHUNK, REC_VALUE, REC_DROP, REC_CLEAR, REC_MOVE };
+enum { REC_OBJECT = 1, REC_SIZE, REC_CHUNK, REC_VALUE, REC_DROP, REC_CLEAR, REC_MOVE, REC_COMMIT };
+
+/* REC_COMMIT: arg says what a commit is doing, a rewrite's payload is the
+ * identity it is about to install (dev, ino, size, mtime). */
+enum { MARK_NONE = 0, MARK_REWRITE = 1, MARK_INPLACE = 2 };
+#define COMMIT_PAYLOAD  40
 
 static const char jmagic[8] = {'M', 'F', 'S', 'J', 'R', 'N', 'L', 0};
 static const char rmagic[4] = {'M', 'F', 'S', 'R'};
@@ -187,6 +193,8 @@ struct mfs_stage {
 	char jname[NAME_MAX + 1];
 	char newname[NAME_MAX + 1];
 	struct mfs_identity id;
+	uint64_t jid;           /* the journal's id (sidefile.h), new with every fresh journal */
+	uint64_t hdr_len;       /* its header's length: MFS_SIDEFILE_HDR, or _V1 for an old one */
 	int jfd;                /* -1 until something is staged */
 	uint64_t jend;          /* where the next record goes */
 	uint64_t live;          /* bytes of the journal still referenced */
@@ -411,11 +419,25 @@ static void obj_move(struct mfs_stage *st, struct obj *from, struct obj *to)
 
 /* ------------------------------------------------------------ journal */
 
-static void jheader(uint8_t h[JHDR], const struct mfs_identity *id)
+static void jheader(uint8_t h[JHDR], const struct mfs_identity *id, uint64_t jid)
 {
-	struct mfs_sidefile_hdr sh = {.version = 1, .param = CHUNK, .id = *id};
+	struct mfs_sidefile_hdr sh = {.version = 2, .param = CHUNK, .id = *id, .journal_id = jid};
 	memcpy(sh.magic, jmagic, 8);
 	mfs_sidefile_hdr_put(h, &sh);
+}
+
+/* A journal id: random, never 0 (0 means "none" in a redo log). */
+static uint64_t new_jid(void)
+{
+	uint64_t v = 0;
+	while (!v) {
+		if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			v = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid();
+		}
+	}
+	return v;
 }
 
 /*
@@ -458,7 +480,9 @@ static int ensure_journal(struct mfs_stage *st)
 		goto fail;
 	}
 	uint8_t h[JHDR];
-	jheader(h, &st->id);
+	st->jid = new_jid();
+	st->hdr_len = JHDR;
+	jheader(h, &st->id, st->jid);
 	rc = mfs_pwrite_full(fd, h, JHDR, 0);
 	/* The header and the name must be durable before any record counts on
 	 * them; after this, records only need the file's own fdatasync. */
@@ -713,7 +737,7 @@ static int compact(struct mfs_stage *st)
 		goto out;
 	}
 	uint8_t h[JHDR];
-	jheader(h, &st->id);
+	jheader(h, &st->id, st->jid);
 	rc = mfs_pwrite_full(nfd, h, JHDR, 0);
 	uint64_t pos = JHDR, live = JHDR;
 	for (size_t b = 0; rc == 0 && b < st->n_buckets; b++) {
@@ -770,6 +794,7 @@ static int compact(struct mfs_stage *st)
 	mfs_fsync_dir(st->dirfd);
 	mfs_io->close(st->jfd);
 	st->jfd = nfd;
+	st->hdr_len = JHDR;
 	nfd = -1;
 	k = 0;
 	for (size_t b = 0; b < st->n_buckets; b++)
@@ -801,6 +826,8 @@ static void maybe_compact(struct mfs_stage *st)
 }
 
 /* ------------------------------------------------------------ replay */
+
+static void free_all(struct mfs_stage *st);
 
 /* Apply one record read at open.  Returns 0, or -EUCLEAN when the record
  * makes no sense here (replay stops), or -ENOMEM. */
@@ -889,8 +916,8 @@ static int replay_rec(struct mfs_stage *st, const uint8_t *h, uint64_t poff)
 static const char *rec_name(int type)
 {
 	static const char *names[] = {"?", "OBJECT", "SIZE", "CHUNK", "VALUE", "DROP", "CLEAR",
-	                              "MOVE"};
-	return type > 0 && type <= REC_MOVE ? names[type] : "unknown";
+	                              "MOVE", "COMMIT"};
+	return type > 0 && type <= REC_COMMIT ? names[type] : "unknown";
 }
 
 /* Rename a journal we will not use out of the way, keeping it for the user. */
@@ -908,12 +935,108 @@ static int set_aside(struct mfs_stage *st, const char *model, const char *why, c
 }
 
 /*
+ * Replay the records of the journal open at `fd` (fsize bytes, header of
+ * st->hdr_len) into the index.  *why says where it stopped early (NULL: at
+ * the end), *pos where; *mark gets whether the last commit mark stands and
+ * the identity it names.  Returns 0 or -errno (a read error, not a bad
+ * record) with the message set.
+ */
+static int replay_records(struct mfs_stage *st, int fd, uint64_t fsize, const char *model,
+                          struct mfs_stage_recovery *rec, const char **why, int *bad_type,
+                          uint64_t *pos_out, bool *marked, struct mfs_identity *mark,
+                          char *err, size_t errlen)
+{
+	uint64_t pos = st->hdr_len;
+	int rc;
+	*why = NULL;
+	*marked = false;
+	st->live = st->hdr_len;
+	while (pos < fsize) {
+		uint8_t r[RHDR];
+		if (fsize - pos < RHDR) {
+			*why = "short record header";
+			break;
+		}
+		rc = mfs_pread_full(fd, r, RHDR, pos);
+		if (rc < 0)
+			return mfs_errf(err, errlen, rc, model, "cannot read %s: %s", st->jname,
+			                strerror(-rc));
+		if (memcmp(r, rmagic, 4) != 0 || mfs_get_le32(r + 44) != mfs_crc32(0, r, 44)) {
+			*why = "bad record header";
+			break;
+		}
+		*bad_type = r[4];
+		uint32_t plen = mfs_get_le32(r + 32);
+		if (plen > st->cbuf_len - RHDR) {
+			*why = "payload length out of range";
+			break;
+		}
+		if (fsize - pos - RHDR < plen) {
+			*why = "payload cut short";
+			break;
+		}
+		if (plen) {
+			rc = mfs_pread_full(fd, st->cbuf + RHDR, plen, pos + RHDR);
+			if (rc < 0)
+				return mfs_errf(err, errlen, rc, model, "cannot read %s: %s",
+				                st->jname, strerror(-rc));
+			if (mfs_crc32(0, st->cbuf + RHDR, plen) != mfs_get_le32(r + 36)) {
+				*why = "payload checksum mismatch";
+				break;
+			}
+		}
+		if (r[4] == REC_COMMIT) {
+			/* Not an edit: what a commit was about to install (or, with
+			 * arg 0, that it did not). */
+			uint64_t arg = mfs_get_le64(r + 16);
+			if (arg > MARK_INPLACE || plen != (arg == MARK_REWRITE ? COMMIT_PAYLOAD : 0)) {
+				*why = "record out of place";
+				break;
+			}
+			*marked = arg != MARK_NONE;
+			*mark = (struct mfs_identity){0};
+			if (arg == MARK_REWRITE) {
+				const uint8_t *p = st->cbuf + RHDR;
+				*mark = (struct mfs_identity){
+					mfs_get_le64(p), mfs_get_le64(p + 8), mfs_get_le64(p + 16),
+					(int64_t)mfs_get_le64(p + 24), (int64_t)mfs_get_le64(p + 32), 0, 0, 0
+				};
+			}
+			rec->n_records++;
+			pos += RHDR + plen;
+			continue;
+		}
+		rc = replay_rec(st, r, pos + RHDR);
+		if (rc == -EUCLEAN) {
+			*why = "record out of place";
+			break;
+		}
+		if (rc < 0)
+			return mfs_errf(err, errlen, rc, model, "replaying %s: %s", st->jname,
+			                strerror(-rc));
+		rec->n_records++;
+		pos += RHDR + plen;
+	}
+	*pos_out = pos;
+	return 0;
+}
+
+/*
  * Replay the journal open at `fd` (locked).  On success either st->jfd is fd
  * and the index is rebuilt, or fd is closed, st->jfd is -1 and the journal
- * was removed (empty) or set aside.  On failure fd is still the caller's.
+ * was removed (empty, or obsolete: its edits are in the model already) or
+ * set aside.  On failure fd is still the caller's.
+ *
+ * A journal written for another version of the model is obsolete, not
+ * stale, when that version is what its last commit installed: a rewrite
+ * whose commit mark names the model's present identity (the process died
+ * between the rename and the journal's reset), or an in-place commit whose
+ * redo log, naming this journal, recovery has just completed
+ * (opts.committed_journal).
  */
-static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_stale,
-                  struct mfs_stage_recovery *rec, char *err, size_t errlen)
+static int replay(struct mfs_stage *st, int fd, const char *model,
+                  const struct mfs_stage_opts *opts, struct mfs_stage_recovery *rec,
+                  char *err, size_t errlen)
 {
 	struct stat sb;
 	if (mfs_io->fstat(fd, &sb) < 0)
@@ -925,12 +1048,13 @@ static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_sta
 	int rc;
 	/* A read error is not a bad header: fail, never set a journal aside
 	 * because the disk hiccuped. */
-	if (fsize >= JHDR && (rc = mfs_pread_full(fd, h, JHDR, 0)) < 0)
+	size_t hl = fsize < JHDR ? (size_t)fsize : JHDR;
+	if (hl && (rc = mfs_pread_full(fd, h, hl, 0)) < 0)
 		return mfs_errf(err, errlen, rc, model, "cannot read %s: %s", st->jname,
 		                strerror(-rc));
 	struct mfs_sidefile_hdr sh;
-	bool header_ok = fsize >= JHDR && mfs_sidefile_hdr_get(&sh, h, jmagic) &&
-	                 sh.version == 1 && sh.param == CHUNK;
+	size_t got = hl ? mfs_sidefile_hdr_get(&sh, h, hl, jmagic) : 0;
+	bool header_ok = got && sh.param == CHUNK;
 	rec->found = true;
 	if (!header_ok) {
 		/* A header is synced before any record is written, so a short or
@@ -954,8 +1078,41 @@ static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_sta
 		         "journal %s has a bad header; kept as %s, not used", st->jname, aside);
 		return 0;
 	}
-	if (!mfs_identity_equal(&sh.id, &st->id)) {
-		if (keep_stale) {
+	st->hdr_len = got;
+	st->jid = sh.journal_id;
+	rec->journal_id = sh.journal_id;
+
+	const char *why;
+	int bad_type = 0;
+	uint64_t pos = 0;
+	bool marked;
+	struct mfs_identity mark;
+	rc = replay_records(st, fd, fsize, model, rec, &why, &bad_type, &pos, &marked, &mark,
+	                    err, errlen);
+	if (rc < 0)
+		return rc;
+
+	if (!mfs_sidefile_id_matches(&sh, &st->id)) {
+		/* An in-place mark is written only past that commit's point of no
+		 * return, so the model is (or recovery made it) the new version. */
+		bool done = (sh.journal_id && sh.journal_id == opts->committed_journal) ||
+		            (marked && (mark.dev == 0 || mfs_identity_same_file(&mark, &st->id)));
+		free_all(st);
+		st->live = 0;
+		rec->n_records = 0;
+		if (done) {
+			if (mfs_io->unlinkat(st->dirfd, st->jname, 0) < 0)
+				return mfs_errf(err, errlen, -errno, model, "cannot remove journal %s: "
+				                "%s", st->jname, strerror(errno));
+			mfs_fsync_dir(st->dirfd);
+			mfs_io->close(fd);
+			rec->obsolete = true;
+			snprintf(rec->msg, sizeof(rec->msg), "the commit of the edits in %s had "
+			         "installed them before the process stopped; the journal was removed",
+			         st->jname);
+			return 0;
+		}
+		if (opts->keep_stale) {
 			return mfs_errf(err, errlen, -ESTALE, model, "journal %s was written for "
 			                "another version of the model (changed on disk since)",
 			                st->jname);
@@ -973,55 +1130,6 @@ static int replay(struct mfs_stage *st, int fd, const char *model, bool keep_sta
 		return 0;
 	}
 
-	st->live = JHDR;
-	uint64_t pos = JHDR;
-	const char *why = NULL;
-	int bad_type = 0;
-	while (pos < fsize) {
-		uint8_t r[RHDR];
-		if (fsize - pos < RHDR) {
-			why = "short record header";
-			break;
-		}
-		rc = mfs_pread_full(fd, r, RHDR, pos);
-		if (rc < 0)
-			return mfs_errf(err, errlen, rc, model, "cannot read %s: %s", st->jname,
-			                strerror(-rc));
-		if (memcmp(r, rmagic, 4) != 0 || mfs_get_le32(r + 44) != mfs_crc32(0, r, 44)) {
-			why = "bad record header";
-			break;
-		}
-		bad_type = r[4];
-		uint32_t plen = mfs_get_le32(r + 32);
-		if (plen > st->cbuf_len - RHDR) {
-			why = "payload length out of range";
-			break;
-		}
-		if (fsize - pos - RHDR < plen) {
-			why = "payload cut short";
-			break;
-		}
-		if (plen) {
-			rc = mfs_pread_full(fd, st->cbuf + RHDR, plen, pos + RHDR);
-			if (rc < 0)
-				return mfs_errf(err, errlen, rc, model, "cannot read %s: %s",
-				                st->jname, strerror(-rc));
-			if (mfs_crc32(0, st->cbuf + RHDR, plen) != mfs_get_le32(r + 36)) {
-				why = "payload checksum mismatch";
-				break;
-			}
-		}
-		rc = replay_rec(st, r, pos + RHDR);
-		if (rc == -EUCLEAN) {
-			why = "record out of place";
-			break;
-		}
-		if (rc < 0)
-			return mfs_errf(err, errlen, rc, model, "replaying %s: %s", st->jname,
-			                strerror(-rc));
-		rec->n_records++;
-		pos += RHDR + plen;
-	}
 	st->jend = pos;
 	rec->n_objects = st->n_staged;
 	int n = snprintf(rec->msg, sizeof(rec->msg),
@@ -1118,7 +1226,7 @@ int mfs_stage_open(struct mfs_stage **out, int dirfd, const char *model_name,
 		}
 		/* Holding the lock, a leftover compaction file is ours to remove. */
 		mfs_io->unlinkat(dirfd, st->newname, 0);
-		rc = replay(st, fd, model_name, opts->keep_stale, rec, err, errlen);
+		rc = replay(st, fd, model_name, opts, rec, err, errlen);
 		if (rc < 0) {
 			mfs_io->close(fd);
 			goto out;
@@ -1485,8 +1593,8 @@ int mfs_stage_drop_all(struct mfs_stage *st)
 		if (rc == 0) {
 			/* The synced CLEAR already makes a replay come back empty;
 			 * cutting the file back only reclaims its space. */
-			if (mfs_io->ftruncate(st->jfd, JHDR) == 0)
-				st->jend = JHDR;
+			if (mfs_io->ftruncate(st->jfd, (off_t)st->hdr_len) == 0)
+				st->jend = st->hdr_len;
 		} else {
 			/* Memory is about to forget everything, so the journal must
 			 * too, or a replay would bring back edits the user dropped
@@ -1501,7 +1609,7 @@ int mfs_stage_drop_all(struct mfs_stage *st)
 		}
 	}
 	unstage_all(st);
-	st->live = st->jfd >= 0 ? JHDR : 0;
+	st->live = st->jfd >= 0 ? st->hdr_len : 0;
 	pthread_mutex_unlock(&st->lock);
 	return rc;
 }
@@ -1635,7 +1743,9 @@ int mfs_stage_reset_keep(struct mfs_stage *st, const struct mfs_identity *id,
 	}
 	st->id = *id;
 	if (kept) {
-		/* The copy gets a header with the new identity. */
+		/* The copy gets a header with the new identity, and a new id: it is
+		 * not the journal whose edits the commit installed. */
+		st->jid = new_jid();
 		rc = compact(st);
 		if (rc < 0) {
 			/* Kept content is lost: better than a journal that the
@@ -1684,4 +1794,55 @@ void mfs_stage_stat(struct mfs_stage_stat *out, struct mfs_stage *st)
 	out->last_compact_err = st->last_compact_err;
 	out->failed = st->failed != 0;
 	pthread_mutex_unlock(&st->lock);
+}
+
+int mfs_stage_mark_commit(struct mfs_stage *st, const struct mfs_identity *new_id)
+{
+	int rc = 0;
+	pthread_mutex_lock(&st->lock);
+	if (st->jfd >= 0) {
+		uint8_t *p = st->cbuf + RHDR;
+		mfs_put_le64(p, new_id->dev);
+		mfs_put_le64(p + 8, new_id->ino);
+		mfs_put_le64(p + 16, new_id->size);
+		mfs_put_le64(p + 24, (uint64_t)new_id->mtime_sec);
+		mfs_put_le64(p + 32, (uint64_t)new_id->mtime_nsec);
+		rc = append(st, REC_COMMIT, F_RAW, 0, MARK_REWRITE, COMMIT_PAYLOAD, COMMIT_PAYLOAD,
+		            COMMIT_PAYLOAD, NULL, NULL);
+		if (rc == 0 && mfs_io->fdatasync(st->jfd) < 0)
+			rc = -errno;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int mfs_stage_mark_inplace(struct mfs_stage *st)
+{
+	int rc = 0;
+	pthread_mutex_lock(&st->lock);
+	if (st->jfd >= 0) {
+		rc = append(st, REC_COMMIT, 0, 0, MARK_INPLACE, 0, 0, 0, NULL, NULL);
+		if (rc == 0 && mfs_io->fdatasync(st->jfd) < 0)
+			rc = -errno;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int mfs_stage_unmark_commit(struct mfs_stage *st)
+{
+	int rc = 0;
+	pthread_mutex_lock(&st->lock);
+	if (st->jfd >= 0)
+		rc = append(st, REC_COMMIT, 0, 0, MARK_NONE, 0, 0, 0, NULL, NULL);
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+uint64_t mfs_stage_journal_id(struct mfs_stage *st)
+{
+	pthread_mutex_lock(&st->lock);
+	uint64_t id = st->jfd >= 0 ? st->jid : 0;
+	pthread_mutex_unlock(&st->lock);
+	return id;
 }

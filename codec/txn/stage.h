@@ -53,12 +53,19 @@ struct mfs_stage_opts {
 	uint64_t compact_min;   /* compact only when dead bytes exceed this; 0 = 64 MiB */
 	bool keep_stale;        /* a journal of another model version: fail with -ESTALE
 	                         * instead of setting it aside */
+	uint64_t committed_journal;     /* the journal id of a redo log that recovery
+	                                 * has just completed: that journal's edits are
+	                                 * in the model (0: none) */
 };
 
 /* What mfs_stage_open() found.  `msg` is one line, "" when there was no journal. */
 struct mfs_stage_recovery {
 	bool found;             /* a journal existed */
 	bool stale;             /* it belonged to another version of the model; set aside */
+	bool obsolete;          /* its edits had been committed (a commit was cut short
+	                         * between installing the model and resetting the
+	                         * journal); removed */
+	uint64_t journal_id;    /* its id (sidefile.h); 0 for an old journal */
 	bool torn;              /* replay stopped at a torn or corrupt record */
 	uint64_t n_objects;     /* staged objects recovered */
 	uint64_t n_records;     /* records replayed */
@@ -95,7 +102,10 @@ struct mfs_stage_stat {
  * the bad tail is cut off so appends can continue), and nothing is applied
  * to the model.  A journal for another identity is renamed aside to
  * ".<model>.modelfs-journal.stale-..." and reported (or, with
- * opts.keep_stale, left alone and -ESTALE returned).  No journal is created
+ * opts.keep_stale, left alone and -ESTALE returned) — unless it is obsolete:
+ * its last commit had installed that other identity (see
+ * mfs_stage_mark_commit() and opts.committed_journal); then it is removed
+ * and reported (rec->obsolete).  No journal is created
  * until the first change is staged.
  * Returns 0, -EBUSY when another process holds the journal, or -errno, with
  * a one-line reason in `err`.
@@ -214,6 +224,30 @@ int mfs_stage_extents(struct mfs_stage *st, uint64_t key, struct mfs_stage_exten
  * until mfs_stage_drop_all() or mfs_stage_reset().  May compact the journal.
  */
 int mfs_stage_sync(struct mfs_stage *st);
+
+/*
+ * mfs_stage_mark_commit() - record in the journal, durably, that a commit
+ * is about to install the model version `new_id` (its device, inode, size
+ * and mtime): if the process dies after the new version is installed and
+ * before mfs_stage_reset(), the next mfs_stage_open() finds the model is
+ * that version and removes the journal as obsolete instead of setting it
+ * aside.  A journal that does not exist yet needs no mark.  Returns 0 or
+ * -errno (the commit must then not go ahead).
+ */
+int mfs_stage_mark_commit(struct mfs_stage *st, const struct mfs_identity *new_id);
+
+/*
+ * mfs_stage_mark_inplace() - the same for an in-place commit, once it is
+ * past its commit point (its redo log is marked committing): whatever
+ * happens now, the model will be the new version.
+ */
+int mfs_stage_mark_inplace(struct mfs_stage *st);
+
+/* mfs_stage_unmark_commit() - the commit marked did not install anything. */
+int mfs_stage_unmark_commit(struct mfs_stage *st);
+
+/* mfs_stage_journal_id() - the id of the journal in use (sidefile.h), 0 if none. */
+uint64_t mfs_stage_journal_id(struct mfs_stage *st);
 
 /*
  * mfs_stage_reset() - after a commit: forget everything staged, remove the

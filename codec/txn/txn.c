@@ -89,7 +89,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "txn/sidefile.h"
@@ -563,7 +565,174 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 
 int txn_model_identity(struct mfs_txn *t)
 {
-	return mfs_source_identity(t->m->srcs[0], &t->id);
+	int rc = mfs_source_identity(t->m->srcs[0], &t->id);
+	t->id.layout = mfs_model_layout(t->m);
+	return rc;
+}
+
+/*
+ * Every transaction holds a shared flock on its model file for as long as
+ * it has it open, and an in-place commit needs it exclusive (apply.c): so a
+ * model another mount is reading is never patched under it (that commit
+ * rewrites instead), and a mount never starts reading while another one is
+ * patching.  The latter is waited for, a little.
+ */
+int txn_lock_model(const mfs_model *m, int how)
+{
+	int fd = mfs_source_fd(m->srcs[0]);
+	if (fd < 0)
+		return 0;       /* not a local file: nobody patches it in place */
+	for (int tries = 0;; tries++) {
+		if (mfs_io->flock(fd, how == LOCK_UN ? how : how | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK)
+			return -errno;
+		if (how == LOCK_EX || tries >= 50)
+			return -EBUSY;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* ------------------------------------------------------------ failure notes */
+
+/*
+ * A commit that failed with nobody to tell (the one at unmount) leaves a
+ * note beside the model, ".<model>.modelfs-failed": one line, the time and
+ * the message.  The next open reports it (status, `modelfs recover`),
+ * `modelfs unmount` reads it to exit non-zero, and a successful commit or
+ * an abort removes it.  Written by temp + rename, so it is whole or absent.
+ */
+#define FAILED_SUFFIX ".modelfs-failed"
+
+int mfs_txn_note_failure(mfs_txn *t, const char *msg)
+{
+	char name[NAME_MAX + 1], tmp[NAME_MAX + 1], line[768];
+	if (mfs_sidefile_name(name, sizeof(name), t->name, FAILED_SUFFIX) < 0 ||
+	    mfs_sidefile_name(tmp, sizeof(tmp), t->name, FAILED_SUFFIX "-new") < 0)
+		return -ENAMETOOLONG;
+	int n = snprintf(line, sizeof(line), "%lld %s\n", (long long)time(NULL), msg);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = (int)sizeof(line) - 1, line[n - 1] = '\n';
+	int fd = mfs_io->openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+	                        O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int rc = mfs_pwrite_full(fd, line, (size_t)n, 0);
+	if (rc == 0 && mfs_io->fsync(fd) < 0)
+		rc = -errno;
+	mfs_io->close(fd);
+	if (rc == 0 && mfs_io->renameat(t->dirfd, tmp, t->dirfd, name) < 0)
+		rc = -errno;
+	if (rc < 0)
+		mfs_io->unlinkat(t->dirfd, tmp, 0);
+	else
+		mfs_fsync_dir(t->dirfd);
+	return rc;
+}
+
+void txn_clear_failure(struct mfs_txn *t)
+{
+	char name[NAME_MAX + 1];
+	if (mfs_sidefile_name(name, sizeof(name), t->name, FAILED_SUFFIX) == 0 &&
+	    mfs_io->unlinkat(t->dirfd, name, 0) == 0)
+		mfs_fsync_dir(t->dirfd);
+}
+
+/* The note of a failed commit, as "<time> <message>", into buf; false if none. */
+static bool read_failure(struct mfs_txn *t, char *buf, size_t len)
+{
+	char name[NAME_MAX + 1];
+	if (mfs_sidefile_name(name, sizeof(name), t->name, FAILED_SUFFIX) < 0)
+		return false;
+	int fd = mfs_io->openat(t->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	ssize_t n = mfs_io->pread(fd, buf, len - 1, 0);
+	mfs_io->close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return true;
+}
+
+/* Append "; <text>" (or just <text>) to a recovery message. */
+static void rec_add(struct mfs_txn_recovery *rec, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void rec_add(struct mfs_txn_recovery *rec, const char *fmt, ...)
+{
+	size_t l = strlen(rec->msg);
+	if (l && l + 2 < sizeof(rec->msg)) {
+		memcpy(rec->msg + l, "; ", 3);
+		l += 2;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(rec->msg + l, sizeof(rec->msg) - l, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Recovery, before the model is read for good: an interrupted in-place
+ * commit is finished (or a never-started one removed) and dead temps go.
+ * A read-only transaction never writes: a committing redo log (the model
+ * may be half patched) makes it refuse, naming `modelfs recover`.
+ * *journal gets the id of the journal whose commit a finished log
+ * completed (0 if none).
+ */
+static int recover(struct mfs_txn *t, struct mfs_txn_recovery *rec, uint64_t *journal,
+                   const char *path, char *err, size_t errlen)
+{
+	char msg[512];
+	bool committing;
+	*journal = 0;
+	int rc = mfs_commit_pending(t->dirfd, t->name, &committing);
+	if (rc < 0)
+		return mfs_errf(err, errlen, rc, path, "cannot check for an interrupted commit: %s",
+		                strerror(-rc));
+	if (rc == 1 && t->opts.read_only) {
+		if (committing)
+			return mfs_errf(err, errlen, -EBUSY, path, "an in-place commit was interrupted "
+			                "and the model may be half patched; run 'modelfs recover %s' "
+			                "(or mount it read-write) first", path);
+	} else if (rc == 1) {
+		/* The model's layout, for recovery to check the log is its own. */
+		struct mfs_identity now = {0};
+		mfs_model *m = NULL;
+		if (mfs_model_open(&m, t->path, NULL, msg, sizeof(msg)) == 0) {
+			now.layout = mfs_model_layout(m);
+			mfs_model_close(m);
+		}
+		struct mfs_commit_report rep;
+		rc = mfs_commit_recover(t->dirfd, t->name, &now, &rep, msg, sizeof(msg));
+		if (rc < 0)
+			return mfs_errf(err, errlen, rc, path, "%s", txn_strip_display(msg, t->name));
+		if (rep.recovered || rep.discarded) {
+			rec->redo_replayed = rep.recovered;
+			rec_add(rec, "%s", txn_strip_display(msg, t->name));
+		}
+		if (rep.recovered)
+			*journal = rep.journal_id;
+	}
+	if (!t->opts.read_only) {
+		int n = mfs_commit_gc(t->dirfd, t->name);
+		if (n > 0)
+			rec_add(rec, "removed %d temp file%s of a dead commit", n, n == 1 ? "" : "s");
+	}
+	char note[512];
+	if (read_failure(t, note, sizeof(note))) {
+		char *sp = strchr(note, ' ');
+		time_t when = (time_t)strtoll(note, NULL, 10);
+		char stamp[32] = "";
+		struct tm tm;
+		if (localtime_r(&when, &tm))
+			strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
+		rec_add(rec, "a commit failed at %s with nobody to tell (at unmount): %s", stamp,
+		        sp ? sp + 1 : note);
+	}
+	return 0;
 }
 
 int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opts,
@@ -597,8 +766,6 @@ int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opt
 	pthread_mutex_init(&t->view_lock, NULL);
 	t->dirfd = -1;
 	t->opts = opts ? *opts : defaults;
-	if (!t->opts.inplace_min)
-		t->opts.inplace_min = DEFAULT_INPLACE_MIN;
 	t->generation = 1;
 	snprintf(t->last, sizeof(t->last), "last commit: none");
 	t->path = strdup(abs);
@@ -619,32 +786,21 @@ int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opt
 		goto out;
 	}
 
-	/* Recovery, before the model is read: an interrupted in-place commit
-	 * is finished (or a never-started one removed), dead temps go. */
-	struct mfs_commit_report rep;
-	rc = mfs_commit_recover(t->dirfd, t->name, &rep, msg, sizeof(msg));
-	if (rc < 0) {
-		rc = mfs_errf(err, errlen, rc, path, "%s", txn_strip_display(msg, t->name));
+	uint64_t committed_journal;
+	if ((rc = recover(t, rec, &committed_journal, path, err, errlen)) < 0)
 		goto out;
-	}
-	if (rep.recovered || rep.discarded) {
-		rec->redo_replayed = rep.recovered;
-		txn_set_msg(rec->msg, sizeof(rec->msg), "%s", txn_strip_display(msg, t->name));
-	}
-	if (!t->opts.read_only) {
-		int n = mfs_commit_gc(t->dirfd, t->name);
-		if (n > 0) {
-			size_t l = strlen(rec->msg);
-			snprintf(rec->msg + l, sizeof(rec->msg) - l, "%sremoved %d temp file%s of a "
-			         "dead commit", l ? "; " : "", n, n == 1 ? "" : "s");
-		}
-	}
 
 	rc = mfs_model_open(&t->m, t->path, NULL, err, errlen);
 	if (rc < 0)
 		goto out;
 	t->d = mfs_model_desc(t->m);
 	t->props_ok = t->m->fmt->props_writable && t->m->fmt->props_writable(t->m);
+	if ((rc = txn_lock_model(t->m, LOCK_SH)) < 0) {
+		rc = mfs_errf(err, errlen, rc, path, rc == -EBUSY ? "another modelfs process is "
+		              "patching the model in place; try again when its commit is done" :
+		              "cannot lock the model: %s", strerror(-rc));
+		goto out;
+	}
 	if ((rc = txn_model_identity(t)) < 0) {
 		rc = mfs_errf(err, errlen, rc, path, "cannot stat the model: %s", strerror(-rc));
 		goto out;
@@ -655,7 +811,8 @@ int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opt
 	}
 	if (!t->opts.read_only) {
 		struct mfs_stage_recovery srec;
-		rc = mfs_stage_open(&t->st, t->dirfd, t->name, &t->id, NULL, &srec, msg,
+		struct mfs_stage_opts sopts = {.committed_journal = committed_journal};
+		rc = mfs_stage_open(&t->st, t->dirfd, t->name, &t->id, &sopts, &srec, msg,
 		                    sizeof(msg));
 		if (rc < 0) {
 			rc = mfs_errf(err, errlen, rc, path, "%s", txn_strip_display(msg, t->name));
@@ -670,12 +827,9 @@ int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opt
 		}
 		rec->n_recovered = offered;
 		rec->journal_found = offered > 0;
-		if (srec.found && srec.msg[0]) {
-			size_t l = strlen(rec->msg);
-			snprintf(rec->msg + l, sizeof(rec->msg) - l, "%s%s%s%s", l ? "; " : "",
-			         srec.msg, note, offered ? " (staged again, not applied: commit or "
-			         "abort them)" : "");
-		}
+		if (srec.found && srec.msg[0])
+			rec_add(rec, "%s%s%s", srec.msg, note, offered ? " (staged again, not "
+			        "applied: commit or abort them)" : "");
 	}
 	t->rec = *rec;
 	*out = t;

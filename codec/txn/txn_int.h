@@ -37,7 +37,6 @@
 #define KIND_SHIFT      56
 #define KEY_IDX(k)      ((k) & ((1ull << KIND_SHIFT) - 1))
 #define KEY_KIND(k)     ((unsigned)((k) >> KIND_SHIFT))
-#define DEFAULT_INPLACE_MIN (64ull << 20)
 
 enum key_kind { K_DATA = 0, K_DTYPE = 1, K_SHAPE = 2, K_META = 3, K_PROP = 4, K_SCRATCH = 5 };
 
@@ -134,6 +133,9 @@ struct mfs_txn {
 	size_t n_scratch;
 
 	uint64_t n_dirty;       /* staged edits of the model (scratch not counted) */
+	/* Progress of the commit running (atomics: read without the lock). */
+	uint64_t prog_done, prog_total;
+	bool committing;
 	uint64_t generation;
 	uint64_t edit_seq;
 	struct view view;
@@ -172,8 +174,13 @@ const int64_t *txn_eff_dims(const struct tstate *s, size_t *rank);
 /* The format's writable meta/ files: how many, and the index of `name` (-1). */
 unsigned txn_meta_count(const struct mfs_txn *t);
 int txn_meta_index(const struct mfs_txn *t, const char *name);
-/* The current model's identity, from its source. */
+/* The current model's identity, from its source, with its layout. */
 int txn_model_identity(struct mfs_txn *t);
+/* flock(LOCK_SH, LOCK_EX or LOCK_UN) of model `m`'s file, non-blocking (LOCK_SH waits
+ * a little for an in-place commit elsewhere): 0, -EBUSY, or -errno. */
+int txn_lock_model(const mfs_model *m, int how);
+/* Remove the note of a failed commit (a commit or an abort succeeded). */
+void txn_clear_failure(struct mfs_txn *t);
 /* Small staged values. */
 int txn_put_value(struct mfs_txn *t, uint64_t key, const void *buf, size_t len);
 int txn_drop_key(struct mfs_txn *t, uint64_t key);

@@ -47,18 +47,26 @@ extern "C" {
 
 typedef struct mfs_txn mfs_txn;
 
+/*
+ * How a commit writes the model.  AUTO and REWRITE are atomic for every
+ * reader of the model file, modelfs or not: the new version appears by
+ * rename.  INPLACE is not: until the commit (or recovery after a crash)
+ * ends, a program reading the file itself may see it half patched.
+ */
 enum mfs_commit_mode {
-	MFS_COMMIT_AUTO = 0,    /* in place when every edit keeps the layout, the
-	                         * model is at least inplace_min bytes and the changed
-	                         * bytes are at most half of it; else rewrite */
+	MFS_COMMIT_AUTO = 0,    /* edits that keep the layout: a reflink clone of the
+	                         * model, patched and renamed over it (where the file
+	                         * system can clone: btrfs, XFS); else a rewrite */
 	MFS_COMMIT_REWRITE = 1, /* always a temp file + rename */
-	MFS_COMMIT_INPLACE = 2  /* in place when possible, else rewrite */
+	MFS_COMMIT_INPLACE = 2  /* edits that keep the layout: patched in place through a
+	                         * redo log, unless another mount has the model open
+	                         * (then, and for other edits, a rewrite) */
 };
 
 struct mfs_txn_opts {
 	enum mfs_commit_mode mode;
-	uint64_t inplace_min;   /* 0 = 64 MiB */
-	bool read_only;         /* no journal, every edit fails with -EROFS */
+	bool read_only;         /* no journal, every edit fails with -EROFS, and the
+	                         * model is never written (not even by recovery) */
 };
 
 /* What happened at open: recovery of a journal or of an interrupted commit. */
@@ -72,8 +80,14 @@ struct mfs_txn_recovery {
 /*
  * mfs_txn_open() - open the model at `path` for editing.
  * Runs recovery first: finishes an interrupted in-place commit (redo log),
- * removes stale temp files of dead commits, and replays a journal left by a
- * dead daemon (its edits are staged again, never applied silently).
+ * removes stale temp files of dead commits, replays a journal left by a
+ * dead daemon (its edits are staged again, never applied silently) or
+ * removes it when its commit had installed them, and reports a note that a
+ * commit at an earlier unmount failed.  A read-only transaction writes
+ * nothing: it refuses (-EBUSY) a model with an interrupted in-place commit
+ * (run it read-write, or `modelfs recover`, first).  While open, the
+ * transaction holds a shared flock on the model file (-EBUSY if another
+ * process is patching it in place).
  * @out: yours to free with mfs_txn_close().
  */
 int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opts,
@@ -258,6 +272,22 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res);
  * commits live on (free space for staged edits).  Returns 0 or -errno.
  */
 int mfs_txn_statvfs(struct statvfs *out, mfs_txn *t);
+
+/*
+ * mfs_txn_note_failure() - record that a commit failed with nobody to tell
+ * (the one at unmount): a one-line note beside the model
+ * (".<model>.modelfs-failed", "<unix time> <msg>") that the next open
+ * reports, and that the next successful commit or abort removes.  Returns
+ * 0 or -errno.
+ */
+int mfs_txn_note_failure(mfs_txn *t, const char *msg);
+
+/*
+ * mfs_txn_progress() - how far the commit running now is: bytes written of
+ * the total it will write (0 of 0 before it knows), and whether one runs.
+ * Lock-free: callable while the commit holds everything else.
+ */
+void mfs_txn_progress(mfs_txn *t, uint64_t *done, uint64_t *total, bool *committing);
 
 /* mfs_txn_abort() - drop every staged edit and scratch object. */
 int mfs_txn_abort(mfs_txn *t);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "txn/commit.h"
+#include "txn/sidefile.h"
 #include "faultio.h"
 #include "procfd.h"
 #include "txn/stage.h"
@@ -206,7 +207,7 @@ static int commit_std(struct mfs_commit_report *rep)
 {
 	struct mfs_piece p[4];
 	size_t n = make_pieces(p);
-	return mfs_commit_replace(dfd, MODEL, &old_id, p, n, rep, errbuf, sizeof(errbuf));
+	return mfs_commit_replace(dfd, MODEL, &old_id, p, n, NULL, rep, errbuf, sizeof(errbuf));
 }
 
 /* ------------------------------------------------------------ rewrite */
@@ -245,7 +246,7 @@ static void no_change_commit_is_identical(void **state)
 		fio_install();
 		if (fallback)
 			fio_fail_from(FIO_COPY_FILE_RANGE, 1, EXDEV);
-		int rc = mfs_commit_replace(dfd, MODEL, &old_id, &p, 1, &rep, errbuf, sizeof(errbuf));
+		int rc = mfs_commit_replace(dfd, MODEL, &old_id, &p, 1, NULL, &rep, errbuf, sizeof(errbuf));
 		fio_uninstall();
 		assert_int_equal(rc, 0);
 		assert_int_equal(model_version(new_bytes, new_len), V_OLD);
@@ -257,7 +258,7 @@ static void no_change_commit_is_identical(void **state)
 	close(fd);
 	struct mfs_identity id;
 	assert_int_equal(mfs_identity_at(&id, dfd, "empty"), 0);
-	assert_int_equal(mfs_commit_replace(dfd, "empty", &id, NULL, 0, NULL, errbuf,
+	assert_int_equal(mfs_commit_replace(dfd, "empty", &id, NULL, 0, NULL, NULL, errbuf,
 	                                    sizeof(errbuf)), 0);
 	struct stat st;
 	assert_int_equal(fstatat(dfd, "empty", &st, 0), 0);
@@ -326,7 +327,7 @@ static void every_rewrite_call_can_fail(void **state)
 			}
 			installed += v == V_NEW;
 			/* Mount-time cleanup: recovery, then temp GC. */
-			assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, errbuf, sizeof(errbuf)), 0);
+			assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, NULL, errbuf, sizeof(errbuf)), 0);
 			assert_true(mfs_commit_gc(dfd, MODEL) >= 0);
 			assert_int_equal(count_side(".model.bin."), 0);
 		}
@@ -398,7 +399,7 @@ static void changed_model_is_not_overwritten(void **state)
 	size_t n = make_pieces(pc);
 	pc[2].fn = meddling_fn;
 	meddle_done = 0;
-	assert_int_equal(mfs_commit_replace(dfd, MODEL, &old_id, pc, n, &rep, errbuf,
+	assert_int_equal(mfs_commit_replace(dfd, MODEL, &old_id, pc, n, NULL, &rep, errbuf,
 	                                    sizeof(errbuf)), -ESTALE);
 	assert_non_null(strstr(errbuf, "while the commit was being written"));
 	assert_false(rep.installed);
@@ -411,10 +412,10 @@ static void changed_model_is_not_overwritten(void **state)
 	reset_model(0644);
 	struct mfs_identity id = old_id;
 	reset_model(0644);
-	assert_int_equal(mfs_commit_replace(dfd, MODEL, &id, pc, 0, NULL, errbuf, sizeof(errbuf)),
+	assert_int_equal(mfs_commit_replace(dfd, MODEL, &id, pc, 0, NULL, NULL, errbuf, sizeof(errbuf)),
 	                 -ESTALE);
 	unlinkat(dfd, MODEL, 0);
-	assert_int_equal(mfs_commit_replace(dfd, MODEL, &old_id, pc, 0, NULL, errbuf,
+	assert_int_equal(mfs_commit_replace(dfd, MODEL, &old_id, pc, 0, NULL, NULL, errbuf,
 	                                    sizeof(errbuf)), -ESTALE);
 	reset_model(0644);
 }
@@ -639,11 +640,11 @@ static void long_model_name(void **state)
 	assert_int_equal(mfs_identity_at(&id, dfd, name), 0);
 	struct mfs_piece p = {.kind = MFS_PIECE_BYTES, .len = 4, .buf = "abcd"};
 	struct mfs_commit_report rep;
-	assert_int_equal(mfs_commit_replace(dfd, name, &id, &p, 1, &rep, errbuf, sizeof(errbuf)),
+	assert_int_equal(mfs_commit_replace(dfd, name, &id, &p, 1, NULL, &rep, errbuf, sizeof(errbuf)),
 	                 0);
 	assert_int_equal(mfs_commit_gc(dfd, name), 0);
 	struct mfs_patch patch = {.off = 0, .piece = {.kind = MFS_PIECE_BYTES, .len = 1, .buf = "A"}};
-	assert_int_equal(mfs_commit_inplace(dfd, name, &rep.new_id, &patch, 1, &rep, errbuf,
+	assert_int_equal(mfs_commit_inplace(dfd, name, &rep.new_id, &patch, 1, NULL, &rep, errbuf,
 	                                    sizeof(errbuf)), 0);
 	char buf[8];
 	fd = openat(dfd, name, O_RDONLY);
@@ -695,7 +696,7 @@ static void commit_streams_staged_bytes(void **state)
 		{.kind = MFS_PIECE_COPY, .len = old_len - 2 * MIB, .fd = src, .off = 2 * MIB},
 	};
 	struct mfs_commit_report rep;
-	assert_int_equal(mfs_commit_replace(dfd, MODEL, &old_id, p, 3, &rep, errbuf,
+	assert_int_equal(mfs_commit_replace(dfd, MODEL, &old_id, p, 3, NULL, &rep, errbuf,
 	                                    sizeof(errbuf)), 0);
 	size_t len;
 	uint8_t *got = read_model(&len);
@@ -715,7 +716,7 @@ static void commit_streams_staged_bytes(void **state)
 	assert_int_equal(mfs_stage_write(st, 1, want + MIB, MIB, 0), MIB);
 	struct mfs_patch patch = {.off = MIB, .piece = p[1]};
 	patch.piece.arg = st;
-	assert_int_equal(mfs_commit_inplace(dfd, MODEL, &old_id, &patch, 1, &rep, errbuf,
+	assert_int_equal(mfs_commit_inplace(dfd, MODEL, &old_id, &patch, 1, NULL, &rep, errbuf,
 	                                    sizeof(errbuf)), 0);
 	free(got);
 	got = read_model(&len);
@@ -757,11 +758,16 @@ static uint8_t *patched_bytes(void)
 	return p;
 }
 
+/* An in-place commit as the transaction makes one: the log goes once the
+ * commit is done (mfs_commit_finish, after the caller's own bookkeeping). */
 static int inplace_std(struct mfs_commit_report *rep)
 {
 	struct mfs_patch pt[3];
 	size_t n = make_patches(pt);
-	return mfs_commit_inplace(dfd, MODEL, &old_id, pt, n, rep, errbuf, sizeof(errbuf));
+	int rc = mfs_commit_inplace(dfd, MODEL, &old_id, pt, n, NULL, rep, errbuf, sizeof(errbuf));
+	if (rc == 0)
+		mfs_commit_finish(dfd, MODEL);
+	return rc;
 }
 
 static void inplace_happy_path(void **state)
@@ -815,7 +821,7 @@ static void inplace_4mib_edit_of_1gib_model(void **state)
 	struct mfs_patch patch = {512 * MIB, {.kind = MFS_PIECE_BYTES, .len = 4 * MIB, .buf = edit}};
 	struct mfs_commit_report rep;
 	uint64_t w0 = proc_wchar();
-	assert_int_equal(mfs_commit_inplace(dfd, "big.bin", &id, &patch, 1, &rep, errbuf,
+	assert_int_equal(mfs_commit_inplace(dfd, "big.bin", &id, &patch, 1, NULL, &rep, errbuf,
 	                                    sizeof(errbuf)), 0);
 	uint64_t written = proc_wchar() - w0;
 	print_message("    4 MiB in-place edit of a 1 GiB model: %llu bytes written (%.2fx); "
@@ -877,7 +883,7 @@ static void every_inplace_call_can_fail(void **state)
 				assert_int_equal(model_version(want, old_len), V_OLD);
 
 			struct mfs_commit_report rrep;
-			assert_int_equal(mfs_commit_recover(dfd, MODEL, &rrep, errbuf, sizeof(errbuf)), 0);
+			assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, &rrep, errbuf, sizeof(errbuf)), 0);
 			recovered += rrep.recovered;
 			discarded += rrep.discarded;
 			enum version v = model_version(want, old_len);
@@ -890,7 +896,7 @@ static void every_inplace_call_can_fail(void **state)
 			assert_int_equal(mfs_commit_gc(dfd, MODEL), 0);
 			assert_int_equal(count_side(".model.bin."), 0);
 			/* Recovery is idempotent: running it again changes nothing. */
-			assert_int_equal(mfs_commit_recover(dfd, MODEL, &rrep, errbuf, sizeof(errbuf)), 0);
+			assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, &rrep, errbuf, sizeof(errbuf)), 0);
 			assert_false(rrep.recovered || rrep.discarded);
 			assert_int_equal(model_version(want, old_len), v);
 		}
@@ -908,23 +914,23 @@ static void inplace_refusals(void **state)
 	(void)state;
 	struct mfs_commit_report rep;
 	struct mfs_patch out = {old_len - 1, {.kind = MFS_PIECE_BYTES, .len = 2, .buf = "xy"}};
-	assert_int_equal(mfs_commit_inplace(dfd, MODEL, &old_id, &out, 1, &rep, errbuf,
+	assert_int_equal(mfs_commit_inplace(dfd, MODEL, &old_id, &out, 1, NULL, &rep, errbuf,
 	                                    sizeof(errbuf)), -EINVAL);
 	struct mfs_identity other = old_id;
 	other.mtime_sec--;
 	struct mfs_patch ok = {0, {.kind = MFS_PIECE_BYTES, .len = 2, .buf = "xy"}};
-	assert_int_equal(mfs_commit_inplace(dfd, MODEL, &other, &ok, 1, &rep, errbuf,
+	assert_int_equal(mfs_commit_inplace(dfd, MODEL, &other, &ok, 1, NULL, &rep, errbuf,
 	                                    sizeof(errbuf)), -ESTALE);
 
 	/* A log waiting for recovery blocks both kinds of commit. */
 	int fd = openat(dfd, REDO_NAME, O_WRONLY | O_CREAT, 0600);
 	close(fd);
-	assert_int_equal(mfs_commit_inplace(dfd, MODEL, &old_id, &ok, 1, &rep, errbuf,
+	assert_int_equal(mfs_commit_inplace(dfd, MODEL, &old_id, &ok, 1, NULL, &rep, errbuf,
 	                                    sizeof(errbuf)), -EBUSY);
 	assert_non_null(strstr(errbuf, "recovered first"));
 	assert_int_equal(commit_std(&rep), -EBUSY);
 	/* ... and an empty one is simply discarded by recovery. */
-	assert_int_equal(mfs_commit_recover(dfd, MODEL, &rep, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, &rep, errbuf, sizeof(errbuf)), 0);
 	assert_true(rep.discarded);
 	assert_int_equal(count_side(".model.bin."), 0);
 	assert_int_equal(model_version(new_bytes, new_len), V_OLD);
@@ -957,14 +963,14 @@ static void recovery_keeps_logs_it_cannot_apply(void **state)
 
 	int fd = openat(dfd, REDO_NAME, O_RDWR);
 	uint8_t c;
-	assert_int_equal(pread(fd, &c, 1, 64 + 32 + 7), 1);
+	assert_int_equal(pread(fd, &c, 1, MFS_SIDEFILE_HDR + 32 + 7), 1);
 	c ^= 1;
-	assert_int_equal(pwrite(fd, &c, 1, 64 + 32 + 7), 1);
-	assert_int_equal(mfs_commit_recover(dfd, MODEL, &rep, errbuf, sizeof(errbuf)), -EUCLEAN);
+	assert_int_equal(pwrite(fd, &c, 1, MFS_SIDEFILE_HDR + 32 + 7), 1);
+	assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, &rep, errbuf, sizeof(errbuf)), -EUCLEAN);
 	assert_non_null(strstr(errbuf, "damaged"));
 	assert_int_equal(count_side(REDO_NAME), 1);
 	c ^= 1;
-	assert_int_equal(pwrite(fd, &c, 1, 64 + 32 + 7), 1);
+	assert_int_equal(pwrite(fd, &c, 1, MFS_SIDEFILE_HDR + 32 + 7), 1);
 	close(fd);
 
 	/* The model replaced by a file of another size: the log no longer
@@ -974,7 +980,7 @@ static void recovery_keeps_logs_it_cannot_apply(void **state)
 	fd = openat(dfd, MODEL, O_WRONLY | O_CREAT, 0644);
 	assert_int_equal(write(fd, old_bytes, old_len - 1), (ssize_t)(old_len - 1));
 	close(fd);
-	assert_int_equal(mfs_commit_recover(dfd, MODEL, &rep, errbuf, sizeof(errbuf)), -ESTALE);
+	assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, &rep, errbuf, sizeof(errbuf)), -ESTALE);
 	assert_non_null(strstr(errbuf, "not the file the redo log"));
 	assert_int_equal(count_side(REDO_NAME), 1);
 	unlinkat(dfd, REDO_NAME, 0);
@@ -1040,7 +1046,7 @@ static void inplace_damaged_log_is_never_applied(void **state)
 		damage_fd = -1;
 		n_damaged = 0;
 		mfs_io_set(&damage_io);
-		int rc = mfs_commit_inplace(dfd, name, &id, &one, 1, &rep, errbuf, sizeof(errbuf));
+		int rc = mfs_commit_inplace(dfd, name, &id, &one, 1, NULL, &rep, errbuf, sizeof(errbuf));
 		mfs_io_set(NULL);
 		assert_true(n_damaged > 0);
 		assert_true(rc < 0);
@@ -1063,7 +1069,7 @@ static void inplace_damaged_log_is_never_applied(void **state)
 		char redo[128];
 		snprintf(redo, sizeof(redo), ".%s.modelfs-redo", name);
 		assert_int_equal(count_side(redo), 1);
-		assert_int_equal(mfs_commit_recover(dfd, name, &rep, errbuf, sizeof(errbuf)),
+		assert_int_equal(mfs_commit_recover(dfd, name, NULL, &rep, errbuf, sizeof(errbuf)),
 		                 -EUCLEAN);
 		assert_non_null(strstr(errbuf, "damaged"));
 		assert_int_equal(count_side(redo), 1);

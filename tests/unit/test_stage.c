@@ -28,6 +28,7 @@
 #include "core/crc32.h"
 #include "faultio.h"
 #include "procfd.h"
+#include "txn/sidefile.h"
 #include "txn/stage.h"
 
 #define CS MFS_STAGE_CHUNK
@@ -471,14 +472,15 @@ static void recovery_stops_at_torn_record(void **state)
 	assert_int_equal(mfs_stage_close(st), 0);
 	fd = openat(dfd, jname(), O_RDWR);
 	uint8_t c;
-	uint64_t where = 64 + 48 + 48 + 100;    /* header, OBJECT, CHUNK header, payload */
+	uint64_t where = MFS_SIDEFILE_HDR + 48 + 48 + 100;      /* header, OBJECT, CHUNK header,
+	                                                        * payload */
 	assert_int_equal(pread(fd, &c, 1, (off_t)where), 1);
 	c ^= 0x40;
 	assert_int_equal(pwrite(fd, &c, 1, (off_t)where), 1);
 	close(fd);
 	st = open_stage(NULL, &rec);
 	assert_true(rec.torn);
-	assert_int_equal(rec.torn_off, 64 + 48);
+	assert_int_equal(rec.torn_off, MFS_SIDEFILE_HDR + 48);
 	assert_non_null(strstr(rec.msg, "checksum"));
 	assert_int_equal(mfs_stage_bind(st, 5, base.len, mem_read, &base), 0);
 	assert_content(st, 5, base.p, base.len);
@@ -572,7 +574,7 @@ static void abort_and_drop(void **state)
 	assert_int_equal(mfs_stage_drop_all(st), 0);
 	assert_content(st, 1, base.p, base.len);
 	assert_int_equal(mfs_stage_list(NULL, 0, st), 0);
-	assert_int_equal(file_size(jname()), 64);
+	assert_int_equal(file_size(jname()), MFS_SIDEFILE_HDR);
 	assert_int_equal(mfs_stage_close(st), 0);
 	assert_false(exists(jname()));
 	st = open_stage(NULL, &rec);

@@ -1378,7 +1378,8 @@ static void big_model_inplace(void **state)
 	const uint64_t n = 64ull << 20;
 	write_one_tensor_model(model, n);
 
-	mfs_txn *t = open_txn(model, NULL, NULL);
+	struct mfs_txn_opts opts = {.mode = MFS_COMMIT_INPLACE};
+	mfs_txn *t = open_txn(model, &opts, NULL);
 	const struct mfs_tensor *x = find_tensor(mfs_txn_desc(t), "big");
 	assert_non_null(x);
 	uint64_t file_size = mfs_txn_desc(t)->files[0].size;
