@@ -472,7 +472,7 @@ int main(int argc, char **argv)
 	fs.mtime = (struct timespec){.tv_sec = desc->files[0].mtime_sec,
 	                             .tv_nsec = desc->files[0].mtime_nsec};
 	fs.max_read = cli.max_read;
-	fs.model_path = cli.model;
+	fs.model_path = model_abs;
 	rc = mfs_fs_init(&fs);
 	fs_ready = true;
 	if (rc < 0) {

@@ -5,10 +5,11 @@
  * inputs and outputs, counts and a tensor table) using the codec alone, with
  * no FUSE: it is the proof that the format library stands on its own.
  *
- * `modelfs commit|abort|status MOUNTPOINT` drive the transaction of a live
- * mount through its control files (doc/design.md §5.5): a write to
- * MOUNTPOINT/.modelfs/commit or abort, a read of .modelfs/status.  They need
- * nothing but the mount, so they work as any user who may write there.
+ * `modelfs abort|status MOUNTPOINT` drive the transaction of a live mount
+ * through its control files (doc/design.md §5.5): a write to
+ * MOUNTPOINT/.modelfs/abort, a read of .modelfs/status.  They need nothing
+ * but the mount, so they work as any user who may write there.  `commit`,
+ * `unmount` and `recover` are in lifecycle.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,26 +21,33 @@
 
 #include "modelfs/model.h"
 
+#include "tools.h"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: modelfs info MODEL\n"
-	        "       modelfs commit|abort|status MOUNTPOINT\n"
+	        "usage: modelfs info|recover MODEL\n"
+	        "       modelfs commit|abort|status|unmount MOUNTPOINT\n"
 	        "       modelfs --help | --version\n"
 	        "\n"
 	        "  info MODEL          print format, metadata, inputs, outputs, counts and the\n"
 	        "                      tensor table of MODEL (ONNX or safetensors) without\n"
 	        "                      mounting\n"
-	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically\n"
+	        "  recover MODEL       finish or drop an interrupted commit of MODEL and\n"
+	        "                      check its journal, without mounting\n"
+	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically (with\n"
+	        "                      progress on a terminal)\n"
 	        "  abort MOUNTPOINT    drop the edits staged in a mount\n"
 	        "  status MOUNTPOINT   print the staged edits, the last commit's result and\n"
-	        "                      the journal's state\n");
+	        "                      the journal's state\n"
+	        "  unmount MOUNTPOINT  commit, unmount, wait for the daemon to exit; exits\n"
+	        "                      non-zero unless every staged edit reached the model\n");
 }
 
 /* ------------------------------------------------------------ mounts */
 
 /* Open MOUNTPOINT/.modelfs/<file>, saying so when it is not a mount. */
-static int ctl_open(const char *mnt, const char *file, int flags)
+int ctl_open(const char *mnt, const char *file, int flags)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/.modelfs/%s", mnt, file);
@@ -52,7 +60,7 @@ static int ctl_open(const char *mnt, const char *file, int flags)
 }
 
 /* The whole of MOUNTPOINT/.modelfs/status, malloc'd; NULL after a message. */
-static char *ctl_status(const char *mnt, size_t *len)
+char *ctl_status(const char *mnt, size_t *len)
 {
 	int fd = ctl_open(mnt, "status", O_RDONLY);
 	if (fd < 0)
@@ -102,14 +110,10 @@ static int cmd_status(const char *mnt)
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
-/*
- * commit, abort: any write to the control file does it, and fails with its
- * errno.  On failure, the one line that says why: the status's last-commit
- * message for a commit, the errno for an abort.
- */
-static int cmd_ctl(const char *verb, const char *mnt)
+/* abort: any write to the control file does it, and fails with its errno. */
+static int cmd_abort(const char *mnt)
 {
-	int fd = ctl_open(mnt, verb, O_WRONLY);
+	int fd = ctl_open(mnt, "abort", O_WRONLY);
 	if (fd < 0)
 		return 1;
 	ssize_t w;
@@ -121,25 +125,10 @@ static int cmd_ctl(const char *verb, const char *mnt)
 		err = errno;
 	if (!err)
 		return 0;
-	const char *why = NULL;
-	size_t n;
-	char *s = !strcmp(verb, "commit") ? ctl_status(mnt, &n) : NULL;
-	for (char *line = s; line && *line;) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		if (!strncmp(line, "last commit: ", 13))
-			why = line + 13;
-		line = nl ? nl + 1 : NULL;
-	}
-	if (why && !strncmp(why, "failed: ", 8))
-		why += 8;
-	fprintf(stderr, "modelfs: %s failed: %s\n", verb, why && *why ? why : strerror(err));
-	free(s);
+	fprintf(stderr, "modelfs: abort failed: %s\n", strerror(err));
 	return 1;
 }
 
-/* Print a possibly multi-line value on one line, escaping what would break it. */
 static void put_oneline(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -452,8 +441,14 @@ int main(int argc, char **argv)
 		return cmd_info(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "status"))
 		return cmd_status(argv[2]);
-	if (argc == 3 && (!strcmp(argv[1], "commit") || !strcmp(argv[1], "abort")))
-		return cmd_ctl(argv[1], argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "commit"))
+		return cmd_commit(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "abort"))
+		return cmd_abort(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "unmount"))
+		return cmd_unmount(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "recover"))
+		return cmd_recover(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "dump-tensors"))     /* hidden: for tests */
 		return cmd_dump(argv[2], false);
 	if (argc == 3 && !strcmp(argv[1], "dump-nodes"))        /* hidden: for tests */

@@ -1109,7 +1109,7 @@ int mfs_commit_recover(int dirfd, const char *name, const struct mfs_identity *m
 	if (model && model->layout && r.id.layout && model->layout != r.id.layout) {
 		rc = mfs_errf(err, errlen, -ESTALE, name, "recovery: %s was written for a model "
 		              "of another layout (the file was replaced); it was not applied and "
-		              "is kept", r.path);
+		              "is kept: move it away to use the model as it is", r.path);
 		goto out;
 	}
 	rep->path = "inplace";

@@ -70,18 +70,10 @@
  *
  * JOURNAL FORMAT (all integers little-endian)
  *
- * File header, at offset 0:
- *   OFFSET  SIZE  MEANING
- *        0     8  magic "MFSJRNL\0"
- *        8     4  version, 1
- *       12     4  chunk size, 262144
- *       16     8  model st_dev
- *       24     8  model st_ino
- *       32     8  model size
- *       40     8  model mtime, seconds
- *       48     8  model mtime, nanoseconds
- *       56     4  reserved, 0
- *       60     4  CRC-32 of bytes 0..59
+ * File header, at offset 0: the side-file header of txn/sidefile.h (magic
+ * "MFSJRNL\0", parameter = chunk size 262144, the model's identity and
+ * layout fingerprint, and the journal's id), 96 bytes; a version 1 header
+ * (64 bytes, no ctime, layout or id) is still replayed.
  *
  * Then records, back to back, each a 48-byte header and a payload:
  *   OFFSET  SIZE  MEANING
@@ -111,6 +103,15 @@
  *   7 MOVE      key takes over the content of object arg, which is  none
  *               unstaged; key's base no longer shows (a rename over
  *               a tensor's data file)
+ *   8 COMMIT    a commit's mark: arg 1 = a rewrite or clone is about  arg 1: the
+ *               to install the model version in the payload, 2 = an  identity
+ *               in-place commit is under way (its redo log carries   (dev, ino,
+ *               this journal's id), 0 = the last mark is void (the   size, mtime
+ *               commit failed before installing anything)           s, ns), 40 B
+ *
+ * A journal whose identity no longer names the model is another version's
+ * and is set aside, unless its last mark says its own commit installed the
+ * version on disk: then its edits are in the model and it is removed.
  *
  * Replay stops at the first record that is short, fails a CRC, has an
  * out-of-range field or makes no sense (a CHUNK for a key with no OBJECT),

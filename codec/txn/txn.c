@@ -640,12 +640,12 @@ void txn_clear_failure(struct mfs_txn *t)
 }
 
 /* The note of a failed commit, as "<time> <message>", into buf; false if none. */
-static bool read_failure(struct mfs_txn *t, char *buf, size_t len)
+static bool read_failure_at(int dirfd, const char *model, char *buf, size_t len)
 {
 	char name[NAME_MAX + 1];
-	if (mfs_sidefile_name(name, sizeof(name), t->name, FAILED_SUFFIX) < 0)
+	if (mfs_sidefile_name(name, sizeof(name), model, FAILED_SUFFIX) < 0)
 		return false;
-	int fd = mfs_io->openat(t->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+	int fd = mfs_io->openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
 	if (fd < 0)
 		return false;
 	ssize_t n = mfs_io->pread(fd, buf, len - 1, 0);
@@ -655,6 +655,40 @@ static bool read_failure(struct mfs_txn *t, char *buf, size_t len)
 	buf[n] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 	return true;
+}
+
+static bool read_failure(struct mfs_txn *t, char *buf, size_t len)
+{
+	return read_failure_at(t->dirfd, t->name, buf, len);
+}
+
+int mfs_txn_failure_note(const char *model_path, char *msg, size_t len, int64_t *when)
+{
+	char dir[PATH_MAX], note[768];
+	const char *slash = strrchr(model_path, '/');
+	const char *name = slash ? slash + 1 : model_path;
+	if (slash) {
+		size_t dl = slash == model_path ? 1 : (size_t)(slash - model_path);
+		if (dl >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, model_path, dl);
+		dir[dl] = '\0';
+	} else {
+		strcpy(dir, ".");
+	}
+	int dirfd = mfs_io->openat(AT_FDCWD, dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dirfd < 0)
+		return -errno;
+	bool found = read_failure_at(dirfd, name, note, sizeof(note));
+	mfs_io->close(dirfd);
+	if (!found)
+		return -ENOENT;
+	char *sp = strchr(note, ' ');
+	if (when)
+		*when = strtoll(note, NULL, 10);
+	if (len)
+		snprintf(msg, len, "%s", sp ? sp + 1 : note);
+	return 0;
 }
 
 /* Append "; <text>" (or just <text>) to a recovery message. */

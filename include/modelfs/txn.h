@@ -283,6 +283,14 @@ int mfs_txn_statvfs(struct statvfs *out, mfs_txn *t);
 int mfs_txn_note_failure(mfs_txn *t, const char *msg);
 
 /*
+ * mfs_txn_failure_note() - read that note for the model at `model_path`
+ * without opening the model: its message into msg (snprintf semantics) and
+ * its unix time into *when (may be NULL).  Returns 0, -ENOENT when there is
+ * no note, or -errno.
+ */
+int mfs_txn_failure_note(const char *model_path, char *msg, size_t len, int64_t *when);
+
+/*
  * mfs_txn_progress() - how far the commit running now is: bytes written of
  * the total it will write (0 of 0 before it knows), and whether one runs.
  * Lock-free: callable while the commit holds everything else.

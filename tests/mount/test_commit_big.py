@@ -10,8 +10,8 @@ tensor edit in a 1 GiB model writes under 3x the edited bytes"):
   `data`) keeps the daemon's RSS under 128 MiB (VmRSS and the high-water
   mark VmHWM of the foreground daemon), also while reading the staged tensor
   back and while committing it; the committed tensor equals the new bytes;
-- an in-place commit (default `commit=auto`: same-size edit of a model of
-  at least 64 MiB) of a 4 MiB edit (`dd conv=notrunc`) writes under 3× the
+- an in-place commit (`-o commit=inplace`: a same-size edit, patched into
+  the model through a redo log) of a 4 MiB edit (`dd conv=notrunc`) writes under 3× the
   edited bytes (/proc/PID/io write_bytes delta of the daemon around the
   commit; wchar where the file system does not account write_bytes), status
   says `inplace`, and the file has exactly the edit.
@@ -82,7 +82,7 @@ def body(t, d):
     mnt = os.path.join(t.tmp, "mnt")
     dm = None
     try:
-        dm = Daemon(path, mnt)
+        dm = Daemon(path, mnt, "-o", "commit=inplace")
         data = os.path.join(mnt, "weights", "layers", "0", "weight", "data")
         rss0 = dm.rss()
         r = subprocess.run(["cp", newbin, data], capture_output=True, text=True)

@@ -54,7 +54,8 @@ journal=$dir/.linear.onnx.modelfs-journal
 mount_fg
 check "a writable mount is live" mountpoint -q "$mnt" || { cat "$MFS_TMP/daemon.err"; mfs_done; }
 check "it is read-write in /proc/mounts" sh -c "grep ' $mnt fuse.modelfs rw,' /proc/mounts"
-check_eq "modelfs status of a fresh mount" "last commit: none|journal: none" \
+check_eq "modelfs status of a fresh mount" \
+	"last commit: none|journal: none|daemon: pid $daemon|model: $(realpath "$model")" \
 	"$("$MODELFS" status "$mnt" | tr '\n' '|' | sed 's/|$//')"
 check_eq "data, dtype, shape are writable, name is not" "644 644 644 444" \
 	"$(stat -c %a "$w/data" "$w/dtype" "$w/shape" "$w/name" | tr '\n' ' ' | sed 's/ $//')"

@@ -15,6 +15,10 @@
  *                                closed, as the kernel would on exit).
  * kind FIO_ANY counts calls of every kind together.
  *
+ * fio_fake_clone(true) makes ficlone succeed by copying the whole file
+ * (on file systems without reflinks), so that the clone path of a commit
+ * runs, and fails, like any other.
+ *
  * Header-only (static functions) because tests/meson.build builds one .c per
  * test.  Not thread-safe beyond a mutex around the counters.
  */
@@ -28,7 +32,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,7 +44,8 @@
 enum fio_kind {
 	FIO_OPENAT, FIO_CLOSE, FIO_PREAD, FIO_FSTAT, FIO_FSTATAT, FIO_PWRITE, FIO_FSYNC,
 	FIO_FDATASYNC, FIO_FTRUNCATE, FIO_FALLOCATE, FIO_RENAMEAT, FIO_UNLINKAT, FIO_FCHMOD,
-	FIO_FCHOWN, FIO_FLOCK, FIO_COPY_FILE_RANGE,
+	FIO_FCHOWN, FIO_FLOCK, FIO_COPY_FILE_RANGE, FIO_FICLONE, FIO_FLISTXATTR, FIO_FGETXATTR,
+	FIO_FSETXATTR,
 	FIO_N_KINDS,
 	FIO_ANY = FIO_N_KINDS
 };
@@ -45,7 +53,7 @@ enum fio_kind {
 static const char *const fio_kind_name[FIO_N_KINDS + 1] = {
 	"openat", "close", "pread", "fstat", "fstatat", "pwrite", "fsync", "fdatasync",
 	"ftruncate", "fallocate", "renameat", "unlinkat", "fchmod", "fchown", "flock",
-	"copy_file_range", "any"
+	"copy_file_range", "ficlone", "flistxattr", "fgetxattr", "fsetxattr", "any"
 };
 
 enum fio_mode { FIO_NONE, FIO_ONCE, FIO_FROM, FIO_CRASH };
@@ -74,6 +82,7 @@ static struct {
 	unsigned long rule_n;
 	int rule_err;
 	bool crashed;
+	bool fake_clone;
 	unsigned long n_injected;
 	struct fio_call log[FIO_LOG_MAX];
 	size_t n_log;
@@ -304,13 +313,70 @@ static ssize_t fio_copy_file_range(int fd_in, off_t *off_in, int fd_out, off_t *
 	               fail, err);
 }
 
+static int fake_ficlone(int dst, int src)
+{
+	struct stat st;
+	if (fstat(src, &st) < 0 || ftruncate(dst, 0) < 0)
+		return -1;
+	off_t in = 0, out = 0;
+	while (in < st.st_size) {
+		ssize_t n = copy_file_range(src, &in, dst, &out, (size_t)(st.st_size - in), 0);
+		if (n <= 0)
+			return n < 0 ? -1 : (errno = EIO, -1);
+	}
+	return 0;
+}
+
+static int fio_ficlone(int dst, int src)
+{
+	bool fail;
+	int err;
+	struct fio_call *c = fio_begin(FIO_FICLONE, dst, NULL, &fail, &err);
+	if (c)
+		c->fd2 = src;
+	int r = fail ? -1 : fio.fake_clone ? fake_ficlone(dst, src) : ioctl(dst, FICLONE, src);
+	return (int)fio_end(c, r, fail, err);
+}
+
+static ssize_t fio_flistxattr(int fd, char *list, size_t size)
+{
+	bool fail;
+	int err;
+	struct fio_call *c = fio_begin(FIO_FLISTXATTR, fd, NULL, &fail, &err);
+	return fio_end(c, fail ? -1 : flistxattr(fd, list, size), fail, err);
+}
+
+static ssize_t fio_fgetxattr(int fd, const char *name, void *value, size_t size)
+{
+	bool fail;
+	int err;
+	struct fio_call *c = fio_begin(FIO_FGETXATTR, fd, name, &fail, &err);
+	return fio_end(c, fail ? -1 : fgetxattr(fd, name, value, size), fail,
+	               err);
+}
+
+static int fio_fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)
+{
+	bool fail;
+	int err;
+	struct fio_call *c = fio_begin(FIO_FSETXATTR, fd, name, &fail, &err);
+	return (int)fio_end(c, fail ? -1 : fsetxattr(fd, name, value, size, flags), fail, err);
+}
+
 static const struct mfs_io fio_table = {
 	.openat = fio_openat, .close = fio_close, .pread = fio_pread, .fstat = fio_fstat,
 	.fstatat = fio_fstatat, .pwrite = fio_pwrite, .fsync = fio_fsync,
 	.fdatasync = fio_fdatasync, .ftruncate = fio_ftruncate, .fallocate = fio_fallocate,
 	.renameat = fio_renameat, .unlinkat = fio_unlinkat, .fchmod = fio_fchmod,
 	.fchown = fio_fchown, .flock = fio_flock, .copy_file_range = fio_copy_file_range,
+	.ficlone = fio_ficlone, .flistxattr = fio_flistxattr, .fgetxattr = fio_fgetxattr,
+	.fsetxattr = fio_fsetxattr,
 };
+
+static inline void fio_fake_clone(bool on)
+{
+	fio.fake_clone = on;
+}
 
 /* Forget counts, log and rule; keep the fd names (descriptors stay open). */
 static inline void fio_reset(void)

@@ -1,0 +1,323 @@
+/*
+ * tools/lifecycle.c — the commands that end or repair a mount's work:
+ * `modelfs commit` (with progress), `modelfs unmount`, `modelfs recover`.
+ *
+ * `commit` writes to MOUNTPOINT/.modelfs/commit, which returns when the
+ * commit is done; on a terminal it shows meanwhile what
+ * .modelfs/progress says (bytes written of the total, and the rate), and
+ * nothing otherwise, so scripts and logs get only the result.
+ *
+ * `unmount` is what scripts should use instead of `fusermount3 -u`, which
+ * returns before the daemon has finished the commit it makes at unmount:
+ * it commits, unmounts, waits until the daemon has exited, and then looks
+ * for the note a commit that failed at unmount leaves beside the model
+ * (modelfs/txn.h, mfs_txn_note_failure), so that its exit status says
+ * whether everything staged reached the model.
+ *
+ * `recover` does without mounting what a read-write mount does first:
+ * finish (or drop) an interrupted in-place commit, remove dead temp files,
+ * check the journal, and say what it found.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "modelfs/txn.h"
+
+#include "tools.h"
+
+/* ------------------------------------------------------------ progress */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void human(char *buf, size_t len, double bytes)
+{
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int u = 0;
+	while (bytes >= 1024 && u < 4) {
+		bytes /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
+}
+
+/* What .modelfs/progress says: true and the counts while a commit runs. */
+static bool read_progress(const char *mnt, uint64_t *done, uint64_t *total)
+{
+	char path[4096], buf[128];
+	snprintf(path, sizeof(path), "%s/.modelfs/progress", mnt);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	unsigned long long d, t;
+	if (sscanf(buf, "commit %llu %llu", &d, &t) != 2)
+		return false;
+	*done = d;
+	*total = t;
+	return true;
+}
+
+struct writer {
+	const char *mnt;
+	int err;                /* errno of the write, 0 */
+	bool finished;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *write_commit(void *arg)
+{
+	struct writer *w = arg;
+	int fd = ctl_open(w->mnt, "commit", O_WRONLY), err = 0;
+	if (fd < 0) {
+		err = -1;       /* ctl_open said why */
+	} else {
+		ssize_t r;
+		do
+			r = write(fd, "1\n", 2);
+		while (r < 0 && errno == EINTR);
+		err = r < 0 ? errno : 0;
+		if (close(fd) < 0 && !err && errno != EINTR)
+			err = errno;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->err = err;
+	w->finished = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/*
+ * Commit the mount at `mnt`; while it runs, show its progress on stderr when
+ * that is a terminal.  Returns 0, -1 when the control file could not be
+ * opened (a message was printed), or the write's errno.
+ */
+static int commit_with_progress(const char *mnt)
+{
+	struct writer w = {.mnt = mnt};
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	pthread_t th;
+	if (pthread_create(&th, NULL, write_commit, &w) != 0) {
+		write_commit(&w);
+	} else {
+		bool tty = isatty(STDERR_FILENO), shown = false;
+		double t0 = now_s();
+		pthread_mutex_lock(&w.lock);
+		while (!w.finished) {
+			struct timespec dl;
+			clock_gettime(CLOCK_REALTIME, &dl);
+			dl.tv_nsec += 250 * 1000 * 1000;
+			if (dl.tv_nsec >= 1000000000L) {
+				dl.tv_sec++;
+				dl.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&w.cond, &w.lock, &dl);
+			uint64_t done, total;
+			if (w.finished || !tty || !read_progress(mnt, &done, &total))
+				continue;
+			char a[32], b[32], r[32];
+			double secs = now_s() - t0;
+			human(a, sizeof(a), (double)done);
+			human(b, sizeof(b), (double)total);
+			human(r, sizeof(r), secs > 0 ? (double)done / secs : 0);
+			fprintf(stderr, "\rcommit: %s of %s written (%s/s)\033[K", a, b, r);
+			shown = true;
+		}
+		pthread_mutex_unlock(&w.lock);
+		pthread_join(th, NULL);
+		if (shown)
+			fprintf(stderr, "\r\033[K");
+	}
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	return w.err;
+}
+
+/* The last commit's message from the status, for a failure line. */
+static char *last_commit(const char *mnt)
+{
+	size_t n;
+	char *s = ctl_status(mnt, &n);
+	char *why = NULL;
+	for (char *line = s; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (!strncmp(line, "last commit: failed: ", 21))
+			why = line + 21;
+		line = nl ? nl + 1 : NULL;
+	}
+	char *out = why ? strdup(why) : NULL;
+	free(s);
+	return out;
+}
+
+int cmd_commit(const char *mnt)
+{
+	int err = commit_with_progress(mnt);
+	if (!err)
+		return 0;
+	if (err > 0) {
+		char *why = last_commit(mnt);
+		fprintf(stderr, "modelfs: commit failed: %s\n", why ? why : strerror(err));
+		free(why);
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------ unmount */
+
+/* "<key>: <value>" from the status, malloc'd; NULL if absent. */
+static char *status_field(const char *status, const char *key)
+{
+	size_t kl = strlen(key);
+	for (const char *line = status; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		size_t len = nl ? (size_t)(nl - line) : strlen(line);
+		if (len > kl + 2 && !strncmp(line, key, kl) && line[kl] == ':' && line[kl + 1] == ' ')
+			return strndup(line + kl + 2, len - kl - 2);
+		line = nl ? nl + 1 : NULL;
+	}
+	return NULL;
+}
+
+/* Run `fusermount3 -u mnt`; 0, or its exit status after it printed why. */
+static int fusermount_u(const char *mnt)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", mnt, (char *)NULL);
+		fprintf(stderr, "modelfs: cannot run fusermount3: %s\n", strerror(errno));
+		_exit(127);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Wait until process `pid` has gone (it is not our child). */
+static void wait_gone(pid_t pid, const char *mnt)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	double t0 = now_s();
+	bool said = false;
+	for (;;) {
+		if (pfd >= 0) {
+			struct pollfd p = {.fd = pfd, .events = POLLIN};
+			if (poll(&p, 1, 1000) > 0)
+				break;
+		} else {
+			if (kill(pid, 0) < 0 && errno == ESRCH)
+				break;
+			usleep(50 * 1000);
+		}
+		if (pfd >= 0 && kill(pid, 0) < 0 && errno == ESRCH)
+			break;
+		if (!said && now_s() - t0 > 2 && isatty(STDERR_FILENO)) {
+			fprintf(stderr, "modelfs: waiting for the daemon of %s (pid %ld) to finish "
+			        "its last commit\n", mnt, (long)pid);
+			said = true;
+		}
+	}
+	if (pfd >= 0)
+		close(pfd);
+}
+
+int cmd_unmount(const char *mnt)
+{
+	size_t n;
+	char *status = ctl_status(mnt, &n);
+	if (!status)
+		return 1;
+	char *pid_s = status_field(status, "daemon");
+	char *model = status_field(status, "model");
+	free(status);
+	long pid = pid_s && !strncmp(pid_s, "pid ", 4) ? strtol(pid_s + 4, NULL, 10) : 0;
+	free(pid_s);
+	int rc = 1;
+
+	/* 1. Commit, so that a failure leaves the mount (and its edits) as they are. */
+	int err = commit_with_progress(mnt);
+	if (err) {
+		if (err > 0) {
+			char *why = last_commit(mnt);
+			fprintf(stderr, "modelfs: %s: commit failed: %s; nothing was unmounted and the "
+			        "edits stay staged\n", mnt, why ? why : strerror(err));
+			free(why);
+		}
+		goto out;
+	}
+	/* 2. Unmount. */
+	time_t started = time(NULL);
+	int fr = fusermount_u(mnt);
+	if (fr != 0) {
+		fprintf(stderr, "modelfs: %s: cannot unmount (fusermount3 -u failed%s); the model "
+		        "holds every edit committed so far\n", mnt,
+		        fr > 0 ? ": is it busy?" : "");
+		goto out;
+	}
+	/* 3. The daemon commits what was staged since, then exits. */
+	if (pid > 0)
+		wait_gone((pid_t)pid, mnt);
+	/* 4. Did that last commit fail? */
+	char note[768];
+	int64_t when;
+	if (model && mfs_txn_failure_note(model, note, sizeof(note), &when) == 0 &&
+	    when >= (int64_t)started - 1) {
+		fprintf(stderr, "modelfs: %s: the commit at unmount failed: %s; the edits stay in "
+		        "the journal beside %s for the next mount\n", mnt, note, model);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(model);
+	return rc;
+}
+
+/* ------------------------------------------------------------ recover */
+
+int cmd_recover(const char *model)
+{
+	mfs_txn *t = NULL;
+	struct mfs_txn_recovery rec;
+	struct mfs_txn_opts opts = {0};
+	char err[1024];
+	int rc = mfs_txn_open(&t, model, &opts, &rec, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "modelfs: %s\n", err[0] ? err : strerror(-rc));
+		return 1;
+	}
+	if (rec.msg[0])
+		printf("%s: %s\n", model, rec.msg);
+	else
+		printf("%s: nothing to recover\n", model);
+	mfs_txn_close(t);
+	return 0;
+}

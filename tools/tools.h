@@ -1,0 +1,23 @@
+/*
+ * tools/tools.h — what the parts of the `modelfs` command share.
+ *
+ * modelfs.c holds main, `info`, `status`, `abort` and the helpers that
+ * reach a mount's control files; lifecycle.c holds `commit`, `unmount`
+ * and `recover`.  Each command returns the process's exit status.
+ */
+#ifndef MODELFS_TOOLS_H
+#define MODELFS_TOOLS_H
+
+#include <stddef.h>
+
+/* Open MOUNTPOINT/.modelfs/<file>; -1 after a message saying why. */
+int ctl_open(const char *mnt, const char *file, int flags);
+
+/* The whole of MOUNTPOINT/.modelfs/status, malloc'd; NULL after a message. */
+char *ctl_status(const char *mnt, size_t *len);
+
+int cmd_commit(const char *mnt);
+int cmd_unmount(const char *mnt);
+int cmd_recover(const char *model);
+
+#endif
