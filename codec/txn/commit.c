@@ -2,12 +2,17 @@
  * codec/txn/commit.c — the commit engine: how a new version of a model reaches
  * the disk without ever leaving a corrupt model behind.
  *
- * Two paths.  REWRITE builds the whole new file beside the model and renames
- * it over the model (doc/reliability.md §1.2); it works for every edit and is
- * the default.  IN PLACE, for edits that keep every byte where it was
- * (same-size tensor writes in a big model), writes the changed ranges first
- * to a redo log and then into the model, so a 4 MiB edit of a 1 GiB model
- * costs 8 MiB of writes instead of 1 GiB (doc/performance.md §2).  Both are
+ * Three paths.  REWRITE builds the whole new file beside the model and
+ * renames it over the model (doc/reliability.md §1.2); it works for every
+ * edit.  CLONE is the same protocol with R4/R5 replaced by a reflink of the
+ * model (FICLONE: the new file shares the model's blocks) and pwrites of the
+ * patches, for edits that keep every byte where it was, on file systems
+ * that can (XFS with reflinks, Btrfs): a 4 MiB edit of a 1 GiB model writes
+ * 4 MiB, and every reader still sees only whole versions.  commit=auto
+ * takes CLONE when it can and REWRITE otherwise.  IN PLACE (commit=inplace
+ * only, since a reader of the file sees it half patched while it runs)
+ * writes the changed ranges first to a redo log and then into the model
+ * (doc/performance.md §2).  Both are
  * driven by a list of pieces from a format's splice writer; this file knows
  * no format.  Every system call goes through mfs_io, and the tests fail each
  * one in turn (doc/reliability.md §2.2, C1–C12).
@@ -25,13 +30,27 @@
  *                 skipped where unsupported (EOPNOTSUPP, EINVAL, ENOSYS).
  *   R5  WRITE     the pieces, end to end: copy_file_range for COPY pieces
  *                 (pread/pwrite where it is refused), pwrite for the rest.
- *   R6  MODE      fchmod(tfd, model's mode).  After the writes, because an
- *                 unprivileged write clears set-user-ID bits, and because
- *                 0600 kept the half-written file private until now.
+ *   R4' CLONE     (clone path) ioctl(tfd, FICLONE, model): EOPNOTSUPP,
+ *                 ENOTTY, EXDEV, EINVAL, ENOSYS, EBADF, EPERM mean "cannot
+ *                 here" (-EOPNOTSUPP) and the caller falls back to REWRITE.
+ *   R5' PATCH     (clone path) pwrite every patch.
+ *   R6  MODE      fchmod(tfd, model's mode), then the model's extended
+ *                 attributes (user.*, security.*, trusted.*, the POSIX ACLs)
+ *                 copied with flistxattr/fgetxattr/fsetxattr (a refused
+ *                 security.* or trusted.* name is skipped: the new file gets
+ *                 the label new files get; any other failure fails).  After
+ *                 the writes, because an unprivileged write clears
+ *                 set-user-ID bits, and because 0600 kept the half-written
+ *                 file private until now.
  *   R7  SYNC      fsync(tfd); fstat(tfd) gives the new identity (rename does
  *                 not change mtime).
  *   R8  CLOSE     close(tfd), checked.
  *   R9  RECHECK   fstatat(model): identity still `expect` (else ESTALE).
+ *   R9' MARK      hooks->before_install(new identity): the journal records
+ *                 which file it is about to install (txn/stage.c, COMMIT
+ *                 record), so that after a crash past R10 the journal is
+ *                 known to be this commit's, and removed, not mistaken for
+ *                 another version's.  Its failure fails the commit.
  *   R10 RENAME    renameat(temp, model).  THE COMMIT POINT.
  *   R11 DIRSYNC   fsync(directory).  Failure: the new file is in place but
  *                 may not survive a power cut; -EIO, rep->installed set.
@@ -57,7 +76,10 @@
  *                 logged (and, live, still `expect`); pwrite every patch
  *                 from the log.
  *   P7  SYNC      fsync(model), fstat for the new identity, close(model).
- *   P8  DROP      unlinkat(log); fsync(directory); close(rfd).
+ *   P8  DROP      mfs_commit_finish(): unlinkat(log); fsync(directory).  The
+ *                 caller's, after it has dropped the journal: until then a
+ *                 crash leaves the log, whose journal id names the journal
+ *                 its edits came from, and recovery removes that journal.
  *   FAIL          unlinkat(log); close(rfd): the model was never touched.
  *
  * INVARIANTS
@@ -90,29 +112,25 @@
  * 10. A log without a valid trailer was never committing, so the model was
  *     never written: recovery removes it.  A log with a trailer but a bad
  *     record is not applied and not removed (-EUCLEAN): it is evidence.
- * 11. A log is matched to its model by device, inode and size only: a
- *     partial apply has already moved mtime, so mtime cannot take part.
- *     FIXME: a model overwritten in place by a file of the same size (`cp
- *     other.onnx model.onnx` keeps the inode) while a committing log waits
- *     for recovery would be patched.  SQLite has the same gap ("mispairing
- *     a hot journal").  Recovery runs at mount before anything else opens
- *     the model, which narrows the window; per-block pre-image checksums
- *     would close it but need care with blocks torn by a power cut.
+ * 11. A log is matched to its model by device, inode and size, and by the
+ *     layout fingerprint of the model's description (core.h): a partial
+ *     apply has already moved mtime and ctime, so those cannot take part,
+ *     but it never changes the layout.  A file of the same size but another
+ *     layout copied over the model while a log waits is refused (the log
+ *     is kept).  One of the same layout (the same model with other
+ *     weights) would still be patched; per-block pre-image checksums would
+ *     close that, but need care with blocks torn by a power cut.
+ * 12. IN PLACE runs only with the model's flock held exclusively (txn.c):
+ *     every open of a model holds a shared one, so another mount never
+ *     sees patches land under it; when the lock is not free the commit
+ *     rewrites instead.
  *
  * REDO LOG FORMAT (".<model>.modelfs-redo"; integers little-endian)
  *
- * Header:
- *   OFFSET  SIZE  MEANING
- *        0     8  magic "MFSREDO\0"
- *        8     4  version, 1
- *       12     4  number of patches
- *       16     8  model st_dev
- *       24     8  model st_ino
- *       32     8  model size
- *       40     8  model mtime before the commit, seconds
- *       48     8  model mtime, nanoseconds
- *       56     4  reserved, 0
- *       60     4  CRC-32 of bytes 0..59
+ * Header: the side-file header of txn/sidefile.h, 96 bytes (magic
+ * "MFSREDO\0", parameter = number of patches, the model's identity before
+ * the commit and its layout, the id of the journal whose edits these are);
+ * a version 1 header (64 bytes) is still recovered.
  * Each patch, 32 bytes and its data:
  *        0     4  magic "MFSP"
  *        4     4  CRC-32 of the data
@@ -685,6 +703,7 @@ struct redo {
 	uint32_t n_patches;
 	uint64_t data_bytes;
 	uint64_t end;           /* bytes before the trailer */
+	const struct mfs_commit_hooks *hooks;   /* progress of the apply; NULL */
 };
 
 static void redo_header(uint8_t h[REDO_HDR], const struct mfs_identity *id, uint32_t n,
@@ -802,6 +821,8 @@ static int redo_apply(struct redo *r, const struct mfs_identity *expect,
 				goto io;
 			done += k;
 			rep->bytes_written += k;
+			if (r->hooks)
+				progress(r->hooks, k);
 		}
 		pos += PATCH_HDR + len;
 	}
@@ -965,7 +986,8 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
 	uint64_t end = 0, data_bytes = 0, total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += patches[i].piece.len;
-	progress_total(hooks, total);
+	progress_total(hooks, 2 * total);       /* into the log, then into the model */
+	r.hooks = hooks;
 	rc = redo_write(&r, expect, patches, n, hooks, &chain, &end, &data_bytes);
 	if (rc == 0 && mfs_io->fdatasync(r.rfd) < 0)
 		rc = -errno;

@@ -14,11 +14,14 @@ tensor edit in a 1 GiB model writes under 3x the edited bytes"):
   the model through a redo log) of a 4 MiB edit (`dd conv=notrunc`) writes under 3× the
   edited bytes (/proc/PID/io write_bytes delta of the daemon around the
   commit; wchar where the file system does not account write_bytes), status
-  says `inplace`, and the file has exactly the edit.
+  says `inplace`, and the file has exactly the edit;
+- `modelfs commit` on a terminal (script(1)) shows "commit: X of 1.0 GiB
+  written (R/s)" while the 1 GiB commit runs, and prints nothing without one.
 Bytes and memory only, never times.  The big files are deleted at the end.
 """
 import hashlib
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -30,6 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from mfstest import T  # noqa: E402
+from mfstest import MODELFS  # noqa: E402
 from txnacc import (Daemon, MiB, commit, proc_io, side_files, status,  # noqa: E402
                     why)
 import make_big_onnx  # noqa: E402
@@ -97,9 +101,15 @@ def body(t, d):
         t.check("daemon peak RSS after reading the staged tensor back: %.1f MiB (< 128 MiB)"
                 % (hwm / MiB), hwm < RSS_LIMIT)
         io0 = proc_io(dm.pid)
-        r = commit(mnt)
+        # On a terminal (script(1) gives it one) `modelfs commit` shows progress.
+        r = subprocess.run(["script", "-qec", "%s commit %s" % (MODELFS, mnt), "/dev/null"],
+                           capture_output=True, text=True, timeout=600)
         io1 = proc_io(dm.pid)
         t.check("modelfs commit of the 1 GiB rewrite", r.returncode == 0, why(r))
+        shown = re.findall(r"commit: ([0-9.]+ [KMG]?i?B) of ([0-9.]+ [KMG]?i?B) written \(", r.stdout)
+        t.check("on a terminal it showed progress (%d updates: %s ... %s)"
+                % (len(shown), shown[0] if shown else None, shown[-1] if shown else None),
+                shown and all(total == "2.0 GiB" for _, total in shown), r.stdout[-300:])
         st = status(mnt)
         hwm = dm.hwm()
         t.check("daemon peak RSS through the 1 GiB commit: %.1f MiB (< 128 MiB)" % (hwm / MiB),
@@ -135,6 +145,7 @@ def body(t, d):
         r = commit(mnt)
         io1 = proc_io(dm.pid)
         t.check("modelfs commit of the 4 MiB edit", r.returncode == 0, why(r))
+        t.eq("without a terminal it prints nothing", "", r.stderr + r.stdout)
         st = status(mnt)
         last = [ln for ln in st.splitlines() if ln.startswith("last commit")]
         t.check("status says the commit ran in place", any("inplace" in ln for ln in last), st)

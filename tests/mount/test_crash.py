@@ -4,23 +4,31 @@
 (doc/reliability.md §2.2 C4, C5, §2.3 F3, F4),
 on tmpfs file systems mounted for the test (root only; unmounted at the end).
 
-(b) kill -9 storm: at least $MFS_KILLS (default 300, minimum 200) times:
-    mount a copy of a model of a few MiB with the foreground daemon (half the
-    rounds `-o commit=inplace`, half the default `auto`, which rewrites a
-    model this small), stage an edit (random bytes over a random range of a
+(b) kill -9 storm: at least $MFS_KILLS (default 300, minimum 200) times, at
+    least 200 of them in the default `commit=auto` (issue 11, acceptance):
+    mount a copy of a model of a few MiB with the foreground daemon (every
+    third round `-o commit=inplace`, the others the default `auto`, which
+    rewrites, or clones where the file system can), stage an edit (random bytes over a random range of a
     random tensor, written with pwrite through the mount), start `modelfs
     commit` in the background, sleep a random 0-20 ms, kill -9 the daemon,
-    take the dead mount down (fusermount3 -u, umount -l).  Then:
-      - a rewrite-mode model file is exactly the old or the new version
-        (sha256) already before the next mount (an in-place one may be torn
-        until the next mount replays its redo log);
+    take the dead mount down (fusermount3 -u, umount -l).  Meanwhile, in
+    `auto` rounds, a reader that opens the model file directly (not through
+    modelfs) reads it whole again and again, from before the commit starts
+    until after the next mount: every read is exactly the old or the new
+    version, and every 8th is parsed and checked by python-onnx.  Then:
+      - an `auto` model file is exactly the old or the new version (sha256)
+        already before the next mount (an in-place one may be torn until the
+        next mount or `modelfs recover` replays its redo log, as the man page
+        says);
       - the next mount succeeds, leaves no `.<model>.modelfs-tmp-*` temp file,
         and the model file is then exactly old or new; new if `modelfs commit`
         had reported success;
       - when it is old, `.modelfs/status` lists the staged edit and the
         tensor's data reads the edited bytes (recovered from the journal);
         then the round commits (-> new) or aborts (-> old) at random;
-      - when it is new, the mount shows the new bytes and nothing is staged.
+      - when it is new, the mount shows the new bytes and nothing is staged;
+      - no journal is ever set aside as another version's (`.stale-`): a
+        journal whose commit was installed is recognised and removed.
     "new" is computed independently: the old bytes with the edit patched in
     at the tensor's raw_data offset (same-size edits keep the layout).
 (c) ENOSPC: a commit that needs a new file larger than the free space of the
@@ -45,12 +53,14 @@ from onnx import numpy_helper
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from mfstest import MODELFS, T, read  # noqa: E402
-from txnacc import (Daemon, MiB, abort, commit, make_random_model, mkdir_tmpfs,  # noqa: E402
-                    raw_offset, sha256, sha256_file, side_files, status, temp_files,
+from txnacc import (Daemon, DirectReader, MiB, abort, commit, make_random_model,  # noqa: E402
+                    mkdir_tmpfs, raw_offset, sha256, sha256_file, side_files, status, temp_files,
                     umount_tmpfs, why)
 
 KILLS = max(200, int(os.environ.get("MFS_KILLS", "300")))
+AUTO_KILLS = 200
 SIZES = [64 * 1024, 6 * MiB, 2 * MiB + 17]          # a few MiB: commits take a while
+
 
 
 def staged_lines(st):
@@ -72,7 +82,7 @@ def storm(t, rng, base):
     n = {"kills": 0, "old": 0, "new": 0, "commit_reported_ok": 0, "torn_before_mount": 0,
          "redo_replayed": 0, "redo_discarded": 0, "stale_cache_after_abort": 0,
          "recovered_then_commit": 0, "recovered_then_abort": 0, "stale_journals": 0,
-         "inplace_rounds": 0}
+         "inplace_rounds": 0, "auto_kills": 0, "direct_reads": 0, "direct_parsed": 0}
     bad = []
 
     def fail(i, what):
@@ -81,9 +91,9 @@ def storm(t, rng, base):
     i = 0
     dm = None
     try:
-        while n["kills"] < KILLS and len(bad) < 10:
+        while (n["kills"] < KILLS or n["auto_kills"] < AUTO_KILLS) and len(bad) < 10:
             i += 1
-            inplace = rng.random() < 0.5
+            inplace = i % 3 == 0
             opts = ["-o", "commit=inplace"] if inplace else []
             n["inplace_rounds"] += inplace
             old = cur
@@ -121,12 +131,17 @@ def storm(t, rng, base):
                 # The root model file shows what a commit would write.
                 if read(os.path.join(mnt, name), "rb") != new:
                     fail(i, "root model file with the edit staged is not the patched model")
+            reader = None
+            if not inplace:
+                reader = DirectReader(path)
+                reader.start()
             cp = subprocess.Popen([MODELFS, "commit", mnt], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(0, 0.020))
             if not dm.kill9():
                 fail(i, "the dead mount could not be unmounted")
             n["kills"] += 1
+            n["auto_kills"] += not inplace
             try:
                 crc = cp.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -148,6 +163,17 @@ def storm(t, rng, base):
             except RuntimeError as e:
                 fail(i, "remount after kill -9 failed: %s" % e)
                 break
+            finally:
+                if reader:
+                    reader.finish()
+                    n["direct_reads"] += reader.reads
+                    n["direct_parsed"] += reader.parsed
+                    other = set(reader.seen) - {old_sha, new_sha}
+                    if other or reader.errors:
+                        fail(i, "a direct reader of the model file saw %d read(s) of neither "
+                             "the old nor the new version%s" % (
+                                 sum(reader.seen[h] for h in other),
+                                 "; " + "; ".join(reader.errors[:2]) if reader.errors else ""))
             try:
                 left = temp_files(d, name)
                 if left:
@@ -231,6 +257,13 @@ def storm(t, rng, base):
     t.check("%d kill -9 of the daemon during commits (%d rounds): model always old or new, "
             "remount ok, no temp left, interrupted edits recovered" % (n["kills"], i),
             not bad and n["kills"] >= 200, "%d problems: %s" % (len(bad), "; ".join(bad[:6])))
+    t.check("%d of the kills in commit=auto, with a direct reader of the model file: %d "
+            "whole reads, every one the old or the new version, %d checked by python-onnx"
+            % (n["auto_kills"], n["direct_reads"], n["direct_parsed"]),
+            n["auto_kills"] >= AUTO_KILLS and n["direct_reads"] > n["auto_kills"] and
+            n["direct_parsed"] > 0 and not any("direct reader" in b for b in bad))
+    t.eq("journals set aside as another version's (.stale-) during the storm", 0,
+         n["stale_journals"])
     t.check("kills landed on both sides of the commit point (%d old, %d new)"
             % (n["old"], n["new"]), n["old"] > 0 and n["new"] > 0)
     t.check("after `modelfs abort` of edits recovered from the journal, the data file reads "

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -151,6 +152,41 @@ class Daemon:
 
     def hwm(self):
         return proc_field(self.pid, "status", "VmHWM:") * 1024
+
+
+class DirectReader(threading.Thread):
+    """Reads the model file whole, directly, until stopped; records each
+    version's sha256 and checks every 8th read with python-onnx."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path, self.stop_ev = path, threading.Event()
+        self.seen, self.reads, self.parsed, self.errors = {}, 0, 0, []
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            try:
+                with open(self.path, "rb") as f:
+                    b = f.read()
+            except OSError as e:
+                self.errors.append("open/read: %s" % e)
+                time.sleep(0.001)
+                continue
+            h = hashlib.sha256(b).hexdigest()
+            self.seen[h] = self.seen.get(h, 0) + 1
+            self.reads += 1
+            if self.reads % 8 == 1:
+                try:
+                    import onnx
+                    onnx.checker.check_model(onnx.load_from_string(b))
+                    self.parsed += 1
+                except Exception as e:          # noqa: BLE001 - any failure is the finding
+                    self.errors.append("python-onnx: %s" % str(e).splitlines()[0][:120])
+
+    def finish(self):
+        self.stop_ev.set()
+        self.join()
+SIZES = [64 * 1024, 6 * MiB, 2 * MiB + 17]          # a few MiB: commits take a while
 
 
 @contextlib.contextmanager
