@@ -587,7 +587,14 @@ int txn_lock_model(const mfs_model *m, int how)
 			return 0;
 		if (errno != EWOULDBLOCK)
 			return -errno;
-		if (how == LOCK_EX || tries >= 50)
+		if (how == LOCK_EX) {
+			/* Linux converts a flock by dropping the old lock first, and a
+			 * conversion that fails leaves none: take the shared one back,
+			 * or a later in-place commit elsewhere could patch under us. */
+			txn_lock_model(m, LOCK_SH);
+			return -EBUSY;
+		}
+		if (tries >= 50)
 			return -EBUSY;
 		struct timespec ts = {0, 100 * 1000 * 1000};
 		nanosleep(&ts, NULL);

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2015,6 +2016,23 @@ static void a_second_reader_forces_a_rewrite(void **state)
 	assert_int_equal(mfs_txn_tensor_read(r, rx, want, sizeof(want), 8192), 4096);
 	assert_int_equal(mfs_txn_tensor_write(t, x, edit, sizeof(edit), 8192), 4096);
 	struct mfs_txn_result res;
+	/* A failed attempt first: the shared lock outlives the refused
+	 * upgrade (Linux drops a flock being converted), so nothing else can
+	 * take the file exclusively while this mount still reads it. */
+	fio_install();
+	fio_fail_nth(FIO_RENAMEAT, 1, EIO);
+	assert_true(mfs_txn_commit(t, &res) < 0);
+	fio_uninstall();
+	assert_true(mfs_txn_dirty(t));
+	int probe = open(model, O_RDONLY);
+	assert_true(probe >= 0);
+	assert_int_equal(flock(probe, LOCK_EX | LOCK_NB), -1);
+	assert_int_equal(errno, EWOULDBLOCK);
+	mfs_txn_close(r);
+	assert_int_equal(flock(probe, LOCK_EX | LOCK_NB), -1);  /* t's, still */
+	close(probe);
+	r = open_txn(model, &ro, NULL);
+	rx = find_tensor(mfs_txn_desc(r), "big");
 	assert_int_equal(commit(t, &res), 0);
 	assert_string_equal(res.path, "rewrite");
 	/* The reader still has the old inode: the old bytes. */
