@@ -213,14 +213,17 @@ def covering_mount_points(t, base):
                     not fuse_mounted(mnt), why(r))
             if fuse_mounted(mnt):
                 umount(mnt)
-        sib = os.path.join(base, "cover", "sibling")
-        os.makedirs(sib)
-        r = run(MOUNT_MODELFS, m, sib)
-        t.check("a sibling directory as the mount point works",
-                r.returncode == 0 and is_mounted(sib), why(r))
-        if is_mounted(sib):
-            t.eq("and the commit works", 0, commit(sib).returncode)
-            umount(sib)
+        for what, mnt in (("a sibling directory", os.path.join(base, "cover", "sibling")),
+                          ("a directory inside the model's", os.path.join(d, "mnt"))):
+            os.makedirs(mnt)
+            r = run(MOUNT_MODELFS, m, mnt)
+            t.check("%s as the mount point works" % what,
+                    r.returncode == 0 and fuse_mounted(mnt), why(r))
+            if fuse_mounted(mnt):
+                write_at(os.path.join(mnt, "weights", "b0", "data"), b"\0\0\x80\x3f")
+                t.eq("and the commit works", 0, commit(mnt).returncode)
+                umount(mnt)
+            t.check("the model has the edit", tensor(m, "b0")[0] == 1.0)
     finally:
         run("umount", alias)
 
