@@ -374,8 +374,8 @@ int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out)
 
 /* ------------------------------------------------------- attributes */
 
-/* Bookkeeping after the content of `en` changed. `oob`: behind the kernel's cache. */
-void mfs_ent_edited(struct mfs_fs *fs, const struct mfs_ent *en, bool oob)
+/* Bookkeeping of `en` itself after its content changed. `oob`: behind the kernel's cache. */
+static void edited(struct mfs_fs *fs, const struct mfs_ent *en, bool oob)
 {
 	struct timespec t = mfs_now();
 	pthread_mutex_lock(&fs->xlock);
@@ -389,15 +389,25 @@ void mfs_ent_edited(struct mfs_fs *fs, const struct mfs_ent *en, bool oob)
 	}
 	if (en->asked != en->ino && (x = mfs_itab_x(fs->itab, en->asked)))
 		x->ver++;
-	fs->last_edit = t;
-	uint64_t root = mfs_fs_root_ino(fs);
-	if (root && (x = mfs_itab_x_get(fs->itab, root)))
-		x->ver++;
 	pthread_mutex_unlock(&fs->xlock);
 	if (oob || en->asked != en->ino)
 		mfs_inval_inode(fs, en->ino);
 	if (en->asked != en->ino)
 		mfs_inval_inode(fs, en->asked);
+}
+
+void mfs_ent_edited(struct mfs_fs *fs, const struct mfs_ent *en, bool oob)
+{
+	edited(fs, en, oob);
+	if (en->role != R_SCRATCH)      /* scratch bytes are in no model file */
+		mfs_fs_root_changed(fs, NULL, 0, 0);
+}
+
+void mfs_ent_wrote(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t off, uint64_t len)
+{
+	edited(fs, en, false);
+	if (en->role == R_DATA)
+		mfs_fs_root_changed(fs, en->t, off, len);
 }
 
 static uint32_t dir_subdirs(const struct mfs_ent *en)

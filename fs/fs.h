@@ -73,22 +73,32 @@
  * A scratch file renamed over `data` is the third kind: its inode takes
  * the entry's place, and descriptors of the replaced inode read a snapshot
  * of what it held (namespace.c), so the pages the kernel kept stay true.
- * Invalidations are sent by a helper thread (inval.c), never by a handler:
+ * Invalidations are sent by helper threads (inval.c), never by a handler:
  * libfuse forbids sending them from the execution path of a related
  * request, and a handler may hold the locks such a request needs.  Writes
- * to .modelfs/abort wait (up to a bound) for the queue to drain, so the
+ * to .modelfs/abort wait (up to a bound) for the queues to drain, so the
  * next command sees the aborted state.
- * Two files change too often for that: the root model file (the spliced
- * view changes with every edit) and .modelfs/status.  They bypass the page
- * cache (direct_io; the root file only in a read-write mount, where mmap
- * of it is limited to MAP_PRIVATE) and have zero attribute timeouts.
- * Small writable text files (dtype, shape, meta, props) have zero attribute
- * timeouts too: their size can change when a value is staged in another
- * form than it was written.
+ * The root model file is the fourth kind: every edit changes the spliced
+ * view behind the kernel's back, yet it is page-cached in every mount, so
+ * that loaders can map it MAP_SHARED.  gen.c ("The root model file") keeps
+ * its pages true: an edit moves its content version and mtime, and while
+ * a handle of it is open (fs->root_open), queues an invalidation of what
+ * changed (the written range of a same-size write of a tensor in the model
+ * file while the layout is kept, else the whole file) on a lane of its own,
+ * which the handler waits for before it replies (mfs_inval_settle): once
+ * the call returns, no cached page and no mapping shows the old bytes.  With
+ * -s nobody waits, and read(2) and stat stay fresh because the kernel
+ * drops the file's pages itself when it sees the mtime move (attribute
+ * timeout 0, FUSE_CAP_AUTO_INVAL_DATA).  .modelfs/status changes too often
+ * for any of that: it bypasses the page cache (direct_io), with a zero
+ * attribute timeout.  Small writable text files (dtype, shape, meta, props)
+ * have zero attribute timeouts too: their size can change when a value is
+ * staged in another form than it was written.
  *
  * LOCKING
  *
- * Three locks, always taken in this order, plus the queue's leaf lock:
+ * Three locks, always taken in this order, plus the invalidation queues'
+ * leaf locks (inval.c):
  *   slock   serialises what changes structure: create, unlink, rename,
  *           mknod, commit, abort, and the rebuild they trigger;
  *   lock    (rwlock) the generation and the inode map: handlers hold it
@@ -100,7 +110,8 @@
  * A commit holds slock but not `lock` while the txn commits (it can take a
  * while); handlers then wait inside the txn, which serialises itself.  While
  * it runs (fs->committing), tensor bytes are read only through the txn, since
- * the generation's model may be the one being replaced.
+ * the generation's model may be the one being replaced.  A handler waits for
+ * the root file's invalidations (mfs_inval_settle) with none of these held.
  */
 #ifndef MODELFS_FS_FS_H
 #define MODELFS_FS_FS_H
@@ -148,7 +159,11 @@
 /* The largest value a text file (dtype, shape, meta, prop) takes. */
 #define MFS_TEXT_MAX (16u << 20)
 
-/* How long a write to .modelfs/abort waits for invalidations to be sent. */
+/*
+ * How long a write to .modelfs/abort waits for invalidations to be sent, and
+ * a handler that changed the root model file for its invalidations
+ * (mfs_inval_settle).
+ */
 #define MFS_INVAL_WAIT_MS 2000
 
 /* One tree generation: the tree and what it was built from. */
@@ -164,12 +179,28 @@ struct mfs_gen {
 
 struct mfs_inval;
 struct mfs_fh;
+struct mfs_fs;
 
 /*
- * Sends one invalidation to the kernel: the inode `ino` when len is 0, else
- * the entry `name` in directory `ino`.  Set by ll.c (FUSE's notify calls).
+ * Sends one invalidation to the kernel: the entry `name` in directory `ino`
+ * when name_len is not 0, else the cached pages [off, off + len) of inode
+ * `ino` (len 0: to the end) and its attributes.  Set by ll.c (FUSE's notify
+ * calls).
  */
-typedef void mfs_notify_fn(void *session, uint64_t ino, const char *name, size_t len);
+typedef void mfs_notify_fn(void *session, uint64_t ino, const char *name, size_t name_len,
+                           uint64_t off, uint64_t len);
+
+/* A queue of invalidations and the thread that sends them (inval.c). */
+struct mfs_inval_lane {
+	struct mfs_fs *fs;
+	pthread_mutex_t lock;           /* a leaf lock */
+	pthread_cond_t cond, idle;
+	struct mfs_inval *head, *tail;
+	uint64_t seq;                   /* the last invalidation queued (numbered from 1) */
+	uint64_t sent;                  /* every one up to this has been sent */
+	bool stop, started;
+	pthread_t thread;
+};
 
 /*
  * The state of a mount, passed to fuse_session_new() as userdata.  main.c
@@ -180,7 +211,8 @@ struct mfs_fs {
 	mfs_txn *txn;
 	bool read_only;
 	bool recovered;                 /* the txn staged edits from a journal at open */
-	bool single_thread;             /* -s: never wait for the invalidation thread */
+	bool single_thread;             /* -s (or max_threads=1): never wait for the
+	                                 * invalidation threads */
 	uid_t uid;                      /* owner of every entry */
 	gid_t gid;
 	struct timespec mtime;          /* times of every entry not edited (the model's mtime) */
@@ -203,12 +235,18 @@ struct mfs_fs {
 	struct timespec last_edit;      /* mtime of the root model file while edits are staged */
 	struct mfs_fh *fhs;             /* open handles (handle.c), under xlock */
 
-	/* the invalidation thread (inval.c) */
-	pthread_mutex_t qlock;
-	pthread_cond_t qcond, qidle;
-	struct mfs_inval *qhead, *qtail;
-	bool qbusy, qstop, qstarted;
-	pthread_t qthread;
+	/* the root model file's pages (gen.c, "The root model file"), under xlock */
+	unsigned root_open;             /* its handles (FH_ROOT) now open: mappings hold one */
+	bool root_moved;                /* an edit since the last commit or abort may have
+	                                 * moved bytes of the served view (not only a
+	                                 * same-size write of a tensor in the model file) */
+	uint64_t root_edits;            /* edits of the view so far (commit and abort compare) */
+	bool auto_inval;                /* the kernel drops a file's pages when its mtime
+	                                 * or size changes (FUSE_CAP_AUTO_INVAL_DATA, ll_init) */
+
+	/* the invalidation threads (inval.c) */
+	struct mfs_inval_lane qgen;     /* everything but the root file's pages */
+	struct mfs_inval_lane qroot;    /* the root model file's pages: handlers wait for it */
 };
 
 /* ------------------------------------------------------------ gen.c */
@@ -225,6 +263,19 @@ void mfs_fs_fini(struct mfs_fs *fs);
 
 /* The inode of the root model file (source file 0) in the current generation, or 0. */
 uint64_t mfs_fs_root_ino(const struct mfs_fs *fs);
+
+/*
+ * mfs_fs_root_changed() - an edit (already staged) changed the root model
+ * file's bytes: its mtime and content version move, and if the kernel may
+ * hold its pages (a handle is open) they are invalidated, precisely where
+ * the layout is kept, else from the start (gen.c, "The root model file").
+ * `t` is the tensor whose data a write changed at [off, off + len) without
+ * changing its size; NULL for any other edit.  Called with fs->lock held
+ * shared or slock held, xlock not held; the handler then calls
+ * mfs_inval_settle() before it replies.
+ */
+void mfs_fs_root_changed(struct mfs_fs *fs, const struct mfs_tensor *t, uint64_t off,
+                         uint64_t len);
 
 /* Names the current request's kernel operation takes care of itself. */
 struct mfs_skip {
@@ -337,10 +388,17 @@ int mfs_ent_ctl_text(struct mfs_fs *fs, enum mfs_role role, char **out, size_t *
 double mfs_ent_attr_timeout(const struct mfs_ent *en);
 /*
  * mfs_ent_edited() - bookkeeping after the content of `en` changed: times,
- * the content version when `oob` (changed behind the kernel's cache), the
- * root model file's version, and invalidations.
+ * the content version when `oob` (changed behind the kernel's cache),
+ * invalidations, and the root model file (mfs_fs_root_changed) unless `en`
+ * is a scratch file.
  */
 void mfs_ent_edited(struct mfs_fs *fs, const struct mfs_ent *en, bool oob);
+/*
+ * mfs_ent_wrote() - the same after a write of `len` bytes at `off` to a data
+ * or scratch file, through the kernel: the root model file changes only
+ * where the write did if the layout is kept.
+ */
+void mfs_ent_wrote(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t off, uint64_t len);
 
 /* A scratch file handed to the kernel once more (lookup, create, readdirplus). */
 void mfs_scratch_ref(struct mfs_fs *fs, uint64_t ino);
@@ -355,9 +413,12 @@ void mfs_scratch_unlink(struct mfs_fs *fs, uint64_t ino, bool consumed);
  * Per-open state (fi->fh), on the fs->fhs list while open (so that a rename
  * finds the descriptors of the data file it replaces, and so that the
  * daemon frees what the kernel never released when it exits).  Every open
- * of a data file has one; read-only opens of other tree entries have none.
+ * of a data file has one, and every open of the root model file in a
+ * read-write mount (FH_ROOT: fs->root_open counts them, since only while
+ * one is open can the kernel's pages of the file be read or mapped);
+ * read-only opens of other tree entries have none.
  */
-enum mfs_fh_kind { FH_PLAIN = 1, FH_TEXT, FH_STATUS };
+enum mfs_fh_kind { FH_PLAIN = 1, FH_TEXT, FH_STATUS, FH_ROOT };
 
 /*
  * The content a rename over `data` took away from the descriptors open on
@@ -433,14 +494,31 @@ int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t
 
 /* ------------------------------------------------------------ inval.c */
 
+/* Set up and tear down the queues (mfs_fs_init, mfs_fs_fini). */
+void mfs_inval_init(struct mfs_fs *fs);
+void mfs_inval_fini(struct mfs_fs *fs);
 /* Queue an invalidation of inode `ino`, or of entry `name` in directory `parent`. */
 void mfs_inval_inode(struct mfs_fs *fs, uint64_t ino);
 void mfs_inval_entry(struct mfs_fs *fs, uint64_t parent, const char *name, size_t len);
-/* Start the sending thread (fs->notify and fs->se set); false if it could not. */
+/*
+ * Queue an invalidation of the root model file's (inode `ino`) cached pages
+ * [off, off + len), len 0 meaning to the end, on the lane handlers wait for
+ * (mfs_inval_settle).  Only gen.c calls it (mfs_fs_root_changed).
+ */
+void mfs_inval_root(struct mfs_fs *fs, uint64_t ino, uint64_t off, uint64_t len);
+/* Start the sending threads (fs->notify and fs->se set); false if they could not. */
 bool mfs_inval_start(struct mfs_fs *fs);
 /* Wait until everything queued was sent, for at most `ms` (no lock held). */
 void mfs_inval_wait(struct mfs_fs *fs, unsigned ms);
-/* Stop the thread and drop what is still queued. */
+/*
+ * mfs_inval_settle() - before a handler that may have changed the root model
+ * file replies: wait until the root file's invalidations queued so far were
+ * sent (at most MFS_INVAL_WAIT_MS; no lock held), so that no page of the
+ * kernel's shows what the edit replaced once the call returns.  Returns at
+ * once when nothing is queued, and on the single-threaded loop.
+ */
+void mfs_inval_settle(struct mfs_fs *fs);
+/* Stop the threads and drop what is still queued. */
 void mfs_inval_stop(struct mfs_fs *fs);
 
 /* The wall clock, for the times of edited entries. */

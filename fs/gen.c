@@ -7,7 +7,9 @@
  * built from), renumbers it through the inode table so that every path
  * keeps its inode (inode.c), and swaps it in under the tree lock.  Commit
  * and abort live here too: both end in a rebuild and in invalidations of
- * what the kernel cached from the staged state.
+ * what the kernel cached from the staged state.  So does what keeps the
+ * kernel's pages of the root model file true while edits change it ("The
+ * root model file" below).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -71,6 +73,100 @@ uint64_t mfs_fs_root_ino(const struct mfs_fs *fs)
 			return mfs_itab_ino(fs->itab, c);
 	}
 	return 0;
+}
+
+/*
+ * The root model file
+ *
+ * The root file shows the spliced view (modelfs/txn.h): what a commit would
+ * write now.  It is served through the page cache in every mount, so that
+ * it can be mapped MAP_SHARED, and every edit of the view goes through
+ * mfs_fs_root_changed(), which keeps the kernel's pages true:
+ *
+ *   1. The content version goes up: the next open drops the file's cached
+ *      pages (no keep_cache).  Nothing can read those pages without an open
+ *      handle (a mapping holds one), so while none is open (fs->root_open
+ *      is 0) nothing else is needed and nothing is sent.  The count and the
+ *      version are read and changed under xlock, in one critical section
+ *      on each side (ll_open), so an open racing an edit is caught by one
+ *      rule or the other.
+ *   2. While a handle is open, the changed pages are invalidated on the
+ *      root lane (inval.c), and the handler waits for that before it
+ *      replies (mfs_inval_settle): when the call that made an edit returns,
+ *      no cached page and no mapping shows what the edit replaced.  A
+ *      same-size write of a tensor stored in the model file (contiguous,
+ *      source 0) changes exactly [t->off + off, len) of the view as long as
+ *      every edit staged is of that kind; any other edit (dtype, shape,
+ *      size, meta, props, an adopted scratch file, edits recovered from a
+ *      journal) may move bytes from near the start (ONNX: the graph's
+ *      length prefix; safetensors: the JSON header), so it drops the whole
+ *      file and marks the layout moved (fs->root_moved) until a commit or
+ *      an abort leaves nothing staged.
+ *   3. The mtime goes up, strictly (fs->last_edit), and the kernel asks for
+ *      the root file's attributes on every read(2) and stat (attribute
+ *      timeout 0): with FUSE_CAP_AUTO_INVAL_DATA it drops all the file's
+ *      pages when it sees a new mtime, on the reader's own path.
+ *
+ * Waiting is safe because what the root lane sends waits, in the kernel,
+ * only for reads of the root file in flight, which other loop threads
+ * answer and which never wait for a handler; it is bounded
+ * (MFS_INVAL_WAIT_MS) all the same: with every worker waiting, a read could
+ * find no thread.  A handler whose wait timed out replies anyway, and a
+ * mapping may then show the old bytes until the invalidation arrives.
+ *
+ * With -s (or max_threads=1) nobody waits: the only thread must stay free
+ * to answer the reads an invalidation waits for.  Every invalidation is then
+ * of the whole file, because one that reaches the kernel while a read(2)'s
+ * question for the attributes is out makes it discard the answer (it cannot
+ * tell which is newer) and with it rule 3: only a whole-file invalidation,
+ * which came after the edits the reader must see, leaves no stale page
+ * behind.  read(2) and stat stay fresh (rule 3, or that invalidation), and
+ * mappings see an edit shortly after the call returns.  A kernel without
+ * AUTO_INVAL_DATA gets the page cache bypassed on the root file with -s
+ * (ll_open).
+ *
+ * While an edit that moves the layout is in flight (not returned), a read
+ * may mix pages of both layouts; once it returns (and, with -s, once its
+ * invalidation was sent), none of the old is left.
+ */
+void mfs_fs_root_changed(struct mfs_fs *fs, const struct mfs_tensor *t, uint64_t off,
+                         uint64_t len)
+{
+	if (fs->read_only)
+		return;
+	/* In place only on a tree of the current model: a write that waited for
+	 * a commit landed in the new model, where the tensor may lie elsewhere. */
+	bool moved = !t || !(t->flags & MFS_TENSOR_CONTIGUOUS) || t->src != 0 ||
+	             off > t->nbytes || len > t->nbytes - off || fs->committing ||
+	             mfs_txn_generation(fs->txn) != fs->gen->txn_gen;
+	struct timespec now = mfs_now();
+	pthread_mutex_lock(&fs->xlock);
+	uint64_t root = mfs_fs_root_ino(fs);
+	struct mfs_xnode *x = root ? mfs_itab_x_get(fs->itab, root) : NULL;
+	if (x)
+		x->ver++;
+	/* A new mtime for every edit, however close: the kernel compares them. */
+	if (now.tv_sec < fs->last_edit.tv_sec ||
+	    (now.tv_sec == fs->last_edit.tv_sec && now.tv_nsec <= fs->last_edit.tv_nsec)) {
+		now = fs->last_edit;
+		if (++now.tv_nsec == 1000000000L) {
+			now.tv_sec++;
+			now.tv_nsec = 0;
+		}
+	}
+	fs->last_edit = now;
+	fs->root_edits++;
+	if (moved)
+		fs->root_moved = true;
+	moved |= fs->root_moved;
+	bool send = root && (fs->root_open > 0 || !x);     /* no version: tell the kernel */
+	pthread_mutex_unlock(&fs->xlock);
+	if (!send)
+		return;
+	if (moved || fs->single_thread)
+		mfs_inval_root(fs, root, 0, 0);
+	else if (len)
+		mfs_inval_root(fs, root, t->off + off, len);
 }
 
 struct rebuild_ctx {
@@ -139,9 +235,9 @@ int mfs_fs_init(struct mfs_fs *fs)
 	pthread_mutex_init(&fs->slock, NULL);
 	pthread_rwlock_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->xlock, NULL);
-	pthread_mutex_init(&fs->qlock, NULL);
-	pthread_cond_init(&fs->qcond, NULL);
-	pthread_cond_init(&fs->qidle, NULL);
+	mfs_inval_init(fs);
+	/* Edits replayed from a journal: their kind is unknown here. */
+	fs->root_moved = fs->recovered;
 	int rc = gen_build(fs, &fs->gen);
 	if (rc < 0)
 		return rc;
@@ -165,12 +261,30 @@ void mfs_fs_fini(struct mfs_fs *fs)
 	fs->itab = NULL;
 	gen_free(fs->gen);
 	fs->gen = NULL;
-	pthread_cond_destroy(&fs->qidle);
-	pthread_cond_destroy(&fs->qcond);
-	pthread_mutex_destroy(&fs->qlock);
+	mfs_inval_fini(fs);
 	pthread_mutex_destroy(&fs->xlock);
 	pthread_rwlock_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->slock);
+}
+
+/* The edits of the view so far (xlock taken here). */
+static uint64_t root_edits(struct mfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->xlock);
+	uint64_t n = fs->root_edits;
+	pthread_mutex_unlock(&fs->xlock);
+	return n;
+}
+
+/*
+ * After a commit or an abort that left nothing staged, the view is the model
+ * file again: its layout has not moved, unless an edit came meanwhile (xlock
+ * held; `n` was root_edits before).
+ */
+static void root_settled(struct mfs_fs *fs, uint64_t n)
+{
+	if (fs->root_edits == n)
+		fs->root_moved = false;
 }
 
 /* Commit (slock not held).  Returns 0 or the commit's negative errno. */
@@ -180,6 +294,7 @@ int mfs_fs_commit(struct mfs_fs *fs, struct mfs_txn_result *res)
 	pthread_rwlock_wrlock(&fs->lock);
 	fs->committing = true;
 	pthread_rwlock_unlock(&fs->lock);
+	uint64_t n = root_edits(fs);
 	int rc = mfs_txn_commit(fs->txn, res);
 	mfs_fs_sync_tree(fs, NULL, NULL);
 	pthread_rwlock_wrlock(&fs->lock);
@@ -204,10 +319,13 @@ int mfs_fs_commit(struct mfs_fs *fs, struct mfs_txn_result *res)
 	struct mfs_xnode *x = root ? mfs_itab_x_get(fs->itab, root) : NULL;
 	if (x)
 		x->ver++;
+	if (rc == 0)
+		root_settled(fs, n);
 	pthread_mutex_unlock(&fs->xlock);
 	pthread_rwlock_unlock(&fs->lock);
+	/* The same bytes, now from the new model file: dropped all the same. */
 	if (root)
-		mfs_inval_inode(fs, root);
+		mfs_inval_root(fs, root, 0, 0);
 	pthread_mutex_unlock(&fs->slock);
 	return rc;
 }
@@ -216,10 +334,13 @@ int mfs_fs_commit(struct mfs_fs *fs, struct mfs_txn_result *res)
 int mfs_fs_abort(struct mfs_fs *fs)
 {
 	pthread_mutex_lock(&fs->slock);
+	uint64_t n = root_edits(fs);
 	int rc = mfs_txn_abort(fs->txn);
 	pthread_rwlock_wrlock(&fs->lock);
 	uint64_t root = mfs_fs_root_ino(fs);
 	pthread_mutex_lock(&fs->xlock);
+	if (rc == 0)
+		root_settled(fs, n);
 	struct mfs_xnode *x, *nx;
 	for (x = mfs_itab_scratch_next(fs->itab, NULL); x; x = nx) {
 		nx = mfs_itab_scratch_next(fs->itab, x);
@@ -232,12 +353,17 @@ int mfs_fs_abort(struct mfs_fs *fs)
 	for (x = mfs_itab_x_next(fs->itab, NULL); x; x = mfs_itab_x_next(fs->itab, x)) {
 		if (x->kind == MFS_XN_SCRATCH)
 			x->dropped = true;     /* adopted or unlinked ones still held */
-		if (x->touched || x->ino == root) {
+		if (x->touched && x->ino != root) {
 			x->ver++;
 			x->touched = false;
 			mfs_inval_inode(fs, x->ino);
 		}
 	}
+	/* The root file is the model file again, in its layout: on the root lane. */
+	if ((x = root ? mfs_itab_x_get(fs->itab, root) : NULL))
+		x->ver++;
+	if (root)
+		mfs_inval_root(fs, root, 0, 0);
 	pthread_mutex_unlock(&fs->xlock);
 	if (fs->recovered) {
 		/*

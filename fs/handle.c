@@ -2,11 +2,13 @@
  * fs/handle.c — per-open state: handles, the list of open handles, and the
  * snapshots a rename over `data` leaves to the descriptors it replaced.
  *
- * Every open of a data file and every open for writing gets a handle
- * (struct mfs_fh, fs.h), linked on fs->fhs while open: a rename over a
- * `data` file finds there the descriptors still open on the file it
- * replaces (namespace.c), and at exit the daemon frees what the kernel
- * never released.  Text entries opened for writing buffer their value in
+ * Every open of a data file, of the root model file of a read-write mount,
+ * and every open for writing gets a handle (struct mfs_fh, fs.h), linked on
+ * fs->fhs while open: a rename over a `data` file finds there the
+ * descriptors still open on the file it replaces (namespace.c), an edit
+ * learns whether the kernel may be showing the root file's pages
+ * (fs->root_open), and at exit the daemon frees what the kernel never
+ * released.  Text entries opened for writing buffer their value in
  * the handle and stage it when a line completes or on flush.
  */
 #include <assert.h>
@@ -69,6 +71,8 @@ void mfs_fh_link_locked(struct mfs_fs *fs, struct mfs_fh *h, uint64_t tid, uint6
 		fs->fhs->prev = h;
 	fs->fhs = h;
 	h->listed = true;
+	if (h->kind == FH_ROOT)
+		fs->root_open++;
 }
 
 /* Put a handle on fs->fhs; `tid` is its tensor's id, NO_TENSOR for other files. */
@@ -102,6 +106,8 @@ static struct mfs_snap *fh_unlist_locked(struct mfs_fs *fs, struct mfs_fh *h)
 	if (h->next)
 		h->next->prev = h->prev;
 	h->listed = false;
+	if (h->kind == FH_ROOT)
+		fs->root_open--;
 	struct mfs_snap *sn = h->snap;
 	h->snap = NULL;
 	return sn && --sn->refs == 0 ? sn : NULL;

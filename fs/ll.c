@@ -30,14 +30,18 @@ static struct mfs_fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-/* The invalidation thread's way to the kernel (inval.c).  -ENOENT means
- * the kernel holds nothing for that inode or name, which is the goal anyway. */
-static void notify(void *session, uint64_t ino, const char *name, size_t len)
+/* The invalidation threads' way to the kernel (inval.c).  -ENOENT means
+ * the kernel holds nothing for that inode or name, which is the goal anyway.
+ * An inode's pages from `off` for `len` bytes (0: to the end). */
+static void notify(void *session, uint64_t ino, const char *name, size_t name_len, uint64_t off,
+                   uint64_t len)
 {
-	if (len)
-		fuse_lowlevel_notify_inval_entry(session, ino, name, len);
+	if (name_len)
+		fuse_lowlevel_notify_inval_entry(session, ino, name, name_len);
 	else
-		fuse_lowlevel_notify_inval_inode(session, ino, 0, 0);
+		fuse_lowlevel_notify_inval_inode(session, ino,
+		                                 off > INT64_MAX ? INT64_MAX : (off_t)off,
+		                                 len > INT64_MAX ? 0 : (off_t)len);
 }
 
 static int fill_entry(struct mfs_fs *fs, const struct mfs_ent *en, struct fuse_entry_param *ep)
@@ -95,6 +99,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	/* Write-through: every write is staged (and fails) when it is made. */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* The root model file's read(2) relies on it with -s (gen.c). */
+	fs->auto_inval = conn->want & FUSE_CAP_AUTO_INVAL_DATA;
 	fs->notify = notify;
 	mfs_inval_start(fs);
 }
@@ -310,6 +316,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (rc == 0)
 		rc = mfs_ent_stat(fs, &en, &st);
 	pthread_rwlock_unlock(&fs->lock);
+	mfs_inval_settle(fs);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -589,11 +596,22 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case R_ROOT:
 		/*
 		 * What would be committed now: it changes with every edit, and
-		 * every descriptor must see it change (a loader reading the root
-		 * file sees the edits), so the page cache is bypassed.  In a
-		 * read-only mount it never changes and is cached like any file.
+		 * every descriptor and mapping must see it change (a loader
+		 * reading the root file sees the edits).  Cached all the same, so
+		 * that it can be mapped MAP_SHARED: the handle counts the opens
+		 * that may be showing the kernel's pages, which every edit
+		 * invalidates while there are any (gen.c, "The root model file").
+		 * With -s that relies on the kernel dropping the pages when the
+		 * mtime moves; a kernel that cannot gets the page cache bypassed.
+		 * In a read-only mount it never changes and needs no handle.
 		 */
-		if (!fs->read_only) {
+		if (fs->read_only)
+			break;
+		if (!(h = mfs_fh_new(FH_ROOT))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (fs->single_thread && !fs->auto_inval) {
 			fi->direct_io = 1;
 			fi->keep_cache = 0;
 		}
@@ -647,20 +665,27 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	default:
 		break;
 	}
+	/*
+	 * Listed, and the content version looked at, in one critical section:
+	 * an edit of the root file either sees this handle open (and
+	 * invalidates the pages) or moved the version first (and this open
+	 * drops them).
+	 */
+	pthread_mutex_lock(&fs->xlock);
+	if (h)
+		mfs_fh_link_locked(fs, h, en.role == R_DATA ? en.t->id : NO_TENSOR, en.asked);
 	if (fi->keep_cache) {
 		/* Content changed behind the kernel's back since the last open? */
-		pthread_mutex_lock(&fs->xlock);
 		struct mfs_xnode *x = mfs_itab_x(fs->itab, en.asked);
 		if (x && x->ver != x->seen) {
 			fi->keep_cache = 0;
 			x->seen = x->ver;
 		}
-		pthread_mutex_unlock(&fs->xlock);
 	}
-	if (rc == 0)
-		mfs_fh_list(fs, h, en.role == R_DATA ? en.t->id : NO_TENSOR, en.asked);
+	pthread_mutex_unlock(&fs->xlock);
 out:
 	pthread_rwlock_unlock(&fs->lock);
+	mfs_inval_settle(fs);   /* O_TRUNC of `data` */
 	if (rc < 0) {
 		mfs_fh_free(h);
 		fuse_reply_err(req, -rc);
@@ -1043,10 +1068,11 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (rc >= 0) {
 		if (h)
 			h->wrote = true;
-		mfs_ent_edited(fs, &en, false);
+		mfs_ent_wrote(fs, &en, (uint64_t)off, (uint64_t)rc);
 	}
 out:
 	pthread_rwlock_unlock(&fs->lock);
+	mfs_inval_settle(fs);
 	if (rc < 0)
 		fuse_reply_err(req, (int)-rc);
 	else
@@ -1065,6 +1091,7 @@ static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct mfs_fs *fs = fs_of(req);
 	struct mfs_fh *h = fh_of(fi);
 	int rc = mfs_fh_stage_text(fs, ino, h);
+	mfs_inval_settle(fs);
 	if (rc == 0 && h && h->wrote) {
 		rc = mfs_txn_sync(fs->txn);
 		if (rc == 0)
@@ -1082,8 +1109,10 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct mfs_fs *fs = fs_of(req);
 	struct mfs_fh *h = fh_of(fi);
-	if (h && h->dirty)
+	if (h && h->dirty) {
 		mfs_fh_stage_text(fs, ino, h);      /* no one to report an error to */
+		mfs_inval_settle(fs);
+	}
 	mfs_fh_release(fs, h);
 	fuse_reply_err(req, 0);
 }
@@ -1101,6 +1130,7 @@ static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	struct mfs_fs *fs = fs_of(req);
 	struct mfs_fh *h = fh_of(fi);
 	int rc = mfs_fh_stage_text(fs, ino, h);
+	mfs_inval_settle(fs);
 	if (rc == 0 && !fs->read_only) {
 		struct mfs_txn_result res;
 		rc = mfs_fs_commit(fs, &res);
@@ -1147,6 +1177,7 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		mfs_scratch_ref(fs, en.ino);
 	pthread_rwlock_unlock(&fs->lock);
 	pthread_mutex_unlock(&fs->slock);
+	mfs_inval_settle(fs);   /* a new prop */
 	if (rc < 0) {
 		mfs_fh_free(h);
 		fuse_reply_err(req, -rc);
@@ -1186,6 +1217,7 @@ static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		mfs_scratch_ref(fs, en.ino);
 	pthread_rwlock_unlock(&fs->lock);
 	pthread_mutex_unlock(&fs->slock);
+	mfs_inval_settle(fs);   /* a new prop */
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -1200,7 +1232,9 @@ static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
  */
 static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, -mfs_ns_unlink(fs_of(req), parent, name));
+	int rc = mfs_ns_unlink(fs_of(req), parent, name);
+	mfs_inval_settle(fs_of(req));   /* a prop removed */
+	fuse_reply_err(req, -rc);
 }
 
 /*
@@ -1247,7 +1281,9 @@ static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
-	fuse_reply_err(req, -mfs_ns_rename(fs_of(req), parent, name, newparent, newname, flags));
+	int rc = mfs_ns_rename(fs_of(req), parent, name, newparent, newname, flags);
+	mfs_inval_settle(fs_of(req));   /* a value adopted, a prop renamed */
+	fuse_reply_err(req, -rc);
 }
 
 /* ------------------------------------------------------- the rest */

@@ -466,7 +466,9 @@ int main(int argc, char **argv)
 	fs.txn = txn;
 	fs.read_only = cli.ro;
 	fs.recovered = rec.n_recovered > 0;
-	fs.single_thread = cli.single;
+	/* One worker is a single thread too: it must never wait for the
+	 * invalidation threads (inval.c, mfs_inval_settle). */
+	fs.single_thread = cli.single || cli.max_threads == 1;
 	fs.uid = cli.uid_set ? (uid_t)cli.uid : st.st_uid;
 	fs.gid = cli.gid_set ? (gid_t)cli.gid : st.st_gid;
 	fs.mtime = (struct timespec){.tv_sec = desc->files[0].mtime_sec,

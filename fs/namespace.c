@@ -126,8 +126,10 @@ int mfs_ns_unlink(struct mfs_fs *fs, uint64_t parent, const char *name)
 	} else if (rc == 0) {
 		rc = mfs_txn_prop_unlink(fs->txn, key);
 		struct mfs_skip sk = {.parent = dir.ino, .a = name, .a_len = len};
-		if (rc == 0)
+		if (rc == 0) {
 			mfs_fs_sync_tree(fs, NULL, &sk);
+			mfs_fs_root_changed(fs, NULL, 0, 0);    /* slock held */
+		}
 	}
 	pthread_mutex_unlock(&fs->slock);
 	free(key);
@@ -289,18 +291,15 @@ static int data_over(struct mfs_fs *fs, const struct mfs_ent *src, const struct 
 			sx->mtime = t;
 		sx->set |= MFS_XA_MTIME | MFS_XA_CTIME;
 		sx->touched = true;
-		fs->last_edit = t;
 		/* Descriptors of the scratch file are now of `data`. */
 		for (struct mfs_fh *h = fs->fhs; h; h = h->next)
 			if (h->ino == src->asked)
 				h->tid = dst->t->id;
-		uint64_t root = mfs_fs_root_ino(fs);
-		struct mfs_xnode *rx = root ? mfs_itab_x_get(fs->itab, root) : NULL;
-		if (rx)
-			rx->ver++;
 	}
 	pthread_mutex_unlock(&fs->xlock);
 	mfs_snap_free(fs, drop);
+	if (took)
+		mfs_fs_root_changed(fs, NULL, 0, 0);
 	if (rc < 0)
 		return rc;
 	if (!took) {
@@ -495,6 +494,7 @@ int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t
 		struct mfs_skip sk = {.parent = qd.ino, .a = name, .a_len = len, .b = newname,
 		                      .b_len = nlen};
 		mfs_fs_sync_tree(fs, &mv, &sk);
+		mfs_fs_root_changed(fs, NULL, 0, 0);    /* slock held */
 	}
 	goto out;
 
