@@ -230,7 +230,8 @@ ssize_t mfs_txn_meta_get(mfs_txn *t, const char *name, char *buf, size_t cap)
 			const struct mfs_meta *m = &t->d->meta[i];
 			if (strcmp(m->name, name) != 0)
 				continue;
-			memcpy(buf, m->value, m->len < cap ? m->len : cap);
+			if (cap && m->len)
+				memcpy(buf, m->value, m->len < cap ? m->len : cap);
 			rc = (ssize_t)m->len;
 			break;
 		}
