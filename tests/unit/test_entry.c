@@ -10,7 +10,8 @@
  * ONNX and safetensors, read-write and read-only, single and sharded; text
  * entries read and stage values with the same errors as through the mount;
  * props are created and removed; a scratch file renamed over `data` becomes
- * its content.
+ * its content; a directory of 100,000 props is looked up and read in time
+ * linear in its size (issue 11, item 7).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs.h"
 #include "tmpdir.h"
@@ -314,6 +316,148 @@ static void props_and_rename_over_data(void **state)
 	mount_close(&mt);
 }
 
+/* Append a protobuf varint to `b`; returns its length. */
+static size_t put_varint(unsigned char *b, uint64_t v)
+{
+	size_t n = 0;
+	do {
+		b[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+	return n;
+}
+
+/* Append one ModelProto.metadata_props entry (field 14) to the file `f`. */
+static void append_prop(FILE *f, const char *key, const char *value)
+{
+	unsigned char e[600], hdr[16];
+	size_t kl = strlen(key), vl = strlen(value), n = 0;
+	assert_true(kl < 256 && vl < 256);
+	e[n++] = 0x0a;                          /* key: field 1, bytes */
+	n += put_varint(e + n, kl);
+	memcpy(e + n, key, kl);
+	n += kl;
+	e[n++] = 0x12;                          /* value: field 2, bytes */
+	n += put_varint(e + n, vl);
+	memcpy(e + n, value, vl);
+	n += vl;
+	size_t h = 0;
+	hdr[h++] = 0x72;                        /* metadata_props: field 14, bytes */
+	h += put_varint(hdr + h, n);
+	assert_int_equal(fwrite(hdr, 1, h, f), h);
+	assert_int_equal(fwrite(e, 1, n, f), n);
+}
+
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * 100,000 props (issue 11, item 7): every lookup and read of
+ * meta/props/<key> used to copy and encode the whole list, so `ls -l` of the
+ * directory was quadratic (10 minutes).  Each prop is looked up by path,
+ * read, sized and some edited; the whole must stay far below a CPU budget
+ * that a quadratic walk blows through within its first few thousand props
+ * (checked as it goes, so the failure comes fast).  Duplicate keys: the
+ * first is the one shown and edited (txn.h), the second shows as "dup~1".
+ */
+#define MANY_PROPS 100000
+#define MANY_PROPS_CPU_BUDGET 60.0
+
+static void many_props_are_linear(void **state)
+{
+	(void)state;
+	struct mount mt;
+	const char *path = tmp_path("many.onnx");
+	tmp_copy(LINEAR, path);
+	FILE *f = fopen(path, "ab");
+	assert_non_null(f);
+	char key[32], val[48];
+	for (unsigned i = 0; i < MANY_PROPS; i++) {
+		snprintf(key, sizeof(key), "key%06u", i);
+		snprintf(val, sizeof(val), "value %u", i);
+		append_prop(f, key, val);
+	}
+	append_prop(f, "dup", "first");
+	append_prop(f, "dup", "second");
+	append_prop(f, "a/b", "slash");
+	assert_int_equal(fclose(f), 0);
+
+	mount_open(&mt, path, false);
+	struct mfs_fs *fs = &mt.fs;
+	double start = cpu_seconds();
+	struct mfs_ent props = at(&mt, "meta/props");
+	assert_int_equal(props.e->u.dir.count, MANY_PROPS + 3);
+	char p[64], want[64];
+	for (unsigned i = 0; i < MANY_PROPS; i++) {
+		snprintf(p, sizeof(p), "meta/props/key%06u", i);
+		struct mfs_ent en = at(&mt, p);
+		assert_int_equal(en.role, R_PROP);
+		uint64_t size;
+		pthread_rwlock_rdlock(&fs->lock);
+		assert_int_equal(mfs_ent_size(fs, &en, &size), 0);
+		pthread_rwlock_unlock(&fs->lock);
+		char *s = text(&mt, p);
+		snprintf(want, sizeof(want), "value %u\n", i);
+		assert_string_equal(s, want);
+		assert_int_equal(size, strlen(want));
+		free(s);
+		if (i % 1000 == 999 && cpu_seconds() - start > MANY_PROPS_CPU_BUDGET)
+			fail_msg("%u of %u props looked up and read in %.0f s of CPU: not linear",
+			         i + 1, MANY_PROPS, cpu_seconds() - start);
+	}
+	/* Edits find their slot the same way. */
+	for (unsigned i = 0; i < MANY_PROPS; i += 997) {
+		snprintf(p, sizeof(p), "meta/props/key%06u", i);
+		snprintf(val, sizeof(val), "edited %u\n", i);
+		assert_int_equal(apply(&mt, p, val), 0);
+		char *s = text(&mt, p);
+		assert_string_equal(s, val);
+		free(s);
+	}
+	assert_int_equal(mfs_ns_rename(fs, props.ino, "key000001", props.ino, "renamed", 0), 0);
+	char *s = text(&mt, "meta/props/renamed");
+	assert_string_equal(s, "value 1\n");
+	free(s);
+	assert_int_equal(mfs_ns_unlink(fs, props.ino, "key000002"), 0);
+	struct mfs_ent en;
+	assert_int_equal(walk(&mt, "meta/props/key000002", &en), -ENOENT);
+	s = text(&mt, "meta/props/key000003");
+	assert_string_equal(s, "value 3\n");
+	free(s);
+	s = text(&mt, "meta/props/a%2Fb");
+	assert_string_equal(s, "slash\n");
+	free(s);
+	/* Duplicate keys: the first is shown and edited; the second is not a key. */
+	s = text(&mt, "meta/props/dup");
+	assert_string_equal(s, "first\n");
+	free(s);
+	assert_int_equal(apply(&mt, "meta/props/dup", "changed\n"), 0);
+	struct mfs_meta *list;
+	size_t n;
+	assert_int_equal(mfs_txn_props(&list, &n, mt.txn), 0);
+	assert_int_equal(n, MANY_PROPS + 2);    /* one renamed, one removed */
+	assert_string_equal(list[MANY_PROPS - 1].name, "dup");
+	assert_string_equal(list[MANY_PROPS - 1].value, "changed");
+	assert_string_equal(list[MANY_PROPS].name, "dup");
+	assert_string_equal(list[MANY_PROPS].value, "second");
+	mfs_txn_props_free(list, n);
+	char *key2 = NULL;
+	pthread_rwlock_rdlock(&fs->lock);
+	assert_int_equal(mfs_ent_prop_key(fs, "dup~1", 5, &key2), 0);
+	pthread_rwlock_unlock(&fs->lock);
+	assert_string_equal(key2, "dup~1");     /* a new key, as before the index */
+	free(key2);
+	double used = cpu_seconds() - start;
+	if (used > MANY_PROPS_CPU_BUDGET)
+		fail_msg("100,000 props took %.0f s of CPU", used);
+	print_message("# %u props looked up, sized and read in %.2f s of CPU\n", MANY_PROPS, used);
+	mount_close(&mt);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +465,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(text_values, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(read_only_and_flat, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(props_and_rename_over_data, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(many_props_are_linear, tmp_setup, tmp_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
