@@ -104,6 +104,32 @@ check_eq "printf 10,1 > shape (no newline)" "10,1" "$(printf 10,1 > "$w/shape" &
 check_eq "st_size of shape is that of its text" "5" "$(stat -c %s "$w/shape")"
 check "echo 1,10 > shape" sh -c "echo 1,10 > '$w/shape'"
 
+# ---- one value per file: what is not one value fails in write(2), which a
+# shell reports (it ignores close's error), and the value stays
+check "printf '8\nabc\n' > shape fails with EINVAL" fails_with "Invalid argument" \
+	bash -c "printf '8\nabc\n' > '$w/shape'"
+check_eq "shape after it" "1,10" "$(cat "$w/shape")"
+check "printf '2\n' >> shape (an append) fails with EINVAL" fails_with "Invalid argument" \
+	bash -c "printf '2\n' >> '$w/shape'"
+check_eq "shape after the append" "1,10" "$(cat "$w/shape")"
+check "echo abc > meta/model_version fails with EINVAL" fails_with "Invalid argument" \
+	bash -c "echo abc > '$mnt/meta/model_version'"
+check_eq "meta/model_version after it" "" "$(cat "$mnt/meta/model_version")"
+check "it is write(2) that fails, not only close(2) (python os.write)" $PY -c "
+import errno, os, sys
+fd = os.open('$w/dtype', os.O_WRONLY | os.O_TRUNC)
+try:
+    os.write(fd, b'float16\nfloat32\n')
+except OSError as e:
+    sys.exit(0 if e.errno == errno.EINVAL else 1)
+finally:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+sys.exit(1)"
+check_eq "dtype after it" "float32" "$(cat "$w/dtype")"
+
 # ---- meta and props
 check_eq "echo > meta/doc_string" "edited by modelfs" \
 	"$(echo 'edited by modelfs' > "$mnt/meta/doc_string" && cat "$mnt/meta/doc_string")"
@@ -116,6 +142,12 @@ check_eq "the renamed prop keeps its value" "v2" "$(cat "$mnt/meta/props/k2")"
 check_eq "the renamed prop keeps its inode" "$ino_k" "$(stat -c %i "$mnt/meta/props/k2")"
 check "echo gone > meta/props/tmp; rm it" sh -c "echo gone > '$mnt/meta/props/tmp' && rm '$mnt/meta/props/tmp'"
 check "rm'd prop is gone" sh -c "! test -e '$mnt/meta/props/tmp'"
+check_eq "a prop's value may span lines" "$(printf 'line 1\nline 2')" \
+	"$(printf 'line 1\nline 2\n' > "$mnt/meta/props/ml" && cat "$mnt/meta/props/ml")"
+check "echo >> a prop (an append) fails with EINVAL" fails_with "Invalid argument" \
+	bash -c "echo more >> '$mnt/meta/props/ml'"
+check_eq "the prop after the append" "$(printf 'line 1\nline 2')" "$(cat "$mnt/meta/props/ml")"
+check "rm it" rm "$mnt/meta/props/ml"
 
 # ---- rsync -a into a tensor directory: temp file, times, rename over data
 src=$MFS_TMP/src/bias

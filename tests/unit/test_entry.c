@@ -316,6 +316,154 @@ static void props_and_rename_over_data(void **state)
 	mount_close(&mt);
 }
 
+/* A text handle as ll_open makes it: empty with O_TRUNC, else the text now. */
+static struct mfs_fh *text_open(struct mount *mt, const char *path, bool trunc)
+{
+	struct mfs_ent en = at(mt, path);
+	struct mfs_fh *h = mfs_fh_new(FH_TEXT);
+	assert_non_null(h);
+	if (trunc) {
+		assert_int_equal(mfs_fh_resize(h, 0), 0);
+	} else {
+		pthread_rwlock_rdlock(&mt->fs.lock);
+		assert_int_equal(mfs_ent_text_get(&mt->fs, &en, &h->buf, &h->len), 0);
+		pthread_rwlock_unlock(&mt->fs.lock);
+		h->cap = h->len + 1;
+	}
+	return h;
+}
+
+/* write(2) of `data` at `off` through text handle `h` of `path`, as ll_write. */
+static ssize_t text_write(struct mount *mt, struct mfs_fh *h, const char *path, const char *data,
+                          uint64_t off, bool append)
+{
+	struct mfs_ent en = at(mt, path);
+	pthread_rwlock_rdlock(&mt->fs.lock);
+	pthread_mutex_lock(&h->lock);
+	ssize_t rc = mfs_fh_text_write(&mt->fs, &en, h, data, strlen(data), off, append);
+	pthread_mutex_unlock(&h->lock);
+	pthread_rwlock_unlock(&mt->fs.lock);
+	return rc;
+}
+
+/* close(2) of text handle `h` of `path`: its error, as ll_flush's. */
+static int text_close(struct mount *mt, struct mfs_fh *h, const char *path)
+{
+	int rc = mfs_fh_stage_text(&mt->fs, at(mt, path).ino, h);
+	mfs_fh_free(h);
+	return rc;
+}
+
+static void expect_text(struct mount *mt, const char *path, const char *want)
+{
+	char *s = text(mt, path);
+	assert_string_equal(s, want);
+	free(s);
+}
+
+/*
+ * One-value files (issue 11, item 9): a write that is not one value, or an
+ * append, fails in write(2) with EINVAL as soon as its bytes end a line, so
+ * that a shell sees it (shells drop close's error); the value stays.
+ * Free-text values (string meta files, props) may hold newlines.
+ */
+static void one_value_writes(void **state)
+{
+	(void)state;
+	struct mount mt;
+	tmp_copy(LINEAR, tmp_path("linear.onnx"));
+	mount_open(&mt, tmp_path("linear.onnx"), false);
+	const char *shape = "weights/fc/weight/shape", *dtype = "weights/fc/weight/dtype";
+
+	/* printf '8\nabc\n' > shape: refused by the write, the shape stays. */
+	struct mfs_fh *h = text_open(&mt, shape, true);
+	assert_int_equal(text_write(&mt, h, shape, "8\nabc\n", 0, false), -EINVAL);
+	assert_int_equal(text_close(&mt, h, shape), -EINVAL);
+	expect_text(&mt, shape, "1,10\n");
+	/* The same in two writes (bash's printf writes line by line): the first
+	 * line is staged, the second makes it no value, and the shape the file
+	 * had before the open comes back. */
+	h = text_open(&mt, shape, true);
+	assert_int_equal(text_write(&mt, h, shape, "10,1\n", 0, false), 5);
+	expect_text(&mt, shape, "10,1\n");
+	assert_int_equal(text_write(&mt, h, shape, "abc\n", 5, false), -EINVAL);
+	expect_text(&mt, shape, "1,10\n");
+	assert_int_equal(text_close(&mt, h, shape), -EINVAL);
+	expect_text(&mt, shape, "1,10\n");
+	assert_false(mfs_txn_dirty(mt.txn));
+	/* And when the second line comes without a newline: at close. */
+	h = text_open(&mt, shape, true);
+	assert_int_equal(text_write(&mt, h, shape, "10,1\n", 0, false), 5);
+	assert_int_equal(text_write(&mt, h, shape, "abc", 5, false), 3);
+	assert_int_equal(text_close(&mt, h, shape), -EINVAL);
+	expect_text(&mt, shape, "1,10\n");
+	h = text_open(&mt, shape, true);
+	assert_int_equal(text_write(&mt, h, shape, "10,1\n", 0, false), 5);
+	assert_int_equal(text_close(&mt, h, shape), 0);
+	expect_text(&mt, shape, "10,1\n");
+	/* printf '2\n' >> shape: an append, refused whatever it holds. */
+	h = text_open(&mt, shape, false);
+	assert_int_equal(text_write(&mt, h, shape, "2\n", 5, true), -EINVAL);
+	assert_int_equal(text_close(&mt, h, shape), -EINVAL);
+	expect_text(&mt, shape, "10,1\n");
+	/* Over the old text without O_TRUNC: the file's whole text is the value. */
+	h = text_open(&mt, shape, false);
+	assert_int_equal(text_write(&mt, h, shape, "7\n", 0, false), -EINVAL);  /* "7\n,1\n" */
+	assert_int_equal(text_close(&mt, h, shape), -EINVAL);
+	expect_text(&mt, shape, "10,1\n");
+	h = text_open(&mt, dtype, true);
+	assert_int_equal(text_write(&mt, h, dtype, "float16\nfloat32\n", 0, false), -EINVAL);
+	assert_int_equal(text_close(&mt, h, dtype), -EINVAL);
+	expect_text(&mt, dtype, "float32\n");
+	/* Without a newline the value is checked at close, as before. */
+	h = text_open(&mt, shape, true);
+	assert_int_equal(text_write(&mt, h, shape, "3,x", 0, false), 3);
+	assert_int_equal(text_close(&mt, h, shape), -EINVAL);
+	h = text_open(&mt, shape, true);
+	assert_int_equal(text_write(&mt, h, shape, "1,10", 0, false), 4);
+	assert_int_equal(text_close(&mt, h, shape), 0);
+	expect_text(&mt, shape, "1,10\n");
+
+	/* echo abc > meta/model_version: refused by the write. */
+	const char *mv = "meta/model_version";
+	h = text_open(&mt, mv, true);
+	assert_int_equal(text_write(&mt, h, mv, "abc\n", 0, false), -EINVAL);
+	assert_int_equal(text_close(&mt, h, mv), -EINVAL);
+	expect_text(&mt, mv, "\n");
+	h = text_open(&mt, mv, true);
+	assert_int_equal(text_write(&mt, h, mv, "8\n9\n", 0, false), -EINVAL);
+	assert_int_equal(text_close(&mt, h, mv), -EINVAL);
+	h = text_open(&mt, mv, true);
+	assert_int_equal(text_write(&mt, h, mv, "8\n", 0, false), 2);
+	expect_text(&mt, mv, "8\n");            /* staged by the write itself */
+	assert_int_equal(text_close(&mt, h, mv), 0);
+
+	/* Free text: a value of several lines is one value; appends are not. */
+	const char *doc = "meta/doc_string";
+	h = text_open(&mt, doc, true);
+	assert_int_equal(text_write(&mt, h, doc, "first line\nsecond line\n", 0, false), 23);
+	expect_text(&mt, doc, "first line\nsecond line\n");
+	assert_int_equal(text_close(&mt, h, doc), 0);
+	h = text_open(&mt, doc, false);
+	assert_int_equal(text_write(&mt, h, doc, "third\n", 23, true), -EINVAL);
+	assert_int_equal(text_close(&mt, h, doc), -EINVAL);
+	expect_text(&mt, doc, "first line\nsecond line\n");
+	struct mfs_ent props = at(&mt, "meta/props"), en;
+	pthread_mutex_lock(&mt.fs.slock);
+	assert_int_equal(mfs_ns_make_file(&mt.fs, props.ino, "notes", 0644, &en), 0);
+	pthread_mutex_unlock(&mt.fs.slock);
+	const char *notes = "meta/props/notes";
+	h = text_open(&mt, notes, true);
+	assert_int_equal(text_write(&mt, h, notes, "a\nb\n", 0, false), 4);
+	expect_text(&mt, notes, "a\nb\n");
+	assert_int_equal(text_close(&mt, h, notes), 0);
+	h = text_open(&mt, notes, false);
+	assert_int_equal(text_write(&mt, h, notes, "c\n", 4, true), -EINVAL);
+	assert_int_equal(text_close(&mt, h, notes), -EINVAL);
+	expect_text(&mt, notes, "a\nb\n");
+	mount_close(&mt);
+}
+
 /* Append a protobuf varint to `b`; returns its length. */
 static size_t put_varint(unsigned char *b, uint64_t v)
 {
@@ -466,6 +614,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(read_only_and_flat, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(props_and_rename_over_data, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(many_props_are_linear, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(one_value_writes, tmp_setup, tmp_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
