@@ -40,6 +40,30 @@ static bool name_is(const struct mfs_tnode *e, const char *s)
 	return e->name_len == l && !memcmp(e->name, s, l);
 }
 
+/*
+ * May scratch files be created in meta/?  When one of its files can be
+ * written: `sed -i` and editors write a temporary file beside the one they
+ * edit and rename it over it, as in a tensor directory or meta/props/.
+ */
+static bool meta_creatable(struct mfs_fs *fs, uint32_t dir)
+{
+	const struct mfs_tree *t = fs->gen->tree;
+	const struct mfs_tnode *d = mfs_tree_node(t, dir);
+	char name[MFS_NAME_MAX + 1];
+	if (fs->read_only)
+		return false;
+	for (uint32_t i = 0; i < d->u.dir.count; i++) {
+		const struct mfs_tnode *e = mfs_tree_node(t, mfs_tree_child(t, dir, i));
+		if (e->kind != MFS_TN_TEXT)
+			continue;
+		memcpy(name, e->name, e->name_len);
+		name[e->name_len] = '\0';
+		if (mfs_txn_meta_writable(fs->txn, name))
+			return true;
+	}
+	return false;
+}
+
 /* Classify tree entry `idx` (fs->lock held). */
 static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 {
@@ -53,6 +77,8 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 		if (idx == g->props_dir) {
 			en->props = true;
 			en->creatable = mfs_txn_props_writable(fs->txn);
+		} else if (idx == g->meta_dir) {
+			en->creatable = meta_creatable(fs, idx);
 		} else if (e->flags & MFS_TNF_TENSOR) {
 			en->creatable = mfs_txn_tensor_writable(fs->txn, dir_tensor(fs, idx));
 		}

@@ -36,9 +36,11 @@
  *                             shape) fails that write or the close with
  *                             EINVAL, and so does any write with O_APPEND.
  *                             Props are also created, renamed and unlinked.
- *   scratch files             created by anyone in a tensor directory, and
- *                             under a name starting with '.' in meta/props/
- *                             (rsync's ".data.XXXXXX"); bytes staged as
+ *   scratch files             created by anyone in a tensor directory or in
+ *                             meta/ (when a meta file is writable: sed -i's
+ *                             "sedXXXXXX"), and under a name starting with
+ *                             '.' in meta/props/ (rsync's ".data.XXXXXX");
+ *                             bytes staged as
  *                             scratch objects that reach the model only when
  *                             renamed over an entry
  *   .modelfs/status, commit, abort    the control files

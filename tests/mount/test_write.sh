@@ -149,6 +149,19 @@ check "echo >> a prop (an append) fails with EINVAL" fails_with "Invalid argumen
 check_eq "the prop after the append" "$(printf 'line 1\nline 2')" "$(cat "$mnt/meta/props/ml")"
 check "rm it" rm "$mnt/meta/props/ml"
 
+# ---- sed -i: a temporary file beside the one it edits, renamed over it
+check "sed -i on meta/doc_string" sed -i 's/by modelfs/by sed/' "$mnt/meta/doc_string"
+check_eq "meta/doc_string after sed -i" "edited by sed" "$(cat "$mnt/meta/doc_string")"
+check "sed -i on a prop" sed -i 's/v2/v3/' "$mnt/meta/props/k2"
+check_eq "the prop after sed -i" "v3" "$(cat "$mnt/meta/props/k2")"
+check "sed -i of a read-only meta file that changes it fails (EACCES)" \
+	fails_with "Permission denied" sed -i 's/onnx/pb/' "$mnt/meta/format"
+check "sed -i of a read-only meta file that keeps it succeeds" sed -i 's/x/x/' "$mnt/meta/format"
+check "sed -i of model_version with a bad value fails" \
+	fails_with "Invalid argument" sed -i 's/^/abc/' "$mnt/meta/model_version"
+check_eq "sed leaves no temporary file behind" "" "$(ls -A "$mnt/meta" "$mnt/meta/props" | grep '^sed' || true)"
+check "sed -i back" sh -c "sed -i 's/by sed/by modelfs/' '$mnt/meta/doc_string' && sed -i 's/v3/v2/' '$mnt/meta/props/k2'"
+
 # ---- rsync -a into a tensor directory: temp file, times, rename over data
 src=$MFS_TMP/src/bias
 mkdir -p "$src"
@@ -196,7 +209,9 @@ check "writing name is EACCES" fails_with "Permission denied" sh -c "printf x > 
 check "writing meta/format is EACCES" fails_with "Permission denied" sh -c "printf x > '$mnt/meta/format'"
 check "writing a node's op_type is EACCES" fails_with "Permission denied" sh -c "printf x > '$mnt/nodes/0000-Gemm/op_type'"
 check "writing the root model file is EACCES" fails_with "Permission denied" sh -c "printf x > '$mnt/linear.onnx'"
-check "creating in meta/ is EACCES" fails_with "Permission denied" touch "$mnt/meta/x"
+check "creating in nodes/ is EACCES" fails_with "Permission denied" touch "$mnt/nodes/x"
+check "creating in meta/ makes a scratch file (sed -i's temporary files)" \
+	sh -c "touch '$mnt/meta/x' && test -e '$mnt/meta/x' && rm '$mnt/meta/x'"
 check "rm data is EPERM" fails_with "Operation not permitted" rm "$w/data"
 check "mv data is EPERM" fails_with "Operation not permitted" mv "$w/data" "$w/data2"
 check "mkdir is EPERM" fails_with "Operation not permitted" mkdir "$w/d"

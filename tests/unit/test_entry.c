@@ -132,7 +132,7 @@ static void onnx_entries(void **state)
 	} want[] = {
 		{"", R_DIR, false, S_IFDIR | 0555},
 		{"linear.onnx", R_ROOT, false, S_IFREG | 0444},
-		{"meta", R_DIR, false, S_IFDIR | 0555},
+		{"meta", R_DIR, false, S_IFDIR | 0755},       /* sed -i's temporary files */
 		{"meta/format", R_META, false, S_IFREG | 0444},
 		{"meta/opset", R_META, false, S_IFREG | 0444},
 		{"meta/producer_name", R_META, true, S_IFREG | 0644},
@@ -156,6 +156,8 @@ static void onnx_entries(void **state)
 	}
 	assert_true(at(&mt, "meta/props").creatable);
 	assert_true(at(&mt, "meta/props").props);
+	assert_true(at(&mt, "meta").creatable);
+	assert_false(at(&mt, "meta").props);
 	assert_false(at(&mt, "nodes").creatable);
 	struct mfs_ent en;
 	assert_int_equal(walk(&mt, "weights/nope", &en), -ENOENT);
@@ -229,8 +231,10 @@ static void read_only_and_flat(void **state)
 	assert_false(at(&mt, "weights/fc/weight").creatable);
 	assert_false(at(&mt, "meta/producer_name").writable);
 	assert_false(at(&mt, "meta/props").creatable);
+	assert_false(at(&mt, "meta").creatable);
 	assert_false(at(&mt, ".modelfs/commit").writable);
 	assert_int_equal(mode_of(&mt, "weights/fc/weight/data"), S_IFREG | 0444);
+	assert_int_equal(mode_of(&mt, "meta"), S_IFDIR | 0555);
 	mount_close(&mt);
 
 	/* safetensors: a flat tree; a single file takes props, a shard set not. */
@@ -240,6 +244,7 @@ static void read_only_and_flat(void **state)
 	assert_true(at(&mt, "weights/w/data").writable);
 	assert_true(at(&mt, "meta/props").creatable);
 	assert_true(at(&mt, "meta/props/k").writable);
+	assert_false(at(&mt, "meta").creatable);        /* no writable meta file */
 	struct mfs_ent en;
 	assert_int_equal(walk(&mt, "nodes", &en), -ENOENT);
 	mount_close(&mt);
@@ -464,6 +469,56 @@ static void one_value_writes(void **state)
 	mount_close(&mt);
 }
 
+/* Make scratch file `name` in directory `dir`, holding `text`. */
+static void scratch_file(struct mount *mt, const char *dir, const char *name, const char *text)
+{
+	struct mfs_ent d = at(mt, dir), sc;
+	pthread_mutex_lock(&mt->fs.slock);
+	assert_int_equal(mfs_ns_make_file(&mt->fs, d.ino, name, 0600, &sc), 0);
+	pthread_mutex_unlock(&mt->fs.slock);
+	assert_int_equal(sc.role, R_SCRATCH);
+	assert_int_equal(mfs_txn_scratch_write(mt->txn, sc.scratch, text, strlen(text), 0),
+	                 (ssize_t)strlen(text));
+}
+
+/*
+ * `sed -i` in meta/ (issue 11, item 10): it writes meta/sedXXXXXX and
+ * renames it over the file it edits, so meta/ takes scratch files when one
+ * of its files is writable, as tensor directories and meta/props/ do.
+ */
+static void sed_in_place_in_meta(void **state)
+{
+	(void)state;
+	struct mount mt;
+	tmp_copy(LINEAR, tmp_path("linear.onnx"));
+	mount_open(&mt, tmp_path("linear.onnx"), false);
+	struct mfs_ent meta = at(&mt, "meta"), en;
+	scratch_file(&mt, "meta", "sedAb12Cd", "sed was here\n");
+	assert_int_equal(mfs_ns_rename(&mt.fs, meta.ino, "sedAb12Cd", meta.ino, "doc_string", 0), 0);
+	expect_text(&mt, "meta/doc_string", "sed was here\n");
+	assert_int_equal(walk(&mt, "meta/sedAb12Cd", &en), -ENOENT);
+	/* Over a read-only file: only when nothing would change. */
+	scratch_file(&mt, "meta", "sedXy34Zw", "pb\n");
+	assert_int_equal(mfs_ns_rename(&mt.fs, meta.ino, "sedXy34Zw", meta.ino, "format", 0), -EACCES);
+	assert_int_equal(mfs_ns_unlink(&mt.fs, meta.ino, "sedXy34Zw"), 0);
+	scratch_file(&mt, "meta", "sedXy34Zw", "onnx\n");
+	assert_int_equal(mfs_ns_rename(&mt.fs, meta.ino, "sedXy34Zw", meta.ino, "format", 0), 0);
+	expect_text(&mt, "meta/format", "onnx\n");
+	/* A bad value is refused like a write of it. */
+	scratch_file(&mt, "meta", "sedQq", "abc\n");
+	assert_int_equal(mfs_ns_rename(&mt.fs, meta.ino, "sedQq", meta.ino, "model_version", 0),
+	                 -EINVAL);
+	assert_int_equal(mfs_ns_unlink(&mt.fs, meta.ino, "sedQq"), 0);
+	/* The model's own entries stay; names it has are taken. */
+	pthread_mutex_lock(&mt.fs.slock);
+	assert_int_equal(mfs_ns_make_file(&mt.fs, meta.ino, "opset", 0600, &en), -EEXIST);
+	pthread_mutex_unlock(&mt.fs.slock);
+	struct mfs_txn_result res;
+	assert_int_equal(mfs_fs_commit(&mt.fs, &res), 0);
+	expect_text(&mt, "meta/doc_string", "sed was here\n");
+	mount_close(&mt);
+}
+
 /* Append a protobuf varint to `b`; returns its length. */
 static size_t put_varint(unsigned char *b, uint64_t v)
 {
@@ -615,6 +670,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(props_and_rename_over_data, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(many_props_are_linear, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(one_value_writes, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(sed_in_place_in_meta, tmp_setup, tmp_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
