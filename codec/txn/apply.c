@@ -266,6 +266,10 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 	txn_set_msg(t->last, sizeof(t->last), "last commit: ok %s %" PRIu64 " bytes written",
 	            res->path, res->bytes_written);
 out:
+	/* What recovery did at open is settled by a commit that succeeds:
+	 * status stops reporting it. */
+	if (rc == 0)
+		t->rec.msg[0] = '\0';
 	mfs_splice_free(&patch_sp);
 	free(patches);
 	mfs_splice_free(&sp);
@@ -288,6 +292,8 @@ int mfs_txn_abort(mfs_txn *t)
 		/* Tensor bindings survive drop_all and stay valid. */
 		txn_reset_state(t);
 	}
+	if (rc == 0)
+		t->rec.msg[0] = '\0';      /* settled: the recovered edits are gone too */
 	txn_view_drop(&t->view);
 	t->generation++;
 	txn_touched(t);

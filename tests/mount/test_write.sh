@@ -322,7 +322,18 @@ check "the next mount reports the recovered journal in status" \
 check_eq "the recovered edit is staged again" "7" "$(show "$b/data")"
 check "abort it" "$MODELFS" abort "$mnt"
 check_eq "the model still has the committed bias" "-3" "$(show "$b/data")"
+check "after the abort, status no longer reports the recovery" \
+	sh -c "! '$MODELFS' status '$mnt' | grep -q '^recovery:'"
+dd if="$MFS_TMP/x.bin" of="$b/data" conv=notrunc status=none
+kill -9 "$daemon"; wait "$daemon" 2>/dev/null
+fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"
+mount_fg
+check "a recovered journal again" sh -c "'$MODELFS' status '$mnt' | grep -q '^recovery: '"
+check "commit it" "$MODELFS" commit "$mnt"
+check "after a successful commit, status no longer reports the recovery" \
+	sh -c "'$MODELFS' status '$mnt' | grep -q '^last commit: ok' && ! '$MODELFS' status '$mnt' | grep -q '^recovery:'"
 umount_fg
+check_eq "the recovered edit was committed" "7" "$(disk_weights | sed 's/.*| //')"
 
 # ---- -o ro: no journal, everything EROFS
 mount_fg -o ro

@@ -953,8 +953,14 @@ static void shape_and_dtype_changes(void **state)
 	assert_true(same_file(model, orig, olen));
 	char status[4096];
 	mfs_txn_status(t, status, sizeof(status));
-	assert_non_null(strstr(status, "staged tensor weights fc.weight shape 3,3"));
+	assert_non_null(strstr(status, "staged tensor weights fc.weight shape [3,3]"));
 	assert_non_null(strstr(status, "last commit: failed: tensor 'fc.weight': data is 40 bytes"));
+	/* A scalar is "[]" in status and in the message, as in `modelfs info`. */
+	assert_int_equal(mfs_txn_set_shape(t, w, "\n", 1), 0);
+	assert_int_equal(mfs_txn_commit(t, &res), -EINVAL);
+	assert_non_null(strstr(res.msg, "data is 40 bytes but float32[] needs 4"));
+	mfs_txn_status(t, status, sizeof(status));
+	assert_non_null(strstr(status, "staged tensor weights fc.weight shape []\n"));
 	assert_int_equal(mfs_txn_abort(t), 0);
 	assert_false(mfs_txn_dirty(t));
 
@@ -1251,6 +1257,9 @@ static void dead_daemon_edits_come_back(void **state)
 	assert_int_equal(rec.n_recovered, 4);
 	struct mfs_txn_result res;
 	assert_int_equal(commit(t, &res), 0);
+	/* The commit settled what recovery offered: status stops saying it. */
+	mfs_txn_status(t, status, sizeof(status));
+	assert_null(strstr(status, "recovery: "));
 	w = find_tensor(mfs_txn_desc(t), "fc.weight");
 	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), w, back, 40, 0), 40);
 	assert_memory_equal(back, wv, 40);
