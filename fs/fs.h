@@ -417,7 +417,8 @@ int mfs_fh_apply(struct mfs_fs *fs, const struct mfs_ent *en, struct mfs_fh *h);
  * descriptor has O_APPEND.  A write whose bytes end a line stages the
  * buffer as the value now.  Returns `size`, or -EINVAL (a bad value, or an
  * append), -EFBIG (past MFS_TEXT_MAX or the value limit), -ENOMEM, or the
- * txn's error; a refused write leaves the buffer as it was.
+ * txn's error; a refused write leaves the entry and the buffer as the file
+ * was before it (see mfs_fh_apply).
  */
 ssize_t mfs_fh_text_write(struct mfs_fs *fs, const struct mfs_ent *en, struct mfs_fh *h,
                           const char *buf, size_t size, uint64_t off, bool append);

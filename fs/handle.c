@@ -200,8 +200,10 @@ int mfs_fh_apply(struct mfs_fs *fs, const struct mfs_ent *en, struct mfs_fh *h)
  * newline: `8\nabc\n` is no shape, no dtype and no model_version, and
  * fails; the free-text values (the string meta files, props) may hold
  * newlines, as their models' strings may.  A refused write leaves the
- * buffer as it was and fails the close too.  Appending (O_APPEND: `>>`)
- * would make the old value and the new one a single text: EINVAL.
+ * entry and the buffer as the file was before it (before this open, when
+ * an earlier write of it was staged: mfs_fh_apply), and fails the close
+ * too.  Appending (O_APPEND: `>>`) would make the old value and the new one
+ * a single text: EINVAL.
  */
 ssize_t mfs_fh_text_write(struct mfs_fs *fs, const struct mfs_ent *en, struct mfs_fh *h,
                           const char *buf, size_t size, uint64_t off, bool append)
