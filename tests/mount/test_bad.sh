@@ -47,11 +47,13 @@ refused "directory as model" "$MFS_TMP/dir.onnx"
 ex=$MFS_SRC/examples/linear.onnx
 : > "$MFS_TMP/file"
 err=$("$MOUNT_MODELFS" "$ex" "$MFS_TMP/file" -o ro 2>&1); rc=$?
-if mountpoint -q "$MFS_TMP/file"; then fusermount3 -u "$MFS_TMP/file"; fi
+# (mountpoint(1) cannot tell: a stat of such a mount fails with EIO.)
+mounted=$(awk -v p="$MFS_TMP/file" '$5 == p' /proc/self/mountinfo)
+[ -n "$mounted" ] && fusermount3 -u "$MFS_TMP/file"
 check_eq "mounting onto a regular file exits 1" "1" "$rc"
 check_eq "with one line that says why" \
 	"mount.modelfs: $MFS_TMP/file: the mount point is not a directory" "$err"
-check "and nothing is mounted there" sh -c "! mountpoint -q '$MFS_TMP/file' && stat '$MFS_TMP/file' >/dev/null"
+check_eq "and nothing is mounted there" "" "$mounted"
 
 # A truncated copy of every prefix length of the example: never a crash.
 size=$(stat -c %s "$ex")
