@@ -42,6 +42,30 @@ static bool name_is(const struct mfs_tnode *e, const char *s)
 	return e->name_len == l && !memcmp(e->name, s, l);
 }
 
+/*
+ * May scratch files be created in meta/?  When one of its files can be
+ * written: `sed -i` and editors write a temporary file beside the one they
+ * edit and rename it over it, as in a tensor directory or meta/props/.
+ */
+static bool meta_creatable(struct mfs_fs *fs, uint32_t dir)
+{
+	const struct mfs_tree *t = fs->gen->tree;
+	const struct mfs_tnode *d = mfs_tree_node(t, dir);
+	char name[MFS_NAME_MAX + 1];
+	if (fs->read_only)
+		return false;
+	for (uint32_t i = 0; i < d->u.dir.count; i++) {
+		const struct mfs_tnode *e = mfs_tree_node(t, mfs_tree_child(t, dir, i));
+		if (e->kind != MFS_TN_TEXT)
+			continue;
+		memcpy(name, e->name, e->name_len);
+		name[e->name_len] = '\0';
+		if (mfs_txn_meta_writable(fs->txn, name))
+			return true;
+	}
+	return false;
+}
+
 /* Classify tree entry `idx` (fs->lock held). */
 static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 {
@@ -55,6 +79,8 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 		if (idx == g->props_dir) {
 			en->props = true;
 			en->creatable = mfs_txn_props_writable(fs->txn);
+		} else if (idx == g->meta_dir) {
+			en->creatable = meta_creatable(fs, idx);
 		} else if (e->flags & MFS_TNF_TENSOR) {
 			en->creatable = mfs_txn_tensor_writable(fs->txn, dir_tensor(fs, idx));
 		}
@@ -149,25 +175,48 @@ int mfs_ent_resolve(struct mfs_fs *fs, uint64_t ino, struct mfs_ent *en)
  * The key of the prop shown as component `comp`: an existing key whose
  * encoding is `comp`, else the decoded component (a new key).  *out is
  * malloc'd.  -EINVAL for a component no key encodes to.
+ *
+ * O(1): the tree's hash table finds the entry named `comp` in meta/props/,
+ * and the tree says which prop of the generation it shows.  Only when that
+ * prop's encoding is not `comp` itself (the entry took a "~N" suffix: keys
+ * that encode alike) are the keys scanned, as a key may encode to a name
+ * that an earlier entry took with its suffix.
  */
-int mfs_ent_prop_key(struct mfs_fs *fs, const char *comp, size_t len, char **out)
+static int prop_key_scan(struct mfs_fs *fs, const char *comp, size_t len, char **out)
 {
 	struct mfs_meta *p = NULL;
 	size_t n = 0;
 	int rc = mfs_txn_props(&p, &n, fs->txn);
-	*out = NULL;
 	if (rc < 0)
 		return rc;
 	char enc[MFS_NAME_MAX + 1];
-	for (size_t i = 0; i < n; i++) {
+	rc = 1;
+	for (size_t i = 0; rc == 1 && i < n; i++) {
 		size_t el = mfs_name_encode(enc, MFS_NAME_MAX, p[i].name, strlen(p[i].name));
-		if (el == len && !memcmp(enc, comp, len)) {
-			*out = strdup(p[i].name);
-			mfs_txn_props_free(p, n);
-			return *out ? 0 : -ENOMEM;
-		}
+		if (el == len && !memcmp(enc, comp, len))
+			rc = (*out = strdup(p[i].name)) ? 0 : -ENOMEM;
 	}
 	mfs_txn_props_free(p, n);
+	return rc;      /* 1: no key encodes to `comp` */
+}
+
+int mfs_ent_prop_key(struct mfs_fs *fs, const char *comp, size_t len, char **out)
+{
+	const struct mfs_gen *g = fs->gen;
+	uint32_t idx;
+	size_t i;
+	int rc;
+	*out = NULL;
+	if (g->props_dir != NONE && mfs_tree_lookup(g->tree, g->props_dir, comp, len, &idx) == 0 &&
+	    mfs_tree_prop(g->tree, idx, &i) && i < g->desc.n_props) {
+		const char *key = g->desc.props[i].name;
+		char enc[MFS_NAME_MAX + 1];
+		size_t el = mfs_name_encode(enc, MFS_NAME_MAX, key, strlen(key));
+		if (el == len && !memcmp(enc, comp, len))
+			return (*out = strdup(key)) ? 0 : -ENOMEM;
+		if ((rc = prop_key_scan(fs, comp, len, out)) <= 0)
+			return rc;
+	}
 	char *k = malloc(len + 1);
 	size_t kl;
 	if (!k)
@@ -257,23 +306,14 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 	}
 	case R_PROP: {
 		char *key = NULL;
-		struct mfs_meta *p = NULL;
-		size_t n = 0;
 		rc = mfs_ent_prop_key(fs, en->name, strlen(en->name), &key);
 		if (rc == 0)
-			rc = mfs_txn_props(&p, &n, fs->txn);
-		for (size_t i = 0; rc == 0 && i < n; i++) {
-			if (strcmp(p[i].name, key) != 0)
-				continue;
-			rc = put(out, len, p[i].value, p[i].len);
-			free(key);
-			mfs_txn_props_free(p, n);
-			return rc == 0 ? put(out, len, "\n", 1) : rc;
-		}
+			rc = mfs_txn_prop_get(out, len, fs->txn, key);
 		free(key);
-		mfs_txn_props_free(p, n);
-		if (rc == 0)
+		if (rc == -ENOENT)
 			rc = -ESTALE;   /* gone since the tree was built */
+		if (rc == 0)
+			rc = put(out, len, "\n", 1);
 		break;
 	}
 	default: {

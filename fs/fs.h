@@ -30,14 +30,17 @@
  *   data                      write at any offset, O_TRUNC, truncate: staged
  *                             in the txn at once; adopting a scratch file
  *                             renamed over it
- *   dtype, shape (tensors)    text buffered per open handle, staged when a
- *   meta/<writable>           write completes a line (dtype, shape) and on
- *   meta/props/<key>          flush; a bad value fails that write or the close
- *                             with EINVAL.  Props are also created, renamed
- *                             and unlinked.
- *   scratch files             created by anyone in a tensor directory, and
- *                             under a name starting with '.' in meta/props/
- *                             (rsync's ".data.XXXXXX"); bytes staged as
+ *   dtype, shape (tensors)    one value, replaced whole: text buffered per
+ *   meta/<writable>           open handle, staged when a write's bytes end a
+ *   meta/props/<key>          line and on flush; a bad value (`8\nabc` in a
+ *                             shape) fails that write or the close with
+ *                             EINVAL, and so does any write with O_APPEND.
+ *                             Props are also created, renamed and unlinked.
+ *   scratch files             created by anyone in a tensor directory or in
+ *                             meta/ (when a meta file is writable: sed -i's
+ *                             "sedXXXXXX"), and under a name starting with
+ *                             '.' in meta/props/ (rsync's ".data.XXXXXX");
+ *                             bytes staged as
  *                             scratch objects that reach the model only when
  *                             renamed over an entry
  *   .modelfs/status, commit, abort    the control files
@@ -437,6 +440,10 @@ struct mfs_fh {
 	size_t len, cap;
 	bool dirty;             /* FH_TEXT: buf holds a value not staged yet */
 	bool failed;            /* FH_TEXT: a write was refused; the close says so too */
+	bool staged;            /* FH_TEXT: this handle staged a value */
+	char *undo;             /* FH_TEXT: the entry's text before this handle staged
+	                         * anything, staged again when a later value is refused */
+	size_t undo_len;
 	bool wrote;             /* something was staged: sync the journal on flush */
 
 	/* on fs->fhs (under fs->xlock) */
@@ -467,8 +474,24 @@ struct mfs_snap *mfs_fh_snap(const struct mfs_fh *h);
  * the snapshot of a descriptor still open on it; NULL when there is none.
  */
 struct mfs_fh *mfs_fh_open_replaced(struct mfs_fs *fs, uint64_t ino);
-/* Stage a text handle's value (h->lock held, fs->lock held shared). */
+/*
+ * Stage a text handle's value (h->lock held, fs->lock held shared).  When
+ * the value is refused after this handle staged another (`echo 8; echo abc`
+ * into one descriptor), the entry gets back the text it had before, so
+ * that one open never leaves part of what it wrote.
+ */
 int mfs_fh_apply(struct mfs_fs *fs, const struct mfs_ent *en, struct mfs_fh *h);
+/*
+ * mfs_fh_text_write() - write(2) of `size` bytes at `off` into text handle
+ * `h` of entry `en` (h->lock held, fs->lock held shared); `append`: the
+ * descriptor has O_APPEND.  A write whose bytes end a line stages the
+ * buffer as the value now.  Returns `size`, or -EINVAL (a bad value, or an
+ * append), -EFBIG (past MFS_TEXT_MAX or the value limit), -ENOMEM, or the
+ * txn's error; a refused write leaves the entry and the buffer as the file
+ * was before it (see mfs_fh_apply).
+ */
+ssize_t mfs_fh_text_write(struct mfs_fs *fs, const struct mfs_ent *en, struct mfs_fh *h,
+                          const char *buf, size_t size, uint64_t off, bool append);
 /*
  * A text handle's value staged before flush, release or fsync (fs->lock
  * and h->lock taken here).  0 for handles of other kinds.

@@ -35,6 +35,7 @@ void mfs_fh_free(struct mfs_fh *h)
 	assert(!h->listed);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
+	free(h->undo);
 	free(h);
 }
 
@@ -167,23 +168,93 @@ struct mfs_fh *mfs_fh_open_replaced(struct mfs_fs *fs, uint64_t ino)
 	return h;
 }
 
-/* Stage a text handle's value (h->lock held, fs->lock held shared). */
+/* Stage a text handle's value (h->lock held, fs->lock held shared); see fs.h. */
 int mfs_fh_apply(struct mfs_fs *fs, const struct mfs_ent *en, struct mfs_fh *h)
 {
 	if (!h->dirty)
 		return h->failed ? -EINVAL : 0;
-	int rc = mfs_ent_text_apply(fs, en, h->buf ? h->buf : "", h->len);
+	int rc;
+	if (!h->staged && !h->undo) {
+		rc = mfs_ent_text_get(fs, en, &h->undo, &h->undo_len);
+		if (rc < 0)
+			return rc;
+	}
+	rc = mfs_ent_text_apply(fs, en, h->buf ? h->buf : "", h->len);
 	h->dirty = false;
 	if (rc < 0) {
 		h->failed = rc == -EINVAL;
+		if (h->staged && mfs_ent_text_apply(fs, en, h->undo, h->undo_len) == 0) {
+			h->staged = false;
+			mfs_ent_edited(fs, en, true);
+		}
 		return rc;
 	}
+	h->staged = true;
 	h->wrote = true;
 	/* Staged in its canonical form, which other opens may not have cached. */
 	mfs_ent_edited(fs, en, true);
 	return 0;
 }
 
+/*
+ * A write(2) into a text handle (h->lock and fs->lock, shared, held).  A
+ * one-value file holds one value, replaced whole (doc/design.md §5.1): the
+ * handle's buffer is what the file will hold, and a write whose bytes end a
+ * line checks and stages all of it at once, so that `echo bad > shape`
+ * fails in write(2), where a shell sees it, and not only in close(2),
+ * whose error shells drop.  A value is the whole buffer less one trailing
+ * newline: `8\nabc\n` is no shape, no dtype and no model_version, and
+ * fails; the free-text values (the string meta files, props) may hold
+ * newlines, as their models' strings may.  A refused write leaves the
+ * entry and the buffer as the file was before it (before this open, when
+ * an earlier write of it was staged: mfs_fh_apply), and fails the close
+ * too.  Appending (O_APPEND: `>>`) would make the old value and the new one
+ * a single text: EINVAL.
+ */
+ssize_t mfs_fh_text_write(struct mfs_fs *fs, const struct mfs_ent *en, struct mfs_fh *h,
+                          const char *buf, size_t size, uint64_t off, bool append)
+{
+	if (append) {
+		h->failed = true;
+		return -EINVAL;
+	}
+	if (off + size > MFS_TEXT_MAX)
+		return -EFBIG;
+	size_t end = (size_t)off + size, old_len = h->len;
+	char *old = malloc(h->len + 1);
+	if (!old)
+		return -ENOMEM;
+	memcpy(old, h->buf ? h->buf : "", h->len);
+	old[old_len] = '\0';
+	ssize_t rc = end > h->len ? mfs_fh_resize(h, end) : 0;
+	if (rc == 0) {
+		memcpy(h->buf + off, buf, size);
+		h->dirty = true;
+		h->failed = false;
+		rc = (ssize_t)size;
+	}
+	if (rc > 0 && buf[size - 1] == '\n') {
+		bool had = h->staged;
+		int arc = mfs_fh_apply(fs, en, h);
+		if (arc < 0) {
+			/* Refused: the buffer goes back to what the file holds (the
+			 * text before this handle staged anything, if it did), and
+			 * the close will report the refusal again. */
+			if (had && !h->staged && h->undo_len <= MFS_TEXT_MAX &&
+			    mfs_fh_resize(h, h->undo_len) == 0) {
+				memcpy(h->buf, h->undo, h->undo_len);
+			} else {
+				memcpy(h->buf, old, old_len + 1);
+				h->len = old_len;
+			}
+			h->dirty = false;
+			h->failed = true;
+			rc = arc;
+		}
+	}
+	free(old);
+	return rc;
+}
 
 /*
  * A text handle's value staged before flush, release or fsync (fs->lock

@@ -948,19 +948,14 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_rwlock_unlock(&fs->lock);
 }
 
-/* Does the buffer hold one complete line (a value that can be checked now)? */
-static bool complete_line(const struct mfs_fh *h)
-{
-	return h->len && h->buf[h->len - 1] == '\n' && !memchr(h->buf, '\n', h->len - 1);
-}
-
 /*
  * write - `size` bytes at `off`.  data and scratch files: staged at once
  * (the txn's errno on failure: EACCES for tensors it cannot edit).  Text
- * entries: into the handle's buffer; a dtype or shape that forms one whole
- * line is checked and staged now, so `echo bad > shape` fails in write(2)
- * with EINVAL.  .modelfs/commit and abort: any write commits or aborts and
- * fails with that operation's errno.
+ * entries: into the handle's buffer (mfs_fh_text_write); a write whose
+ * bytes end a line checks and stages the value now, so `echo bad > shape`
+ * fails in write(2) with EINVAL, and so does a write with O_APPEND (`>>`).
+ * .modelfs/commit and abort: any write commits or aborts and fails with
+ * that operation's errno.
  * Valid replies: fuse_reply_write, fuse_reply_err.
  */
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -1006,37 +1001,8 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 			break;
 		}
 		pthread_mutex_lock(&h->lock);
-		size_t end = (size_t)off + size;
-		char *old = NULL;
-		size_t old_len = h->len;
-		bool check = en.role == R_DTYPE || en.role == R_SHAPE;
-		if (check && !(old = malloc(h->len + 1)))
-			rc = -ENOMEM;
-		if (rc == 0 && old)
-			memcpy(old, h->buf ? h->buf : "", h->len + 1);
-		if (rc == 0 && (uint64_t)off + size > MFS_TEXT_MAX)
-			rc = -EFBIG;
-		if (rc == 0 && end > h->len)
-			rc = mfs_fh_resize(h, end);
-		if (rc == 0) {
-			memcpy(h->buf + off, buf, size);
-			h->dirty = true;
-			h->failed = false;
-			rc = (ssize_t)size;
-		}
-		if (rc >= 0 && check && complete_line(h)) {
-			int arc = mfs_fh_apply(fs, &en, h);
-			if (arc < 0) {
-				/* Refused: the buffer goes back to what it was, and the
-				 * close will report the refusal again. */
-				memcpy(h->buf, old, old_len + 1);
-				h->len = old_len;
-				h->dirty = false;
-				h->failed = true;
-				rc = arc;
-			}
-		}
-		free(old);
+		rc = mfs_fh_text_write(fs, &en, h, buf, size, (uint64_t)off,
+		                       (fi->flags & O_APPEND) != 0);
 		pthread_mutex_unlock(&h->lock);
 		if (rc >= 0)
 			goto out;       /* fh_apply did the bookkeeping */

@@ -411,6 +411,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s: %s\n", cli.mountpoint, strerror(errno));
 		goto out;
 	}
+	/* The root is a directory: the kernel would mount it over a file too,
+	 * and then fail every access to it with EIO. */
+	struct stat mst;
+	if (stat(mnt_abs, &mst) < 0) {
+		fprintf(stderr, PROG ": %s: %s\n", cli.mountpoint, strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(mst.st_mode)) {
+		fprintf(stderr, PROG ": %s: the mount point is not a directory\n", cli.mountpoint);
+		goto out;
+	}
 
 	/*
 	 * The mount must not cover the model: the daemon reads and writes the

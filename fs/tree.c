@@ -129,6 +129,8 @@ struct mfs_tree {
 	uint32_t mask;          /* slots has mask + 1 entries, a power of two */
 	uint64_t seed;
 	struct pool pool;
+	uint32_t props_first;   /* entries props_first .. + n_props - 1 are desc->props[] */
+	uint32_t n_props;
 };
 
 struct build {
@@ -811,11 +813,16 @@ static void root_contents(struct build *b)
 		set_text(b, f, m->value, m->len, false);
 	}
 	uint32_t props = dir_get(b, meta, "props", 5, true);
+	b->t->props_first = b->t->n;
 	for (size_t i = 0; i < d->n_props && !b->err; i++) {
 		const struct mfs_meta *m = &d->props[i];
 		const char *name = m->name ? m->name : "";
 		uint32_t f = add_named(b, props, name, strlen(name), MFS_TN_TEXT, 0);
 		set_text(b, f, m->value, m->len, true);
+		/* One entry per prop, in a run: mfs_tree_prop() counts on it. */
+		if (!b->err && f != b->t->props_first + i)
+			set_err(b, -EINVAL);
+		b->t->n_props = (uint32_t)(i + 1);
 	}
 
 	const struct mfs_graph *g = d->graph;
@@ -994,6 +1001,14 @@ void mfs_tree_destroy(struct mfs_tree *t)
 }
 
 /* ---------------------------------------------------------------- queries */
+
+bool mfs_tree_prop(const struct mfs_tree *t, uint32_t idx, size_t *out)
+{
+	if (idx < t->props_first || idx - t->props_first >= t->n_props)
+		return false;
+	*out = idx - t->props_first;
+	return true;
+}
 
 uint32_t mfs_tree_count(const struct mfs_tree *t)
 {

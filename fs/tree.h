@@ -157,6 +157,12 @@ static inline uint64_t mfs_tree_index(uint64_t ino)
 	return ino - 1;     /* 0 wraps to UINT64_MAX: out of range for mfs_tree_node() */
 }
 
+/*
+ * mfs_tree_prop() - when entry `idx` is the file of a prop (meta/props/<key>),
+ * its index in the description's props[]: true and *out set.  O(1).
+ */
+bool mfs_tree_prop(const struct mfs_tree *t, uint32_t idx, size_t *out);
+
 /* mfs_tree_mem() - bytes the tree holds (entries, strings, hash table). */
 uint64_t mfs_tree_mem(const struct mfs_tree *t);
 

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -175,8 +176,11 @@ static char *last_commit(const char *mnt)
 	return out;
 }
 
-int cmd_commit(const char *mnt)
+int cmd_commit(const char *path)
 {
+	char mnt[PATH_MAX];
+	if (ctl_root(path, mnt, sizeof(mnt)) < 0)
+		return 1;
 	int err = commit_with_progress(mnt);
 	if (!err)
 		return 0;
@@ -250,8 +254,11 @@ static void wait_gone(pid_t pid, const char *mnt)
 		close(pfd);
 }
 
-int cmd_unmount(const char *mnt)
+int cmd_unmount(const char *path)
 {
+	char mnt[PATH_MAX];
+	if (ctl_root(path, mnt, sizeof(mnt)) < 0)
+		return 1;
 	size_t n;
 	char *status = ctl_status(mnt, &n);
 	if (!status)

@@ -7,16 +7,20 @@
  *
  * `modelfs abort|status MOUNTPOINT` drive the transaction of a live mount
  * through its control files (doc/design.md §5.5): a write to
- * MOUNTPOINT/.modelfs/abort, a read of .modelfs/status.  They need nothing
- * but the mount, so they work as any user who may write there.  `commit`,
+ * MOUNTPOINT/.modelfs/abort, a read of .modelfs/status, where MOUNTPOINT
+ * may be any path inside the mount (mount_root).  They need nothing but the
+ * mount, so they work as any user who may write there.  `commit`,
  * `unmount` and `recover` are in lifecycle.c.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "modelfs/model.h"
@@ -41,21 +45,91 @@ static void usage(FILE *f)
 	        "  status MOUNTPOINT   print the staged edits, the last commit's result and\n"
 	        "                      the journal's state\n"
 	        "  unmount MOUNTPOINT  commit, unmount, wait for the daemon to exit; exits\n"
-	        "                      non-zero unless every staged edit reached the model\n");
+	        "                      non-zero unless every staged edit reached the model\n"
+	        "  (MOUNTPOINT may be any file or directory inside the mount)\n");
 }
 
 /* ------------------------------------------------------------ mounts */
 
-/* Open MOUNTPOINT/.modelfs/<file>, saying so when it is not a mount. */
+#define FUSE_SUPER_MAGIC 0x65735546
+
+/*
+ * The root of the modelfs mount that `path` lies in, for a command run from
+ * a directory (or naming a file) inside a mount: the nearest directory at
+ * or above it, on the same FUSE file system, that has a .modelfs/ directory.
+ * The walk stops where the file system changes, so nothing outside the
+ * mount is ever taken for it.  Returns 0 with the root in `out`, or -1.
+ */
+static int mount_root(const char *path, char *out, size_t len)
+{
+	char p[PATH_MAX], ctl[PATH_MAX + 16];
+	struct stat st, pst;
+	struct statfs sf;
+	if (!realpath(path, p) || stat(p, &st) < 0)
+		return -1;
+	if (statfs(p, &sf) < 0 || sf.f_type != FUSE_SUPER_MAGIC)
+		return -1;
+	for (;;) {
+		if (S_ISDIR(st.st_mode)) {
+			snprintf(ctl, sizeof(ctl), "%s/.modelfs", strcmp(p, "/") ? p : "");
+			struct stat cst;
+			if (stat(ctl, &cst) == 0 && S_ISDIR(cst.st_mode) && cst.st_dev == st.st_dev) {
+				snprintf(out, len, "%s", p);
+				return 0;
+			}
+		}
+		char *slash = strrchr(p, '/');
+		if (!slash || !strcmp(p, "/"))
+			return -1;
+		if (slash == p)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(p, &pst) < 0 || pst.st_dev != st.st_dev)
+			return -1;      /* past the top of the mount */
+		st = pst;
+	}
+}
+
+int ctl_root(const char *mnt, char *out, size_t len)
+{
+	char ctl[PATH_MAX + 16];
+	struct stat st;
+	snprintf(ctl, sizeof(ctl), "%s/.modelfs", mnt);
+	if (stat(ctl, &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(out, len, "%s", mnt);
+		return 0;
+	}
+	if (mount_root(mnt, out, len) == 0)
+		return 0;
+	fprintf(stderr, "modelfs: %s: not a modelfs mount\n", mnt);
+	return -1;
+}
+
+/*
+ * Open <root>/.modelfs/<file> of the mount at or above MOUNTPOINT, saying
+ * so when there is none.
+ */
 int ctl_open(const char *mnt, const char *file, int flags)
 {
-	char path[4096];
+	char path[PATH_MAX + 32], root[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/.modelfs/%s", mnt, file);
 	int fd = open(path, flags | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
+	int e = errno;
+	if (fd < 0 && (e == ENOENT || e == ENOTDIR)) {
+		if (mount_root(mnt, root, sizeof(root)) == 0) {
+			snprintf(path, sizeof(path), "%s/.modelfs/%s", strcmp(root, "/") ? root : "",
+			         file);
+			fd = open(path, flags | O_CLOEXEC);
+			e = errno;
+		} else {
+			e = ENOENT;
+		}
+	}
+	if (fd < 0 && (e == ENOENT || e == ENOTDIR))
 		fprintf(stderr, "modelfs: %s: not a modelfs mount\n", mnt);
 	else if (fd < 0)
-		fprintf(stderr, "modelfs: %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "modelfs: %s: %s\n", path, strerror(e));
 	return fd;
 }
 
@@ -160,23 +234,104 @@ static void print_values(const char *title, const struct mfs_value *v, size_t n,
 	}
 }
 
+/* One row of the tensor table. */
+struct row {
+	const char *kind;
+	const struct mfs_tensor *t;
+};
+
 struct walk {
 	const mfs_model *m;
 	uint64_t count;
 	uint64_t bytes;
-	int print;
+	struct row *rows;       /* count of them, unless `oom` */
+	size_t cap;
+	bool oom;
 };
 
 static void tensor_row(struct walk *w, const char *where, const struct mfs_tensor *t)
 {
+	if (!w->oom && w->count == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 64;
+		struct row *r = realloc(w->rows, cap * sizeof(*r));
+		if (r) {
+			w->rows = r;
+			w->cap = cap;
+		} else {
+			w->oom = true;
+		}
+	}
+	if (!w->oom)
+		w->rows[w->count] = (struct row){where, t};
 	w->count++;
 	w->bytes += t->nbytes;
-	if (!w->print)
-		return;
+}
+
+/*
+ * A shape as the command shows it, everywhere: dims in brackets, a scalar
+ * as "[]" (the files of the mount write a shape without brackets, and a
+ * scalar as an empty line: mount.modelfs(8), THE TREE).
+ */
+static void shape_text(char *buf, size_t len, const struct mfs_tensor *t)
+{
 	char dims[4096];
 	mfs_dims_format(dims, sizeof(dims), t->dims, t->rank);
-	printf("  %-10s %-40s %-10s %-20s %12" PRIu64 "\n", where, t->name[0] ? t->name : "(unnamed)",
-	       mfs_dtype_name(t->dtype), dims[0] ? dims : "()", t->nbytes);
+	snprintf(buf, len, "[%s]", dims);
+}
+
+/* Columns a string takes on a terminal: its UTF-8 characters. */
+static size_t columns(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
+/* Print `s` left-aligned in `width` columns, then two spaces. */
+static void cell(const char *s, size_t width)
+{
+	fputs(s, stdout);
+	for (size_t c = columns(s); c < width + 2; c++)
+		putchar(' ');
+}
+
+/* The tensor table, each column as wide as its widest cell. */
+static void print_table(const struct walk *w)
+{
+	static const char *const head[] = {"kind", "name", "dtype", "shape"};
+	size_t width[4], bytes_w = strlen("bytes");
+	char shape[4200], num[32];
+	for (int c = 0; c < 4; c++)
+		width[c] = strlen(head[c]);
+	for (uint64_t i = 0; i < w->count; i++) {
+		const struct row *r = &w->rows[i];
+		const char *cells[4] = {r->kind, r->t->name[0] ? r->t->name : "(unnamed)",
+		                        mfs_dtype_name(r->t->dtype), shape};
+		shape_text(shape, sizeof(shape), r->t);
+		for (int c = 0; c < 4; c++) {
+			size_t n = columns(cells[c]);
+			if (n > width[c])
+				width[c] = n;
+		}
+		size_t n = (size_t)snprintf(num, sizeof(num), "%" PRIu64, r->t->nbytes);
+		if (n > bytes_w)
+			bytes_w = n;
+	}
+	printf("tensor table:\n  ");
+	for (int c = 0; c < 4; c++)
+		cell(head[c], width[c]);
+	printf("%*s\n", (int)bytes_w, "bytes");
+	for (uint64_t i = 0; i < w->count; i++) {
+		const struct row *r = &w->rows[i];
+		shape_text(shape, sizeof(shape), r->t);
+		printf("  ");
+		cell(r->kind, width[0]);
+		cell(r->t->name[0] ? r->t->name : "(unnamed)", width[1]);
+		cell(mfs_dtype_name(r->t->dtype), width[2]);
+		cell(shape, width[3]);
+		printf("%*" PRIu64 "\n", (int)bytes_w, r->t->nbytes);
+	}
 }
 
 static void walk_graph(struct walk *w, const struct mfs_graph *g);
@@ -411,18 +566,22 @@ static int cmd_info(const char *path)
 	const struct mfs_graph *g = d->graph;
 	print_values("inputs", g->inputs, g->n_inputs, g->input_is_init);
 	print_values("outputs", g->outputs, g->n_outputs, NULL);
-	struct walk w = {.m = m, .print = 0};
+	struct walk w = {.m = m};
 	walk_all(&w, d);
+	if (w.oom) {
+		fprintf(stderr, "modelfs: out of memory\n");
+		free(w.rows);
+		mfs_model_close(m);
+		return 1;
+	}
 	printf("nodes: %" PRIu64 "\n", d->n_nodes);
 	printf("functions: %zu\n", d->n_functions);
 	printf("tensors: %" PRIu64 " (%" PRIu64 " bytes)\n", w.count, w.bytes);
 	printf("files: %zu\n", d->n_files);
 	for (size_t i = 0; i < d->n_files; i++)
 		printf("  %s  %" PRIu64 " bytes\n", d->files[i].path, d->files[i].size);
-	printf("tensor table:\n  %-10s %-40s %-10s %-20s %12s\n", "kind", "name", "dtype", "shape",
-	       "bytes");
-	w = (struct walk){.m = m, .print = 1};
-	walk_all(&w, d);
+	print_table(&w);
+	free(w.rows);
 	mfs_model_close(m);
 	return 0;
 }

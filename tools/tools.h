@@ -10,6 +10,12 @@
 
 #include <stddef.h>
 
+/*
+ * The root of the modelfs mount MOUNTPOINT is in (MOUNTPOINT itself, or the
+ * directory above it that holds .modelfs/); 0, or -1 after a message.
+ */
+int ctl_root(const char *mnt, char *out, size_t len);
+
 /* Open MOUNTPOINT/.modelfs/<file>; -1 after a message saying why. */
 int ctl_open(const char *mnt, const char *file, int flags);
 

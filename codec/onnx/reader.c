@@ -95,6 +95,8 @@ struct walker {
 	size_t errlen;
 	struct mfs_wire_src src;
 	bool top_ok;            /* a well-formed ModelProto field was seen */
+	bool is_onnx;           /* the ModelProto's ir_version was seen: whatever is wrong
+	                         * now is wrong with an ONNX file (see mfs_onnx_open) */
 	uint64_t decoded;       /* bytes decoded from typed fields so far */
 	uint64_t n_tensors;
 	uint64_t n_nodes;
@@ -173,13 +175,9 @@ static int wire_fail(struct walker *w, enum mfs_wire_err e, uint64_t off, bool t
 {
 	if (e == MFS_WIRE_IO)
 		return fail(w, -EIO, off, "read error: %s", strerror(w->src.io_errno));
-	if (top && !w->top_ok) {
-		bool tag = e == MFS_WIRE_FIELD_ZERO || e == MFS_WIRE_FIELD_BIG ||
-		           e == MFS_WIRE_GROUP || e == MFS_WIRE_BAD_TYPE;
-		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
-		                "not an ONNX or safetensors model (%s at offset %" PRIu64 ")",
-		                tag ? "bad protobuf tag" : mfs_wire_strerror(e), off);
-	}
+	if (top && !w->top_ok)
+		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display, "%s at offset %" PRIu64,
+		                mfs_wire_strerror(e), off);
 	/* The top-level message is the whole file: running past its end
 	 * means the file was cut short. */
 	if (top && e == MFS_WIRE_LEN_PAST_END)
@@ -431,7 +429,7 @@ static int unpack(struct walker *w, const ProtobufCMessageDescriptor *desc, stru
 	if (!msg) {
 		if (top && !w->top_ok)
 			return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
-			                "not an ONNX or safetensors model (no valid ModelProto fields)");
+			                "no valid ModelProto fields");
 		return fail(w, -EUCLEAN, msg_off,
 		            "cannot decode the fields of %s (a field has the wrong wire type or a "
 		            "malformed value)", desc->short_name);
@@ -737,19 +735,27 @@ out:
 }
 
 /* A decimal string from external_data: digits only, fits in uint64. */
-static bool parse_u64(const char *s, uint64_t *out)
+/* A decimal uint64: 0, -EINVAL for anything but digits, -ERANGE past 2^64 - 1. */
+static int parse_u64(const char *s, uint64_t *out)
 {
 	if (!s || !*s)
-		return false;
+		return -EINVAL;
 	uint64_t v = 0;
+	int rc = 0;
 	for (; *s; s++) {
 		if (*s < '0' || *s > '9')
-			return false;
+			return -EINVAL;
 		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*s - '0'), &v))
-			return false;
+			rc = -ERANGE;   /* but a later non-digit still makes it no number */
 	}
 	*out = v;
-	return true;
+	return rc;
+}
+
+/* Why an external data offset or length is refused, for parse_u64()'s error. */
+static const char *u64_why(int rc)
+{
+	return rc == -ERANGE ? "is out of range (more than 2^64 - 1)" : "is not a decimal number";
 }
 
 /*
@@ -780,14 +786,13 @@ static int tensor_external(struct walker *w, const Onnx__TensorProto *tp, struct
 		            "tensor '%.200s': external data location '%.200s' is not supported",
 		            t->name, loc);
 	uint64_t eoff = 0, elen = 0;
-	if (soff && !parse_u64(soff, &eoff))
-		return fail(w, -EUCLEAN, off,
-		            "tensor '%.200s': external data offset '%.40s' is not a decimal number",
-		            t->name, soff);
-	if (slen && !parse_u64(slen, &elen))
-		return fail(w, -EUCLEAN, off,
-		            "tensor '%.200s': external data length '%.40s' is not a decimal number",
-		            t->name, slen);
+	int prc;
+	if (soff && (prc = parse_u64(soff, &eoff)) < 0)
+		return fail(w, -EUCLEAN, off, "tensor '%.200s': external data offset '%.40s' %s",
+		            t->name, soff, u64_why(prc));
+	if (slen && (prc = parse_u64(slen, &elen)) < 0)
+		return fail(w, -EUCLEAN, off, "tensor '%.200s': external data length '%.40s' %s",
+		            t->name, slen, u64_why(prc));
 	int idx = ext_file(w, loc);
 	if (idx < 0)
 		return idx;
@@ -2158,9 +2163,11 @@ static int model_field(struct walker *w, const struct mfs_wire_field *f, void *c
 	(void)ctx;
 	if (!w->top_ok && !model_field_ok(f->num, f->wt))
 		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
-		                "not an ONNX or safetensors model (bad protobuf tag at offset %"
-		                PRIu64 ")", f->start);
+		                "field %u with wire type %u at offset %" PRIu64 " is not a "
+		                "ModelProto field", f->num, f->wt, f->start);
 	w->top_ok = true;
+	if (f->num == 1 && f->wt == MFS_WT_VARINT)
+		w->is_onnx = true;
 	struct mfs_onnx_field tf = {f->num, f->start, f->end};
 	return vec_add(&w->top, &tf, sizeof(tf)) < 0 ? nomem(w) : 0;
 }
@@ -2254,6 +2261,26 @@ int mfs_onnx_sniff(const uint8_t *head, size_t len, uint64_t size)
 	return MFS_SNIFF_MAYBE;
 }
 
+/*
+ * A protobuf has no magic number, so ONNX is the format tried when no other
+ * recognises a file (format.c), and its reader is the one that says what is
+ * wrong.  Until the walk has seen the ModelProto's ir_version (which every
+ * ONNX writer puts first), what it found wrong says more about the file
+ * not being ONNX at all (/etc/passwd: "bad protobuf tag ... at offset 113")
+ * than about a broken model: say so first, and the detail after.
+ */
+static void not_a_model(char *err, size_t errlen, const char *display)
+{
+	if (!err || !errlen)
+		return;
+	char detail[1024];
+	size_t dl = strlen(display);
+	const char *d = !strncmp(err, display, dl) && !strncmp(err + dl, ": ", 2) ? err + dl + 2 : err;
+	snprintf(detail, sizeof(detail), "%s", d);
+	mfs_errf(err, errlen, -EUCLEAN, display, "not a model of any known format (read as ONNX: %s)",
+	         detail);
+}
+
 int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
 {
 	uint64_t size = m->desc.files[0].size;
@@ -2279,6 +2306,8 @@ int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t er
 	mfs_source_advise_random(src, true);
 	int rc = walk_model(w);
 	mfs_source_advise_random(src, false);
+	if ((rc == -EUCLEAN || rc == -EFBIG) && !w->is_onnx)
+		not_a_model(err, errlen, display);
 	if (rc == 0)
 		rc = finish_layout(w);
 	if (rc == 0) {

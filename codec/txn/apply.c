@@ -366,6 +366,10 @@ unlock:
 		txn_lock_model(t->m, LOCK_SH);  /* back from LOCK_EX: no commit ran */
 	__atomic_store_n(&t->committing, false, __ATOMIC_RELEASE);
 out:
+	/* What recovery did at open is settled by a commit that succeeds:
+	 * status stops reporting it. */
+	if (rc == 0)
+		t->rec.msg[0] = '\0';
 	mfs_splice_free(&patch_sp);
 	free(patches);
 	mfs_splice_free(&sp);
@@ -388,6 +392,8 @@ int mfs_txn_abort(mfs_txn *t)
 		/* Tensor bindings survive drop_all and stay valid. */
 		txn_reset_state(t);
 	}
+	if (rc == 0)
+		t->rec.msg[0] = '\0';      /* settled: the recovered edits are gone too */
 	txn_view_drop(&t->view);
 	t->generation++;
 	txn_touched(t);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "modelfs/htab.h"
 #include "txn/txn_int.h"
 
 /* ------------------------------------------------------------ tensors */
@@ -297,13 +298,86 @@ out:
 	return rc;
 }
 
-/* The live slot holding `key`, or -1. */
+/*
+ * The props index.  Every read of meta/props/<key> through a mount and every
+ * props edit finds a slot by key; a scan of the slots made `ls -l` of a
+ * directory of 100,000 props quadratic.  So the live slots hang on the
+ * chains of a hash table: a bucket holds slot + 1 (0 = empty), a slot the
+ * next slot + 1 on its chain.  Bulk changes of the slots (open, the reset
+ * after a commit or an abort, a replayed journal) rebuild it; prop_put()
+ * moves one slot at a time.  When there is no memory for it, t->pidx is
+ * NULL and lookups scan, which is slow but right.
+ */
+static uint64_t key_hash(const char *key)
+{
+	uint64_t h = 0xcbf29ce484222325ull;     /* FNV-1a 64 */
+	for (; *key; key++) {
+		h ^= (unsigned char)*key;
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static size_t *key_bucket(const struct mfs_txn *t, const char *key)
+{
+	return &t->pidx[mfs_htab_slot(key_hash(key), t->pidx_n)];
+}
+
+static void index_add(struct mfs_txn *t, size_t i)
+{
+	size_t *b = key_bucket(t, t->props[i].key);
+	t->props[i].hnext = *b;
+	*b = i + 1;
+	t->pidx_live++;
+}
+
+static void index_remove(struct mfs_txn *t, size_t i)
+{
+	for (size_t *p = key_bucket(t, t->props[i].key); *p; p = &t->props[*p - 1].hnext) {
+		if (*p == i + 1) {
+			*p = t->props[i].hnext;
+			t->props[i].hnext = 0;
+			t->pidx_live--;
+			return;
+		}
+	}
+}
+
+void txn_props_unindex(struct mfs_txn *t)
+{
+	free(t->pidx);
+	t->pidx = NULL;
+	t->pidx_n = t->pidx_live = 0;
+}
+
+void txn_props_reindex(struct mfs_txn *t)
+{
+	txn_props_unindex(t);
+	size_t n = 16;
+	while (n < t->n_props && n < SIZE_MAX / 4)
+		n *= 2;
+	if (!(t->pidx = calloc(n, sizeof(*t->pidx))))
+		return;
+	t->pidx_n = n;
+	for (size_t i = 0; i < t->n_props; i++)
+		if (t->props[i].key)
+			index_add(t, i);
+}
+
+/* The live slot holding `key`, or -1: with duplicate keys, the first (txn.h). */
 static ssize_t prop_find(const struct mfs_txn *t, const char *key)
 {
-	for (size_t i = 0; i < t->n_props; i++)
-		if (t->props[i].key && strcmp(t->props[i].key, key) == 0)
-			return (ssize_t)i;
-	return -1;
+	if (!t->pidx) {
+		for (size_t i = 0; i < t->n_props; i++)
+			if (t->props[i].key && strcmp(t->props[i].key, key) == 0)
+				return (ssize_t)i;
+		return -1;
+	}
+	ssize_t best = -1;
+	for (size_t c = *key_bucket(t, key); c; c = t->props[c - 1].hnext)
+		if (strcmp(t->props[c - 1].key, key) == 0 && (best < 0 || c - 1 < (size_t)best))
+			best = (ssize_t)(c - 1);
+	return best;
 }
 
 /*
@@ -332,11 +406,18 @@ static int prop_put(struct mfs_txn *t, size_t i, const char *key, const char *va
 		free(v);
 		return rc;
 	}
+	if (t->pidx && ps->key)
+		index_remove(t, i);
 	free(ps->key);
 	free(ps->value);
 	ps->key = k;
 	ps->value = v;
 	ps->len = key ? len : 0;
+	if (t->pidx && k) {
+		index_add(t, i);
+		if (t->pidx_live > t->pidx_n)
+			txn_props_reindex(t);   /* twice the buckets (or none: scans) */
+	}
 	txn_flag(t, &ps->staged, mfs_stage_is_staged(t->st, key_of(K_PROP, i)));
 	txn_touched(t);
 	return 0;
@@ -396,6 +477,24 @@ out:
 	pthread_rwlock_unlock(&t->lock);
 	*out = v;
 	*n = k;
+	return rc;
+}
+
+int mfs_txn_prop_get(char **out, size_t *len, mfs_txn *t, const char *key)
+{
+	int rc = 0;
+	*out = NULL;
+	*len = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	ssize_t i = prop_find(t, key);
+	if (i < 0) {
+		rc = -ENOENT;
+	} else if (!(*out = txn_memdup0(t->props[i].value, t->props[i].len))) {
+		rc = -ENOMEM;
+	} else {
+		*len = t->props[i].len;
+	}
+	pthread_rwlock_unlock(&t->lock);
 	return rc;
 }
 

@@ -97,7 +97,7 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 			mfs_dims_format(dims, sizeof(dims), s->dims, s->rank);
 			put_text(&p, &n, &cap, "staged tensor %s ", w);
 			put_escaped(&p, &n, &cap, s->t->name);
-			put_text(&p, &n, &cap, " shape %s\n", dims);
+			put_text(&p, &n, &cap, " shape [%s]\n", dims);       /* "[]": a scalar */
 		}
 	}
 	for (unsigned k = 0; k < txn_meta_count(t); k++)

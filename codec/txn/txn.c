@@ -243,6 +243,7 @@ void txn_clear_state(struct mfs_txn *t)
 		t->meta[k] = NULL;
 		t->meta_staged[k] = false;
 	}
+	txn_props_unindex(t);
 	for (size_t i = 0; i < t->n_props; i++) {
 		free(t->props[i].key);
 		free(t->props[i].value);
@@ -271,6 +272,7 @@ int txn_reset_state(struct mfs_txn *t)
 		t->meta[k] = NULL;
 		t->meta_staged[k] = false;
 	}
+	txn_props_unindex(t);
 	for (size_t i = 0; i < t->n_props; i++) {
 		free(t->props[i].key);
 		free(t->props[i].value);
@@ -289,6 +291,7 @@ int txn_reset_state(struct mfs_txn *t)
 			return -ENOMEM;
 	}
 	t->n_orig_props = d->n_props;
+	txn_props_reindex(t);
 	return 0;
 }
 
@@ -322,6 +325,7 @@ int txn_init_state(struct mfs_txn *t)
 		}
 	}
 	t->n_props = t->n_orig_props = d->n_props;
+	txn_props_reindex(t);
 	return 0;
 }
 
@@ -559,6 +563,7 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 		txn_set_msg(note, notelen, "; %" PRIu64 " staged object%s did not fit the model and "
 		            "%s dropped", dropped, dropped == 1 ? "" : "s",
 		            dropped == 1 ? "was" : "were");
+	txn_props_reindex(t);   /* the slots took the journal's keys */
 	free(keys);
 	return rc;
 }

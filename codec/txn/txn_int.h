@@ -63,12 +63,18 @@ struct tstate {
 	int64_t *dims;          /* malloc'd, when has_shape */
 };
 
-/* A metadata property slot (see the key table). */
+/*
+ * A metadata property slot (see the key table).  Slots are found by key
+ * through a hash index (edit.c, "the props index"): a change of a slot's
+ * key goes through prop_put() (edit.c), and code that changes many slots at
+ * once calls txn_props_reindex() afterwards.
+ */
 struct pslot {
 	char *key;              /* NULL: no property here (removed, or a free slot) */
 	char *value;
 	size_t len;
 	bool staged;
+	size_t hnext;           /* the props index: next slot + 1 on this chain, 0 = end */
 };
 
 struct old_model {
@@ -129,6 +135,10 @@ struct mfs_txn {
 	bool meta_staged[MFS_META_MAX];
 	struct pslot *props;
 	size_t n_props, n_orig_props;
+	size_t *pidx;           /* the props index: buckets of slot + 1 (0 = empty), or NULL
+	                         * (then lookups scan the slots) */
+	size_t pidx_n;          /* buckets, a power of two */
+	size_t pidx_live;       /* slots on its chains */
 	uint8_t *scratch;       /* 1 = live, by scratch id */
 	size_t n_scratch;
 
@@ -186,6 +196,16 @@ int txn_put_value(struct mfs_txn *t, uint64_t key, const void *buf, size_t len);
 int txn_drop_key(struct mfs_txn *t, uint64_t key);
 int txn_put_prop_record(struct mfs_txn *t, size_t slot, const char *key, const char *value,
                         size_t len);
+
+/* ------------------------------------------------------------ edit.c */
+
+/*
+ * The props index: rebuild it from the slots (after changing many of them;
+ * without memory, lookups fall back to scanning), or drop it (before the
+ * slots are freed).
+ */
+void txn_props_reindex(struct mfs_txn *t);
+void txn_props_unindex(struct mfs_txn *t);
 
 /* ------------------------------------------------------------ plan.c */
 

@@ -202,6 +202,12 @@ int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len)
  */
 int mfs_txn_props(struct mfs_meta **out, size_t *n, mfs_txn *t);
 void mfs_txn_props_free(struct mfs_meta *props, size_t n);
+/*
+ * mfs_txn_prop_get() - the effective value of prop `key` (without '\n'):
+ * *out is yours to free (NUL-terminated beyond *len).  O(1) expected, however
+ * many props there are.  -ENOENT when no prop has that key, -ENOMEM.
+ */
+int mfs_txn_prop_get(char **out, size_t *len, mfs_txn *t, const char *key);
 /* May props be created, changed, renamed and removed (-EACCES otherwise)? */
 bool mfs_txn_props_writable(mfs_txn *t);
 int mfs_txn_prop_set(mfs_txn *t, const char *key, const char *value, size_t len);

@@ -2,7 +2,8 @@
 # Bad input: every fixture under tests/data/bad makes mount.modelfs exit
 # non-zero (not by a signal) with exactly one line on stderr naming the file,
 # nothing mounted and the file untouched; `modelfs info` refuses it the same
-# way.  Also a model that does not exist, a directory and a FIFO.
+# way.  Also a model that does not exist, a directory and a FIFO, and a
+# mount point that is a regular file.
 . "$(dirname "$0")/../lib.sh"
 
 mnt=$MFS_TMP/m
@@ -41,8 +42,20 @@ refused "FIFO as model" "$MFS_TMP/fifo.onnx"
 mkdir "$MFS_TMP/dir.onnx"
 refused "directory as model" "$MFS_TMP/dir.onnx"
 
-# A truncated copy of every prefix length of the example: never a crash.
+# A mount point that is not a directory: one line, nothing mounted (the
+# kernel would mount over a file, and every stat of it would then be EIO).
 ex=$MFS_SRC/examples/linear.onnx
+: > "$MFS_TMP/file"
+err=$("$MOUNT_MODELFS" "$ex" "$MFS_TMP/file" -o ro 2>&1); rc=$?
+# (mountpoint(1) cannot tell: a stat of such a mount fails with EIO.)
+mounted=$(awk -v p="$MFS_TMP/file" '$5 == p' /proc/self/mountinfo)
+[ -n "$mounted" ] && fusermount3 -u "$MFS_TMP/file"
+check_eq "mounting onto a regular file exits 1" "1" "$rc"
+check_eq "with one line that says why" \
+	"mount.modelfs: $MFS_TMP/file: the mount point is not a directory" "$err"
+check_eq "and nothing is mounted there" "" "$mounted"
+
+# A truncated copy of every prefix length of the example: never a crash.
 size=$(stat -c %s "$ex")
 crashes=0 opened=0
 for len in $(seq 0 $((size - 1))); do

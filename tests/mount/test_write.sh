@@ -105,6 +105,32 @@ check_eq "printf 10,1 > shape (no newline)" "10,1" "$(printf 10,1 > "$w/shape" &
 check_eq "st_size of shape is that of its text" "5" "$(stat -c %s "$w/shape")"
 check "echo 1,10 > shape" sh -c "echo 1,10 > '$w/shape'"
 
+# ---- one value per file: what is not one value fails in write(2), which a
+# shell reports (it ignores close's error), and the value stays
+check "printf '8\nabc\n' > shape fails with EINVAL" fails_with "Invalid argument" \
+	bash -c "printf '8\nabc\n' > '$w/shape'"
+check_eq "shape after it" "1,10" "$(cat "$w/shape")"
+check "printf '2\n' >> shape (an append) fails with EINVAL" fails_with "Invalid argument" \
+	bash -c "printf '2\n' >> '$w/shape'"
+check_eq "shape after the append" "1,10" "$(cat "$w/shape")"
+check "echo abc > meta/model_version fails with EINVAL" fails_with "Invalid argument" \
+	bash -c "echo abc > '$mnt/meta/model_version'"
+check_eq "meta/model_version after it" "" "$(cat "$mnt/meta/model_version")"
+check "it is write(2) that fails, not only close(2) (python os.write)" $PY -c "
+import errno, os, sys
+fd = os.open('$w/dtype', os.O_WRONLY | os.O_TRUNC)
+try:
+    os.write(fd, b'float16\nfloat32\n')
+except OSError as e:
+    sys.exit(0 if e.errno == errno.EINVAL else 1)
+finally:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+sys.exit(1)"
+check_eq "dtype after it" "float32" "$(cat "$w/dtype")"
+
 # ---- meta and props
 check_eq "echo > meta/doc_string" "edited by modelfs" \
 	"$(echo 'edited by modelfs' > "$mnt/meta/doc_string" && cat "$mnt/meta/doc_string")"
@@ -117,6 +143,25 @@ check_eq "the renamed prop keeps its value" "v2" "$(cat "$mnt/meta/props/k2")"
 check_eq "the renamed prop keeps its inode" "$ino_k" "$(stat -c %i "$mnt/meta/props/k2")"
 check "echo gone > meta/props/tmp; rm it" sh -c "echo gone > '$mnt/meta/props/tmp' && rm '$mnt/meta/props/tmp'"
 check "rm'd prop is gone" sh -c "! test -e '$mnt/meta/props/tmp'"
+check_eq "a prop's value may span lines" "$(printf 'line 1\nline 2')" \
+	"$(printf 'line 1\nline 2\n' > "$mnt/meta/props/ml" && cat "$mnt/meta/props/ml")"
+check "echo >> a prop (an append) fails with EINVAL" fails_with "Invalid argument" \
+	bash -c "echo more >> '$mnt/meta/props/ml'"
+check_eq "the prop after the append" "$(printf 'line 1\nline 2')" "$(cat "$mnt/meta/props/ml")"
+check "rm it" rm "$mnt/meta/props/ml"
+
+# ---- sed -i: a temporary file beside the one it edits, renamed over it
+check "sed -i on meta/doc_string" sed -i 's/by modelfs/by sed/' "$mnt/meta/doc_string"
+check_eq "meta/doc_string after sed -i" "edited by sed" "$(cat "$mnt/meta/doc_string")"
+check "sed -i on a prop" sed -i 's/v2/v3/' "$mnt/meta/props/k2"
+check_eq "the prop after sed -i" "v3" "$(cat "$mnt/meta/props/k2")"
+check "sed -i of a read-only meta file that changes it fails (EACCES)" \
+	fails_with "Permission denied" sed -i 's/onnx/pb/' "$mnt/meta/format"
+check "sed -i of a read-only meta file that keeps it succeeds" sed -i 's/x/x/' "$mnt/meta/format"
+check "sed -i of model_version with a bad value fails" \
+	fails_with "Invalid argument" sed -i 's/^/abc/' "$mnt/meta/model_version"
+check_eq "sed leaves no temporary file behind" "" "$(ls -A "$mnt/meta" "$mnt/meta/props" | grep '^sed' || true)"
+check "sed -i back" sh -c "sed -i 's/by sed/by modelfs/' '$mnt/meta/doc_string' && sed -i 's/v3/v2/' '$mnt/meta/props/k2'"
 
 # ---- rsync -a into a tensor directory: temp file, times, rename over data
 src=$MFS_TMP/src/bias
@@ -165,7 +210,9 @@ check "writing name is EACCES" fails_with "Permission denied" sh -c "printf x > 
 check "writing meta/format is EACCES" fails_with "Permission denied" sh -c "printf x > '$mnt/meta/format'"
 check "writing a node's op_type is EACCES" fails_with "Permission denied" sh -c "printf x > '$mnt/nodes/0000-Gemm/op_type'"
 check "writing the root model file is EACCES" fails_with "Permission denied" sh -c "printf x > '$mnt/linear.onnx'"
-check "creating in meta/ is EACCES" fails_with "Permission denied" touch "$mnt/meta/x"
+check "creating in nodes/ is EACCES" fails_with "Permission denied" touch "$mnt/nodes/x"
+check "creating in meta/ makes a scratch file (sed -i's temporary files)" \
+	sh -c "touch '$mnt/meta/x' && test -e '$mnt/meta/x' && rm '$mnt/meta/x'"
 check "rm data is EPERM" fails_with "Operation not permitted" rm "$w/data"
 check "mv data is EPERM" fails_with "Operation not permitted" mv "$w/data" "$w/data2"
 check "mkdir is EPERM" fails_with "Operation not permitted" mkdir "$w/d"
@@ -276,7 +323,18 @@ check "the next mount reports the recovered journal in status" \
 check_eq "the recovered edit is staged again" "7" "$(show "$b/data")"
 check "abort it" "$MODELFS" abort "$mnt"
 check_eq "the model still has the committed bias" "-3" "$(show "$b/data")"
+check "after the abort, status no longer reports the recovery" \
+	sh -c "! '$MODELFS' status '$mnt' | grep -q '^recovery:'"
+dd if="$MFS_TMP/x.bin" of="$b/data" conv=notrunc status=none
+kill -9 "$daemon"; wait "$daemon" 2>/dev/null
+fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"
+mount_fg
+check "a recovered journal again" sh -c "'$MODELFS' status '$mnt' | grep -q '^recovery: '"
+check "commit it" "$MODELFS" commit "$mnt"
+check "after a successful commit, status no longer reports the recovery" \
+	sh -c "'$MODELFS' status '$mnt' | grep -q '^last commit: ok' && ! '$MODELFS' status '$mnt' | grep -q '^recovery:'"
 umount_fg
+check_eq "the recovered edit was committed" "7" "$(disk_weights | sed 's/.*| //')"
 
 # ---- -o ro: no journal, everything EROFS
 mount_fg -o ro

@@ -126,7 +126,7 @@ static void names_do_not_decide(void **state)
 	tmp_write(tmp_path("junk.safetensors.index.json"), "this is not a model\n", 20);
 	assert_int_equal(mfs_model_open(&m, tmp_path("junk.safetensors.index.json"), NULL, err,
 	                                sizeof(err)), -EUCLEAN);
-	assert_non_null(strstr(err, "not an ONNX or safetensors model"));
+	assert_non_null(strstr(err, "not a model of any known format"));
 }
 
 /* ------------------------------------------------------------ the toy format */

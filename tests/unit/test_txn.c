@@ -782,6 +782,111 @@ static void meta_and_props_commit(void **state)
 	mfs_txn_close(t);
 }
 
+/*
+ * The props index (codec/txn/edit.c) against a plain model of it: random
+ * creates, rewrites, renames (over existing keys too) and removals, checked
+ * key by key with mfs_txn_prop_get(), and again after the bulk changes that
+ * rebuild the index: a journal replayed by the next open, a commit, an abort.
+ */
+#define IDX_KEYS 600
+
+struct ref_props {
+	bool live[IDX_KEYS];
+	unsigned val[IDX_KEYS];
+};
+
+static void idx_key(char *b, size_t n, unsigned k)
+{
+	snprintf(b, n, "k%u", k);
+}
+
+static void check_ref(mfs_txn *t, const struct ref_props *r)
+{
+	char key[16], want[16];
+	size_t n_live = 0;
+	for (unsigned k = 0; k < IDX_KEYS; k++) {
+		char *v = NULL;
+		size_t len;
+		idx_key(key, sizeof(key), k);
+		int rc = mfs_txn_prop_get(&v, &len, t, key);
+		if (!r->live[k]) {
+			assert_int_equal(rc, -ENOENT);
+			continue;
+		}
+		n_live++;
+		assert_int_equal(rc, 0);
+		snprintf(want, sizeof(want), "v%u", r->val[k]);
+		assert_int_equal(len, strlen(want));
+		assert_string_equal(v, want);
+		free(v);
+	}
+	struct mfs_meta *props;
+	size_t n;
+	assert_int_equal(mfs_txn_props(&props, &n, t), 0);
+	assert_int_equal(n, n_live);
+	mfs_txn_props_free(props, n);
+}
+
+static void props_index_follows_edits(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	struct ref_props r = {0};
+	unsigned seed = 11;
+	char a[16], b[16], v[16];
+	for (int step = 0; step < 6000; step++) {
+		seed = seed * 1103515245u + 12345u;
+		unsigned op = (seed >> 8) % 4, k = (seed >> 12) % IDX_KEYS, j = (seed >> 3) % IDX_KEYS;
+		idx_key(a, sizeof(a), k);
+		idx_key(b, sizeof(b), j);
+		switch (op) {
+		case 0:
+		case 1:
+			snprintf(v, sizeof(v), "v%d", step);
+			assert_int_equal(mfs_txn_prop_set(t, a, v, strlen(v)), 0);
+			r.live[k] = true;
+			r.val[k] = (unsigned)step;
+			break;
+		case 2:
+			assert_int_equal(mfs_txn_prop_rename(t, a, b), r.live[k] ? 0 : -ENOENT);
+			if (r.live[k] && k != j) {
+				r.live[j] = true;
+				r.val[j] = r.val[k];
+				r.live[k] = false;
+			}
+			break;
+		default:
+			assert_int_equal(mfs_txn_prop_unlink(t, a), r.live[k] ? 0 : -ENOENT);
+			r.live[k] = false;
+			break;
+		}
+		if (step % 1500 == 0)
+			check_ref(t, &r);
+	}
+	check_ref(t, &r);
+	/* A dead daemon's journal: the next open replays it into the slots. */
+	mfs_txn_close(t);
+	struct mfs_txn_recovery rec;
+	t = open_txn(model, NULL, &rec);
+	assert_true(rec.journal_found);
+	check_ref(t, &r);
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+	check_ref(t, &r);
+	/* Edits after the commit, then an abort back to the committed props. */
+	struct ref_props committed = r;
+	assert_int_equal(mfs_txn_prop_set(t, "k0", "v999999", 7), 0);
+	assert_int_equal(mfs_txn_prop_rename(t, "k0", "k1"), 0);
+	r.live[0] = false;
+	r.live[1] = true;
+	r.val[1] = 999999;
+	check_ref(t, &r);
+	assert_int_equal(mfs_txn_abort(t), 0);
+	check_ref(t, &committed);
+	mfs_txn_close(t);
+}
+
 /* ------------------------------------------------------------ (d) shape, dtype */
 
 static void shape_and_dtype_changes(void **state)
@@ -851,8 +956,14 @@ static void shape_and_dtype_changes(void **state)
 	assert_true(same_file(model, orig, olen));
 	char status[4096];
 	mfs_txn_status(t, status, sizeof(status));
-	assert_non_null(strstr(status, "staged tensor weights fc.weight shape 3,3"));
+	assert_non_null(strstr(status, "staged tensor weights fc.weight shape [3,3]"));
 	assert_non_null(strstr(status, "last commit: failed: tensor 'fc.weight': data is 40 bytes"));
+	/* A scalar is "[]" in status and in the message, as in `modelfs info`. */
+	assert_int_equal(mfs_txn_set_shape(t, w, "\n", 1), 0);
+	assert_int_equal(mfs_txn_commit(t, &res), -EINVAL);
+	assert_non_null(strstr(res.msg, "data is 40 bytes but float32[] needs 4"));
+	mfs_txn_status(t, status, sizeof(status));
+	assert_non_null(strstr(status, "staged tensor weights fc.weight shape []\n"));
 	assert_int_equal(mfs_txn_abort(t), 0);
 	assert_false(mfs_txn_dirty(t));
 
@@ -1149,6 +1260,9 @@ static void dead_daemon_edits_come_back(void **state)
 	assert_int_equal(rec.n_recovered, 4);
 	struct mfs_txn_result res;
 	assert_int_equal(commit(t, &res), 0);
+	/* The commit settled what recovery offered: status stops saying it. */
+	mfs_txn_status(t, status, sizeof(status));
+	assert_null(strstr(status, "recovery: "));
 	w = find_tensor(mfs_txn_desc(t), "fc.weight");
 	assert_int_equal(mfs_tensor_read(mfs_txn_model(t), w, back, 40, 0), 40);
 	assert_memory_equal(back, wv, 40);
@@ -2120,6 +2234,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(linear_weights_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(scratch_adopted_by_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(meta_and_props_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(props_index_follows_edits, setup, teardown),
 		cmocka_unit_test_setup_teardown(shape_and_dtype_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(typed_fields_convert, setup, teardown),
 		cmocka_unit_test_setup_teardown(safetensors_edits, setup, teardown),

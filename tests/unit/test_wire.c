@@ -1023,6 +1023,19 @@ static void external_data_bad(void **state)
 	m = model_inits(&t, 1);
 	expect_fail(&m, -EUCLEAN, "offset '-1' is not a decimal number");
 
+	/* A number too big for a uint64 is a number: out of range (issue 11). */
+	t = ext_tensor("huge", "ok.bin", "99999999999999999999", NULL, 4);
+	m = model_inits(&t, 1);
+	expect_fail(&m, -EUCLEAN, "offset '99999999999999999999' is out of range");
+
+	t = ext_tensor("hugelen", "ok.bin", "0", "18446744073709551616", 4);
+	m = model_inits(&t, 1);
+	expect_fail(&m, -EUCLEAN, "length '18446744073709551616' is out of range");
+
+	t = ext_tensor("hugex", "ok.bin", "99999999999999999999x", NULL, 4);
+	m = model_inits(&t, 1);
+	expect_fail(&m, -EUCLEAN, "is not a decimal number");
+
 	t = ext_tensor("noloc", NULL, "0", NULL, 4);
 	m = model_inits(&t, 1);
 	expect_fail(&m, -EUCLEAN, "has external data but no location");
@@ -1417,10 +1430,32 @@ static void model_level_errors(void **state)
 {
 	struct pb m = {0};
 	pb_put(&m, "hello, I am a text file\n", 24);
-	expect_fail(&m, -EUCLEAN, "not an ONNX or safetensors model (bad protobuf tag at offset 0)");
+	expect_fail(&m, -EUCLEAN, "not a model of any known format (read as ONNX: field 13 with "
+	            "wire type 0 at offset 0 is not a ModelProto field)");
+	/* A text whose first byte is a plausible ModelProto tag ('r': field 14,
+	 * metadata_props) fails deeper in; still not a model first (issue 11). */
+	static const char passwd[] =
+		"root:x:0:0:root:/root:/bin/bash\n"
+		"daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+		"bin:x:2:2:bin:/bin:/usr/sbin/nologin\n"
+		"sys:x:3:3:sys:/dev:/usr/sbin/nologin\n";
+	struct pb pw = {0};
+	pb_put(&pw, passwd, sizeof(passwd) - 1);
+	expect_fail(&pw, -EUCLEAN, "not a model of any known format (read as ONNX: bad protobuf "
+	            "tag: wire type 6/7 does not exist at offset 113)");
 
 	pb_vint(&m, 1, 8);      /* ir_version only */
 	expect_fail(&m, -EUCLEAN, "no graph");
+
+	/* After the ir_version it is an ONNX file, broken: the detail alone. */
+	pb_vint(&m, 1, 8);
+	pb_key(&m, 7, 2);
+	pb_varint(&m, 100);
+	mfs_model *mm = NULL;
+	char err[1024];
+	assert_int_equal(open_pb(&m, "cut.onnx", &mm, err, sizeof(err)), -EUCLEAN);
+	assert_non_null(strstr(err, "cut.onnx: length prefix past end of file (truncated file)"));
+	assert_null(strstr(err, "known format"));
 
 	pb_vint(&m, 1, 8);      /* graph with the wrong wire type */
 	pb_vint(&m, 7, 1);
