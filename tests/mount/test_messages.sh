@@ -15,13 +15,13 @@ mkdir -p "$mnt"
 # ---- modelfs status, commit and abort from inside a mount
 mfs_mount "$dir/linear.onnx" "$mnt" || { not_ok "mount"; mfs_done; }
 check_eq "status at the mount point" "last commit: none|journal: none" \
-	"$("$MODELFS" status "$mnt" | tr '\n' '|' | sed 's/|$//')"
+	"$("$MODELFS" status "$mnt" | head -n 2 | tr '\n' '|' | sed 's/|$//')"
 check_eq "status of a directory inside the mount" "last commit: none|journal: none" \
-	"$("$MODELFS" status "$mnt/weights/fc/weight" | tr '\n' '|' | sed 's/|$//')"
+	"$("$MODELFS" status "$mnt/weights/fc/weight" | head -n 2 | tr '\n' '|' | sed 's/|$//')"
 check_eq "status of '.' from a directory inside the mount" "last commit: none|journal: none" \
-	"$(cd "$mnt/nodes/0000-Gemm/attrs" && "$MODELFS" status . | tr '\n' '|' | sed 's/|$//')"
+	"$(cd "$mnt/nodes/0000-Gemm/attrs" && "$MODELFS" status . | head -n 2 | tr '\n' '|' | sed 's/|$//')"
 check_eq "status of a file inside the mount" "last commit: none|journal: none" \
-	"$("$MODELFS" status "$mnt/meta/format" | tr '\n' '|' | sed 's/|$//')"
+	"$("$MODELFS" status "$mnt/meta/format" | head -n 2 | tr '\n' '|' | sed 's/|$//')"
 echo note > "$mnt/meta/props/note"
 check "commit from a directory inside the mount" sh -c "cd '$mnt/meta/props' && '$MODELFS' commit ."
 check "it committed" sh -c "'$MODELFS' status '$mnt' | grep -q '^last commit: ok'"
