@@ -431,7 +431,7 @@ int mfs_ent_stat(struct mfs_fs *fs, const struct mfs_ent *en, struct stat *st)
 	}
 	st->st_size = (off_t)size;
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
-	st->st_blksize = MFS_IO_SIZE;
+	st->st_blksize = en->role == R_DIR || en->role == R_CTL_DIR ? MFS_DIR_BLKSIZE : MFS_IO_SIZE;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	struct timespec t = fs->mtime;

@@ -131,12 +131,28 @@ struct mfs_tree {
 	struct pool pool;
 };
 
+/*
+ * The directories the last weights/ path went through (weight_dir): tensors
+ * come in file order, and neighbours share most of their path
+ * ("model.layers.7.mlp.experts.12.up_proj" and ".down_proj"), so most
+ * segments are found here without a hash lookup.
+ */
+#define WCACHE_DEPTH 32
+
+struct wseg {
+	const char *seg;        /* the segment's bytes, in the tensor's name */
+	size_t len;
+	uint32_t parent, dir;   /* the lookup of `seg` in `parent` gave `dir` */
+};
+
 struct build {
 	struct mfs_tree *t;
 	const struct mfs_desc *d;
 	uint32_t cap;           /* of t->nodes */
 	uint32_t *next;         /* next sibling, parallel to t->nodes */
 	int err;                /* first failure; then everything is a no-op */
+	struct wseg wcache[WCACHE_DEPTH];
+	size_t wcache_n;
 };
 
 static uint32_t slot_of(const struct mfs_tree *t, uint32_t parent, const char *name, size_t len)
@@ -635,10 +651,29 @@ static uint32_t weight_dir(struct build *b, uint32_t weights, const char *name,
 	const char *seg, *next_seg;
 	size_t seg_len, next_len;
 	uint32_t cur = weights;
+	size_t depth = 0;
 	mfs_split_init(&s, name, strlen(name));
 	bool have = mfs_split_next(&s, &seg, &seg_len);
 	while (have && !b->err) {
 		bool more = mfs_split_next(&s, &next_seg, &next_len);
+		/*
+		 * A directory on the way (not the tensor's own) is a pure function
+		 * of its parent and its segment once it exists: entries are never
+		 * removed and never change kind, so the previous path's answer at
+		 * this depth stands when both are the same.
+		 */
+		struct wseg *w = depth < WCACHE_DEPTH ? &b->wcache[depth] : NULL;
+		if (more && w && depth < b->wcache_n && w->parent == cur && w->len == seg_len &&
+		    !memcmp(w->seg, seg, seg_len)) {
+			cur = w->dir;
+			depth++;
+			seg = next_seg;
+			seg_len = next_len;
+			have = more;
+			continue;
+		}
+		if (w && depth < b->wcache_n)
+			b->wcache_n = depth;
 		char buf[MFS_NAME_MAX + 1], cand[MFS_NAME_MAX + 16];
 		const char *enc;
 		size_t el = encode(&enc, buf, seg, seg_len, MFS_NAME_MAX);
@@ -657,6 +692,11 @@ static uint32_t weight_dir(struct build *b, uint32_t weights, const char *name,
 			if (more ? (e->kind == MFS_TN_DIR && !(e->flags & MFS_TNF_OWN)) : can_host(b, c, own))
 				found = c;
 		}
+		if (more && w && found != NONE) {
+			*w = (struct wseg){seg, seg_len, cur, found};
+			b->wcache_n = depth + 1;
+		}
+		depth++;
 		cur = found;
 		seg = next_seg;
 		seg_len = next_len;
