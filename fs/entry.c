@@ -259,7 +259,15 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 		for (size_t i = 0; rc == 0 && i < n; i++) {
 			if (strcmp(p[i].name, key) != 0)
 				continue;
-			rc = put(out, len, p[i].value, p[i].len);
+			/* The value escaped (doc/design.md §3.5), as the tree shows it. */
+			size_t el = mfs_text_escape(NULL, 0, p[i].value, p[i].len);
+			char *e = malloc(el + 1);
+			rc = e ? 0 : -ENOMEM;
+			if (e) {
+				mfs_text_escape(e, el + 1, p[i].value, p[i].len);
+				rc = put(out, len, e, el);
+				free(e);
+			}
 			free(key);
 			mfs_txn_props_free(p, n);
 			return rc == 0 ? put(out, len, "\n", 1) : rc;
@@ -292,6 +300,27 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 	return rc;
 }
 
+/*
+ * Stage the content `text` of a props file as prop `key`'s value: decoded
+ * by the rule that escaped it (doc/design.md §3.5), so that what a read
+ * shows, written back, stages the same bytes.
+ */
+int mfs_ent_prop_write(struct mfs_fs *fs, const char *key, const char *text, size_t len)
+{
+	char *v = malloc(len + 2);
+	if (!v)
+		return -ENOMEM;
+	/* The file's own '\n' goes before decoding (a "%0A" is the value's);
+	 * the txn drops one trailing '\n', so the decoded value gets one. */
+	if (len && text[len - 1] == '\n')
+		len--;
+	size_t n = mfs_text_unescape(v, text, len);
+	v[n++] = '\n';
+	int rc = mfs_txn_prop_set(fs->txn, key, v, n);
+	free(v);
+	return rc;
+}
+
 /* Stage a text value for entry `en`. */
 int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *text, size_t len)
 {
@@ -306,7 +335,7 @@ int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *
 		char *key = NULL;
 		int rc = mfs_ent_prop_key(fs, en->name, strlen(en->name), &key);
 		if (rc == 0)
-			rc = mfs_txn_prop_set(fs->txn, key, text, len);
+			rc = mfs_ent_prop_write(fs, key, text, len);
 		free(key);
 		return rc;
 	}

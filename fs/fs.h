@@ -328,6 +328,11 @@ bool mfs_ent_is_text(enum mfs_role r);
  */
 int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, size_t *len);
 /* mfs_ent_text_apply() - stage text value `text` for entry `en` (-EACCES for others). */
+/*
+ * mfs_ent_prop_write() - stage a props file's content `text` (escaped,
+ * doc/design.md §3.5; decoded here) as the value of prop `key`.
+ */
+int mfs_ent_prop_write(struct mfs_fs *fs, const char *key, const char *text, size_t len);
 int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *text, size_t len);
 /* mfs_ent_read() - bytes of a data file, scratch file or the root model file, as now. */
 ssize_t mfs_ent_read(struct mfs_fs *fs, const struct mfs_ent *en, void *buf, size_t len,

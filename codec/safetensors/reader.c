@@ -1157,15 +1157,16 @@ static int st_open_index(struct mfs_model *m, const char *display, char *err, si
 		if (rc < 0)
 			goto out;
 
-		/* meta/shards line, and the shard's __metadata__ (props rule). */
-		size_t sl = strlen(s);
+		/* meta/shards line (escaped: a name may hold '%'), and the shard's
+		 * __metadata__ (props rule). */
+		size_t sl = mfs_text_escape(NULL, 0, s, strlen(s));
 		char *nl = realloc(shard_list, list_len + sl + 2);
 		if (!nl) {
 			rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
 			goto out;
 		}
 		shard_list = nl;
-		memcpy(shard_list + list_len, s, sl);
+		mfs_text_escape(shard_list + list_len, sl + 1, s, strlen(s));
 		list_len += sl;
 		shard_list[list_len++] = '\n';
 		shard_list[list_len] = '\0';

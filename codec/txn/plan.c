@@ -327,18 +327,18 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 	}
 
 	/* meta/ values that differ from what the model says. */
-	const char *const *meta_names = t->m->fmt->meta_names;
 	for (unsigned k = 0; k < txn_meta_count(t); k++) {
 		if (!t->meta_staged[k])
 			continue;
-		ssize_t cur = 0;
-		const char *orig = "";
-		for (size_t i = 0; i < d->n_meta; i++)
-			if (strcmp(d->meta[i].name, meta_names[k]) == 0) {
-				orig = d->meta[i].value;
-				cur = (ssize_t)txn_chomp(d->meta[i].value, d->meta[i].len);
-			}
-		if ((size_t)cur == t->meta_len[k] && memcmp(orig, t->meta[k], (size_t)cur) == 0)
+		char *orig = NULL;
+		size_t cur = 0;
+		if ((rc = txn_meta_orig(t, k, &orig, &cur)) < 0) {
+			txn_set_msg(msg, msglen, "out of memory");
+			goto out;
+		}
+		bool same = cur == t->meta_len[k] && memcmp(orig, t->meta[k], cur) == 0;
+		free(orig);
+		if (same)
 			continue;
 		p->set.meta[k] = t->meta[k];
 		p->set.meta_len[k] = t->meta_len[k];

@@ -154,6 +154,24 @@ bool txn_utf8_ok(const char *s, size_t n)
 	return true;
 }
 
+int txn_meta_orig(const struct mfs_txn *t, unsigned k, char **out, size_t *len)
+{
+	const char *text = "";
+	size_t n = 0;
+	const char *name = t->m->fmt->meta_names[k];
+	for (size_t i = 0; i < t->d->n_meta; i++)
+		if (strcmp(t->d->meta[i].name, name) == 0) {
+			text = t->d->meta[i].value;
+			n = txn_chomp(text, t->d->meta[i].len);
+		}
+	*out = malloc(n + 1);
+	if (!*out)
+		return -ENOMEM;
+	*len = mfs_text_unescape(*out, text, n);
+	(*out)[*len] = '\0';
+	return 0;
+}
+
 size_t txn_chomp(const char *text, size_t len)
 {
 	return len && text[len - 1] == '\n' ? len - 1 : len;

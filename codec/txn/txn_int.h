@@ -169,6 +169,12 @@ int txn_editable(const struct mfs_txn *t, const struct mfs_tensor *x);
 int txn_bind_tensor(struct mfs_txn *t, struct tstate *s);
 int32_t txn_eff_dtype(const struct tstate *s);
 const int64_t *txn_eff_dims(const struct tstate *s, size_t *rank);
+/*
+ * The model's value of writable meta file `k` as bytes: the description
+ * holds its file text (escaped, doc/design.md §3.5), decoded here.  *out is
+ * malloc'd (NUL-terminated); "" when the model has no such file.
+ */
+int txn_meta_orig(const struct mfs_txn *t, unsigned k, char **out, size_t *len);
 /* The format's writable meta/ files: how many, and the index of `name` (-1). */
 unsigned txn_meta_count(const struct mfs_txn *t);
 int txn_meta_index(const struct mfs_txn *t, const char *name);

@@ -165,10 +165,13 @@ int mfs_txn_set_shape(mfs_txn *t, const struct mfs_tensor *x, const char *text, 
 
 /*
  * Writable meta/ names: the format's (ONNX: producer_name producer_version
- * domain doc_string model_version graph_name; safetensors: none).  The value is
- * copied into `buf` (up to `cap`), the full length returned; it includes the
- * trailing '\n' as the meta/ file shows it.  Set: `text` is the file content
- * (one trailing '\n' is dropped), valid UTF-8 without NUL, at most 64 KiB
+ * domain doc_string model_version graph_name; safetensors: none).  Get: the
+ * file's text is copied into `buf` (up to `cap`), the full length returned:
+ * the value escaped as text values are (mfs_text_escape, doc/design.md
+ * §3.5) and the trailing '\n', as the meta/ file shows it.  Set: `text` is
+ * the file content: one trailing '\n' is dropped and the rest decoded
+ * (mfs_text_unescape), so what get returns, set again, stages the same
+ * bytes; the value must be valid UTF-8 without NUL, at most 64 KiB
  * (-EFBIG); model_version a decimal integer or empty (the field removed);
  * a value equal to the model's unstages the edit.  -EACCES for other names.
  */
@@ -180,8 +183,11 @@ int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len)
  * Props (ONNX metadata_props, safetensors __metadata__): the effective list,
  * in order (existing keys in file order, new ones appended).  *out is an
  * array of `struct mfs_meta` (name = key, value without '\n') that is yours
- * to free with mfs_txn_props_free().  prop_set: `value` is the file content
- * (one trailing '\n' is dropped); key and value valid UTF-8 without NUL
+ * to free with mfs_txn_props_free().  Values are the bytes of the model,
+ * not escaped: a props file shows them escaped (doc/design.md §3.5), and the
+ * daemon decodes what is written to one before it calls prop_set.
+ * prop_set: one trailing '\n' of `value` is dropped; key and value valid
+ * UTF-8 without NUL
  * (-EINVAL), key + value at most 64 KiB (-EFBIG).  prop_rename over an
  * existing key replaces it (the target keeps its place).  With duplicate
  * keys in a model, the first one is the one edited.
