@@ -67,6 +67,39 @@ static void put_text(char **p, size_t *n, size_t *cap, const char *fmt, ...)
 	*n += (size_t)k;
 }
 
+/*
+ * The type check of every staged dtype (the format's, on the effective
+ * edits of the served view, all other edits counted): a "type conflict"
+ * line for a dtype the graph declares otherwise, which a commit refuses
+ * unless types are forced, a "type warning" line for one a node's other
+ * inputs may contradict.  Nothing is planned when no dtype is staged.
+ */
+static void type_lines(struct mfs_txn *t, char **p, size_t *n, size_t *cap)
+{
+	bool any = false;
+	for (size_t i = 0; t->ts && i < t->d->n_tensors && !any; i++)
+		any = t->ts[i].has_dtype;
+	if (!any || !t->m->fmt->type_check)
+		return;
+	const struct mfs_edit_set *e = &txn_view_get(t)->plan.set;
+	for (size_t i = 0; i < e->n_tensors; i++) {
+		if (!e->tensors[i].dtype_changed)
+			continue;
+		char line[400];
+		int v = t->m->fmt->type_check(t->m, e, i, line, sizeof(line));
+		if (v == MFS_TYPE_OK)
+			continue;
+		put_text(p, n, cap, v == MFS_TYPE_DECLARED ? "type conflict: " : "type warning: ");
+		put_escaped(p, n, cap, line);
+		if (v == MFS_TYPE_DECLARED)
+			put_text(p, n, cap, t->opts.force_types ?
+			         " (force_types: a commit writes it)\n" :
+			         " (a commit refuses it; -o force_types writes it)\n");
+		else
+			put_text(p, n, cap, "\n");
+	}
+}
+
 size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 {
 	char *p = NULL;
@@ -124,8 +157,14 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 		n_scratch += t->scratch[i];
 	if (n_scratch)
 		put_text(&p, &n, &cap, "scratch files: %zu (not part of the model)\n", n_scratch);
+	type_lines(t, &p, &n, &cap);
 	put_escaped(&p, &n, &cap, t->last);
 	put_text(&p, &n, &cap, "\n");
+	if (t->type_note[0]) {
+		put_text(&p, &n, &cap, "last commit's type warning: ");
+		put_escaped(&p, &n, &cap, t->type_note);
+		put_text(&p, &n, &cap, "\n");
+	}
 	if (t->broken) {
 		put_text(&p, &n, &cap, "degraded: ");
 		put_escaped(&p, &n, &cap, t->broken_msg);

@@ -139,6 +139,7 @@ struct mfs_txn {
 	struct view view;
 
 	char last[640];         /* "last commit: ..." */
+	char type_note[512];    /* what the last commit's type check warned of, or "" */
 	struct mfs_txn_recovery rec;
 	char journal_note[256];
 };

@@ -59,6 +59,8 @@ struct mfs_txn_opts {
 	enum mfs_commit_mode mode;
 	uint64_t inplace_min;   /* 0 = 64 MiB */
 	bool read_only;         /* no journal, every edit fails with -EROFS */
+	bool force_types;       /* commit dtype edits that contradict the types the
+	                         * model's graph declares (refused otherwise, -EINVAL) */
 };
 
 /* What happened at open: recovery of a journal or of an interrupted commit. */
@@ -253,7 +255,8 @@ struct mfs_txn_result {
  * mfs_txn_commit() - validate and apply everything staged, atomically.
  * On failure the model is untouched, the edits stay staged, `res->msg` says
  * why (also kept for mfs_txn_status), and the errno is returned: -EINVAL
- * validation (size ≠ dtype × shape, ...), -EFBIG result over the 2 GiB
+ * validation (size ≠ dtype × shape, a dtype the graph declares otherwise
+ * without force_types, ...), -EFBIG result over the 2 GiB
  * protobuf limit, -ESTALE the model changed on disk since it was opened,
  * -ENOSPC, -EIO.  Nothing staged: succeeds with path "none" and writes nothing.
  */
@@ -270,8 +273,10 @@ int mfs_txn_abort(mfs_txn *t);
 
 /*
  * mfs_txn_status() - the text of .modelfs/status: staged changes one per
- * line, the last commit's result and message, journal state, recovery
- * notes.  snprintf semantics (returns the full length).
+ * line, type conflicts of staged dtypes (the format's check: "type
+ * conflict: ..." refused at commit, "type warning: ..." not), the last
+ * commit's result and message, journal state, recovery notes.  snprintf
+ * semantics (returns the full length).
  */
 size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len);
 
