@@ -13,6 +13,8 @@ Fixtures (see `layouts()`):
   st-bf16   safetensors, BF16 (>= 1 GiB)
   st-fp32   safetensors, F32, the onnx fixture's layout (>= 1 GiB)
   graph     an ONNX graph of a long Identity/Relu chain (>= 100,000 nodes)
+  st-many   safetensors with 300,000 small tensors named as a mixture of
+            experts names them (a ~35 MB header; the data is a sparse hole)
 """
 import hashlib
 import json
@@ -74,6 +76,8 @@ def layouts(smoke):
         "st-bf16": dict(kind="safetensors", dtype="bfloat16", layout=bf16),
         "st-fp32": dict(kind="safetensors", dtype="float32", layout=fp32),
         "graph": dict(kind="graph", nodes=nodes),
+        "st-many": dict(kind="st-many", layers=10 if smoke else 100,
+                        experts=100 if smoke else 1000),
     }
 
 
@@ -253,6 +257,31 @@ def write_safetensors(path, tensors, dtype):
     return table
 
 
+def write_st_many(path, layers, experts):
+    """safetensors with layers x experts x 3 tensors named
+    model.layers.L.mlp.experts.E.{gate,up,down}_proj.weight, each BF16
+    [16, 8], in name order, header padded to 8.  The data buffer is left a
+    hole (ftruncate): only the header is ever read.  The header is written
+    as the reference writer would (compact JSON, __metadata__ first)."""
+    parts, off = [b'{"__metadata__":{"format":"pt"}'], 0
+    nb = 16 * 8 * 2
+    for layer in range(layers):
+        for e in range(experts):
+            for proj in ("gate_proj", "up_proj", "down_proj"):
+                parts.append(b',"model.layers.%d.mlp.experts.%d.%s.weight":{"dtype":"BF16",'
+                             b'"shape":[16,8],"data_offsets":[%d,%d]}' % (
+                                 layer, e, proj.encode(), off, off + nb))
+                off += nb
+    parts.append(b"}")
+    hj = b"".join(parts)
+    hj += b" " * ((-len(hj)) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hj)))
+        f.write(hj)
+        f.truncate(8 + len(hj) + off)
+    return [], dict(count=layers * experts * 3, header=len(hj))
+
+
 def write_graph(path, nodes):
     """An ONNX model whose graph is a chain of `nodes` alternating
     Identity/Relu nodes, and one small initializer."""
@@ -282,7 +311,7 @@ def _files(d, kind):
         return ["model.onnx"]
     if kind == "onnx-ext":
         return ["model.onnx", "weights.bin"]
-    if kind == "safetensors":
+    if kind in ("safetensors", "st-many"):
         return ["model.safetensors"]
     if kind == "graph":
         return ["model.onnx"]
@@ -315,8 +344,11 @@ def ensure(workdir, key, params, log=print):
             os.unlink(os.path.join(d, fn))
     model = os.path.join(d, names[0])
     log("# generating fixture %s in %s" % (key, d))
+    extra = {}
     if kind == "graph":
         table = write_graph(model, params["nodes"])
+    elif kind == "st-many":
+        table, extra = write_st_many(model, params["layers"], params["experts"])
     else:
         tensors = llama_layout(**params["layout"])
         writer = {"onnx": write_onnx, "onnx-ext": write_onnx_ext,
@@ -324,7 +356,7 @@ def ensure(workdir, key, params, log=print):
         table = writer(model, tensors, params["dtype"])
     files = {fn: os.path.getsize(os.path.join(d, fn)) for fn in names}
     st = dict(params=want, model_name=names[0], files=files, size=sum(files.values()),
-              tensors=table)
+              tensors=table, **extra)
     with open(stamp_path + ".tmp", "w") as f:
         json.dump(st, f)
     os.rename(stamp_path + ".tmp", stamp_path)

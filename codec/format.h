@@ -25,8 +25,10 @@
  *   tensor_read    the bytes of a tensor that is neither in memory nor one
  *                  contiguous range of one source (a strided view, say).
  *   edits          which dtypes a tensor may take, a commit-time check of
- *                  one tensor edit, the meta/ files that may be written and
- *                  how a value is checked, whether props may be edited.
+ *                  one tensor edit, a check of a dtype edit against the
+ *                  types the model's graph declares, the meta/ files that
+ *                  may be written and how a value is checked, whether
+ *                  props may be edited.
  *   splice         the commit writer: the new file as a piece list.
  *
  * A format that cannot be edited leaves `splice` NULL and marks no tensor
@@ -157,6 +159,17 @@ enum mfs_sniff {
  */
 #define MFS_SNIFF_LEN 16
 
+/* Answers of `type_check`. */
+enum mfs_type_verdict {
+	MFS_TYPE_OK = 0,
+	MFS_TYPE_DECLARED = 1,  /* the graph declares another dtype for the tensor: the
+	                         * model would be invalid; a commit refuses the edit
+	                         * unless forced (mfs_txn_opts.force_types) */
+	MFS_TYPE_PEER = 2,      /* a node reads the tensor beside an input of the
+	                         * tensor's old dtype: the edit may break the node's
+	                         * type constraint; a warning, never a refusal */
+};
+
 struct mfs_format {
 	const char *name;       /* "onnx", "safetensors": desc.format and meta/format */
 	unsigned flags;         /* desc.flags of its models (MFS_DESC_GRAPH) */
@@ -191,6 +204,15 @@ struct mfs_format {
 	 * line in `msg`.
 	 */
 	int (*tensor_check)(const struct mfs_tensor_edit *te, char *msg, size_t msglen);
+	/*
+	 * What the model's graph says of the dtype edit e->tensors[i] (one whose
+	 * dtype_changed): enum mfs_type_verdict, with one line in `msg` naming
+	 * the tensor, its new dtype and what contradicts it.  The other edits of
+	 * `e` count (a peer edited to the same dtype is no conflict).  NULL for
+	 * a format whose models declare no types.
+	 */
+	int (*type_check)(const struct mfs_model *m, const struct mfs_edit_set *e, size_t i,
+	                  char *msg, size_t msglen);
 	/*
 	 * The meta/ files that may be written, NULL-terminated, at most
 	 * MFS_META_MAX; the index of a name is its slot in mfs_edit_set.meta

@@ -309,6 +309,17 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 		rc = mfs_ent_prop_key(fs, en->name, strlen(en->name), &key);
 		if (rc == 0)
 			rc = mfs_txn_prop_get(out, len, fs->txn, key);
+		if (rc == 0) {
+			/* The value escaped (doc/design.md §3.5), as the tree shows it. */
+			size_t el = mfs_text_escape(NULL, 0, *out, *len);
+			char *e = malloc(el + 1);
+			if (e)
+				mfs_text_escape(e, el + 1, *out, *len);
+			free(*out);
+			*out = e;
+			*len = e ? el : 0;
+			rc = e ? 0 : -ENOMEM;
+		}
 		free(key);
 		if (rc == -ENOENT)
 			rc = -ESTALE;   /* gone since the tree was built */
@@ -338,6 +349,27 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 	return rc;
 }
 
+/*
+ * Stage the content `text` of a props file as prop `key`'s value: decoded
+ * by the rule that escaped it (doc/design.md §3.5), so that what a read
+ * shows, written back, stages the same bytes.
+ */
+int mfs_ent_prop_write(struct mfs_fs *fs, const char *key, const char *text, size_t len)
+{
+	char *v = malloc(len + 2);
+	if (!v)
+		return -ENOMEM;
+	/* The file's own '\n' goes before decoding (a "%0A" is the value's);
+	 * the txn drops one trailing '\n', so the decoded value gets one. */
+	if (len && text[len - 1] == '\n')
+		len--;
+	size_t n = mfs_text_unescape(v, text, len);
+	v[n++] = '\n';
+	int rc = mfs_txn_prop_set(fs->txn, key, v, n);
+	free(v);
+	return rc;
+}
+
 /* Stage a text value for entry `en`. */
 int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *text, size_t len)
 {
@@ -352,7 +384,7 @@ int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *
 		char *key = NULL;
 		int rc = mfs_ent_prop_key(fs, en->name, strlen(en->name), &key);
 		if (rc == 0)
-			rc = mfs_txn_prop_set(fs->txn, key, text, len);
+			rc = mfs_ent_prop_write(fs, key, text, len);
 		free(key);
 		return rc;
 	}
@@ -493,7 +525,7 @@ int mfs_ent_stat(struct mfs_fs *fs, const struct mfs_ent *en, struct stat *st)
 	}
 	st->st_size = (off_t)size;
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
-	st->st_blksize = MFS_IO_SIZE;
+	st->st_blksize = en->role == R_DIR || en->role == R_CTL_DIR ? MFS_DIR_BLKSIZE : MFS_IO_SIZE;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	struct timespec t = fs->mtime;

@@ -142,6 +142,18 @@
 #define MFS_IO_SIZE (1u << 20)
 
 /*
+ * st_blksize of directories: small.  glibc's opendir() sizes its getdents
+ * buffer from st_blksize (32 KiB at least, 1 MiB at most), and for every
+ * READDIRPLUS request the kernel allocates a buffer of the size getdents
+ * asked for (kvmalloc: a 1 MiB one is vmalloc'd page by page and mapped).
+ * A directory here has a handful of entries, and each is listed with two
+ * requests (the second finds the end), so 1 MiB buffers cost more than the
+ * listing itself: measured, `find` over a 1.9-million-entry mount (300,000
+ * tensors) spent a third of its time allocating and freeing them.
+ */
+#define MFS_DIR_BLKSIZE 4096u
+
+/*
  * The default max_read: 1 MiB less 16 KiB, so that a reply (its header and
  * data from an unaligned file offset) fits in a pipe of the default
  * pipe-max-size (1 MiB, 256 pages) and libfuse can splice it; a 1 MiB reply
@@ -372,6 +384,11 @@ bool mfs_ent_is_text(enum mfs_role r);
  */
 int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, size_t *len);
 /* mfs_ent_text_apply() - stage text value `text` for entry `en` (-EACCES for others). */
+/*
+ * mfs_ent_prop_write() - stage a props file's content `text` (escaped,
+ * doc/design.md §3.5; decoded here) as the value of prop `key`.
+ */
+int mfs_ent_prop_write(struct mfs_fs *fs, const char *key, const char *text, size_t len);
 int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *text, size_t len);
 /* mfs_ent_read() - bytes of a data file, scratch file or the root model file, as now. */
 ssize_t mfs_ent_read(struct mfs_fs *fs, const struct mfs_ent *en, void *buf, size_t len,

@@ -46,6 +46,7 @@ struct cli {
 	int rw;
 	int ro;
 	char *commit;
+	int force_types;
 	int uid_set;
 	unsigned uid;
 	int gid_set;
@@ -88,6 +89,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("max_threads=%u", max_threads, 0),
 	CLI_OPT("max_idle_threads=%u", max_idle_threads, 0),
 	CLI_OPT("commit=%s", commit, 0),
+	CLI_OPT("force_types", force_types, 1),
 	FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
 
 	/* mount(8)'s flags to its helpers: -n (no mtab), -v (verbose), -t TYPE */
@@ -146,6 +148,8 @@ static void usage(FILE *f)
 	        "  -o commit=MODE        auto (default), rewrite or inplace: how commits\n"
 	        "                        write the model (inplace: a patch through a redo\n"
 	        "                        log, not atomic for other readers of the file)\n"
+	        "  -o force_types        commit dtype edits that contradict the types the\n"
+	        "                        graph declares (refused otherwise)\n"
 	        "  -o nodev, nosuid, noexec, noatime, default_permissions, ...\n"
 	        "                        passed to FUSE (see mount.fuse3(8))\n"
 	        "  -o dev,suid,exec,auto,noauto,user,users,nofail,_netdev,defaults,x-*\n"
@@ -452,6 +456,7 @@ int main(int argc, char **argv)
 		cli.ro = 1;
 	}
 	topts.read_only = cli.ro;
+	topts.force_types = cli.force_types;
 
 	/* The user's spelling names the file in messages; the cwd is still theirs. */
 	struct mfs_txn_recovery rec;

@@ -441,7 +441,7 @@ int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t
 				rc = scratch_text(fs, src.scratch, &b, &bl);
 			pthread_rwlock_unlock(&fs->lock);
 			if (rc == 0)
-				rc = mfs_txn_prop_set(fs->txn, to, b, bl);
+				rc = mfs_ent_prop_write(fs, to, b, bl);
 			if (rc < 0)
 				goto out;
 			struct mfs_skip sk = {.parent = qd.ino, .a = newname, .a_len = nlen};

@@ -15,7 +15,9 @@
  *                from the model's bytes, shapes, joined input/output lists.
  *
  * Everything else points into the description: a node's `op_type` file is
- * the description's op_type string plus an implicit '\n' (MFS_TNF_NL), a
+ * the description's op_type string plus an implicit '\n' (MFS_TNF_NL) —
+ * unless it holds a byte that text values escape (doc/design.md §3.5:
+ * '%', controls), when the pool holds its escaped copy — a
  * tensor's `data` file is a pointer to its struct mfs_tensor, a weights/
  * directory named "conv2" points into the middle of "layer4.1.conv2.weight".
  * So memory grows with the number of entries, never with tensor bytes.
@@ -133,12 +135,28 @@ struct mfs_tree {
 	uint32_t n_props;
 };
 
+/*
+ * The directories the last weights/ path went through (weight_dir): tensors
+ * come in file order, and neighbours share most of their path
+ * ("model.layers.7.mlp.experts.12.up_proj" and ".down_proj"), so most
+ * segments are found here without a hash lookup.
+ */
+#define WCACHE_DEPTH 32
+
+struct wseg {
+	const char *seg;        /* the segment's bytes, in the tensor's name */
+	size_t len;
+	uint32_t parent, dir;   /* the lookup of `seg` in `parent` gave `dir` */
+};
+
 struct build {
 	struct mfs_tree *t;
 	const struct mfs_desc *d;
 	uint32_t cap;           /* of t->nodes */
 	uint32_t *next;         /* next sibling, parallel to t->nodes */
 	int err;                /* first failure; then everything is a no-op */
+	struct wseg wcache[WCACHE_DEPTH];
+	size_t wcache_n;
 };
 
 static uint32_t slot_of(const struct mfs_tree *t, uint32_t parent, const char *name, size_t len)
@@ -384,14 +402,38 @@ static uint32_t text_fixed(struct build *b, uint32_t parent, const char *name, c
 	return i;
 }
 
-/* A text file holding the C string `s` and a newline. */
+/*
+ * A value of the model as a file shows it (doc/design.md §3.5): the bytes
+ * themselves when nothing needs escaping (no copy), else an escaped copy in
+ * the pool.  *len gets the text's length.
+ */
+static const char *escaped(struct build *b, const char *s, size_t n, size_t *len)
+{
+	*len = n;
+	if (mfs_text_plain(s, n))
+		return s;
+	size_t need = mfs_text_escape(NULL, 0, s, n);
+	char *p = b->err ? NULL : pool_alloc(&b->t->pool, need + 1);
+	if (!p) {
+		set_err(b, -ENOMEM);
+		return NULL;
+	}
+	mfs_text_escape(p, need + 1, s, n);
+	*len = need;
+	return p;
+}
+
+/* A text file holding the string `s` of the model, escaped, and a newline. */
 static uint32_t line_fixed(struct build *b, uint32_t parent, const char *name, const char *s,
                            unsigned flags)
 {
-	return text_fixed(b, parent, name, s ? s : "", s ? strlen(s) : 0, true, flags);
+	size_t len;
+	const char *text = escaped(b, s ? s : "", s ? strlen(s) : 0, &len);
+	return text ? text_fixed(b, parent, name, text, len, true, flags) : NONE;
 }
 
-/* Strings joined as lines: "a\nb\n".  One string needs no copy. */
+/* Strings of the model joined as lines, each escaped: "a\nb\n".  One string
+ * needs no copy. */
 static uint32_t list_fixed(struct build *b, uint32_t parent, const char *name,
                            char *const *strs, size_t n)
 {
@@ -401,20 +443,20 @@ static uint32_t list_fixed(struct build *b, uint32_t parent, const char *name,
 		return line_fixed(b, parent, name, strs[0], 0);
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
-		total += (strs[i] ? strlen(strs[i]) : 0) + 1;
+		total += (strs[i] ? mfs_text_escape(NULL, 0, strs[i], strlen(strs[i])) : 0) + 1;
 	if (total > SIZE_MAX / 2) {
 		set_err(b, -EFBIG);
 		return NONE;
 	}
-	char *p = b->err ? NULL : pool_alloc(&b->t->pool, (size_t)total);
+	char *p = b->err ? NULL : pool_alloc(&b->t->pool, (size_t)total + 1);
 	if (!p) {
 		set_err(b, -ENOMEM);
 		return NONE;
 	}
 	char *q = p;
 	for (size_t i = 0; i < n; i++) {
-		size_t l = strs[i] ? strlen(strs[i]) : 0;
-		memcpy(q, strs[i] ? strs[i] : "", l);
+		const char *str = strs[i] ? strs[i] : "";
+		size_t l = mfs_text_escape(q, (size_t)(total + 1 - (uint64_t)(q - p)), str, strlen(str));
 		q[l] = '\n';
 		q += l + 1;
 	}
@@ -637,10 +679,29 @@ static uint32_t weight_dir(struct build *b, uint32_t weights, const char *name,
 	const char *seg, *next_seg;
 	size_t seg_len, next_len;
 	uint32_t cur = weights;
+	size_t depth = 0;
 	mfs_split_init(&s, name, strlen(name));
 	bool have = mfs_split_next(&s, &seg, &seg_len);
 	while (have && !b->err) {
 		bool more = mfs_split_next(&s, &next_seg, &next_len);
+		/*
+		 * A directory on the way (not the tensor's own) is a pure function
+		 * of its parent and its segment once it exists: entries are never
+		 * removed and never change kind, so the previous path's answer at
+		 * this depth stands when both are the same.
+		 */
+		struct wseg *w = depth < WCACHE_DEPTH ? &b->wcache[depth] : NULL;
+		if (more && w && depth < b->wcache_n && w->parent == cur && w->len == seg_len &&
+		    !memcmp(w->seg, seg, seg_len)) {
+			cur = w->dir;
+			depth++;
+			seg = next_seg;
+			seg_len = next_len;
+			have = more;
+			continue;
+		}
+		if (w && depth < b->wcache_n)
+			b->wcache_n = depth;
 		char buf[MFS_NAME_MAX + 1], cand[MFS_NAME_MAX + 16];
 		const char *enc;
 		size_t el = encode(&enc, buf, seg, seg_len, MFS_NAME_MAX);
@@ -659,6 +720,11 @@ static uint32_t weight_dir(struct build *b, uint32_t weights, const char *name,
 			if (more ? (e->kind == MFS_TN_DIR && !(e->flags & MFS_TNF_OWN)) : can_host(b, c, own))
 				found = c;
 		}
+		if (more && w && found != NONE) {
+			*w = (struct wseg){seg, seg_len, cur, found};
+			b->wcache_n = depth + 1;
+		}
+		depth++;
 		cur = found;
 		seg = next_seg;
 		seg_len = next_len;
@@ -818,7 +884,9 @@ static void root_contents(struct build *b)
 		const struct mfs_meta *m = &d->props[i];
 		const char *name = m->name ? m->name : "";
 		uint32_t f = add_named(b, props, name, strlen(name), MFS_TN_TEXT, 0);
-		set_text(b, f, m->value, m->len, true);
+		size_t len;
+		const char *text = escaped(b, m->value ? m->value : "", m->value ? m->len : 0, &len);
+		set_text(b, f, text, len, true);
 		/* One entry per prop, in a run: mfs_tree_prop() counts on it. */
 		if (!b->err && f != b->t->props_first + i)
 			set_err(b, -EINVAL);

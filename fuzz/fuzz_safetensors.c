@@ -9,6 +9,10 @@
  * one ended, the last ends at the end of the file, and names are unique.
  * Then every tensor is read in full (fz_walk_model).  Inputs the sniffer
  * sends elsewhere (an ONNX-looking or '{' file) are still walked.
+ *
+ * Every input is opened twice: through the header scanner and through the
+ * reference path (jansson; mfs_st_test_reference), and the two must agree
+ * on the return code, the message and every tensor (scan.c promises it).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -49,6 +53,33 @@ static void check_tiling(const mfs_model *m)
 	}
 }
 
+/* The scanner and the reference path see the same file the same way. */
+static void check_reference(const char *path, int rc, const char *err, const mfs_model *m)
+{
+	mfs_model *r = NULL;
+	char rerr[512] = "";
+	mfs_st_test_reference(true);
+	int rrc = mfs_model_open(&r, path, NULL, rerr, sizeof(rerr));
+	mfs_st_test_reference(false);
+	FZ_CHECK(rrc == rc);
+	FZ_CHECK(strcmp(rerr, err) == 0);
+	if (rc == 0) {
+		const struct mfs_desc *a = mfs_model_desc(m), *b = mfs_model_desc(r);
+		FZ_CHECK(a->n_tensors == b->n_tensors && a->n_props == b->n_props);
+		for (uint64_t i = 0; i < a->n_tensors; i++) {
+			const struct mfs_tensor *x = a->tensors[i], *y = b->tensors[i];
+			FZ_CHECK(strcmp(x->name, y->name) == 0 && x->dtype == y->dtype &&
+			         x->rank == y->rank && x->off == y->off && x->nbytes == y->nbytes);
+			FZ_CHECK(memcmp(x->dims, y->dims, x->rank * sizeof(*x->dims)) == 0);
+		}
+		for (size_t i = 0; i < a->n_props; i++)
+			FZ_CHECK(strcmp(a->props[i].name, b->props[i].name) == 0 &&
+			         a->props[i].len == b->props[i].len &&
+			         memcmp(a->props[i].value, b->props[i].value, a->props[i].len) == 0);
+	}
+	mfs_model_close(r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *path = fz_path("model.safetensors");
@@ -57,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mfs_model *m = NULL;
 	char err[512] = "";
 	int rc = mfs_model_open(&m, path, NULL, err, sizeof(err));
+	check_reference(path, rc, err, m);
 	if (rc == 0) {
 		const struct mfs_desc *d = mfs_model_desc(m);
 		if (strcmp(d->format, "safetensors") == 0) {

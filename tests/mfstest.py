@@ -142,6 +142,43 @@ def encode_component(name):
     return out.decode("utf-8", "surrogateescape")
 
 
+def escape_text(value):
+    """doc/design.md §3.5: a text value as the tree shows it (bytes in,
+    bytes out): '%', bytes below 0x20 and 0x7f as %XX."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    out = bytearray()
+    for c in value:
+        if c == 0x25 or c < 0x20 or c == 0x7F:
+            out += b"%%%02X" % c
+        else:
+            out.append(c)
+    return bytes(out)
+
+
+def unescape_text(text):
+    """The inverse (bytes in, bytes out): %XX is that byte; any other '%'
+    is itself."""
+    out, i = bytearray(), 0
+    hexd = b"0123456789abcdefABCDEF"
+    while i < len(text):
+        if text[i] == 0x25 and i + 2 < len(text) and text[i + 1] in hexd and \
+                text[i + 2] in hexd:
+            out.append(int(text[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out.append(text[i])
+            i += 1
+    return bytes(out)
+
+
+def read_value(path):
+    """The value a one-value text file holds: its line, decoded (bytes)."""
+    with open(path, "rb") as f:
+        b = f.read()
+    return unescape_text(b[:-1] if b.endswith(b"\n") else b)
+
+
 def node_dir_names(nodes):
     """Expected names of nodes/ entries for a list of NodeProto."""
     width = max(4, len(str(len(nodes))))

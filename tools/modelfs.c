@@ -4,6 +4,8 @@
  * `modelfs info MODEL` prints what a mount would show (format, metadata,
  * inputs and outputs, counts and a tensor table) using the codec alone, with
  * no FUSE: it is the proof that the format library stands on its own.
+ * Every text of the model it prints is escaped as the mount's text files
+ * are (doc/design.md §3.5), so each item is one line.
  *
  * `modelfs abort|status MOUNTPOINT` drive the transaction of a live mount
  * through its control files (doc/design.md §5.5): a write to
@@ -203,19 +205,51 @@ static int cmd_abort(const char *mnt)
 	return 1;
 }
 
-static void put_oneline(const char *s, size_t len)
+/*
+ * Text of the model on standard output, escaped as every text value is
+ * (doc/design.md §3.5): '%', controls and DEL as %XX, so that what info
+ * prints is one line per item whatever the model holds.
+ */
+static void put_text(const char *s, size_t n)
 {
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '\n' && i + 1 == len)
-			break;
-		if (c == '\n')
-			fputs("\\n", stdout);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\x%02x", c);
-		else
-			putchar(c);
+	for (size_t i = 0; i < n; i++) {
+		char e[4];
+		size_t k = mfs_text_escape(e, sizeof(e), s + i, 1);
+		fwrite(e, 1, k, stdout);
 	}
+}
+
+static void put_str(const char *s)
+{
+	put_text(s, strlen(s));
+}
+
+/* `s` escaped into a malloc'd string, for a padded column; NULL on ENOMEM. */
+static char *escaped(const char *s)
+{
+	size_t n = strlen(s), need = mfs_text_escape(NULL, 0, s, n);
+	char *e = malloc(need + 1);
+	if (e)
+		mfs_text_escape(e, need + 1, s, n);
+	return e;
+}
+
+/*
+ * A meta/ file as info lines: "<name>: <line>" for each of its lines (the
+ * file's text is escaped already, so a line is an item), "<name>: " when
+ * it is empty.
+ */
+static void put_meta(const struct mfs_meta *m)
+{
+	const char *p = m->value, *end = m->value + m->len;
+	do {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		printf("%s: ", m->name);
+		fwrite(p, 1, n, stdout);
+		putchar('\n');
+		p = nl ? nl + 1 : end;
+	} while (p < end);
 }
 
 static void print_values(const char *title, const struct mfs_value *v, size_t n,
@@ -230,7 +264,11 @@ static void print_values(const char *title, const struct mfs_value *v, size_t n,
 			continue;
 		char shape[4096];
 		mfs_shape_format(shape, sizeof(shape), &v[i].shape);
-		printf("  %s  %s  [%s]\n", v[i].name, v[i].dtype[0] ? v[i].dtype : "-", shape);
+		fputs("  ", stdout);
+		put_str(v[i].name);
+		fputs("  ", stdout);
+		put_str(v[i].dtype[0] ? v[i].dtype : "-");
+		printf("  [%s]\n", shape);
 	}
 }
 
@@ -238,6 +276,7 @@ static void print_values(const char *title, const struct mfs_value *v, size_t n,
 struct row {
 	const char *kind;
 	const struct mfs_tensor *t;
+	char *name;             /* the tensor's name escaped (§3.5), malloc'd */
 };
 
 struct walk {
@@ -245,6 +284,7 @@ struct walk {
 	uint64_t count;
 	uint64_t bytes;
 	struct row *rows;       /* count of them, unless `oom` */
+	size_t n_rows;          /* rows filled in */
 	size_t cap;
 	bool oom;
 };
@@ -261,8 +301,11 @@ static void tensor_row(struct walk *w, const char *where, const struct mfs_tenso
 			w->oom = true;
 		}
 	}
+	char *name = w->oom ? NULL : escaped(t->name);
+	if (!name)
+		w->oom = true;
 	if (!w->oom)
-		w->rows[w->count] = (struct row){where, t};
+		w->rows[w->n_rows++] = (struct row){where, t, name};
 	w->count++;
 	w->bytes += t->nbytes;
 }
@@ -306,7 +349,7 @@ static void print_table(const struct walk *w)
 		width[c] = strlen(head[c]);
 	for (uint64_t i = 0; i < w->count; i++) {
 		const struct row *r = &w->rows[i];
-		const char *cells[4] = {r->kind, r->t->name[0] ? r->t->name : "(unnamed)",
+		const char *cells[4] = {r->kind, r->name[0] ? r->name : "(unnamed)",
 		                        mfs_dtype_name(r->t->dtype), shape};
 		shape_text(shape, sizeof(shape), r->t);
 		for (int c = 0; c < 4; c++) {
@@ -327,11 +370,18 @@ static void print_table(const struct walk *w)
 		shape_text(shape, sizeof(shape), r->t);
 		printf("  ");
 		cell(r->kind, width[0]);
-		cell(r->t->name[0] ? r->t->name : "(unnamed)", width[1]);
+		cell(r->name[0] ? r->name : "(unnamed)", width[1]);
 		cell(mfs_dtype_name(r->t->dtype), width[2]);
 		cell(shape, width[3]);
 		printf("%*" PRIu64 "\n", (int)bytes_w, r->t->nbytes);
 	}
+}
+
+static void free_rows(struct walk *w)
+{
+	for (size_t i = 0; i < w->n_rows; i++)
+		free(w->rows[i].name);
+	free(w->rows);
 }
 
 static void walk_graph(struct walk *w, const struct mfs_graph *g);
@@ -386,23 +436,12 @@ static void walk_all(struct walk *w, const struct mfs_desc *d)
  * the order of the info tensor table:
  *     <where> TAB <name> TAB <dtype> TAB <dims> TAB <nbytes> TAB <fnv1a64 of data>
  * `dump-nodes` prints the graphs and nodes in walk order.  Names are escaped
- * (\\, \t, \n, \xHH for other control bytes) so each record is one line.
+ * as info escapes them (put_text: '%', tabs, newlines and other controls as
+ * %XX) so each record is one line.
  */
 static void put_escaped(const char *s)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '\\')
-			fputs("\\\\", stdout);
-		else if (c == '\t')
-			fputs("\\t", stdout);
-		else if (c == '\n')
-			fputs("\\n", stdout);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\x%02x", c);
-		else
-			putchar(c);
-	}
+	put_str(s);
 }
 
 struct dump {
@@ -552,15 +591,16 @@ static int cmd_info(const char *path)
 		return 1;
 	}
 	const struct mfs_desc *d = mfs_model_desc(m);
-	printf("file: %s\n", path);
-	for (size_t i = 0; i < d->n_meta; i++) {
-		printf("%s: ", d->meta[i].name);
-		put_oneline(d->meta[i].value, d->meta[i].len);
-		putchar('\n');
-	}
+	fputs("file: ", stdout);
+	put_str(path);
+	putchar('\n');
+	for (size_t i = 0; i < d->n_meta; i++)
+		put_meta(&d->meta[i]);
 	for (size_t i = 0; i < d->n_props; i++) {
-		printf("prop %s: ", d->props[i].name);
-		put_oneline(d->props[i].value, d->props[i].len);
+		fputs("prop ", stdout);
+		put_str(d->props[i].name);
+		fputs(": ", stdout);
+		put_text(d->props[i].value, d->props[i].len);
 		putchar('\n');
 	}
 	const struct mfs_graph *g = d->graph;
@@ -570,7 +610,7 @@ static int cmd_info(const char *path)
 	walk_all(&w, d);
 	if (w.oom) {
 		fprintf(stderr, "modelfs: out of memory\n");
-		free(w.rows);
+		free_rows(&w);
 		mfs_model_close(m);
 		return 1;
 	}
@@ -578,10 +618,13 @@ static int cmd_info(const char *path)
 	printf("functions: %zu\n", d->n_functions);
 	printf("tensors: %" PRIu64 " (%" PRIu64 " bytes)\n", w.count, w.bytes);
 	printf("files: %zu\n", d->n_files);
-	for (size_t i = 0; i < d->n_files; i++)
-		printf("  %s  %" PRIu64 " bytes\n", d->files[i].path, d->files[i].size);
+	for (size_t i = 0; i < d->n_files; i++) {
+		fputs("  ", stdout);
+		put_str(d->files[i].path);
+		printf("  %" PRIu64 " bytes\n", d->files[i].size);
+	}
 	print_table(&w);
-	free(w.rows);
+	free_rows(&w);
 	mfs_model_close(m);
 	return 0;
 }

@@ -136,9 +136,12 @@ size_t mfs_shape_format(char *buf, size_t len, const struct mfs_shape *shape)
 	for (size_t i = 0; i < shape->rank; i++) {
 		const struct mfs_dim *d = &shape->dims[i];
 		const char *sep = i ? "," : "";
-		if (d->param)
-			put(buf, len, &pos, "%s%s", sep, d->param);
-		else if (d->value >= 0)
+		if (d->param) {
+			/* A name of the model: escaped (doc/design.md §3.5). */
+			put(buf, len, &pos, "%s", sep);
+			pos += mfs_text_escape(pos < len ? buf + pos : NULL, pos < len ? len - pos : 0,
+			                       d->param, strlen(d->param));
+		} else if (d->value >= 0)
 			put(buf, len, &pos, "%s%lld", sep, (long long)d->value);
 		else
 			put(buf, len, &pos, "%s?", sep);

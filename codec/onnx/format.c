@@ -2,7 +2,8 @@
  * codec/onnx/format.c — ONNX's row in the table of formats (format.h).
  *
  * What ONNX allows an edit to do: any dtype ONNX numbers (the types other
- * formats add, from MFS_DT_EXT_FIRST_ up, have no ONNX data_type), the six
+ * formats add, from MFS_DT_EXT_FIRST_ up, have no ONNX data_type) that the
+ * graph's declared types do not contradict (types.c), the six
  * ModelProto/GraphProto strings of meta/ (model_version an int64), and
  * metadata_props.  The reader and the writer live beside this file.
  */
@@ -59,6 +60,7 @@ const struct mfs_format mfs_format_onnx = {
 	.sniff = mfs_onnx_sniff,
 	.open = mfs_onnx_open,
 	.dtype_ok = dtype_ok,
+	.type_check = mfs_onnx_type_check,
 	.meta_names = meta_names,
 	.meta_check = meta_check,
 	.props_writable = props_writable,

@@ -103,6 +103,10 @@ int mfs_onnx_sniff(const uint8_t *head, size_t len, uint64_t size);
 int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t errlen);
 
 /* The writer (writer.c): format.h's `splice`. */
+/* format.h's `type_check` (types.c). */
+int mfs_onnx_type_check(const struct mfs_model *m, const struct mfs_edit_set *e, size_t i,
+                        char *msg, size_t msglen);
+
 int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
                     const struct mfs_edit_set *e, char *err, size_t errlen);
 

@@ -287,6 +287,24 @@ static void sb_printf(struct mfs_buf *b, const char *fmt, ...)
 	free(big);
 }
 
+/* Append `s[0 .. n)` escaped (doc/design.md §3.5). */
+static void sb_escaped(struct mfs_buf *b, const char *s, size_t n)
+{
+	if (mfs_text_plain(s, n)) {
+		mfs_buf_add(b, s, n);
+		return;
+	}
+	size_t need = mfs_text_escape(NULL, 0, s, n);
+	char *e = malloc(need + 1);
+	if (!e) {
+		b->oom = true;
+		return;
+	}
+	mfs_text_escape(e, need + 1, s, n);
+	mfs_buf_add(b, e, need);
+	free(e);
+}
+
 /* Move the text into the arena: *out, *len.  An empty buffer gives "". */
 static int sb_finish(struct walker *w, struct mfs_buf *b, char **out, size_t *len)
 {
@@ -336,11 +354,14 @@ static const char *opset_domain(const char *d)
 	return d && d[0] ? d : "ai.onnx";
 }
 
+/* "<domain> <version>" lines, the domain escaped (doc/design.md §3.5). */
 static void opset_lines(struct mfs_buf *b, Onnx__OperatorSetIdProto *const *ops, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		sb_printf(b, "%s %lld\n", opset_domain(ops[i]->domain),
-		          (long long)ops[i]->version);
+	for (size_t i = 0; i < n; i++) {
+		const char *d = opset_domain(ops[i]->domain);
+		sb_escaped(b, d, strlen(d));
+		sb_printf(b, " %lld\n", (long long)ops[i]->version);
+	}
 }
 
 /* ------------------------------------------------------------ scratch + unpack */
@@ -1168,36 +1189,65 @@ static int decode_fixed(struct walker *w, uint64_t start, uint64_t end, int kind
 	return 0;
 }
 
-/* STRING tensors: each element followed by '\n'. */
+/*
+ * STRING tensors: each element escaped (doc/design.md §3.5) and followed by
+ * '\n', so that an element holding a newline is still one line.  The raw
+ * elements are read first (the limit charged for them), then the escaped
+ * text, charged for what escaping adds.
+ */
 static int decode_strings(struct walker *w, uint64_t start, uint64_t end, const struct kstat *ks,
                           struct mfs_tensor *t)
 {
-	uint64_t nbytes = ks->bytes + ks->fields;
-	int rc = charge(w, nbytes, t, start);
+	int rc = charge(w, ks->bytes + ks->fields, t, start);
 	if (rc)
 		return rc;
-	uint8_t *mem = mfs_arena_alloc(w->a, nbytes ? (size_t)nbytes : 1);
-	if (!mem)
+	uint8_t *raw = malloc(ks->bytes ? (size_t)ks->bytes : 1);
+	if (!raw)
 		return nomem(w);
-	uint64_t o = 0;
+	uint64_t o = 0, nbytes = ks->fields;
 	uint64_t pos = start;
 	while (pos < end) {
 		struct mfs_wire_field f;
 		enum mfs_wire_err e = mfs_wire_next(&w->src, pos, end, &f);
-		if (e)
-			return wire_fail(w, e, pos, false);
+		if (e) {
+			rc = wire_fail(w, e, pos, false);
+			goto out;
+		}
 		pos = f.end;
 		if (f.num != kind_field[K_STRING])
 			continue;
-		rc = mfs_wire_read(&w->src, mem + o, f.val, (size_t)f.len);
-		if (rc < 0)
-			return fail(w, rc, f.val, "read error: %s", strerror(-rc));
+		rc = mfs_wire_read(&w->src, raw + o, f.val, (size_t)f.len);
+		if (rc < 0) {
+			rc = fail(w, rc, f.val, "read error: %s", strerror(-rc));
+			goto out;
+		}
+		nbytes += mfs_text_escape(NULL, 0, (const char *)raw + o, (size_t)f.len);
 		o += f.len;
-		mem[o++] = '\n';
+	}
+	if ((rc = charge(w, nbytes - ks->fields - ks->bytes, t, start)))
+		goto out;
+	uint8_t *mem = mfs_arena_alloc(w->a, nbytes ? (size_t)nbytes + 1 : 1);
+	if (!mem) {
+		rc = nomem(w);
+		goto out;
+	}
+	uint64_t r = 0, m = 0;
+	for (pos = start; pos < end;) {
+		struct mfs_wire_field f;
+		mfs_wire_next(&w->src, pos, end, &f);   /* walked above without error */
+		pos = f.end;
+		if (f.num != kind_field[K_STRING])
+			continue;
+		m += mfs_text_escape((char *)mem + m, (size_t)(nbytes + 1 - m),
+		                     (const char *)raw + r, (size_t)f.len);
+		r += f.len;
+		mem[m++] = '\n';
 	}
 	t->mem = mem;
 	t->nbytes = nbytes;
-	return 0;
+out:
+	free(raw);
+	return rc;
 }
 
 /*
@@ -1565,7 +1615,7 @@ static int attr_text(struct walker *w, const Onnx__AttributeProto *ap, struct mf
 		sb_printf(&b, "%lld\n", (long long)ap->i);
 		break;
 	case MFS_ATTR_STRING:
-		mfs_buf_add(&b, ap->s.data, ap->has_s ? ap->s.len : 0);
+		sb_escaped(&b, (const char *)ap->s.data, ap->has_s ? ap->s.len : 0);
 		mfs_buf_add(&b, "\n", 1);
 		break;
 	case MFS_ATTR_FLOATS:
@@ -1578,7 +1628,7 @@ static int attr_text(struct walker *w, const Onnx__AttributeProto *ap, struct mf
 		break;
 	case MFS_ATTR_STRINGS:
 		for (size_t i = 0; i < ap->n_strings; i++) {
-			mfs_buf_add(&b, ap->strings[i].data, ap->strings[i].len);
+			sb_escaped(&b, (const char *)ap->strings[i].data, ap->strings[i].len);
 			mfs_buf_add(&b, "\n", 1);
 		}
 		break;
@@ -2044,9 +2094,20 @@ static int add_meta(struct walker *w, struct vec *meta, const char *name, const 
 	return vec_add(meta, &mt, sizeof(mt)) < 0 ? nomem(w) : 0;
 }
 
+/* A meta/ file of one string of the model: escaped (doc/design.md §3.5). */
 static int add_meta_str(struct walker *w, struct vec *meta, const char *name, const char *s)
 {
-	return add_meta(w, meta, name, s ? s : "", s ? strlen(s) : 0);
+	size_t n = s ? strlen(s) : 0;
+	if (!s || mfs_text_plain(s, n))
+		return add_meta(w, meta, name, s ? s : "", n);
+	size_t need = mfs_text_escape(NULL, 0, s, n);
+	char *e = malloc(need + 1);
+	if (!e)
+		return nomem(w);
+	mfs_text_escape(e, need + 1, s, n);
+	int rc = add_meta(w, meta, name, e, need);
+	free(e);
+	return rc;
 }
 
 static int add_meta_shape(struct walker *w, struct vec *meta, const char *name,

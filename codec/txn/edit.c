@@ -220,13 +220,23 @@ ssize_t mfs_txn_meta_get(mfs_txn *t, const char *name, char *buf, size_t cap)
 	pthread_rwlock_rdlock(&t->lock);
 	int k = txn_meta_index(t, name);
 	if (k >= 0 && t->meta_staged[k]) {
-		size_t len = t->meta_len[k];
-		if (cap)
-			memcpy(buf, t->meta[k], len < cap ? len : cap);
+		/* The staged bytes as the file shows them: escaped, and '\n'. */
+		size_t len = mfs_text_escape(NULL, 0, t->meta[k], t->meta_len[k]);
+		char *e = cap ? malloc(len + 1) : NULL;
+		if (cap && !e) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (e) {
+			mfs_text_escape(e, len + 1, t->meta[k], t->meta_len[k]);
+			memcpy(buf, e, len < cap ? len : cap);
+			free(e);
+		}
 		if (len < cap)
 			buf[len] = '\n';
 		rc = (ssize_t)(len + 1);
 	} else {
+		/* The description holds the file's text already. */
 		for (size_t i = 0; i < t->d->n_meta; i++) {
 			const struct mfs_meta *m = &t->d->meta[i];
 			if (strcmp(m->name, name) != 0)
@@ -237,6 +247,7 @@ ssize_t mfs_txn_meta_get(mfs_txn *t, const char *name, char *buf, size_t cap)
 			break;
 		}
 	}
+out:
 	pthread_rwlock_unlock(&t->lock);
 	return rc;
 }
@@ -244,7 +255,8 @@ ssize_t mfs_txn_meta_get(mfs_txn *t, const char *name, char *buf, size_t cap)
 int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len)
 {
 	int rc = 0;
-	char *copy = NULL;
+	char *copy = NULL, *orig = NULL;
+	size_t orig_len = 0;
 	pthread_rwlock_wrlock(&t->lock);
 	int k = txn_meta_index(t, name);
 	if (t->opts.read_only) {
@@ -259,19 +271,24 @@ int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len)
 		rc = -EACCES;
 		goto out;
 	}
+	/* The file's text to the value's bytes (doc/design.md §3.5). */
 	len = txn_chomp(text, len);
-	if (!txn_utf8_ok(text, len)) {
+	if (!(copy = malloc(len + 1))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	len = mfs_text_unescape(copy, text, len);
+	copy[len] = '\0';
+	if (!txn_utf8_ok(copy, len)) {
 		rc = -EINVAL;
 		goto out;
 	}
-	if (t->m->fmt->meta_check && (rc = t->m->fmt->meta_check((unsigned)k, text, len)) < 0)
+	if (t->m->fmt->meta_check && (rc = t->m->fmt->meta_check((unsigned)k, copy, len)) < 0)
 		goto out;
 	/* Back to what the model says: nothing staged. */
-	for (size_t i = 0; i < t->d->n_meta; i++) {
-		const struct mfs_meta *m = &t->d->meta[i];
-		if (strcmp(m->name, name) != 0 || txn_chomp(m->value, m->len) != len ||
-		    memcmp(m->value, text, len) != 0)
-			continue;
+	if ((rc = txn_meta_orig(t, (unsigned)k, &orig, &orig_len)) < 0)
+		goto out;
+	if (orig_len == len && memcmp(orig, copy, len) == 0) {
 		if ((rc = txn_drop_key(t, key_of(K_META, (uint64_t)k))) == 0) {
 			free(t->meta[k]);
 			t->meta[k] = NULL;
@@ -280,11 +297,7 @@ int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len)
 		}
 		goto out;
 	}
-	if (!(copy = txn_memdup0(text, len))) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if ((rc = txn_put_value(t, key_of(K_META, (uint64_t)k), text, len)) < 0)
+	if ((rc = txn_put_value(t, key_of(K_META, (uint64_t)k), copy, len)) < 0)
 		goto out;
 	free(t->meta[k]);
 	t->meta[k] = copy;
@@ -294,6 +307,7 @@ int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len)
 	txn_touched(t);
 out:
 	free(copy);
+	free(orig);
 	pthread_rwlock_unlock(&t->lock);
 	return rc;
 }

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -240,6 +241,42 @@ static int validate(const struct mfs_txn *t, const struct mfs_tensor_edit *te, c
 }
 
 /*
+ * The format's check of every dtype edit against the graph's types, all
+ * edits known (a peer edited alike is no conflict): a dtype the graph
+ * declares otherwise fails the commit (-EINVAL, its line in `msg`) unless
+ * the transaction forces types; what passes with a warning, or forced, is
+ * kept for the status (t->type_note).
+ */
+static int check_types(struct mfs_txn *t, const struct mfs_edit_set *e, char *msg, size_t msglen)
+{
+	t->type_note[0] = '\0';
+	if (!t->m->fmt->type_check)
+		return 0;
+	size_t warned = 0;
+	for (size_t i = 0; i < e->n_tensors; i++) {
+		if (!e->tensors[i].dtype_changed)
+			continue;
+		char line[400];
+		int v = t->m->fmt->type_check(t->m, e, i, line, sizeof(line));
+		if (v == MFS_TYPE_OK)
+			continue;
+		if (v == MFS_TYPE_DECLARED && !t->opts.force_types) {
+			txn_set_msg(msg, msglen, "%s; set it back, or mount with -o force_types to "
+			            "commit it anyway", line);
+			return -EINVAL;
+		}
+		if (!warned++)
+			txn_set_msg(t->type_note, sizeof(t->type_note), "%s%s",
+			            v == MFS_TYPE_DECLARED ? "forced (force_types): " : "", line);
+	}
+	if (warned > 1) {
+		size_t n = strlen(t->type_note);
+		snprintf(t->type_note + n, sizeof(t->type_note) - n, " (and %zu more)", warned - 1);
+	}
+	return 0;
+}
+
+/*
  * Reduce what is staged to its effective edits.  `commit`: validate, and
  * compare same-size data with the base (runs, bytes_edited, no-op
  * detection); otherwise (the served view) only typed storage is compared,
@@ -327,18 +364,18 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 	}
 
 	/* meta/ values that differ from what the model says. */
-	const char *const *meta_names = t->m->fmt->meta_names;
 	for (unsigned k = 0; k < txn_meta_count(t); k++) {
 		if (!t->meta_staged[k])
 			continue;
-		ssize_t cur = 0;
-		const char *orig = "";
-		for (size_t i = 0; i < d->n_meta; i++)
-			if (strcmp(d->meta[i].name, meta_names[k]) == 0) {
-				orig = d->meta[i].value;
-				cur = (ssize_t)txn_chomp(d->meta[i].value, d->meta[i].len);
-			}
-		if ((size_t)cur == t->meta_len[k] && memcmp(orig, t->meta[k], (size_t)cur) == 0)
+		char *orig = NULL;
+		size_t cur = 0;
+		if ((rc = txn_meta_orig(t, k, &orig, &cur)) < 0) {
+			txn_set_msg(msg, msglen, "out of memory");
+			goto out;
+		}
+		bool same = cur == t->meta_len[k] && memcmp(orig, t->meta[k], cur) == 0;
+		free(orig);
+		if (same)
 			continue;
 		p->set.meta[k] = t->meta[k];
 		p->set.meta_len[k] = t->meta_len[k];
@@ -382,6 +419,8 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 	}
 	p->set.tensors = p->te;
 	p->set.n_tensors = p->n_te;
+	if (commit && (rc = check_types(t, &p->set, msg, msglen)) < 0)
+		goto out;
 	p->empty = !p->n_te && !p->set.props_changed;
 	for (int j = 0; j < MFS_META_MAX; j++)
 		p->empty &= !p->set.meta[j];

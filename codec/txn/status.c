@@ -2,8 +2,9 @@
  * codec/txn/status.c — the text of .modelfs/status (mfs_txn_status).
  *
  * One line per staged change, then the last commit's result, the journal's
- * state and what recovery did at open.  Model-provided names are escaped so
- * that every line stays one line.
+ * state and what recovery did at open.  Model-provided names, and the
+ * messages and paths that may quote them, are escaped as every text value
+ * is (doc/design.md §3.5), so that every line stays one line.
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -17,17 +18,12 @@
 
 static const char *const where_name[] = {"tensor", "weights", "sparse"};
 
-/* Model-provided text in a status line: controls and '%' as %XX. */
+/* Model-provided text in a status line: mfs_text_escape(), one byte at a time. */
 static void put_escaped(char **p, size_t *n, size_t *cap, const char *s)
 {
 	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
 		char tmp[4];
-		size_t k = 1;
-		if (c < 0x20 || c == 0x7f || c == '%')
-			k = (size_t)snprintf(tmp, sizeof(tmp), "%%%02X", c);
-		else
-			tmp[0] = (char)c;
+		size_t k = mfs_text_escape(tmp, sizeof(tmp), s, 1);
 		if (*n + k + 1 > *cap) {
 			size_t nc = *cap ? *cap * 2 : 1024;
 			while (nc < *n + k + 1)
@@ -69,6 +65,39 @@ static void put_text(char **p, size_t *n, size_t *cap, const char *fmt, ...)
 	vsnprintf(*p + *n, (size_t)k + 1, fmt, ap);
 	va_end(ap);
 	*n += (size_t)k;
+}
+
+/*
+ * The type check of every staged dtype (the format's, on the effective
+ * edits of the served view, all other edits counted): a "type conflict"
+ * line for a dtype the graph declares otherwise, which a commit refuses
+ * unless types are forced, a "type warning" line for one a node's other
+ * inputs may contradict.  Nothing is planned when no dtype is staged.
+ */
+static void type_lines(struct mfs_txn *t, char **p, size_t *n, size_t *cap)
+{
+	bool any = false;
+	for (size_t i = 0; t->ts && i < t->d->n_tensors && !any; i++)
+		any = t->ts[i].has_dtype;
+	if (!any || !t->m->fmt->type_check)
+		return;
+	const struct mfs_edit_set *e = &txn_view_get(t)->plan.set;
+	for (size_t i = 0; i < e->n_tensors; i++) {
+		if (!e->tensors[i].dtype_changed)
+			continue;
+		char line[400];
+		int v = t->m->fmt->type_check(t->m, e, i, line, sizeof(line));
+		if (v == MFS_TYPE_OK)
+			continue;
+		put_text(p, n, cap, v == MFS_TYPE_DECLARED ? "type conflict: " : "type warning: ");
+		put_escaped(p, n, cap, line);
+		if (v == MFS_TYPE_DECLARED)
+			put_text(p, n, cap, t->opts.force_types ?
+			         " (force_types: a commit writes it)\n" :
+			         " (a commit refuses it; -o force_types writes it)\n");
+		else
+			put_text(p, n, cap, "\n");
+	}
 }
 
 size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
@@ -128,18 +157,31 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 		n_scratch += t->scratch[i];
 	if (n_scratch)
 		put_text(&p, &n, &cap, "scratch files: %zu (not part of the model)\n", n_scratch);
-	put_text(&p, &n, &cap, "%s\n", t->last);
-	if (t->broken)
-		put_text(&p, &n, &cap, "degraded: %s\n", t->broken_msg);
+	type_lines(t, &p, &n, &cap);
+	put_escaped(&p, &n, &cap, t->last);
+	put_text(&p, &n, &cap, "\n");
+	if (t->type_note[0]) {
+		put_text(&p, &n, &cap, "last commit's type warning: ");
+		put_escaped(&p, &n, &cap, t->type_note);
+		put_text(&p, &n, &cap, "\n");
+	}
+	if (t->broken) {
+		put_text(&p, &n, &cap, "degraded: ");
+		put_escaped(&p, &n, &cap, t->broken_msg);
+		put_text(&p, &n, &cap, "\n");
+	}
 	if (t->st) {
 		struct mfs_stage_stat ss;
 		mfs_stage_stat(&ss, t->st);
 		char jname[NAME_MAX + 1] = "";
 		mfs_sidefile_name(jname, sizeof(jname), t->name, ".modelfs-journal");
-		if (ss.journal_bytes)
-			put_text(&p, &n, &cap, "journal: %s/%s %" PRIu64 "\n",
-			         strcmp(t->m->dir, "/") ? t->m->dir : "", jname, ss.journal_bytes);
-		else
+		if (ss.journal_bytes) {
+			put_text(&p, &n, &cap, "journal: ");
+			put_escaped(&p, &n, &cap, strcmp(t->m->dir, "/") ? t->m->dir : "");
+			put_text(&p, &n, &cap, "/");
+			put_escaped(&p, &n, &cap, jname);
+			put_text(&p, &n, &cap, " %" PRIu64 "\n", ss.journal_bytes);
+		} else
 			put_text(&p, &n, &cap, "journal: none\n");
 		if (ss.failed)
 			put_text(&p, &n, &cap, "journal: an fsync failed; staged edits may not "
@@ -147,10 +189,16 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 	} else {
 		put_text(&p, &n, &cap, "journal: none (read-only)\n");
 	}
-	if (t->journal_note[0])
-		put_text(&p, &n, &cap, "journal: %s\n", t->journal_note);
-	if (t->rec.msg[0])
-		put_text(&p, &n, &cap, "recovery: %s\n", t->rec.msg);
+	if (t->journal_note[0]) {
+		put_text(&p, &n, &cap, "journal: ");
+		put_escaped(&p, &n, &cap, t->journal_note);
+		put_text(&p, &n, &cap, "\n");
+	}
+	if (t->rec.msg[0]) {
+		put_text(&p, &n, &cap, "recovery: ");
+		put_escaped(&p, &n, &cap, t->rec.msg);
+		put_text(&p, &n, &cap, "\n");
+	}
 	pthread_rwlock_unlock(&t->lock);
 	if (len) {
 		size_t k = n < len - 1 ? n : len - 1;

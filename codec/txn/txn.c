@@ -44,11 +44,12 @@
  * is no edit), validated (data size = dtype × shape), and for same-size data
  * edits the ranges that really differ are found by comparing the staged
  * extents with the base.  The plan either is empty — nothing is written and
- * the staged no-ops are dropped — or goes to the commit engine: in place
- * (redo log) when every edit is a same-size data edit of bytes that lie in
- * the model file (MFS_TENSOR_CONTIGUOUS, source 0) and the mode allows it (AUTO: a model of at least
- * inplace_min bytes, and patches of at most half of it, since an in-place
- * commit writes them twice), else as a spliced rewrite.  After
+ * the staged no-ops are dropped — or goes to the commit engine.  When every
+ * edit is a same-size data edit of bytes that lie in the model file
+ * (MFS_TENSOR_CONTIGUOUS, source 0), AUTO makes a reflink clone patched and
+ * renamed (where the file system can) and INPLACE patches the model through
+ * a redo log (with the model's flock exclusive); otherwise, and as AUTO's
+ * fallback, a spliced rewrite (apply.c).  After
  * a successful commit the model is opened again (the old one is kept for
  * descriptors and open files), the stage is reset to the new file's identity
  * keeping only scratch objects, and the generation moves on.
@@ -154,6 +155,24 @@ bool txn_utf8_ok(const char *s, size_t n)
 		i += k + 1;
 	}
 	return true;
+}
+
+int txn_meta_orig(const struct mfs_txn *t, unsigned k, char **out, size_t *len)
+{
+	const char *text = "";
+	size_t n = 0;
+	const char *name = t->m->fmt->meta_names[k];
+	for (size_t i = 0; i < t->d->n_meta; i++)
+		if (strcmp(t->d->meta[i].name, name) == 0) {
+			text = t->d->meta[i].value;
+			n = txn_chomp(text, t->d->meta[i].len);
+		}
+	*out = malloc(n + 1);
+	if (!*out)
+		return -ENOMEM;
+	*len = mfs_text_unescape(*out, text, n);
+	(*out)[*len] = '\0';
+	return 0;
 }
 
 size_t txn_chomp(const char *text, size_t len)

@@ -151,6 +151,7 @@ struct mfs_txn {
 	struct view view;
 
 	char last[640];         /* "last commit: ..." */
+	char type_note[512];    /* what the last commit's type check warned of, or "" */
 	struct mfs_txn_recovery rec;
 	char journal_note[256];
 };
@@ -181,6 +182,12 @@ int txn_editable(const struct mfs_txn *t, const struct mfs_tensor *x);
 int txn_bind_tensor(struct mfs_txn *t, struct tstate *s);
 int32_t txn_eff_dtype(const struct tstate *s);
 const int64_t *txn_eff_dims(const struct tstate *s, size_t *rank);
+/*
+ * The model's value of writable meta file `k` as bytes: the description
+ * holds its file text (escaped, doc/design.md §3.5), decoded here.  *out is
+ * malloc'd (NUL-terminated); "" when the model has no such file.
+ */
+int txn_meta_orig(const struct mfs_txn *t, unsigned k, char **out, size_t *len);
 /* The format's writable meta/ files: how many, and the index of `name` (-1). */
 unsigned txn_meta_count(const struct mfs_txn *t);
 int txn_meta_index(const struct mfs_txn *t, const char *name);

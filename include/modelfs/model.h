@@ -133,7 +133,8 @@ struct mfs_shape {
 
 /*
  * mfs_shape_format() - the text of a `shape` file, without the newline:
- * dims joined by ',', a symbolic dim by its name, an unknown dim as '?',
+ * dims joined by ',', a symbolic dim by its name (escaped as text values
+ * are, see mfs_text_escape), an unknown dim as '?',
  * a scalar as "", an unknown rank as "*".  Writes at most `len` bytes
  * including the NUL into `buf`; returns the length the full text needs
  * (like snprintf), so callers can size a buffer.
@@ -145,6 +146,40 @@ size_t mfs_shape_format(char *buf, size_t len, const struct mfs_shape *shape);
  * unknown dims).
  */
 size_t mfs_dims_format(char *buf, size_t len, const int64_t *dims, size_t rank);
+
+/* ------------------------------------------------------------------ text */
+
+/*
+ * Text values (doc/design.md §3.5).  Every text a mount shows that comes
+ * from the model — metadata and props values, names, lists, attribute
+ * strings, the elements of a string tensor — and every value and name
+ * `modelfs info` and .modelfs/status print, is escaped by one rule: '%',
+ * the bytes below 0x20 and 0x7f are written as '%' and two upper-case
+ * hexadecimal digits ("%25", "%0A", "%09", "%7F"); every other byte, UTF-8
+ * included, is itself.  An escaped value never holds a line break, so a
+ * file holds one value per line.
+ */
+
+/*
+ * mfs_text_escape() - escape `s[0 .. n)` into `buf`: at most `len` bytes,
+ * NUL included, never cutting an escape.  Returns the length the whole
+ * escaped text needs (like snprintf), so a caller can size a buffer with
+ * mfs_text_escape(NULL, 0, s, n).
+ */
+size_t mfs_text_escape(char *buf, size_t len, const char *s, size_t n);
+
+/* mfs_text_plain() - true when escaping leaves `s[0 .. n)` unchanged. */
+bool mfs_text_plain(const char *s, size_t n);
+
+/*
+ * mfs_text_unescape() - the inverse, for values written to a file: "%XX"
+ * (two hexadecimal digits, either case) is that byte, and every other byte,
+ * a '%' that starts no such escape included, stands for itself.  `out`
+ * needs `n` bytes (the result is never longer) and may be `s` itself.
+ * Returns the length of the result.  mfs_text_unescape() of an escaped
+ * text gives back the original bytes.
+ */
+size_t mfs_text_unescape(char *out, const char *s, size_t n);
 
 /* --------------------------------------------------------------- tensors */
 

@@ -67,6 +67,8 @@ struct mfs_txn_opts {
 	enum mfs_commit_mode mode;
 	bool read_only;         /* no journal, every edit fails with -EROFS, and the
 	                         * model is never written (not even by recovery) */
+	bool force_types;       /* commit dtype edits that contradict the types the
+	                         * model's graph declares (refused otherwise, -EINVAL) */
 };
 
 /* What happened at open: recovery of a journal or of an interrupted commit. */
@@ -179,10 +181,13 @@ int mfs_txn_set_shape(mfs_txn *t, const struct mfs_tensor *x, const char *text, 
 
 /*
  * Writable meta/ names: the format's (ONNX: producer_name producer_version
- * domain doc_string model_version graph_name; safetensors: none).  The value is
- * copied into `buf` (up to `cap`), the full length returned; it includes the
- * trailing '\n' as the meta/ file shows it.  Set: `text` is the file content
- * (one trailing '\n' is dropped), valid UTF-8 without NUL, at most 64 KiB
+ * domain doc_string model_version graph_name; safetensors: none).  Get: the
+ * file's text is copied into `buf` (up to `cap`), the full length returned:
+ * the value escaped as text values are (mfs_text_escape, doc/design.md
+ * §3.5) and the trailing '\n', as the meta/ file shows it.  Set: `text` is
+ * the file content: one trailing '\n' is dropped and the rest decoded
+ * (mfs_text_unescape), so what get returns, set again, stages the same
+ * bytes; the value must be valid UTF-8 without NUL, at most 64 KiB
  * (-EFBIG); model_version a decimal integer or empty (the field removed);
  * a value equal to the model's unstages the edit.  -EACCES for other names.
  */
@@ -194,8 +199,11 @@ int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len)
  * Props (ONNX metadata_props, safetensors __metadata__): the effective list,
  * in order (existing keys in file order, new ones appended).  *out is an
  * array of `struct mfs_meta` (name = key, value without '\n') that is yours
- * to free with mfs_txn_props_free().  prop_set: `value` is the file content
- * (one trailing '\n' is dropped); key and value valid UTF-8 without NUL
+ * to free with mfs_txn_props_free().  Values are the bytes of the model,
+ * not escaped: a props file shows them escaped (doc/design.md §3.5), and the
+ * daemon decodes what is written to one before it calls prop_set.
+ * prop_set: one trailing '\n' of `value` is dropped; key and value valid
+ * UTF-8 without NUL
  * (-EINVAL), key + value at most 64 KiB (-EFBIG).  prop_rename over an
  * existing key replaces it (the target keeps its place).  With duplicate
  * keys in a model, the first one is the one edited.
@@ -267,7 +275,8 @@ struct mfs_txn_result {
  * mfs_txn_commit() - validate and apply everything staged, atomically.
  * On failure the model is untouched, the edits stay staged, `res->msg` says
  * why (also kept for mfs_txn_status), and the errno is returned: -EINVAL
- * validation (size ≠ dtype × shape, ...), -EFBIG result over the 2 GiB
+ * validation (size ≠ dtype × shape, a dtype the graph declares otherwise
+ * without force_types, ...), -EFBIG result over the 2 GiB
  * protobuf limit, -ESTALE the model changed on disk since it was opened,
  * -ENOSPC, -EIO.  Nothing staged: succeeds with path "none" and writes nothing.
  */
@@ -308,8 +317,10 @@ int mfs_txn_abort(mfs_txn *t);
 
 /*
  * mfs_txn_status() - the text of .modelfs/status: staged changes one per
- * line, the last commit's result and message, journal state, recovery
- * notes.  snprintf semantics (returns the full length).
+ * line, type conflicts of staged dtypes (the format's check: "type
+ * conflict: ..." refused at commit, "type warning: ..." not), the last
+ * commit's result and message, journal state, recovery notes.  snprintf
+ * semantics (returns the full length).
  */
 size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len);
 

@@ -33,7 +33,8 @@ for m in onnx onnx-ext st-bf16 st-fp32; do
 	measurable+=("warm re-read [$m]" "first read [$m]" "small reads [$m]" "mmap [$m]"
 	             "mount I/O [$m]" "memory [$m]")
 done
-measurable+=("mount time [onnx]" "mount time [onnx-ext]" "metadata [graph]" "metadata, warm [graph]")
+measurable+=("mount time [onnx]" "mount time [onnx-ext]" "metadata [graph]" "metadata, warm [graph]"
+             "mount time [st-many]" "memory [st-many]")
 for row in "${measurable[@]}"; do
 	line=$(grep -F "$row: " "$bout" | head -n 1)
 	if [ -z "$line" ]; then

@@ -13,7 +13,7 @@ import onnx
 from onnx import numpy_helper
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from mfstest import T, encode_component, node_dir_names, read, tensor_dirs  # noqa: E402
+from mfstest import T, encode_component, node_dir_names, read, read_value, tensor_dirs  # noqa: E402
 
 CORPUS = os.environ.get("MFS_CORPUS", "/usr/share/libonnx-testdata/data")
 DTYPE = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
@@ -48,7 +48,7 @@ def check_tensor(problems, d, t, where):
     shape = read(os.path.join(d, "shape")).rstrip("\n")
     if shape != ",".join(str(x) for x in t.dims):
         problems.append("%s: shape %r, expected %r" % (where, shape, list(t.dims)))
-    name = read(os.path.join(d, "name"), "rb").rstrip(b"\n")
+    name = read_value(os.path.join(d, "name"))
     if name != t.name.encode():
         problems.append("%s: name %r, expected %r" % (where, name, t.name))
 
@@ -78,7 +78,7 @@ def check_graph(problems, g, d, where):
         rel = os.path.relpath(td, wdir).split(os.sep)
         if rel[-1] in ("values", "indices"):
             continue        # parts of a sparse initializer, checked below
-        by_name[read(os.path.join(td, "name"), "rb").rstrip(b"\n").decode()] = td
+        by_name[read_value(os.path.join(td, "name")).decode()] = td
     for t in g.initializer:
         if t.name not in by_name:
             problems.append("%s: initializer %r not under weights/" % (where, t.name))

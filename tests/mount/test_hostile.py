@@ -225,7 +225,7 @@ import subprocess  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "data"))
-from mfstest import MODELFS, MOUNT_MODELFS, SRC, T, is_mounted  # noqa: E402
+from mfstest import MODELFS, MOUNT_MODELFS, SRC, T, is_mounted, unescape_text  # noqa: E402
 MODELFS, MOUNT_MODELFS = os.path.abspath(MODELFS), os.path.abspath(MOUNT_MODELFS)   # cwd changes
 import make_bad_onnx as pb  # noqa: E402  (hand-encoded protobuf, no onnx code)
 from make_bad_safetensors import pack as st_pack  # noqa: E402
@@ -390,8 +390,9 @@ def tensor_dirs(root):
             with open(os.path.join(dp, b"name"), "rb") as f:
                 nm = f.read()
             rel = os.path.relpath(dp, root.encode())
-            found.setdefault(nm[:-1] if nm.endswith(b"\n") else nm + b"<no newline>",
-                             []).append(rel)
+            # A name file holds the name escaped (doc/design.md §3.5).
+            found.setdefault(unescape_text(nm[:-1]) if nm.endswith(b"\n") else
+                             nm + b"<no newline>", []).append(rel)
     return found
 
 

@@ -47,7 +47,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from mfstest import MOUNT_MODELFS, T, is_mounted, umount  # noqa: E402
+from mfstest import MOUNT_MODELFS, T, is_mounted, read_value, umount  # noqa: E402
 from txnacc import Daemon, sha256_file  # noqa: E402
 
 import onnx  # noqa: E402
@@ -205,7 +205,7 @@ def main():
         if not dp:
             return False, "tensor not found"
         comp = os.path.basename(dp)
-        name = open(os.path.join(dp, "name"), "rb").read().rstrip(b"\n")
+        name = read_value(os.path.join(dp, "name"))
         if len(comp.encode()) > 255:
             return False, "path component of %d bytes" % len(comp.encode())
         if name != b"n" * 65536:

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mfstest import MODELFS, MOUNT_MODELFS, SRC, T, is_mounted, umount  # noqa: E402
+from mfstest import MODELFS, MOUNT_MODELFS, SRC, T, is_mounted, read_value, umount  # noqa: E402
 
 # ----------------------------------------------------------------- writer
 
@@ -124,9 +124,8 @@ def tensor_dirs(mnt):
     out = {}
     for d, dirs, files in os.walk(os.path.join(mnt, "weights")):
         if "name" in files and "data" in files:
-            name = read(os.path.join(d, "name"), "rb").decode("utf-8", "surrogateescape")
-            if name.endswith("\n"):
-                name = name[:-1]
+            # A name file holds the name escaped (doc/design.md §3.5).
+            name = read_value(os.path.join(d, "name")).decode("utf-8", "surrogateescape")
             out[name] = d
     return out
 

@@ -39,23 +39,23 @@ def dtype_name(n):
     return DTYPE_NAMES[n] if 0 <= n < len(DTYPE_NAMES) else "dtype%d" % n
 
 
-def escape(s):
-    """The escaping of put_escaped() in tools/modelfs.c, as its output decodes."""
+def escape_bytes(s):
+    """The escaping of text values (doc/design.md §3.5), as bytes: '%',
+    controls and DEL as %XX."""
     if isinstance(s, str):
         s = s.encode("utf-8", "surrogateescape")
     out = bytearray()
     for c in s:
-        if c == 0x5C:
-            out += b"\\\\"
-        elif c == 0x09:
-            out += b"\\t"
-        elif c == 0x0A:
-            out += b"\\n"
-        elif c < 0x20 or c == 0x7F:
-            out += b"\\x%02x" % c
+        if c == 0x25 or c < 0x20 or c == 0x7F:
+            out += b"%%%02X" % c
         else:
             out.append(c)
-    return out.decode("utf-8", "replace")
+    return bytes(out)
+
+
+def escape(s):
+    """escape_bytes() as text: what put_escaped() in tools/modelfs.c prints."""
+    return escape_bytes(s).decode("utf-8", "replace")
 
 
 FNV_OFFSET = 0xCBF29CE484222325
@@ -73,8 +73,8 @@ def fnv1a64(data):
 def tensor_bytes(t, base_dir):
     """numpy_helper.to_array(t).tobytes(), in the form modelfs serves."""
     if t.data_type == TensorProto.STRING:
-        arr = numpy_helper.to_array(t)
-        return b"".join(str(x).encode("utf-8") + b"\n" for x in arr.flatten())
+        # One element per line, each escaped (doc/design.md §3.5).
+        return b"".join(escape_bytes(x) + b"\n" for x in t.string_data)
     if t.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128) and \
             not t.HasField("raw_data") and t.data_location != TensorProto.EXTERNAL:
         # onnx 1.12's to_array() cannot convert typed complex fields (it

@@ -171,6 +171,36 @@ static void onnx_entries(void **state)
 	mount_close(&mt);
 }
 
+static blksize_t blksize_of(struct mount *mt, const char *path)
+{
+	struct mfs_ent en = at(mt, path);
+	struct stat st;
+	pthread_rwlock_rdlock(&mt->fs.lock);
+	assert_int_equal(mfs_ent_stat(&mt->fs, &en, &st), 0);
+	pthread_rwlock_unlock(&mt->fs.lock);
+	return st.st_blksize;
+}
+
+/*
+ * Directories advertise a small st_blksize (opendir sizes its getdents
+ * buffer from it, and the kernel allocates that much per READDIRPLUS);
+ * files keep the big one that sizes reads of tensors.
+ */
+static void directories_ask_for_small_listing_buffers(void **state)
+{
+	(void)state;
+	struct mount mt;
+	tmp_copy(LINEAR, tmp_path("linear.onnx"));
+	mount_open(&mt, tmp_path("linear.onnx"), true);
+	const char *dirs[] = {"", "meta", "weights/fc/weight", "nodes/0000-Gemm", ".modelfs"};
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		assert_int_equal(blksize_of(&mt, dirs[i]), MFS_DIR_BLKSIZE);
+	assert_int_equal(blksize_of(&mt, "weights/fc/weight/data"), MFS_IO_SIZE);
+	assert_int_equal(blksize_of(&mt, "linear.onnx"), MFS_IO_SIZE);
+	assert_int_equal(blksize_of(&mt, "meta/format"), MFS_IO_SIZE);
+	mount_close(&mt);
+}
+
 static void text_values(void **state)
 {
 	(void)state;
@@ -666,6 +696,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(onnx_entries, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(text_values, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(directories_ask_for_small_listing_buffers, tmp_setup,
+		                                tmp_teardown),
 		cmocka_unit_test_setup_teardown(read_only_and_flat, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(props_and_rename_over_data, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(many_props_are_linear, tmp_setup, tmp_teardown),

@@ -254,6 +254,57 @@ static void toy_takes_edits(void **state)
 	mfs_txn_close(t);
 }
 
+/*
+ * The transaction checks dtype edits through the format's type_check and
+ * nothing else: the toy's "declared" contradiction is refused at commit
+ * with the format's line, staged as a type conflict in status, and
+ * committed under force_types with the warning kept; its "peer" doubt only
+ * warns.
+ */
+static void toy_types_are_the_formats_call(void **state)
+{
+	(void)state;
+	const char *p = tmp_path("types.toy");
+	toy_file(p, TOY_HDR, toy_v, 6);
+	mfs_txn *t;
+	char err[512], st[2048];
+	assert_int_equal(mfs_txn_open(&t, p, NULL, NULL, err, sizeof(err)), 0);
+	const struct mfs_tensor *x = mfs_txn_desc(t)->tensors[0];
+	assert_int_equal(mfs_txn_set_dtype(t, x, "int32\n", 6), 0);
+	mfs_txn_status(t, st, sizeof(st));
+	assert_non_null(strstr(st, "type conflict: tensor 'layer.0.weight': dtype int32 "
+	                           "contradicts the toy"));
+	struct mfs_txn_result res;
+	assert_int_equal(mfs_txn_commit(t, &res), -EINVAL);
+	assert_non_null(strstr(res.msg, "contradicts the toy, which holds real numbers; set it "
+	                                "back, or mount with -o force_types"));
+	/* bfloat16 (same size): a warning only, and the commit goes through. */
+	assert_int_equal(mfs_txn_set_dtype(t, x, "float16", 7), 0);
+	assert_int_equal(mfs_txn_set_shape(t, x, "2,6", 3), 0);
+	assert_int_equal(mfs_txn_set_dtype(t, x, "bfloat16", 8), 0);
+	mfs_txn_status(t, st, sizeof(st));
+	assert_non_null(strstr(st, "type warning: tensor 'layer.0.weight': toys rarely"));
+	assert_null(strstr(st, "type conflict"));
+	assert_int_equal(mfs_txn_commit(t, &res), 0);
+	mfs_txn_status(t, st, sizeof(st));
+	assert_non_null(strstr(st, "last commit's type warning: tensor 'layer.0.weight'"));
+	mfs_txn_close(t);
+
+	/* Forced: the contradiction is committed, and said so. */
+	struct mfs_txn_opts o = {.force_types = true};
+	assert_int_equal(mfs_txn_open(&t, p, &o, NULL, err, sizeof(err)), 0);
+	x = mfs_txn_desc(t)->tensors[0];
+	assert_int_equal(mfs_txn_set_dtype(t, x, "int16", 5), 0);
+	mfs_txn_status(t, st, sizeof(st));
+	assert_non_null(strstr(st, "(force_types: a commit writes it)"));
+	assert_int_equal(mfs_txn_commit(t, &res), 0);
+	mfs_txn_status(t, st, sizeof(st));
+	assert_non_null(strstr(st, "last commit's type warning: forced (force_types): tensor "
+	                           "'layer.0.weight': dtype int16"));
+	assert_int_equal(mfs_txn_desc(t)->tensors[0]->dtype, MFS_DT_INT16);
+	mfs_txn_close(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +315,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(toy_opens_and_reads, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(toy_builds_a_tree, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(toy_takes_edits, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(toy_types_are_the_formats_call, tmp_setup,
+		                                tmp_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,9 @@
  * the table below says which words, and a fixture missing from it fails the
  * test.  Sharded checkpoints are built in a temporary directory.  A counting
  * I/O table proves that opening reads the header and nothing else, and a
- * failing one that every I/O error path unwinds cleanly.
+ * failing one that every I/O error path unwinds cleanly.  The header
+ * scanner is checked against the reference path (jansson) on every case,
+ * and shown to build no document tree for a well-formed header.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +28,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "safetensors/st.h"
 #include "modelfs/model.h"
@@ -694,6 +697,289 @@ static void sharded_errors(void **state)
 	mfs_model_close(m);
 }
 
+/* ------------------------------------------------------------ scanner */
+
+/*
+ * The header scanner (scan.c) and the reference path (jansson) must give
+ * every file the same verdict, the same message and the same description.
+ * Each case is opened both ways and compared; the cases cover the edges of
+ * the scanner's subset from both sides (what it reads itself, what it hands
+ * to jansson) and the precedence of a syntax error or a duplicate over an
+ * earlier broken entry.
+ */
+struct opened {
+	int rc;
+	char err[1024];
+	mfs_model *m;
+};
+
+static void open_both(const char *path, struct opened *scan, struct opened *ref)
+{
+	mfs_st_test_reference(false);
+	scan->m = NULL;
+	scan->rc = open_model(&scan->m, path);
+	snprintf(scan->err, sizeof(scan->err), "%s", errbuf);
+	mfs_st_test_reference(true);
+	ref->m = NULL;
+	ref->rc = open_model(&ref->m, path);
+	snprintf(ref->err, sizeof(ref->err), "%s", errbuf);
+	mfs_st_test_reference(false);
+}
+
+static void assert_same_models(const char *what, const struct opened *a, const struct opened *b)
+{
+	if (a->rc != b->rc || strcmp(a->err, b->err) != 0)
+		print_error("%s:\n  scanner:   rc %d %s\n  reference: rc %d %s\n", what, a->rc, a->err,
+		            b->rc, b->err);
+	assert_int_equal(a->rc, b->rc);
+	assert_string_equal(a->err, b->err);
+	if (a->rc < 0)
+		return;
+	const struct mfs_desc *x = mfs_model_desc(a->m), *y = mfs_model_desc(b->m);
+	assert_int_equal(x->n_tensors, y->n_tensors);
+	for (uint64_t i = 0; i < x->n_tensors; i++) {
+		const struct mfs_tensor *s = x->tensors[i], *t = y->tensors[i];
+		assert_string_equal(s->name, t->name);
+		assert_int_equal(s->id, t->id);
+		assert_int_equal(s->dtype, t->dtype);
+		assert_int_equal(s->rank, t->rank);
+		for (size_t k = 0; k < s->rank; k++)
+			assert_int_equal(s->dims[k], t->dims[k]);
+		assert_int_equal(s->off, t->off);
+		assert_int_equal(s->nbytes, t->nbytes);
+		assert_int_equal(s->flags, t->flags);
+		assert_int_equal(s->src, t->src);
+	}
+	assert_int_equal(x->n_props, y->n_props);
+	for (size_t i = 0; i < x->n_props; i++) {
+		assert_string_equal(x->props[i].name, y->props[i].name);
+		assert_int_equal(x->props[i].len, y->props[i].len);
+		assert_memory_equal(x->props[i].value, y->props[i].value, x->props[i].len);
+	}
+	assert_int_equal(x->n_meta, y->n_meta);
+	for (size_t i = 0; i < x->n_meta; i++) {
+		assert_string_equal(x->meta[i].name, y->meta[i].name);
+		assert_int_equal(x->meta[i].len, y->meta[i].len);
+		assert_memory_equal(x->meta[i].value, y->meta[i].value, x->meta[i].len);
+	}
+}
+
+static void check_agree(const char *what, const char *path)
+{
+	struct opened a, b;
+	open_both(path, &a, &b);
+	assert_same_models(what, &a, &b);
+	mfs_model_close(a.m);
+	mfs_model_close(b.m);
+}
+
+#define ONE "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]"
+
+static const struct {
+	const char *header;
+	size_t blen;            /* bytes of data after the header */
+} agree[] = {
+	{"{}", 0},
+	{"{" ONE "}}", 1},
+	{"{\"a\":{\"data_offsets\":[-0,4],\"shape\":[1],\"dtype\":\"F32\"}}", 4},
+	{"{\"\\u00e9\\ud83d\\ude00\\n\\\"\\/\\\\\\b\\f\\r\\t\":{\"dtype\":\"U8\",\"shape\":[1],"
+	 "\"data_offsets\":[0,1]}}", 1},
+	{"{\"a\":{\"dtype\":\"\\u0046\\u0033\\u0032\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4},
+	{"{\"a\":{\"dtype\":\"\\u0046\\u0033\\u0033\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4},
+	{"{\"__metadata__\":{\"k\\u0041\":\"v\\u0000w\",\"x\":\"\",\"\\u00e9\":\"\\u00e9\"}," ONE "}}", 1},
+	{"{" ONE ",\"x\":{\"y\":[1,{\"z\":null}],\"w\":true,\"v\":false,\"u\":[]}}}", 1},
+	{"{" ONE ",\"x\":1.5}}", 1},
+	{"{" ONE ",\"x\":-0.0}}", 1},
+	{"{" ONE ",\"x\":1e400}}", 1},
+	{"{" ONE ",\"x\":{\"k\":1,\"k\":2}}}", 1},
+	{"{" ONE ",\"x\":9223372036854775807}}", 1},
+	{"{" ONE ",\"x\":9223372036854775808}}", 1},
+	{"{" ONE ",\"x\":-9223372036854775808}}", 1},
+	{"{" ONE ",\"x\":-9223372036854775809}}", 1},
+	{"{" ONE ",\"x\":18446744073709551616}}", 1},
+	{"{\"a\":{\"dtype\":\"F7\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":1}", 1},
+	{"{\"a\":{\"dtype\":\"F7\",\"shape\":[1],\"data_offsets\":[0,1]},\"b\":", 1},
+	{"{\"a\":{\"dtype\":\"F7\",\"shape\":[1],\"data_offsets\":[0,1]},\"b\":1.5}", 1},
+	{"{\"a\":{\"dtype\":\"F7\",\"shape\":[1],\"data_offsets\":[0,1]},\"b\":{},\"b\":{}}", 1},
+	{"{" ONE "}} x", 1},
+	{"{" ONE "}}\r\n\t ", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":[01],\"data_offsets\":[0,1]}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":[1,],\"data_offsets\":[0,1]}}", 1},
+	{"{" ONE "},}", 1},
+	{"{" ONE "}", 1},
+	{"{" ONE, 1},
+	{"{\"a\"  :  { \"dtype\" : \"U8\" , \"shape\" : [ 1 ] , \"data_offsets\" : [ 0 , 1 ] } }",
+	 1},
+	{"{" ONE ",\"t\":tru}}", 1},
+	{"{" ONE ",\"t\":nulll}}", 1},
+	{"{" ONE ",\"t\":-}}", 1},
+	{"{" ONE ",\"t\":+1}}", 1},
+	{"{" ONE ",\"t\":.5}}", 1},
+	{"{" ONE ",\"t\":'x'}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":[\"1\"],\"data_offsets\":[0,1]}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":[[1]],\"data_offsets\":[0,1]}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1e0]}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,-1]}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,true]}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0]}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":{},\"data_offsets\":[0,1]}}", 1},
+	{"{\"a\":{\"dtype\":8,\"shape\":[1],\"data_offsets\":[0,1]}}", 1},
+	{"{\"a\":{\"shape\":[1],\"data_offsets\":[0,1]}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1},
+	{"{\"a\":[]}", 1},
+	{"{\"a\":\"x\"}", 1},
+	{"{" ONE "},\"__metadata__\":{\"k\":1}}", 1},
+	{"{\"__metadata__\":{\"k\":\"v\",\"n\":[\"x\"]}," ONE "}}", 1},
+	{"{\"__metadata__\":[]," ONE "}}", 1},
+	{"{\"__metadata__\":null}", 0},
+	{"{\"__metadata__\":{\"k\":\"v\"},\"__metadata__\":{}}", 0},
+	{"{\"__metadata__\":{\"k\":\"v\",\"k\":\"w\"}}", 0},
+	{"{\"\\u005f_metadata__\":{\"k\":\"v\"}}", 0},
+	{"{" ONE ",\"s\":\"\\ud800\"}}", 1},
+	{"{" ONE ",\"s\":\"\\udc00\"}}", 1},
+	{"{" ONE ",\"s\":\"\\ud800\\u0041\"}}", 1},
+	{"{" ONE ",\"s\":\"\\ud800x\"}}", 1},
+	{"{" ONE ",\"s\":\"\\x\"}}", 1},
+	{"{" ONE ",\"s\":\"\\u12\"}}", 1},
+	{"{" ONE ",\"s\":\"\\u12G4\"}}", 1},
+	{"{" ONE ",\"s\":\"\\u00E9\\u00e9\"}}", 1},
+	{"{\"a\\u0000\":{}}", 0},
+	{"{" ONE ",\"\\u0000\":1}}", 1},
+	{"{" ONE ",\"s\":\"\xc0\x80\"}}", 1},
+	{"{" ONE ",\"s\":\"\xc1\xbf\"}}", 1},
+	{"{" ONE ",\"s\":\"\xe0\x80\xaf\"}}", 1},
+	{"{" ONE ",\"s\":\"\xed\xa0\x80\"}}", 1},
+	{"{" ONE ",\"s\":\"\xf4\x90\x80\x80\"}}", 1},
+	{"{" ONE ",\"s\":\"\xf5\x80\x80\x80\"}}", 1},
+	{"{" ONE ",\"s\":\"\xf0\x9f\x98\x80\xe2\x82\xac\xc3\xa9\x7f\"}}", 1},
+	{"{" ONE ",\"s\":\"\xe2\x82\"}}", 1},
+	{"{" ONE ",\"s\":\"\x80\"}}", 1},
+	{"{" ONE ",\"s\":\"a\tb\"}}", 1},
+	{"{" ONE ",\"s\":\"a\x1f\"}}", 1},
+	{"{" ONE "}\xc3\xa9}", 1},
+	{"{" ONE "},\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2},
+	{"{\"a\":{\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"dtype\":\"U8\",\"k5\":5,\"k6\":6,"
+	 "\"shape\":[1],\"k7\":7,\"data_offsets\":[0,1],\"k8\":8}}", 1},
+	{"{\"a\":{\"dtype\":\"U8\",\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,"
+	 "\"shape\":[1],\"k7\":7,\"data_offsets\":[0,1],\"dtype\":\"U8\"}}", 1},
+	{"{" ONE ",\"x\":{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,"
+	 "\"j\":10,\"\\u0061\":11}}}", 1},
+	{"{" ONE ",\"x\":{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,"
+	 "\"j\":10,\"k\":11}}}", 1},
+	{"{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\",\"d\":\"4\",\"e\":\"5\",\"f\":\"6\","
+	 "\"g\":\"7\",\"h\":\"8\",\"i\":\"9\",\"j\":\"10\"}}", 0},
+	{"{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\",\"d\":\"4\",\"e\":\"5\",\"f\":\"6\","
+	 "\"g\":\"7\",\"h\":\"8\",\"i\":\"9\",\"\\u0061\":\"10\"}}", 0},
+};
+
+static void write_case(const char *path, const char *header, size_t blen)
+{
+	uint8_t buf[64];
+	memset(buf, 0x5a, sizeof(buf));
+	assert_true(blen <= sizeof(buf));
+	write_raw(path, header, strlen(header), buf, blen, 1);
+}
+
+static void scanner_and_reference_agree(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(agree) / sizeof(agree[0]); i++) {
+		write_case(tpath("agree.safetensors"), agree[i].header, agree[i].blen);
+		check_agree(agree[i].header, tpath("agree.safetensors"));
+	}
+	/* The whole hostile corpus, and the good fixture of hostile names. */
+	for (size_t i = 0; i < N_BAD; i++) {
+		char path[512];
+		snprintf(path, sizeof(path), MFS_TEST_DATA "/bad/%s.safetensors", bad[i].file);
+		check_agree(path, path);
+	}
+	check_agree("st_hostile_names", MFS_TEST_DATA "/good/st_hostile_names.safetensors");
+
+	/* Nesting on both sides of the scanner's depth, inside an ignored field. */
+	for (size_t depth = 60; depth <= 70; depth += 5) {
+		char h[512];
+		size_t o = (size_t)snprintf(h, sizeof(h), "{" ONE ",\"x\":");
+		memset(h + o, '[', depth);
+		memset(h + o + depth, ']', depth);
+		snprintf(h + o + 2 * depth, sizeof(h) - o - 2 * depth, "}}");
+		write_case(tpath("agree.safetensors"), h, 1);
+		check_agree("nested arrays", tpath("agree.safetensors"));
+	}
+
+	/* A big header: 5,000 tensors, then the same with a duplicate at the end
+	 * and with a broken entry in the middle. */
+	size_t n = 5000, cap = n * 96 + 256;
+	char *h = malloc(cap);
+	assert_non_null(h);
+	for (int variant = 0; variant < 3; variant++) {
+		size_t o = (size_t)snprintf(h, cap, "{\"__metadata__\":{\"format\":\"pt\"}");
+		for (size_t k = 0; k < n; k++)
+			o += (size_t)snprintf(h + o, cap - o,
+			                      ",\"m.layers.%zu.w\":{\"dtype\":\"%s\",\"shape\":[2],"
+			                      "\"data_offsets\":[%zu,%zu]}", k,
+			                      variant == 2 && k == n / 2 ? "F7" : "U8", 2 * k,
+			                      2 * k + 2);
+		if (variant == 1)
+			o += (size_t)snprintf(h + o, cap - o, ",\"m.layers.17.w\":1");
+		snprintf(h + o, cap - o, "}");
+		write_raw(tpath("agree.safetensors"), h, strlen(h), NULL, 0, 1);
+		/* the data: 2 bytes a tensor */
+		struct stat st;
+		assert_int_equal(stat(tpath("agree.safetensors"), &st), 0);
+		assert_int_equal(truncate(tpath("agree.safetensors"), st.st_size + (off_t)(2 * n)), 0);
+		check_agree("5,000 tensors", tpath("agree.safetensors"));
+	}
+	free(h);
+}
+
+/* How many allocations jansson made (json_set_alloc_funcs). */
+static size_t jansson_allocs;
+
+static void *counting_malloc(size_t n)
+{
+	jansson_allocs++;
+	return malloc(n);
+}
+
+/*
+ * A well-formed header is read without a document tree: jansson is not
+ * called at all (it held eleven times a header in memory, and took seconds
+ * for a 30 MB one), and only a header outside the scanner's subset goes to
+ * it.
+ */
+static void well_formed_headers_build_no_tree(void **state)
+{
+	(void)state;
+	json_set_alloc_funcs(counting_malloc, free);
+	const char *good[] = {
+		"{}",
+		"{\"__metadata__\":{\"format\":\"pt\",\"k\\u00e9\":\"a\\nb\"}," ONE "}}",
+		"{\"\\u00e9\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":[{}]}}",
+	};
+	mfs_model *m = NULL;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		write_case(tpath("tree.safetensors"), good[i], i ? 1 : 0);
+		jansson_allocs = 0;
+		assert_int_equal(open_model(&m, tpath("tree.safetensors")), 0);
+		mfs_model_close(m);
+		if (jansson_allocs)
+			print_error("%s: %zu jansson allocations\n", good[i], jansson_allocs);
+		assert_int_equal(jansson_allocs, 0);
+	}
+	jansson_allocs = 0;
+	assert_int_equal(open_model(&m, MFS_TEST_DATA "/good/st_hostile_names.safetensors"), 0);
+	mfs_model_close(m);
+	assert_int_equal(jansson_allocs, 0);
+
+	/* Outside the subset (a real in an ignored field): jansson reads it. */
+	write_case(tpath("tree.safetensors"), "{" ONE ",\"x\":0.5}}", 1);
+	jansson_allocs = 0;
+	assert_int_equal(open_model(&m, tpath("tree.safetensors")), 0);
+	mfs_model_close(m);
+	assert_true(jansson_allocs > 0);
+	json_set_alloc_funcs(malloc, free);
+}
+
 /* ------------------------------------------------------------ I/O */
 
 static uint64_t bytes_read;
@@ -854,6 +1140,8 @@ int main(void)
 		cmocka_unit_test(open_reads_only_the_header),
 		cmocka_unit_test(every_io_failure_unwinds),
 		cmocka_unit_test(sniff_rules),
+		cmocka_unit_test(scanner_and_reference_agree),
+		cmocka_unit_test(well_formed_headers_build_no_tree),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

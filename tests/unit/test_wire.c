@@ -598,7 +598,7 @@ static void basic_model(void **state)
 	};
 	static const char *const values[] = {
 		"onnx\n", "7\n", "ai.onnx 12\ncom.x 1\n", "unit\n", "\n", "\n", "3\n",
-		"two\nlines\n", "main\n", "0,10\n", "2,2\n",
+		"two%0Alines\n", "main\n", "0,10\n", "2,2\n",   /* escaped: one line */
 	};
 	assert_int_equal(d->n_meta, 11);
 	for (size_t i = 0; i < 11; i++) {
@@ -779,11 +779,16 @@ static void string_and_empty_tensors(void **state)
 {
 	int64_t d3[1] = {3}, d0[2] = {0, 5};
 	{
-		struct pb t = tensor("s", MFS_DT_STRING, d3, 1);
+		/* One element per line, each escaped (doc/design.md §3.5): an
+		 * element holding a newline is still one line, so shape 4 reads
+		 * as 4 lines. */
+		int64_t d4[1] = {4};
+		struct pb t = tensor("s", MFS_DT_STRING, d4, 1);
 		pb_str(&t, 6, "ab");
 		pb_str(&t, 6, "");
 		pb_str(&t, 6, "c\nd");
-		expect_bytes(&t, "ab\n\nc\nd\n", 8, true);
+		pb_str(&t, 6, "5%\x7f\t");
+		expect_bytes(&t, "ab\n\nc%0Ad\n5%25%7F%09\n", 21, true);
 	}
 	{       /* zero elements, no data */
 		struct pb t = tensor("none", MFS_DT_FLOAT, d0, 2);
@@ -1151,7 +1156,7 @@ static void attributes_and_subgraphs(void **state)
 		{"axis", MFS_ATTR_INT, "-3\n", 3},
 		{"old", MFS_ATTR_INT, "7\n", 2},
 		{"alpha", MFS_ATTR_FLOAT, "0.100000001\n", 12},
-		{"mode", MFS_ATTR_STRING, "a\0b\n", 4},
+		{"mode", MFS_ATTR_STRING, "a%00b\n", 6},        /* escaped (§3.5) */
 		{"pads", MFS_ATTR_INTS, "1\n-2\n", 5},
 		{"scales", MFS_ATTR_FLOATS, "0.5\n2\n", 6},
 		{"names", MFS_ATTR_STRINGS, "x\nyz\n", 5},

@@ -14,7 +14,10 @@
  *      8+N     …  the tensor's bytes: exactly dtype × shape, to the end
  *
  * The format is flat (meta/ and weights/ only), its tensor is contiguous
- * and editable: data, dtype and shape.  A commit rewrites the header line
+ * and editable: data, dtype and shape.  A toy holds real numbers, so its
+ * type check calls an integer dtype a contradiction (MFS_TYPE_DECLARED:
+ * refused at commit unless types are forced) and bfloat16 a doubt
+ * (MFS_TYPE_PEER: a warning).  A commit rewrites the header line
  * when the type changed and copies every byte that did not.  Nothing of
  * codec/, fs/ or tools/ was changed to add it: test_format.c registers
  * this row with mfs_format_register() and mounts it through the tree and
@@ -139,6 +142,23 @@ static bool toy_dtype_ok(int32_t dtype)
 
 static const char *const toy_meta[] = {NULL};
 
+static int toy_type_check(const struct mfs_model *m, const struct mfs_edit_set *e, size_t i,
+                          char *msg, size_t msglen)
+{
+	(void)m;
+	const struct mfs_tensor_edit *te = &e->tensors[i];
+	int32_t d = te->dtype;
+	if (d == MFS_DT_BFLOAT16) {
+		snprintf(msg, msglen, "tensor '%s': toys rarely hold bfloat16", te->t->name);
+		return MFS_TYPE_PEER;
+	}
+	if (d == MFS_DT_FLOAT16 || d == MFS_DT_FLOAT || d == MFS_DT_DOUBLE)
+		return MFS_TYPE_OK;
+	snprintf(msg, msglen, "tensor '%s': dtype %s contradicts the toy, which holds real numbers",
+	         te->t->name, mfs_dtype_name(d));
+	return MFS_TYPE_DECLARED;
+}
+
 static int toy_splice(struct mfs_splice *out, const struct mfs_model *m,
                       const struct mfs_edit_set *e, char *err, size_t errlen)
 {
@@ -170,6 +190,7 @@ const struct mfs_format toy_format = {
 	.sniff = toy_sniff,
 	.open = toy_open,
 	.dtype_ok = toy_dtype_ok,
+	.type_check = toy_type_check,
 	.meta_names = toy_meta,
 	.splice = toy_splice,
 };
