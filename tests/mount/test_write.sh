@@ -143,11 +143,11 @@ check_eq "the renamed prop keeps its value" "v2" "$(cat "$mnt/meta/props/k2")"
 check_eq "the renamed prop keeps its inode" "$ino_k" "$(stat -c %i "$mnt/meta/props/k2")"
 check "echo gone > meta/props/tmp; rm it" sh -c "echo gone > '$mnt/meta/props/tmp' && rm '$mnt/meta/props/tmp'"
 check "rm'd prop is gone" sh -c "! test -e '$mnt/meta/props/tmp'"
-check_eq "a prop's value may span lines" "$(printf 'line 1\nline 2')" \
+check_eq "a prop's value may span lines (read back escaped)" "line 1%0Aline 2" \
 	"$(printf 'line 1\nline 2\n' > "$mnt/meta/props/ml" && cat "$mnt/meta/props/ml")"
 check "echo >> a prop (an append) fails with EINVAL" fails_with "Invalid argument" \
 	bash -c "echo more >> '$mnt/meta/props/ml'"
-check_eq "the prop after the append" "$(printf 'line 1\nline 2')" "$(cat "$mnt/meta/props/ml")"
+check_eq "the prop after the append" "line 1%0Aline 2" "$(cat "$mnt/meta/props/ml")"
 check "rm it" rm "$mnt/meta/props/ml"
 
 # ---- sed -i: a temporary file beside the one it edits, renamed over it
