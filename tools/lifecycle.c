@@ -79,18 +79,81 @@ static bool read_progress(const char *mnt, uint64_t *done, uint64_t *total)
 	return true;
 }
 
-struct writer {
-	const char *mnt;
-	int err;                /* errno of the write, 0 */
+/*
+ * A piece of long work run in a thread while the calling thread shows, on a
+ * terminal only, how far it is: `count` says how many bytes of how many are
+ * done (false while nothing is known), `verb` what is done to them.
+ */
+struct job {
+	void (*run)(struct job *);
+	bool (*count)(struct job *, uint64_t *done, uint64_t *total);
+	const char *what, *verb;        /* "commit", "written" */
+	int err;                /* set by run */
 	bool finished;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 };
 
-static void *write_commit(void *arg)
+static void *job_thread(void *arg)
 {
-	struct writer *w = arg;
-	int fd = ctl_open(w->mnt, "commit", O_WRONLY), err = 0;
+	struct job *j = arg;
+	j->run(j);
+	pthread_mutex_lock(&j->lock);
+	j->finished = true;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+static void with_progress(struct job *j)
+{
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	pthread_t th;
+	if (pthread_create(&th, NULL, job_thread, j) != 0) {
+		j->run(j);
+	} else {
+		bool tty = isatty(STDERR_FILENO), shown = false;
+		double t0 = now_s();
+		pthread_mutex_lock(&j->lock);
+		while (!j->finished) {
+			struct timespec dl;
+			clock_gettime(CLOCK_REALTIME, &dl);
+			dl.tv_nsec += 250 * 1000 * 1000;
+			if (dl.tv_nsec >= 1000000000L) {
+				dl.tv_sec++;
+				dl.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&j->cond, &j->lock, &dl);
+			uint64_t done, total;
+			if (j->finished || !tty || !j->count(j, &done, &total))
+				continue;
+			char a[32], b[32], r[32];
+			double secs = now_s() - t0;
+			human(a, sizeof(a), (double)done);
+			human(b, sizeof(b), (double)total);
+			human(r, sizeof(r), secs > 0 ? (double)done / secs : 0);
+			fprintf(stderr, "\r%s: %s of %s %s (%s/s)\033[K", j->what, a, b, j->verb, r);
+			shown = true;
+		}
+		pthread_mutex_unlock(&j->lock);
+		pthread_join(th, NULL);
+		if (shown)
+			fprintf(stderr, "\r\033[K");
+	}
+	pthread_cond_destroy(&j->cond);
+	pthread_mutex_destroy(&j->lock);
+}
+
+struct commit_job {
+	struct job job;         /* first */
+	const char *mnt;
+};
+
+static void run_commit(struct job *j)
+{
+	struct commit_job *c = (struct commit_job *)j;
+	int fd = ctl_open(c->mnt, "commit", O_WRONLY), err = 0;
 	if (fd < 0) {
 		err = -1;       /* ctl_open said why */
 	} else {
@@ -102,12 +165,12 @@ static void *write_commit(void *arg)
 		if (close(fd) < 0 && !err && errno != EINTR)
 			err = errno;
 	}
-	pthread_mutex_lock(&w->lock);
-	w->err = err;
-	w->finished = true;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-	return NULL;
+	j->err = err;
+}
+
+static bool count_commit(struct job *j, uint64_t *done, uint64_t *total)
+{
+	return read_progress(((struct commit_job *)j)->mnt, done, total);
 }
 
 /*
@@ -117,44 +180,13 @@ static void *write_commit(void *arg)
  */
 static int commit_with_progress(const char *mnt)
 {
-	struct writer w = {.mnt = mnt};
-	pthread_mutex_init(&w.lock, NULL);
-	pthread_cond_init(&w.cond, NULL);
-	pthread_t th;
-	if (pthread_create(&th, NULL, write_commit, &w) != 0) {
-		write_commit(&w);
-	} else {
-		bool tty = isatty(STDERR_FILENO), shown = false;
-		double t0 = now_s();
-		pthread_mutex_lock(&w.lock);
-		while (!w.finished) {
-			struct timespec dl;
-			clock_gettime(CLOCK_REALTIME, &dl);
-			dl.tv_nsec += 250 * 1000 * 1000;
-			if (dl.tv_nsec >= 1000000000L) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&w.cond, &w.lock, &dl);
-			uint64_t done, total;
-			if (w.finished || !tty || !read_progress(mnt, &done, &total))
-				continue;
-			char a[32], b[32], r[32];
-			double secs = now_s() - t0;
-			human(a, sizeof(a), (double)done);
-			human(b, sizeof(b), (double)total);
-			human(r, sizeof(r), secs > 0 ? (double)done / secs : 0);
-			fprintf(stderr, "\rcommit: %s of %s written (%s/s)\033[K", a, b, r);
-			shown = true;
-		}
-		pthread_mutex_unlock(&w.lock);
-		pthread_join(th, NULL);
-		if (shown)
-			fprintf(stderr, "\r\033[K");
-	}
-	pthread_cond_destroy(&w.cond);
-	pthread_mutex_destroy(&w.lock);
-	return w.err;
+	struct commit_job c = {
+		.job = {.run = run_commit, .count = count_commit, .what = "commit",
+		        .verb = "written"},
+		.mnt = mnt,
+	};
+	with_progress(&c.job);
+	return c.job.err;
 }
 
 /* The last commit's message from the status, for a failure line. */
@@ -310,21 +342,55 @@ out:
 
 /* ------------------------------------------------------------ recover */
 
+struct recover_job {
+	struct job job;         /* first */
+	const char *model;
+	mfs_txn *t;
+	struct mfs_txn_recovery rec;
+	uint64_t done, total;   /* atomic: mfs_txn_opts.recover_* */
+	char err[1024];
+};
+
+static void run_recover(struct job *j)
+{
+	struct recover_job *r = (struct recover_job *)j;
+	struct mfs_txn_opts opts = {.recover_done = &r->done, .recover_total = &r->total};
+	j->err = mfs_txn_open(&r->t, r->model, &opts, &r->rec, r->err, sizeof(r->err));
+}
+
+static bool count_recover(struct job *j, uint64_t *done, uint64_t *total)
+{
+	struct recover_job *r = (struct recover_job *)j;
+	*total = __atomic_load_n(&r->total, __ATOMIC_RELAXED);
+	*done = __atomic_load_n(&r->done, __ATOMIC_RELAXED);
+	return *total > 0;
+}
+
 int cmd_recover(const char *model)
 {
-	mfs_txn *t = NULL;
-	struct mfs_txn_recovery rec;
-	struct mfs_txn_opts opts = {0};
-	char err[1024];
-	int rc = mfs_txn_open(&t, model, &opts, &rec, err, sizeof(err));
-	if (rc < 0) {
-		fprintf(stderr, "modelfs: %s\n", err[0] ? err : strerror(-rc));
+	/* Finishing a big in-place commit rewrites every patched byte of the
+	 * model: on a terminal, show how far it is. */
+	struct recover_job *r = calloc(1, sizeof(*r));
+	if (!r) {
+		fprintf(stderr, "modelfs: %s: out of memory\n", model);
 		return 1;
 	}
-	if (rec.msg[0])
-		printf("%s: %s\n", model, rec.msg);
+	r->job = (struct job){.run = run_recover, .count = count_recover, .what = "recover",
+	                      .verb = "applied"};
+	r->model = model;
+	with_progress(&r->job);
+	int rc = 1;
+	if (r->job.err < 0) {
+		fprintf(stderr, "modelfs: %s\n", r->err[0] ? r->err : strerror(-r->job.err));
+		goto out;
+	}
+	if (r->rec.msg[0])
+		printf("%s: %s\n", model, r->rec.msg);
 	else
 		printf("%s: nothing to recover\n", model);
-	mfs_txn_close(t);
-	return 0;
+	mfs_txn_close(r->t);
+	rc = 0;
+out:
+	free(r);
+	return rc;
 }

@@ -1086,6 +1086,13 @@ int mfs_commit_pending(int dirfd, const char *name, bool *committing)
 int mfs_commit_recover(int dirfd, const char *name, const struct mfs_identity *model,
                        struct mfs_commit_report *rep, char *err, size_t errlen)
 {
+	return mfs_commit_recover_hooked(dirfd, name, model, NULL, rep, err, errlen);
+}
+
+int mfs_commit_recover_hooked(int dirfd, const char *name, const struct mfs_identity *model,
+                              const struct mfs_commit_hooks *hooks,
+                              struct mfs_commit_report *rep, char *err, size_t errlen)
+{
 	struct mfs_commit_report dummy;
 	struct redo r;
 	int rc;
@@ -1137,6 +1144,10 @@ int mfs_commit_recover(int dirfd, const char *name, const struct mfs_identity *m
 	rep->path = "inplace";
 	rep->journal_bytes = r.end + TRAILER;
 	rep->journal_id = r.journal_id;
+	if (hooks) {
+		r.hooks = hooks;
+		progress_total(hooks, r.data_bytes);
+	}
 	if ((rc = redo_apply(&r, NULL, rep, err, errlen)) < 0)
 		goto out;
 	rep->installed = rep->recovered = true;

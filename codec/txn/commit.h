@@ -173,6 +173,16 @@ int mfs_commit_recover(int dirfd, const char *name, const struct mfs_identity *m
                        struct mfs_commit_report *rep, char *err, size_t errlen);
 
 /*
+ * mfs_commit_recover_hooked() - the same, counting the bytes it applies to
+ * the model in hooks->done of hooks->total (the redo log's payload), for a
+ * caller that shows progress; hooks may be NULL.  Only `done` and `total`
+ * of the hooks are used.
+ */
+int mfs_commit_recover_hooked(int dirfd, const char *name, const struct mfs_identity *model,
+                              const struct mfs_commit_hooks *hooks,
+                              struct mfs_commit_report *rep, char *err, size_t errlen);
+
+/*
  * mfs_commit_gc() - remove temp files left by commits of `name` that died:
  * ".<name>.modelfs-tmp-<pid>-<hex>" files that no live process holds locked.
  * Returns how many were removed, or -errno.

@@ -771,7 +771,10 @@ static int recover(struct mfs_txn *t, struct mfs_txn_recovery *rec, uint64_t *jo
 			mfs_model_close(m);
 		}
 		struct mfs_commit_report rep;
-		rc = mfs_commit_recover(t->dirfd, t->name, &now, &rep, msg, sizeof(msg));
+		struct mfs_commit_hooks hooks = {.done = t->opts.recover_done,
+		                                 .total = t->opts.recover_total};
+		rc = mfs_commit_recover_hooked(t->dirfd, t->name, &now, &hooks, &rep, msg,
+		                               sizeof(msg));
 		if (rc < 0)
 			return mfs_errf(err, errlen, rc, path, "%s", txn_strip_display(msg, t->name));
 		if (rep.recovered || rep.discarded) {

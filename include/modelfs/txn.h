@@ -69,6 +69,13 @@ struct mfs_txn_opts {
 	                         * model is never written (not even by recovery) */
 	bool force_types;       /* commit dtype edits that contradict the types the
 	                         * model's graph declares (refused otherwise, -EINVAL) */
+	/*
+	 * Where the open counts its progress when it finishes an interrupted
+	 * in-place commit: bytes applied to the model (*recover_done) of the
+	 * redo log's payload (*recover_total), atomic stores that another
+	 * thread may read while mfs_txn_open() runs.  NULL for no count.
+	 */
+	uint64_t *recover_done, *recover_total;
 };
 
 /* What happened at open: recovery of a journal or of an interrupted commit. */

@@ -16,7 +16,12 @@ tensor edit in a 1 GiB model writes under 3x the edited bytes"):
   commit; wchar where the file system does not account write_bytes), status
   says `inplace`, and the file has exactly the edit;
 - `modelfs commit` on a terminal (script(1)) shows "commit: X of 1.0 GiB
-  written (R/s)" while the 1 GiB commit runs, and prints nothing without one.
+  written (R/s)" while the 1 GiB commit runs, and prints nothing without one;
+- an in-place commit of a 512 MiB edit killed (-9) while it patches the
+  model is finished by `modelfs recover`, which on a terminal shows
+  "recover: X of 512.0 MiB applied (R/s)" and without one prints only its
+  one-line result; the model then holds the whole edit and nothing is left
+  beside it.
 Bytes and memory only, never times.  The big files are deleted at the end.
 """
 import hashlib
@@ -27,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -176,6 +182,103 @@ def body(t, d):
         if dm:
             t.eq("daemon exit status after unmount", 0, rc)
         t.eq("no journal/temp/redo files left after unmount", [], side_files(d, "big1g.onnx"))
+    for tty in (True, False):
+        killed_inplace_then_recover(t, d, path, toff, tlen, rng, tty)
+
+
+def progress(mnt):
+    """(done, total) from .modelfs/progress, or None."""
+    try:
+        with open(os.path.join(mnt, ".modelfs", "progress")) as f:
+            m = re.match(r"commit (\d+) (\d+)", f.read())
+    except OSError:
+        return None
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def killed_inplace_then_recover(t, d, path, toff, tlen, rng, tty):
+    """Kill the daemon while an in-place commit of 512 MiB patches the model,
+    then finish it with `modelfs recover` (on a terminal or not)."""
+    how = "on a terminal" if tty else "without a terminal"
+    edit_off, edit_len = 128 * MiB, 512 * MiB
+    editbin = os.path.join(d, "edit512.bin")
+    h = hashlib.sha256()
+    with open(editbin, "wb") as f:
+        for _ in range(edit_len // (16 * MiB)):
+            b = rng.integers(0, 1 << 32, 4 * MiB, dtype=np.uint32)
+            b &= np.uint32(0xBF7FFFFF)
+            b = b.tobytes()
+            h.update(b)
+            f.write(b)
+    edit_sha = h.hexdigest()
+    size = os.path.getsize(path)
+    pre_sha = range_sha(path, 0, toff + edit_off)
+    post_sha = range_sha(path, toff + edit_off + edit_len, size - toff - edit_off - edit_len)
+    mnt = os.path.join(t.tmp, "mnt-kill")
+    dm = Daemon(path, mnt, "-o", "commit=inplace")
+    cp = None
+    try:
+        data = os.path.join(mnt, "weights", "layers", "0", "weight", "data")
+        r = subprocess.run(["dd", "if=" + editbin, "of=" + data, "bs=1M",
+                            "seek=%d" % (edit_off // MiB), "conv=notrunc", "status=none"],
+                           capture_output=True, text=True)
+        t.check("%s: dd of 512 MiB into the tensor" % how, r.returncode == 0, r.stderr)
+        cp = subprocess.Popen([MODELFS, "commit", mnt], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        # In place, the progress counts the redo log (the first half) and then
+        # the model: past half the log is marked committing and the model is
+        # being patched.  Kill there.
+        seen = None
+        for _ in range(60000):
+            pr = progress(mnt)
+            if pr and pr[1] and pr[0] > pr[1] // 2 + 8 * MiB:
+                seen = pr
+                break
+            if cp.poll() is not None:
+                break
+            time.sleep(0.001)
+        dm.kill9()
+        cp.wait(timeout=60)
+        t.check("%s: daemon killed while patching the model (%s)" % (how, seen), seen is not None)
+        t.check("%s: a redo log is left" % how,
+                any("redo" in n for n in side_files(d, "big1g.onnx")), side_files(d, "big1g.onnx"))
+        cmd = [MODELFS, "recover", path]
+        if tty:
+            r = subprocess.run(["script", "-qec", " ".join(cmd), "/dev/null"],
+                               capture_output=True, text=True, timeout=600)
+            shown = re.findall(r"recover: ([0-9.]+ [KMG]?i?B) of ([0-9.]+ [KMG]?i?B) applied \(",
+                               r.stdout)
+            t.check("modelfs recover %s exits 0" % how, r.returncode == 0, why(r))
+            t.check("%s it showed progress (%d updates: %s ... %s)"
+                    % (how, len(shown), shown[0] if shown else None, shown[-1] if shown else None),
+                    shown and all(total == "512.0 MiB" for _, total in shown), r.stdout[-300:])
+            out = r.stdout
+        else:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            t.check("modelfs recover %s exits 0" % how, r.returncode == 0, why(r))
+            t.eq("%s it prints nothing on stderr" % how, "", r.stderr)
+            t.check("%s it prints one line (%r)" % (how, r.stdout), len(r.stdout.splitlines()) == 1)
+            out = r.stdout
+        t.check("%s: recover says it finished the interrupted commit" % how,
+                "finished an interrupted in-place commit" in out, out[-300:])
+        t.eq("%s: the model holds the whole 512 MiB edit" % how, edit_sha,
+             range_sha(path, toff + edit_off, edit_len))
+        t.check("%s: every byte outside the edit unchanged" % how,
+                range_sha(path, 0, toff + edit_off) == pre_sha and
+                range_sha(path, toff + edit_off + edit_len,
+                          size - toff - edit_off - edit_len) == post_sha)
+        t.eq("%s: nothing left beside the model" % how, [], side_files(d, "big1g.onnx"))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        t.not_ok("killed in-place commit then recover %s" % how, e)
+    finally:
+        if cp and cp.poll() is None:
+            cp.kill()
+            cp.wait()
+        if dm.alive():
+            dm.stop()
+        else:
+            dm.kill9()
+        os.unlink(editbin)
 
 
 def main():
