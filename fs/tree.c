@@ -125,7 +125,12 @@ static void pool_free(struct pool *p)
 struct mfs_tree {
 	const struct mfs_desc *desc;    /* borrowed */
 	struct mfs_tnode *nodes;
-	uint32_t n;
+	uint32_t n;             /* stored entries; own files are numbered after them */
+	uint32_t n_own, own_cap;        /* tensor directories with own files */
+	uint32_t *own_dir;      /* n_own: the directory of each */
+	const struct mfs_tensor **own_t;        /* n_own: its tensor */
+	struct own_late *late;  /* n_late, by own: own files listed after other children */
+	uint32_t n_late, late_cap;
 	uint32_t *children;
 	uint32_t *slots;        /* entry index, NONE = empty */
 	uint32_t mask;          /* slots has mask + 1 entries, a power of two */
@@ -134,6 +139,123 @@ struct mfs_tree {
 	uint32_t props_first;   /* entries props_first .. + n_props - 1 are desc->props[] */
 	uint32_t n_props;
 };
+
+/*
+ * The files a tensor directory has of its own, in this order.  They are not
+ * stored: own directory number r (u.dir.own = r + 1) has entries
+ * n + N_OWN * r + k, k indexing own_names[], made by own_node() on demand.
+ */
+#define N_OWN 4u
+
+/*
+ * Own files are listed first, unless the directory held children before it
+ * became a tensor's (tensor "p.q" before "p"): then they come after those
+ * `pos` children, as they did when they were stored.  Rare, so kept aside.
+ */
+struct own_late {
+	uint32_t own, pos;
+};
+
+/* Flag of a directory that has a struct own_late. */
+#define TNF_LATE 0x80
+enum { OWN_DATA, OWN_DTYPE, OWN_SHAPE, OWN_NAME };
+static const char *const own_names[N_OWN] = {"data", "dtype", "shape", "name"};
+static const uint8_t own_lens[N_OWN] = {4, 5, 5, 4};
+
+/* Which own file `name` is, or -1. */
+static int own_slot(const char *name, size_t len)
+{
+	for (unsigned k = 0; k < N_OWN; k++)
+		if (len == own_lens[k] && !memcmp(name, own_names[k], len))
+			return (int)k;
+	return -1;
+}
+
+/* Is `name` one of the own files directory `dir` (stored) shows? */
+static bool own_taken(const struct mfs_tree *t, uint32_t dir, const char *name, size_t len)
+{
+	return t->nodes[dir].kind == MFS_TN_DIR && t->nodes[dir].u.dir.own &&
+	       own_slot(name, len) >= 0;
+}
+
+/* Entries stored and made. */
+static uint64_t total(const struct mfs_tree *t)
+{
+	return (uint64_t)t->n + (uint64_t)N_OWN * t->n_own;
+}
+
+/* Is a dtype's name a string that lives forever (mfs_dtype_name)? */
+static bool dtype_static(int32_t dtype)
+{
+	return dtype >= 0 && dtype < MFS_DT_COUNT_;
+}
+
+/* Make own entry `idx` (n <= idx < total) in `e`. */
+static void own_node(const struct mfs_tree *t, uint32_t idx, struct mfs_tnode *e)
+{
+	uint32_t v = idx - t->n, r = v / N_OWN, k = v % N_OWN;
+	const struct mfs_tensor *ts = t->own_t[r];
+	memset(e, 0, sizeof(*e));
+	e->name = own_names[k];
+	e->name_len = own_lens[k];
+	e->parent = t->own_dir[r];
+	e->flags = MFS_TNF_OWN;
+	e->kind = MFS_TN_TEXT;
+	switch (k) {
+	case OWN_DATA:
+		e->kind = MFS_TN_TENSOR;
+		e->u.tensor = ts;
+		break;
+	case OWN_DTYPE:
+		e->flags |= MFS_TNF_NL;
+		e->u.text.len = strlen(mfs_dtype_name(ts->dtype));
+		if (dtype_static(ts->dtype))
+			e->u.text.p = mfs_dtype_name(ts->dtype);
+		else
+			e->flags |= MFS_TNF_GEN;
+		break;
+	case OWN_SHAPE:
+		e->flags |= MFS_TNF_NL | MFS_TNF_GEN;
+		e->u.text.len = mfs_dims_format(NULL, 0, ts->dims, ts->rank);
+		break;
+	default: {
+		const char *nm = ts->name ? ts->name : "";
+		size_t len = strlen(nm);
+		e->flags |= MFS_TNF_NL;
+		if (mfs_text_plain(nm, len)) {
+			e->u.text.p = nm;
+			e->u.text.len = len;
+		} else {
+			e->flags |= MFS_TNF_GEN;
+			e->u.text.len = mfs_text_escape(NULL, 0, nm, len);
+		}
+		break;
+	}
+	}
+}
+
+/*
+ * Write generated text of own entry `idx` (len bytes, as own_node() said)
+ * and a NUL into `buf` of `cap` > len bytes.
+ */
+static void own_text(const struct mfs_tree *t, uint32_t idx, char *buf, size_t cap)
+{
+	uint32_t v = idx - t->n;
+	const struct mfs_tensor *ts = t->own_t[v / N_OWN];
+	switch (v % N_OWN) {
+	case OWN_DTYPE:
+		snprintf(buf, cap, "%s", mfs_dtype_name(ts->dtype));
+		break;
+	case OWN_SHAPE:
+		mfs_dims_format(buf, cap, ts->dims, ts->rank);
+		break;
+	default: {
+		const char *nm = ts->name ? ts->name : "";
+		mfs_text_escape(buf, cap, nm, strlen(nm));
+		break;
+	}
+	}
+}
 
 /*
  * The directories the last weights/ path went through (weight_dir): tensors
@@ -239,7 +361,7 @@ static uint32_t add(struct build *b, uint32_t parent, const char *name, size_t l
 	struct mfs_tree *t = b->t;
 	if (b->err)
 		return NONE;
-	if (t->n >= max_entries) {
+	if (total(t) >= max_entries) {
 		set_err(b, -EFBIG);
 		return NONE;
 	}
@@ -339,14 +461,14 @@ static uint32_t add_unique_enc(struct build *b, uint32_t parent, const char *enc
 {
 	if (b->err)
 		return NONE;
-	if (find(b->t, parent, enc, len) == NONE) {
+	if (find(b->t, parent, enc, len) == NONE && !own_taken(b->t, parent, enc, len)) {
 		const char *name = stable ? enc : keep(b, enc, len);
 		return name ? add(b, parent, name, len, kind, flags) : NONE;
 	}
 	char cand[MFS_NAME_MAX + 16];
 	for (unsigned n = 1;; n++) {
 		size_t cl = spelling(cand, enc, len, n);
-		if (find(b->t, parent, cand, cl) == NONE) {
+		if (find(b->t, parent, cand, cl) == NONE && !own_taken(b->t, parent, cand, cl)) {
 			const char *name = keep(b, cand, cl);
 			return name ? add(b, parent, name, cl, kind, flags) : NONE;
 		}
@@ -503,20 +625,65 @@ static uint32_t dtype_file(struct build *b, uint32_t parent, int32_t dtype, unsi
 
 static void graph_contents(struct build *b, uint32_t dir, const struct mfs_graph *g);
 
-/* data, dtype, shape, name of a tensor, in its directory `dir`. */
+/*
+ * data, dtype, shape, name of a tensor, in its directory `dir`: not stored,
+ * only counted (own_node() makes them), and listed before what else the
+ * directory holds.
+ */
 static void tensor_contents(struct build *b, uint32_t dir, const struct mfs_tensor *t)
 {
+	struct mfs_tree *tr = b->t;
 	if (b->err || dir == NONE)
 		return;
-	b->t->nodes[dir].flags |= MFS_TNF_TENSOR;
+	struct mfs_tnode *d = &tr->nodes[dir];
+	d->flags |= MFS_TNF_TENSOR;
 	if (!t)
 		return;
-	uint32_t i = add_fixed(b, dir, "data", MFS_TN_TENSOR, MFS_TNF_OWN);
-	if (i != NONE)
-		b->t->nodes[i].u.tensor = t;
-	dtype_file(b, dir, t->dtype, MFS_TNF_OWN);
-	dims_file(b, dir, t->dims, t->rank, MFS_TNF_OWN);
-	line_fixed(b, dir, "name", t->name, MFS_TNF_OWN);
+	if (d->u.dir.own) {
+		set_err(b, -EINVAL);    /* a bug here: can_host() keeps tensors apart */
+		return;
+	}
+	for (unsigned k = 0; k < N_OWN; k++) {
+		if (find(tr, dir, own_names[k], own_lens[k]) != NONE) {
+			set_err(b, -EINVAL);
+			return;
+		}
+	}
+	if (total(tr) + N_OWN > max_entries) {
+		set_err(b, -EFBIG);
+		return;
+	}
+	if (tr->n_own == tr->own_cap) {
+		uint32_t cap = tr->own_cap ? tr->own_cap * 2 : 256;
+		uint32_t *dirs = realloc(tr->own_dir, (size_t)cap * sizeof(*dirs));
+		if (dirs)
+			tr->own_dir = dirs;
+		const struct mfs_tensor **ts = realloc(tr->own_t, (size_t)cap * sizeof(*ts));
+		if (ts)
+			tr->own_t = ts;
+		if (!dirs || !ts) {
+			set_err(b, -ENOMEM);
+			return;
+		}
+		tr->own_cap = cap;
+	}
+	if (d->u.dir.count) {
+		if (tr->n_late == tr->late_cap) {
+			uint32_t cap = tr->late_cap ? tr->late_cap * 2 : 16;
+			struct own_late *l = realloc(tr->late, (size_t)cap * sizeof(*l));
+			if (!l) {
+				set_err(b, -ENOMEM);
+				return;
+			}
+			tr->late = l;
+			tr->late_cap = cap;
+		}
+		tr->late[tr->n_late++] = (struct own_late){tr->n_own + 1, d->u.dir.count};
+		d->flags |= TNF_LATE;
+	}
+	tr->own_dir[tr->n_own] = dir;
+	tr->own_t[tr->n_own] = t;
+	d->u.dir.own = ++tr->n_own;
 }
 
 /* dtype, shape, name, values/, indices/ of a sparse tensor. */
@@ -710,6 +877,8 @@ static uint32_t weight_dir(struct build *b, uint32_t weights, const char *name,
 			const char *cn = n ? cand : enc;
 			size_t cl = n ? spelling(cand, enc, el, n) : el;
 			uint32_t c = find(b->t, cur, cn, cl);
+			if (own_taken(b->t, cur, cn, cl))
+				continue;       /* `data` beside data: never a directory */
 			if (c == NONE) {
 				const char *kept = (n == 0 && enc == seg) ? seg : keep(b, cn, cl);
 				if (kept)
@@ -934,6 +1103,15 @@ static int finish(struct build *b)
 		if (nodes)
 			t->nodes = nodes;
 	}
+	if (t->n_own < t->own_cap) {
+		uint32_t *dirs = realloc(t->own_dir, (size_t)t->n_own * sizeof(*dirs) + 1);
+		if (dirs)
+			t->own_dir = dirs;
+		const struct mfs_tensor **ts = realloc(t->own_t, (size_t)t->n_own * sizeof(*ts) + 1);
+		if (ts)
+			t->own_t = ts;
+		t->own_cap = t->n_own;
+	}
 	t->children = malloc((size_t)(t->n > 1 ? t->n - 1 : 1) * sizeof(*t->children));
 	if (!t->children)
 		return -ENOMEM;
@@ -949,6 +1127,8 @@ static int finish(struct build *b)
 		}
 		e->u.dir.first = start;
 		e->u.dir.n_subdirs = subdirs;
+		if (e->u.dir.own)
+			e->u.dir.count += N_OWN;
 	}
 	free(b->next);
 	b->next = NULL;
@@ -967,7 +1147,7 @@ static uint64_t estimate_attrs(const struct mfs_attr *a, size_t n)
 {
 	uint64_t e = n;
 	for (size_t i = 0; i < n; i++) {
-		e += a[i].n_tensors * 6 + a[i].n_sparse * 16;
+		e += a[i].n_tensors * 2 + a[i].n_sparse * 10;
 		for (size_t k = 0; k < a[i].n_graphs; k++)
 			e += 2 + estimate_graph(a[i].graphs[k]);
 	}
@@ -987,8 +1167,8 @@ static uint64_t estimate_graph(const struct mfs_graph *g)
 	if (!g)
 		return 0;
 	return 8 + 4 * ((uint64_t)g->n_inputs + g->n_outputs + g->n_values) +
-	       estimate_nodes(g->nodes, g->n_nodes) + 6 * (uint64_t)g->n_inits +
-	       16 * (uint64_t)g->n_sparse_inits;
+	       estimate_nodes(g->nodes, g->n_nodes) + 2 * (uint64_t)g->n_inits +
+	       10 * (uint64_t)g->n_sparse_inits;
 }
 
 static uint64_t estimate(const struct mfs_desc *d)
@@ -1062,6 +1242,9 @@ void mfs_tree_destroy(struct mfs_tree *t)
 	if (!t)
 		return;
 	pool_free(&t->pool);
+	free(t->own_dir);
+	free(t->own_t);
+	free(t->late);
 	free(t->slots);
 	free(t->children);
 	free(t->nodes);
@@ -1080,30 +1263,62 @@ bool mfs_tree_prop(const struct mfs_tree *t, uint32_t idx, size_t *out)
 
 uint32_t mfs_tree_count(const struct mfs_tree *t)
 {
-	return t->n;
+	return (uint32_t)total(t);     /* <= max_entries: the build checked */
 }
 
-const struct mfs_tnode *mfs_tree_node(const struct mfs_tree *t, uint64_t idx)
+const struct mfs_tnode *mfs_tree_node(const struct mfs_tree *t, uint64_t idx,
+                                      struct mfs_tnode *buf)
 {
-	return idx < t->n ? &t->nodes[idx] : NULL;
+	if (idx < t->n)
+		return &t->nodes[idx];
+	if (idx >= total(t))
+		return NULL;
+	own_node(t, (uint32_t)idx, buf);
+	return buf;
 }
 
 uint32_t mfs_tree_child(const struct mfs_tree *t, uint32_t dir, uint32_t i)
 {
-	return t->children[t->nodes[dir].u.dir.first + i];
+	const struct mfs_tnode *d = &t->nodes[dir];
+	uint32_t own = d->u.dir.own;
+	if (own) {
+		uint32_t pos = 0;
+		if (d->flags & TNF_LATE) {
+			uint32_t lo = 0, hi = t->n_late;    /* late[] is sorted by own */
+			while (lo < hi) {
+				uint32_t mid = lo + (hi - lo) / 2;
+				if (t->late[mid].own < own)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			pos = lo < t->n_late && t->late[lo].own == own ? t->late[lo].pos : 0;
+		}
+		if (i >= pos && i - pos < N_OWN)
+			return t->n + N_OWN * (own - 1) + (i - pos);
+		if (i >= pos)
+			i -= N_OWN;
+	}
+	return t->children[d->u.dir.first + i];
 }
 
 int mfs_tree_lookup(const struct mfs_tree *t, uint32_t dir, const char *name, size_t len,
                     uint32_t *out)
 {
-	if (dir >= t->n)
+	if (dir >= total(t))
 		return -ENOENT;
-	if (t->nodes[dir].kind != MFS_TN_DIR)
-		return -ENOTDIR;
+	if (dir >= t->n || t->nodes[dir].kind != MFS_TN_DIR)
+		return -ENOTDIR;        /* own entries are files */
 	if (len > MFS_NAME_MAX)
 		return -ENAMETOOLONG;
 	if (len == 0)
 		return -ENOENT;
+	uint32_t own = t->nodes[dir].u.dir.own;
+	int k = own ? own_slot(name, len) : -1;
+	if (k >= 0) {
+		*out = t->n + N_OWN * (own - 1) + (uint32_t)k;
+		return 0;
+	}
 	uint32_t i = find(t, dir, name, len);
 	if (i == NONE)
 		return -ENOENT;
@@ -1119,7 +1334,8 @@ int mfs_tree_resolve(const struct mfs_tree *t, const char *path, uint32_t *out)
 		const char *slash = strchr(p, '/');
 		size_t len = slash ? (size_t)(slash - p) : strlen(p);
 		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			cur = t->nodes[cur].parent;
+			struct mfs_tnode buf;
+			cur = mfs_tree_node(t, cur, &buf)->parent;
 		} else if (len && !(len == 1 && p[0] == '.')) {
 			int rc = mfs_tree_lookup(t, cur, p, len, &cur);
 			if (rc < 0)
@@ -1135,7 +1351,8 @@ int mfs_tree_resolve(const struct mfs_tree *t, const char *path, uint32_t *out)
 
 uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx)
 {
-	const struct mfs_tnode *e = &t->nodes[idx];
+	struct mfs_tnode buf;
+	const struct mfs_tnode *e = mfs_tree_node(t, idx, &buf);
 	switch (e->kind) {
 	case MFS_TN_DIR:
 		return e->u.dir.count;
@@ -1149,16 +1366,16 @@ uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx)
 	}
 }
 
-size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off, size_t len,
-                           const char **p, size_t *n, bool *nl)
+/* text_slice() of an entry `e` whose bytes are at `text`. */
+static size_t slice(const struct mfs_tnode *e, const char *text, uint64_t off, size_t len,
+                    const char **p, size_t *n, bool *nl)
 {
-	const struct mfs_tnode *e = &t->nodes[idx];
 	uint64_t tlen = e->u.text.len;
-	*p = e->u.text.p;
+	*p = text;
 	*n = 0;
 	*nl = false;
 	if (off < tlen) {
-		*p = e->u.text.p + off;
+		*p = text + off;
 		*n = tlen - off < len ? (size_t)(tlen - off) : len;
 	}
 	if ((e->flags & MFS_TNF_NL) && off <= tlen && *n < len && off + *n == tlen)
@@ -1166,22 +1383,95 @@ size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off,
 	return *n + *nl;
 }
 
+size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off, size_t len,
+                           const char **p, size_t *n, bool *nl)
+{
+	struct mfs_tnode buf;
+	const struct mfs_tnode *e = mfs_tree_node(t, idx, &buf);
+	if (e->flags & MFS_TNF_GEN) {
+		*p = "";
+		*n = 0;
+		*nl = false;
+		return 0;
+	}
+	return slice(e, e->u.text.p, off, len, p, n, nl);
+}
+
+/*
+ * The bytes of text entry `e` (index `idx`): its own when stored, else made
+ * in `small` (cap bytes) or in a malloc'd buffer returned in *heap.  NULL
+ * when that finds no memory.
+ */
+static const char *text_of(const struct mfs_tree *t, uint32_t idx, const struct mfs_tnode *e,
+                           char *small, size_t cap, char **heap)
+{
+	*heap = NULL;
+	if (!(e->flags & MFS_TNF_GEN))
+		return e->u.text.p;
+	char *b = small;
+	if (e->u.text.len >= cap) {
+		b = *heap = malloc((size_t)e->u.text.len + 1);
+		if (!b)
+			return NULL;
+		cap = (size_t)e->u.text.len + 1;
+	}
+	own_text(t, idx, b, cap);
+	return b;
+}
+
 size_t mfs_tree_text_read(const struct mfs_tree *t, uint32_t idx, void *buf, size_t len,
                           uint64_t off)
 {
+	struct mfs_tnode eb;
+	const struct mfs_tnode *e = mfs_tree_node(t, idx, &eb);
+	char small[4096], *heap;
+	const char *text = text_of(t, idx, e, small, sizeof(small), &heap);
+	if (!text)
+		return 0;
 	const char *p;
 	size_t n;
 	bool nl;
-	size_t total = mfs_tree_text_slice(t, idx, off, len, &p, &n, &nl);
+	size_t got = slice(e, text, off, len, &p, &n, &nl);
 	memcpy(buf, p, n);
 	if (nl)
 		((char *)buf)[n] = '\n';
-	return total;
+	free(heap);
+	return got;
+}
+
+bool mfs_tree_text_same(const struct mfs_tree *a, uint32_t ia, const struct mfs_tree *b,
+                        uint32_t ib)
+{
+	struct mfs_tnode ba, bb;
+	const struct mfs_tnode *ea = mfs_tree_node(a, ia, &ba), *eb = mfs_tree_node(b, ib, &bb);
+	if (ea->u.text.len != eb->u.text.len || (ea->flags & MFS_TNF_NL) != (eb->flags & MFS_TNF_NL))
+		return false;
+	if (!((ea->flags | eb->flags) & MFS_TNF_GEN))
+		return ea->u.text.p == eb->u.text.p ||
+		       !memcmp(ea->u.text.p, eb->u.text.p, ea->u.text.len);
+	if ((ea->flags & eb->flags & MFS_TNF_GEN) && ia >= a->n && ib >= b->n &&
+	    (ia - a->n) % N_OWN == OWN_SHAPE && (ib - b->n) % N_OWN == OWN_SHAPE) {
+		/* Two shapes: the same dims make the same text. */
+		const struct mfs_tensor *ta = a->own_t[(ia - a->n) / N_OWN];
+		const struct mfs_tensor *tb = b->own_t[(ib - b->n) / N_OWN];
+		if (ta->rank == tb->rank &&
+		    (ta->dims == tb->dims || !memcmp(ta->dims, tb->dims, ta->rank * sizeof(*ta->dims))))
+			return true;
+	}
+	char sa[512], sb[512], *ha, *hb;
+	const char *pa = text_of(a, ia, ea, sa, sizeof(sa), &ha);
+	const char *pb = text_of(b, ib, eb, sb, sizeof(sb), &hb);
+	bool same = pa && pb && !memcmp(pa, pb, ea->u.text.len);
+	free(ha);
+	free(hb);
+	return same;
 }
 
 uint64_t mfs_tree_mem(const struct mfs_tree *t)
 {
 	return sizeof(*t) + (uint64_t)t->n * sizeof(*t->nodes) +
 	       (uint64_t)(t->n ? t->n - 1 : 0) * sizeof(*t->children) +
-	       ((uint64_t)t->mask + 1) * sizeof(*t->slots) + t->pool.bytes;
+	       ((uint64_t)t->mask + 1) * sizeof(*t->slots) + t->pool.bytes +
+	       (uint64_t)t->own_cap * (sizeof(*t->own_dir) + sizeof(*t->own_t)) +
+	       (uint64_t)t->late_cap * sizeof(*t->late);
 }
