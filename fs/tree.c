@@ -128,12 +128,17 @@ struct mfs_tree {
 	uint32_t n;             /* stored entries; own files are numbered after them */
 	uint32_t n_own, own_cap;        /* tensor directories with own files */
 	uint32_t *own_dir;      /* n_own: the directory of each */
-	const struct mfs_tensor **own_t;        /* n_own: its tensor */
+	uint32_t *own_id;       /* n_own: its tensor's index in desc->tensors, or
+	                         * OWN_X when that is not where it is (see own_x) */
+	struct own_x *own_x;    /* n_x, by own: the tensors of OWN_X */
+	uint32_t n_x, x_cap;
 	struct own_late *late;  /* n_late, by own: own files listed after other children */
 	uint32_t n_late, late_cap;
 	uint32_t *children;
 	uint32_t *slots;        /* entry index, NONE = empty */
 	uint32_t mask;          /* slots has mask + 1 entries, a power of two */
+	bool scan_small;        /* built: entries of small directories are not in
+	                         * slots[], lookup scans their children */
 	uint64_t seed;
 	struct pool pool;
 	uint32_t props_first;   /* entries props_first .. + n_props - 1 are desc->props[] */
@@ -158,6 +163,13 @@ struct own_late {
 
 /* Flag of a directory that has a struct own_late. */
 #define TNF_LATE 0x80
+
+/* A tensor that desc->tensors does not list at its id. */
+#define OWN_X UINT32_MAX
+struct own_x {
+	uint32_t own;
+	const struct mfs_tensor *t;
+};
 enum { OWN_DATA, OWN_DTYPE, OWN_SHAPE, OWN_NAME };
 static const char *const own_names[N_OWN] = {"data", "dtype", "shape", "name"};
 static const uint8_t own_lens[N_OWN] = {4, 5, 5, 4};
@@ -190,11 +202,27 @@ static bool dtype_static(int32_t dtype)
 	return dtype >= 0 && dtype < MFS_DT_COUNT_;
 }
 
+/* The tensor of own directory number r (u.dir.own = r + 1). */
+static const struct mfs_tensor *own_tensor(const struct mfs_tree *t, uint32_t r)
+{
+	if (t->own_id[r] != OWN_X)
+		return t->desc->tensors[t->own_id[r]];
+	uint32_t lo = 0, hi = t->n_x;      /* own_x[] is sorted by own */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (t->own_x[mid].own < r + 1)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return t->own_x[lo].t;          /* there: tensor_contents() put it */
+}
+
 /* Make own entry `idx` (n <= idx < total) in `e`. */
 static void own_node(const struct mfs_tree *t, uint32_t idx, struct mfs_tnode *e)
 {
 	uint32_t v = idx - t->n, r = v / N_OWN, k = v % N_OWN;
-	const struct mfs_tensor *ts = t->own_t[r];
+	const struct mfs_tensor *ts = own_tensor(t, r);
 	memset(e, 0, sizeof(*e));
 	e->name = own_names[k];
 	e->name_len = own_lens[k];
@@ -241,7 +269,7 @@ static void own_node(const struct mfs_tree *t, uint32_t idx, struct mfs_tnode *e
 static void own_text(const struct mfs_tree *t, uint32_t idx, char *buf, size_t cap)
 {
 	uint32_t v = idx - t->n;
-	const struct mfs_tensor *ts = t->own_t[v / N_OWN];
+	const struct mfs_tensor *ts = own_tensor(t, v / N_OWN);
 	switch (v % N_OWN) {
 	case OWN_DTYPE:
 		snprintf(buf, cap, "%s", mfs_dtype_name(ts->dtype));
@@ -287,8 +315,36 @@ static uint32_t slot_of(const struct mfs_tree *t, uint32_t parent, const char *n
 	return (uint32_t)(h ^ (h >> 32)) & t->mask;
 }
 
+/*
+ * A built tree hashes only the children of directories with more than
+ * SMALL_DIR stored children; lookup in the others compares names along
+ * their children[] run.  Most directories of a big checkpoint hold one to
+ * three (a tensor's `<proj>/` and `weight/`), so this keeps the table to a
+ * fraction of the entries.
+ */
+#define SMALL_DIR 8u
+
+/* Stored children of directory entry `d` (own files are not). */
+static uint32_t stored_children(const struct mfs_tnode *d)
+{
+	return d->u.dir.count - (d->u.dir.own ? N_OWN : 0);
+}
+
 static uint32_t find(const struct mfs_tree *t, uint32_t parent, const char *name, size_t len)
 {
+	if (t->scan_small) {
+		const struct mfs_tnode *d = &t->nodes[parent];
+		uint32_t nc = stored_children(d);
+		if (nc <= SMALL_DIR) {
+			const uint32_t *c = t->children + d->u.dir.first;
+			for (uint32_t k = 0; k < nc; k++) {
+				const struct mfs_tnode *e = &t->nodes[c[k]];
+				if (e->name_len == len && !memcmp(e->name, name, len))
+					return c[k];
+			}
+			return NONE;
+		}
+	}
 	for (uint32_t s = slot_of(t, parent, name, len);; s = (s + 1) & t->mask) {
 		uint32_t i = t->slots[s];
 		if (i == NONE)
@@ -658,9 +714,9 @@ static void tensor_contents(struct build *b, uint32_t dir, const struct mfs_tens
 		uint32_t *dirs = realloc(tr->own_dir, (size_t)cap * sizeof(*dirs));
 		if (dirs)
 			tr->own_dir = dirs;
-		const struct mfs_tensor **ts = realloc(tr->own_t, (size_t)cap * sizeof(*ts));
+		uint32_t *ts = realloc(tr->own_id, (size_t)cap * sizeof(*ts));
 		if (ts)
-			tr->own_t = ts;
+			tr->own_id = ts;
 		if (!dirs || !ts) {
 			set_err(b, -ENOMEM);
 			return;
@@ -682,7 +738,23 @@ static void tensor_contents(struct build *b, uint32_t dir, const struct mfs_tens
 		d->flags |= TNF_LATE;
 	}
 	tr->own_dir[tr->n_own] = dir;
-	tr->own_t[tr->n_own] = t;
+	const struct mfs_desc *desc = b->d;
+	if (t->id < desc->n_tensors && t->id < OWN_X && desc->tensors[t->id] == t) {
+		tr->own_id[tr->n_own] = (uint32_t)t->id;
+	} else {
+		if (tr->n_x == tr->x_cap) {
+			uint32_t cap = tr->x_cap ? tr->x_cap * 2 : 16;
+			struct own_x *x = realloc(tr->own_x, (size_t)cap * sizeof(*x));
+			if (!x) {
+				set_err(b, -ENOMEM);
+				return;
+			}
+			tr->own_x = x;
+			tr->x_cap = cap;
+		}
+		tr->own_x[tr->n_x++] = (struct own_x){tr->n_own + 1, t};
+		tr->own_id[tr->n_own] = OWN_X;
+	}
 	d->u.dir.own = ++tr->n_own;
 }
 
@@ -1107,9 +1179,9 @@ static int finish(struct build *b)
 		uint32_t *dirs = realloc(t->own_dir, (size_t)t->n_own * sizeof(*dirs) + 1);
 		if (dirs)
 			t->own_dir = dirs;
-		const struct mfs_tensor **ts = realloc(t->own_t, (size_t)t->n_own * sizeof(*ts) + 1);
+		uint32_t *ts = realloc(t->own_id, (size_t)t->n_own * sizeof(*ts) + 1);
 		if (ts)
-			t->own_t = ts;
+			t->own_id = ts;
 		t->own_cap = t->n_own;
 	}
 	t->children = malloc((size_t)(t->n > 1 ? t->n - 1 : 1) * sizeof(*t->children));
@@ -1133,6 +1205,33 @@ static int finish(struct build *b)
 	free(b->next);
 	b->next = NULL;
 	return 0;
+}
+
+/*
+ * Once children[] is final: a table of only the children of big directories
+ * (see SMALL_DIR).  Without memory for it the full table stays, which
+ * answers as well.
+ */
+static void slots_shrink(struct mfs_tree *t)
+{
+	uint64_t n = 0;
+	for (uint32_t i = 1; i < t->n; i++)
+		n += stored_children(&t->nodes[t->nodes[i].parent]) > SMALL_DIR;
+	uint64_t want = n + n / 3 + 1, cap = 64;
+	while (cap < want)
+		cap *= 2;
+	t->scan_small = true;
+	if (cap >= (uint64_t)t->mask + 1)
+		return;
+	uint32_t *slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return;
+	free(t->slots);
+	t->slots = slots;
+	t->mask = (uint32_t)(cap - 1);
+	for (uint32_t i = 1; i < t->n; i++)
+		if (stored_children(&t->nodes[t->nodes[i].parent]) > SMALL_DIR)
+			slot_put(t, i);
 }
 
 /*
@@ -1229,6 +1328,7 @@ int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc)
 	rc = finish(&b);
 	if (rc < 0)
 		goto out;
+	slots_shrink(b.t);
 	*out = b.t;
 	b.t = NULL;
 out:
@@ -1243,7 +1343,8 @@ void mfs_tree_destroy(struct mfs_tree *t)
 		return;
 	pool_free(&t->pool);
 	free(t->own_dir);
-	free(t->own_t);
+	free(t->own_id);
+	free(t->own_x);
 	free(t->late);
 	free(t->slots);
 	free(t->children);
@@ -1452,8 +1553,8 @@ bool mfs_tree_text_same(const struct mfs_tree *a, uint32_t ia, const struct mfs_
 	if ((ea->flags & eb->flags & MFS_TNF_GEN) && ia >= a->n && ib >= b->n &&
 	    (ia - a->n) % N_OWN == OWN_SHAPE && (ib - b->n) % N_OWN == OWN_SHAPE) {
 		/* Two shapes: the same dims make the same text. */
-		const struct mfs_tensor *ta = a->own_t[(ia - a->n) / N_OWN];
-		const struct mfs_tensor *tb = b->own_t[(ib - b->n) / N_OWN];
+		const struct mfs_tensor *ta = own_tensor(a, (ia - a->n) / N_OWN);
+		const struct mfs_tensor *tb = own_tensor(b, (ib - b->n) / N_OWN);
 		if (ta->rank == tb->rank &&
 		    (ta->dims == tb->dims || !memcmp(ta->dims, tb->dims, ta->rank * sizeof(*ta->dims))))
 			return true;
@@ -1472,6 +1573,7 @@ uint64_t mfs_tree_mem(const struct mfs_tree *t)
 	return sizeof(*t) + (uint64_t)t->n * sizeof(*t->nodes) +
 	       (uint64_t)(t->n ? t->n - 1 : 0) * sizeof(*t->children) +
 	       ((uint64_t)t->mask + 1) * sizeof(*t->slots) + t->pool.bytes +
-	       (uint64_t)t->own_cap * (sizeof(*t->own_dir) + sizeof(*t->own_t)) +
+	       (uint64_t)t->own_cap * (sizeof(*t->own_dir) + sizeof(*t->own_id)) +
+	       (uint64_t)t->x_cap * sizeof(*t->own_x) +
 	       (uint64_t)t->late_cap * sizeof(*t->late);
 }

@@ -903,8 +903,12 @@ static struct mfs_desc *moe(size_t layers, size_t experts, int64_t d0)
 		names[i] = S(buf);
 	}
 	struct mfs_desc *d = with_inits(n, names);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		d->graph->inits[i] = tensor(names[i], MFS_DT_BFLOAT16, 2, d0, (int64_t)8);
+		d->graph->inits[i]->id = i;
+	}
+	d->tensors = d->graph->inits;   /* as the reader lists them: tensors[i]->id == i */
+	d->n_tensors = n;
 	d->format = "safetensors";
 	d->flags = 0;
 	d->files[0].path = S("model.safetensors");
