@@ -2,17 +2,39 @@
  * fs/tree.c — the mount's tree, and the owner of inode numbers.
  *
  * mfs_tree_build() walks a model description once and lays it out as
- * doc/design.md §3.1/§3.2 say.  The result is an immutable array of entries
- * (struct mfs_tnode, 32 bytes each) plus three side structures:
+ * doc/design.md §3.1/§3.2 say.  The result is an immutable array of stored
+ * entries (struct mfs_tnode, 32 bytes each) plus these side structures:
  *
- *   children[]   for each directory, its children's indices in display order
- *                (a directory's u.dir.first is where its run starts), so
- *                readdir at offset i is children[first + i];
- *   slots[]      one open-addressing hash table over every entry, keyed by
- *                (parent index, name), so lookup is O(1) whatever the size
- *                of the directory (nodes/ of a big graph has 100,000 entries);
+ *   children[]   for each directory, its stored children's indices in
+ *                display order (a directory's u.dir.first is where its run
+ *                starts), so readdir at offset i is children[first + i];
+ *   slots[]      an open-addressing hash table keyed by (parent index,
+ *                name) over the children of directories with more than
+ *                SMALL_DIR stored children, so lookup is O(1) whatever the
+ *                size of the directory (nodes/ of a big graph has 100,000
+ *                entries); in smaller ones it compares names along the
+ *                children[] run (while building, every entry is hashed);
+ *   own_dir[], own_id[]  the stored tensor directories: the files every
+ *                one of them has (data dtype shape name) are not stored;
+ *   vd_*[]       the leaf tensor directories, not stored either (below);
  *   pool         the strings the tree made itself: encoded names that differ
  *                from the model's bytes, shapes, joined input/output lists.
+ *
+ * A TENSOR'S OWN FILES
+ *
+ * Most entries of a big checkpoint would be the four files of each tensor
+ * directory (1.2 of 1.9 million for 300,000 tensors), all alike.  They are
+ * numbered after the n stored entries: own directory r (u.dir.own = r + 1)
+ * has entries n + 4r + k, k indexing own_names[], listed before its stored
+ * children (or after those it held before it became a tensor's: own_late).
+ * mfs_tree_node() makes such an entry in the caller's buffer from the
+ * tensor; a shape, an unknown dtype's name and a name that needs escapes
+ * are generated on each read (MFS_TNF_GEN).  Once built, a tensor
+ * directory that holds nothing but those files and is named by the end of
+ * its tensor's name (weight/ of "...up_proj.weight") leaves nodes[] too
+ * (make_leaves): its parent, tensor id and name length are enough to make
+ * it (vd_node).  Index order still puts every parent before its children,
+ * which is all inode.c needs to map numbers by path across rebuilds.
  *
  * Everything else points into the description: a node's `op_type` file is
  * the description's op_type string plus an implicit '\n' (MFS_TNF_NL) —
@@ -125,8 +147,13 @@ static void pool_free(struct pool *p)
 struct mfs_tree {
 	const struct mfs_desc *desc;    /* borrowed */
 	struct mfs_tnode *nodes;
-	uint32_t n;             /* stored entries; own files are numbered after them */
-	uint32_t n_own, own_cap;        /* tensor directories with own files */
+	uint32_t n;             /* stored entries; leaf directories and own files
+	                         * are numbered after them */
+	uint32_t n_vd;          /* leaf tensor directories (entries n .. n + n_vd - 1) */
+	uint32_t *vd_parent;    /* n_vd: each one's parent */
+	uint32_t *vd_tid;       /* n_vd: its tensor's index in desc->tensors */
+	uint8_t *vd_len;        /* n_vd: its name's length: the end of the tensor's name */
+	uint32_t n_own, own_cap;        /* stored tensor directories with own files */
 	uint32_t *own_dir;      /* n_own: the directory of each */
 	uint32_t *own_id;       /* n_own: its tensor's index in desc->tensors, or
 	                         * OWN_X when that is not where it is (see own_x) */
@@ -147,8 +174,18 @@ struct mfs_tree {
 
 /*
  * The files a tensor directory has of its own, in this order.  They are not
- * stored: own directory number r (u.dir.own = r + 1) has entries
- * n + N_OWN * r + k, k indexing own_names[], made by own_node() on demand.
+ * stored, and neither is a tensor directory that holds nothing else and is
+ * named by the end of its tensor's name (most `weight/`): the index space of
+ * a built tree is
+ *
+ *   0 .. n - 1                 stored entries (nodes[])
+ *   n + v                      leaf tensor directory v (vd_*[v])
+ *   n + n_vd + N_OWN * v + k   own file k of leaf directory v
+ *   n + 5 n_vd + N_OWN * r + k own file k of stored directory r
+ *                              (u.dir.own = r + 1, own_dir[r])
+ *
+ * so every parent comes before its children.  While building, n_vd is 0
+ * and every tensor directory is stored; finish() makes the leaves.
  */
 #define N_OWN 4u
 
@@ -193,7 +230,39 @@ static bool own_taken(const struct mfs_tree *t, uint32_t dir, const char *name, 
 /* Entries stored and made. */
 static uint64_t total(const struct mfs_tree *t)
 {
-	return (uint64_t)t->n + (uint64_t)N_OWN * t->n_own;
+	return (uint64_t)t->n + (uint64_t)(N_OWN + 1) * t->n_vd + (uint64_t)N_OWN * t->n_own;
+}
+
+/* The first own file of a leaf directory, of a stored one. */
+static uint32_t leaf_own_base(const struct mfs_tree *t)
+{
+	return t->n + t->n_vd;
+}
+
+static uint32_t stored_own_base(const struct mfs_tree *t)
+{
+	return t->n + (N_OWN + 1) * t->n_vd;
+}
+
+/* The name of leaf directory v: the end of its tensor's name. */
+static const char *vd_name(const struct mfs_tree *t, uint32_t v)
+{
+	const char *nm = t->desc->tensors[t->vd_tid[v]]->name;
+	return nm + strlen(nm) - t->vd_len[v];
+}
+
+/* Is entry i (stored or leaf) named name[0 .. len) (and in `parent`)? */
+static bool key_is(const struct mfs_tree *t, uint32_t i, const uint32_t *parent, const char *name,
+                   size_t len)
+{
+	if (i < t->n) {
+		const struct mfs_tnode *e = &t->nodes[i];
+		return (!parent || e->parent == *parent) && e->name_len == len &&
+		       !memcmp(e->name, name, len);
+	}
+	uint32_t v = i - t->n;
+	return (!parent || t->vd_parent[v] == *parent) && t->vd_len[v] == len &&
+	       !memcmp(vd_name(t, v), name, len);
 }
 
 /* Is a dtype's name a string that lives forever (mfs_dtype_name)? */
@@ -218,15 +287,44 @@ static const struct mfs_tensor *own_tensor(const struct mfs_tree *t, uint32_t r)
 	return t->own_x[lo].t;          /* there: tensor_contents() put it */
 }
 
-/* Make own entry `idx` (n <= idx < total) in `e`. */
+/* Own file `idx`: its tensor, directory and k.  Returns k. */
+static unsigned own_of(const struct mfs_tree *t, uint32_t idx, const struct mfs_tensor **ts,
+                       uint32_t *dir)
+{
+	if (idx < stored_own_base(t)) {
+		uint32_t w = idx - leaf_own_base(t);
+		*ts = t->desc->tensors[t->vd_tid[w / N_OWN]];
+		*dir = t->n + w / N_OWN;
+		return w % N_OWN;
+	}
+	uint32_t w = idx - stored_own_base(t);
+	*ts = own_tensor(t, w / N_OWN);
+	*dir = t->own_dir[w / N_OWN];
+	return w % N_OWN;
+}
+
+/* Make leaf directory v in `e`. */
+static void vd_node(const struct mfs_tree *t, uint32_t v, struct mfs_tnode *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->name = vd_name(t, v);
+	e->name_len = t->vd_len[v];
+	e->parent = t->vd_parent[v];
+	e->kind = MFS_TN_DIR;
+	e->flags = MFS_TNF_TENSOR;
+	e->u.dir.count = N_OWN;
+}
+
+/* Make own entry `idx` (leaf_own_base <= idx < total) in `e`. */
 static void own_node(const struct mfs_tree *t, uint32_t idx, struct mfs_tnode *e)
 {
-	uint32_t v = idx - t->n, r = v / N_OWN, k = v % N_OWN;
-	const struct mfs_tensor *ts = own_tensor(t, r);
+	const struct mfs_tensor *ts;
+	uint32_t dir;
+	unsigned k = own_of(t, idx, &ts, &dir);
 	memset(e, 0, sizeof(*e));
 	e->name = own_names[k];
 	e->name_len = own_lens[k];
-	e->parent = t->own_dir[r];
+	e->parent = dir;
 	e->flags = MFS_TNF_OWN;
 	e->kind = MFS_TN_TEXT;
 	switch (k) {
@@ -268,9 +366,9 @@ static void own_node(const struct mfs_tree *t, uint32_t idx, struct mfs_tnode *e
  */
 static void own_text(const struct mfs_tree *t, uint32_t idx, char *buf, size_t cap)
 {
-	uint32_t v = idx - t->n;
-	const struct mfs_tensor *ts = own_tensor(t, v / N_OWN);
-	switch (v % N_OWN) {
+	const struct mfs_tensor *ts;
+	uint32_t dir;
+	switch (own_of(t, idx, &ts, &dir)) {
 	case OWN_DTYPE:
 		snprintf(buf, cap, "%s", mfs_dtype_name(ts->dtype));
 		break;
@@ -324,12 +422,13 @@ static uint32_t slot_of(const struct mfs_tree *t, uint32_t parent, const char *n
  */
 #define SMALL_DIR 8u
 
-/* Stored children of directory entry `d` (own files are not). */
+/* Children of stored directory `d` in children[] (own files are not). */
 static uint32_t stored_children(const struct mfs_tnode *d)
 {
 	return d->u.dir.count - (d->u.dir.own ? N_OWN : 0);
 }
 
+/* The child named name[0 .. len) of stored directory `parent` (not an own file). */
 static uint32_t find(const struct mfs_tree *t, uint32_t parent, const char *name, size_t len)
 {
 	if (t->scan_small) {
@@ -337,11 +436,9 @@ static uint32_t find(const struct mfs_tree *t, uint32_t parent, const char *name
 		uint32_t nc = stored_children(d);
 		if (nc <= SMALL_DIR) {
 			const uint32_t *c = t->children + d->u.dir.first;
-			for (uint32_t k = 0; k < nc; k++) {
-				const struct mfs_tnode *e = &t->nodes[c[k]];
-				if (e->name_len == len && !memcmp(e->name, name, len))
+			for (uint32_t k = 0; k < nc; k++)
+				if (key_is(t, c[k], NULL, name, len))
 					return c[k];
-			}
 			return NONE;
 		}
 	}
@@ -349,15 +446,15 @@ static uint32_t find(const struct mfs_tree *t, uint32_t parent, const char *name
 		uint32_t i = t->slots[s];
 		if (i == NONE)
 			return NONE;
-		const struct mfs_tnode *e = &t->nodes[i];
-		if (e->parent == parent && e->name_len == len && !memcmp(e->name, name, len))
+		if (key_is(t, i, &parent, name, len))
 			return i;
 	}
 }
 
 static void slot_put(struct mfs_tree *t, uint32_t i)
 {
-	const struct mfs_tnode *e = &t->nodes[i];
+	struct mfs_tnode buf;
+	const struct mfs_tnode *e = i < t->n ? &t->nodes[i] : (vd_node(t, i - t->n, &buf), &buf);
 	uint32_t s = slot_of(t, e->parent, e->name, e->name_len);
 	while (t->slots[s] != NONE)
 		s = (s + 1) & t->mask;
@@ -1208,30 +1305,136 @@ static int finish(struct build *b)
 }
 
 /*
- * Once children[] is final: a table of only the children of big directories
- * (see SMALL_DIR).  Without memory for it the full table stays, which
- * answers as well.
+ * May stored tensor directory `e` (own r) be a leaf directory: nothing in it
+ * but its own files, no flag but MFS_TNF_TENSOR, its tensor listed at its id
+ * and its name the end of the tensor's name (so that nothing of it but the
+ * length needs keeping)?
  */
-static void slots_shrink(struct mfs_tree *t)
+static bool leaf_ok(const struct mfs_tree *t, const struct mfs_tnode *e)
+{
+	uint32_t r = e->u.dir.own - 1;
+	if (e->flags != MFS_TNF_TENSOR || stored_children(e) || t->own_id[r] == OWN_X)
+		return false;
+	const char *nm = t->desc->tensors[t->own_id[r]]->name;
+	size_t len = nm ? strlen(nm) : 0;
+	return e->name_len <= len && e->name == nm + len - e->name_len;
+}
+
+/*
+ * Once children[] is final: take the leaf tensor directories out of
+ * nodes[] (see N_OWN for the numbering), renumbering the stored entries
+ * that follow them.  The hash table is stale afterwards (slots_build).
+ */
+static int make_leaves(struct mfs_tree *t)
+{
+	uint32_t n = t->n, nv = 0, s = 0;
+	uint32_t *newown = malloc((t->n_own ? t->n_own : 1) * sizeof(*newown));
+	uint32_t *map = malloc((size_t)n * sizeof(*map));
+	if (!newown || !map) {
+		free(newown);
+		free(map);
+		return -ENOMEM;
+	}
+	/* Stored own directories keep their order (own_x, late are sorted by it). */
+	for (uint32_t r = 0; r < t->n_own; r++) {
+		bool leaf = leaf_ok(t, &t->nodes[t->own_dir[r]]);
+		newown[r] = leaf ? 0 : ++s;
+		nv += leaf;
+	}
+	uint32_t kept = n - nv, v = 0, k = 0;
+	uint32_t *vp = malloc((nv ? nv : 1) * sizeof(*vp));
+	uint32_t *vt = malloc((nv ? nv : 1) * sizeof(*vt));
+	uint8_t *vl = malloc(nv ? nv : 1);
+	if (!vp || !vt || !vl) {
+		free(vp);
+		free(vt);
+		free(vl);
+		free(newown);
+		free(map);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct mfs_tnode *e = &t->nodes[i];
+		bool leaf = e->kind == MFS_TN_DIR && e->u.dir.own && !newown[e->u.dir.own - 1];
+		map[i] = leaf ? kept + v++ : k++;
+	}
+	v = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct mfs_tnode e = t->nodes[i];
+		e.parent = map[e.parent];       /* a parent is stored: leaves hold no entries */
+		if (map[i] >= kept) {
+			vp[v] = e.parent;
+			vt[v] = t->own_id[e.u.dir.own - 1];
+			vl[v] = e.name_len;
+			v++;
+			continue;
+		}
+		if (e.kind == MFS_TN_DIR && e.u.dir.own)
+			e.u.dir.own = newown[e.u.dir.own - 1];
+		t->nodes[map[i]] = e;           /* map[i] <= i: in place */
+	}
+	for (uint32_t c = 0; n > 1 && c < n - 1; c++)
+		t->children[c] = map[t->children[c]];
+	for (uint32_t r = 0; r < t->n_own; r++) {
+		if (newown[r]) {
+			t->own_dir[newown[r] - 1] = map[t->own_dir[r]];
+			t->own_id[newown[r] - 1] = t->own_id[r];
+		}
+	}
+	for (uint32_t i = 0; i < t->n_x; i++)
+		t->own_x[i].own = newown[t->own_x[i].own - 1];
+	for (uint32_t i = 0; i < t->n_late; i++)
+		t->late[i].own = newown[t->late[i].own - 1];
+	if (t->n_props)
+		t->props_first = map[t->props_first];
+	free(map);
+	free(newown);
+	t->n = kept;
+	t->n_vd = nv;
+	t->vd_parent = vp;
+	t->vd_tid = vt;
+	t->vd_len = vl;
+	t->n_own = s;
+	struct mfs_tnode *nodes = realloc(t->nodes, (size_t)(kept ? kept : 1) * sizeof(*nodes));
+	if (nodes)
+		t->nodes = nodes;
+	if (s < t->own_cap) {
+		uint32_t *dirs = realloc(t->own_dir, (size_t)s * sizeof(*dirs) + 1);
+		if (dirs)
+			t->own_dir = dirs;
+		uint32_t *ids = realloc(t->own_id, (size_t)s * sizeof(*ids) + 1);
+		if (ids)
+			t->own_id = ids;
+		t->own_cap = s;
+	}
+	return 0;
+}
+
+/*
+ * Once the numbering is final: a table of only the children of big
+ * directories (see SMALL_DIR), stored entries and leaves.
+ */
+static int slots_build(struct mfs_tree *t)
 {
 	uint64_t n = 0;
-	for (uint32_t i = 1; i < t->n; i++)
-		n += stored_children(&t->nodes[t->nodes[i].parent]) > SMALL_DIR;
+	uint32_t listed = t->n + t->n_vd;
+	struct mfs_tnode buf;
+	for (uint32_t i = 1; i < listed; i++)
+		n += stored_children(&t->nodes[mfs_tree_node(t, i, &buf)->parent]) > SMALL_DIR;
 	uint64_t want = n + n / 3 + 1, cap = 64;
 	while (cap < want)
 		cap *= 2;
-	t->scan_small = true;
-	if (cap >= (uint64_t)t->mask + 1)
-		return;
 	uint32_t *slots = calloc(cap, sizeof(*slots));
 	if (!slots)
-		return;
+		return -ENOMEM;
 	free(t->slots);
 	t->slots = slots;
 	t->mask = (uint32_t)(cap - 1);
-	for (uint32_t i = 1; i < t->n; i++)
-		if (stored_children(&t->nodes[t->nodes[i].parent]) > SMALL_DIR)
+	t->scan_small = true;
+	for (uint32_t i = 1; i < listed; i++)
+		if (stored_children(&t->nodes[mfs_tree_node(t, i, &buf)->parent]) > SMALL_DIR)
 			slot_put(t, i);
+	return 0;
 }
 
 /*
@@ -1326,9 +1529,12 @@ int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc)
 	if (rc < 0)
 		goto out;
 	rc = finish(&b);
+	if (rc == 0)
+		rc = make_leaves(b.t);
+	if (rc == 0)
+		rc = slots_build(b.t);
 	if (rc < 0)
 		goto out;
-	slots_shrink(b.t);
 	*out = b.t;
 	b.t = NULL;
 out:
@@ -1345,6 +1551,9 @@ void mfs_tree_destroy(struct mfs_tree *t)
 	free(t->own_dir);
 	free(t->own_id);
 	free(t->own_x);
+	free(t->vd_parent);
+	free(t->vd_tid);
+	free(t->vd_len);
 	free(t->late);
 	free(t->slots);
 	free(t->children);
@@ -1374,12 +1583,17 @@ const struct mfs_tnode *mfs_tree_node(const struct mfs_tree *t, uint64_t idx,
 		return &t->nodes[idx];
 	if (idx >= total(t))
 		return NULL;
-	own_node(t, (uint32_t)idx, buf);
+	if (idx < leaf_own_base(t))
+		vd_node(t, (uint32_t)(idx - t->n), buf);
+	else
+		own_node(t, (uint32_t)idx, buf);
 	return buf;
 }
 
 uint32_t mfs_tree_child(const struct mfs_tree *t, uint32_t dir, uint32_t i)
 {
+	if (dir >= t->n)        /* a leaf directory: its own files only */
+		return leaf_own_base(t) + N_OWN * (dir - t->n) + i;
 	const struct mfs_tnode *d = &t->nodes[dir];
 	uint32_t own = d->u.dir.own;
 	if (own) {
@@ -1396,7 +1610,7 @@ uint32_t mfs_tree_child(const struct mfs_tree *t, uint32_t dir, uint32_t i)
 			pos = lo < t->n_late && t->late[lo].own == own ? t->late[lo].pos : 0;
 		}
 		if (i >= pos && i - pos < N_OWN)
-			return t->n + N_OWN * (own - 1) + (i - pos);
+			return stored_own_base(t) + N_OWN * (own - 1) + (i - pos);
 		if (i >= pos)
 			i -= N_OWN;
 	}
@@ -1408,16 +1622,23 @@ int mfs_tree_lookup(const struct mfs_tree *t, uint32_t dir, const char *name, si
 {
 	if (dir >= total(t))
 		return -ENOENT;
-	if (dir >= t->n || t->nodes[dir].kind != MFS_TN_DIR)
+	bool leaf = dir >= t->n && dir < leaf_own_base(t);
+	if (!leaf && (dir >= t->n || t->nodes[dir].kind != MFS_TN_DIR))
 		return -ENOTDIR;        /* own entries are files */
 	if (len > MFS_NAME_MAX)
 		return -ENAMETOOLONG;
 	if (len == 0)
 		return -ENOENT;
+	int k = own_slot(name, len);
+	if (leaf) {
+		if (k < 0)
+			return -ENOENT;
+		*out = leaf_own_base(t) + N_OWN * (dir - t->n) + (uint32_t)k;
+		return 0;
+	}
 	uint32_t own = t->nodes[dir].u.dir.own;
-	int k = own ? own_slot(name, len) : -1;
-	if (k >= 0) {
-		*out = t->n + N_OWN * (own - 1) + (uint32_t)k;
+	if (own && k >= 0) {
+		*out = stored_own_base(t) + N_OWN * (own - 1) + (uint32_t)k;
 		return 0;
 	}
 	uint32_t i = find(t, dir, name, len);
@@ -1550,11 +1771,12 @@ bool mfs_tree_text_same(const struct mfs_tree *a, uint32_t ia, const struct mfs_
 	if (!((ea->flags | eb->flags) & MFS_TNF_GEN))
 		return ea->u.text.p == eb->u.text.p ||
 		       !memcmp(ea->u.text.p, eb->u.text.p, ea->u.text.len);
-	if ((ea->flags & eb->flags & MFS_TNF_GEN) && ia >= a->n && ib >= b->n &&
-	    (ia - a->n) % N_OWN == OWN_SHAPE && (ib - b->n) % N_OWN == OWN_SHAPE) {
+	const struct mfs_tensor *ta, *tb;
+	uint32_t da, db;
+	if ((ea->flags & eb->flags & MFS_TNF_GEN) && ia >= leaf_own_base(a) &&
+	    ib >= leaf_own_base(b) && own_of(a, ia, &ta, &da) == OWN_SHAPE &&
+	    own_of(b, ib, &tb, &db) == OWN_SHAPE) {
 		/* Two shapes: the same dims make the same text. */
-		const struct mfs_tensor *ta = own_tensor(a, (ia - a->n) / N_OWN);
-		const struct mfs_tensor *tb = own_tensor(b, (ib - b->n) / N_OWN);
 		if (ta->rank == tb->rank &&
 		    (ta->dims == tb->dims || !memcmp(ta->dims, tb->dims, ta->rank * sizeof(*ta->dims))))
 			return true;
@@ -1575,5 +1797,6 @@ uint64_t mfs_tree_mem(const struct mfs_tree *t)
 	       ((uint64_t)t->mask + 1) * sizeof(*t->slots) + t->pool.bytes +
 	       (uint64_t)t->own_cap * (sizeof(*t->own_dir) + sizeof(*t->own_id)) +
 	       (uint64_t)t->x_cap * sizeof(*t->own_x) +
+	       (uint64_t)t->n_vd * (sizeof(*t->vd_parent) + sizeof(*t->vd_tid) + sizeof(*t->vd_len)) +
 	       (uint64_t)t->late_cap * sizeof(*t->late);
 }

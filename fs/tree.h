@@ -6,7 +6,9 @@
  * weights/ ...).  The tree holds no bytes of tensors: a `data` file points
  * at its struct mfs_tensor, a root model file names its source-file index,
  * and small text files point at strings of the description or at strings the
- * tree formatted itself (shapes, lists).  Entry indices are not inode
+ * tree formatted itself (lists).  The files every tensor directory has
+ * (data, dtype, shape, name) are not stored: mfs_tree_node() makes them on
+ * demand, with texts generated from the tensor (MFS_TNF_GEN).  Entry indices are not inode
  * numbers: fs/inode.c maps those onto each tree (see the top of inode.c).
  *
  * No FUSE here (fs_core): the daemon (ll.c) and the unit tests both use it.

@@ -943,13 +943,30 @@ static void many_tensors_cost_little_tree_memory(void **state)
 	assert_int_equal(mfs_tree_lookup(t, i, "x", 1, &i), -ENOTDIR);
 	assert_missing(t, "weights/model/layers/0/mlp/experts/0/gate_proj/weight/data/x");
 	assert_missing(t, "weights/model/layers/0/mlp/experts/0/gate_proj/weight/values");
+	/* weight/ holds nothing but its own files: a leaf, not stored, still a
+	 * directory like any other. */
+	uint32_t w = at(t, "weights/model/layers/3/mlp/experts/5/down_proj/weight");
+	e = node(t, w);
+	assert_int_equal(e->kind, MFS_TN_DIR);
+	assert_true(e->flags & MFS_TNF_TENSOR);
+	assert_int_equal(e->u.dir.count, 4);
+	assert_int_equal(e->u.dir.n_subdirs, 0);
+	assert_int_equal(mfs_tree_size(t, w), 4);
+	assert_int_equal(e->parent, at(t, "weights/model/layers/3/mlp/experts/5/down_proj"));
+	assert_int_equal(at(t, "weights/model/layers/3/mlp/experts/5/down_proj/weight/data/.."), w);
+	assert_int_equal(mfs_tree_child(t, w, 2),
+	                 at(t, "weights/model/layers/3/mlp/experts/5/down_proj/weight/shape"));
+	assert_int_equal(mfs_tree_lookup(t, w, "weight", 6, &i), -ENOENT);
+	assert_int_equal(mfs_tree_lookup(t, w, "", 0, &i), -ENOENT);
 	/*
-	 * A tensor's own files are made on demand, not stored: the tree is
-	 * about 110 bytes a tensor (its two directories and their indexes).
-	 * Stored, they made it ~270 (six entries of 32 bytes a tensor, their
-	 * child index and hash slots, the shape strings).
+	 * A tensor's own files are made on demand, and so is a tensor
+	 * directory that holds nothing else: the tree is about 60 bytes a
+	 * tensor (its <proj>/ directory, the leaf's parent, name length and
+	 * tensor, their indexes).  Stored, they made it ~270 (six entries of
+	 * 32 bytes a tensor, their child index and hash slots, the shape
+	 * strings).
 	 */
-	assert_true(mem < (uint64_t)N * 128);
+	assert_true(mem < (uint64_t)N * 72);
 	mfs_tree_destroy(t);
 }
 
