@@ -1792,8 +1792,9 @@ bool mfs_tree_text_same(const struct mfs_tree *a, uint32_t ia, const struct mfs_
 
 uint64_t mfs_tree_mem(const struct mfs_tree *t)
 {
+	uint64_t listed = (uint64_t)t->n + t->n_vd;     /* all but the root are in children[] */
 	return sizeof(*t) + (uint64_t)t->n * sizeof(*t->nodes) +
-	       (uint64_t)(t->n ? t->n - 1 : 0) * sizeof(*t->children) +
+	       (listed ? listed - 1 : 0) * sizeof(*t->children) +
 	       ((uint64_t)t->mask + 1) * sizeof(*t->slots) + t->pool.bytes +
 	       (uint64_t)t->own_cap * (sizeof(*t->own_dir) + sizeof(*t->own_id)) +
 	       (uint64_t)t->x_cap * sizeof(*t->own_x) +
