@@ -32,7 +32,8 @@ static const struct mfs_tensor *dir_tensor(const struct mfs_fs *fs, uint32_t dir
 	uint32_t d;
 	if (mfs_tree_lookup(fs->gen->tree, dir, "data", 4, &d) < 0)
 		return NULL;
-	const struct mfs_tnode *e = mfs_tree_node(fs->gen->tree, d);
+	struct mfs_tnode eb;
+	const struct mfs_tnode *e = mfs_tree_node(fs->gen->tree, d, &eb);
 	return e->kind == MFS_TN_TENSOR && (e->flags & MFS_TNF_OWN) ? e->u.tensor : NULL;
 }
 
@@ -50,12 +51,13 @@ static bool name_is(const struct mfs_tnode *e, const char *s)
 static bool meta_creatable(struct mfs_fs *fs, uint32_t dir)
 {
 	const struct mfs_tree *t = fs->gen->tree;
-	const struct mfs_tnode *d = mfs_tree_node(t, dir);
+	struct mfs_tnode db, eb;
+	const struct mfs_tnode *d = mfs_tree_node(t, dir, &db);
 	char name[MFS_NAME_MAX + 1];
 	if (fs->read_only)
 		return false;
 	for (uint32_t i = 0; i < d->u.dir.count; i++) {
-		const struct mfs_tnode *e = mfs_tree_node(t, mfs_tree_child(t, dir, i));
+		const struct mfs_tnode *e = mfs_tree_node(t, mfs_tree_child(t, dir, i), &eb);
 		if (e->kind != MFS_TN_TEXT)
 			continue;
 		memcpy(name, e->name, e->name_len);
@@ -70,7 +72,7 @@ static bool meta_creatable(struct mfs_fs *fs, uint32_t dir)
 static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 {
 	const struct mfs_gen *g = fs->gen;
-	const struct mfs_tnode *e = mfs_tree_node(g->tree, idx);
+	const struct mfs_tnode *e = mfs_tree_node(g->tree, idx, &en->ebuf);
 	en->idx = idx;
 	en->e = e;
 	switch (e->kind) {

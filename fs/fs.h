@@ -344,7 +344,8 @@ struct mfs_ent {
 	uint64_t asked;
 	enum mfs_role role;
 	uint32_t idx;                   /* tree entries */
-	const struct mfs_tnode *e;      /* tree entries */
+	const struct mfs_tnode *e;      /* tree entries: the tree's, or &ebuf */
+	struct mfs_tnode ebuf;          /* an entry the tree makes (tree.h: mfs_tree_node) */
 	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE */
 	uint64_t scratch;               /* R_SCRATCH */
 	bool writable;                  /* files: content may be written */

@@ -14,6 +14,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "fs.h"
 
@@ -48,6 +51,16 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 	rc = mfs_tree_build(&g->tree, &g->desc);
 	if (rc < 0)
 		goto out;
+#ifdef __GLIBC__
+	/*
+	 * Opening the model and building the tree grow arrays by doubling and
+	 * drop build-only ones; glibc keeps the pages of those freed blocks
+	 * resident (past its mmap threshold, which rises with the first big
+	 * free).  Hand them back: on a 300,000-tensor model that is 20 MiB of
+	 * a daemon's RSS (bench/RESULTS.md, "many tensors").
+	 */
+	malloc_trim(0);
+#endif
 	g->meta_dir = g->props_dir = NONE;
 	uint32_t i;
 	if (mfs_tree_lookup(g->tree, MFS_TREE_ROOT, "meta", 4, &i) == 0) {
@@ -65,10 +78,11 @@ out:
 uint64_t mfs_fs_root_ino(const struct mfs_fs *fs)
 {
 	const struct mfs_tree *t = fs->gen->tree;
-	const struct mfs_tnode *r = mfs_tree_node(t, MFS_TREE_ROOT);
+	struct mfs_tnode rb, eb;
+	const struct mfs_tnode *r = mfs_tree_node(t, MFS_TREE_ROOT, &rb);
 	for (uint32_t i = 0; i < r->u.dir.count; i++) {
 		uint32_t c = mfs_tree_child(t, MFS_TREE_ROOT, i);
-		const struct mfs_tnode *e = mfs_tree_node(t, c);
+		const struct mfs_tnode *e = mfs_tree_node(t, c, &eb);
 		if (e->kind == MFS_TN_SRC && e->u.src == 0)
 			return mfs_itab_ino(fs->itab, c);
 	}
@@ -372,8 +386,9 @@ int mfs_fs_abort(struct mfs_fs *fs)
 		 * pages go (once; later edits are tracked).
 		 */
 		const struct mfs_tree *t = fs->gen->tree;
+		struct mfs_tnode eb;
 		for (uint32_t i = 0; i < mfs_tree_count(t); i++)
-			if (mfs_tree_node(t, i)->kind != MFS_TN_DIR)
+			if (mfs_tree_node(t, i, &eb)->kind != MFS_TN_DIR)
 				mfs_inval_inode(fs, mfs_itab_ino(fs->itab, i));
 		fs->recovered = false;
 	}

@@ -161,14 +161,13 @@ int mfs_itab_index(const struct mfs_itab *it, uint64_t ino, uint32_t *idx)
 static bool same_content(const struct mfs_tree *a, uint32_t ia, const struct mfs_tree *b,
                          uint32_t ib)
 {
-	const struct mfs_tnode *ea = mfs_tree_node(a, ia), *eb = mfs_tree_node(b, ib);
+	struct mfs_tnode ba;
+	const struct mfs_tnode *ea = mfs_tree_node(a, ia, &ba);
 	if (mfs_tree_size(a, ia) != mfs_tree_size(b, ib))
 		return false;
 	if (ea->kind != MFS_TN_TEXT)
 		return true;
-	return ea->u.text.len == eb->u.text.len &&
-	       (ea->u.text.p == eb->u.text.p ||
-	        !memcmp(ea->u.text.p, eb->u.text.p, ea->u.text.len));
+	return mfs_tree_text_same(a, ia, b, ib);
 }
 
 static bool is_dir(const struct mfs_tnode *e)
@@ -193,7 +192,8 @@ int mfs_itab_rebuild(struct mfs_itab *it, const struct mfs_tree *tree,
 	idx2ino[0] = 1;
 	used[0] = 1;
 	for (uint32_t j = 1; j < n; j++) {
-		const struct mfs_tnode *e = mfs_tree_node(tree, j);
+		struct mfs_tnode eb, ob;
+		const struct mfs_tnode *e = mfs_tree_node(tree, j, &eb);
 		uint64_t pino = idx2ino[e->parent];
 		const char *look = e->name;
 		size_t look_len = e->name_len;
@@ -206,7 +206,7 @@ int mfs_itab_rebuild(struct mfs_itab *it, const struct mfs_tree *tree,
 		uint64_t ino = 0;
 		if (mfs_itab_index(it, pino, &pold) == 0 &&
 		    mfs_tree_lookup(old, pold, look, look_len, &oi) == 0 && !used[oi] &&
-		    is_dir(mfs_tree_node(old, oi)) == is_dir(e)) {
+		    is_dir(mfs_tree_node(old, oi, &ob)) == is_dir(e)) {
 			used[oi] = 1;
 			ino = mfs_itab_ino(it, oi);
 			if (fn && !same_content(old, oi, tree, j))
@@ -222,7 +222,8 @@ int mfs_itab_rebuild(struct mfs_itab *it, const struct mfs_tree *tree,
 		for (uint32_t i = 1; i < it->n; i++) {
 			if (used[i])
 				continue;
-			const struct mfs_tnode *e = mfs_tree_node(old, i);
+			struct mfs_tnode eb;
+			const struct mfs_tnode *e = mfs_tree_node(old, i, &eb);
 			fn(arg, MFS_IEV_VANISHED, mfs_itab_ino(it, e->parent), e->name, e->name_len,
 			   mfs_itab_ino(it, i));
 		}

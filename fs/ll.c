@@ -450,7 +450,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			strcpy(name, ctl[i - 2]);
 		} else if (i - 2 < n_tree) {
 			uint32_t ci = mfs_tree_child(tree, dir.idx, (uint32_t)(i - 2));
-			const struct mfs_tnode *ce = mfs_tree_node(tree, ci);
+			struct mfs_tnode cb;
+			const struct mfs_tnode *ce = mfs_tree_node(tree, ci, &cb);
 			c = mfs_itab_ino(fs->itab, ci);
 			memcpy(name, ce->name, ce->name_len);
 			name[ce->name_len] = '\0';
@@ -491,9 +492,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			int kind = S_IFREG;
 			if (i < 2 || c == fs->ctl_dir)
 				kind = S_IFDIR;
-			else if (dir.role == R_DIR && i - 2 < n_tree)
-				kind = mfs_tree_node(tree, mfs_tree_child(tree, dir.idx, (uint32_t)(i - 2)))
-				               ->kind == MFS_TN_DIR ? S_IFDIR : S_IFREG;
+			else if (dir.role == R_DIR && i - 2 < n_tree) {
+				struct mfs_tnode cb;
+				kind = mfs_tree_node(tree, mfs_tree_child(tree, dir.idx, (uint32_t)(i - 2)),
+				                     &cb)->kind == MFS_TN_DIR ? S_IFDIR : S_IFREG;
+			}
 			struct stat st = {.st_ino = c, .st_mode = (mode_t)kind};
 			n = fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t)(i + 1));
 		}
@@ -835,15 +838,18 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	struct rd_arg ra = {.fs = fs, .en = &en};
 	switch (en.role) {
-	case R_TEXT: {
-		const char *p;
-		size_t n;
-		bool nl;
-		mfs_tree_text_slice(fs->gen->tree, en.idx, o, size, &p, &n, &nl);
-		struct iovec iov[2] = {{(void *)p, n}, {(void *)"\n", 1}};
-		fuse_reply_iov(req, iov, nl ? 2 : 1);
-		break;
-	}
+	case R_TEXT:
+		if (!(en.e->flags & MFS_TNF_GEN)) {
+			const char *p;
+			size_t n;
+			bool nl;
+			mfs_tree_text_slice(fs->gen->tree, en.idx, o, size, &p, &n, &nl);
+			struct iovec iov[2] = {{(void *)p, n}, {(void *)"\n", 1}};
+			fuse_reply_iov(req, iov, nl ? 2 : 1);
+			break;
+		}
+		/* A text the tree makes on each read (a tensor's escaped name). */
+		/* fall through */
 	case R_DTYPE:
 	case R_SHAPE:
 	case R_META:

@@ -2,17 +2,39 @@
  * fs/tree.c — the mount's tree, and the owner of inode numbers.
  *
  * mfs_tree_build() walks a model description once and lays it out as
- * doc/design.md §3.1/§3.2 say.  The result is an immutable array of entries
- * (struct mfs_tnode, 32 bytes each) plus three side structures:
+ * doc/design.md §3.1/§3.2 say.  The result is an immutable array of stored
+ * entries (struct mfs_tnode, 32 bytes each) plus these side structures:
  *
- *   children[]   for each directory, its children's indices in display order
- *                (a directory's u.dir.first is where its run starts), so
- *                readdir at offset i is children[first + i];
- *   slots[]      one open-addressing hash table over every entry, keyed by
- *                (parent index, name), so lookup is O(1) whatever the size
- *                of the directory (nodes/ of a big graph has 100,000 entries);
+ *   children[]   for each directory, its stored children's indices in
+ *                display order (a directory's u.dir.first is where its run
+ *                starts), so readdir at offset i is children[first + i];
+ *   slots[]      an open-addressing hash table keyed by (parent index,
+ *                name) over the children of directories with more than
+ *                SMALL_DIR stored children, so lookup is O(1) whatever the
+ *                size of the directory (nodes/ of a big graph has 100,000
+ *                entries); in smaller ones it compares names along the
+ *                children[] run (while building, every entry is hashed);
+ *   own_dir[], own_id[]  the stored tensor directories: the files every
+ *                one of them has (data dtype shape name) are not stored;
+ *   vd_*[]       the leaf tensor directories, not stored either (below);
  *   pool         the strings the tree made itself: encoded names that differ
  *                from the model's bytes, shapes, joined input/output lists.
+ *
+ * A TENSOR'S OWN FILES
+ *
+ * Most entries of a big checkpoint would be the four files of each tensor
+ * directory (1.2 of 1.9 million for 300,000 tensors), all alike.  They are
+ * numbered after the n stored entries: own directory r (u.dir.own = r + 1)
+ * has entries n + 4r + k, k indexing own_names[], listed before its stored
+ * children (or after those it held before it became a tensor's: own_late).
+ * mfs_tree_node() makes such an entry in the caller's buffer from the
+ * tensor; a shape, an unknown dtype's name and a name that needs escapes
+ * are generated on each read (MFS_TNF_GEN).  Once built, a tensor
+ * directory that holds nothing but those files and is named by the end of
+ * its tensor's name (weight/ of "...up_proj.weight") leaves nodes[] too
+ * (make_leaves): its parent, tensor id and name length are enough to make
+ * it (vd_node).  Index order still puts every parent before its children,
+ * which is all inode.c needs to map numbers by path across rebuilds.
  *
  * Everything else points into the description: a node's `op_type` file is
  * the description's op_type string plus an implicit '\n' (MFS_TNF_NL) —
@@ -125,15 +147,241 @@ static void pool_free(struct pool *p)
 struct mfs_tree {
 	const struct mfs_desc *desc;    /* borrowed */
 	struct mfs_tnode *nodes;
-	uint32_t n;
+	uint32_t n;             /* stored entries; leaf directories and own files
+	                         * are numbered after them */
+	uint32_t n_vd;          /* leaf tensor directories (entries n .. n + n_vd - 1) */
+	uint32_t *vd_parent;    /* n_vd: each one's parent */
+	uint32_t *vd_tid;       /* n_vd: its tensor's index in desc->tensors */
+	uint8_t *vd_len;        /* n_vd: its name's length: the end of the tensor's name */
+	uint32_t n_own, own_cap;        /* stored tensor directories with own files */
+	uint32_t *own_dir;      /* n_own: the directory of each */
+	uint32_t *own_id;       /* n_own: its tensor's index in desc->tensors, or
+	                         * OWN_X when that is not where it is (see own_x) */
+	struct own_x *own_x;    /* n_x, by own: the tensors of OWN_X */
+	uint32_t n_x, x_cap;
+	struct own_late *late;  /* n_late, by own: own files listed after other children */
+	uint32_t n_late, late_cap;
 	uint32_t *children;
 	uint32_t *slots;        /* entry index, NONE = empty */
 	uint32_t mask;          /* slots has mask + 1 entries, a power of two */
+	bool scan_small;        /* built: entries of small directories are not in
+	                         * slots[], lookup scans their children */
 	uint64_t seed;
 	struct pool pool;
 	uint32_t props_first;   /* entries props_first .. + n_props - 1 are desc->props[] */
 	uint32_t n_props;
 };
+
+/*
+ * The files a tensor directory has of its own, in this order.  They are not
+ * stored, and neither is a tensor directory that holds nothing else and is
+ * named by the end of its tensor's name (most `weight/`): the index space of
+ * a built tree is
+ *
+ *   0 .. n - 1                 stored entries (nodes[])
+ *   n + v                      leaf tensor directory v (vd_*[v])
+ *   n + n_vd + N_OWN * v + k   own file k of leaf directory v
+ *   n + 5 n_vd + N_OWN * r + k own file k of stored directory r
+ *                              (u.dir.own = r + 1, own_dir[r])
+ *
+ * so every parent comes before its children.  While building, n_vd is 0
+ * and every tensor directory is stored; finish() makes the leaves.
+ */
+#define N_OWN 4u
+
+/*
+ * Own files are listed first, unless the directory held children before it
+ * became a tensor's (tensor "p.q" before "p"): then they come after those
+ * `pos` children, as they did when they were stored.  Rare, so kept aside.
+ */
+struct own_late {
+	uint32_t own, pos;
+};
+
+/* Flag of a directory that has a struct own_late. */
+#define TNF_LATE 0x80
+
+/* A tensor that desc->tensors does not list at its id. */
+#define OWN_X UINT32_MAX
+struct own_x {
+	uint32_t own;
+	const struct mfs_tensor *t;
+};
+enum { OWN_DATA, OWN_DTYPE, OWN_SHAPE, OWN_NAME };
+static const char *const own_names[N_OWN] = {"data", "dtype", "shape", "name"};
+static const uint8_t own_lens[N_OWN] = {4, 5, 5, 4};
+
+/* Which own file `name` is, or -1. */
+static int own_slot(const char *name, size_t len)
+{
+	for (unsigned k = 0; k < N_OWN; k++)
+		if (len == own_lens[k] && !memcmp(name, own_names[k], len))
+			return (int)k;
+	return -1;
+}
+
+/* Is `name` one of the own files directory `dir` (stored) shows? */
+static bool own_taken(const struct mfs_tree *t, uint32_t dir, const char *name, size_t len)
+{
+	return t->nodes[dir].kind == MFS_TN_DIR && t->nodes[dir].u.dir.own &&
+	       own_slot(name, len) >= 0;
+}
+
+/* Entries stored and made. */
+static uint64_t total(const struct mfs_tree *t)
+{
+	return (uint64_t)t->n + (uint64_t)(N_OWN + 1) * t->n_vd + (uint64_t)N_OWN * t->n_own;
+}
+
+/* The first own file of a leaf directory, of a stored one. */
+static uint32_t leaf_own_base(const struct mfs_tree *t)
+{
+	return t->n + t->n_vd;
+}
+
+static uint32_t stored_own_base(const struct mfs_tree *t)
+{
+	return t->n + (N_OWN + 1) * t->n_vd;
+}
+
+/* The name of leaf directory v: the end of its tensor's name. */
+static const char *vd_name(const struct mfs_tree *t, uint32_t v)
+{
+	const char *nm = t->desc->tensors[t->vd_tid[v]]->name;
+	return nm + strlen(nm) - t->vd_len[v];
+}
+
+/* Is entry i (stored or leaf) named name[0 .. len) (and in `parent`)? */
+static bool key_is(const struct mfs_tree *t, uint32_t i, const uint32_t *parent, const char *name,
+                   size_t len)
+{
+	if (i < t->n) {
+		const struct mfs_tnode *e = &t->nodes[i];
+		return (!parent || e->parent == *parent) && e->name_len == len &&
+		       !memcmp(e->name, name, len);
+	}
+	uint32_t v = i - t->n;
+	return (!parent || t->vd_parent[v] == *parent) && t->vd_len[v] == len &&
+	       !memcmp(vd_name(t, v), name, len);
+}
+
+/* Is a dtype's name a string that lives forever (mfs_dtype_name)? */
+static bool dtype_static(int32_t dtype)
+{
+	return dtype >= 0 && dtype < MFS_DT_COUNT_;
+}
+
+/* The tensor of own directory number r (u.dir.own = r + 1). */
+static const struct mfs_tensor *own_tensor(const struct mfs_tree *t, uint32_t r)
+{
+	if (t->own_id[r] != OWN_X)
+		return t->desc->tensors[t->own_id[r]];
+	uint32_t lo = 0, hi = t->n_x;      /* own_x[] is sorted by own */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (t->own_x[mid].own < r + 1)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return t->own_x[lo].t;          /* there: tensor_contents() put it */
+}
+
+/* Own file `idx`: its tensor, directory and k.  Returns k. */
+static unsigned own_of(const struct mfs_tree *t, uint32_t idx, const struct mfs_tensor **ts,
+                       uint32_t *dir)
+{
+	if (idx < stored_own_base(t)) {
+		uint32_t w = idx - leaf_own_base(t);
+		*ts = t->desc->tensors[t->vd_tid[w / N_OWN]];
+		*dir = t->n + w / N_OWN;
+		return w % N_OWN;
+	}
+	uint32_t w = idx - stored_own_base(t);
+	*ts = own_tensor(t, w / N_OWN);
+	*dir = t->own_dir[w / N_OWN];
+	return w % N_OWN;
+}
+
+/* Make leaf directory v in `e`. */
+static void vd_node(const struct mfs_tree *t, uint32_t v, struct mfs_tnode *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->name = vd_name(t, v);
+	e->name_len = t->vd_len[v];
+	e->parent = t->vd_parent[v];
+	e->kind = MFS_TN_DIR;
+	e->flags = MFS_TNF_TENSOR;
+	e->u.dir.count = N_OWN;
+}
+
+/* Make own entry `idx` (leaf_own_base <= idx < total) in `e`. */
+static void own_node(const struct mfs_tree *t, uint32_t idx, struct mfs_tnode *e)
+{
+	const struct mfs_tensor *ts;
+	uint32_t dir;
+	unsigned k = own_of(t, idx, &ts, &dir);
+	memset(e, 0, sizeof(*e));
+	e->name = own_names[k];
+	e->name_len = own_lens[k];
+	e->parent = dir;
+	e->flags = MFS_TNF_OWN;
+	e->kind = MFS_TN_TEXT;
+	switch (k) {
+	case OWN_DATA:
+		e->kind = MFS_TN_TENSOR;
+		e->u.tensor = ts;
+		break;
+	case OWN_DTYPE:
+		e->flags |= MFS_TNF_NL;
+		e->u.text.len = strlen(mfs_dtype_name(ts->dtype));
+		if (dtype_static(ts->dtype))
+			e->u.text.p = mfs_dtype_name(ts->dtype);
+		else
+			e->flags |= MFS_TNF_GEN;
+		break;
+	case OWN_SHAPE:
+		e->flags |= MFS_TNF_NL | MFS_TNF_GEN;
+		e->u.text.len = mfs_dims_format(NULL, 0, ts->dims, ts->rank);
+		break;
+	default: {
+		const char *nm = ts->name ? ts->name : "";
+		size_t len = strlen(nm);
+		e->flags |= MFS_TNF_NL;
+		if (mfs_text_plain(nm, len)) {
+			e->u.text.p = nm;
+			e->u.text.len = len;
+		} else {
+			e->flags |= MFS_TNF_GEN;
+			e->u.text.len = mfs_text_escape(NULL, 0, nm, len);
+		}
+		break;
+	}
+	}
+}
+
+/*
+ * Write generated text of own entry `idx` (len bytes, as own_node() said)
+ * and a NUL into `buf` of `cap` > len bytes.
+ */
+static void own_text(const struct mfs_tree *t, uint32_t idx, char *buf, size_t cap)
+{
+	const struct mfs_tensor *ts;
+	uint32_t dir;
+	switch (own_of(t, idx, &ts, &dir)) {
+	case OWN_DTYPE:
+		snprintf(buf, cap, "%s", mfs_dtype_name(ts->dtype));
+		break;
+	case OWN_SHAPE:
+		mfs_dims_format(buf, cap, ts->dims, ts->rank);
+		break;
+	default: {
+		const char *nm = ts->name ? ts->name : "";
+		mfs_text_escape(buf, cap, nm, strlen(nm));
+		break;
+	}
+	}
+}
 
 /*
  * The directories the last weights/ path went through (weight_dir): tensors
@@ -165,21 +413,48 @@ static uint32_t slot_of(const struct mfs_tree *t, uint32_t parent, const char *n
 	return (uint32_t)(h ^ (h >> 32)) & t->mask;
 }
 
+/*
+ * A built tree hashes only the children of directories with more than
+ * SMALL_DIR stored children; lookup in the others compares names along
+ * their children[] run.  Most directories of a big checkpoint hold one to
+ * three (a tensor's `<proj>/` and `weight/`), so this keeps the table to a
+ * fraction of the entries.
+ */
+#define SMALL_DIR 8u
+
+/* Children of stored directory `d` in children[] (own files are not). */
+static uint32_t stored_children(const struct mfs_tnode *d)
+{
+	return d->u.dir.count - (d->u.dir.own ? N_OWN : 0);
+}
+
+/* The child named name[0 .. len) of stored directory `parent` (not an own file). */
 static uint32_t find(const struct mfs_tree *t, uint32_t parent, const char *name, size_t len)
 {
+	if (t->scan_small) {
+		const struct mfs_tnode *d = &t->nodes[parent];
+		uint32_t nc = stored_children(d);
+		if (nc <= SMALL_DIR) {
+			const uint32_t *c = t->children + d->u.dir.first;
+			for (uint32_t k = 0; k < nc; k++)
+				if (key_is(t, c[k], NULL, name, len))
+					return c[k];
+			return NONE;
+		}
+	}
 	for (uint32_t s = slot_of(t, parent, name, len);; s = (s + 1) & t->mask) {
 		uint32_t i = t->slots[s];
 		if (i == NONE)
 			return NONE;
-		const struct mfs_tnode *e = &t->nodes[i];
-		if (e->parent == parent && e->name_len == len && !memcmp(e->name, name, len))
+		if (key_is(t, i, &parent, name, len))
 			return i;
 	}
 }
 
 static void slot_put(struct mfs_tree *t, uint32_t i)
 {
-	const struct mfs_tnode *e = &t->nodes[i];
+	struct mfs_tnode buf;
+	const struct mfs_tnode *e = i < t->n ? &t->nodes[i] : (vd_node(t, i - t->n, &buf), &buf);
 	uint32_t s = slot_of(t, e->parent, e->name, e->name_len);
 	while (t->slots[s] != NONE)
 		s = (s + 1) & t->mask;
@@ -239,7 +514,7 @@ static uint32_t add(struct build *b, uint32_t parent, const char *name, size_t l
 	struct mfs_tree *t = b->t;
 	if (b->err)
 		return NONE;
-	if (t->n >= max_entries) {
+	if (total(t) >= max_entries) {
 		set_err(b, -EFBIG);
 		return NONE;
 	}
@@ -339,14 +614,14 @@ static uint32_t add_unique_enc(struct build *b, uint32_t parent, const char *enc
 {
 	if (b->err)
 		return NONE;
-	if (find(b->t, parent, enc, len) == NONE) {
+	if (find(b->t, parent, enc, len) == NONE && !own_taken(b->t, parent, enc, len)) {
 		const char *name = stable ? enc : keep(b, enc, len);
 		return name ? add(b, parent, name, len, kind, flags) : NONE;
 	}
 	char cand[MFS_NAME_MAX + 16];
 	for (unsigned n = 1;; n++) {
 		size_t cl = spelling(cand, enc, len, n);
-		if (find(b->t, parent, cand, cl) == NONE) {
+		if (find(b->t, parent, cand, cl) == NONE && !own_taken(b->t, parent, cand, cl)) {
 			const char *name = keep(b, cand, cl);
 			return name ? add(b, parent, name, cl, kind, flags) : NONE;
 		}
@@ -503,20 +778,81 @@ static uint32_t dtype_file(struct build *b, uint32_t parent, int32_t dtype, unsi
 
 static void graph_contents(struct build *b, uint32_t dir, const struct mfs_graph *g);
 
-/* data, dtype, shape, name of a tensor, in its directory `dir`. */
+/*
+ * data, dtype, shape, name of a tensor, in its directory `dir`: not stored,
+ * only counted (own_node() makes them), and listed before what else the
+ * directory holds.
+ */
 static void tensor_contents(struct build *b, uint32_t dir, const struct mfs_tensor *t)
 {
+	struct mfs_tree *tr = b->t;
 	if (b->err || dir == NONE)
 		return;
-	b->t->nodes[dir].flags |= MFS_TNF_TENSOR;
+	struct mfs_tnode *d = &tr->nodes[dir];
+	d->flags |= MFS_TNF_TENSOR;
 	if (!t)
 		return;
-	uint32_t i = add_fixed(b, dir, "data", MFS_TN_TENSOR, MFS_TNF_OWN);
-	if (i != NONE)
-		b->t->nodes[i].u.tensor = t;
-	dtype_file(b, dir, t->dtype, MFS_TNF_OWN);
-	dims_file(b, dir, t->dims, t->rank, MFS_TNF_OWN);
-	line_fixed(b, dir, "name", t->name, MFS_TNF_OWN);
+	if (d->u.dir.own) {
+		set_err(b, -EINVAL);    /* a bug here: can_host() keeps tensors apart */
+		return;
+	}
+	for (unsigned k = 0; k < N_OWN; k++) {
+		if (find(tr, dir, own_names[k], own_lens[k]) != NONE) {
+			set_err(b, -EINVAL);
+			return;
+		}
+	}
+	if (total(tr) + N_OWN > max_entries) {
+		set_err(b, -EFBIG);
+		return;
+	}
+	if (tr->n_own == tr->own_cap) {
+		uint32_t cap = tr->own_cap ? tr->own_cap * 2 : 256;
+		uint32_t *dirs = realloc(tr->own_dir, (size_t)cap * sizeof(*dirs));
+		if (dirs)
+			tr->own_dir = dirs;
+		uint32_t *ts = realloc(tr->own_id, (size_t)cap * sizeof(*ts));
+		if (ts)
+			tr->own_id = ts;
+		if (!dirs || !ts) {
+			set_err(b, -ENOMEM);
+			return;
+		}
+		tr->own_cap = cap;
+	}
+	if (d->u.dir.count) {
+		if (tr->n_late == tr->late_cap) {
+			uint32_t cap = tr->late_cap ? tr->late_cap * 2 : 16;
+			struct own_late *l = realloc(tr->late, (size_t)cap * sizeof(*l));
+			if (!l) {
+				set_err(b, -ENOMEM);
+				return;
+			}
+			tr->late = l;
+			tr->late_cap = cap;
+		}
+		tr->late[tr->n_late++] = (struct own_late){tr->n_own + 1, d->u.dir.count};
+		d->flags |= TNF_LATE;
+	}
+	tr->own_dir[tr->n_own] = dir;
+	const struct mfs_desc *desc = b->d;
+	if (t->id < desc->n_tensors && t->id < OWN_X && desc->tensors[t->id] == t) {
+		tr->own_id[tr->n_own] = (uint32_t)t->id;
+	} else {
+		if (tr->n_x == tr->x_cap) {
+			uint32_t cap = tr->x_cap ? tr->x_cap * 2 : 16;
+			struct own_x *x = realloc(tr->own_x, (size_t)cap * sizeof(*x));
+			if (!x) {
+				set_err(b, -ENOMEM);
+				return;
+			}
+			tr->own_x = x;
+			tr->x_cap = cap;
+		}
+		tr->own_x[tr->n_x++] = (struct own_x){tr->n_own + 1, t};
+		tr->own_id[tr->n_own] = OWN_X;
+	}
+	d->u.dir.own = ++tr->n_own;
 }
 
 /* dtype, shape, name, values/, indices/ of a sparse tensor. */
@@ -710,6 +1046,8 @@ static uint32_t weight_dir(struct build *b, uint32_t weights, const char *name,
 			const char *cn = n ? cand : enc;
 			size_t cl = n ? spelling(cand, enc, el, n) : el;
 			uint32_t c = find(b->t, cur, cn, cl);
+			if (own_taken(b->t, cur, cn, cl))
+				continue;       /* `data` beside data: never a directory */
 			if (c == NONE) {
 				const char *kept = (n == 0 && enc == seg) ? seg : keep(b, cn, cl);
 				if (kept)
@@ -934,6 +1272,15 @@ static int finish(struct build *b)
 		if (nodes)
 			t->nodes = nodes;
 	}
+	if (t->n_own < t->own_cap) {
+		uint32_t *dirs = realloc(t->own_dir, (size_t)t->n_own * sizeof(*dirs) + 1);
+		if (dirs)
+			t->own_dir = dirs;
+		uint32_t *ts = realloc(t->own_id, (size_t)t->n_own * sizeof(*ts) + 1);
+		if (ts)
+			t->own_id = ts;
+		t->own_cap = t->n_own;
+	}
 	t->children = malloc((size_t)(t->n > 1 ? t->n - 1 : 1) * sizeof(*t->children));
 	if (!t->children)
 		return -ENOMEM;
@@ -949,9 +1296,144 @@ static int finish(struct build *b)
 		}
 		e->u.dir.first = start;
 		e->u.dir.n_subdirs = subdirs;
+		if (e->u.dir.own)
+			e->u.dir.count += N_OWN;
 	}
 	free(b->next);
 	b->next = NULL;
+	return 0;
+}
+
+/*
+ * May stored tensor directory `e` (own r) be a leaf directory: nothing in it
+ * but its own files, no flag but MFS_TNF_TENSOR, its tensor listed at its id
+ * and its name the end of the tensor's name (so that nothing of it but the
+ * length needs keeping)?
+ */
+static bool leaf_ok(const struct mfs_tree *t, const struct mfs_tnode *e)
+{
+	uint32_t r = e->u.dir.own - 1;
+	if (e->flags != MFS_TNF_TENSOR || stored_children(e) || t->own_id[r] == OWN_X)
+		return false;
+	const char *nm = t->desc->tensors[t->own_id[r]]->name;
+	size_t len = nm ? strlen(nm) : 0;
+	return e->name_len <= len && e->name == nm + len - e->name_len;
+}
+
+/*
+ * Once children[] is final: take the leaf tensor directories out of
+ * nodes[] (see N_OWN for the numbering), renumbering the stored entries
+ * that follow them.  The hash table is stale afterwards (slots_build).
+ */
+static int make_leaves(struct mfs_tree *t)
+{
+	uint32_t n = t->n, nv = 0, s = 0;
+	uint32_t *newown = malloc((t->n_own ? t->n_own : 1) * sizeof(*newown));
+	uint32_t *map = malloc((size_t)n * sizeof(*map));
+	if (!newown || !map) {
+		free(newown);
+		free(map);
+		return -ENOMEM;
+	}
+	/* Stored own directories keep their order (own_x, late are sorted by it). */
+	for (uint32_t r = 0; r < t->n_own; r++) {
+		bool leaf = leaf_ok(t, &t->nodes[t->own_dir[r]]);
+		newown[r] = leaf ? 0 : ++s;
+		nv += leaf;
+	}
+	uint32_t kept = n - nv, v = 0, k = 0;
+	uint32_t *vp = malloc((nv ? nv : 1) * sizeof(*vp));
+	uint32_t *vt = malloc((nv ? nv : 1) * sizeof(*vt));
+	uint8_t *vl = malloc(nv ? nv : 1);
+	if (!vp || !vt || !vl) {
+		free(vp);
+		free(vt);
+		free(vl);
+		free(newown);
+		free(map);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct mfs_tnode *e = &t->nodes[i];
+		bool leaf = e->kind == MFS_TN_DIR && e->u.dir.own && !newown[e->u.dir.own - 1];
+		map[i] = leaf ? kept + v++ : k++;
+	}
+	v = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct mfs_tnode e = t->nodes[i];
+		e.parent = map[e.parent];       /* a parent is stored: leaves hold no entries */
+		if (map[i] >= kept) {
+			vp[v] = e.parent;
+			vt[v] = t->own_id[e.u.dir.own - 1];
+			vl[v] = e.name_len;
+			v++;
+			continue;
+		}
+		if (e.kind == MFS_TN_DIR && e.u.dir.own)
+			e.u.dir.own = newown[e.u.dir.own - 1];
+		t->nodes[map[i]] = e;           /* map[i] <= i: in place */
+	}
+	for (uint32_t c = 0; n > 1 && c < n - 1; c++)
+		t->children[c] = map[t->children[c]];
+	for (uint32_t r = 0; r < t->n_own; r++) {
+		if (newown[r]) {
+			t->own_dir[newown[r] - 1] = map[t->own_dir[r]];
+			t->own_id[newown[r] - 1] = t->own_id[r];
+		}
+	}
+	for (uint32_t i = 0; i < t->n_x; i++)
+		t->own_x[i].own = newown[t->own_x[i].own - 1];
+	for (uint32_t i = 0; i < t->n_late; i++)
+		t->late[i].own = newown[t->late[i].own - 1];
+	if (t->n_props)
+		t->props_first = map[t->props_first];
+	free(map);
+	free(newown);
+	t->n = kept;
+	t->n_vd = nv;
+	t->vd_parent = vp;
+	t->vd_tid = vt;
+	t->vd_len = vl;
+	t->n_own = s;
+	struct mfs_tnode *nodes = realloc(t->nodes, (size_t)(kept ? kept : 1) * sizeof(*nodes));
+	if (nodes)
+		t->nodes = nodes;
+	if (s < t->own_cap) {
+		uint32_t *dirs = realloc(t->own_dir, (size_t)s * sizeof(*dirs) + 1);
+		if (dirs)
+			t->own_dir = dirs;
+		uint32_t *ids = realloc(t->own_id, (size_t)s * sizeof(*ids) + 1);
+		if (ids)
+			t->own_id = ids;
+		t->own_cap = s;
+	}
+	return 0;
+}
+
+/*
+ * Once the numbering is final: a table of only the children of big
+ * directories (see SMALL_DIR), stored entries and leaves.
+ */
+static int slots_build(struct mfs_tree *t)
+{
+	uint64_t n = 0;
+	uint32_t listed = t->n + t->n_vd;
+	struct mfs_tnode buf;
+	for (uint32_t i = 1; i < listed; i++)
+		n += stored_children(&t->nodes[mfs_tree_node(t, i, &buf)->parent]) > SMALL_DIR;
+	uint64_t want = n + n / 3 + 1, cap = 64;
+	while (cap < want)
+		cap *= 2;
+	uint32_t *slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	free(t->slots);
+	t->slots = slots;
+	t->mask = (uint32_t)(cap - 1);
+	t->scan_small = true;
+	for (uint32_t i = 1; i < listed; i++)
+		if (stored_children(&t->nodes[mfs_tree_node(t, i, &buf)->parent]) > SMALL_DIR)
+			slot_put(t, i);
 	return 0;
 }
 
@@ -967,7 +1449,7 @@ static uint64_t estimate_attrs(const struct mfs_attr *a, size_t n)
 {
 	uint64_t e = n;
 	for (size_t i = 0; i < n; i++) {
-		e += a[i].n_tensors * 6 + a[i].n_sparse * 16;
+		e += a[i].n_tensors * 2 + a[i].n_sparse * 10;
 		for (size_t k = 0; k < a[i].n_graphs; k++)
 			e += 2 + estimate_graph(a[i].graphs[k]);
 	}
@@ -987,8 +1469,8 @@ static uint64_t estimate_graph(const struct mfs_graph *g)
 	if (!g)
 		return 0;
 	return 8 + 4 * ((uint64_t)g->n_inputs + g->n_outputs + g->n_values) +
-	       estimate_nodes(g->nodes, g->n_nodes) + 6 * (uint64_t)g->n_inits +
-	       16 * (uint64_t)g->n_sparse_inits;
+	       estimate_nodes(g->nodes, g->n_nodes) + 2 * (uint64_t)g->n_inits +
+	       10 * (uint64_t)g->n_sparse_inits;
 }
 
 static uint64_t estimate(const struct mfs_desc *d)
@@ -1047,6 +1529,10 @@ int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc)
 	if (rc < 0)
 		goto out;
 	rc = finish(&b);
+	if (rc == 0)
+		rc = make_leaves(b.t);
+	if (rc == 0)
+		rc = slots_build(b.t);
 	if (rc < 0)
 		goto out;
 	*out = b.t;
@@ -1062,6 +1548,13 @@ void mfs_tree_destroy(struct mfs_tree *t)
 	if (!t)
 		return;
 	pool_free(&t->pool);
+	free(t->own_dir);
+	free(t->own_id);
+	free(t->own_x);
+	free(t->vd_parent);
+	free(t->vd_tid);
+	free(t->vd_len);
+	free(t->late);
 	free(t->slots);
 	free(t->children);
 	free(t->nodes);
@@ -1080,30 +1573,74 @@ bool mfs_tree_prop(const struct mfs_tree *t, uint32_t idx, size_t *out)
 
 uint32_t mfs_tree_count(const struct mfs_tree *t)
 {
-	return t->n;
+	return (uint32_t)total(t);     /* <= max_entries: the build checked */
 }
 
-const struct mfs_tnode *mfs_tree_node(const struct mfs_tree *t, uint64_t idx)
+const struct mfs_tnode *mfs_tree_node(const struct mfs_tree *t, uint64_t idx,
+                                      struct mfs_tnode *buf)
 {
-	return idx < t->n ? &t->nodes[idx] : NULL;
+	if (idx < t->n)
+		return &t->nodes[idx];
+	if (idx >= total(t))
+		return NULL;
+	if (idx < leaf_own_base(t))
+		vd_node(t, (uint32_t)(idx - t->n), buf);
+	else
+		own_node(t, (uint32_t)idx, buf);
+	return buf;
 }
 
 uint32_t mfs_tree_child(const struct mfs_tree *t, uint32_t dir, uint32_t i)
 {
-	return t->children[t->nodes[dir].u.dir.first + i];
+	if (dir >= t->n)        /* a leaf directory: its own files only */
+		return leaf_own_base(t) + N_OWN * (dir - t->n) + i;
+	const struct mfs_tnode *d = &t->nodes[dir];
+	uint32_t own = d->u.dir.own;
+	if (own) {
+		uint32_t pos = 0;
+		if (d->flags & TNF_LATE) {
+			uint32_t lo = 0, hi = t->n_late;    /* late[] is sorted by own */
+			while (lo < hi) {
+				uint32_t mid = lo + (hi - lo) / 2;
+				if (t->late[mid].own < own)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			pos = lo < t->n_late && t->late[lo].own == own ? t->late[lo].pos : 0;
+		}
+		if (i >= pos && i - pos < N_OWN)
+			return stored_own_base(t) + N_OWN * (own - 1) + (i - pos);
+		if (i >= pos)
+			i -= N_OWN;
+	}
+	return t->children[d->u.dir.first + i];
 }
 
 int mfs_tree_lookup(const struct mfs_tree *t, uint32_t dir, const char *name, size_t len,
                     uint32_t *out)
 {
-	if (dir >= t->n)
+	if (dir >= total(t))
 		return -ENOENT;
-	if (t->nodes[dir].kind != MFS_TN_DIR)
-		return -ENOTDIR;
+	bool leaf = dir >= t->n && dir < leaf_own_base(t);
+	if (!leaf && (dir >= t->n || t->nodes[dir].kind != MFS_TN_DIR))
+		return -ENOTDIR;        /* own entries are files */
 	if (len > MFS_NAME_MAX)
 		return -ENAMETOOLONG;
 	if (len == 0)
 		return -ENOENT;
+	int k = own_slot(name, len);
+	if (leaf) {
+		if (k < 0)
+			return -ENOENT;
+		*out = leaf_own_base(t) + N_OWN * (dir - t->n) + (uint32_t)k;
+		return 0;
+	}
+	uint32_t own = t->nodes[dir].u.dir.own;
+	if (own && k >= 0) {
+		*out = stored_own_base(t) + N_OWN * (own - 1) + (uint32_t)k;
+		return 0;
+	}
 	uint32_t i = find(t, dir, name, len);
 	if (i == NONE)
 		return -ENOENT;
@@ -1119,7 +1656,8 @@ int mfs_tree_resolve(const struct mfs_tree *t, const char *path, uint32_t *out)
 		const char *slash = strchr(p, '/');
 		size_t len = slash ? (size_t)(slash - p) : strlen(p);
 		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			cur = t->nodes[cur].parent;
+			struct mfs_tnode buf;
+			cur = mfs_tree_node(t, cur, &buf)->parent;
 		} else if (len && !(len == 1 && p[0] == '.')) {
 			int rc = mfs_tree_lookup(t, cur, p, len, &cur);
 			if (rc < 0)
@@ -1135,7 +1673,8 @@ int mfs_tree_resolve(const struct mfs_tree *t, const char *path, uint32_t *out)
 
 uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx)
 {
-	const struct mfs_tnode *e = &t->nodes[idx];
+	struct mfs_tnode buf;
+	const struct mfs_tnode *e = mfs_tree_node(t, idx, &buf);
 	switch (e->kind) {
 	case MFS_TN_DIR:
 		return e->u.dir.count;
@@ -1149,16 +1688,16 @@ uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx)
 	}
 }
 
-size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off, size_t len,
-                           const char **p, size_t *n, bool *nl)
+/* text_slice() of an entry `e` whose bytes are at `text`. */
+static size_t slice(const struct mfs_tnode *e, const char *text, uint64_t off, size_t len,
+                    const char **p, size_t *n, bool *nl)
 {
-	const struct mfs_tnode *e = &t->nodes[idx];
 	uint64_t tlen = e->u.text.len;
-	*p = e->u.text.p;
+	*p = text;
 	*n = 0;
 	*nl = false;
 	if (off < tlen) {
-		*p = e->u.text.p + off;
+		*p = text + off;
 		*n = tlen - off < len ? (size_t)(tlen - off) : len;
 	}
 	if ((e->flags & MFS_TNF_NL) && off <= tlen && *n < len && off + *n == tlen)
@@ -1166,22 +1705,99 @@ size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off,
 	return *n + *nl;
 }
 
+size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off, size_t len,
+                           const char **p, size_t *n, bool *nl)
+{
+	struct mfs_tnode buf;
+	const struct mfs_tnode *e = mfs_tree_node(t, idx, &buf);
+	if (e->flags & MFS_TNF_GEN) {
+		*p = "";
+		*n = 0;
+		*nl = false;
+		return 0;
+	}
+	return slice(e, e->u.text.p, off, len, p, n, nl);
+}
+
+/*
+ * The bytes of text entry `e` (index `idx`): its own when stored, else made
+ * in `small` (cap bytes) or in a malloc'd buffer returned in *heap.  NULL
+ * when that finds no memory.
+ */
+static const char *text_of(const struct mfs_tree *t, uint32_t idx, const struct mfs_tnode *e,
+                           char *small, size_t cap, char **heap)
+{
+	*heap = NULL;
+	if (!(e->flags & MFS_TNF_GEN))
+		return e->u.text.p;
+	char *b = small;
+	if (e->u.text.len >= cap) {
+		b = *heap = malloc((size_t)e->u.text.len + 1);
+		if (!b)
+			return NULL;
+		cap = (size_t)e->u.text.len + 1;
+	}
+	own_text(t, idx, b, cap);
+	return b;
+}
+
 size_t mfs_tree_text_read(const struct mfs_tree *t, uint32_t idx, void *buf, size_t len,
                           uint64_t off)
 {
+	struct mfs_tnode eb;
+	const struct mfs_tnode *e = mfs_tree_node(t, idx, &eb);
+	char small[4096], *heap;
+	const char *text = text_of(t, idx, e, small, sizeof(small), &heap);
+	if (!text)
+		return 0;
 	const char *p;
 	size_t n;
 	bool nl;
-	size_t total = mfs_tree_text_slice(t, idx, off, len, &p, &n, &nl);
+	size_t got = slice(e, text, off, len, &p, &n, &nl);
 	memcpy(buf, p, n);
 	if (nl)
 		((char *)buf)[n] = '\n';
-	return total;
+	free(heap);
+	return got;
+}
+
+bool mfs_tree_text_same(const struct mfs_tree *a, uint32_t ia, const struct mfs_tree *b,
+                        uint32_t ib)
+{
+	struct mfs_tnode ba, bb;
+	const struct mfs_tnode *ea = mfs_tree_node(a, ia, &ba), *eb = mfs_tree_node(b, ib, &bb);
+	if (ea->u.text.len != eb->u.text.len || (ea->flags & MFS_TNF_NL) != (eb->flags & MFS_TNF_NL))
+		return false;
+	if (!((ea->flags | eb->flags) & MFS_TNF_GEN))
+		return ea->u.text.p == eb->u.text.p ||
+		       !memcmp(ea->u.text.p, eb->u.text.p, ea->u.text.len);
+	const struct mfs_tensor *ta, *tb;
+	uint32_t da, db;
+	if ((ea->flags & eb->flags & MFS_TNF_GEN) && ia >= leaf_own_base(a) &&
+	    ib >= leaf_own_base(b) && own_of(a, ia, &ta, &da) == OWN_SHAPE &&
+	    own_of(b, ib, &tb, &db) == OWN_SHAPE) {
+		/* Two shapes: the same dims make the same text. */
+		if (ta->rank == tb->rank &&
+		    (ta->dims == tb->dims || !memcmp(ta->dims, tb->dims, ta->rank * sizeof(*ta->dims))))
+			return true;
+	}
+	char sa[512], sb[512], *ha, *hb;
+	const char *pa = text_of(a, ia, ea, sa, sizeof(sa), &ha);
+	const char *pb = text_of(b, ib, eb, sb, sizeof(sb), &hb);
+	bool same = pa && pb && !memcmp(pa, pb, ea->u.text.len);
+	free(ha);
+	free(hb);
+	return same;
 }
 
 uint64_t mfs_tree_mem(const struct mfs_tree *t)
 {
+	uint64_t listed = (uint64_t)t->n + t->n_vd;     /* all but the root are in children[] */
 	return sizeof(*t) + (uint64_t)t->n * sizeof(*t->nodes) +
-	       (uint64_t)(t->n ? t->n - 1 : 0) * sizeof(*t->children) +
-	       ((uint64_t)t->mask + 1) * sizeof(*t->slots) + t->pool.bytes;
+	       (listed ? listed - 1 : 0) * sizeof(*t->children) +
+	       ((uint64_t)t->mask + 1) * sizeof(*t->slots) + t->pool.bytes +
+	       (uint64_t)t->own_cap * (sizeof(*t->own_dir) + sizeof(*t->own_id)) +
+	       (uint64_t)t->x_cap * sizeof(*t->own_x) +
+	       (uint64_t)t->n_vd * (sizeof(*t->vd_parent) + sizeof(*t->vd_tid) + sizeof(*t->vd_len)) +
+	       (uint64_t)t->late_cap * sizeof(*t->late);
 }

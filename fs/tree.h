@@ -6,7 +6,9 @@
  * weights/ ...).  The tree holds no bytes of tensors: a `data` file points
  * at its struct mfs_tensor, a root model file names its source-file index,
  * and small text files point at strings of the description or at strings the
- * tree formatted itself (shapes, lists).  Entry indices are not inode
+ * tree formatted itself (lists).  The files every tensor directory has
+ * (data, dtype, shape, name) are not stored: mfs_tree_node() makes them on
+ * demand, with texts generated from the tensor (MFS_TNF_GEN).  Entry indices are not inode
  * numbers: fs/inode.c maps those onto each tree (see the top of inode.c).
  *
  * No FUSE here (fs_core): the daemon (ll.c) and the unit tests both use it.
@@ -34,6 +36,10 @@ enum mfs_tnode_kind {
 #define MFS_TNF_TENSOR  0x02    /* dir: a tensor's or sparse tensor's directory */
 #define MFS_TNF_OWN     0x04    /* an entry a tensor directory has of its own
                                  * (data, dtype, shape, name, values/, indices/) */
+/* (0x80 is private to tree.c.) */
+#define MFS_TNF_GEN     0x08    /* text: made on each read (u.text.p is NULL,
+                                 * u.text.len right): read it with
+                                 * mfs_tree_text_read(), not _slice() */
 
 /*
  * One entry.  `name` is NOT NUL-terminated (it often points into the middle
@@ -52,6 +58,8 @@ struct mfs_tnode {
 			uint32_t first;         /* private: where its children are listed */
 			uint32_t count;         /* number of children */
 			uint32_t n_subdirs;     /* children that are directories (for st_nlink) */
+			uint32_t own;           /* private: 0, or which tensor's own files
+			                         * (data dtype shape name) it shows */
 		} dir;
 		struct {
 			const char *p;
@@ -93,8 +101,14 @@ void mfs_tree_destroy(struct mfs_tree *t);
 /* mfs_tree_count() - number of entries; valid indices are 0 .. count-1. */
 uint32_t mfs_tree_count(const struct mfs_tree *t);
 
-/* mfs_tree_node() - entry `idx`, or NULL when out of range. */
-const struct mfs_tnode *mfs_tree_node(const struct mfs_tree *t, uint64_t idx);
+/*
+ * mfs_tree_node() - entry `idx`, or NULL when out of range.  The files a
+ * tensor directory has of its own (data, dtype, shape, name) are not stored
+ * as entries: for those the entry is made in `buf` and `buf` is returned, so
+ * the result lives as long as the tree or `buf`, whichever ends first.
+ */
+const struct mfs_tnode *mfs_tree_node(const struct mfs_tree *t, uint64_t idx,
+                                      struct mfs_tnode *buf);
 
 /*
  * mfs_tree_child() - the `i`-th child of directory `dir` in display order
@@ -127,8 +141,9 @@ uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx);
 
 /*
  * mfs_tree_text_read() - copy up to `len` bytes of text entry `idx` from
- * `off` into `buf`.  Returns the bytes copied (0 at the end).  The caller has
- * checked that the entry is MFS_TN_TEXT.
+ * `off` into `buf`.  Returns the bytes copied (0 at the end; also 0 when a
+ * generated text (MFS_TNF_GEN) longer than 4 KiB finds no memory).  The
+ * caller has checked that the entry is MFS_TN_TEXT.
  */
 size_t mfs_tree_text_read(const struct mfs_tree *t, uint32_t idx, void *buf, size_t len,
                           uint64_t off);
@@ -137,10 +152,19 @@ size_t mfs_tree_text_read(const struct mfs_tree *t, uint32_t idx, void *buf, siz
  * mfs_tree_text_slice() - bytes [off, off + len) of text entry `idx`, without
  * copying: (*p, *n) is the part held in memory, and *nl says whether the
  * implicit '\n' follows it (so a reply is at most two iovecs).  Returns the
- * total, *n + *nl.
+ * total, *n + *nl.  A generated text (MFS_TNF_GEN) is held nowhere: it gives
+ * 0 here, and mfs_tree_text_read() reads it.
  */
 size_t mfs_tree_text_slice(const struct mfs_tree *t, uint32_t idx, uint64_t off, size_t len,
                            const char **p, size_t *n, bool *nl);
+
+/*
+ * mfs_tree_text_same() - do text entries `ia` of `a` and `ib` of `b` (two
+ * trees, or one) hold the same bytes?  Cheap for generated texts of tensors
+ * (a shape compares dims, not strings).
+ */
+bool mfs_tree_text_same(const struct mfs_tree *a, uint32_t ia, const struct mfs_tree *b,
+                        uint32_t ib);
 
 /*
  * mfs_tree_ino() / mfs_tree_index() - the numbering of a first tree, which

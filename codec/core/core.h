@@ -94,8 +94,10 @@ struct mfs_arena;
 struct mfs_arena *mfs_arena_create(void);
 void mfs_arena_destroy(struct mfs_arena *a);
 void *mfs_arena_alloc(struct mfs_arena *a, size_t size);         /* zeroed, 16-aligned */
-void *mfs_arena_array(struct mfs_arena *a, size_t n, size_t size); /* overflow-checked */
-char *mfs_arena_strndup(struct mfs_arena *a, const char *s, size_t len); /* NUL-terminated */
+void *mfs_arena_array(struct mfs_arena *a, size_t n, size_t size); /* overflow-checked, zeroed;
+                                                                    * aligned as `size` allows */
+char *mfs_arena_strndup(struct mfs_arena *a, const char *s, size_t len); /* NUL-terminated,
+                                                                          * unaligned */
 char *mfs_arena_strdup(struct mfs_arena *a, const char *s);
 char *mfs_arena_printf(struct mfs_arena *a, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -242,7 +242,7 @@ static int st_finish(struct mfs_model *m, struct tvec *tv, struct mvec *meta, st
 		return -ENOMEM;
 	g->name = mfs_arena_strdup(m->arena, "");
 	g->inits = arena_copy(m->arena, tv->v, tv->n, sizeof(*tv->v));
-	d->tensors = arena_copy(m->arena, tv->v, tv->n, sizeof(*tv->v));
+	d->tensors = g->inits;  /* the same list, in the same order: one copy */
 	d->meta = arena_copy(m->arena, meta->v, meta->n, sizeof(*meta->v));
 	d->props = arena_copy(m->arena, props->v, props->n, sizeof(*props->v));
 	if (!g->name || !g->inits || !d->tensors || !d->meta || !d->props)

@@ -20,7 +20,8 @@
 bool mfs_txn_tensor_staged(mfs_txn *t, const struct mfs_tensor *x)
 {
 	pthread_rwlock_rdlock(&t->lock);
-	const struct tstate *s = txn_tensor_state(t, x);
+	struct tstate tmp;
+	const struct tstate *s = txn_tensor_peek(t, x, &tmp);
 	bool staged = s && (s->data || s->has_dtype || s->has_shape);
 	pthread_rwlock_unlock(&t->lock);
 	return staged;
@@ -36,7 +37,8 @@ int mfs_txn_tensor_size(uint64_t *out, mfs_txn *t, const struct mfs_tensor *x)
 {
 	int rc = 0;
 	pthread_rwlock_rdlock(&t->lock);
-	struct tstate *s = txn_tensor_state(t, x);
+	struct tstate tmp;
+	const struct tstate *s = txn_tensor_peek(t, x, &tmp);
 	if (!s)
 		rc = -ENOENT;
 	else if (s->data)
@@ -52,7 +54,8 @@ ssize_t mfs_txn_tensor_read(mfs_txn *t, const struct mfs_tensor *x, void *buf, s
 {
 	ssize_t rc;
 	pthread_rwlock_rdlock(&t->lock);
-	struct tstate *s = txn_tensor_state(t, x);
+	struct tstate tmp;
+	const struct tstate *s = txn_tensor_peek(t, x, &tmp);
 	if (!s)
 		rc = -ENOENT;
 	else if (s->data)
@@ -67,9 +70,10 @@ ssize_t mfs_txn_tensor_read(mfs_txn *t, const struct mfs_tensor *x, void *buf, s
 static int edit_begin(struct mfs_txn *t, const struct mfs_tensor *x, struct tstate **s)
 {
 	pthread_rwlock_wrlock(&t->lock);
-	*s = txn_tensor_state(t, x);
+	int rc;
+	*s = txn_tensor_state(t, x, &rc);
 	if (!*s)
-		return -ENOENT;
+		return rc;
 	return txn_editable(t, (*s)->t);
 }
 
@@ -118,7 +122,8 @@ int mfs_txn_tensor_type(mfs_txn *t, const struct mfs_tensor *x, int32_t *dtype, 
 {
 	int rc = 0;
 	pthread_rwlock_rdlock(&t->lock);
-	struct tstate *s = txn_tensor_state(t, x);
+	struct tstate tmp;
+	const struct tstate *s = txn_tensor_peek(t, x, &tmp);
 	if (!s) {
 		rc = -ENOENT;
 	} else {
@@ -652,7 +657,8 @@ int mfs_txn_tensor_snapshot(uint64_t *id, mfs_txn *t, const struct mfs_tensor *x
 	if (!buf)
 		return -ENOMEM;
 	pthread_rwlock_wrlock(&t->lock);
-	struct tstate *s = txn_tensor_state(t, x);
+	struct tstate tmp;
+	const struct tstate *s = txn_tensor_peek(t, x, &tmp);
 	uint64_t key = s ? key_of(K_DATA, s->t->id) : 0, size = 0;
 	int rc = s ? 0 : -ENOENT;
 	if (rc == 0 && s->data)

@@ -293,8 +293,8 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 
 	size_t n = 0;
 	for (size_t i = 0; i < d->n_tensors; i++) {
-		const struct tstate *s = &t->ts[i];
-		n += s->data || s->has_dtype || s->has_shape;
+		const struct tstate *s = txn_ts_at(t, i);
+		n += s && (s->data || s->has_dtype || s->has_shape);
 	}
 	p->te = calloc(n ? n : 1, sizeof(*p->te));
 	p->runs = calloc(n ? n : 1, sizeof(*p->runs));
@@ -307,8 +307,8 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 		goto out;
 	}
 	for (size_t i = 0; i < d->n_tensors; i++) {
-		struct tstate *s = &t->ts[i];
-		if (!s->data && !s->has_dtype && !s->has_shape)
+		struct tstate *s = txn_ts_at(t, i);
+		if (!s || (!s->data && !s->has_dtype && !s->has_shape))
 			continue;
 		const struct mfs_tensor *x = s->t;
 		struct mfs_tensor_edit *te = &p->te[p->n_te];

@@ -77,8 +77,10 @@ static void put_text(char **p, size_t *n, size_t *cap, const char *fmt, ...)
 static void type_lines(struct mfs_txn *t, char **p, size_t *n, size_t *cap)
 {
 	bool any = false;
-	for (size_t i = 0; t->ts && i < t->d->n_tensors && !any; i++)
-		any = t->ts[i].has_dtype;
+	for (size_t i = 0; t->ts && i < t->d->n_tensors && !any; i++) {
+		const struct tstate *s = txn_ts_at(t, i);
+		any = s && s->has_dtype;
+	}
 	if (!any || !t->m->fmt->type_check)
 		return;
 	const struct mfs_edit_set *e = &txn_view_get(t)->plan.set;
@@ -107,7 +109,9 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 	pthread_rwlock_rdlock(&t->lock);
 	const struct mfs_desc *d = t->d;
 	for (size_t i = 0; t->ts && i < d->n_tensors; i++) {
-		const struct tstate *s = &t->ts[i];
+		const struct tstate *s = txn_ts_at(t, i);
+		if (!s)
+			continue;
 		const char *w = where_name[s->where];
 		if (s->data) {
 			uint64_t size = 0;

@@ -252,11 +252,17 @@ void txn_flag(struct mfs_txn *t, bool *f, bool v)
 void txn_clear_state(struct mfs_txn *t)
 {
 	if (t->ts) {
-		for (size_t i = 0; i < t->d->n_tensors; i++)
-			free(t->ts[i].dims);
+		for (size_t p = 0; p < t->ts_pages; p++) {
+			for (size_t i = 0; t->ts[p] && i < TS_PAGE; i++)
+				free(t->ts[p][i].dims);
+			free(t->ts[p]);
+		}
 		free(t->ts);
 		t->ts = NULL;
+		t->ts_pages = 0;
 	}
+	free(t->ts_where);
+	t->ts_where = NULL;
 	for (int k = 0; k < MFS_META_MAX; k++) {
 		free(t->meta[k]);
 		t->meta[k] = NULL;
@@ -280,7 +286,9 @@ void txn_clear_state(struct mfs_txn *t)
 int txn_reset_state(struct mfs_txn *t)
 {
 	for (size_t i = 0; i < t->d->n_tensors; i++) {
-		struct tstate *s = &t->ts[i];
+		struct tstate *s = txn_ts_at(t, i);
+		if (!s)
+			continue;
 		free(s->dims);
 		s->dims = NULL;
 		s->data = s->has_dtype = s->has_shape = false;
@@ -318,20 +326,18 @@ int txn_reset_state(struct mfs_txn *t)
 int txn_init_state(struct mfs_txn *t)
 {
 	const struct mfs_desc *d = t->d;
-	t->ts = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*t->ts));
+	t->ts_pages = (size_t)(d->n_tensors / TS_PAGE + (d->n_tensors % TS_PAGE != 0));
+	t->ts = calloc(t->ts_pages ? t->ts_pages : 1, sizeof(*t->ts));
+	t->ts_where = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*t->ts_where));
 	t->props = calloc(d->n_props ? d->n_props : 1, sizeof(*t->props));
-	if (!t->ts || !t->props)
+	if (!t->ts || !t->ts_where || !t->props)
 		return -ENOMEM;
-	for (size_t i = 0; i < d->n_tensors; i++) {
-		t->ts[i].m = t->m;
-		t->ts[i].t = d->tensors[i];
-	}
 	const struct mfs_graph *g = d->graph;
 	for (size_t i = 0; g && i < g->n_inits; i++)
-		t->ts[g->inits[i]->id].where = W_WEIGHTS;
+		t->ts_where[g->inits[i]->id] = W_WEIGHTS;
 	for (size_t i = 0; g && i < g->n_sparse_inits; i++) {
-		t->ts[g->sparse_inits[i]->values->id].where = W_SPARSE;
-		t->ts[g->sparse_inits[i]->indices->id].where = W_SPARSE;
+		t->ts_where[g->sparse_inits[i]->values->id] = W_SPARSE;
+		t->ts_where[g->sparse_inits[i]->indices->id] = W_SPARSE;
 	}
 	for (size_t i = 0; i < d->n_props; i++) {
 		struct pslot *p = &t->props[i];
@@ -354,11 +360,57 @@ void txn_touched(struct mfs_txn *t)
 }
 
 /* The current model's tensor for `x` (of this or an older description). */
-struct tstate *txn_tensor_state(struct mfs_txn *t, const struct mfs_tensor *x)
+/* A state with nothing staged for tensor `id`. */
+static void ts_clean(const struct mfs_txn *t, size_t id, struct tstate *s)
 {
-	if (!x || x->id >= t->d->n_tensors)
+	memset(s, 0, sizeof(*s));
+	s->m = t->m;
+	s->t = t->d->tensors[id];
+	s->where = t->ts_where[id];
+}
+
+struct tstate *txn_ts_at(const struct mfs_txn *t, size_t i)
+{
+	struct tstate *page = t->ts ? t->ts[i / TS_PAGE] : NULL;
+	return page ? &page[i % TS_PAGE] : NULL;
+}
+
+struct tstate *txn_tensor_state(struct mfs_txn *t, const struct mfs_tensor *x, int *rc)
+{
+	*rc = -ENOENT;
+	if (!x || !t->ts || x->id >= t->d->n_tensors)
 		return NULL;
-	return &t->ts[x->id];
+	struct tstate **page = &t->ts[x->id / TS_PAGE];
+	if (!*page) {
+		size_t first = (size_t)(x->id / TS_PAGE) * TS_PAGE;
+		size_t n = t->d->n_tensors - first < TS_PAGE ? t->d->n_tensors - first : TS_PAGE;
+		struct tstate *p = malloc(TS_PAGE * sizeof(*p));
+		if (!p) {
+			*rc = -ENOMEM;
+			return NULL;
+		}
+		for (size_t i = 0; i < TS_PAGE; i++) {
+			if (i < n)
+				ts_clean(t, first + i, &p[i]);
+			else
+				memset(&p[i], 0, sizeof(p[i]));
+		}
+		*page = p;
+	}
+	*rc = 0;
+	return &(*page)[x->id % TS_PAGE];
+}
+
+const struct tstate *txn_tensor_peek(struct mfs_txn *t, const struct mfs_tensor *x,
+                                     struct tstate *tmp)
+{
+	if (!x || !t->ts || x->id >= t->d->n_tensors)
+		return NULL;
+	struct tstate *s = txn_ts_at(t, (size_t)x->id);
+	if (s)
+		return s;
+	ts_clean(t, (size_t)x->id, tmp);
+	return tmp;
 }
 
 /* May tensor `x` be edited?  0, or the errno a write gets. */
@@ -499,7 +551,10 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 		char *v = NULL;
 		size_t len = 0;
 		bool keep = false;
-		struct tstate *s = idx < t->d->n_tensors ? &t->ts[idx] : NULL;
+		int src;
+		struct tstate *s = (kind == K_DATA || kind == K_DTYPE || kind == K_SHAPE) &&
+		                   idx < t->d->n_tensors ?
+		                   txn_tensor_state(t, t->d->tensors[idx], &src) : NULL;
 		switch (kind) {
 		case K_DATA:
 			if (s && txn_editable(t, s->t) == 0 && txn_bind_tensor(t, s) == 0) {

@@ -48,6 +48,8 @@ static inline uint64_t key_of(enum key_kind kind, uint64_t idx)
 /* Where a tensor shows in the tree, for status lines. */
 enum where { W_TENSOR, W_WEIGHTS, W_SPARSE };
 
+#define TS_PAGE 256u            /* tensor states per page (struct mfs_txn.ts) */
+
 /* ------------------------------------------------------------ state */
 
 /* What is staged for one tensor of the current model. */
@@ -129,7 +131,15 @@ struct mfs_txn {
 	char broken_msg[512];
 
 	struct mfs_stage *st;   /* NULL when read-only */
-	struct tstate *ts;      /* d->n_tensors */
+	/*
+	 * The d->n_tensors tensor states, in pages of TS_PAGE made on first
+	 * edit (txn_tensor_state): a page that is NULL holds nothing staged, so
+	 * a mount that is only read keeps no state per tensor.  A state never
+	 * moves once made (the stage holds it as a base-read argument).
+	 */
+	struct tstate **ts;     /* ts_pages pointers, or NULL before txn_init_state */
+	size_t ts_pages;
+	uint8_t *ts_where;      /* d->n_tensors: each tensor's enum where */
 	char *meta[MFS_META_MAX];       /* by the format's meta index (format.h) */
 	size_t meta_len[MFS_META_MAX];
 	bool meta_staged[MFS_META_MAX];
@@ -176,7 +186,15 @@ int txn_reset_state(struct mfs_txn *t);
 int txn_init_state(struct mfs_txn *t);
 /* Something visible changed: the served view is stale. */
 void txn_touched(struct mfs_txn *t);
-struct tstate *txn_tensor_state(struct mfs_txn *t, const struct mfs_tensor *x);
+/* The state of `x` for an edit (write lock held): made when missing; NULL
+ * for a tensor not of the current model, or on ENOMEM (*rc says which). */
+struct tstate *txn_tensor_state(struct mfs_txn *t, const struct mfs_tensor *x, int *rc);
+/* The state of `x` for a read (any lock): its own, or `tmp` filled as a state
+ * with nothing staged; NULL for a tensor not of the current model. */
+const struct tstate *txn_tensor_peek(struct mfs_txn *t, const struct mfs_tensor *x,
+                                     struct tstate *tmp);
+/* State `i` (< d->n_tensors) when made, else NULL (nothing staged there). */
+struct tstate *txn_ts_at(const struct mfs_txn *t, size_t i);
 /* May tensor `x` be edited?  0, or the errno a write gets. */
 int txn_editable(const struct mfs_txn *t, const struct mfs_tensor *x);
 int txn_bind_tensor(struct mfs_txn *t, struct tstate *s);

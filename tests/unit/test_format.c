@@ -194,14 +194,15 @@ static void toy_builds_a_tree(void **state)
 	struct mfs_tree *tree;
 	assert_int_equal(mfs_tree_build(&tree, mfs_model_desc(m)), 0);
 	uint32_t i;
+	struct mfs_tnode nb;
 	assert_int_equal(mfs_tree_resolve(tree, "meta/format", &i), 0);
 	char text[16] = "";
 	assert_int_equal(mfs_tree_text_read(tree, i, text, sizeof(text) - 1, 0), 4);
 	assert_string_equal(text, "toy\n");
 	assert_int_equal(mfs_tree_resolve(tree, "m.toy", &i), 0);
-	assert_int_equal(mfs_tree_node(tree, i)->kind, MFS_TN_SRC);
+	assert_int_equal(mfs_tree_node(tree, i, &nb)->kind, MFS_TN_SRC);
 	assert_int_equal(mfs_tree_resolve(tree, "weights/layer/0/weight/data", &i), 0);
-	assert_int_equal(mfs_tree_node(tree, i)->kind, MFS_TN_TENSOR);
+	assert_int_equal(mfs_tree_node(tree, i, &nb)->kind, MFS_TN_TENSOR);
 	assert_int_equal(mfs_tree_size(tree, i), 24);
 	assert_int_equal(mfs_tree_resolve(tree, "weights/layer/0/weight/shape", &i), 0);
 	assert_int_equal(mfs_tree_text_read(tree, i, text, sizeof(text) - 1, 0), 4);

@@ -150,6 +150,14 @@ static struct mfs_desc *desc_onnx(struct mfs_graph *g)
 
 /* --------------------------------------------------------- tree helpers */
 
+/* mfs_tree_node() with buffers enough for the few entries a test holds. */
+static const struct mfs_tnode *node(const struct mfs_tree *t, uint64_t idx)
+{
+	static struct mfs_tnode ring[16];
+	static unsigned next;
+	return mfs_tree_node(t, idx, &ring[next++ % 16]);
+}
+
 static struct mfs_tree *build(const struct mfs_desc *d)
 {
 	struct mfs_tree *t = NULL;
@@ -176,7 +184,7 @@ static void assert_missing(const struct mfs_tree *t, const char *path)
 
 static const struct mfs_tnode *node_at(const struct mfs_tree *t, const char *path)
 {
-	return mfs_tree_node(t, at(t, path));
+	return node(t, at(t, path));
 }
 
 /* The whole content of a text file, NUL-terminated (static buffer). */
@@ -184,7 +192,7 @@ static const char *text(const struct mfs_tree *t, const char *path)
 {
 	static char buf[1 << 16];
 	uint32_t i = at(t, path);
-	const struct mfs_tnode *e = mfs_tree_node(t, i);
+	const struct mfs_tnode *e = node(t, i);
 	if (e->kind != MFS_TN_TEXT)
 		fail_msg("'%s' is not a text file", path);
 	uint64_t size = mfs_tree_size(t, i);
@@ -207,12 +215,12 @@ static const char *ls(const struct mfs_tree *t, const char *path)
 {
 	static char buf[1 << 16];
 	uint32_t d = at(t, path);
-	const struct mfs_tnode *e = mfs_tree_node(t, d);
+	const struct mfs_tnode *e = node(t, d);
 	assert_int_equal(e->kind, MFS_TN_DIR);
 	size_t pos = 0;
 	buf[0] = '\0';
 	for (uint32_t i = 0; i < e->u.dir.count; i++) {
-		const struct mfs_tnode *c = mfs_tree_node(t, mfs_tree_child(t, d, i));
+		const struct mfs_tnode *c = node(t, mfs_tree_child(t, d, i));
 		pos += (size_t)snprintf(buf + pos, sizeof(buf) - pos, "%s%.*s", i ? " " : "",
 		                        (int)c->name_len, c->name);
 	}
@@ -235,18 +243,18 @@ static void check_invariants(const struct mfs_tree *t)
 {
 	uint32_t n = mfs_tree_count(t);
 	uint64_t children = 0;
-	assert_null(mfs_tree_node(t, n));
-	assert_null(mfs_tree_node(t, mfs_tree_index(0)));
+	assert_null(node(t, n));
+	assert_null(node(t, mfs_tree_index(0)));
 	assert_int_equal(mfs_tree_ino(MFS_TREE_ROOT), 1);
 	for (uint32_t i = 0; i < n; i++) {
-		const struct mfs_tnode *e = mfs_tree_node(t, i);
+		const struct mfs_tnode *e = node(t, i);
 		assert_int_equal(mfs_tree_index(mfs_tree_ino(i)), i);
 		if (e->kind == MFS_TN_DIR) {
 			uint32_t subdirs = 0;
 			for (uint32_t k = 0; k < e->u.dir.count; k++) {
 				uint32_t c = mfs_tree_child(t, i, k);
-				assert_int_equal(mfs_tree_node(t, c)->parent, i);
-				subdirs += mfs_tree_node(t, c)->kind == MFS_TN_DIR;
+				assert_int_equal(node(t, c)->parent, i);
+				subdirs += node(t, c)->kind == MFS_TN_DIR;
 			}
 			assert_int_equal(subdirs, e->u.dir.n_subdirs);
 			children += e->u.dir.count;
@@ -414,7 +422,7 @@ static void lookup_answers_like_a_directory(void **state)
 	uint32_t meta, i;
 	assert_int_equal(mfs_tree_lookup(t, MFS_TREE_ROOT, "meta", 4, &meta), 0);
 	assert_int_equal(mfs_tree_lookup(t, meta, "opset", 5, &i), 0);
-	assert_int_equal(mfs_tree_node(t, i)->parent, meta);
+	assert_int_equal(node(t, i)->parent, meta);
 	/* Names are compared by length: "opse" and "opsetx" are not "opset". */
 	assert_int_equal(mfs_tree_lookup(t, meta, "opse", 4, &i), -ENOENT);
 	assert_int_equal(mfs_tree_lookup(t, meta, "opsetx", 6, &i), -ENOENT);
@@ -550,7 +558,7 @@ static void long_names_are_cut_and_stay_unique(void **state)
 	assert_int_equal(w->u.dir.count, 4);
 	const struct mfs_tnode *c[4];
 	for (uint32_t i = 0; i < 4; i++) {
-		c[i] = mfs_tree_node(t, mfs_tree_child(t, at(t, "weights"), i));
+		c[i] = node(t, mfs_tree_child(t, at(t, "weights"), i));
 		assert_true(c[i]->name_len <= MFS_NAME_MAX);
 	}
 	/* The two long names: cut, marked, different. */
@@ -563,7 +571,7 @@ static void long_names_are_cut_and_stay_unique(void **state)
 	assert_memory_equal(c[3]->name + 253, "~1", 2);
 
 	/* The node directory: "0000-" plus the cut op_type, within 255 bytes. */
-	const struct mfs_tnode *nd = mfs_tree_node(t, mfs_tree_child(t, at(t, "nodes"), 0));
+	const struct mfs_tnode *nd = node(t, mfs_tree_child(t, at(t, "nodes"), 0));
 	assert_true(nd->name_len <= MFS_NAME_MAX);
 	assert_memory_equal(nd->name, "0000-aaa", 8);
 	assert_non_null(memmem(nd->name, nd->name_len, "%~", 2));
@@ -878,6 +886,120 @@ static void safetensors_shows_meta_and_weights_only(void **state)
 	mfs_tree_destroy(t);
 }
 
+/*
+ * A mixture-of-experts checkpoint: LAYERS x EXPERTS x 3 tensors named
+ * model.layers.L.mlp.experts.E.{gate,up,down}_proj.weight, each BF16 [16, 8]
+ * (bench/fixtures.py, st-many, at a fifth of its size).
+ */
+static struct mfs_desc *moe(size_t layers, size_t experts, int64_t d0)
+{
+	static const char *const proj[] = {"gate_proj", "up_proj", "down_proj"};
+	size_t n = layers * experts * 3;
+	const char **names = A(n * sizeof(*names));
+	char buf[128];
+	for (size_t i = 0; i < n; i++) {
+		snprintf(buf, sizeof(buf), "model.layers.%zu.mlp.experts.%zu.%s.weight",
+		         i / (experts * 3), i / 3 % experts, proj[i % 3]);
+		names[i] = S(buf);
+	}
+	struct mfs_desc *d = with_inits(n, names);
+	for (size_t i = 0; i < n; i++) {
+		d->graph->inits[i] = tensor(names[i], MFS_DT_BFLOAT16, 2, d0, (int64_t)8);
+		d->graph->inits[i]->id = i;
+	}
+	d->tensors = d->graph->inits;   /* as the reader lists them: tensors[i]->id == i */
+	d->n_tensors = n;
+	d->format = "safetensors";
+	d->flags = 0;
+	d->files[0].path = S("model.safetensors");
+	return d;
+}
+
+static void many_tensors_cost_little_tree_memory(void **state)
+{
+	(void)state;
+	enum { LAYERS = 20, EXPERTS = 1000, N = LAYERS * EXPERTS * 3 };
+	struct mfs_tree *t = build(moe(LAYERS, EXPERTS, 16));
+	uint32_t n = mfs_tree_count(t);
+	uint64_t mem = mfs_tree_mem(t);
+	printf("# %d tensors: %u entries, %.1f MiB (%.1f bytes/tensor)\n", N, n,
+	       (double)mem / (1 << 20), (double)mem / N);
+	/* Every entry is still there: root, model.safetensors, meta/, props/,
+	 * weights/model/layers/; per layer L/mlp/experts/, per expert E/, per
+	 * tensor <proj>/weight/ and its data dtype shape name. */
+	assert_int_equal(n, 4 + 3 + LAYERS * 3 + LAYERS * EXPERTS + N * 6);
+	check_invariants(t);
+	assert_ls(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight",
+	          "data dtype shape name");
+	assert_text(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight/shape", "16,8\n");
+	assert_text(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight/dtype", "bfloat16\n");
+	assert_text(t, "weights/model/layers/19/mlp/experts/999/down_proj/weight/name",
+	            "model.layers.19.mlp.experts.999.down_proj.weight\n");
+	uint32_t i = at(t, "weights/model/layers/0/mlp/experts/0/gate_proj/weight/data");
+	const struct mfs_tnode *e = node(t, i);
+	assert_int_equal(e->kind, MFS_TN_TENSOR);
+	assert_true(e->flags & MFS_TNF_OWN);
+	assert_int_equal(mfs_tree_size(t, i), 16 * 8 * 2);
+	assert_int_equal(mfs_tree_lookup(t, i, "x", 1, &i), -ENOTDIR);
+	assert_missing(t, "weights/model/layers/0/mlp/experts/0/gate_proj/weight/data/x");
+	assert_missing(t, "weights/model/layers/0/mlp/experts/0/gate_proj/weight/values");
+	/* weight/ holds nothing but its own files: a leaf, not stored, still a
+	 * directory like any other. */
+	uint32_t w = at(t, "weights/model/layers/3/mlp/experts/5/down_proj/weight");
+	e = node(t, w);
+	assert_int_equal(e->kind, MFS_TN_DIR);
+	assert_true(e->flags & MFS_TNF_TENSOR);
+	assert_int_equal(e->u.dir.count, 4);
+	assert_int_equal(e->u.dir.n_subdirs, 0);
+	assert_int_equal(mfs_tree_size(t, w), 4);
+	assert_int_equal(e->parent, at(t, "weights/model/layers/3/mlp/experts/5/down_proj"));
+	assert_int_equal(at(t, "weights/model/layers/3/mlp/experts/5/down_proj/weight/data/.."), w);
+	assert_int_equal(mfs_tree_child(t, w, 2),
+	                 at(t, "weights/model/layers/3/mlp/experts/5/down_proj/weight/shape"));
+	assert_int_equal(mfs_tree_lookup(t, w, "weight", 6, &i), -ENOENT);
+	assert_int_equal(mfs_tree_lookup(t, w, "", 0, &i), -ENOENT);
+	/*
+	 * A tensor's own files are made on demand, and so is a tensor
+	 * directory that holds nothing else: the tree is about 60 bytes a
+	 * tensor (its <proj>/ directory, the leaf's parent, name length and
+	 * tensor, their indexes).  Stored, they made it ~270 (six entries of
+	 * 32 bytes a tensor, their child index and hash slots, the shape
+	 * strings).
+	 */
+	assert_true(mem < (uint64_t)N * 72);
+	mfs_tree_destroy(t);
+}
+
+static void made_texts_compare_across_trees(void **state)
+{
+	(void)state;
+	struct mfs_desc *d = moe(1, 2, 16);
+	d->graph->inits[0]->name = S("odd%name\x01");   /* escaped: a made text */
+	d->graph->inits[1]->dtype = 4242;                /* dtype4242: a made text */
+	struct mfs_tree *a = build(d), *b = build(d), *c = build(moe(1, 2, 4));
+	check_invariants(a);
+	uint32_t i = at(a, "weights/odd%25name%01/name");
+	assert_text(a, "weights/odd%25name%01/name", "odd%25name%01\n");
+	assert_true(node(a, i)->flags & MFS_TNF_GEN);
+	const char *p;
+	size_t n;
+	bool nl;
+	assert_int_equal(mfs_tree_text_slice(a, i, 0, 100, &p, &n, &nl), 0);   /* read, not sliced */
+	assert_text(a, "weights/model/layers/0/mlp/experts/0/up_proj/weight/dtype", "dtype4242\n");
+	/* Same description, same texts; other dims, other shapes. */
+	assert_int_equal(mfs_tree_count(a), mfs_tree_count(b));
+	for (uint32_t k = 0; k < mfs_tree_count(a); k++)
+		if (node(a, k)->kind == MFS_TN_TEXT)
+			assert_true(mfs_tree_text_same(a, k, b, k));
+	const char *sh = "weights/model/layers/0/mlp/experts/1/gate_proj/weight/shape";
+	assert_true(mfs_tree_text_same(a, at(a, sh), b, at(b, sh)));
+	assert_false(mfs_tree_text_same(a, at(a, sh), c, at(c, sh)));
+	assert_text(c, sh, "4,8\n");
+	mfs_tree_destroy(a);
+	mfs_tree_destroy(b);
+	mfs_tree_destroy(c);
+}
+
 static void text_slices_need_no_copy(void **state)
 {
 	(void)state;
@@ -934,6 +1056,8 @@ int main(void)
 		cmocka_unit_test_teardown(safetensors_shows_meta_and_weights_only, teardown),
 		cmocka_unit_test_teardown(text_slices_need_no_copy, teardown),
 		cmocka_unit_test_teardown(unknown_dtypes_are_named_by_number, teardown),
+		cmocka_unit_test_teardown(many_tensors_cost_little_tree_memory, teardown),
+		cmocka_unit_test_teardown(made_texts_compare_across_trees, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	free(allocs);
