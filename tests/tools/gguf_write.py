@@ -13,8 +13,6 @@ tensors are f32, f16 and q8_0.
 import struct
 import sys
 
-import numpy as np
-
 # value types
 U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)
 SCALAR = {U8: "<B", I8: "<b", U16: "<H", I16: "<h", U32: "<I", I32: "<i", F32: "<f",
@@ -36,8 +34,8 @@ def value(t, v):
     if t == ARR:
         et, items = v
         out = struct.pack("<IQ", et, len(items))
-        if et in SCALAR and et != BOOL:
-            return out + np.asarray(items, dtype=np.dtype(SCALAR[et])).tobytes()
+        if et in SCALAR:
+            return out + struct.pack("<%d%s" % (len(items), SCALAR[et][1]), *items)
         return out + b"".join(value(et, x) for x in items)
     return struct.pack(SCALAR[t], v)
 
@@ -79,6 +77,7 @@ def write(path, kvs, tensors, version=3, alignment=32, raw_kvs=None):
 
 def q8_0(x):
     """numpy float32 rows (last dim % 32 == 0) -> ggml block_q8_0 bytes."""
+    import numpy as np
     x = np.asarray(x, dtype=np.float32).reshape(-1, 32)
     amax = np.abs(x).max(axis=1)
     d = amax / 127.0
@@ -92,6 +91,7 @@ def q8_0(x):
 
 def tensor(name, gt, shape, rng, scale=0.08):
     """A random tensor of numpy `shape` (rows first) stored as ggml type `gt`."""
+    import numpy as np
     x = (rng.standard_normal(shape) * scale).astype(np.float32)
     dims = list(reversed(shape))
     if gt == "f32":
@@ -124,6 +124,7 @@ def llama_vocab():
 
 def llama(path, seed=1, n_layer=2, n_embd=64, n_ff=128, n_head=4, n_head_kv=2,
           chat_template=None, extra_kvs=()):
+    import numpy as np
     rng = np.random.default_rng(seed)
     tokens, scores, types = llama_vocab()
     n_vocab = len(tokens)
