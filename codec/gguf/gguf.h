@@ -6,7 +6,7 @@
  * (writer.c) rewrites single files; the value text (value.c) is how a
  * metadata value reads in meta/props/ and how a written text becomes a
  * value again.  File layout and the rules a file must satisfy are at the
- * top of reader.c and in doc/design.md §3.7.
+ * top of reader.c and in doc/design.md §3.6.
  */
 #ifndef MODELFS_CODEC_GGUF_H
 #define MODELFS_CODEC_GGUF_H

@@ -632,6 +632,8 @@ static int read_file(struct gfile *g, struct mfs_source *src, const char *displa
 	}
 	uint64_t a = g->alignment;
 	g->data_off = c.pos + (a - c.pos % a) % a;
+	if (!g->n_ts && g->data_off > c.size)
+		g->data_off = c.size;   /* no tensors: the padding may be cut short */
 	if (g->n_ts) {
 		const struct gtensor *last = &g->ts[g->n_ts - 1];
 		if (g->data_off > c.size || last->off + last->nbytes > c.size - g->data_off) {
@@ -846,7 +848,8 @@ int mfs_gguf_open(struct mfs_model *m, const char *display, char *err, size_t er
 		st->kvs[i] = gp->kv;
 		st->kvs[i].key = d->props[i].name;
 	}
-	memcpy(d->tensors, tv, n_tv * sizeof(*tv));
+	if (n_tv)
+		memcpy(d->tensors, tv, n_tv * sizeof(*tv));
 	for (size_t i = 0; i < n_tv; i++)
 		tv[i]->id = i;
 	gr->inits = d->tensors;

@@ -153,6 +153,11 @@ int mfs_gguf_splice(struct mfs_splice *out, const struct mfs_model *m,
 			mfs_splice_bytes(out, kb.p, kb.len);
 		}
 		mfs_source_splice(out, src, st->info_off, st->info_end - st->info_off);
+		if (!st->n_tensors) {
+			/* No data section: what follows the infos is copied as it is. */
+			pos = st->info_end;
+			goto rest;
+		}
 		uint64_t a = st->alignment;
 		uint64_t pad = (a - out->total % a) % a;
 		static const uint8_t zeros[256];
@@ -163,6 +168,7 @@ int mfs_gguf_splice(struct mfs_splice *out, const struct mfs_model *m,
 		}
 		pos = st->data_off;
 	}
+rest:
 	for (uint64_t id = 0; id < d->n_tensors; id++) {
 		const struct mfs_tensor *t = d->tensors[id];
 		if (!by_id[id] || !by_id[id]->data_changed)
