@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "gguf/gguf.h"
 
@@ -38,6 +40,30 @@ static bool props_writable(const struct mfs_model *m)
 	return s && !s->split;
 }
 
+/* A staged value must fit its key's type (a new key's is inferred). */
+static int prop_check(const struct mfs_model *m, const char *key, int64_t orig,
+                      const char *value, size_t len)
+{
+	const struct gguf_state *s = m->priv;
+	uint32_t type, elem;
+	if (strcmp(key, "general.alignment") == 0)
+		return -EINVAL;         /* it fixes where every tensor is */
+	if (orig >= 0 && (uint64_t)orig < s->n_kv) {
+		const struct gguf_kv *kv = &s->kvs[orig];
+		type = kv->type;
+		elem = kv->elem;
+	} else {
+		mfs_gguf_infer(value, len, &type, &elem);
+	}
+	struct mfs_buf b = {0};
+	char msg[256];
+	int rc = mfs_gguf_encode(&b, type, elem, value, len, msg, sizeof(msg));
+	if (rc == 0 && b.oom)
+		rc = -ENOMEM;
+	free(b.p);
+	return rc == -ENOMEM ? rc : rc < 0 ? -EINVAL : 0;
+}
+
 const struct mfs_format mfs_format_gguf = {
 	.name = "gguf",
 	.flags = MFS_DESC_PROPS_TEXT,   /* props are value text (value.c) */
@@ -47,5 +73,6 @@ const struct mfs_format mfs_format_gguf = {
 	.tensor_check = tensor_check,
 	.meta_names = no_meta,
 	.props_writable = props_writable,
+	.prop_check = prop_check,
 	.splice = mfs_gguf_splice,
 };
