@@ -814,7 +814,7 @@ int mfs_gguf_open(struct mfs_model *m, const char *display, char *err, size_t er
 	struct mfs_desc *d = &m->desc;
 	struct mfs_graph *gr = mfs_arena_alloc(a, sizeof(*gr));
 	struct gguf_state *st = mfs_arena_alloc(a, sizeof(*st));
-	size_t n_meta = 3 + g.n_props;
+	size_t n_meta = 3 + g.n_props + (count > 1);
 	d->meta = mfs_arena_array(a, n_meta, sizeof(*d->meta));
 	d->props = mfs_arena_array(a, g.n_props ? g.n_props : 1, sizeof(*d->props));
 	d->tensors = mfs_arena_array(a, n_tv ? n_tv : 1, sizeof(*d->tensors));
@@ -847,6 +847,22 @@ int mfs_gguf_open(struct mfs_model *m, const char *display, char *err, size_t er
 		d->props[i].len = gp->len;
 		st->kvs[i] = gp->kv;
 		st->kvs[i].key = d->props[i].name;
+	}
+	if (count > 1) {
+		/* meta/shards: the files of a split model, one per line, escaped. */
+		struct mfs_buf sb = {0};
+		for (unsigned k = 0; k < count; k++) {
+			mfs_gguf_scalar_text(&sb, GV_STRING, (const uint8_t *)m->desc.files[k].path,
+			                     strlen(m->desc.files[k].path));
+			mfs_buf_add(&sb, "\n", 1);
+		}
+		struct mfs_meta *mt = &d->meta[n_meta - 1];
+		mt->name = mfs_arena_strdup(a, "shards");
+		mt->value = sb.oom ? NULL : mfs_arena_strndup(a, sb.p, sb.len);
+		mt->len = sb.len;
+		free(sb.p);
+		if (!mt->name || !mt->value)
+			goto oom;
 	}
 	if (n_tv)
 		memcpy(d->tensors, tv, n_tv * sizeof(*tv));

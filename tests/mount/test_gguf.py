@@ -341,6 +341,9 @@ def split_checks(t):
         t.eq("a split model: the three files at the root",
              ["m-00001-of-00003.gguf", "m-00002-of-00003.gguf", "m-00003-of-00003.gguf"],
              sorted(x for x in os.listdir(mnt) if x.endswith(".gguf")))
+        t.eq("a split model: meta/shards lists its files",
+             "m-00001-of-00003.gguf\nm-00002-of-00003.gguf\nm-00003-of-00003.gguf\n",
+             rd(os.path.join(mnt, "meta", "shards"), "r"))
         got = [rd(os.path.join(mnt, "weights", "s", str(i), "w", "data")) for i in range(6)]
         t.eq("a split model: every tensor of every file in one tree", datas, got)
         try:
