@@ -24,7 +24,8 @@
 #define GGUF_MAX_KEY            65535           /* bytes of one key */
 #define GGUF_MAX_TNAME          63              /* bytes of a tensor name (GGML_MAX_NAME - 1) */
 #define GGUF_MAX_DIMS           4               /* GGML_MAX_DIMS */
-#define GGUF_MAX_TEXT           (256ull << 20)  /* bytes of one value's text in meta/props/ */
+#define GGUF_MAX_TEXT           (64ull << 20)   /* bytes of the values' text in meta/props/
+                                                 * (one value's, and all of them together) */
 #define GGUF_MAX_SHARDS         999             /* files of a split model */
 #define GGUF_DEFAULT_ALIGNMENT  32
 

@@ -169,7 +169,7 @@ static uint64_t min_size(uint32_t t)
  * For a top-level array, *elem gets its element type.
  */
 static int value(struct cur *c, struct mfs_buf *b, uint32_t t, unsigned depth, const char *key,
-                 uint32_t *elem)
+                 uint32_t *elem, uint64_t limit)
 {
 	int rc;
 	if (t >= GV_COUNT_)
@@ -179,7 +179,9 @@ static int value(struct cur *c, struct mfs_buf *b, uint32_t t, unsigned depth, c
 		size_t at = b ? b->len : 0;
 		uint64_t n = 0;
 		struct mfs_buf raw = {0};
-		rc = get_str(c, b ? &raw : NULL, GGUF_MAX_STRING, &n, "a string");
+		/* Its text is at least as long as it is: the text budget bounds it too. */
+		uint64_t max = b && limit - b->len < GGUF_MAX_STRING ? limit - b->len : GGUF_MAX_STRING;
+		rc = get_str(c, b ? &raw : NULL, max, &n, "a string");
 		if (rc == 0 && b) {
 			if (raw.oom)
 				rc = mfs_errf(c->err, c->errlen, -ENOMEM, c->display, "out of memory");
@@ -228,13 +230,13 @@ static int value(struct cur *c, struct mfs_buf *b, uint32_t t, unsigned depth, c
 	for (uint64_t i = 0; i < count; i++) {
 		if (i && b)
 			mfs_buf_add(b, depth ? ", " : "\n", depth ? 2 : 1);
-		if ((rc = value(c, b, et, depth + 1, key, NULL)) < 0)
+		if ((rc = value(c, b, et, depth + 1, key, NULL, limit)) < 0)
 			return rc;
-		if (b && (b->oom || b->len > GGUF_MAX_TEXT))
+		if (b && (b->oom || b->len > limit))
 			return mfs_errf(c->err, c->errlen, b->oom ? -ENOMEM : -EFBIG, c->display,
 			                b->oom ? "out of memory reading key '%.200s'"
-			                       : "key '%.200s': its text is over the limit of %llu "
-			                         "bytes", key, GGUF_MAX_TEXT);
+			                       : "key '%.200s': the text of the metadata values is "
+			                         "over the limit of %llu bytes", key, GGUF_MAX_TEXT);
 	}
 	if (depth && b)
 		mfs_buf_add(b, "]", 1);
@@ -413,6 +415,7 @@ static int read_file(struct gfile *g, struct mfs_source *src, const char *displa
 	}
 
 	g->alignment = GGUF_DEFAULT_ALIGNMENT;
+	uint64_t total_text = 0;
 	for (uint64_t i = 0; i < n_kv; i++) {
 		uint64_t start = c.pos, klen;
 		struct mfs_buf kb = {0};
@@ -440,23 +443,28 @@ static int read_file(struct gfile *g, struct mfs_source *src, const char *displa
 		uint32_t t;
 		if ((rc = get_u32(&c, &t, "a value type")) < 0)
 			goto out;
-		tb.len = 0;
-		tb.oom = false;
 		uint32_t elem = 0;
-		if ((rc = value(&c, &tb, t, 0, gp->key, &elem)) < 0)
+		if ((rc = value(&c, &tb, t, 0, gp->key, &elem, GGUF_MAX_TEXT - total_text)) < 0)
 			goto out;
 		if (tb.oom) {
 			rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
 			goto out;
 		}
-		gp->text = malloc(tb.len + 1);
+		total_text += tb.len;
+		if (total_text > GGUF_MAX_TEXT) {
+			rc = mfs_errf(err, errlen, -EFBIG, display, "the text of the metadata values "
+			              "is over the limit of %llu bytes (at key '%.200s')", GGUF_MAX_TEXT,
+			              gp->key);
+			goto out;
+		}
+		/* The buffer becomes the value's text (no copy). */
+		gp->text = tb.p ? tb.p : strdup("");
+		gp->len = tb.len;
+		memset(&tb, 0, sizeof(tb));
 		if (!gp->text) {
 			rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
 			goto out;
 		}
-		memcpy(gp->text, tb.p ? tb.p : "", tb.len);
-		gp->text[tb.len] = '\0';
-		gp->len = tb.len;
 		gp->kv.type = t;
 		gp->kv.elem = elem;
 		gp->kv.off = start;

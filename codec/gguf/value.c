@@ -34,17 +34,23 @@ unsigned mfs_gguf_vtype_size(uint32_t t)
 	return t < GV_COUNT_ ? vsizes[t] : 0;
 }
 
-static void put_fmt(struct mfs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#include <stdarg.h>
-static void put_fmt(struct mfs_buf *b, const char *fmt, ...)
+/* Decimal digits without printf: arrays of millions of integers are common. */
+static void put_u64(struct mfs_buf *b, uint64_t v, bool neg)
 {
-	char tmp[64];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		mfs_buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+	char tmp[24];
+	int i = (int)sizeof(tmp);
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	if (neg)
+		tmp[--i] = '-';
+	mfs_buf_add(b, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+static void put_i64(struct mfs_buf *b, int64_t v)
+{
+	put_u64(b, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0);
 }
 
 static void put_double(struct mfs_buf *b, double v, bool single)
@@ -74,19 +80,19 @@ void mfs_gguf_scalar_text(struct mfs_buf *b, uint32_t t, const uint8_t *p, size_
 		u = u << 8 | p[i];
 	switch (t) {
 	case GV_UINT8: case GV_UINT16: case GV_UINT32: case GV_UINT64:
-		put_fmt(b, "%" PRIu64, u);
+		put_u64(b, u, false);
 		break;
 	case GV_INT8:
-		put_fmt(b, "%d", (int)(int8_t)u);
+		put_i64(b, (int8_t)u);
 		break;
 	case GV_INT16:
-		put_fmt(b, "%d", (int)(int16_t)u);
+		put_i64(b, (int16_t)u);
 		break;
 	case GV_INT32:
-		put_fmt(b, "%" PRId32, (int32_t)u);
+		put_i64(b, (int32_t)u);
 		break;
 	case GV_INT64:
-		put_fmt(b, "%" PRId64, (int64_t)u);
+		put_i64(b, (int64_t)u);
 		break;
 	case GV_BOOL:
 		if (u)
