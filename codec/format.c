@@ -18,14 +18,16 @@
 #define MAX_FORMATS 16
 
 /* The rows, each defined in its format's folder (<fmt>/format.c). */
+extern const struct mfs_format mfs_format_gguf;
 extern const struct mfs_format mfs_format_onnx;
 extern const struct mfs_format mfs_format_safetensors;
 
 static const struct mfs_format *table[MAX_FORMATS] = {
+	&mfs_format_gguf,       /* a magic number: first, so that no guess beats it */
 	&mfs_format_safetensors,
 	&mfs_format_onnx,
 };
-static size_t n_table = 2;
+static size_t n_table = 3;
 
 size_t mfs_format_count(void)
 {

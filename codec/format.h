@@ -224,6 +224,17 @@ struct mfs_format {
 	/* May props (meta/props/) be created, changed and removed? */
 	bool (*props_writable)(const struct mfs_model *m);
 	/*
+	 * Check a prop's new value when it is staged (one trailing '\n'
+	 * dropped, valid UTF-8): `key` is its key, `orig` its index in
+	 * desc.props (renames
+	 * keep it), -1 for a new key.  0, or -EINVAL (a value of the wrong
+	 * type, or a prop that cannot take a new value), and the write fails
+	 * with that errno.  NULL: any value (the splice may still refuse one
+	 * at commit).
+	 */
+	int (*prop_check)(const struct mfs_model *m, const char *key, int64_t orig,
+	                  const char *value, size_t len);
+	/*
 	 * The commit writer: fill `out` (empty on entry) with the new model
 	 * file for edits `e`, writing nothing.  Returns 0, or -errno with one
 	 * line in `err`: -EFBIG past a format limit, -EACCES for an edit the

@@ -311,7 +311,7 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 		rc = mfs_ent_prop_key(fs, en->name, strlen(en->name), &key);
 		if (rc == 0)
 			rc = mfs_txn_prop_get(out, len, fs->txn, key);
-		if (rc == 0) {
+		if (rc == 0 && !(fs->gen->desc.flags & MFS_DESC_PROPS_TEXT)) {
 			/* The value escaped (doc/design.md §3.5), as the tree shows it. */
 			size_t el = mfs_text_escape(NULL, 0, *out, *len);
 			char *e = malloc(el + 1);
@@ -365,7 +365,11 @@ int mfs_ent_prop_write(struct mfs_fs *fs, const char *key, const char *text, siz
 	 * the txn drops one trailing '\n', so the decoded value gets one. */
 	if (len && text[len - 1] == '\n')
 		len--;
-	size_t n = mfs_text_unescape(v, text, len);
+	size_t n = len;
+	if (fs->gen->desc.flags & MFS_DESC_PROPS_TEXT)
+		memcpy(v, text, len);   /* the format decodes it */
+	else
+		n = mfs_text_unescape(v, text, len);
 	v[n++] = '\n';
 	int rc = mfs_txn_prop_set(fs->txn, key, v, n);
 	free(v);

@@ -1213,7 +1213,13 @@ static void root_contents(struct build *b)
 	for (size_t i = 0; i < d->n_meta && !b->err; i++) {
 		const struct mfs_meta *m = &d->meta[i];
 		const char *name = m->name ? m->name : "";
-		uint32_t f = add_named(b, meta, name, strlen(name), MFS_TN_TEXT, 0);
+		/* "types/<key>": a file of the folder meta/types/ (GGUF). */
+		uint32_t in = meta;
+		if (strncmp(name, "types/", 6) == 0) {
+			in = dir_get(b, meta, "types", 5, true);
+			name += 6;
+		}
+		uint32_t f = add_named(b, in, name, strlen(name), MFS_TN_TEXT, 0);
 		set_text(b, f, m->value, m->len, false);
 	}
 	uint32_t props = dir_get(b, meta, "props", 5, true);
@@ -1222,8 +1228,10 @@ static void root_contents(struct build *b)
 		const struct mfs_meta *m = &d->props[i];
 		const char *name = m->name ? m->name : "";
 		uint32_t f = add_named(b, props, name, strlen(name), MFS_TN_TEXT, 0);
-		size_t len;
-		const char *text = escaped(b, m->value ? m->value : "", m->value ? m->len : 0, &len);
+		size_t len = m->value ? m->len : 0;
+		const char *text = m->value ? m->value : "";
+		if (!(d->flags & MFS_DESC_PROPS_TEXT))
+			text = escaped(b, text, len, &len);
 		set_text(b, f, text, len, true);
 		/* One entry per prop, in a run: mfs_tree_prop() counts on it. */
 		if (!b->err && f != b->t->props_first + i)

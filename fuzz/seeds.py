@@ -110,3 +110,28 @@ put("fuzz_edit_commit", "bad", prog(0, [[1, 0, 3, 0], [7], [9, 0]]))
 rnd = random.Random(6)
 for i in range(6):
     put("fuzz_edit_commit", "rand%d" % i, bytes(rnd.randrange(256) for _ in range(rnd.randrange(8, 120))))
+
+# fuzz_gguf: small GGUF files from the tests' writer (every value type, the
+# three tensor kinds of the llama test, a nested array, another alignment).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "tools"))
+import gguf_write as gw  # noqa: E402
+
+def gguf_seed(name, kvs, ts, alignment=32, raw=None):
+    p = os.path.join(out, "fuzz_gguf", "seed-" + name)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    gw.write(p, kvs, ts, alignment=alignment, raw_kvs=raw)
+
+
+vals = [("general.architecture", gw.STR, "llama"), ("a.u8", gw.U8, 7), ("a.i8", gw.I8, -1),
+        ("a.u16", gw.U16, 9), ("a.i16", gw.I16, -9), ("a.u32", gw.U32, 1), ("a.i32", gw.I32, -3),
+        ("a.f32", gw.F32, 0.5), ("a.b", gw.BOOL, True), ("a.s", gw.STR, "x\n%y"),
+        ("a.u64", gw.U64, 1 << 40), ("a.i64", gw.I64, -(1 << 40)), ("a.f64", gw.F64, 0.1),
+        ("a.strs", gw.ARR, (gw.STR, ["p", "", "q\tr"])), ("a.fl", gw.ARR, (gw.F32, [1.0, -2.5]))]
+nested = gw.gstr("a.nest") + struct.pack("<IIQ", gw.ARR, gw.ARR, 1) + \
+    gw.value(gw.ARR, (gw.I16, [1, 2]))
+gguf_seed("values", vals, [("w", "f32", [8], b"\1" * 32), ("q", "q8_0", [32], b"\2" * 34),
+                           ("h", "f16", [4, 2], b"\3" * 16)], raw=[nested])
+gguf_seed("align64", vals[:2] + [("general.alignment", gw.U32, 64)],
+          [("w", "f32", [3], b"\1" * 12), ("v", "i8", [5], b"\2" * 5)], alignment=64)
+gguf_seed("split", [("split.no", gw.U16, 0), ("split.count", gw.U16, 1)], [])

@@ -581,6 +581,28 @@ static int cmd_dump(const char *path, bool nodes)
 	return dp.rc;
 }
 
+/*
+ * A prop that is already text, one element per line (MFS_DESC_PROPS_TEXT):
+ * its first 8 lines joined by ", ", then how many there are in all.
+ */
+static void put_lines(const char *s, size_t n)
+{
+	size_t lines = 1, shown = 0;
+	for (size_t i = 0; i < n; i++)
+		lines += s[i] == '\n';
+	for (size_t i = 0; i < n && shown < 8;) {
+		const char *nl = memchr(s + i, '\n', n - i);
+		size_t l = nl ? (size_t)(nl - (s + i)) : n - i;
+		if (shown)
+			fputs(", ", stdout);
+		fwrite(s + i, 1, l, stdout);
+		shown++;
+		i += l + 1;
+	}
+	if (lines > 8)
+		printf(", ... (%zu in all)", lines);
+}
+
 static int cmd_info(const char *path)
 {
 	mfs_model *m = NULL;
@@ -600,7 +622,10 @@ static int cmd_info(const char *path)
 		fputs("prop ", stdout);
 		put_str(d->props[i].name);
 		fputs(": ", stdout);
-		put_text(d->props[i].value, d->props[i].len);
+		if (d->flags & MFS_DESC_PROPS_TEXT)
+			put_lines(d->props[i].value, d->props[i].len);
+		else
+			put_text(d->props[i].value, d->props[i].len);
 		putchar('\n');
 	}
 	const struct mfs_graph *g = d->graph;

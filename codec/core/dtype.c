@@ -43,18 +43,38 @@ static const struct {
 	[MFS_DT_INT2] = {"int2", 2},
 };
 
-/* Types without an ONNX number, indexed from MFS_DT_EXT_FIRST_. */
+/* Types without an ONNX number, indexed from MFS_DT_EXT_FIRST_ (with holes:
+ * a number without a name is unknown). */
+#define G(id) [MFS_DT_GGML(id) - MFS_DT_EXT_FIRST_]
 static const struct {
 	const char *name;
 	unsigned bits;
+	unsigned blck, bsize;   /* block-quantized: elements and bytes per block */
 } ext_dtypes[MFS_DT_EXT_END_ - MFS_DT_EXT_FIRST_] = {
-	[MFS_DT_FLOAT6E2M3 - MFS_DT_EXT_FIRST_] = {"float6e2m3", 6},
-	[MFS_DT_FLOAT6E3M2 - MFS_DT_EXT_FIRST_] = {"float6e3m2", 6},
+	[MFS_DT_FLOAT6E2M3 - MFS_DT_EXT_FIRST_] = {"float6e2m3", 6, 0, 0},
+	[MFS_DT_FLOAT6E3M2 - MFS_DT_EXT_FIRST_] = {"float6e3m2", 6, 0, 0},
+	/* ggml's block types (ggml-common.h block structs; ggml.c type_traits). */
+	G(2) = {"q4_0", 0, 32, 18},      G(3) = {"q4_1", 0, 32, 20},
+	G(6) = {"q5_0", 0, 32, 22},      G(7) = {"q5_1", 0, 32, 24},
+	G(8) = {"q8_0", 0, 32, 34},      G(9) = {"q8_1", 0, 32, 36},
+	G(10) = {"q2_k", 0, 256, 84},    G(11) = {"q3_k", 0, 256, 110},
+	G(12) = {"q4_k", 0, 256, 144},   G(13) = {"q5_k", 0, 256, 176},
+	G(14) = {"q6_k", 0, 256, 210},   G(15) = {"q8_k", 0, 256, 292},
+	G(16) = {"iq2_xxs", 0, 256, 66}, G(17) = {"iq2_xs", 0, 256, 74},
+	G(18) = {"iq3_xxs", 0, 256, 98}, G(19) = {"iq1_s", 0, 256, 50},
+	G(20) = {"iq4_nl", 0, 32, 18},   G(21) = {"iq3_s", 0, 256, 110},
+	G(22) = {"iq2_s", 0, 256, 82},   G(23) = {"iq4_xs", 0, 256, 136},
+	G(29) = {"iq1_m", 0, 256, 56},
+	G(34) = {"tq1_0", 0, 256, 54},   G(35) = {"tq2_0", 0, 256, 66},
+	G(39) = {"mxfp4", 0, 32, 17},    G(40) = {"nvfp4", 0, 64, 36},
+	G(41) = {"q1_0", 0, 128, 18},    G(42) = {"q2_0", 0, 64, 18},
 };
+#undef G
 
 static bool is_ext(int32_t dtype)
 {
-	return dtype >= MFS_DT_EXT_FIRST_ && dtype < MFS_DT_EXT_END_;
+	return dtype >= MFS_DT_EXT_FIRST_ && dtype < MFS_DT_EXT_END_ &&
+	       ext_dtypes[dtype - MFS_DT_EXT_FIRST_].name;
 }
 
 const char *mfs_dtype_name(int32_t dtype)
@@ -74,7 +94,7 @@ int32_t mfs_dtype_from_name(const char *name)
 		if (strcmp(name, dtypes[i].name) == 0)
 			return i;
 	for (int32_t i = MFS_DT_EXT_FIRST_; i < MFS_DT_EXT_END_; i++)
-		if (strcmp(name, ext_dtypes[i - MFS_DT_EXT_FIRST_].name) == 0)
+		if (is_ext(i) && strcmp(name, ext_dtypes[i - MFS_DT_EXT_FIRST_].name) == 0)
 			return i;
 	return -1;
 }
@@ -88,10 +108,24 @@ unsigned mfs_dtype_bits(int32_t dtype)
 	return dtypes[dtype].bits;
 }
 
+bool mfs_dtype_block(int32_t dtype, unsigned *elems, unsigned *bytes)
+{
+	*elems = *bytes = 0;
+	if (!is_ext(dtype) || !ext_dtypes[dtype - MFS_DT_EXT_FIRST_].blck)
+		return false;
+	*elems = ext_dtypes[dtype - MFS_DT_EXT_FIRST_].blck;
+	*bytes = ext_dtypes[dtype - MFS_DT_EXT_FIRST_].bsize;
+	return true;
+}
+
 int mfs_tensor_nbytes(uint64_t *out, int32_t dtype, const int64_t *dims, size_t rank)
 {
 	unsigned bits = mfs_dtype_bits(dtype);
-	if (!bits)
+	unsigned blck, bsize;
+	bool block = mfs_dtype_block(dtype, &blck, &bsize);
+	if (!bits && !block)
+		return -EINVAL;
+	if (block && (!rank || dims[rank - 1] < 0 || dims[rank - 1] % blck))
 		return -EINVAL;
 	uint64_t n = 1;
 	for (size_t i = 0; i < rank; i++) {
@@ -99,6 +133,13 @@ int mfs_tensor_nbytes(uint64_t *out, int32_t dtype, const int64_t *dims, size_t 
 			return -EINVAL;
 		if (__builtin_mul_overflow(n, (uint64_t)dims[i], &n))
 			return -EOVERFLOW;
+	}
+	if (block) {
+		uint64_t bytes;
+		if (__builtin_mul_overflow(n / blck, (uint64_t)bsize, &bytes))
+			return -EOVERFLOW;
+		*out = bytes;
+		return 0;
 	}
 	uint64_t total_bits;
 	if (__builtin_mul_overflow(n, (uint64_t)bits, &total_bits))

@@ -537,6 +537,11 @@ int mfs_txn_prop_set(mfs_txn *t, const char *key, const char *value, size_t len)
 		goto out;
 	}
 	ssize_t i = prop_find(t, key);
+	if (t->m->fmt->prop_check) {
+		int64_t orig = i >= 0 && (size_t)i < t->n_orig_props ? (int64_t)i : -1;
+		if ((rc = t->m->fmt->prop_check(t->m, key, orig, value, len)) < 0)
+			goto out;
+	}
 	if (i >= 0) {
 		const struct pslot *ps = &t->props[i];
 		if (ps->len != len || memcmp(ps->value, value, len) != 0)

@@ -35,7 +35,7 @@
 
 #define MFS_STAGE_CHUNK         (256u << 10)    /* bytes per chunk (doc/performance.md §1) */
 #define MFS_STAGE_MAX_OBJECT    (1ull << 40)    /* largest staged object, 1 TiB */
-#define MFS_STAGE_MAX_VALUE     (64u << 10)     /* largest mfs_stage_set_value() */
+#define MFS_STAGE_MAX_VALUE     MFS_STAGE_CHUNK /* largest mfs_stage_set_value() (fits cbuf) */
 
 struct mfs_stage;
 

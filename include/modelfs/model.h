@@ -80,8 +80,19 @@ enum mfs_dtype {
 	MFS_DT_EXT_FIRST_ = 1000,
 	MFS_DT_FLOAT6E2M3 = 1000,       /* safetensors F6_E2M3 (6 bits) */
 	MFS_DT_FLOAT6E3M2 = 1001,       /* safetensors F6_E3M2 (6 bits) */
-	MFS_DT_EXT_END_ = 1002
+	/*
+	 * ggml's block-quantized types (GGUF): a row of the innermost dim is
+	 * cut into blocks of mfs_dtype_block() elements, each stored in a fixed
+	 * number of bytes.  Numbered 1002 + 32 + the ggml type id; named by
+	 * ggml's lower-cased name ("q8_0", "q4_k", "iq2_xxs").
+	 */
+	MFS_DT_GGML_FIRST_ = 1034,
+	MFS_DT_GGML_END_ = 1034 + 64,
+	MFS_DT_EXT_END_ = 1034 + 64
 };
+
+/* The mfs dtype of ggml block type `id` (0 <= id < 64). */
+#define MFS_DT_GGML(id) (MFS_DT_GGML_FIRST_ + (id))
 
 /*
  * mfs_dtype_name() - the name shown in `dtype` files.
@@ -105,8 +116,17 @@ int32_t mfs_dtype_from_name(const char *name);
 unsigned mfs_dtype_bits(int32_t dtype);
 
 /*
+ * mfs_dtype_block() - for a block-quantized type (MFS_DT_GGML): elements
+ * per block and bytes per block; returns false (both 0) for every other
+ * type, whose width mfs_dtype_bits() gives.
+ */
+bool mfs_dtype_block(int32_t dtype, unsigned *elems, unsigned *bytes);
+
+/*
  * mfs_tensor_nbytes() - bytes of a dense tensor of `dtype` with `rank` dims.
  * Sub-byte types round the total up to whole bytes, as ONNX packs them.
+ * A block-quantized type needs its innermost (last) dim to be a multiple of
+ * its block (-EINVAL otherwise) and takes whole blocks.
  * Returns 0 and sets *out, or -EOVERFLOW if the product overflows uint64,
  * -EINVAL for a negative dim or a dtype without fixed width.
  */
@@ -374,6 +394,16 @@ struct mfs_file {
  *                  and the tree shows meta/ and weights/ (§3.2).
  */
 #define MFS_DESC_GRAPH          0x1u
+/*
+ * MFS_DESC_PROPS_TEXT  props values are already the text their files show,
+ *                  escaped by the format (GGUF: an array one escaped
+ *                  element per line): the tree and reads show them as
+ *                  they are, and a write stages the file's text as it is
+ *                  (one trailing '\n' dropped), which the format's splice
+ *                  decodes.  Without it values are bytes, escaped on show
+ *                  and unescaped on write (doc/design.md §3.5).
+ */
+#define MFS_DESC_PROPS_TEXT     0x2u
 
 /* The description of a model. */
 struct mfs_desc {

@@ -26,7 +26,7 @@ tensor.  Limits covered (man page value; codec header name):
   256 MiB decoded from typed fields       MFS_MAX_DECODED (refusal only: 32
                                           MiB of packed int64 zeros decode to
                                           256 MiB + 8; below: 8 MiB decoded)
-  64 KiB of a staged value                MFS_STAGE_MAX_VALUE (codec/txn/stage.h;
+  256 KiB of a staged value               MFS_STAGE_MAX_VALUE (codec/txn/stage.h;
                                           meta/props/<key>: key + value + 2;
                                           one byte over fails with EFBIG, at
                                           the limit stages and commits)
@@ -305,33 +305,33 @@ def main():
     os.unlink(p)
     os.unlink(shard)
 
-    # --- staged value of a prop (key + value + 2 <= 64 KiB)
+    # --- staged value of a prop (key + value + 2 <= 256 KiB)
     p = L.save(model([u8("w", [1], b"\x07")]), "props.onnx")
     key = "k"
-    at = b"v" * (65536 - len(key) - 2)
+    at = b"v" * (262144 - len(key) - 2)
     dm = Daemon(p, L.mnt)
     try:
         kp = os.path.join(L.mnt, "meta", "props", key)
         try:
             with open(kp, "wb") as f:
                 f.write(at + b"v")
-            t.not_ok("prop value one byte over 64 KiB (key + value + 2): EFBIG", "accepted")
+            t.not_ok("prop value one byte over 256 KiB (key + value + 2): EFBIG", "accepted")
         except OSError as e:
-            t.eq("prop value one byte over 64 KiB (key + value + 2): EFBIG",
+            t.eq("prop value one byte over 256 KiB (key + value + 2): EFBIG",
                  "EFBIG", errno.errorcode.get(e.errno))
         try:
             with open(kp, "wb") as f:
                 f.write(at)
             got = open(kp, "rb").read()
-            t.check("prop value at 64 KiB (key + value + 2) stages and reads back (+ newline)",
+            t.check("prop value at 256 KiB (key + value + 2) stages and reads back (+ newline)",
                     got == at + b"\n", "read %d bytes, tail %r" % (len(got), got[-4:]))
         except OSError as e:
-            t.not_ok("prop value at 64 KiB (key + value + 2) stages", e)
+            t.not_ok("prop value at 256 KiB (key + value + 2) stages", e)
     finally:
         rc = dm.stop()
     t.eq("props: daemon exits 0 (committed at unmount)", 0, rc)
     props = {x.key: x.value for x in onnx.load(p).metadata_props}
-    t.check("props: the 64 KiB value is in the committed model",
+    t.check("props: the 256 KiB value is in the committed model",
             props.get(key) == at.decode(), "props %s" % {k: len(v) for k, v in props.items()})
 
     # --- metadata fields of one message (64 MiB): ModelProto.metadata_props

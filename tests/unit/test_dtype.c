@@ -107,6 +107,39 @@ static void tensor_nbytes(void **state)
 	assert_int_equal(mfs_tensor_nbytes(&n, 99, d3, 1), -EINVAL);
 }
 
+/* ggml's block types (GGUF): names, no per-element width, whole blocks. */
+static void block_types(void **state)
+{
+	(void)state;
+	unsigned e, b;
+	int32_t q8 = MFS_DT_GGML(8), q4k = MFS_DT_GGML(12);
+	assert_string_equal(mfs_dtype_name(q8), "q8_0");
+	assert_string_equal(mfs_dtype_name(q4k), "q4_k");
+	assert_string_equal(mfs_dtype_name(MFS_DT_GGML(16)), "iq2_xxs");
+	assert_int_equal(mfs_dtype_from_name("q8_0"), q8);
+	assert_int_equal(mfs_dtype_from_name("q4_k"), q4k);
+	assert_int_equal(mfs_dtype_bits(q8), 0);
+	assert_true(mfs_dtype_block(q8, &e, &b));
+	assert_int_equal(e, 32);
+	assert_int_equal(b, 34);
+	assert_false(mfs_dtype_block(MFS_DT_FLOAT, &e, &b));
+	assert_int_equal(e, 0);
+	/* Removed ggml ids (4, 5, 31) and unquantized ones (0, 1) have no name here. */
+	assert_string_equal(mfs_dtype_name(MFS_DT_GGML(4)), "dtype1038");
+	assert_string_equal(mfs_dtype_name(MFS_DT_GGML(0)), "dtype1034");
+	assert_string_equal(mfs_dtype_name(1002), "dtype1002");
+	assert_false(mfs_dtype_block(MFS_DT_GGML(31), &e, &b));
+	uint64_t n = 0;
+	int64_t d1[] = {3, 64}, d2[] = {3, 31}, d3[] = {2, 512}, d4[] = {(int64_t)1 << 62, 256};
+	assert_int_equal(mfs_tensor_nbytes(&n, q8, d1, 2), 0);
+	assert_int_equal(n, 3 * 2 * 34);
+	assert_int_equal(mfs_tensor_nbytes(&n, q8, d2, 2), -EINVAL);
+	assert_int_equal(mfs_tensor_nbytes(&n, q8, d1, 0), -EINVAL);
+	assert_int_equal(mfs_tensor_nbytes(&n, q4k, d3, 2), 0);
+	assert_int_equal(n, 2 * 2 * 144);
+	assert_int_equal(mfs_tensor_nbytes(&n, q4k, d4, 2), -EOVERFLOW);
+}
+
 static void shape_text(void **state)
 {
 	char buf[64];
@@ -163,6 +196,7 @@ int main(void)
 		cmocka_unit_test(dtype_names),
 		cmocka_unit_test(dtype_bits),
 		cmocka_unit_test(tensor_nbytes),
+		cmocka_unit_test(block_types),
 		cmocka_unit_test(shape_text),
 		cmocka_unit_test(dims_text),
 	};

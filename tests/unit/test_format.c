@@ -69,6 +69,16 @@ static void builtin_rows(void **state)
 		assert_string_equal(onnx->meta_names[k], want[k]);
 	assert_null(onnx->meta_names[6]);
 	assert_null(st->meta_names[0]);
+	/* GGUF: first in the table (a magic number), props as text, no dtype edits. */
+	const struct mfs_format *gg = row("gguf");
+	assert_non_null(gg);
+	assert_ptr_equal(mfs_format_at(0), gg);
+	assert_true(gg->flags & MFS_DESC_PROPS_TEXT);
+	assert_false(gg->flags & MFS_DESC_GRAPH);
+	assert_false(gg->dtype_ok(MFS_DT_FLOAT));
+	assert_null(gg->meta_names[0]);
+	const uint8_t ghead[16] = "GGUF\3\0\0\0{\0\0\0\0\0\0\0";
+	assert_ptr_equal(mfs_format_sniff(ghead, sizeof(ghead), 1 << 20), gg);
 	assert_int_equal(onnx->meta_check(3, "42", 2), 0);
 	assert_int_equal(onnx->meta_check(3, "-7", 2), 0);
 	assert_int_equal(onnx->meta_check(3, "4x", 2), -EINVAL);
