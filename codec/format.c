@@ -20,12 +20,14 @@
 /* The rows, each defined in its format's folder (<fmt>/format.c). */
 extern const struct mfs_format mfs_format_onnx;
 extern const struct mfs_format mfs_format_safetensors;
+extern const struct mfs_format mfs_format_torch;
 
 static const struct mfs_format *table[MAX_FORMATS] = {
 	&mfs_format_safetensors,
+	&mfs_format_torch,
 	&mfs_format_onnx,
 };
-static size_t n_table = 2;
+static size_t n_table = 3;
 
 size_t mfs_format_count(void)
 {

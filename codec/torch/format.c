@@ -1,0 +1,34 @@
+/*
+ * codec/torch/format.c — PyTorch's row in the table of formats (format.h).
+ *
+ * Recognised by content: a zip local header at offset 0 (torch.save's zip
+ * format, and TorchScript archives), or the legacy torch.save magic (a
+ * protocol-2 pickle whose first value is torch's LONG1 magic number),
+ * which open refuses with a message that names the format.
+ */
+#include <string.h>
+
+#include "torch/torch.h"
+
+/* PROTO 2, LONG1 of 10 bytes: 0x1950a86a20f9469cfc6c, torch's legacy MAGIC_NUMBER. */
+static const uint8_t legacy_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                       0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+
+int mfs_torch_sniff(const uint8_t *head, size_t len, uint64_t size)
+{
+	(void)size;
+	if (len >= 4 && memcmp(head, "PK\x03\x04", 4) == 0)
+		return MFS_SNIFF_YES;
+	if (len >= sizeof(legacy_magic) && memcmp(head, legacy_magic, sizeof(legacy_magic)) == 0)
+		return MFS_SNIFF_YES;
+	return MFS_SNIFF_NO;
+}
+
+const struct mfs_format mfs_format_torch = {
+	.name = "torch",
+	.flags = 0,
+	.sniff = mfs_torch_sniff,
+	.open = mfs_torch_open,
+	.close = mfs_torch_close,
+	.tensor_read = mfs_torch_tensor_read,
+};

@@ -1,0 +1,577 @@
+/*
+ * codec/torch/reader.c — PyTorch torch.save checkpoints, read without
+ * running their pickle.
+ *
+ * A torch.save file (the zip format, torch >= 1.6) is a zip archive whose
+ * members share one top directory <p>/: <p>/data.pkl, the pickled object,
+ * and one member <p>/data/<key> per storage, raw little-endian bytes
+ * (doc/formats.md §3; zip.c reads the container).  Opening one reads the
+ * central directory and data.pkl, never a storage: pickle.c turns data.pkl
+ * into values without calling anything, and this file walks them:
+ *
+ *   - a dict (OrderedDict), list or tuple is a level of names: its keys
+ *     (strings as they are, ints in decimal) or indices joined by '.', so
+ *     {"model": {"layer1.0.conv1.weight": t}} names the tensor
+ *     "model.layer1.0.conv1.weight" (weights/model/layer1/0/conv1/weight/);
+ *   - a tensor is a tensor of that name: its storage is the member
+ *     data/<key>, its bytes the elements offset + sum(i_k * stride_k).  One
+ *     that is C-contiguous is the byte range of the member it covers
+ *     (MFS_TENSOR_CONTIGUOUS, zero-copy); another (a transpose, a slice with
+ *     a step) is gathered in row-major order by mfs_torch_tensor_read();
+ *     two tensors on one storage (tied weights) read the same bytes;
+ *   - a number, bool, None, string or bytes is a prop (meta/props/<name>):
+ *     ints in decimal, floats in the shortest form that reads back the same
+ *     double, True/False/None as Python writes them, strings as they are;
+ *     a global used as a value (a dtype) is its "module.name".
+ *
+ * meta: format ("torch", "torchscript" for a TorchScript archive),
+ * pickle_globals (every global the pickle names, one per line, in the order
+ * they first appear).  A TorchScript archive (a <p>/constants.pkl member)
+ * is not unpickled (its pickles name the classes of its code): its members
+ * are shown as uint8 tensors named after their paths, read-only.
+ *
+ * RULES beyond those of zip.c and pickle.c (each a line, -EUCLEAN):
+ * exactly one <p>/data.pkl, stored, at most PK_MAX_PICKLE bytes; a
+ * byteorder member, if present, says "little"; every storage key names a
+ * stored member data/<key> of at least numel x element bytes; every
+ * tensor's extent, (offset + sum((size_k - 1) x stride_k) + 1) x element
+ * size, computed without overflow, lies inside its storage; a dict key is
+ * a string, an int, a bool or None; nesting at most PK_MAX_DEPTH; the walk
+ * visits at most 4 x the values the pickle made (a value shared many times
+ * over cannot blow up).  Not read: the legacy format (torch.save with
+ * _use_new_zipfile_serialization=False), refused with a message that
+ * names it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "torch/torch.h"
+
+/* A growing array, malloc'd; copied into the arena at the end. */
+struct vec {
+	void *v;
+	size_t n, cap, size;
+};
+
+static void *vec_push(struct vec *x)
+{
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 16;
+		void *v = realloc(x->v, cap * x->size);
+		if (!v)
+			return NULL;
+		x->v = v;
+		x->cap = cap;
+	}
+	return (char *)x->v + x->size * x->n++;
+}
+
+struct walk {
+	struct mfs_model *m;
+	struct tt_state *st;
+	const char *prefix;             /* "<p>/" */
+	struct vec tens;                /* struct mfs_tensor * */
+	struct vec infos;               /* struct tt_info */
+	struct vec props;               /* struct mfs_meta */
+	uint64_t visits, max_visits;
+	const char *display;
+	char *err;
+	size_t errlen;
+};
+
+static void *arena_copy(struct mfs_arena *a, const void *src, size_t n, size_t size)
+{
+	void *p = mfs_arena_array(a, n ? n : 1, size);
+	if (p && n)
+		memcpy(p, src, n * size);
+	return p;
+}
+
+/* A double as the shortest text that reads back to it (Python's repr). */
+static void fmt_double(char *buf, size_t len, double d)
+{
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, len, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	if (!strchr(buf, '.') && !strchr(buf, 'e') && !strchr(buf, 'n') && !strchr(buf, 'i'))
+		strncat(buf, ".0", len - strlen(buf) - 1);
+}
+
+static int add_prop(struct walk *w, const char *name, const char *value, size_t len)
+{
+	struct mfs_meta *e = vec_push(&w->props);
+	if (!e)
+		return mfs_errf(w->err, w->errlen, -ENOMEM, w->display, "out of memory");
+	e->name = mfs_arena_strdup(w->m->arena, name);
+	e->value = mfs_arena_strndup(w->m->arena, value, len);
+	e->len = len;
+	if (!e->name || !e->value)
+		return mfs_errf(w->err, w->errlen, -ENOMEM, w->display, "out of memory");
+	return 0;
+}
+
+static bool mul_ok(uint64_t a, uint64_t b, uint64_t *out)
+{
+	return !__builtin_mul_overflow(a, b, out);
+}
+
+static int add_tensor(struct walk *w, const char *name, const struct pk_tensor *pt)
+{
+	struct mfs_model *m = w->m;
+	const struct pk_val *sv = pt->storage;
+	char mname[TZ_MAX_NAME + 64];
+	snprintf(mname, sizeof(mname), "%sdata/%s", w->prefix, sv->st_key);
+	const struct tz_entry *e = tz_find(&w->st->zip, mname);
+	if (!e)
+		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+		                "tensor '%.200s': storage member '%.200s' is missing", name, mname);
+	if (e->method != 0)
+		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+		                "tensor '%.200s': storage member '%.200s' is compressed (method %u); "
+		                "only stored members are read", name, mname, e->method);
+	unsigned bits = mfs_dtype_bits(pt->dtype);
+	unsigned esize = bits / 8;
+	if (!esize || bits % 8)
+		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+		                "tensor '%.200s': dtype %s is not supported", name,
+		                mfs_dtype_name(pt->dtype));
+	uint64_t sbytes;
+	unsigned sesize = sv->st_dtype == MFS_DT_UNDEFINED ? 1 : mfs_dtype_bits(sv->st_dtype) / 8;
+	if (!mul_ok((uint64_t)sv->st_numel, sesize, &sbytes) || sbytes > e->usize)
+		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+		                "tensor '%.200s': storage of %" PRId64 " elements does not fit in "
+		                "member '%.200s' of %" PRIu64 " bytes", name, sv->st_numel, mname,
+		                e->usize);
+	uint64_t numel = 1, maxidx = 0;
+	bool ovf = false, contig = true;
+	uint64_t expect = 1;
+	for (size_t k = pt->rank; k-- > 0;) {
+		uint64_t d = (uint64_t)pt->dims[k], s = (uint64_t)pt->strides[k], t;
+		ovf |= !mul_ok(numel, d, &numel);
+		if (d) {
+			ovf |= !mul_ok(d - 1, s, &t);
+			ovf |= __builtin_add_overflow(maxidx, t, &maxidx);
+		}
+		if (d != 1 && s != expect)
+			contig = false;
+		ovf |= !mul_ok(expect, d ? d : 1, &expect);
+	}
+	uint64_t nbytes = 0, end = 0, start = 0;
+	ovf |= !mul_ok(numel, esize, &nbytes);
+	ovf |= !mul_ok((uint64_t)pt->offset, esize, &start);
+	if (numel) {
+		uint64_t last;
+		ovf |= __builtin_add_overflow((uint64_t)pt->offset, maxidx, &last);
+		ovf |= __builtin_add_overflow(last, 1, &last);
+		ovf |= !mul_ok(last, esize, &end);
+	}
+	if (ovf || end > sbytes || (numel == 0 && start > sbytes))
+		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+		                "tensor '%.200s': its elements run past its storage of %" PRIu64
+		                " bytes", name, sbytes);
+
+	struct mfs_tensor *t = mfs_arena_alloc(m->arena, sizeof(*t));
+	if (!t)
+		return mfs_errf(w->err, w->errlen, -ENOMEM, w->display, "out of memory");
+	t->name = mfs_arena_strdup(m->arena, name);
+	t->dims = arena_copy(m->arena, pt->dims, pt->rank, sizeof(int64_t));
+	if (!t->name || !t->dims)
+		return mfs_errf(w->err, w->errlen, -ENOMEM, w->display, "out of memory");
+	t->dtype = pt->dtype;
+	t->rank = pt->rank;
+	t->nbytes = nbytes;
+	t->src = 0;
+	t->off = e->data_off + start;
+	if (contig || numel == 0)
+		t->flags |= MFS_TENSOR_CONTIGUOUS;
+	struct mfs_tensor **slot = vec_push(&w->tens);
+	struct tt_info *ti = vec_push(&w->infos);
+	if (!slot || !ti)
+		return mfs_errf(w->err, w->errlen, -ENOMEM, w->display, "out of memory");
+	*slot = t;
+	memset(ti, 0, sizeof(*ti));
+	ti->base = e->data_off;
+	ti->extent = sbytes;
+	ti->offset = pt->offset;
+	ti->esize = esize;
+	memcpy(ti->strides, pt->strides, pt->rank * sizeof(int64_t));
+	ti->member = e;
+	return 0;
+}
+
+/* The text of a key of a dict, or -1 when it has none. */
+static int key_text(const struct pk_val *k, char *buf, size_t len, const char **out, size_t *olen)
+{
+	switch (k->kind) {
+	case PK_STR:
+		*out = k->s;
+		*olen = k->len;
+		return memchr(k->s, 0, k->len) ? -1 : 0;
+	case PK_INT:
+		snprintf(buf, len, "%" PRId64, k->i);
+		break;
+	case PK_BOOL:
+		snprintf(buf, len, "%s", k->b ? "True" : "False");
+		break;
+	case PK_NONE:
+		snprintf(buf, len, "None");
+		break;
+	default:
+		return -1;
+	}
+	*out = buf;
+	*olen = strlen(buf);
+	return 0;
+}
+
+static int walk(struct walk *w, const struct pk_val *v, struct mfs_buf *path, unsigned depth)
+{
+	if (++w->visits > w->max_visits)
+		return mfs_errf(w->err, w->errlen, -EFBIG, w->display,
+		                "pickle: its values refer to each other more than %" PRIu64 " times",
+		                w->max_visits);
+	if (depth > PK_MAX_DEPTH)
+		return mfs_errf(w->err, w->errlen, -EFBIG, w->display,
+		                "pickle: values nested deeper than %u (a cycle?) at '%.200s'",
+		                PK_MAX_DEPTH, path->p ? path->p : "");
+	if (path->oom)
+		return mfs_errf(w->err, w->errlen, -ENOMEM, w->display, "out of memory");
+	const char *name = path->len ? path->p : "";
+	char num[64];
+	int rc = 0;
+	switch (v->kind) {
+	case PK_DICT:
+	case PK_LIST:
+	case PK_TUPLE:
+	case PK_SET:
+		for (size_t i = 0; i < v->n && rc == 0; i++) {
+			size_t keep = path->len;
+			const char *ks;
+			size_t kl;
+			if (v->kind == PK_DICT) {
+				if (key_text(v->items[i], num, sizeof(num), &ks, &kl) < 0)
+					return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+					                "pickle: a key of dict '%.200s' is not a string, "
+					                "an int, a bool or None", name);
+			} else {
+				snprintf(num, sizeof(num), "%zu", i);
+				ks = num;
+				kl = strlen(num);
+			}
+			if (path->len)
+				mfs_buf_add(path, ".", 1);
+			mfs_buf_add(path, ks, kl);
+			rc = walk(w, v->kind == PK_DICT ? v->vals[i] : v->items[i], path, depth + 1);
+			path->len = keep;
+			if (path->p)
+				path->p[keep] = '\0';
+		}
+		return rc;
+	case PK_TENSOR:
+		return add_tensor(w, path->len ? name : "tensor", v->t);
+	case PK_STORAGE:
+		snprintf(num, sizeof(num), "storage %.40s", v->st_key);
+		return add_prop(w, path->len ? name : "value", num, strlen(num));
+	case PK_NONE:
+		return add_prop(w, path->len ? name : "value", "None", 4);
+	case PK_BOOL:
+		return add_prop(w, path->len ? name : "value", v->b ? "True" : "False", v->b ? 4 : 5);
+	case PK_INT:
+		snprintf(num, sizeof(num), "%" PRId64, v->i);
+		return add_prop(w, path->len ? name : "value", num, strlen(num));
+	case PK_FLOAT:
+		fmt_double(num, sizeof(num), v->f);
+		return add_prop(w, path->len ? name : "value", num, strlen(num));
+	case PK_STR:
+	case PK_BYTES:
+	case PK_GLOBAL:
+		return add_prop(w, path->len ? name : "value", v->s, v->len);
+	default:
+		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
+		                "pickle: a value of kind %u at '%.200s'", v->kind, name);
+	}
+}
+
+/* ------------------------------------------------------------ open */
+
+static int read_member(struct mfs_model *m, const struct tz_entry *e, uint64_t max, uint8_t **out,
+                       const char *display, char *err, size_t errlen)
+{
+	if (e->method != 0)
+		return mfs_errf(err, errlen, -EUCLEAN, display,
+		                "member '%.200s' is compressed (method %u); only stored members are "
+		                "read", e->name, e->method);
+	if (e->usize > max)
+		return mfs_errf(err, errlen, -EFBIG, display,
+		                "member '%.200s' of %" PRIu64 " bytes exceeds the limit of %" PRIu64,
+		                e->name, e->usize, max);
+	uint8_t *buf = malloc(e->usize ? (size_t)e->usize : 1);
+	if (!buf)
+		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	int rc = e->usize ? mfs_source_read(m->srcs[0], buf, (size_t)e->usize, e->data_off) : 0;
+	if (rc < 0) {
+		free(buf);
+		return mfs_errf(err, errlen, rc, display, "cannot read: %s", strerror(-rc));
+	}
+	*out = buf;
+	return 0;
+}
+
+/* The archive's top directory: the one <p>/ that holds data.pkl. */
+static int find_prefix(const struct tz_archive *z, char *prefix, size_t len, bool *torchscript,
+                       const char *display, char *err, size_t errlen)
+{
+	size_t found = 0;
+	for (size_t i = 0; i < z->n; i++) {
+		const char *s = z->ents[i].name, *sl = strchr(s, '/');
+		if (!sl || strcmp(sl + 1, "data.pkl") != 0 || sl == s)
+			continue;
+		if (found++ == 0)
+			snprintf(prefix, len, "%.*s/", (int)(sl - s), s);
+	}
+	if (found == 0)
+		return mfs_errf(err, errlen, -EUCLEAN, display,
+		                "zip archive without a <dir>/data.pkl member: not a torch.save file");
+	if (found > 1)
+		return mfs_errf(err, errlen, -EUCLEAN, display,
+		                "zip archive with %zu <dir>/data.pkl members", found);
+	char cname[TZ_MAX_NAME + 32];
+	snprintf(cname, sizeof(cname), "%sconstants.pkl", prefix);
+	*torchscript = tz_find(z, cname) != NULL;
+	return 0;
+}
+
+static int finish(struct mfs_model *m, struct walk *w, const char *format, const char *globals,
+                  size_t glen)
+{
+	struct mfs_desc *d = &m->desc;
+	struct mfs_graph *g = mfs_arena_alloc(m->arena, sizeof(*g));
+	struct mfs_meta *meta = mfs_arena_array(m->arena, 2, sizeof(*meta));
+	if (!g || !meta)
+		return -ENOMEM;
+	size_t n = w->tens.n;
+	g->name = mfs_arena_strdup(m->arena, "");
+	g->inits = arena_copy(m->arena, w->tens.v, n, sizeof(struct mfs_tensor *));
+	d->tensors = arena_copy(m->arena, w->tens.v, n, sizeof(struct mfs_tensor *));
+	d->props = arena_copy(m->arena, w->props.v, w->props.n, sizeof(struct mfs_meta));
+	w->st->tens = arena_copy(m->arena, w->infos.v, n, sizeof(struct tt_info));
+	meta[0].name = mfs_arena_strdup(m->arena, "format");
+	meta[0].value = mfs_arena_printf(m->arena, "%s\n", format);
+	meta[0].len = strlen(format) + 1;
+	meta[1].name = mfs_arena_strdup(m->arena, "pickle_globals");
+	meta[1].value = mfs_arena_strndup(m->arena, globals, glen);
+	meta[1].len = glen;
+	if (!g->name || !g->inits || !d->tensors || !d->props || !w->st->tens || !meta[0].name ||
+	    !meta[0].value || !meta[1].name || !meta[1].value)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		d->tensors[i]->id = i;
+	g->n_inits = n;
+	d->n_tensors = n;
+	d->n_props = w->props.n;
+	d->meta = meta;
+	d->n_meta = 2;
+	d->graph = g;
+	return 0;
+}
+
+/* A TorchScript archive: every member a read-only uint8 tensor, nothing unpickled. */
+static int open_torchscript(struct mfs_model *m, struct walk *w)
+{
+	for (size_t i = 0; i < w->st->zip.n; i++) {
+		const struct tz_entry *e = &w->st->zip.ents[i];
+		if (e->method != 0)
+			continue;       /* compressed members (rare) are not shown */
+		struct mfs_tensor *t = mfs_arena_alloc(m->arena, sizeof(*t));
+		int64_t *dims = mfs_arena_alloc(m->arena, sizeof(int64_t));
+		struct mfs_tensor **slot = vec_push(&w->tens);
+		struct tt_info *ti = vec_push(&w->infos);
+		if (!t || !dims || !slot || !ti)
+			return -ENOMEM;
+		t->name = mfs_arena_strdup(m->arena, e->name);
+		if (!t->name)
+			return -ENOMEM;
+		dims[0] = (int64_t)e->usize;
+		t->dims = dims;
+		t->rank = 1;
+		t->dtype = MFS_DT_UINT8;
+		t->nbytes = e->usize;
+		t->off = e->data_off;
+		t->flags = MFS_TENSOR_CONTIGUOUS;
+		*slot = t;
+		memset(ti, 0, sizeof(*ti));
+		ti->base = e->data_off;
+		ti->extent = e->usize;
+		ti->esize = 1;
+		ti->strides[0] = 1;
+		ti->member = e;
+	}
+	return 0;
+}
+
+int mfs_torch_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
+{
+	if (m->head_len >= 1 && m->head[0] == 0x80)
+		return mfs_errf(err, errlen, -EUCLEAN, display,
+		                "a legacy torch.save file (_use_new_zipfile_serialization=False, a "
+		                "pickle stream) is not supported: re-save it with torch.save's "
+		                "default zip format");
+	struct tt_state *st = mfs_arena_alloc(m->arena, sizeof(*st));
+	if (!st)
+		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	mfs_source_advise_random(m->srcs[0], true);
+	int rc = tz_open(&st->zip, m->srcs[0], display, err, errlen);
+	mfs_source_advise_random(m->srcs[0], false);
+	if (rc < 0)
+		return rc;
+	m->priv = st;           /* close frees st->zip from here on */
+
+	struct walk w = {.m = m, .st = st, .display = display, .err = err, .errlen = errlen};
+	w.tens.size = sizeof(struct mfs_tensor *);
+	w.infos.size = sizeof(struct tt_info);
+	w.props.size = sizeof(struct mfs_meta);
+	char prefix[TZ_MAX_NAME + 2];
+	uint8_t *pkl = NULL;
+	struct mfs_arena *tmp = NULL;
+	struct mfs_buf globals = {0}, path = {0};
+	char pdisplay[1024];
+	w.prefix = prefix;
+
+	rc = find_prefix(&st->zip, prefix, sizeof(prefix), &st->torchscript, display, err, errlen);
+	if (rc < 0)
+		goto out;
+	if (st->torchscript) {
+		rc = open_torchscript(m, &w);
+		if (rc == 0)
+			rc = finish(m, &w, "torchscript", "", 0);
+		if (rc < 0)
+			rc = mfs_errf(err, errlen, rc, display, "out of memory");
+		goto out;
+	}
+	char name[TZ_MAX_NAME + 32];
+	snprintf(name, sizeof(name), "%sbyteorder", prefix);
+	const struct tz_entry *bo = tz_find(&st->zip, name);
+	if (bo) {
+		uint8_t *b = NULL;
+		rc = read_member(m, bo, 64, &b, display, err, errlen);
+		if (rc < 0)
+			goto out;
+		bool little = bo->usize == 6 && memcmp(b, "little", 6) == 0;
+		free(b);
+		if (!little) {
+			rc = mfs_errf(err, errlen, -EUCLEAN, display,
+			              "member '%.200s' does not say \"little\": big-endian checkpoints "
+			              "are not supported", bo->name);
+			goto out;
+		}
+	}
+	snprintf(name, sizeof(name), "%sdata.pkl", prefix);
+	const struct tz_entry *pe = tz_find(&st->zip, name);
+	rc = read_member(m, pe, PK_MAX_PICKLE, &pkl, display, err, errlen);
+	if (rc < 0)
+		goto out;
+	tmp = mfs_arena_create();
+	if (!tmp) {
+		rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+		goto out;
+	}
+	snprintf(pdisplay, sizeof(pdisplay), "%s: %.200s", display, name);
+	struct pk_result res;
+	rc = pk_load(&res, tmp, pkl, (size_t)pe->usize, pdisplay, err, errlen);
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < res.n_globals; i++) {
+		mfs_buf_add(&globals, res.globals[i], strlen(res.globals[i]));
+		mfs_buf_add(&globals, "\n", 1);
+	}
+	w.max_visits = 4 * (pe->usize + 16);
+	rc = walk(&w, res.top, &path, 0);
+	if (rc < 0)
+		goto out;
+	if (globals.oom) {
+		rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+		goto out;
+	}
+	rc = finish(m, &w, "torch", globals.p ? globals.p : "", globals.len);
+	if (rc < 0)
+		rc = mfs_errf(err, errlen, rc, display, "out of memory");
+out:
+	free(pkl);
+	free(globals.p);
+	free(path.p);
+	free(w.tens.v);
+	free(w.infos.v);
+	free(w.props.v);
+	mfs_arena_destroy(tmp);
+	return rc;
+}
+
+void mfs_torch_close(struct mfs_model *m)
+{
+	struct tt_state *st = m->priv;
+	if (st)
+		tz_free(&st->zip);
+}
+
+/* ------------------------------------------------------------ strided reads */
+
+/*
+ * Bytes [off, off + len) of a tensor that is not one range of its storage:
+ * element by element in row-major order, each from offset + sum(i_k x
+ * stride_k), served from a window of the storage read ahead.
+ */
+ssize_t mfs_torch_tensor_read(const struct mfs_model *m, const struct mfs_tensor *t, void *buf,
+                              size_t len, uint64_t off)
+{
+	const struct tt_state *st = m->priv;
+	const struct tt_info *ti = &st->tens[t->id];
+	unsigned es = ti->esize;
+	uint64_t win_cap = ti->extent < (32u << 20) ? ti->extent : (32u << 20);
+	if (win_cap < es)
+		win_cap = es;
+	uint8_t *win = malloc((size_t)win_cap);
+	if (!win)
+		return -ENOMEM;
+	uint64_t win_lo = 0, win_len = 0;
+	uint64_t e = off / es;
+	size_t skip = (size_t)(off % es), done = 0;
+	int64_t idx[MFS_MAX_RANK];
+	uint64_t rem = e;
+	for (size_t k = t->rank; k-- > 0;) {
+		idx[k] = (int64_t)(rem % (uint64_t)t->dims[k]);
+		rem /= (uint64_t)t->dims[k];
+	}
+	while (done < len) {
+		uint64_t lin = (uint64_t)ti->offset;
+		for (size_t k = 0; k < t->rank; k++)
+			lin += (uint64_t)idx[k] * (uint64_t)ti->strides[k];
+		uint64_t so = lin * es;         /* checked at open: inside the extent */
+		if (so < win_lo || so + es > win_lo + win_len) {
+			win_lo = so;
+			win_len = ti->extent - so < win_cap ? ti->extent - so : win_cap;
+			int rc = mfs_source_read(m->srcs[0], win, (size_t)win_len, ti->base + win_lo);
+			if (rc < 0) {
+				free(win);
+				return rc;
+			}
+		}
+		size_t n = es - skip;
+		if (n > len - done)
+			n = len - done;
+		memcpy((uint8_t *)buf + done, win + (so - win_lo) + skip, n);
+		done += n;
+		skip = 0;
+		for (size_t k = t->rank; k-- > 0;) {
+			if (++idx[k] < t->dims[k])
+				break;
+			idx[k] = 0;
+		}
+	}
+	free(win);
+	return (ssize_t)done;
+}
