@@ -320,7 +320,7 @@ static int short_read(struct vm *v, uint64_t n)
 /* Add a child to a container: its size and its nesting checked. */
 static int add_item(struct vm *v, struct pk_val *c, struct pk_val *key, struct pk_val *x)
 {
-	if (c->n >= PK_MAX_ITEMS)
+	if (c->n >= PK_MAX_ITEMS || c->n >= UINT32_MAX / 2)
 		return fail(v, -EFBIG, "a container of more than %u elements", PK_MAX_ITEMS);
 	unsigned d = (unsigned)x->depth + 1;
 	if (key && key->depth + 1u > d)
@@ -328,7 +328,7 @@ static int add_item(struct vm *v, struct pk_val *c, struct pk_val *key, struct p
 	if (d > PK_MAX_DEPTH)
 		return fail(v, -EFBIG, "containers nested deeper than %u", PK_MAX_DEPTH);
 	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 4;
+		uint32_t cap = c->cap ? c->cap * 2 : 4;
 		struct pk_val **items = mfs_arena_array(v->a, cap, sizeof(*items));
 		struct pk_val **vals = key ? mfs_arena_array(v->a, cap, sizeof(*vals)) : NULL;
 		if (!items || (key && !vals))
@@ -367,7 +367,7 @@ static struct pk_val *make_tuple(struct vm *v, struct pk_val **items, size_t n)
 		if (items[i]->depth + 1u > d)
 			d = items[i]->depth + 1u;
 	}
-	t->n = t->cap = n;
+	t->n = t->cap = (uint32_t)n;
 	t->depth = (uint8_t)(d > 255 ? 255 : d);
 	return d > PK_MAX_DEPTH ? NULL : t;
 }
@@ -438,8 +438,25 @@ static void show(char *buf, size_t len, const char *s, size_t n)
 	buf[j] = '\0';
 }
 
+/*
+ * Protocol 2 writes Python 2 names for some modules, which Python 3's
+ * unpickler maps back (fix_imports): the name a global is known and shown
+ * by is the one Python 3 would import.
+ */
+static const char *const py2_modules[][2] = {
+	{"__builtin__", "builtins"}, {"copy_reg", "copyreg"}, {"commands", "subprocess"},
+	{"cPickle", "pickle"}, {"exceptions", "builtins"}, {"UserDict", "collections"},
+};
+
 static int push_global(struct vm *v, const char *module, size_t mlen, const char *name, size_t nlen)
 {
+	for (size_t i = 0; i < sizeof(py2_modules) / sizeof(py2_modules[0]); i++) {
+		if (strlen(py2_modules[i][0]) == mlen && memcmp(py2_modules[i][0], module, mlen) == 0) {
+			module = py2_modules[i][1];
+			mlen = strlen(module);
+			break;
+		}
+	}
 	int rc = note_global(v, module, mlen, name, nlen);
 	if (rc < 0)
 		return rc;
@@ -454,7 +471,7 @@ static int push_global(struct vm *v, const char *module, size_t mlen, const char
 	struct pk_val *x = new_val(v, PK_GLOBAL);
 	if (!x)
 		return oom(v);
-	x->i = g - globals;
+	x->gid = (uint16_t)(g - globals);
 	x->s = mfs_arena_printf(v->a, "%s.%s", g->module, g->name);
 	if (!x->s)
 		return oom(v);
@@ -464,7 +481,7 @@ static int push_global(struct vm *v, const char *module, size_t mlen, const char
 
 static const struct global *as_global(const struct pk_val *x)
 {
-	return x && x->kind == PK_GLOBAL ? &globals[x->i] : NULL;
+	return x && x->kind == PK_GLOBAL ? &globals[x->gid] : NULL;
 }
 
 /* A tuple of ints (a size or a stride) into out[]: its length, or -1. */
@@ -487,7 +504,7 @@ static int rebuild_tensor(struct vm *v, int role, const struct pk_val *args)
 	size_t min = role == R_REBUILD_V1 ? 4 : role == R_REBUILD_V2 ? 6 : 7;
 	size_t max = role == R_REBUILD_V1 ? 4 : min + 1;
 	if (args->n < min || args->n > max)
-		return fail(v, -EUCLEAN, "tensor rebuild with %zu arguments", args->n);
+		return fail(v, -EUCLEAN, "tensor rebuild with %u arguments", args->n);
 	const struct pk_val *st = args->items[0];
 	if (st->kind != PK_STORAGE)
 		return fail(v, -EUCLEAN, "tensor rebuild of something that is not a storage");
@@ -506,9 +523,9 @@ static int rebuild_tensor(struct vm *v, int role, const struct pk_val *args)
 	for (size_t k = 0; k < t->rank; k++)
 		if (t->dims[k] < 0 || t->strides[k] < 0)
 			return fail(v, -EUCLEAN, "tensor rebuild: negative size or stride");
-	t->storage = st;
+	t->storage = st->sto;
 	t->offset = args->items[1]->i;
-	t->dtype = st->st_dtype;
+	t->dtype = st->sto->dtype;
 	if (role == R_REBUILD_V3) {
 		const struct global *g = as_global(args->items[6]);
 		if (!g || g->role != R_DTYPE)
@@ -611,19 +628,21 @@ static int persid(struct vm *v, const struct pk_val *pid)
 	if (pid->items[3]->kind != PK_STR || numel->kind != PK_INT || numel->i < 0)
 		return fail(v, -EUCLEAN, "persistent id with a bad location or size");
 	struct pk_val *x = new_val(v, PK_STORAGE);
-	if (!x)
+	struct pk_storage *sto = x ? mfs_arena_alloc(v->a, sizeof(*sto)) : NULL;
+	if (!sto)
 		return oom(v);
+	x->sto = sto;
 	if (key->kind == PK_STR && key->len && !memchr(key->s, '/', key->len)) {
-		x->st_key = key->s;
+		sto->key = key->s;
 	} else if (key->kind == PK_INT && key->i >= 0) {
-		x->st_key = mfs_arena_printf(v->a, "%" PRId64, key->i);
-		if (!x->st_key)
+		sto->key = mfs_arena_printf(v->a, "%" PRId64, key->i);
+		if (!sto->key)
 			return oom(v);
 	} else {
 		return fail(v, -EUCLEAN, "persistent id with a bad storage key");
 	}
-	x->st_dtype = g->dtype;
-	x->st_numel = numel->i;
+	sto->dtype = g->dtype;
+	sto->numel = numel->i;
 	return push(v, x);
 }
 

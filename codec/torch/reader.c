@@ -123,9 +123,9 @@ static bool mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 static int add_tensor(struct walk *w, const char *name, const struct pk_tensor *pt)
 {
 	struct mfs_model *m = w->m;
-	const struct pk_val *sv = pt->storage;
+	const struct pk_storage *sv = pt->storage;
 	char mname[TZ_MAX_NAME + 64];
-	snprintf(mname, sizeof(mname), "%sdata/%s", w->prefix, sv->st_key);
+	snprintf(mname, sizeof(mname), "%sdata/%s", w->prefix, sv->key);
 	const struct tz_entry *e = tz_find(&w->st->zip, mname);
 	if (!e)
 		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
@@ -141,11 +141,11 @@ static int add_tensor(struct walk *w, const char *name, const struct pk_tensor *
 		                "tensor '%.200s': dtype %s is not supported", name,
 		                mfs_dtype_name(pt->dtype));
 	uint64_t sbytes;
-	unsigned sesize = sv->st_dtype == MFS_DT_UNDEFINED ? 1 : mfs_dtype_bits(sv->st_dtype) / 8;
-	if (!mul_ok((uint64_t)sv->st_numel, sesize, &sbytes) || sbytes > e->usize)
+	unsigned sesize = sv->dtype == MFS_DT_UNDEFINED ? 1 : mfs_dtype_bits(sv->dtype) / 8;
+	if (!mul_ok((uint64_t)sv->numel, sesize, &sbytes) || sbytes > e->usize)
 		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
 		                "tensor '%.200s': storage of %" PRId64 " elements does not fit in "
-		                "member '%.200s' of %" PRIu64 " bytes", name, sv->st_numel, mname,
+		                "member '%.200s' of %" PRIu64 " bytes", name, sv->numel, mname,
 		                e->usize);
 	uint64_t numel = 1, maxidx = 0;
 	bool ovf = false, contig = true;
@@ -275,7 +275,7 @@ static int walk(struct walk *w, const struct pk_val *v, struct mfs_buf *path, un
 	case PK_TENSOR:
 		return add_tensor(w, path->len ? name : "tensor", v->t);
 	case PK_STORAGE:
-		snprintf(num, sizeof(num), "storage %.40s", v->st_key);
+		snprintf(num, sizeof(num), "storage %.40s", v->sto->key);
 		return add_prop(w, path->len ? name : "value", num, strlen(num));
 	case PK_NONE:
 		return add_prop(w, path->len ? name : "value", "None", 4);

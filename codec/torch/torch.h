@@ -29,7 +29,7 @@
 #define PK_MAX_MEMO             (1u << 24)      /* memo entries */
 #define PK_MAX_DEPTH            64u             /* nesting of containers */
 #define PK_MAX_ITEMS            (1u << 24)      /* elements of one container */
-#define PK_MAX_VALUES           (1u << 26)      /* values of one pickle */
+#define PK_MAX_VALUES           (1u << 24)      /* values of one pickle */
 
 /* ------------------------------------------------------------ zip */
 
@@ -77,7 +77,7 @@ enum pk_kind {
 struct pk_val;
 
 struct pk_tensor {
-	const struct pk_val *storage;   /* PK_STORAGE */
+	const struct pk_storage *storage;
 	int32_t dtype;
 	int64_t offset;                 /* in elements */
 	size_t rank;
@@ -85,22 +85,33 @@ struct pk_tensor {
 	int64_t strides[MFS_MAX_RANK];
 };
 
+struct pk_storage {
+	int32_t dtype;                  /* MFS_DT_UNDEFINED for an untyped storage */
+	const char *key;
+	int64_t numel;
+};
+
+/* One value (32 bytes: a big pickle makes millions). */
 struct pk_val {
 	uint8_t kind;                   /* enum pk_kind */
 	uint8_t depth;                  /* containers nested inside, 0 for a leaf */
-	bool b;
-	int64_t i;
-	double f;
-	const char *s;                  /* STR, BYTES (s[len] == 0); GLOBAL: "module.name" */
-	size_t len;
-	struct pk_val **items;          /* TUPLE, LIST, SET; DICT: keys */
-	struct pk_val **vals;           /* DICT */
-	size_t n, cap;
-	/* STORAGE */
-	int32_t st_dtype;               /* MFS_DT_UNDEFINED for an untyped storage */
-	const char *st_key;
-	int64_t st_numel;
-	struct pk_tensor *t;            /* TENSOR */
+	bool b;                         /* BOOL */
+	uint16_t gid;                   /* GLOBAL: its row in pickle.c's table */
+	union {
+		int64_t i;              /* INT, BOOL */
+		double f;               /* FLOAT */
+		struct {                /* STR, BYTES (s[len] == 0); GLOBAL: "module.name" */
+			const char *s;
+			size_t len;
+		};
+		struct {                /* TUPLE, LIST, SET; DICT: keys and values */
+			struct pk_val **items;
+			struct pk_val **vals;
+			uint32_t n, cap;
+		};
+		struct pk_storage *sto; /* STORAGE */
+		struct pk_tensor *t;    /* TENSOR */
+	};
 };
 
 /* What a pickle gives: the top value, and the globals it names. */
