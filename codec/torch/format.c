@@ -24,6 +24,15 @@ int mfs_torch_sniff(const uint8_t *head, size_t len, uint64_t size)
 	return MFS_SNIFF_NO;
 }
 
+static const char *const no_meta[] = {NULL};
+
+/* No dtype edits: a tensor's dtype is in the pickle (writer.c). */
+static bool dtype_ok(int32_t dtype)
+{
+	(void)dtype;
+	return false;
+}
+
 const struct mfs_format mfs_format_torch = {
 	.name = "torch",
 	.flags = 0,
@@ -31,4 +40,7 @@ const struct mfs_format mfs_format_torch = {
 	.open = mfs_torch_open,
 	.close = mfs_torch_close,
 	.tensor_read = mfs_torch_tensor_read,
+	.dtype_ok = dtype_ok,
+	.meta_names = no_meta,
+	.splice = mfs_torch_splice,
 };

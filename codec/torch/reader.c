@@ -197,6 +197,8 @@ static int add_tensor(struct walk *w, const char *name, const struct pk_tensor *
 	memset(ti, 0, sizeof(*ti));
 	ti->base = e->data_off;
 	ti->extent = sbytes;
+	ti->lo = e->data_off + start;
+	ti->hi = numel ? e->data_off + end : ti->lo;
 	ti->offset = pt->offset;
 	ti->esize = esize;
 	memcpy(ti->strides, pt->strides, pt->rank * sizeof(int64_t));
@@ -346,6 +348,53 @@ static int find_prefix(const struct tz_archive *z, char *prefix, size_t len, boo
 	return 0;
 }
 
+static int by_lo(const void *a, const void *b, void *arg)
+{
+	const struct tt_info *infos = arg;
+	const struct tt_info *x = &infos[*(const size_t *)a];
+	const struct tt_info *y = &infos[*(const size_t *)b];
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/*
+ * Editable (data only, writer.c): a contiguous tensor with bytes that no
+ * other tensor touches.  Sorted by first byte, a tensor overlaps another
+ * when it starts before the furthest end seen so far.
+ */
+static void mark_editable(struct mfs_tensor **ts, const struct tt_info *ti, size_t n)
+{
+	size_t *ord = malloc((n ? n : 1) * sizeof(*ord));
+	bool *shared = calloc(n ? n : 1, sizeof(*shared));
+	if (!ord || !shared) {
+		free(ord);
+		free(shared);
+		return;         /* nothing editable: a safe answer */
+	}
+	for (size_t i = 0; i < n; i++)
+		ord[i] = i;
+	qsort_r(ord, n, sizeof(*ord), by_lo, (void *)ti);
+	uint64_t reach = 0;
+	size_t reach_i = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = ord[k];
+		if (ti[i].hi == ti[i].lo)
+			continue;
+		if (k && reach > ti[i].lo) {
+			shared[i] = true;
+			shared[reach_i] = true;
+		}
+		if (ti[i].hi > reach) {
+			reach = ti[i].hi;
+			reach_i = i;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((ts[i]->flags & MFS_TENSOR_CONTIGUOUS) && ts[i]->nbytes && !shared[i])
+			ts[i]->flags |= MFS_TENSOR_EDITABLE | MFS_TENSOR_DATA_ONLY;
+	free(ord);
+	free(shared);
+}
+
 static int finish(struct mfs_model *m, struct walk *w, const char *format, const char *globals,
                   size_t glen)
 {
@@ -371,6 +420,8 @@ static int finish(struct mfs_model *m, struct walk *w, const char *format, const
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		d->tensors[i]->id = i;
+	if (!w->st->torchscript)
+		mark_editable(d->tensors, w->st->tens, n);
 	g->n_inits = n;
 	d->n_tensors = n;
 	d->n_props = w->props.n;

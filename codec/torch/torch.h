@@ -136,6 +136,7 @@ int pk_load(struct pk_result *out, struct mfs_arena *a, const uint8_t *buf, size
 struct tt_info {
 	uint64_t base;          /* storage's first byte in the model file */
 	uint64_t extent;        /* bytes of the storage the tensor may touch */
+	uint64_t lo, hi;        /* the bytes of the file it does touch */
 	int64_t offset;         /* in elements */
 	unsigned esize;
 	int64_t strides[MFS_MAX_RANK];
