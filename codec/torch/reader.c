@@ -27,8 +27,10 @@
  * meta: format ("torch", "torchscript" for a TorchScript archive),
  * pickle_globals (every global the pickle names, one per line, in the order
  * they first appear).  A TorchScript archive (a <p>/constants.pkl member)
- * is not unpickled (its pickles name the classes of its code): its members
- * are shown as uint8 tensors named after their paths, read-only.
+ * is not unpickled (its pickles name the classes of its code): its stored
+ * members are shown as uint8 tensors named after their paths, read-only,
+ * and it has no meta/pickle_globals.  Its compressed members (torch
+ * deflates the code/ files) are not shown: the codec has no inflater.
  *
  * RULES beyond those of zip.c and pickle.c (each a line, -EUCLEAN):
  * exactly one <p>/data.pkl, stored, at most PK_MAX_PICKLE bytes; a
@@ -426,7 +428,7 @@ static int finish(struct mfs_model *m, struct walk *w, const char *format, const
 	d->n_tensors = n;
 	d->n_props = w->props.n;
 	d->meta = meta;
-	d->n_meta = 2;
+	d->n_meta = w->st->torchscript ? 1 : 2;        /* TorchScript: nothing unpickled */
 	d->graph = g;
 	return 0;
 }

@@ -146,6 +146,26 @@ with zipfile.ZipFile(path) as zi, zipfile.ZipFile(comp, "w", zipfile.ZIP_DEFLATE
         zo.writestr(info.filename, zi.read(info.filename))
 refused("compressed members", comp, "compressed")
 
+# TorchScript: stored members as read-only uint8 files, nothing unpickled.
+ts = os.path.join(fdir, "script.pt")
+torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), ts)
+with zipfile.ZipFile(ts) as z, t.mount(ts) as mnt:
+    t.eq("torchscript: meta/format", "torchscript", read_value(mnt + "/meta/format").decode())
+    t.check("torchscript: no meta/pickle_globals",
+            not os.path.exists(mnt + "/meta/pickle_globals"))
+    got = mounted_tensors(mnt)
+    stored = [i.filename for i in z.infolist() if i.compress_type == zipfile.ZIP_STORED]
+    t.eq("torchscript: every stored member is a tensor", sorted(stored), sorted(got))
+    bad = [n for n in stored if n in got and
+           open(os.path.join(got[n], "data"), "rb").read() != z.read(n)]
+    t.check("torchscript: each member's data is its bytes", not bad, bad)
+    try:
+        with open(os.path.join(got[stored[0]], "data"), "r+b") as f:
+            f.write(b"x")
+        t.not_ok("torchscript: members are read-only", "the write succeeded")
+    except OSError:
+        t.ok("torchscript: members are read-only")
+
 r = subprocess.run([MODELFS, "info", os.path.join(fdir, "checkpoint.pt")], capture_output=True,
                    text=True)
 t.check("modelfs info of a checkpoint", r.returncode == 0 and "format: torch" in r.stdout and
