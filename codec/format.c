@@ -59,3 +59,19 @@ const struct mfs_format *mfs_format_sniff(const uint8_t *head, size_t len, uint6
 	}
 	return maybe;
 }
+
+const struct mfs_format *mfs_format_sniff_next(const uint8_t *head, size_t len, uint64_t size,
+                                               const struct mfs_format *prev)
+{
+	if (!prev)
+		return mfs_format_sniff(head, len, size);
+	int want = prev->sniff(head, len, size);
+	bool seen = false;
+	for (size_t i = 0; i < n_table; i++) {
+		if (seen && table[i]->sniff(head, len, size) == want)
+			return table[i];
+		if (table[i] == prev)
+			seen = true;
+	}
+	return NULL;
+}

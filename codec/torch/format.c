@@ -2,9 +2,10 @@
  * codec/torch/format.c — PyTorch's row in the table of formats (format.h).
  *
  * Recognised by content: a zip local header at offset 0 (torch.save's zip
- * format, and TorchScript archives), or the legacy torch.save magic (a
+ * format, and TorchScript archives), the legacy torch.save magic (a
  * protocol-2 pickle whose first value is torch's LONG1 magic number),
- * which open refuses with a message that names the format.
+ * which open refuses with a message that names the format, or a JSON
+ * document (the index of a sharded checkpoint, reader.c).
  */
 #include <string.h>
 
@@ -20,6 +21,14 @@ int mfs_torch_sniff(const uint8_t *head, size_t len, uint64_t size)
 	if (len >= 4 && memcmp(head, "PK\x03\x04", 4) == 0)
 		return MFS_SNIFF_YES;
 	if (len >= sizeof(legacy_magic) && memcmp(head, legacy_magic, sizeof(legacy_magic)) == 0)
+		return MFS_SNIFF_YES;
+	/* A JSON document: the index of a sharded checkpoint (pytorch_model.bin.index.json),
+	 * which the safetensors row sees first and hands over (-ENOEXEC) when its shards are
+	 * not safetensors files. */
+	size_t i = 0;
+	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r'))
+		i++;
+	if (i < len && head[i] == '{')
 		return MFS_SNIFF_YES;
 	return MFS_SNIFF_NO;
 }

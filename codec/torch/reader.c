@@ -50,6 +50,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "torch/torch.h"
 
 /* A growing array, malloc'd; copied into the arena at the end. */
@@ -74,7 +76,10 @@ static void *vec_push(struct vec *x)
 struct walk {
 	struct mfs_model *m;
 	struct tt_state *st;
-	const char *prefix;             /* "<p>/" */
+	const char *prefix;             /* "<p>/" of the archive being read */
+	const struct tz_archive *zip;   /* that archive */
+	unsigned src;                   /* and its source */
+	struct mfs_buf globals;         /* "module.name\n" lines, every archive's */
 	struct vec tens;                /* struct mfs_tensor * */
 	struct vec infos;               /* struct tt_info */
 	struct vec props;               /* struct mfs_meta */
@@ -128,7 +133,7 @@ static int add_tensor(struct walk *w, const char *name, const struct pk_tensor *
 	const struct pk_storage *sv = pt->storage;
 	char mname[TZ_MAX_NAME + 64];
 	snprintf(mname, sizeof(mname), "%sdata/%s", w->prefix, sv->key);
-	const struct tz_entry *e = tz_find(&w->st->zip, mname);
+	const struct tz_entry *e = tz_find(w->zip, mname);
 	if (!e)
 		return mfs_errf(w->err, w->errlen, -EUCLEAN, w->display,
 		                "tensor '%.200s': storage member '%.200s' is missing", name, mname);
@@ -187,7 +192,7 @@ static int add_tensor(struct walk *w, const char *name, const struct pk_tensor *
 	t->dtype = pt->dtype;
 	t->rank = pt->rank;
 	t->nbytes = nbytes;
-	t->src = 0;
+	t->src = w->src;
 	t->off = e->data_off + start;
 	if (contig || numel == 0)
 		t->flags |= MFS_TENSOR_CONTIGUOUS;
@@ -197,6 +202,7 @@ static int add_tensor(struct walk *w, const char *name, const struct pk_tensor *
 		return mfs_errf(w->err, w->errlen, -ENOMEM, w->display, "out of memory");
 	*slot = t;
 	memset(ti, 0, sizeof(*ti));
+	ti->src = w->src;
 	ti->base = e->data_off;
 	ti->extent = sbytes;
 	ti->lo = e->data_off + start;
@@ -303,8 +309,8 @@ static int walk(struct walk *w, const struct pk_val *v, struct mfs_buf *path, un
 
 /* ------------------------------------------------------------ open */
 
-static int read_member(struct mfs_model *m, const struct tz_entry *e, uint64_t max, uint8_t **out,
-                       const char *display, char *err, size_t errlen)
+static int read_member(struct mfs_model *m, unsigned src, const struct tz_entry *e, uint64_t max,
+                       uint8_t **out, const char *display, char *err, size_t errlen)
 {
 	if (e->method != 0)
 		return mfs_errf(err, errlen, -EUCLEAN, display,
@@ -317,7 +323,7 @@ static int read_member(struct mfs_model *m, const struct tz_entry *e, uint64_t m
 	uint8_t *buf = malloc(e->usize ? (size_t)e->usize : 1);
 	if (!buf)
 		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
-	int rc = e->usize ? mfs_source_read(m->srcs[0], buf, (size_t)e->usize, e->data_off) : 0;
+	int rc = e->usize ? mfs_source_read(m->srcs[src], buf, (size_t)e->usize, e->data_off) : 0;
 	if (rc < 0) {
 		free(buf);
 		return mfs_errf(err, errlen, rc, display, "cannot read: %s", strerror(-rc));
@@ -397,38 +403,48 @@ static void mark_editable(struct mfs_tensor **ts, const struct tt_info *ti, size
 	free(shared);
 }
 
-static int finish(struct mfs_model *m, struct walk *w, const char *format, const char *globals,
-                  size_t glen)
+static int finish(struct mfs_model *m, struct walk *w, const char *format, const char *shards,
+                  size_t slen)
 {
 	struct mfs_desc *d = &m->desc;
 	struct mfs_graph *g = mfs_arena_alloc(m->arena, sizeof(*g));
-	struct mfs_meta *meta = mfs_arena_array(m->arena, 2, sizeof(*meta));
-	if (!g || !meta)
+	struct mfs_meta *meta = mfs_arena_array(m->arena, 3, sizeof(*meta));
+	if (!g || !meta || w->globals.oom)
 		return -ENOMEM;
-	size_t n = w->tens.n;
+	size_t n = w->tens.n, nm = 0;
 	g->name = mfs_arena_strdup(m->arena, "");
 	g->inits = arena_copy(m->arena, w->tens.v, n, sizeof(struct mfs_tensor *));
 	d->tensors = arena_copy(m->arena, w->tens.v, n, sizeof(struct mfs_tensor *));
 	d->props = arena_copy(m->arena, w->props.v, w->props.n, sizeof(struct mfs_meta));
 	w->st->tens = arena_copy(m->arena, w->infos.v, n, sizeof(struct tt_info));
-	meta[0].name = mfs_arena_strdup(m->arena, "format");
-	meta[0].value = mfs_arena_printf(m->arena, "%s\n", format);
-	meta[0].len = strlen(format) + 1;
-	meta[1].name = mfs_arena_strdup(m->arena, "pickle_globals");
-	meta[1].value = mfs_arena_strndup(m->arena, globals, glen);
-	meta[1].len = glen;
-	if (!g->name || !g->inits || !d->tensors || !d->props || !w->st->tens || !meta[0].name ||
-	    !meta[0].value || !meta[1].name || !meta[1].value)
+	if (!g->name || !g->inits || !d->tensors || !d->props || !w->st->tens)
 		return -ENOMEM;
+	meta[nm].name = "format";
+	meta[nm].value = mfs_arena_printf(m->arena, "%s\n", format);
+	meta[nm++].len = strlen(format) + 1;
+	if (!w->st->torchscript) {      /* TorchScript: nothing unpickled */
+		meta[nm].name = "pickle_globals";
+		meta[nm].value = mfs_arena_strndup(m->arena, w->globals.p ? w->globals.p : "",
+		                                   w->globals.len);
+		meta[nm++].len = w->globals.len;
+	}
+	if (shards) {
+		meta[nm].name = "shards";
+		meta[nm].value = mfs_arena_strndup(m->arena, shards, slen);
+		meta[nm++].len = slen;
+	}
+	for (size_t i = 0; i < nm; i++)
+		if (!meta[i].value)
+			return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		d->tensors[i]->id = i;
-	if (!w->st->torchscript)
+	if (!w->st->torchscript && !shards)
 		mark_editable(d->tensors, w->st->tens, n);
 	g->n_inits = n;
 	d->n_tensors = n;
 	d->n_props = w->props.n;
 	d->meta = meta;
-	d->n_meta = w->st->torchscript ? 1 : 2;        /* TorchScript: nothing unpickled */
+	d->n_meta = nm;
 	d->graph = g;
 	return 0;
 }
@@ -436,8 +452,8 @@ static int finish(struct mfs_model *m, struct walk *w, const char *format, const
 /* A TorchScript archive: every member a read-only uint8 tensor, nothing unpickled. */
 static int open_torchscript(struct mfs_model *m, struct walk *w)
 {
-	for (size_t i = 0; i < w->st->zip.n; i++) {
-		const struct tz_entry *e = &w->st->zip.ents[i];
+	for (size_t i = 0; i < w->zip->n; i++) {
+		const struct tz_entry *e = &w->zip->ents[i];
 		if (e->method != 0)
 			continue;       /* compressed members (rare) are not shown */
 		struct mfs_tensor *t = mfs_arena_alloc(m->arena, sizeof(*t));
@@ -467,51 +483,58 @@ static int open_torchscript(struct mfs_model *m, struct walk *w)
 	return 0;
 }
 
-int mfs_torch_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
+/*
+ * Read one torch.save archive, source `src` (already open in w->m), into
+ * `z` and the walk: its directory, its data.pkl unpickled and walked.
+ * `torchscript_ok`: a TorchScript archive is shown as its members (a
+ * single file), else refused (a shard).  `first_shard`: a container that
+ * is no torch.save zip (no readable directory, no data.pkl) is -ENOEXEC,
+ * the index handed back to the table (open_index).
+ */
+static int load_archive(struct walk *w, unsigned src, struct tz_archive *z, bool torchscript_ok,
+                        bool first_shard, const char *display)
 {
-	if (m->head_len >= 1 && m->head[0] == 0x80)
-		return mfs_errf(err, errlen, -EUCLEAN, display,
-		                "a legacy torch.save file (_use_new_zipfile_serialization=False, a "
-		                "pickle stream) is not supported: re-save it with torch.save's "
-		                "default zip format");
-	struct tt_state *st = mfs_arena_alloc(m->arena, sizeof(*st));
-	if (!st)
-		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
-	mfs_source_advise_random(m->srcs[0], true);
-	int rc = tz_open(&st->zip, m->srcs[0], display, err, errlen);
-	mfs_source_advise_random(m->srcs[0], false);
-	if (rc < 0)
-		return rc;
-	m->priv = st;           /* close frees st->zip from here on */
-
-	struct walk w = {.m = m, .st = st, .display = display, .err = err, .errlen = errlen};
-	w.tens.size = sizeof(struct mfs_tensor *);
-	w.infos.size = sizeof(struct tt_info);
-	w.props.size = sizeof(struct mfs_meta);
-	char prefix[TZ_MAX_NAME + 2];
+	struct mfs_model *m = w->m;
+	char *err = w->err;
+	size_t errlen = w->errlen;
+	const char *saved = w->display;
+	char prefix[TZ_MAX_NAME + 2], name[TZ_MAX_NAME + 32], pdisplay[1024];
 	uint8_t *pkl = NULL;
 	struct mfs_arena *tmp = NULL;
-	struct mfs_buf globals = {0}, path = {0};
-	char pdisplay[1024];
-	w.prefix = prefix;
-
-	rc = find_prefix(&st->zip, prefix, sizeof(prefix), &st->torchscript, display, err, errlen);
+	struct mfs_buf path = {0};
+	bool ts = false;
+	mfs_source_advise_random(m->srcs[src], true);
+	int rc = tz_open(z, m->srcs[src], display, err, errlen);
+	mfs_source_advise_random(m->srcs[src], false);
 	if (rc < 0)
+		return first_shard && rc == -EUCLEAN ? -ENOEXEC : rc;
+	w->zip = z;
+	w->src = src;
+	w->prefix = prefix;
+	w->display = display;
+	rc = find_prefix(z, prefix, sizeof(prefix), &ts, display, err, errlen);
+	if (rc < 0) {
+		if (first_shard)
+			rc = -ENOEXEC;
 		goto out;
-	if (st->torchscript) {
-		rc = open_torchscript(m, &w);
-		if (rc == 0)
-			rc = finish(m, &w, "torchscript", "", 0);
+	}
+	if (ts) {
+		if (!torchscript_ok) {
+			rc = mfs_errf(err, errlen, -EUCLEAN, display,
+			              "a TorchScript archive cannot be a shard");
+			goto out;
+		}
+		w->st->torchscript = true;
+		rc = open_torchscript(m, w);
 		if (rc < 0)
 			rc = mfs_errf(err, errlen, rc, display, "out of memory");
 		goto out;
 	}
-	char name[TZ_MAX_NAME + 32];
 	snprintf(name, sizeof(name), "%sbyteorder", prefix);
-	const struct tz_entry *bo = tz_find(&st->zip, name);
+	const struct tz_entry *bo = tz_find(z, name);
 	if (bo) {
 		uint8_t *b = NULL;
-		rc = read_member(m, bo, 64, &b, display, err, errlen);
+		rc = read_member(m, src, bo, 64, &b, display, err, errlen);
 		if (rc < 0)
 			goto out;
 		bool little = bo->usize == 6 && memcmp(b, "little", 6) == 0;
@@ -524,8 +547,8 @@ int mfs_torch_open(struct mfs_model *m, const char *display, char *err, size_t e
 		}
 	}
 	snprintf(name, sizeof(name), "%sdata.pkl", prefix);
-	const struct tz_entry *pe = tz_find(&st->zip, name);
-	rc = read_member(m, pe, PK_MAX_PICKLE, &pkl, display, err, errlen);
+	const struct tz_entry *pe = tz_find(z, name);
+	rc = read_member(m, src, pe, PK_MAX_PICKLE, &pkl, display, err, errlen);
 	if (rc < 0)
 		goto out;
 	tmp = mfs_arena_create();
@@ -539,36 +562,261 @@ int mfs_torch_open(struct mfs_model *m, const char *display, char *err, size_t e
 	if (rc < 0)
 		goto out;
 	for (size_t i = 0; i < res.n_globals; i++) {
-		mfs_buf_add(&globals, res.globals[i], strlen(res.globals[i]));
-		mfs_buf_add(&globals, "\n", 1);
+		const char *g = res.globals[i];
+		size_t gl = strlen(g);
+		bool dup = false;
+		for (const char *p = w->globals.p; p && *p && !dup; p = strchr(p, '\n') + 1)
+			dup = strncmp(p, g, gl) == 0 && p[gl] == '\n';
+		if (!dup) {
+			mfs_buf_add(&w->globals, g, gl);
+			mfs_buf_add(&w->globals, "\n", 1);
+		}
 	}
-	w.max_visits = 4 * (pe->usize + 16);
-	rc = walk(&w, res.top, &path, 0);
-	if (rc < 0)
+	w->visits = 0;
+	w->max_visits = 4 * (pe->usize + 16);
+	rc = walk(w, res.top, &path, 0);
+out:
+	w->display = saved;
+	w->prefix = NULL;
+	free(pkl);
+	free(path.p);
+	mfs_arena_destroy(tmp);
+	return rc;
+}
+
+static bool looks_like_json(const uint8_t *head, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r'))
+		i++;
+	return i < len && head[i] == '{';
+}
+
+/* A shard name: a plain relative path below the index's directory. */
+static bool shard_name_ok(const char *s)
+{
+	if (!s[0] || s[0] == '/' || strlen(s) >= 4096)
+		return false;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	for (const char *p = s;;) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (!e)
+			return true;
+		p = e + 1;
+	}
+}
+
+static int strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+#define TT_MAX_INDEX    100000000ull    /* bytes of a *.bin.index.json, as safetensors' */
+
+/*
+ * A sharded checkpoint: the index (files[0], JSON {"metadata": {...},
+ * "weight_map": {tensor: shard}}) names torch.save shards beside it.  Each
+ * shard is opened beneath the index's directory (files[1] on, sorted by
+ * name) and read as a single file is; its tensors must be exactly the
+ * names the index maps to it.  A first shard that is no torch.save zip
+ * hands the index back to the table (-ENOEXEC: another format's index,
+ * whose row's message is then the one reported).  Props: the
+ * index's metadata (strings as they are, other values as compact JSON),
+ * then each shard's plain values.  Nothing of a sharded checkpoint is
+ * editable: one commit replaces one file.
+ */
+static int open_index(struct mfs_model *m, struct walk *w, const char *display)
+{
+	char *err = w->err;
+	size_t errlen = w->errlen;
+	struct tt_state *st = w->st;
+	uint64_t size = m->desc.files[0].size;
+	char *buf = NULL, *list = NULL, sdisplay[1024];
+	const char **shards = NULL;
+	json_t *root = NULL;
+	size_t list_len = 0;
+	int rc;
+	if (size > TT_MAX_INDEX)
+		return mfs_errf(err, errlen, -EFBIG, display, "index of %" PRIu64 " bytes exceeds "
+		                "the limit of %llu", size, TT_MAX_INDEX);
+	buf = malloc(size ? (size_t)size : 1);
+	if (!buf)
+		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	rc = mfs_source_read(m->srcs[0], buf, (size_t)size, 0);
+	if (rc < 0) {
+		rc = mfs_errf(err, errlen, rc, display, "cannot read: %s", strerror(-rc));
 		goto out;
-	if (globals.oom) {
+	}
+	json_error_t je;
+	root = json_loadb(buf, (size_t)size, JSON_REJECT_DUPLICATES, &je);
+	const json_t *wm = root ? json_object_get(root, "weight_map") : NULL;
+	if (!json_is_object(wm)) {
+		rc = mfs_errf(err, errlen, -EUCLEAN, display, "index: %s",
+		              root ? "no \"weight_map\" object" : je.text);
+		goto out;
+	}
+	size_t n = json_object_size(wm), n_shards = 0;
+	shards = calloc(n ? n : 1, sizeof(*shards));
+	if (!shards) {
 		rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
 		goto out;
 	}
-	rc = finish(m, &w, "torch", globals.p ? globals.p : "", globals.len);
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)wm, key, v) {
+		const char *s = json_string_value(v);
+		if (!s || !shard_name_ok(s)) {
+			rc = mfs_errf(err, errlen, -EUCLEAN, display, "index: shard of tensor '%.200s' "
+			              "is not a plain relative path inside the index's directory", key);
+			goto out;
+		}
+		shards[n_shards++] = s;
+	}
+	qsort(shards, n_shards, sizeof(*shards), strp_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < n_shards; i++)
+		if (!u || strcmp(shards[u - 1], shards[i]) != 0)
+			shards[u++] = shards[i];
+	n_shards = u;
+	st->shards = calloc(n_shards ? n_shards : 1, sizeof(*st->shards));
+	if (!st->shards) {
+		rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+		goto out;
+	}
+
+	const json_t *md = json_object_get(root, "metadata");
+	if (json_is_object(md)) {
+		json_object_foreach((json_t *)md, key, v) {
+			char *text = json_is_string(v) ? strdup(json_string_value(v)) :
+			             json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+			rc = text ? add_prop(w, key, text, strlen(text)) : -ENOMEM;
+			free(text);
+			if (rc < 0) {
+				rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+				goto out;
+			}
+		}
+	}
+
+	for (size_t k = 0; k < n_shards; k++) {
+		snprintf(sdisplay, sizeof(sdisplay), "%s: shard '%.200s'", display, shards[k]);
+		char oerr[1024];
+		struct mfs_source *sh;
+		rc = mfs_source_file_beneath(&sh, m->dirfd, shards[k], oerr, sizeof(oerr), display);
+		if (rc < 0) {
+			rc = mfs_errf(err, errlen, rc, sdisplay, "%s",
+			              rc == -ENOENT ? "missing" : "cannot be opened");
+			goto out;
+		}
+		int src = mfs_model_add_file(m, shards[k], sh);
+		if (src < 0) {
+			rc = mfs_errf(err, errlen, src, sdisplay, "%s",
+			              src == -EFBIG ? "too many shards" : strerror(-src));
+			goto out;
+		}
+		uint8_t head[4] = {0};
+		if (m->desc.files[src].size < 4 ||
+		    mfs_source_read(m->srcs[src], head, 4, 0) < 0 || memcmp(head, "PK\3\4", 4) != 0) {
+			rc = mfs_errf(err, errlen, k == 0 ? -ENOEXEC : -EUCLEAN, sdisplay,
+			              "not a torch.save file");
+			goto out;
+		}
+		size_t first = w->tens.n;
+		rc = load_archive(w, (unsigned)src, &st->shards[k], false, k == 0, sdisplay);
+		st->n_shards = k + 1;
+		if (rc < 0)
+			goto out;
+		size_t expected = 0;
+		json_object_foreach((json_t *)wm, key, v)
+			expected += strcmp(json_string_value(v), shards[k]) == 0;
+		for (size_t i = first; i < w->tens.n; i++) {
+			const struct mfs_tensor *t = ((struct mfs_tensor **)w->tens.v)[i];
+			const char *to = json_string_value(json_object_get(wm, t->name));
+			if (!to || strcmp(to, shards[k]) != 0) {
+				rc = mfs_errf(err, errlen, -EUCLEAN, sdisplay,
+				              "has tensor '%.200s' that the index %s", t->name,
+				              to ? "maps to another shard" : "does not name");
+				goto out;
+			}
+		}
+		if (w->tens.n - first != expected) {
+			rc = mfs_errf(err, errlen, -EUCLEAN, sdisplay,
+			              "has %zu tensors, the index names %zu", w->tens.n - first,
+			              expected);
+			goto out;
+		}
+		size_t sl = mfs_text_escape(NULL, 0, shards[k], strlen(shards[k]));
+		char *nl = realloc(list, list_len + sl + 2);
+		if (!nl) {
+			rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+			goto out;
+		}
+		list = nl;
+		mfs_text_escape(list + list_len, sl + 1, shards[k], strlen(shards[k]));
+		list_len += sl;
+		list[list_len++] = '\n';
+		list[list_len] = '\0';
+	}
+	rc = finish(m, w, "torch", list ? list : "", list_len);
 	if (rc < 0)
 		rc = mfs_errf(err, errlen, rc, display, "out of memory");
 out:
-	free(pkl);
-	free(globals.p);
-	free(path.p);
+	json_decref(root);
+	free(buf);
+	free(shards);
+	free(list);
+	return rc;
+}
+
+int mfs_torch_open(struct mfs_model *m, const char *display, char *err, size_t errlen)
+{
+	if (m->head_len >= 1 && m->head[0] == 0x80)
+		return mfs_errf(err, errlen, -EUCLEAN, display,
+		                "a legacy torch.save file (_use_new_zipfile_serialization=False, a "
+		                "pickle stream) is not supported: re-save it with torch.save's "
+		                "default zip format");
+	struct tt_state *st = mfs_arena_alloc(m->arena, sizeof(*st));
+	if (!st)
+		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	m->priv = st;           /* close frees the archives from here on */
+	struct walk w = {.m = m, .st = st, .display = display, .err = err, .errlen = errlen};
+	w.tens.size = sizeof(struct mfs_tensor *);
+	w.infos.size = sizeof(struct tt_info);
+	w.props.size = sizeof(struct mfs_meta);
+	int rc;
+	if (looks_like_json(m->head, m->head_len)) {
+		rc = open_index(m, &w, display);
+	} else {
+		rc = load_archive(&w, 0, &st->zip, true, false, display);
+		if (rc == 0) {
+			rc = finish(m, &w, st->torchscript ? "torchscript" : "torch", NULL, 0);
+			if (rc < 0)
+				rc = mfs_errf(err, errlen, rc, display, "out of memory");
+		}
+	}
+	free(w.globals.p);
 	free(w.tens.v);
 	free(w.infos.v);
 	free(w.props.v);
-	mfs_arena_destroy(tmp);
 	return rc;
 }
 
 void mfs_torch_close(struct mfs_model *m)
 {
 	struct tt_state *st = m->priv;
-	if (st)
-		tz_free(&st->zip);
+	if (!st)
+		return;
+	tz_free(&st->zip);
+	for (size_t i = 0; i < st->n_shards; i++)
+		tz_free(&st->shards[i]);
+	free(st->shards);
+	st->shards = NULL;
+	st->n_shards = 0;
 }
 
 /* ------------------------------------------------------------ strided reads */
@@ -607,7 +855,7 @@ ssize_t mfs_torch_tensor_read(const struct mfs_model *m, const struct mfs_tensor
 		if (so < win_lo || so + es > win_lo + win_len) {
 			win_lo = so;
 			win_len = ti->extent - so < win_cap ? ti->extent - so : win_cap;
-			int rc = mfs_source_read(m->srcs[0], win, (size_t)win_len, ti->base + win_lo);
+			int rc = mfs_source_read(m->srcs[ti->src], win, (size_t)win_len, ti->base + win_lo);
 			if (rc < 0) {
 				free(win);
 				return rc;

@@ -134,7 +134,8 @@ int pk_load(struct pk_result *out, struct mfs_arena *a, const uint8_t *buf, size
 
 /* How one tensor maps onto its storage (m->priv->tens[id]). */
 struct tt_info {
-	uint64_t base;          /* storage's first byte in the model file */
+	unsigned src;           /* the source file (a shard) holding it */
+	uint64_t base;          /* storage's first byte in that file */
 	uint64_t extent;        /* bytes of the storage the tensor may touch */
 	uint64_t lo, hi;        /* the bytes of the file it does touch */
 	int64_t offset;         /* in elements */
@@ -144,7 +145,9 @@ struct tt_info {
 };
 
 struct tt_state {
-	struct tz_archive zip;
+	struct tz_archive zip;  /* the model file's (a single checkpoint) */
+	struct tz_archive *shards;      /* a sharded one's, n_shards of them (malloc'd) */
+	size_t n_shards;
 	struct tt_info *tens;   /* desc.n_tensors entries */
 	bool torchscript;
 };

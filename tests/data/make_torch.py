@@ -127,3 +127,22 @@ def fixtures(d):
     save("tensor.pt", torch.arange(10, dtype=torch.int16).reshape(2, 5).t())
     save("empty_dict.pt", {})
     return out
+
+
+def sharded(d, n=3):
+    """A Hugging Face style sharded checkpoint in d: pytorch_model-0000k-of-0000n.bin
+    and pytorch_model.bin.index.json.  Returns (index path, state dict)."""
+    import json
+    sd = _net_state("squeezenet1_1")
+    names = list(sd)
+    weight_map = {}
+    for k in range(n):
+        part = collections.OrderedDict((x, sd[x]) for x in names[k::n])
+        shard = "pytorch_model-%05d-of-%05d.bin" % (k + 1, n)
+        torch.save(part, os.path.join(d, shard))
+        weight_map.update({x: shard for x in part})
+    total = sum(t.numel() * t.element_size() for t in sd.values())
+    index = os.path.join(d, "pytorch_model.bin.index.json")
+    with open(index, "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f)
+    return index, sd

@@ -146,6 +146,33 @@ with zipfile.ZipFile(path) as zi, zipfile.ZipFile(comp, "w", zipfile.ZIP_DEFLATE
         zo.writestr(info.filename, zi.read(info.filename))
 refused("compressed members", comp, "compressed")
 
+# A sharded checkpoint: pytorch_model.bin.index.json and 3 shards, one tree.
+sdir = os.path.join(t.tmp, "sharded")
+os.mkdir(sdir)
+index, sd = make_torch.sharded(sdir)
+with t.mount(index) as mnt:
+    got = mounted_tensors(mnt)
+    t.eq("sharded: tensor names", sorted(sd), sorted(got))
+    bad = [n for n in sd if n in got and
+           open(os.path.join(got[n], "data"), "rb").read() != make_torch.tensor_bytes(sd[n])]
+    t.check("sharded: every tensor's data", not bad, bad[:3])
+    t.eq("sharded: meta/shards", sorted(f for f in os.listdir(sdir) if f.endswith(".bin")),
+         read_value(mnt + "/meta/shards").decode().split())
+    t.eq("sharded: meta/props/total_size",
+         str(sum(x.numel() * x.element_size() for x in sd.values())),
+         read_value(mnt + "/meta/props/total_size").decode())
+    t.eq("sharded: meta/format", "torch", read_value(mnt + "/meta/format").decode())
+    t.check("sharded: the root shows the index and the shards",
+            set(os.listdir(sdir)) <= set(os.listdir(mnt)), os.listdir(mnt))
+    try:
+        with open(os.path.join(got[list(sd)[0]], "data"), "r+b") as f:
+            f.write(b"x")
+        t.not_ok("sharded: tensors are read-only", "the write succeeded")
+    except OSError:
+        t.ok("sharded: tensors are read-only")
+os.rename(os.path.join(sdir, "pytorch_model-00002-of-00003.bin"), os.path.join(sdir, "gone"))
+refused("sharded with a shard missing", index, "missing")
+
 # TorchScript: stored members as read-only uint8 files, nothing unpickled.
 ts = os.path.join(fdir, "script.pt")
 torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), ts)

@@ -191,4 +191,16 @@ if t.check("sharded safetensors: convert succeeds", r.returncode == 0, r.stderr)
     check_output("sharded safetensors", out,
                  {n: (x, TORCH_ST[x.dtype], tuple(x.shape), make_torch.tensor_bytes(x))
                   for n, x in tensors.items()}, {"total_size": "1"})
+
+# A sharded torch checkpoint (index + 3 shards) into one file.
+tdir = os.path.join(fdir, "torch_sharded")
+os.mkdir(tdir)
+index, sd = make_torch.sharded(tdir)
+out = os.path.join(t.tmp, "torch_joined.safetensors")
+r = convert(index, out)
+if t.check("sharded torch: convert succeeds", r.returncode == 0, r.stderr):
+    check_output("sharded torch", out,
+                 {n: (x, TORCH_ST[x.dtype], tuple(x.shape), make_torch.tensor_bytes(x))
+                  for n, x in sd.items()},
+                 {"total_size": str(sum(x.numel() * x.element_size() for x in sd.values()))})
 t.done()
