@@ -218,8 +218,8 @@ int cmd_convert(const char *in, const char *outpath)
 		names[i] = t->name;
 	}
 	qsort(names, g->n_inits, sizeof(*names), strp_cmp);
-	for (size_t i = 1; i < g->n_inits; i++) {
-		if (strcmp(names[i - 1], names[i]) == 0 || strcmp(names[i], "__metadata__") == 0) {
+	for (size_t i = 0; i < g->n_inits; i++) {
+		if ((i && strcmp(names[i - 1], names[i]) == 0) || strcmp(names[i], "__metadata__") == 0) {
 			fprintf(stderr, "modelfs: %s: two tensors are named '%.200s' (or one is "
 			        "__metadata__): safetensors names are unique\n", in, names[i]);
 			goto out;
