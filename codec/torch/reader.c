@@ -182,6 +182,12 @@ static int add_tensor(struct walk *w, const char *name, const struct pk_tensor *
 		                "tensor '%.200s': its elements run past its storage of %" PRIu64
 		                " bytes", name, sbytes);
 
+	/* A view with stride 0 (an expand) can name far more bytes than it has. */
+	uint64_t fsize = m->desc.files[w->src].size;
+	if (!contig && numel && nbytes / 16 > fsize + (1u << 20))
+		return mfs_errf(w->err, w->errlen, -EFBIG, w->display,
+		                "tensor '%.200s': a view of %" PRIu64 " bytes, more than 16 times "
+		                "its file", name, nbytes);
 	struct mfs_tensor *t = mfs_arena_alloc(m->arena, sizeof(*t));
 	if (!t)
 		return mfs_errf(w->err, w->errlen, -ENOMEM, w->display, "out of memory");

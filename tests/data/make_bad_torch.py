@@ -150,6 +150,7 @@ def corpus(marker):
     f16 = [("data/0", b"\0" * 16)]
     add("tensor_past_storage", tensor_pickle([1000000], [1]), ["past its storage"], f16)
     add("stride_overflow", tensor_pickle([2, 2], [1 << 62, 1]), ["past its storage"], f16)
+    add("expand_view_bomb", tensor_pickle([1 << 40], [0]), ["more than 16 times"], f16)
     add("negative_stride", tensor_pickle([2], [-1]), ["negative size or stride"], f16)
     add("negative_offset", tensor_pickle([2], [1], offset=-4), ["bad storage offset"], f16)
     add("no_stop", P2 + b"}", ["without STOP"])

@@ -76,6 +76,7 @@ def _views():
         ("embed.weight", emb),                  # a Parameter (_rebuild_parameter)
         ("lm_head.weight", emb),                # tied: the same tensor twice
         ("tied_view", emb.detach()[3]),         # another view of the same storage
+        ("expanded", torch.arange(3.0).expand(4, 3)),   # stride 0
         ("empty", torch.zeros(0, 5)),
         ("empty3", torch.zeros(2, 0, 3, dtype=torch.int32)),
         ("scalar", torch.tensor(3.25)),
