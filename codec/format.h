@@ -237,6 +237,14 @@ struct mfs_format {
 	 */
 	int (*splice)(struct mfs_splice *out, const struct mfs_model *m,
 	              const struct mfs_edit_set *e, char *err, size_t errlen);
+	/*
+	 * Same-size data edits change bytes beyond the edited tensors' (a
+	 * checksum of the container: torch's zip CRC-32s).  A commit that
+	 * patches the file (in place, or a clone) then takes its patches from
+	 * `splice` — every piece that is not the old file's bytes at their
+	 * own offset — instead of from the edited runs alone.
+	 */
+	bool splice_patches;
 };
 
 /* The formats (format.c), in sniffing order. */

@@ -52,4 +52,5 @@ const struct mfs_format mfs_format_torch = {
 	.dtype_ok = dtype_ok,
 	.meta_names = no_meta,
 	.splice = mfs_torch_splice,
+	.splice_patches = true,         /* the CRC-32 fields change too (writer.c) */
 };
