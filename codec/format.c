@@ -21,13 +21,15 @@
 extern const struct mfs_format mfs_format_gguf;
 extern const struct mfs_format mfs_format_onnx;
 extern const struct mfs_format mfs_format_safetensors;
+extern const struct mfs_format mfs_format_torch;
 
 static const struct mfs_format *table[MAX_FORMATS] = {
 	&mfs_format_gguf,       /* a magic number: first, so that no guess beats it */
 	&mfs_format_safetensors,
+	&mfs_format_torch,
 	&mfs_format_onnx,
 };
-static size_t n_table = 3;
+static size_t n_table = 4;
 
 size_t mfs_format_count(void)
 {
@@ -58,4 +60,20 @@ const struct mfs_format *mfs_format_sniff(const uint8_t *head, size_t len, uint6
 			maybe = table[i];
 	}
 	return maybe;
+}
+
+const struct mfs_format *mfs_format_sniff_next(const uint8_t *head, size_t len, uint64_t size,
+                                               const struct mfs_format *prev)
+{
+	if (!prev)
+		return mfs_format_sniff(head, len, size);
+	int want = prev->sniff(head, len, size);
+	bool seen = false;
+	for (size_t i = 0; i < n_table; i++) {
+		if (seen && table[i]->sniff(head, len, size) == want)
+			return table[i];
+		if (table[i] == prev)
+			seen = true;
+	}
+	return NULL;
 }

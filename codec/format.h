@@ -182,6 +182,12 @@ struct mfs_format {
 	 * file, open.  Fill m->desc (from m->arena), may set m->priv and add
 	 * sources.  `display` names the model in messages.  Returns 0 or
 	 * -errno with one line in `err` (model.h, mfs_model_open).
+	 * -ENOEXEC says "not mine after all": the file, read further than
+	 * sniff could, belongs to another format (a JSON index whose shards
+	 * are another format's files).  model.c then undoes what open did
+	 * (sources added, m->priv after `close`) and tries the next row that
+	 * sniffed the file as this one did (mfs_format_sniff_next); when none
+	 * opens it, the first such line is the one reported, with -EUCLEAN.
 	 */
 	int (*open)(struct mfs_model *m, const char *display, char *err, size_t errlen);
 	/* Free what open kept outside the arena (may be NULL). */
@@ -242,6 +248,14 @@ struct mfs_format {
 	 */
 	int (*splice)(struct mfs_splice *out, const struct mfs_model *m,
 	              const struct mfs_edit_set *e, char *err, size_t errlen);
+	/*
+	 * Same-size data edits change bytes beyond the edited tensors' (a
+	 * checksum of the container: torch's zip CRC-32s).  A commit that
+	 * patches the file (in place, or a clone) then takes its patches from
+	 * `splice` — every piece that is not the old file's bytes at their
+	 * own offset — instead of from the edited runs alone.
+	 */
+	bool splice_patches;
 };
 
 /* The formats (format.c), in sniffing order. */
@@ -254,6 +268,16 @@ const struct mfs_format *mfs_format_at(size_t i);
  * row answering YES first, else the first answering MAYBE, else NULL.
  */
 const struct mfs_format *mfs_format_sniff(const uint8_t *head, size_t len, uint64_t size);
+
+/*
+ * mfs_format_sniff_next() - the row to try after `prev` (whose open
+ * returned -ENOEXEC) for the same file: the next row in table order that
+ * answers what `prev` answered (a YES row that declines hands over to
+ * another YES row, never to the MAYBE fallback); NULL when there is none.
+ * `prev` NULL gives mfs_format_sniff()'s answer.
+ */
+const struct mfs_format *mfs_format_sniff_next(const uint8_t *head, size_t len, uint64_t size,
+                                               const struct mfs_format *prev);
 
 /*
  * mfs_format_register() - add a format after the built-in rows, for tests

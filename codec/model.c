@@ -191,6 +191,31 @@ int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts
 	m->head = head;
 	m->head_len = head_len;
 	rc = m->fmt->open(m, path, err, errlen);
+	/* -ENOEXEC: not that format after all; undo and try the next (format.h). */
+	char first_err[1024] = "";
+	while (rc == -ENOEXEC) {
+		if (!first_err[0] && err && errlen)
+			snprintf(first_err, sizeof(first_err), "%s", err);
+		if (m->fmt->close)
+			m->fmt->close(m);
+		m->priv = NULL;
+		for (size_t i = 1; i < m->desc.n_files; i++)
+			mfs_source_close(m->srcs[i]);
+		struct mfs_file *files = m->desc.files;
+		memset(&m->desc, 0, sizeof(m->desc));
+		m->desc.files = files;
+		m->desc.n_files = 1;
+		m->fmt = mfs_format_sniff_next(head, head_len, size, m->fmt);
+		if (!m->fmt) {
+			if (err && errlen)
+				snprintf(err, errlen, "%s", first_err);
+			rc = -EUCLEAN;
+			break;
+		}
+		if (err && errlen)
+			err[0] = '\0';
+		rc = m->fmt->open(m, path, err, errlen);
+	}
 	m->head = NULL;
 	m->head_len = 0;
 	if (rc < 0)

@@ -113,7 +113,8 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 		if (t) {
 			en->role = name_is(e, "dtype") ? R_DTYPE : R_SHAPE;
 			en->t = t;
-			en->writable = mfs_txn_tensor_writable(fs->txn, t);
+			en->writable = mfs_txn_tensor_writable(fs->txn, t) &&
+			               !(t->flags & MFS_TENSOR_DATA_ONLY);
 		}
 		return;
 	}

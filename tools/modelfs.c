@@ -34,6 +34,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: modelfs info|recover MODEL\n"
 	        "       modelfs commit|abort|status|unmount MOUNTPOINT\n"
+	        "       modelfs convert MODEL OUT.safetensors\n"
 	        "       modelfs --help | --version\n"
 	        "\n"
 	        "  info MODEL          print format, metadata, inputs, outputs, counts and the\n"
@@ -41,6 +42,8 @@ static void usage(FILE *f)
 	        "                      mounting\n"
 	        "  recover MODEL       finish or drop an interrupted commit of MODEL and\n"
 	        "                      check its journal, without mounting\n"
+	        "  convert MODEL OUT   write MODEL's tensors and props to the safetensors\n"
+	        "                      file OUT, streamed, running nothing of MODEL\n"
 	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically (with\n"
 	        "                      progress on a terminal)\n"
 	        "  abort MOUNTPOINT    drop the edits staged in a mount\n"
@@ -676,6 +679,8 @@ int main(int argc, char **argv)
 		return cmd_unmount(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "recover"))
 		return cmd_recover(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "convert"))
+		return cmd_convert(argv[2], argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "dump-tensors"))     /* hidden: for tests */
 		return cmd_dump(argv[2], false);
 	if (argc == 3 && !strcmp(argv[1], "dump-nodes"))        /* hidden: for tests */

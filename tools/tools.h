@@ -25,5 +25,6 @@ char *ctl_status(const char *mnt, size_t *len);
 int cmd_commit(const char *mnt);
 int cmd_unmount(const char *mnt);
 int cmd_recover(const char *model);
+int cmd_convert(const char *model, const char *out);
 
 #endif

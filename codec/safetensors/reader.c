@@ -1144,7 +1144,10 @@ static int st_open_index(struct mfs_model *m, const char *display, char *err, si
 			goto out;
 		}
 		if (!mfs_st_sniff_file(head, hl, f->size)) {
-			rc = mfs_errf(err, errlen, -EUCLEAN, sdisplay, "not a safetensors file");
+			/* The first shard not safetensors: an index of another
+			 * format's shards, which its row may read (format.h). */
+			rc = mfs_errf(err, errlen, k == 0 ? -ENOEXEC : -EUCLEAN, sdisplay,
+			              "not a safetensors file");
 			goto out;
 		}
 

@@ -266,7 +266,36 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		            "place");
 	}
 	size_t k = 0;
-	if (inplace || clone) {
+	bool have_sp = false;
+	if ((inplace || clone) && t->m->fmt->splice_patches) {
+		/* The format's same-size edits change more than the tensors'
+		 * bytes (a checksum; format.h): the patches are the pieces of the
+		 * new file that are not the old file's bytes where they were. */
+		if ((rc = txn_build_splice(t, &p, &sp, msg, sizeof(msg))) < 0) {
+			result_fail(t, res, rc, txn_strip_display(msg, t->d->files[0].path));
+			goto unlock;
+		}
+		have_sp = true;
+		patches = calloc(sp.n ? sp.n : 1, sizeof(*patches));
+		if (!patches) {
+			rc = -ENOMEM;
+			result_fail(t, res, rc, "out of memory");
+			goto unlock;
+		}
+		int mfd = mfs_source_fd(t->m->srcs[0]);
+		uint64_t pos = 0;
+		for (size_t i = 0; i < sp.n; i++) {
+			const struct mfs_piece *pc = &sp.p[i];
+			if (!(pc->kind == MFS_PIECE_COPY && mfd >= 0 && pc->fd == mfd && pc->off == pos)) {
+				patches[k].off = pos;
+				patches[k].piece = *pc;
+				k++;
+			}
+			pos += pc->len;
+		}
+		if (pos != t->d->files[0].size)
+			inplace = clone = false;        /* not the same layout after all: rewrite */
+	} else if (inplace || clone) {
 		size_t n = 0;
 		for (size_t i = 0; i < p.n_te; i++)
 			n += p.te[i].n_runs;
@@ -305,7 +334,7 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		rc = mfs_commit_clone(t->dirfd, t->name, &t->id, patches, k, &hooks, &rep, msg,
 		                      sizeof(msg));
 	if (rc == -EOPNOTSUPP && !inplace) {
-		if ((rc = txn_build_splice(t, &p, &sp, msg, sizeof(msg))) < 0) {
+		if (!have_sp && (rc = txn_build_splice(t, &p, &sp, msg, sizeof(msg))) < 0) {
 			result_fail(t, res, rc, txn_strip_display(msg, t->d->files[0].path));
 			goto unlock;
 		}

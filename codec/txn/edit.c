@@ -145,6 +145,8 @@ int mfs_txn_set_dtype(mfs_txn *t, const struct mfs_tensor *x, const char *text, 
 	char name[32];
 	struct tstate *s;
 	int rc = edit_begin(t, x, &s);
+	if (rc == 0 && (s->t->flags & MFS_TENSOR_DATA_ONLY))
+		rc = -EACCES;
 	if (rc < 0)
 		goto out;
 	len = txn_chomp(text, len);
@@ -179,6 +181,8 @@ int mfs_txn_set_shape(mfs_txn *t, const struct mfs_tensor *x, const char *text, 
 	size_t rank;
 	struct tstate *s;
 	int rc = edit_begin(t, x, &s);
+	if (rc == 0 && (s->t->flags & MFS_TENSOR_DATA_ONLY))
+		rc = -EACCES;
 	if (rc < 0)
 		goto out;
 	len = txn_chomp(text, len);

@@ -214,9 +214,15 @@ size_t mfs_text_unescape(char *out, const char *s, size_t n);
  * MFS_TENSOR_EDITABLE    the format can commit edits of its data, dtype and
  *                        shape (not external data, not a string tensor, not
  *                        a shard of a sharded checkpoint, ...).
+ * MFS_TENSOR_DATA_ONLY   with EDITABLE: only the data may be edited, at its
+ *                        size; the dtype and shape files are read-only
+ *                        (EACCES), as the format cannot re-describe the
+ *                        tensor (a torch checkpoint, whose shapes are in
+ *                        its pickle).  A commit of another size is refused.
  */
 #define MFS_TENSOR_CONTIGUOUS   0x1u
 #define MFS_TENSOR_EDITABLE     0x2u
+#define MFS_TENSOR_DATA_ONLY    0x4u
 
 /*
  * A tensor whose bytes can be read.  `nbytes` is exactly the size of its

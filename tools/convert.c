@@ -1,0 +1,284 @@
+/*
+ * tools/convert.c — `modelfs convert MODEL OUT.safetensors`: any readable
+ * model to one safetensors file, streamed.
+ *
+ * Format-neutral: it goes through the model description and the byte
+ * sources of whatever format MODEL is (modelfs/model.h), never through a
+ * check of which one.  The tensors written are the main graph's tensors
+ * (every tensor of a flat format: safetensors, torch, ...; the initializers
+ * of an ONNX graph), in the description's order, each under its full name,
+ * and the model's props become the header's "__metadata__".  Nothing of the
+ * model is held in memory: the header is built from the description, and
+ * every tensor's bytes are copied to the output by copy_file_range(2) when
+ * they are one range of a file (mfs_tensor_span), else read and written in
+ * 1 MiB pieces (strided views, decoded values, sources without a
+ * descriptor).
+ *
+ * The output follows the safetensors writer's rules (doc/formats.md §2.3):
+ * compact JSON, "__metadata__" first, the header padded with spaces to a
+ * multiple of 8, tensors tiling the buffer in order.  It is written to a
+ * temporary file beside OUT, fsync'd and renamed over OUT, so OUT is either
+ * the old file or the whole new one.
+ *
+ * Refused, with one line and nothing written: a tensor whose dtype
+ * safetensors cannot name (string, complex128, ...), two tensors of one
+ * name, a name or prop that is not valid UTF-8.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "modelfs/model.h"
+
+#include "tools.h"
+
+static const struct {
+	int32_t dtype;
+	const char *name;
+} st_names[] = {
+	{MFS_DT_BOOL, "BOOL"}, {MFS_DT_UINT8, "U8"}, {MFS_DT_INT8, "I8"},
+	{MFS_DT_INT16, "I16"}, {MFS_DT_UINT16, "U16"}, {MFS_DT_FLOAT16, "F16"},
+	{MFS_DT_BFLOAT16, "BF16"}, {MFS_DT_INT32, "I32"}, {MFS_DT_UINT32, "U32"},
+	{MFS_DT_FLOAT, "F32"}, {MFS_DT_COMPLEX64, "C64"}, {MFS_DT_DOUBLE, "F64"},
+	{MFS_DT_INT64, "I64"}, {MFS_DT_UINT64, "U64"}, {MFS_DT_FLOAT8E5M2, "F8_E5M2"},
+	{MFS_DT_FLOAT8E4M3FN, "F8_E4M3"}, {MFS_DT_FLOAT8E8M0, "F8_E8M0"},
+	{MFS_DT_FLOAT8E4M3FNUZ, "F8_E4M3FNUZ"}, {MFS_DT_FLOAT8E5M2FNUZ, "F8_E5M2FNUZ"},
+	{MFS_DT_FLOAT4E2M1, "F4"}, {MFS_DT_FLOAT6E2M3, "F6_E2M3"}, {MFS_DT_FLOAT6E3M2, "F6_E3M2"},
+};
+
+static const char *st_name(int32_t dtype)
+{
+	for (size_t i = 0; i < sizeof(st_names) / sizeof(st_names[0]); i++)
+		if (st_names[i].dtype == dtype)
+			return st_names[i].name;
+	return NULL;
+}
+
+static int strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Write all of buf at the end of fd. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Copy tensor t's bytes to the end of `out` (at offset *pos). */
+static int copy_tensor(const mfs_model *m, const struct mfs_tensor *t, int out, uint64_t *pos,
+                       char *buf, size_t buflen)
+{
+	uint64_t done = 0;
+	struct mfs_span sp;
+	if (mfs_tensor_span(&sp, m, t, 0) == 0 && sp.fd >= 0) {
+		loff_t in_off = (loff_t)sp.off, out_off = (loff_t)*pos;
+		while (done < t->nbytes) {
+			size_t want = t->nbytes - done > (1u << 30) ? (1u << 30) :
+			              (size_t)(t->nbytes - done);
+			ssize_t n = copy_file_range(sp.fd, &in_off, out, &out_off, want, 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;  /* EXDEV, ENOSYS, EINVAL...: read and write the rest */
+			done += (uint64_t)n;
+		}
+		if (done && lseek(out, (off_t)(*pos + done), SEEK_SET) < 0)
+			return -errno;
+	} else if (mfs_tensor_span(&sp, m, t, 0) == 0 && sp.mem) {
+		if (write_all(out, sp.mem, (size_t)t->nbytes) < 0)
+			return -errno;
+		done = t->nbytes;
+	}
+	while (done < t->nbytes) {
+		size_t want = t->nbytes - done > buflen ? buflen : (size_t)(t->nbytes - done);
+		ssize_t n = mfs_tensor_read(m, t, buf, want, done);
+		if (n <= 0)
+			return n < 0 ? (int)n : -EIO;
+		if (write_all(out, buf, (size_t)n) < 0)
+			return -errno;
+		done += (uint64_t)n;
+	}
+	*pos += t->nbytes;
+	return 0;
+}
+
+/* The header: compact JSON, __metadata__ first, tensors in order, offsets tiling. */
+static char *make_header(const mfs_model *m, const struct mfs_graph *g, size_t *hlen,
+                         const char *path)
+{
+	const struct mfs_desc *d = mfs_model_desc(m);
+	json_t *root = json_object(), *md = json_object();
+	char *text = NULL;
+	if (!root || !md)
+		goto oom;
+	for (size_t i = 0; i < d->n_props; i++) {
+		const struct mfs_meta *p = &d->props[i];
+		json_t *v = json_stringn(p->value, p->len);
+		if (!v || json_object_set_new(md, p->name, v) < 0) {
+			fprintf(stderr, "modelfs: %s: prop '%.200s' is not valid UTF-8: safetensors "
+			        "metadata must be\n", path, p->name);
+			json_decref(root);
+			json_decref(md);
+			return NULL;
+		}
+	}
+	if (json_object_size(md) && json_object_set(root, "__metadata__", md) < 0)
+		goto oom;
+	uint64_t off = 0;
+	for (size_t i = 0; i < g->n_inits; i++) {
+		const struct mfs_tensor *t = g->inits[i];
+		json_t *e = json_object(), *shape = json_array(), *offs = json_array();
+		if (!e || !shape || !offs)
+			goto oom;
+		for (size_t k = 0; k < t->rank; k++)
+			json_array_append_new(shape, json_integer(t->dims[k]));
+		json_array_append_new(offs, json_integer((json_int_t)off));
+		json_array_append_new(offs, json_integer((json_int_t)(off + t->nbytes)));
+		off += t->nbytes;
+		json_object_set_new(e, "dtype", json_string(st_name(t->dtype)));
+		json_object_set_new(e, "shape", shape);
+		json_object_set_new(e, "data_offsets", offs);
+		if (json_object_set_new(root, t->name, e) < 0) {
+			fprintf(stderr, "modelfs: %s: tensor name '%.200s' is not valid UTF-8: "
+			        "safetensors names must be\n", path, t->name);
+			json_decref(root);
+			json_decref(md);
+			return NULL;
+		}
+	}
+	text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	json_decref(md);
+	if (!text)
+		goto oom2;
+	size_t n = strlen(text), padded = (n + 7) / 8 * 8;
+	char *p = realloc(text, padded + 1);
+	if (!p) {
+		free(text);
+		goto oom2;
+	}
+	memset(p + n, ' ', padded - n);
+	p[padded] = '\0';
+	*hlen = padded;
+	return p;
+oom:
+	json_decref(root);
+	json_decref(md);
+oom2:
+	fprintf(stderr, "modelfs: out of memory\n");
+	return NULL;
+}
+
+int cmd_convert(const char *in, const char *outpath)
+{
+	mfs_model *m = NULL;
+	char err[1024];
+	if (mfs_model_open(&m, in, NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "modelfs: %s\n", err);
+		return 1;
+	}
+	const struct mfs_graph *g = mfs_model_desc(m)->graph;
+	int status = 1, fd = -1;
+	char *header = NULL, *buf = NULL, tmp[PATH_MAX];
+	const char **names = NULL;
+	tmp[0] = '\0';
+
+	/* Every tensor must have a safetensors dtype and a name of its own. */
+	names = malloc((g->n_inits ? g->n_inits : 1) * sizeof(*names));
+	if (!names) {
+		fprintf(stderr, "modelfs: out of memory\n");
+		goto out;
+	}
+	for (size_t i = 0; i < g->n_inits; i++) {
+		const struct mfs_tensor *t = g->inits[i];
+		if (!st_name(t->dtype)) {
+			fprintf(stderr, "modelfs: %s: tensor '%.200s' of dtype %s has no safetensors "
+			        "dtype\n", in, t->name, mfs_dtype_name(t->dtype));
+			goto out;
+		}
+		names[i] = t->name;
+	}
+	qsort(names, g->n_inits, sizeof(*names), strp_cmp);
+	for (size_t i = 0; i < g->n_inits; i++) {
+		if ((i && strcmp(names[i - 1], names[i]) == 0) || strcmp(names[i], "__metadata__") == 0) {
+			fprintf(stderr, "modelfs: %s: two tensors are named '%.200s' (or one is "
+			        "__metadata__): safetensors names are unique\n", in, names[i]);
+			goto out;
+		}
+	}
+
+	size_t hlen = 0;
+	header = make_header(m, g, &hlen, in);
+	if (!header)
+		goto out;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%d", outpath, (int)getpid()) >= sizeof(tmp)) {
+		fprintf(stderr, "modelfs: %s: path too long\n", outpath);
+		tmp[0] = '\0';
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "modelfs: %s: %s\n", tmp, strerror(errno));
+		tmp[0] = '\0';
+		goto out;
+	}
+	uint8_t len8[8];
+	for (int i = 0; i < 8; i++)
+		len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+	buf = malloc(1 << 20);
+	if (!buf || write_all(fd, len8, 8) < 0 || write_all(fd, header, hlen) < 0) {
+		fprintf(stderr, "modelfs: %s: %s\n", outpath, buf ? strerror(errno) : "out of memory");
+		goto out;
+	}
+	uint64_t pos = 8 + hlen;
+	for (size_t i = 0; i < g->n_inits; i++) {
+		int rc = copy_tensor(m, g->inits[i], fd, &pos, buf, 1 << 20);
+		if (rc < 0) {
+			fprintf(stderr, "modelfs: %s: tensor '%.200s': %s\n", in, g->inits[i]->name,
+			        strerror(-rc));
+			goto out;
+		}
+	}
+	if (fsync(fd) < 0 || close(fd) < 0) {
+		fd = -1;
+		fprintf(stderr, "modelfs: %s: %s\n", outpath, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, outpath) < 0) {
+		fprintf(stderr, "modelfs: %s: %s\n", outpath, strerror(errno));
+		goto out;
+	}
+	tmp[0] = '\0';
+	status = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp[0])
+		unlink(tmp);
+	free(buf);
+	free(header);
+	free(names);
+	mfs_model_close(m);
+	return status;
+}
