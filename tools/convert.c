@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,33 @@ oom2:
 	return NULL;
 }
 
+/* Is `outpath` (if it exists) one of the model's source files? */
+static bool is_source(const mfs_model *m, const char *in, const char *outpath)
+{
+	struct stat so;
+	if (stat(outpath, &so) < 0)
+		return false;
+	const struct mfs_desc *d = mfs_model_desc(m);
+	char dir[PATH_MAX];
+	const char *slash = strrchr(in, '/');
+	if (slash)
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - in), in);
+	else
+		snprintf(dir, sizeof(dir), ".");
+	for (size_t i = 0; i < d->n_files; i++) {
+		char p[PATH_MAX];
+		struct stat sf;
+		if (i == 0)
+			snprintf(p, sizeof(p), "%s", in);
+		else if ((size_t)snprintf(p, sizeof(p), "%s/%s", slash ? dir : ".",
+		                          d->files[i].path) >= sizeof(p))
+			continue;
+		if (stat(p, &sf) == 0 && sf.st_dev == so.st_dev && sf.st_ino == so.st_ino)
+			return true;
+	}
+	return false;
+}
+
 int cmd_convert(const char *in, const char *outpath)
 {
 	mfs_model *m = NULL;
@@ -198,6 +226,15 @@ int cmd_convert(const char *in, const char *outpath)
 	}
 	const struct mfs_graph *g = mfs_model_desc(m)->graph;
 	int status = 1, fd = -1;
+	/* The output replaces OUT by a rename: if OUT is the model, a shard or
+	 * an external data file, that would destroy the input (cp refuses the
+	 * same file too). */
+	if (is_source(m, in, outpath)) {
+		fprintf(stderr, "modelfs: %s: is a file of the model %s itself; write the "
+		        "safetensors file under another name\n", outpath, in);
+		mfs_model_close(m);
+		return 1;
+	}
 	char *header = NULL, *buf = NULL, tmp[PATH_MAX];
 	const char **names = NULL;
 	tmp[0] = '\0';

@@ -15,6 +15,7 @@ the project's safetensors mount of the output shows the same data.  A
 tensor safetensors cannot hold (complex128) is refused with one line and
 no output left behind.
 """
+import hashlib
 import json
 import os
 import struct
@@ -203,4 +204,22 @@ if t.check("sharded torch: convert succeeds", r.returncode == 0, r.stderr):
                  {n: (x, TORCH_ST[x.dtype], tuple(x.shape), make_torch.tensor_bytes(x))
                   for n, x in sd.items()},
                  {"total_size": str(sum(x.numel() * x.element_size() for x in sd.values()))})
+
+# OUT must never be one of the model's own files: the rename would replace
+# the input (the model itself, by another name too, or one of its shards).
+shard1 = os.path.join(sh_dir, "model-00001-of-00002.safetensors")
+idx = os.path.join(sh_dir, "model.safetensors.index.json")
+before = {p: hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (shard1, idx)}
+link = os.path.join(t.tmp, "hardlink.safetensors")
+for label, src, dst in (("a shard of the sharded model", idx, shard1),
+                        ("the model itself", shard1, shard1),
+                        ("the model by a hard link", shard1, link)):
+    if dst == link:
+        os.link(shard1, link)
+    r = convert(src, dst)
+    t.check("convert onto %s: refused with one line" % label,
+            r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "itself" in r.stderr,
+            r.stderr)
+t.eq("the refused converts left the model's files as they were", before,
+     {p: hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (shard1, idx)})
 t.done()
