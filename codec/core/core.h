@@ -53,6 +53,11 @@ static inline void mfs_put_le64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+static inline uint16_t mfs_get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
 static inline uint32_t mfs_get_le32(const uint8_t *p)
 {
 	uint32_t v = 0;

@@ -47,11 +47,6 @@
 #define SIG_EOCD64      0x06064b50u
 #define SIG_LOC64       0x07064b50u
 
-static uint16_t le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
 static int ent_name_cmp(const void *a, const void *b)
 {
 	const struct tz_entry *x = a, *y = b;
@@ -103,7 +98,7 @@ static int find_end(struct mfs_source *src, uint64_t size, uint64_t *cd_off, uin
 	ssize_t at = -1;
 	for (ssize_t i = (ssize_t)tail - 22; i >= 0; i--) {
 		if (mfs_get_le32(buf + i) == SIG_EOCD &&
-		    (size_t)i + 22 + le16(buf + i + 20) == tail) {
+		    (size_t)i + 22 + mfs_get_le16(buf + i + 20) == tail) {
 			at = i;
 			break;
 		}
@@ -115,11 +110,11 @@ static int find_end(struct mfs_source *src, uint64_t size, uint64_t *cd_off, uin
 	}
 	const uint8_t *e = buf + at;
 	uint64_t eocd = base + (uint64_t)at;
-	if (le16(e + 4) != 0 || le16(e + 6) != 0 || le16(e + 8) != le16(e + 10)) {
+	if (mfs_get_le16(e + 4) != 0 || mfs_get_le16(e + 6) != 0 || mfs_get_le16(e + 8) != mfs_get_le16(e + 10)) {
 		free(buf);
 		return mfs_errf(err, errlen, -EUCLEAN, display, "zip: multi-disk archives are not supported");
 	}
-	*count = le16(e + 10);
+	*count = mfs_get_le16(e + 10);
 	*cd_size = mfs_get_le32(e + 12);
 	*cd_off = mfs_get_le32(e + 16);
 	*limit = eocd;
@@ -182,7 +177,7 @@ static int zip64_extra(struct tz_entry *e, const uint8_t *x, size_t xlen, bool n
                        bool need_o)
 {
 	while (xlen >= 4) {
-		uint16_t id = le16(x), n = le16(x + 2);
+		uint16_t id = mfs_get_le16(x), n = mfs_get_le16(x + 2);
 		if ((size_t)n > xlen - 4)
 			return -1;
 		if (id == 1) {
@@ -247,15 +242,15 @@ int tz_open(struct tz_archive *z, struct mfs_source *src, const char *display, c
 			goto out;
 		}
 		const uint8_t *r = cd + pos;
-		size_t nlen = le16(r + 28), xlen = le16(r + 30), clen = le16(r + 32);
+		size_t nlen = mfs_get_le16(r + 28), xlen = mfs_get_le16(r + 30), clen = mfs_get_le16(r + 32);
 		if (cd_size - pos - 46 < nlen + xlen + clen) {
 			rc = mfs_errf(err, errlen, -EUCLEAN, display,
 			              "zip: central directory record %" PRIu64 " runs past the directory",
 			              i);
 			goto out;
 		}
-		e->flags = le16(r + 8);
-		e->method = le16(r + 10);
+		e->flags = mfs_get_le16(r + 8);
+		e->method = mfs_get_le16(r + 10);
 		e->crc = mfs_get_le32(r + 16);
 		e->csize = mfs_get_le32(r + 20);
 		e->usize = mfs_get_le32(r + 24);
@@ -276,7 +271,7 @@ int tz_open(struct tz_archive *z, struct mfs_source *src, const char *display, c
 		memcpy(e->name, r + 46, nlen);
 		e->name[nlen] = '\0';
 		e->name_len = nlen;
-		if (le16(r + 34) != 0) {
+		if (mfs_get_le16(r + 34) != 0) {
 			rc = mfs_errf(err, errlen, -EUCLEAN, display,
 			              "zip: member '%.200s' is on another disk", e->name);
 			goto out;
@@ -310,7 +305,7 @@ int tz_open(struct tz_archive *z, struct mfs_source *src, const char *display, c
 			rc = mfs_errf(err, errlen, rc, display, "cannot read: %s", strerror(-rc));
 			goto out;
 		}
-		uint64_t lnlen = le16(lh + 26), lxlen = le16(lh + 28);
+		uint64_t lnlen = mfs_get_le16(lh + 26), lxlen = mfs_get_le16(lh + 28);
 		if (mfs_get_le32(lh) != SIG_LOCAL || lnlen != e->name_len ||
 		    cd_off - e->local_off - 30 < lnlen + lxlen) {
 			rc = mfs_errf(err, errlen, -EUCLEAN, display,
