@@ -46,6 +46,7 @@
 
 #include "core/core.h"
 #include "core/splice.h"
+#include "source/place.h"
 #include "source/source.h"
 
 struct mfs_format;
@@ -57,8 +58,7 @@ struct mfs_model {
 	struct mfs_arena *arena;
 	const struct mfs_format *fmt;
 	struct mfs_source **srcs;       /* desc.n_files sources, parallel to desc.files */
-	char *dir;              /* the model's directory (absolute) */
-	int dirfd;              /* O_PATH descriptor of that directory, or -1 */
+	struct mfs_place *place;        /* where its files are (source/place.h) */
 	void *priv;             /* the format's own state (usually in the arena) */
 	uint64_t layout;        /* fingerprint of the description (mfs_model_layout) */
 	/* While the format's open runs: the first bytes of the model file, as
@@ -74,6 +74,16 @@ struct mfs_model {
  * or a negative errno (-EFBIG past MFS_MAX_EXT_FILES).
  */
 int mfs_model_add_file(struct mfs_model *m, const char *relpath, struct mfs_source *src);
+
+/*
+ * mfs_model_open_beneath() - open `location`, a file the model names
+ * relative to its own file (external data, a shard), from the model's
+ * place under the rules for such files (source/place.h).  A format opens
+ * every further file through this, never by itself.  Returns 0, or -errno
+ * with one line in `err` that starts with `display`.
+ */
+int mfs_model_open_beneath(struct mfs_model *m, struct mfs_source **out, const char *location,
+                           char *err, size_t errlen, const char *display);
 
 /*
  * mfs_model_layout() - a fingerprint of what the model's description says:

@@ -125,7 +125,6 @@ int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts
 	struct mfs_model *m = calloc(1, sizeof(*m));
 	if (!m)
 		return mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
-	m->dirfd = -1;
 	int rc;
 	uint8_t *head = NULL;
 	m->arena = mfs_arena_create();
@@ -134,34 +133,11 @@ int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts
 		goto out;
 	}
 
-	char abs[PATH_MAX];
-	if (!realpath(path, abs)) {
-		rc = mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
-		goto out;
-	}
-	char *slash = strrchr(abs, '/');
-	const char *base = slash + 1;
-	m->dir = mfs_arena_strndup(m->arena, abs, slash == abs ? 1 : (size_t)(slash - abs));
-	if (!m->dir) {
-		rc = mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
-		goto out;
-	}
-	m->dirfd = mfs_io->openat(AT_FDCWD, m->dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
-	if (m->dirfd < 0) {
-		rc = mfs_errf(err, errlen, -errno, path, "cannot open its directory: %s",
-		              strerror(errno));
-		goto out;
-	}
 	struct mfs_source *src;
-	rc = mfs_source_file_open(&src, m->dirfd, base);
-	if (rc == -EINVAL) {
-		rc = mfs_errf(err, errlen, rc, path, "not a regular file");
+	const char *base;
+	rc = mfs_place_open(&m->place, &src, &base, path, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
-	if (rc < 0) {
-		rc = mfs_errf(err, errlen, rc, path, "%s", strerror(-rc));
-		goto out;
-	}
 	rc = mfs_model_add_file(m, base, src);
 	if (rc < 0) {
 		rc = mfs_errf(err, errlen, rc, path, "%s", strerror(-rc));
@@ -241,10 +217,15 @@ void mfs_model_close(mfs_model *m)
 	for (size_t i = 0; i < m->desc.n_files; i++)
 		mfs_source_close(m->srcs[i]);
 	free(m->srcs);
-	if (m->dirfd >= 0)
-		mfs_io->close(m->dirfd);
+	mfs_place_close(m->place);
 	mfs_arena_destroy(m->arena);
 	free(m);
+}
+
+int mfs_model_open_beneath(struct mfs_model *m, struct mfs_source **out, const char *location,
+                           char *err, size_t errlen, const char *display)
+{
+	return mfs_place_open_beneath(m->place, out, location, err, errlen, display);
 }
 
 const struct mfs_desc *mfs_model_desc(const mfs_model *m)

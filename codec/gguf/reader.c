@@ -748,7 +748,7 @@ int mfs_gguf_open(struct mfs_model *m, const char *display, char *err, size_t er
 			         count);
 			char oerr[1024];
 			struct mfs_source *s;
-			int fd = mfs_source_file_beneath(&s, m->dirfd, sname, oerr, sizeof(oerr),
+			int fd = mfs_model_open_beneath(m, &s, sname, oerr, sizeof(oerr),
 			                                 display);
 			if (fd < 0) {
 				rc = mfs_errf(err, errlen, fd, display, fd == -ENOENT

@@ -665,7 +665,7 @@ static void ext_free(struct walker *w)
 }
 
 /* "./a//b/./c" -> "a/b/c": drop empty and "." components so that one file
- * named two ways is registered once.  ".." is kept for mfs_source_file_beneath()
+ * named two ways is registered once.  ".." is kept for the place (mfs_model_open_beneath())
  * to refuse. */
 static char *norm_location(const char *loc)
 {
@@ -697,10 +697,10 @@ static char *norm_location(const char *loc)
 static int ext_file(struct walker *w, const char *loc)
 {
 	struct mfs_model *m = w->m;
-	/* Absolute, or naming a directory: let mfs_source_file_beneath() say why. */
+	/* Absolute, or naming a directory: let the place say why. */
 	struct mfs_source *src;
 	if (loc[0] == '/' || (loc[0] && loc[strlen(loc) - 1] == '/')) {
-		int r = mfs_source_file_beneath(&src, m->dirfd, loc, w->err, w->errlen, w->display);
+		int r = mfs_model_open_beneath(m, &src, loc, w->err, w->errlen, w->display);
 		if (r == 0) {   /* cannot happen: such a location is always refused */
 			mfs_source_close(src);
 			r = -EUCLEAN;
@@ -727,7 +727,7 @@ static int ext_file(struct walker *w, const char *loc)
 		rc = (int)s->idx;
 		goto out;
 	}
-	rc = mfs_source_file_beneath(&src, m->dirfd, key[0] ? key : loc, w->err, w->errlen,
+	rc = mfs_model_open_beneath(m, &src, key[0] ? key : loc, w->err, w->errlen,
 	                             w->display);
 	if (rc < 0)
 		goto out;

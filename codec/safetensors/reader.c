@@ -832,7 +832,7 @@ out:
  * A shard name must be a plain relative path below the index's directory:
  * not empty, not absolute, no empty, "." or ".." component, no control
  * character (it is one line of meta/shards).  No symlink on the way is
- * enforced when it is opened, by mfs_source_file_beneath().
+ * enforced when it is opened, by mfs_model_open_beneath().
  */
 static bool shard_name_ok(const char *s)
 {
@@ -1099,7 +1099,7 @@ static int st_open_index(struct mfs_model *m, const char *display, char *err, si
 		quote(qs, sizeof(qs), s, strlen(s));
 		char oerr[1024];
 		struct mfs_source *shard;
-		int fd = mfs_source_file_beneath(&shard, m->dirfd, s, oerr, sizeof(oerr), display);
+		int fd = mfs_model_open_beneath(m, &shard, s, oerr, sizeof(oerr), display);
 		if (fd < 0) {
 			const char *why = oerr;
 			size_t dl = strlen(display);

@@ -713,7 +713,7 @@ static int open_index(struct mfs_model *m, struct walk *w, const char *display)
 		snprintf(sdisplay, sizeof(sdisplay), "%s: shard '%.200s'", display, shards[k]);
 		char oerr[1024];
 		struct mfs_source *sh;
-		rc = mfs_source_file_beneath(&sh, m->dirfd, shards[k], oerr, sizeof(oerr), display);
+		rc = mfs_model_open_beneath(m, &sh, shards[k], oerr, sizeof(oerr), display);
 		if (rc < 0) {
 			rc = mfs_errf(err, errlen, rc, sdisplay, "%s",
 			              rc == -ENOENT ? "missing" : "cannot be opened");

@@ -181,7 +181,7 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 		mfs_sidefile_name(jname, sizeof(jname), t->name, ".modelfs-journal");
 		if (ss.journal_bytes) {
 			put_text(&p, &n, &cap, "journal: ");
-			put_escaped(&p, &n, &cap, strcmp(t->m->dir, "/") ? t->m->dir : "");
+			put_escaped(&p, &n, &cap, strcmp(t->m->place->name, "/") ? t->m->place->name : "");
 			put_text(&p, &n, &cap, "/");
 			put_escaped(&p, &n, &cap, jname);
 			put_text(&p, &n, &cap, " %" PRIu64 "\n", ss.journal_bytes);

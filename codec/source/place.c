@@ -1,0 +1,116 @@
+/*
+ * codec/source/place.c — the table of place kinds, and the local
+ * directory, the place every model had before there were others (place.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "source/place.h"
+
+/* Kinds chosen by the form of a path, tried in order; the local directory
+ * is the fallback and is not listed. */
+static const struct mfs_place_kind *const kinds[] = {
+	NULL,
+};
+
+int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const char **base,
+                   const char *path, char *err, size_t errlen)
+{
+	*place = NULL;
+	*root = NULL;
+	*base = NULL;
+	const struct mfs_place_kind *k = &mfs_place_dir;
+	for (size_t i = 0; kinds[i]; i++)
+		if (kinds[i]->claims && kinds[i]->claims(path)) {
+			k = kinds[i];
+			break;
+		}
+	return k->open(place, root, base, path, err, errlen);
+}
+
+int mfs_place_open_beneath(struct mfs_place *p, struct mfs_source **out, const char *location,
+                           char *err, size_t errlen, const char *display)
+{
+	return p->ops->open_beneath(p, out, location, err, errlen, display);
+}
+
+void mfs_place_close(struct mfs_place *p)
+{
+	if (p)
+		p->ops->close(p);
+}
+
+/* ------------------------------------------------------------ local directory */
+
+struct dir_place {
+	struct mfs_place base;
+	char path[];            /* the directory, then NUL, then the model file's name */
+};
+
+static int dir_beneath(struct mfs_place *p, struct mfs_source **out, const char *location,
+                       char *err, size_t errlen, const char *display)
+{
+	return mfs_source_file_beneath(out, p->dirfd, location, err, errlen, display);
+}
+
+static void dir_close(struct mfs_place *p)
+{
+	if (p->dirfd >= 0)
+		mfs_io->close(p->dirfd);
+	free(p);
+}
+
+static const struct mfs_place_ops dir_ops = {
+	.kind = "dir",
+	.open_beneath = dir_beneath,
+	.close = dir_close,
+};
+
+static int dir_open(struct mfs_place **place, struct mfs_source **root, const char **base,
+                    const char *path, char *err, size_t errlen)
+{
+	char abs[PATH_MAX];
+	if (!realpath(path, abs))
+		return mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
+	char *slash = strrchr(abs, '/');
+	size_t dlen = slash == abs ? 1 : (size_t)(slash - abs);
+	size_t blen = strlen(slash + 1);
+	struct dir_place *d = malloc(sizeof(*d) + dlen + 1 + blen + 1);
+	if (!d)
+		return mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
+	memcpy(d->path, abs, dlen);
+	d->path[dlen] = '\0';
+	memcpy(d->path + dlen + 1, slash + 1, blen + 1);
+	d->base.ops = &dir_ops;
+	d->base.name = d->path;
+	d->base.dirfd = mfs_io->openat(AT_FDCWD, d->path, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (d->base.dirfd < 0) {
+		int rc = mfs_errf(err, errlen, -errno, path, "cannot open its directory: %s",
+		                  strerror(errno));
+		free(d);
+		return rc;
+	}
+	const char *name = d->path + dlen + 1;
+	int rc = mfs_source_file_open(root, d->base.dirfd, name);
+	if (rc < 0) {
+		if (rc == -EINVAL)
+			mfs_errf(err, errlen, rc, path, "not a regular file");
+		else
+			mfs_errf(err, errlen, rc, path, "%s", strerror(-rc));
+		dir_close(&d->base);
+		return rc;
+	}
+	*place = &d->base;
+	*base = name;
+	return 0;
+}
+
+const struct mfs_place_kind mfs_place_dir = {
+	.name = "dir",
+	.claims = NULL,
+	.open = dir_open,
+};

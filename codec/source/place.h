@@ -1,0 +1,83 @@
+/*
+ * codec/source/place.h — places: where a model's files are.
+ *
+ * A model is one file the user names plus the files it names itself
+ * (external data, shards, split parts), found relative to the first.  A
+ * place is what holds them: a local directory today; a pack or a URL
+ * prefix are other kinds.  Formats never open a file themselves: they ask
+ * the model's place for `location` (mfs_model_open_beneath() in format.h),
+ * and the place applies the rules for files a model names (doc/design.md
+ * §7: relative, no "..", no symlink, one link for a local file) in its own
+ * terms.
+ *
+ * The kind of place is chosen by the form of the path the user named (a
+ * URL scheme, say), in the table of place.c; the local directory is the
+ * fallback.  A place is created while a model opens, owned by the model
+ * and immutable afterwards.
+ */
+#ifndef MODELFS_CODEC_PLACE_H
+#define MODELFS_CODEC_PLACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "source/source.h"
+
+struct mfs_place;
+
+struct mfs_place_ops {
+	const char *kind;       /* "dir": for messages */
+	/*
+	 * Open `location`, a path the model names relative to its own file,
+	 * as a source under the rules above.  Returns 0, or -errno with one
+	 * line in `err` that starts with `display` (-EUCLEAN for a location
+	 * the rules refuse).
+	 */
+	int (*open_beneath)(struct mfs_place *p, struct mfs_source **out, const char *location,
+	                    char *err, size_t errlen, const char *display);
+	void (*close)(struct mfs_place *p);
+};
+
+struct mfs_place {
+	const struct mfs_place_ops *ops;
+	/* A local directory's O_PATH descriptor (for the commit and the
+	 * journal beside the model), or -1 for a place that is not one. */
+	int dirfd;
+	/* The place as the user would name it (an absolute directory, a URL
+	 * prefix), NUL-terminated, owned by the place. */
+	char *name;
+};
+
+/* A kind of place, a row of the table in place.c. */
+struct mfs_place_kind {
+	const char *name;
+	/* Is `path` one of mine, by its form alone?  NULL: the fallback. */
+	bool (*claims)(const char *path);
+	/*
+	 * Open the place that holds `path` and `path` itself as a source.
+	 * On success *place and *root are the caller's, and *base (owned by
+	 * the place) is the model file's name within it.  Returns 0 or -errno
+	 * with one line in `err` naming `path`.
+	 */
+	int (*open)(struct mfs_place **place, struct mfs_source **root, const char **base,
+	            const char *path, char *err, size_t errlen);
+};
+
+/*
+ * mfs_place_open() - the first kind that claims `path` (else the local
+ * directory) opens it: see struct mfs_place_kind.open.
+ */
+int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const char **base,
+                   const char *path, char *err, size_t errlen);
+
+/* mfs_place_open_beneath() - see struct mfs_place_ops.open_beneath. */
+int mfs_place_open_beneath(struct mfs_place *p, struct mfs_source **out, const char *location,
+                           char *err, size_t errlen, const char *display);
+
+/* mfs_place_close() - release it; accepts NULL. */
+void mfs_place_close(struct mfs_place *p);
+
+/* The local directory (place.c): the fallback kind. */
+extern const struct mfs_place_kind mfs_place_dir;
+
+#endif /* MODELFS_CODEC_PLACE_H */
