@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "format.h"
 
@@ -76,4 +77,41 @@ const struct mfs_format *mfs_format_sniff_next(const uint8_t *head, size_t len, 
 			seen = true;
 	}
 	return NULL;
+}
+
+/* The row of a described model (by its format's name); NULL when none. */
+static const struct mfs_format *format_of(const struct mfs_desc *d)
+{
+	if (!d || !d->format)
+		return NULL;
+	for (size_t i = 0; i < n_table; i++)
+		if (strcmp(table[i]->name, d->format) == 0)
+			return table[i];
+	return NULL;
+}
+
+/* The format's own name of `dtype`, NULL when it uses the generic one. */
+static const char *alias_of(const struct mfs_format *f, int32_t dtype)
+{
+	for (const struct mfs_dtype_alias *a = f ? f->dtype_names : NULL; a && a->name; a++)
+		if (a->dtype == dtype)
+			return a->name;
+	return NULL;
+}
+
+const char *mfs_desc_dtype_name(const struct mfs_desc *d, int32_t dtype)
+{
+	const char *s = alias_of(format_of(d), dtype);
+	return s ? s : mfs_dtype_name(dtype);
+}
+
+int32_t mfs_desc_dtype_from_name(const struct mfs_desc *d, const char *name)
+{
+	const struct mfs_format *f = format_of(d);
+	for (const struct mfs_dtype_alias *a = f ? f->dtype_names : NULL; a && a->name; a++)
+		if (strcmp(a->name, name) == 0)
+			return a->dtype;
+	int32_t dt = mfs_dtype_from_name(name);
+	/* One name per dtype: a dtype the format names has no second name. */
+	return dt >= 0 && alias_of(f, dt) ? -1 : dt;
 }

@@ -180,9 +180,24 @@ enum mfs_type_verdict {
 	                         * type constraint; a warning, never a refusal */
 };
 
+/* A dtype under a format's own name (struct mfs_format.dtype_names). */
+struct mfs_dtype_alias {
+	int32_t dtype;
+	const char *name;
+};
+
 struct mfs_format {
 	const char *name;       /* "onnx", "safetensors": desc.format and meta/format */
 	unsigned flags;         /* desc.flags of its models (MFS_DESC_GRAPH) */
+	/*
+	 * The names its `dtype` files show where they differ from the generic
+	 * ones (mfs_dtype_name): GGUF's "f32", "bf16", "i8", as ggml names them.
+	 * Ended by a NULL name; NULL for none.  A dtype in the table has that
+	 * name only (its generic name is not accepted in a write), every other
+	 * dtype keeps its generic name.  Used through mfs_desc_dtype_name() and
+	 * mfs_desc_dtype_from_name() (model.h).
+	 */
+	const struct mfs_dtype_alias *dtype_names;
 
 	/* The first `len` bytes of a file of `size` bytes: enum mfs_sniff. */
 	int (*sniff)(const uint8_t *head, size_t len, uint64_t size);

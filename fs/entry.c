@@ -262,7 +262,7 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 		size_t rank;
 		rc = mfs_txn_tensor_type(fs->txn, en->t, &dt, NULL, 0, &rank);
 		if (rc == 0) {
-			const char *s = mfs_dtype_name(dt);
+			const char *s = mfs_desc_dtype_name(&fs->gen->desc, dt);
 			rc = put(out, len, s, strlen(s));
 		}
 		break;

@@ -265,10 +265,10 @@ static bool key_is(const struct mfs_tree *t, uint32_t i, const uint32_t *parent,
 	       !memcmp(vd_name(t, v), name, len);
 }
 
-/* Is a dtype's name a string that lives forever (mfs_dtype_name)? */
+/* Is a dtype's name a string that lives forever (mfs_desc_dtype_name)? */
 static bool dtype_static(int32_t dtype)
 {
-	return dtype >= 0 && dtype < MFS_DT_COUNT_;
+	return mfs_dtype_known(dtype);
 }
 
 /* The tensor of own directory number r (u.dir.own = r + 1). */
@@ -334,9 +334,9 @@ static void own_node(const struct mfs_tree *t, uint32_t idx, struct mfs_tnode *e
 		break;
 	case OWN_DTYPE:
 		e->flags |= MFS_TNF_NL;
-		e->u.text.len = strlen(mfs_dtype_name(ts->dtype));
+		e->u.text.len = strlen(mfs_desc_dtype_name(t->desc, ts->dtype));
 		if (dtype_static(ts->dtype))
-			e->u.text.p = mfs_dtype_name(ts->dtype);
+			e->u.text.p = mfs_desc_dtype_name(t->desc, ts->dtype);
 		else
 			e->flags |= MFS_TNF_GEN;
 		break;
@@ -370,7 +370,7 @@ static void own_text(const struct mfs_tree *t, uint32_t idx, char *buf, size_t c
 	uint32_t dir;
 	switch (own_of(t, idx, &ts, &dir)) {
 	case OWN_DTYPE:
-		snprintf(buf, cap, "%s", mfs_dtype_name(ts->dtype));
+		snprintf(buf, cap, "%s", mfs_desc_dtype_name(t->desc, ts->dtype));
 		break;
 	case OWN_SHAPE:
 		mfs_dims_format(buf, cap, ts->dims, ts->rank);
@@ -764,12 +764,12 @@ static uint32_t shape_file(struct build *b, uint32_t parent, const struct mfs_sh
 	return text_fixed(b, parent, "shape", p, len, true, 0);
 }
 
-/* mfs_dtype_name() of an unknown number is a per-thread buffer: copy it. */
+/* The name of an unknown number is a per-thread buffer: copy it. */
 static uint32_t dtype_file(struct build *b, uint32_t parent, int32_t dtype, unsigned flags)
 {
-	const char *s = mfs_dtype_name(dtype);
+	const char *s = mfs_desc_dtype_name(b->t->desc, dtype);
 	size_t len = strlen(s);
-	if (dtype < 0 || dtype >= MFS_DT_COUNT_)
+	if (!dtype_static(dtype))
 		s = keep(b, s, len);
 	return text_fixed(b, parent, "dtype", s, len, true, flags);
 }

@@ -248,8 +248,11 @@ int cmd_convert(const char *in, const char *outpath)
 	for (size_t i = 0; i < g->n_inits; i++) {
 		const struct mfs_tensor *t = g->inits[i];
 		if (!st_name(t->dtype)) {
+			unsigned be, bb;
 			fprintf(stderr, "modelfs: %s: tensor '%.200s' of dtype %s has no safetensors "
-			        "dtype\n", in, t->name, mfs_dtype_name(t->dtype));
+			        "dtype%s\n", in, t->name, mfs_desc_dtype_name(mfs_model_desc(m), t->dtype),
+			        mfs_dtype_block(t->dtype, &be, &bb) ?
+			        " (a block-quantized type; convert does not dequantize)" : "");
 			goto out;
 		}
 		names[i] = t->name;

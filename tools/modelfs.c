@@ -353,7 +353,7 @@ static void print_table(const struct walk *w)
 	for (uint64_t i = 0; i < w->count; i++) {
 		const struct row *r = &w->rows[i];
 		const char *cells[4] = {r->kind, r->name[0] ? r->name : "(unnamed)",
-		                        mfs_dtype_name(r->t->dtype), shape};
+		                        mfs_desc_dtype_name(mfs_model_desc(w->m), r->t->dtype), shape};
 		shape_text(shape, sizeof(shape), r->t);
 		for (int c = 0; c < 4; c++) {
 			size_t n = columns(cells[c]);
@@ -374,7 +374,7 @@ static void print_table(const struct walk *w)
 		printf("  ");
 		cell(r->kind, width[0]);
 		cell(r->name[0] ? r->name : "(unnamed)", width[1]);
-		cell(mfs_dtype_name(r->t->dtype), width[2]);
+		cell(mfs_desc_dtype_name(mfs_model_desc(w->m), r->t->dtype), width[2]);
 		cell(shape, width[3]);
 		printf("%*" PRIu64 "\n", (int)bytes_w, r->t->nbytes);
 	}

@@ -88,6 +88,11 @@ const char *mfs_dtype_name(int32_t dtype)
 	return buf;
 }
 
+bool mfs_dtype_known(int32_t dtype)
+{
+	return (dtype >= 0 && dtype < MFS_DT_COUNT_) || is_ext(dtype);
+}
+
 int32_t mfs_dtype_from_name(const char *name)
 {
 	for (int32_t i = 1; i < MFS_DT_COUNT_; i++)

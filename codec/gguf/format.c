@@ -34,6 +34,17 @@ static int tensor_check(const struct mfs_tensor_edit *te, char *msg, size_t msgl
 
 static const char *const no_meta[] = {NULL};
 
+/*
+ * ggml's names (ggml.c type_traits .type_name) of the types that have a
+ * generic dtype; the block types' generic names are already ggml's
+ * ("q8_0", "iq2_xxs").
+ */
+static const struct mfs_dtype_alias ggml_names[] = {
+	{MFS_DT_FLOAT, "f32"}, {MFS_DT_FLOAT16, "f16"}, {MFS_DT_BFLOAT16, "bf16"},
+	{MFS_DT_DOUBLE, "f64"}, {MFS_DT_INT8, "i8"}, {MFS_DT_INT16, "i16"},
+	{MFS_DT_INT32, "i32"}, {MFS_DT_INT64, "i64"}, {0, NULL},
+};
+
 static bool props_writable(const struct mfs_model *m)
 {
 	const struct gguf_state *s = m->priv;
@@ -67,6 +78,7 @@ static int prop_check(const struct mfs_model *m, const char *key, int64_t orig,
 const struct mfs_format mfs_format_gguf = {
 	.name = "gguf",
 	.flags = MFS_DESC_PROPS_TEXT,   /* props are value text (value.c) */
+	.dtype_names = ggml_names,
 	.sniff = mfs_gguf_sniff,
 	.open = mfs_gguf_open,
 	.dtype_ok = dtype_ok,

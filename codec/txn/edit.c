@@ -156,12 +156,14 @@ int mfs_txn_set_dtype(mfs_txn *t, const struct mfs_tensor *x, const char *text, 
 	}
 	memcpy(name, text, len);
 	name[len] = '\0';
-	int32_t dt = mfs_dtype_from_name(name);
-	if (dt <= 0 || !mfs_dtype_bits(dt) || !t->m->fmt->dtype_ok || !t->m->fmt->dtype_ok(dt)) {
+	int32_t dt = mfs_desc_dtype_from_name(t->d, name);
+	uint64_t key = key_of(K_DTYPE, s->t->id);
+	/* The tensor's own dtype back is no edit, even where no other is allowed. */
+	if (dt != s->t->dtype && (dt <= 0 || !mfs_dtype_bits(dt) || !t->m->fmt->dtype_ok ||
+	                          !t->m->fmt->dtype_ok(dt))) {
 		rc = -EINVAL;
 		goto out;
 	}
-	uint64_t key = key_of(K_DTYPE, s->t->id);
 	if (dt == s->t->dtype) {
 		if ((rc = txn_drop_key(t, key)) == 0)
 			txn_flag(t, &s->has_dtype, false);

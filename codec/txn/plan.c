@@ -220,7 +220,7 @@ static int validate(const struct mfs_txn *t, const struct mfs_tensor_edit *te, c
                     size_t msglen)
 {
 	const struct mfs_tensor *x = te->t;
-	const char *dt = mfs_dtype_name(te->dtype);
+	const char *dt = mfs_desc_dtype_name(t->d, te->dtype);
 	uint64_t want = 0;
 	bool plain = !te->dtype_changed && !te->dims_changed && te->size == x->nbytes;
 	int rc = mfs_tensor_nbytes(&want, te->dtype, te->dims, te->rank);

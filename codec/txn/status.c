@@ -123,7 +123,7 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 		if (s->has_dtype) {
 			put_text(&p, &n, &cap, "staged tensor %s ", w);
 			put_escaped(&p, &n, &cap, s->t->name);
-			put_text(&p, &n, &cap, " dtype %s\n", mfs_dtype_name(s->dtype));
+			put_text(&p, &n, &cap, " dtype %s\n", mfs_desc_dtype_name(t->d, s->dtype));
 		}
 		if (s->has_shape) {
 			char dims[MFS_MAX_RANK * 21 + 1];

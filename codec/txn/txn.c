@@ -564,7 +564,7 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 			break;
 		case K_DTYPE:
 			if (s && txn_editable(t, s->t) == 0 && get_value(t, key, &v, &len) == 0) {
-				int32_t dt = mfs_dtype_from_name(v);
+				int32_t dt = mfs_desc_dtype_from_name(t->d, v);
 				if (dt > 0 && mfs_dtype_bits(dt)) {
 					s->dtype = dt;
 					txn_flag(t, &s->has_dtype, true);

@@ -434,6 +434,27 @@ struct mfs_desc {
 	uint64_t n_nodes;               /* every node, subgraphs and functions included */
 };
 
+/*
+ * mfs_desc_dtype_name() - the name a `dtype` file of a model described by
+ * `d` shows: its format's own name for the dtype where it has one (GGUF:
+ * ggml's "f32", "f16", "bf16", "i32"), else mfs_dtype_name()'s.  The string
+ * lives forever, except mfs_dtype_name()'s "dtype<N>" of an unknown number.
+ */
+const char *mfs_desc_dtype_name(const struct mfs_desc *d, int32_t dtype);
+
+/*
+ * mfs_desc_dtype_from_name() - its inverse: the dtype `name` stands for in
+ * such a model, -1 when none (a generic name of a dtype its format names
+ * otherwise included: GGUF's f32 is "f32", never "float32").
+ */
+int32_t mfs_desc_dtype_from_name(const struct mfs_desc *d, const char *name);
+
+/*
+ * mfs_dtype_known() - does `dtype` have a name of its own (not "dtype<N>")?
+ * Such names live forever.
+ */
+bool mfs_dtype_known(int32_t dtype);
+
 typedef struct mfs_model mfs_model;
 
 /* Options for mfs_model_open(); zero-initialise for the defaults. */

@@ -44,7 +44,7 @@ HFGGUF = os.path.join(NODE_DIR, "gguf_read.mjs")
 PROMPT = "hello world the cat sat on"
 NTOK = 8
 # @huggingface/gguf's GGMLQuantizationType names -> the mount's dtype names
-HF_DTYPE = {0: "float32", 1: "float16", 8: "q8_0", 30: "bfloat16"}
+HF_DTYPE = {0: "f32", 1: "f16", 8: "q8_0", 30: "bf16"}
 VT = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 4: "uint32", 5: "int32", 6: "float32",
       7: "bool", 8: "string", 9: "array", 10: "uint64", 11: "int64", 12: "float64"}
 
@@ -200,7 +200,7 @@ def tree_checks(t):
                 d = os.path.join(w, "b", "q8")
             t.eq("%s: data is the tensor's bytes" % name, data, rd(os.path.join(d, "data")))
             t.eq("%s: shape row-major" % name, "3,64\n", rd(os.path.join(d, "shape"), "r"))
-        t.eq("dtypes: float32 float16 q8_0", ["float32\n", "float16\n", "q8_0\n"],
+        t.eq("dtypes: ggml's names f32 f16 q8_0", ["f32\n", "f16\n", "q8_0\n"],
              [rd(os.path.join(w, "a", "f32", "dtype"), "r"),
               rd(os.path.join(w, "a", "f16", "dtype"), "r"),
               rd(os.path.join(w, "b", "q8", "dtype"), "r")])

@@ -173,6 +173,29 @@ static void shape_text(void **state)
 	assert_int_equal(one[0], '\0');
 }
 
+/* A format's own names (GGUF: ggml's), one name per dtype, generic elsewhere. */
+static void format_names(void **state)
+{
+	(void)state;
+	struct mfs_desc gg = {.format = "gguf"}, ox = {.format = "onnx"}, none = {0};
+	assert_string_equal(mfs_desc_dtype_name(&gg, MFS_DT_FLOAT), "f32");
+	assert_string_equal(mfs_desc_dtype_name(&gg, MFS_DT_BFLOAT16), "bf16");
+	assert_string_equal(mfs_desc_dtype_name(&gg, MFS_DT_INT64), "i64");
+	assert_string_equal(mfs_desc_dtype_name(&gg, MFS_DT_GGML(8)), "q8_0");
+	assert_string_equal(mfs_desc_dtype_name(&ox, MFS_DT_FLOAT), "float32");
+	assert_string_equal(mfs_desc_dtype_name(&none, MFS_DT_FLOAT16), "float16");
+	assert_int_equal(mfs_desc_dtype_from_name(&gg, "f16"), MFS_DT_FLOAT16);
+	assert_int_equal(mfs_desc_dtype_from_name(&gg, "q4_k"), MFS_DT_GGML(12));
+	assert_int_equal(mfs_desc_dtype_from_name(&gg, "float32"), -1);
+	assert_int_equal(mfs_desc_dtype_from_name(&gg, "uint8"), MFS_DT_UINT8);
+	assert_int_equal(mfs_desc_dtype_from_name(&ox, "f32"), -1);
+	assert_int_equal(mfs_desc_dtype_from_name(&ox, "float32"), MFS_DT_FLOAT);
+	assert_true(mfs_dtype_known(MFS_DT_GGML(8)));
+	assert_true(mfs_dtype_known(MFS_DT_FLOAT));
+	assert_false(mfs_dtype_known(MFS_DT_GGML(4)));
+	assert_false(mfs_dtype_known(-1));
+}
+
 static void dims_text(void **state)
 {
 	char buf[64];
@@ -199,6 +222,7 @@ int main(void)
 		cmocka_unit_test(block_types),
 		cmocka_unit_test(shape_text),
 		cmocka_unit_test(dims_text),
+		cmocka_unit_test(format_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
