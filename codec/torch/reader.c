@@ -29,8 +29,10 @@
  * they first appear).  A TorchScript archive (a <p>/constants.pkl member)
  * is not unpickled (its pickles name the classes of its code): its stored
  * members are shown as uint8 tensors named after their paths, read-only,
- * and it has no meta/pickle_globals.  Its compressed members (torch
- * deflates the code/ files) are not shown: the codec has no inflater.
+ * and it has no meta/pickle_globals.  Its deflated members (torch deflates
+ * the code/ files and their debug pickles) are shown inflated: checked at
+ * open, inflated when first read (inflate.c); members of another method
+ * are not shown.
  *
  * RULES beyond those of zip.c and pickle.c (each a line, -EUCLEAN):
  * exactly one <p>/data.pkl, stored, at most PK_MAX_PICKLE bytes; a
@@ -458,10 +460,18 @@ static int finish(struct mfs_model *m, struct walk *w, const char *format, const
 /* A TorchScript archive: every member a read-only uint8 tensor, nothing unpickled. */
 static int open_torchscript(struct mfs_model *m, struct walk *w)
 {
+	uint64_t budget = TZ_MAX_INFLATE_ALL;
 	for (size_t i = 0; i < w->zip->n; i++) {
 		const struct tz_entry *e = &w->zip->ents[i];
-		if (e->method != 0)
-			continue;       /* compressed members (rare) are not shown */
+		bool deflated = e->method == TZ_DEFLATE;
+		if (e->method != 0 && !deflated)
+			continue;       /* another compression (never written by torch) */
+		if (deflated) {
+			int rc = tz_inflate_check(m->srcs[w->src], e, &budget, w->display, w->err,
+			                          w->errlen);
+			if (rc < 0)
+				return rc;
+		}
 		struct mfs_tensor *t = mfs_arena_alloc(m->arena, sizeof(*t));
 		int64_t *dims = mfs_arena_alloc(m->arena, sizeof(int64_t));
 		struct mfs_tensor **slot = vec_push(&w->tens);
@@ -476,10 +486,12 @@ static int open_torchscript(struct mfs_model *m, struct walk *w)
 		t->rank = 1;
 		t->dtype = MFS_DT_UINT8;
 		t->nbytes = e->usize;
-		t->off = e->data_off;
-		t->flags = MFS_TENSOR_CONTIGUOUS;
+		t->off = deflated ? 0 : e->data_off;
+		t->flags = deflated ? 0 : MFS_TENSOR_CONTIGUOUS;
 		*slot = t;
 		memset(ti, 0, sizeof(*ti));
+		ti->deflated = deflated;
+		ti->src = w->src;
 		ti->base = e->data_off;
 		ti->extent = e->usize;
 		ti->esize = 1;
@@ -532,7 +544,7 @@ static int load_archive(struct walk *w, unsigned src, struct tz_archive *z, bool
 		}
 		w->st->torchscript = true;
 		rc = open_torchscript(m, w);
-		if (rc < 0)
+		if (rc == -ENOMEM)
 			rc = mfs_errf(err, errlen, rc, display, "out of memory");
 		goto out;
 	}
@@ -790,6 +802,9 @@ int mfs_torch_open(struct mfs_model *m, const char *display, char *err, size_t e
 	if (!st)
 		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
 	m->priv = st;           /* close frees the archives from here on */
+	if (pthread_mutex_init(&st->zlock, NULL) != 0)
+		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	st->zlock_init = true;
 	struct walk w = {.m = m, .st = st, .display = display, .err = err, .errlen = errlen};
 	w.tens.size = sizeof(struct mfs_tensor *);
 	w.infos.size = sizeof(struct tt_info);
@@ -823,6 +838,40 @@ void mfs_torch_close(struct mfs_model *m)
 	free(st->shards);
 	st->shards = NULL;
 	st->n_shards = 0;
+	free(st->zbuf);
+	st->zbuf = NULL;
+	st->zmember = NULL;
+	if (st->zlock_init)
+		pthread_mutex_destroy(&st->zlock);
+	st->zlock_init = false;
+}
+
+/* Bytes of a deflated TorchScript member: from the one kept inflated. */
+static ssize_t inflated_read(const struct mfs_model *m, const struct tt_info *ti, void *buf,
+                             size_t len, uint64_t off)
+{
+	struct tt_state *st = m->priv;
+	const struct tz_entry *e = ti->member;
+	if (off >= e->usize)
+		return 0;
+	if (len > e->usize - off)
+		len = (size_t)(e->usize - off);
+	pthread_mutex_lock(&st->zlock);
+	if (st->zmember != e) {
+		uint8_t *b = malloc(e->usize ? (size_t)e->usize : 1);
+		int rc = b ? tz_inflate(m->srcs[ti->src], e, b) : -ENOMEM;
+		if (rc < 0) {
+			pthread_mutex_unlock(&st->zlock);
+			free(b);
+			return rc;
+		}
+		free(st->zbuf);
+		st->zbuf = b;
+		st->zmember = e;
+	}
+	memcpy(buf, st->zbuf + off, len);
+	pthread_mutex_unlock(&st->zlock);
+	return (ssize_t)len;
 }
 
 /* ------------------------------------------------------------ strided reads */
@@ -837,6 +886,8 @@ ssize_t mfs_torch_tensor_read(const struct mfs_model *m, const struct mfs_tensor
 {
 	const struct tt_state *st = m->priv;
 	const struct tt_info *ti = &st->tens[t->id];
+	if (ti->deflated)
+		return inflated_read(m, ti, buf, len, off);
 	unsigned es = ti->esize;
 	uint64_t win_cap = ti->extent < (32u << 20) ? ti->extent : (32u << 20);
 	if (win_cap < es)

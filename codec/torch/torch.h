@@ -10,6 +10,7 @@
 #ifndef MODELFS_CODEC_TORCH_H
 #define MODELFS_CODEC_TORCH_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,10 @@
 #define TZ_MAX_ENTRIES          1000000u        /* members of one zip */
 #define TZ_MAX_CDIR             (256ull << 20)  /* bytes of its central directory */
 #define TZ_MAX_NAME             4096u           /* bytes of a member name */
+#define TZ_MAX_INFLATE          (64ull << 20)   /* bytes a deflated member inflates to */
+#define TZ_MAX_INFLATE_ALL      (1ull << 30)    /* ... all of an archive's together */
+#define TZ_MAX_RATIO            256u            /* inflated / compressed size, beyond ... */
+#define TZ_RATIO_FREE           (1ull << 20)    /* ... this many inflated bytes */
 
 #define PK_MAX_PICKLE           (1ull << 30)    /* bytes of data.pkl */
 #define PK_MAX_STRING           (16u << 20)     /* bytes of one string or bytes value */
@@ -63,6 +68,19 @@ int tz_open(struct tz_archive *z, struct mfs_source *src, const char *display, c
 void tz_free(struct tz_archive *z);
 /* The member named `name`, or NULL. */
 const struct tz_entry *tz_find(const struct tz_archive *z, const char *name);
+
+/* Deflate, the zip method torch.jit.save uses for code (inflate.c). */
+#define TZ_DEFLATE 8
+/*
+ * tz_inflate_check() - inflate deflated member `e` of `src` into nothing:
+ * within the limits above and *budget (inflated bytes left for the archive,
+ * reduced by this member's), a whole stream, its sizes and CRC-32 as the
+ * directory says.  0, or -EUCLEAN / -EFBIG with one line in `err`.
+ */
+int tz_inflate_check(struct mfs_source *src, const struct tz_entry *e, uint64_t *budget,
+                     const char *display, char *err, size_t errlen);
+/* tz_inflate() - inflate it into out[0 .. e->usize): 0, -EIO, -ENOMEM. */
+int tz_inflate(struct mfs_source *src, const struct tz_entry *e, uint8_t *out);
 
 /* ------------------------------------------------------------ pickle */
 
@@ -142,6 +160,7 @@ struct tt_info {
 	unsigned esize;
 	int64_t strides[MFS_MAX_RANK];
 	const struct tz_entry *member;
+	bool deflated;          /* a TorchScript member shown inflated (inflate.c) */
 };
 
 struct tt_state {
@@ -150,6 +169,12 @@ struct tt_state {
 	size_t n_shards;
 	struct tt_info *tens;   /* desc.n_tensors entries */
 	bool torchscript;
+	/* The deflated member read last, inflated (one at a time: a read of a
+	 * member in 4 KiB pieces must not inflate it each time). */
+	pthread_mutex_t zlock;
+	bool zlock_init;
+	const struct tz_entry *zmember;
+	uint8_t *zbuf;
 };
 
 int mfs_torch_sniff(const uint8_t *head, size_t len, uint64_t size);

@@ -9,8 +9,9 @@
  * record (and its ZIP64 form when the locator is there), reads the whole
  * central directory once, and for each member reads its local header for
  * where the data starts (local offset + 30 + local name + local extra, as
- * torch's own reader computes it).  Nothing is decompressed: a compressed
- * member is listed (its method kept) and refused by whoever needs its bytes.
+ * torch's own reader computes it).  Nothing is decompressed here: a
+ * compressed member is listed (its method kept); the reader refuses it, or
+ * for a TorchScript archive's deflated members has inflate.c inflate it.
  *
  * RULES a file must satisfy (each failure is one line, -EUCLEAN):
  *
