@@ -20,6 +20,15 @@
  * temporary file beside OUT, fsync'd and renamed over OUT, so OUT is either
  * the old file or the whole new one.
  *
+ * With --max-shard-size SIZE the tensors, in the same order, are cut at
+ * tensor boundaries into shards of at most SIZE tensor bytes (a tensor
+ * bigger than SIZE is a shard of its own), NAME-00001-of-0000N.safetensors
+ * beside OUT = NAME.safetensors.index.json, each shard a safetensors file as
+ * above (the props in every shard's "__metadata__"), and OUT their index as
+ * Hugging Face writes it ({"metadata": {"total_size"}, "weight_map"}).  All
+ * are written to temporary files first; the shards are renamed into place,
+ * then the index, so the index never names a shard that is not yet there.
+ *
  * Refused, with one line and nothing written: a tensor whose dtype
  * safetensors cannot name (string, complex128, ...), two tensors of one
  * name, a name or prop that is not valid UTF-8.
@@ -123,8 +132,8 @@ static int copy_tensor(const mfs_model *m, const struct mfs_tensor *t, int out, 
 }
 
 /* The header: compact JSON, __metadata__ first, tensors in order, offsets tiling. */
-static char *make_header(const mfs_model *m, const struct mfs_graph *g, size_t *hlen,
-                         const char *path)
+static char *make_header(const mfs_model *m, struct mfs_tensor *const *ts, size_t n_ts,
+                         size_t *hlen, const char *path)
 {
 	const struct mfs_desc *d = mfs_model_desc(m);
 	json_t *root = json_object(), *md = json_object();
@@ -145,8 +154,8 @@ static char *make_header(const mfs_model *m, const struct mfs_graph *g, size_t *
 	if (json_object_size(md) && json_object_set(root, "__metadata__", md) < 0)
 		goto oom;
 	uint64_t off = 0;
-	for (size_t i = 0; i < g->n_inits; i++) {
-		const struct mfs_tensor *t = g->inits[i];
+	for (size_t i = 0; i < n_ts; i++) {
+		const struct mfs_tensor *t = ts[i];
 		json_t *e = json_object(), *shape = json_array(), *offs = json_array();
 		if (!e || !shape || !offs)
 			goto oom;
@@ -216,34 +225,73 @@ static bool is_source(const mfs_model *m, const char *in, const char *outpath)
 	return false;
 }
 
-int cmd_convert(const char *in, const char *outpath)
+/*
+ * Write the safetensors file of tensors ts[0 .. n) to a new temporary file
+ * beside `outpath`, fsync'd; its name in `tmp` (PATH_MAX bytes; "" when none
+ * was made).  0, or -1 after a message.
+ */
+static int write_file(const mfs_model *m, const char *in, struct mfs_tensor *const *ts, size_t n,
+                      const char *outpath, char *tmp, char *buf)
 {
-	mfs_model *m = NULL;
-	char err[1024];
-	if (mfs_model_open(&m, in, NULL, err, sizeof(err)) < 0) {
-		fprintf(stderr, "modelfs: %s\n", err);
-		return 1;
-	}
-	const struct mfs_graph *g = mfs_model_desc(m)->graph;
-	int status = 1, fd = -1;
-	/* The output replaces OUT by a rename: if OUT is the model, a shard or
-	 * an external data file, that would destroy the input (cp refuses the
-	 * same file too). */
-	if (is_source(m, in, outpath)) {
-		fprintf(stderr, "modelfs: %s: is a file of the model %s itself; write the "
-		        "safetensors file under another name\n", outpath, in);
-		mfs_model_close(m);
-		return 1;
-	}
-	char *header = NULL, *buf = NULL, tmp[PATH_MAX];
-	const char **names = NULL;
+	size_t hlen = 0;
+	int fd = -1, status = -1;
 	tmp[0] = '\0';
+	char *header = make_header(m, ts, n, &hlen, in);
+	if (!header)
+		return -1;
+	if ((size_t)snprintf(tmp, PATH_MAX, "%s.tmp-%d", outpath, (int)getpid()) >= PATH_MAX) {
+		fprintf(stderr, "modelfs: %s: path too long\n", outpath);
+		tmp[0] = '\0';
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "modelfs: %s: %s\n", tmp, strerror(errno));
+		tmp[0] = '\0';
+		goto out;
+	}
+	uint8_t len8[8];
+	for (int i = 0; i < 8; i++)
+		len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+	if (write_all(fd, len8, 8) < 0 || write_all(fd, header, hlen) < 0) {
+		fprintf(stderr, "modelfs: %s: %s\n", outpath, strerror(errno));
+		goto out;
+	}
+	uint64_t pos = 8 + hlen;
+	for (size_t i = 0; i < n; i++) {
+		int rc = copy_tensor(m, ts[i], fd, &pos, buf, 1 << 20);
+		if (rc < 0) {
+			fprintf(stderr, "modelfs: %s: tensor '%.200s': %s\n", in, ts[i]->name,
+			        strerror(-rc));
+			goto out;
+		}
+	}
+	if (fsync(fd) < 0) {
+		fprintf(stderr, "modelfs: %s: %s\n", outpath, strerror(errno));
+		goto out;
+	}
+	status = 0;
+out:
+	if (fd >= 0 && close(fd) < 0 && status == 0) {
+		fprintf(stderr, "modelfs: %s: %s\n", outpath, strerror(errno));
+		status = -1;
+	}
+	free(header);
+	return status;
+}
 
-	/* Every tensor must have a safetensors dtype and a name of its own. */
-	names = malloc((g->n_inits ? g->n_inits : 1) * sizeof(*names));
+/*
+ * The model's tensors, checked: each has a safetensors dtype and a name of
+ * its own.  0, or -1 after a message.
+ */
+static int check_tensors(const mfs_model *m, const char *in)
+{
+	const struct mfs_graph *g = mfs_model_desc(m)->graph;
+	const char **names = malloc((g->n_inits ? g->n_inits : 1) * sizeof(*names));
+	int status = -1;
 	if (!names) {
 		fprintf(stderr, "modelfs: out of memory\n");
-		goto out;
+		return -1;
 	}
 	for (size_t i = 0; i < g->n_inits; i++) {
 		const struct mfs_tensor *t = g->inits[i];
@@ -265,60 +313,231 @@ int cmd_convert(const char *in, const char *outpath)
 			goto out;
 		}
 	}
+	status = 0;
+out:
+	free(names);
+	return status;
+}
 
-	size_t hlen = 0;
-	header = make_header(m, g, &hlen, in);
-	if (!header)
-		goto out;
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%d", outpath, (int)getpid()) >= sizeof(tmp)) {
-		fprintf(stderr, "modelfs: %s: path too long\n", outpath);
-		tmp[0] = '\0';
-		goto out;
+int mfs_parse_size(const char *s, uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t mul;
+	} units[] = {
+		{"", 1}, {"B", 1}, {"K", 1ull << 10}, {"KiB", 1ull << 10}, {"M", 1ull << 20},
+		{"MiB", 1ull << 20}, {"G", 1ull << 30}, {"GiB", 1ull << 30}, {"T", 1ull << 40},
+		{"TiB", 1ull << 40}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000},
+		{"TB", 1000000000000ull},
+	};
+	uint64_t v = 0;
+	const char *p = s;
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++)
+		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, *p - '0', &v))
+			return -1;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(p, units[i].suffix) == 0) {
+			if (__builtin_mul_overflow(v, units[i].mul, out) || *out == 0)
+				return -1;
+			return 0;
+		}
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	return -1;
+}
+
+/* Rename every tmp[i] (those not "") over out[i], in order: 0, or -1 after a message. */
+static int rename_all(char (*tmp)[PATH_MAX], char (*out)[PATH_MAX], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (rename(tmp[i], out[i]) < 0) {
+			fprintf(stderr, "modelfs: %s: %s\n", out[i], strerror(errno));
+			return -1;
+		}
+		tmp[i][0] = '\0';
+	}
+	return 0;
+}
+
+/* The first tensor of each shard: starts[0 .. *n_shards), starts[*n_shards] = n. */
+static size_t *plan_shards(struct mfs_tensor *const *ts, size_t n, uint64_t limit,
+                           size_t *n_shards)
+{
+	size_t *starts = malloc((n + 2) * sizeof(*starts)), k = 0;
+	if (!starts)
+		return NULL;
+	uint64_t cur = 0;
+	starts[k++] = 0;
+	for (size_t i = 0; i < n; i++) {
+		/* A shard that has tensors takes the next only within the limit; a
+		 * tensor bigger than the limit is a shard of its own. */
+		if (cur > 0 && (ts[i]->nbytes > limit || cur > limit - ts[i]->nbytes)) {
+			starts[k++] = i;
+			cur = 0;
+		}
+		cur += ts[i]->nbytes;
+	}
+	starts[k] = n;
+	*n_shards = k;
+	return starts;
+}
+
+/* Does `s` end with `suffix`? */
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+#define INDEX_SUFFIX ".safetensors.index.json"
+
+/*
+ * The index of shards out[0 .. n): {"metadata": {"total_size": N},
+ * "weight_map": {tensor: shard file name}}, as Hugging Face writes it.
+ */
+static char *make_index(struct mfs_tensor *const *ts, const size_t *starts, size_t n,
+                        char (*out)[PATH_MAX])
+{
+	json_t *root = json_object(), *md = json_object(), *wm = json_object();
+	uint64_t total = 0;
+	char *text = NULL;
+	if (!root || !md || !wm)
+		goto out;
+	for (size_t k = 0; k < n; k++) {
+		const char *base = strrchr(out[k], '/');
+		base = base ? base + 1 : out[k];
+		for (size_t i = starts[k]; i < starts[k + 1]; i++) {
+			total += ts[i]->nbytes;
+			if (json_object_set_new(wm, ts[i]->name, json_string(base)) < 0)
+				goto out;
+		}
+	}
+	if (json_object_set_new(md, "total_size", json_integer((json_int_t)total)) < 0 ||
+	    json_object_set(root, "metadata", md) < 0 || json_object_set(root, "weight_map", wm) < 0)
+		goto out;
+	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+out:
+	json_decref(root);
+	json_decref(md);
+	json_decref(wm);
+	return text;
+}
+
+/*
+ * Write the index's text to a temporary file beside `path`, fsync'd.
+ * 0, or -1 after a message.
+ */
+static int write_index(const char *path, const char *text, char *tmp)
+{
+	if ((size_t)snprintf(tmp, PATH_MAX, "%s.tmp-%d", path, (int)getpid()) >= PATH_MAX) {
+		fprintf(stderr, "modelfs: %s: path too long\n", path);
+		tmp[0] = '\0';
+		return -1;
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "modelfs: %s: %s\n", tmp, strerror(errno));
 		tmp[0] = '\0';
-		goto out;
+		return -1;
 	}
-	uint8_t len8[8];
-	for (int i = 0; i < 8; i++)
-		len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+	int ok = write_all(fd, text, strlen(text)) == 0 && write_all(fd, "\n", 1) == 0 &&
+	         fsync(fd) == 0;
+	if (close(fd) < 0)
+		ok = 0;
+	if (!ok)
+		fprintf(stderr, "modelfs: %s: %s\n", path, strerror(errno));
+	return ok ? 0 : -1;
+}
+
+int cmd_convert(const char *in, const char *outpath, uint64_t max_shard)
+{
+	mfs_model *m = NULL;
+	char err[1024];
+	if (max_shard && !ends_with(outpath, INDEX_SUFFIX)) {
+		fprintf(stderr, "modelfs: %s: with --max-shard-size, OUT names the index, "
+		        "NAME" INDEX_SUFFIX "\n", outpath);
+		return 1;
+	}
+	if (mfs_model_open(&m, in, NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "modelfs: %s\n", err);
+		return 1;
+	}
+	const struct mfs_graph *g = mfs_model_desc(m)->graph;
+	struct mfs_tensor *const *ts = g->inits;
+	size_t n = g->n_inits, n_out = 1, *starts = NULL;
+	char (*tmp)[PATH_MAX] = NULL, (*out)[PATH_MAX] = NULL, *buf = NULL, *index = NULL;
+	int status = 1;
+	if (check_tensors(m, in) < 0)
+		goto done;
+	if (max_shard) {
+		starts = plan_shards(ts, n, max_shard, &n_out);
+	} else if ((starts = malloc(2 * sizeof(*starts)))) {
+		starts[0] = 0;
+		starts[1] = n;
+	}
+	/* The files written: the shards (or the one file), then the index. */
+	tmp = starts ? calloc(n_out + 1, PATH_MAX) : NULL;
+	out = starts ? calloc(n_out + 1, PATH_MAX) : NULL;
 	buf = malloc(1 << 20);
-	if (!buf || write_all(fd, len8, 8) < 0 || write_all(fd, header, hlen) < 0) {
-		fprintf(stderr, "modelfs: %s: %s\n", outpath, buf ? strerror(errno) : "out of memory");
-		goto out;
+	if (!starts || !tmp || !out || !buf) {
+		fprintf(stderr, "modelfs: out of memory\n");
+		goto done;
 	}
-	uint64_t pos = 8 + hlen;
-	for (size_t i = 0; i < g->n_inits; i++) {
-		int rc = copy_tensor(m, g->inits[i], fd, &pos, buf, 1 << 20);
-		if (rc < 0) {
-			fprintf(stderr, "modelfs: %s: tensor '%.200s': %s\n", in, g->inits[i]->name,
-			        strerror(-rc));
-			goto out;
+	if (max_shard && n_out > 99999) {
+		fprintf(stderr, "modelfs: %s: %zu shards of at most %" PRIu64 " bytes: more than "
+		        "99999\n", in, n_out, max_shard);
+		goto done;
+	}
+	size_t stem = strlen(outpath) - (max_shard ? strlen(INDEX_SUFFIX) : 0);
+	for (size_t k = 0; k < n_out; k++) {
+		size_t need = max_shard ?
+		              (size_t)snprintf(out[k], PATH_MAX, "%.*s-%05zu-of-%05zu.safetensors",
+		                               (int)stem, outpath, k + 1, n_out) :
+		              (size_t)snprintf(out[k], PATH_MAX, "%s", outpath);
+		if (need >= PATH_MAX) {
+			fprintf(stderr, "modelfs: %s: path too long\n", outpath);
+			goto done;
 		}
 	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		fprintf(stderr, "modelfs: %s: %s\n", outpath, strerror(errno));
-		goto out;
+	if (max_shard)
+		snprintf(out[n_out], PATH_MAX, "%s", outpath);
+	/* The output replaces OUT by a rename: if OUT is the model, a shard or
+	 * an external data file, that would destroy the input (cp refuses the
+	 * same file too). */
+	for (size_t k = 0; k < n_out + (max_shard ? 1 : 0); k++) {
+		if (is_source(m, in, out[k])) {
+			fprintf(stderr, "modelfs: %s: is a file of the model %s itself; write the "
+			        "safetensors file under another name\n", out[k], in);
+			goto done;
+		}
 	}
-	fd = -1;
-	if (rename(tmp, outpath) < 0) {
-		fprintf(stderr, "modelfs: %s: %s\n", outpath, strerror(errno));
-		goto out;
+	for (size_t k = 0; k < n_out; k++)
+		if (write_file(m, in, ts + starts[k], starts[k + 1] - starts[k], out[k], tmp[k],
+		               buf) < 0)
+			goto done;
+	if (max_shard) {
+		index = make_index(ts, starts, n_out, out);
+		if (!index) {
+			fprintf(stderr, "modelfs: out of memory\n");
+			goto done;
+		}
+		if (write_index(outpath, index, tmp[n_out]) < 0)
+			goto done;
 	}
-	tmp[0] = '\0';
+	/* The shards first, the index last: it names only files already there. */
+	if (rename_all(tmp, out, n_out + (max_shard ? 1 : 0)) < 0)
+		goto done;
 	status = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp[0])
-		unlink(tmp);
+done:
+	for (size_t k = 0; tmp && k < n_out + 1; k++)
+		if (tmp[k][0])
+			unlink(tmp[k]);
+	free(index);
 	free(buf);
-	free(header);
-	free(names);
+	free(tmp);
+	free(out);
+	free(starts);
 	mfs_model_close(m);
 	return status;
 }

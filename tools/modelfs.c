@@ -35,6 +35,7 @@ static void usage(FILE *f)
 	        "usage: modelfs info|recover MODEL\n"
 	        "       modelfs commit|abort|status|unmount MOUNTPOINT\n"
 	        "       modelfs convert MODEL OUT.safetensors\n"
+	        "       modelfs convert --max-shard-size SIZE MODEL OUT.safetensors.index.json\n"
 	        "       modelfs --help | --version\n"
 	        "\n"
 	        "  info MODEL          print format, metadata, inputs, outputs, counts and the\n"
@@ -43,7 +44,9 @@ static void usage(FILE *f)
 	        "  recover MODEL       finish or drop an interrupted commit of MODEL and\n"
 	        "                      check its journal, without mounting\n"
 	        "  convert MODEL OUT   write MODEL's tensors and props to the safetensors\n"
-	        "                      file OUT, streamed, running nothing of MODEL\n"
+	        "                      file OUT, streamed, running nothing of MODEL; with\n"
+	        "                      --max-shard-size, shards NAME-00001-of-0000N.safetensors\n"
+	        "                      of at most SIZE tensor bytes and their index OUT\n"
 	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically (with\n"
 	        "                      progress on a terminal)\n"
 	        "  abort MOUNTPOINT    drop the edits staged in a mount\n"
@@ -680,7 +683,16 @@ int main(int argc, char **argv)
 	if (argc == 3 && !strcmp(argv[1], "recover"))
 		return cmd_recover(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "convert"))
-		return cmd_convert(argv[2], argv[3]);
+		return cmd_convert(argv[2], argv[3], 0);
+	if (argc == 6 && !strcmp(argv[1], "convert") && !strcmp(argv[2], "--max-shard-size")) {
+		uint64_t max;
+		if (mfs_parse_size(argv[3], &max) < 0) {
+			fprintf(stderr, "modelfs: --max-shard-size %s: not a size (bytes, or a number "
+			        "with K, M, G, KiB, MiB, GiB, KB, MB, GB)\n", argv[3]);
+			return 2;
+		}
+		return cmd_convert(argv[4], argv[5], max);
+	}
 	if (argc == 3 && !strcmp(argv[1], "dump-tensors"))     /* hidden: for tests */
 		return cmd_dump(argv[2], false);
 	if (argc == 3 && !strcmp(argv[1], "dump-nodes"))        /* hidden: for tests */

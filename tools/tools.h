@@ -9,6 +9,7 @@
 #define MODELFS_TOOLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * The root of the modelfs mount MOUNTPOINT is in (MOUNTPOINT itself, or the
@@ -25,6 +26,11 @@ char *ctl_status(const char *mnt, size_t *len);
 int cmd_commit(const char *mnt);
 int cmd_unmount(const char *mnt);
 int cmd_recover(const char *model);
-int cmd_convert(const char *model, const char *out);
+/* max_shard 0: one file OUT; else shards of at most that many tensor bytes
+ * and OUT their index (NAME.safetensors.index.json). */
+int cmd_convert(const char *model, const char *out, uint64_t max_shard);
+/* "5GB", "500MiB", "4096": bytes (KB/MB/GB powers of 1000, K/KiB... of
+ * 1024); 0, or -1 for a malformed, zero or too large size. */
+int mfs_parse_size(const char *s, uint64_t *out);
 
 #endif
