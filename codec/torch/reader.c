@@ -838,9 +838,11 @@ void mfs_torch_close(struct mfs_model *m)
 	free(st->shards);
 	st->shards = NULL;
 	st->n_shards = 0;
-	free(st->zbuf);
-	st->zbuf = NULL;
-	st->zmember = NULL;
+	for (size_t i = 0; i < TZ_CACHE_SLOTS; i++) {
+		free(st->zcache[i].buf);
+		st->zcache[i].buf = NULL;
+		st->zcache[i].member = NULL;
+	}
 	if (st->zlock_init)
 		pthread_mutex_destroy(&st->zlock);
 	st->zlock_init = false;
@@ -857,7 +859,11 @@ static ssize_t inflated_read(const struct mfs_model *m, const struct tt_info *ti
 	if (len > e->usize - off)
 		len = (size_t)(e->usize - off);
 	pthread_mutex_lock(&st->zlock);
-	if (st->zmember != e) {
+	struct tz_cached *c = NULL;
+	for (size_t i = 0; i < TZ_CACHE_SLOTS && !c; i++)
+		if (st->zcache[i].member == e)
+			c = &st->zcache[i];
+	if (!c) {
 		uint8_t *b = malloc(e->usize ? (size_t)e->usize : 1);
 		int rc = b ? tz_inflate(m->srcs[ti->src], e, b) : -ENOMEM;
 		if (rc < 0) {
@@ -865,11 +871,33 @@ static ssize_t inflated_read(const struct mfs_model *m, const struct tt_info *ti
 			free(b);
 			return rc;
 		}
-		free(st->zbuf);
-		st->zbuf = b;
-		st->zmember = e;
+		/* Evict the least recent until the new one fits the budget. */
+		for (;;) {
+			uint64_t total = e->usize;
+			struct tz_cached *old = NULL, *free_slot = NULL;
+			for (size_t i = 0; i < TZ_CACHE_SLOTS; i++) {
+				struct tz_cached *s = &st->zcache[i];
+				if (!s->member) {
+					free_slot = s;
+					continue;
+				}
+				total += s->member->usize;
+				if (!old || s->used < old->used)
+					old = s;
+			}
+			if (free_slot && (total <= TZ_MAX_INFLATE || !old)) {
+				c = free_slot;
+				break;
+			}
+			free(old->buf);         /* old: every slot is taken, or too much */
+			old->buf = NULL;
+			old->member = NULL;
+		}
+		c->member = e;
+		c->buf = b;
 	}
-	memcpy(buf, st->zbuf + off, len);
+	c->used = ++st->zclock;
+	memcpy(buf, c->buf + off, len);
 	pthread_mutex_unlock(&st->zlock);
 	return (ssize_t)len;
 }

@@ -150,6 +150,8 @@ int pk_load(struct pk_result *out, struct mfs_arena *a, const uint8_t *buf, size
 
 /* ------------------------------------------------------------ the model */
 
+#define TZ_CACHE_SLOTS 8        /* inflated members kept (reader.c) */
+
 /* How one tensor maps onto its storage (m->priv->tens[id]). */
 struct tt_info {
 	unsigned src;           /* the source file (a shard) holding it */
@@ -169,12 +171,17 @@ struct tt_state {
 	size_t n_shards;
 	struct tt_info *tens;   /* desc.n_tensors entries */
 	bool torchscript;
-	/* The deflated member read last, inflated (one at a time: a read of a
-	 * member in 4 KiB pieces must not inflate it each time). */
+	/* The deflated members read last, kept inflated (a read of a member in
+	 * pieces must not inflate it each time, nor two files read side by side
+	 * evict each other): at most TZ_CACHE_SLOTS, TZ_MAX_INFLATE bytes in all. */
 	pthread_mutex_t zlock;
 	bool zlock_init;
-	const struct tz_entry *zmember;
-	uint8_t *zbuf;
+	struct tz_cached {
+		const struct tz_entry *member;  /* NULL: free */
+		uint8_t *buf;
+		uint64_t used;                  /* a clock: the larger, the more recent */
+	} zcache[TZ_CACHE_SLOTS];
+	uint64_t zclock;
 };
 
 int mfs_torch_sniff(const uint8_t *head, size_t len, uint64_t size);
