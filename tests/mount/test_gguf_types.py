@@ -12,7 +12,8 @@ blocks).  Through a real mount:
   - `modelfs convert` of a GGUF of the unquantized types gives a safetensors
     file that a reader written here (json header + numpy) finds equal to
     the tensors (dtype, row-major shape, bytes; props as __metadata__), and
-    that the project's own mount shows alike; the file with quantized types
+    that the project's own mount shows alike, and as shards (--max-shard-size)
+    that its sharded mount shows alike; the file with quantized types
     is refused with one line naming a quantized tensor, nothing written.
 """
 import errno
@@ -160,6 +161,30 @@ def convert(t, rng, quantized):
                     rd(os.path.join(dirpath, "data"))
         t.eq("the project's safetensors mount of the output shows the same tensors",
              {k: v[1] for k, v in want.items()}, seen)
+
+    # Sharded: 8 tensors of 512 to 4096 bytes, shards of at most 5000.
+    sdir = os.path.join(t.tmp, "shards")
+    os.mkdir(sdir)
+    index = os.path.join(sdir, "model.safetensors.index.json")
+    r = subprocess.run([MODELFS, "convert", "--max-shard-size", "5000", path, index],
+                       capture_output=True, text=True)
+    if t.check("convert --max-shard-size of the GGUF succeeds", r.returncode == 0 and
+               not r.stderr, r.stderr):
+        with open(index) as f:
+            wm = json.load(f)["weight_map"]
+        shards = sorted(set(wm.values()))
+        t.check("the GGUF's shards: more than one, each within 5000 tensor bytes (%d)" %
+                len(shards), len(shards) > 1 and all(
+                    sum(len(b) for _, _, b in read_safetensors(os.path.join(sdir, s))[1].values())
+                    <= 5000 for s in shards), shards)
+        with t.mount(index) as mnt:
+            seen = {}
+            for dirpath, _, files in os.walk(os.path.join(mnt, "weights")):
+                if "data" in files:
+                    seen[read_value(os.path.join(dirpath, "name")).decode()] = \
+                        rd(os.path.join(dirpath, "data"))
+            t.eq("the sharded mount of the GGUF's shards shows the same tensors",
+                 {k: v[1] for k, v in want.items()}, seen)
 
     bad_out = os.path.join(t.tmp, "quant.safetensors")
     r = subprocess.run([MODELFS, "convert", quantized, bad_out], capture_output=True, text=True)
