@@ -57,3 +57,7 @@ for name, obj in objs.items():
         buf = io.BytesIO()
         torch.save(obj, buf, pickle_protocol=proto)
         put_both("%s-p%d" % (name, proto), buf.getvalue())
+# A TorchScript archive: its code/ members are deflated (inflate.c).
+buf = io.BytesIO()
+torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), buf)
+put("fuzz_zip", "torchscript", buf.getvalue())
