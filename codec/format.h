@@ -129,7 +129,8 @@ struct mfs_prop_edit {
 	const char *key;
 	const char *value;
 	size_t len;
-	bool changed;           /* key or value differ from desc.props[orig] */
+	const char *type;       /* a new type (prop_type_check took it), NULL: the key's own */
+	bool changed;           /* key, value or type differ from desc.props[orig] */
 };
 
 /* The most meta/ files a format may make writable. */
@@ -260,11 +261,22 @@ struct mfs_format {
 	 * desc.props (renames
 	 * keep it), -1 for a new key.  0, or -EINVAL (a value of the wrong
 	 * type, or a prop that cannot take a new value), and the write fails
-	 * with that errno.  NULL: any value (the splice may still refuse one
-	 * at commit).
+	 * with that errno.  `type`: the type staged for the key (one that
+	 * prop_type_check took), NULL for its own.  NULL: any value (the
+	 * splice may still refuse one at commit).
 	 */
 	int (*prop_check)(const struct mfs_model *m, const char *key, int64_t orig,
-	                  const char *value, size_t len);
+	                  const char *type, const char *value, size_t len);
+	/*
+	 * Check a new type for prop `key` (orig as for prop_check; -1 for a
+	 * new key) whose value is value[0 .. len): `type` is its text, one
+	 * trailing '\n' dropped (GGUF: "uint32", "array[string]", what
+	 * meta/types/<key> shows).  1: it is the key's own type in the model
+	 * (no edit); 0: it may be set, the value fits it; -EINVAL otherwise.
+	 * NULL: prop types cannot be written.
+	 */
+	int (*prop_type_check)(const struct mfs_model *m, const char *key, int64_t orig,
+	                       const char *type, const char *value, size_t len);
 	/*
 	 * The commit writer: fill `out` (empty on entry) with the new model
 	 * file for edits `e`, writing nothing.  Returns 0, or -errno with one

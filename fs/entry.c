@@ -102,6 +102,12 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 	if (e->parent == g->props_dir && g->props_dir != NONE) {
 		en->role = R_PROP;
 		en->writable = mfs_txn_props_writable(fs->txn);
+	} else if (e->parent == g->types_dir && g->types_dir != NONE) {
+		en->role = R_PTYPE;
+		memcpy(en->name, e->name, e->name_len);
+		en->name[e->name_len] = '\0';
+		en->writable = mfs_txn_prop_types_writable(fs->txn);
+		return;
 	} else if (e->parent == g->meta_dir && g->meta_dir != NONE) {
 		en->role = R_META;
 		memcpy(en->name, e->name, e->name_len);
@@ -307,6 +313,30 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 		*out = b;
 		return 0;
 	}
+	case R_PTYPE: {
+		/* A staged type, else the model's, as the tree shows it. */
+		char *key = NULL;
+		rc = mfs_ent_prop_key(fs, en->name, strlen(en->name), &key);
+		if (rc == 0)
+			rc = mfs_txn_prop_type_get(out, fs->txn, key);
+		free(key);
+		if (rc == 0) {
+			*len = strlen(*out);
+			rc = put(out, len, "\n", 1);
+			break;
+		}
+		if (rc != 1 && rc != -ENOENT)
+			break;
+		rc = 0;
+		uint64_t size = mfs_tree_size(fs->gen->tree, en->idx);
+		char *b = malloc((size_t)size + 1);
+		if (!b)
+			return -ENOMEM;
+		*len = mfs_tree_text_read(fs->gen->tree, en->idx, b, (size_t)size, 0);
+		b[*len] = '\0';
+		*out = b;
+		return 0;
+	}
 	case R_PROP: {
 		char *key = NULL;
 		rc = mfs_ent_prop_key(fs, en->name, strlen(en->name), &key);
@@ -395,6 +425,14 @@ int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *
 		free(key);
 		return rc;
 	}
+	case R_PTYPE: {
+		char *key = NULL;
+		int rc = mfs_ent_prop_key(fs, en->name, strlen(en->name), &key);
+		if (rc == 0)
+			rc = mfs_txn_prop_type_set(fs->txn, key, text, len);
+		free(key);
+		return rc;
+	}
 	default:
 		return -EACCES;
 	}
@@ -402,7 +440,8 @@ int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *
 
 bool mfs_ent_is_text(enum mfs_role r)
 {
-	return r == R_DTYPE || r == R_SHAPE || r == R_META || r == R_PROP || r == R_TEXT;
+	return r == R_DTYPE || r == R_SHAPE || r == R_META || r == R_PROP || r == R_PTYPE ||
+	       r == R_TEXT;
 }
 
 /* st_size of `en` (fs->lock held). */
@@ -426,7 +465,8 @@ int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out)
 	case R_DTYPE:
 	case R_SHAPE:
 	case R_META:
-	case R_PROP: {
+	case R_PROP:
+	case R_PTYPE: {
 		char *b;
 		size_t n;
 		int rc = mfs_ent_text_get(fs, en, &b, &n);
@@ -582,6 +622,7 @@ double mfs_ent_attr_timeout(const struct mfs_ent *en)
 	case R_SHAPE:
 	case R_META:
 	case R_PROP:
+	case R_PTYPE:
 		return en->writable ? 0.0 : MFS_CACHE_TIMEOUT;
 	default:
 		return MFS_CACHE_TIMEOUT;

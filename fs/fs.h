@@ -189,6 +189,7 @@ struct mfs_gen {
 	struct mfs_meta *props;         /* desc.props: ours (mfs_txn_props_free) */
 	uint32_t meta_dir;              /* tree index of meta/, or NONE */
 	uint32_t props_dir;             /* tree index of meta/props/, or NONE */
+	uint32_t types_dir;             /* tree index of meta/types/, or NONE */
 	uint64_t txn_gen;               /* mfs_txn_generation() it was built at */
 };
 
@@ -326,6 +327,7 @@ enum mfs_role {
 	R_SHAPE,        /* a tensor's shape */
 	R_META,         /* meta/<name> */
 	R_PROP,         /* meta/props/<key> */
+	R_PTYPE,        /* meta/types/<key>: a prop's type (GGUF) */
 	R_SCRATCH,
 	R_CTL_DIR,
 	R_STATUS,
@@ -351,7 +353,7 @@ struct mfs_ent {
 	bool writable;                  /* files: content may be written */
 	bool creatable;                 /* directories: files may be created in it */
 	bool props;                     /* R_DIR: meta/props/ */
-	char name[MFS_NAME_MAX + 1];    /* R_META, R_PROP: the component */
+	char name[MFS_NAME_MAX + 1];    /* R_META, R_PROP, R_PTYPE: the component */
 };
 
 /*

@@ -61,12 +61,14 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 	 */
 	malloc_trim(0);
 #endif
-	g->meta_dir = g->props_dir = NONE;
+	g->meta_dir = g->props_dir = g->types_dir = NONE;
 	uint32_t i;
 	if (mfs_tree_lookup(g->tree, MFS_TREE_ROOT, "meta", 4, &i) == 0) {
 		g->meta_dir = i;
-		if (mfs_tree_lookup(g->tree, i, "props", 5, &i) == 0)
+		if (mfs_tree_lookup(g->tree, g->meta_dir, "props", 5, &i) == 0)
 			g->props_dir = i;
+		if (mfs_tree_lookup(g->tree, g->meta_dir, "types", 5, &i) == 0)
+			g->types_dir = i;
 	}
 	*out = g;
 	g = NULL;

@@ -53,13 +53,16 @@ static bool props_writable(const struct mfs_model *m)
 
 /* A staged value must fit its key's type (a new key's is inferred). */
 static int prop_check(const struct mfs_model *m, const char *key, int64_t orig,
-                      const char *value, size_t len)
+                      const char *ty, const char *value, size_t len)
 {
 	const struct gguf_state *s = m->priv;
 	uint32_t type, elem;
 	if (strcmp(key, "general.alignment") == 0)
 		return -EINVAL;         /* it fixes where every tensor is */
-	if (orig >= 0 && (uint64_t)orig < s->n_kv) {
+	if (ty) {
+		if (mfs_gguf_type_parse(ty, strlen(ty), &type, &elem) < 0)
+			return -EINVAL;
+	} else if (orig >= 0 && (uint64_t)orig < s->n_kv) {
 		const struct gguf_kv *kv = &s->kvs[orig];
 		type = kv->type;
 		elem = kv->elem;
@@ -75,6 +78,28 @@ static int prop_check(const struct mfs_model *m, const char *key, int64_t orig,
 	return rc == -ENOMEM ? rc : rc < 0 ? -EINVAL : 0;
 }
 
+/*
+ * meta/types/<key>: a key of a single file may take another type (not an
+ * array of arrays, not general.alignment) that its value fits.
+ */
+static int prop_type_check(const struct mfs_model *m, const char *key, int64_t orig,
+                           const char *ty, const char *value, size_t len)
+{
+	const struct gguf_state *s = m->priv;
+	uint32_t type, elem;
+	if (!s || s->split || mfs_gguf_type_parse(ty, strlen(ty), &type, &elem) < 0 ||
+	    strcmp(key, "general.alignment") == 0)
+		return -EINVAL;
+	if (orig >= 0 && (uint64_t)orig < s->n_kv) {
+		const struct gguf_kv *kv = &s->kvs[orig];
+		if (kv->nested)
+			return -EINVAL;
+		if (kv->type == type && (type != GV_ARRAY || kv->elem == elem))
+			return 1;
+	}
+	return prop_check(m, key, orig, ty, value, len) < 0 ? -EINVAL : 0;
+}
+
 const struct mfs_format mfs_format_gguf = {
 	.name = "gguf",
 	.flags = MFS_DESC_PROPS_TEXT,   /* props are value text (value.c) */
@@ -86,5 +111,6 @@ const struct mfs_format mfs_format_gguf = {
 	.meta_names = no_meta,
 	.props_writable = props_writable,
 	.prop_check = prop_check,
+	.prop_type_check = prop_type_check,
 	.splice = mfs_gguf_splice,
 };

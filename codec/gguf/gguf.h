@@ -67,6 +67,12 @@ int mfs_gguf_splice(struct mfs_splice *out, const struct mfs_model *m,
 
 /* The name of value type `t` ("uint32", "string"), NULL when unknown. */
 const char *mfs_gguf_vtype_name(uint32_t t);
+/*
+ * The type that a type text names ("uint32", "array[string]", as
+ * meta/types/ shows them; s[0 .. n)): 0, or -EINVAL for anything else
+ * ("array[array]" and "array" included: a nested array cannot be written).
+ */
+int mfs_gguf_type_parse(const char *s, size_t n, uint32_t *type, uint32_t *elem);
 /* Bytes of one scalar of type `t`, 0 for string, array and unknown types. */
 unsigned mfs_gguf_vtype_size(uint32_t t);
 

@@ -29,6 +29,27 @@ const char *mfs_gguf_vtype_name(uint32_t t)
 	return t < GV_COUNT_ ? vnames[t] : NULL;
 }
 
+/* The scalar type named s[0 .. n), or GV_COUNT_ (arrays never). */
+static uint32_t scalar_named(const char *s, size_t n)
+{
+	for (uint32_t t = 0; t < GV_COUNT_; t++)
+		if (t != GV_ARRAY && strlen(vnames[t]) == n && memcmp(vnames[t], s, n) == 0)
+			return t;
+	return GV_COUNT_;
+}
+
+int mfs_gguf_type_parse(const char *s, size_t n, uint32_t *type, uint32_t *elem)
+{
+	*elem = 0;
+	if (n > 7 && memcmp(s, "array[", 6) == 0 && s[n - 1] == ']') {
+		*type = GV_ARRAY;
+		*elem = scalar_named(s + 6, n - 7);
+		return *elem == GV_COUNT_ ? -EINVAL : 0;
+	}
+	*type = scalar_named(s, n);
+	return *type == GV_COUNT_ ? -EINVAL : 0;
+}
+
 unsigned mfs_gguf_vtype_size(uint32_t t)
 {
 	return t < GV_COUNT_ ? vsizes[t] : 0;

@@ -124,7 +124,13 @@ int mfs_gguf_splice(struct mfs_splice *out, const struct mfs_model *m,
 				goto out;
 			}
 			uint32_t type, elem;
-			if (kv) {
+			if (pe->type) {
+				if (mfs_gguf_type_parse(pe->type, strlen(pe->type), &type, &elem) < 0) {
+					rc = mfs_errf(err, errlen, -EINVAL, display, "key '%.200s': "
+					              "'%.60s' is not a GGUF value type", pe->key, pe->type);
+					goto out;
+				}
+			} else if (kv) {
 				type = kv->type;
 				elem = kv->elem;
 			} else {

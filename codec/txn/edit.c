@@ -406,37 +406,44 @@ static ssize_t prop_find(const struct mfs_txn *t, const char *key)
 }
 
 /*
- * Give slot `i` key `key` (NULL: remove it) and `value`: journal first, then
- * memory (invariant 1).  A slot that comes back to what the model has is
- * unstaged instead; a new slot that is removed is simply dropped.
+ * Give slot `i` key `key` (NULL: remove it), `value` and staged type `type`
+ * (NULL: its own): journal first, then memory (invariant 1).  A slot that
+ * comes back to what the model has is unstaged instead; a new slot that is
+ * removed is simply dropped.
  */
-static int prop_put(struct mfs_txn *t, size_t i, const char *key, const char *value, size_t len)
+static int prop_put(struct mfs_txn *t, size_t i, const char *key, const char *type,
+                    const char *value, size_t len)
 {
 	struct pslot *ps = &t->props[i];
 	bool orig = i < t->n_orig_props;
 	const struct mfs_meta *o = orig ? &t->d->props[i] : NULL;
-	char *k = NULL, *v = NULL;
+	char *k = NULL, *v = NULL, *ty = NULL;
 	int rc;
-	if (key && (!(k = strdup(key)) || !(v = txn_memdup0(value, len)))) {
+	if (key && (!(k = strdup(key)) || !(v = txn_memdup0(value, len)) ||
+	            (type && !(ty = strdup(type))))) {
 		free(k);
+		free(v);
 		return -ENOMEM;
 	}
-	if ((o && key && !strcmp(o->name, key) && o->len == len && !memcmp(o->value, value, len)) ||
-	    (!orig && !key))
+	if ((o && key && !type && !strcmp(o->name, key) && o->len == len &&
+	     !memcmp(o->value, value, len)) || (!orig && !key))
 		rc = txn_drop_key(t, key_of(K_PROP, i));
 	else
-		rc = txn_put_prop_record(t, i, key, value, len);
+		rc = txn_put_prop_record(t, i, key, ty, value, len);
 	if (rc < 0) {
 		free(k);
 		free(v);
+		free(ty);
 		return rc;
 	}
 	if (t->pidx && ps->key)
 		index_remove(t, i);
 	free(ps->key);
 	free(ps->value);
+	free(ps->type);
 	ps->key = k;
 	ps->value = v;
+	ps->type = ty;
 	ps->len = key ? len : 0;
 	if (t->pidx && k) {
 		index_add(t, i);
@@ -545,13 +552,14 @@ int mfs_txn_prop_set(mfs_txn *t, const char *key, const char *value, size_t len)
 	ssize_t i = prop_find(t, key);
 	if (t->m->fmt->prop_check) {
 		int64_t orig = i >= 0 && (size_t)i < t->n_orig_props ? (int64_t)i : -1;
-		if ((rc = t->m->fmt->prop_check(t->m, key, orig, value, len)) < 0)
+		const char *ty = i >= 0 ? t->props[i].type : NULL;
+		if ((rc = t->m->fmt->prop_check(t->m, key, orig, ty, value, len)) < 0)
 			goto out;
 	}
 	if (i >= 0) {
 		const struct pslot *ps = &t->props[i];
 		if (ps->len != len || memcmp(ps->value, value, len) != 0)
-			rc = prop_put(t, (size_t)i, key, value, len);
+			rc = prop_put(t, (size_t)i, key, ps->type, value, len);
 		goto out;
 	}
 	/* A new key takes a new slot (slots are never reused: the journal
@@ -564,7 +572,7 @@ int mfs_txn_prop_set(mfs_txn *t, const char *key, const char *value, size_t len)
 	t->props = np;
 	memset(&np[t->n_props], 0, sizeof(*np));
 	t->n_props++;
-	rc = prop_put(t, t->n_props - 1, key, value, len);
+	rc = prop_put(t, t->n_props - 1, key, NULL, value, len);
 	if (rc < 0)
 		t->n_props--;
 	else
@@ -584,9 +592,67 @@ int mfs_txn_prop_unlink(mfs_txn *t, const char *key)
 		rc = -ENOENT;
 		goto out;
 	}
-	if ((rc = prop_put(t, (size_t)i, NULL, NULL, 0)) == 0)
+	if ((rc = prop_put(t, (size_t)i, NULL, NULL, NULL, 0)) == 0)
 		t->generation++;
 out:
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+bool mfs_txn_prop_types_writable(mfs_txn *t)
+{
+	return mfs_txn_props_writable(t) && t->m->fmt->prop_type_check;
+}
+
+int mfs_txn_prop_type_get(char **out, mfs_txn *t, const char *key)
+{
+	int rc = 1;
+	*out = NULL;
+	pthread_rwlock_rdlock(&t->lock);
+	ssize_t i = prop_find(t, key);
+	if (i < 0)
+		rc = -ENOENT;
+	else if (t->props[i].type)
+		rc = (*out = strdup(t->props[i].type)) ? 0 : -ENOMEM;
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_prop_type_set(mfs_txn *t, const char *key, const char *text, size_t len)
+{
+	char *ty = NULL;
+	int rc = prop_begin(t);
+	if (rc == 0 && !t->m->fmt->prop_type_check)
+		rc = -EACCES;
+	if (rc < 0)
+		goto out;
+	len = txn_chomp(text, len);
+	ssize_t i = prop_find(t, key);
+	if (i < 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (!txn_utf8_ok(text, len) || memchr(text, '\0', len)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (!(ty = txn_memdup0(text, len))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	struct pslot *ps = &t->props[i];
+	int64_t orig = (size_t)i < t->n_orig_props ? (int64_t)i : -1;
+	int v = t->m->fmt->prop_type_check(t->m, key, orig, ty, ps->value, ps->len);
+	if (v < 0) {
+		rc = v;
+		goto out;
+	}
+	/* 1: the key's own type again, which is no staged type. */
+	const char *now = v == 1 ? NULL : ty;
+	if ((now == NULL) != (ps->type == NULL) || (now && strcmp(now, ps->type) != 0))
+		rc = prop_put(t, (size_t)i, ps->key, now, ps->value, ps->len);
+out:
+	free(ty);
 	pthread_rwlock_unlock(&t->lock);
 	return rc;
 }
@@ -616,10 +682,10 @@ int mfs_txn_prop_rename(mfs_txn *t, const char *from, const char *to)
 	if (j >= 0) {
 		/* Over an existing key, as rename(2) replaces its target: the
 		 * target keeps its place and takes the value. */
-		if ((rc = prop_put(t, (size_t)j, to, value, len)) == 0)
-			rc = prop_put(t, (size_t)i, NULL, NULL, 0);
+		if ((rc = prop_put(t, (size_t)j, to, t->props[i].type, value, len)) == 0)
+			rc = prop_put(t, (size_t)i, NULL, NULL, NULL, 0);
 	} else {
-		rc = prop_put(t, (size_t)i, to, value, len);
+		rc = prop_put(t, (size_t)i, to, t->props[i].type, value, len);
 	}
 	if (rc == 0)
 		t->generation++;

@@ -404,7 +404,8 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 		pe->key = ps->key;
 		pe->value = ps->value;
 		pe->len = ps->len;
-		pe->changed = pe->orig < 0 || strcmp(ps->key, d->props[i].name) != 0 ||
+		pe->type = ps->type;
+		pe->changed = pe->orig < 0 || ps->type || strcmp(ps->key, d->props[i].name) != 0 ||
 		              ps->len != d->props[i].len ||
 		              memcmp(ps->value, d->props[i].value, ps->len) != 0;
 		props_changed |= pe->changed || pe->orig != (int64_t)(k - 1);

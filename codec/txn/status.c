@@ -150,6 +150,10 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 				put_escaped(&p, &n, &cap, d->props[i].name);
 				put_text(&p, &n, &cap, ")");
 			}
+			if (ps->type) {
+				put_text(&p, &n, &cap, " type ");
+				put_escaped(&p, &n, &cap, ps->type);
+			}
 		} else {
 			put_escaped(&p, &n, &cap, d->props[i].name);
 			put_text(&p, &n, &cap, " (removed)");

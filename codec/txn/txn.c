@@ -24,7 +24,9 @@
  *     1 << 56 | tensor id   its dtype                  the dtype name
  *     2 << 56 | tensor id   its shape                  "d0,d1,..." ("" = scalar)
  *     3 << 56 | meta index  a meta/ value              the text, without '\n'
- *     4 << 56 | prop slot   a metadata property        'S' key NUL value | 'D'
+ *     4 << 56 | prop slot   a metadata property        'S' key NUL value | 'D' |
+ *                                                      'T' key NUL type NUL value
+ *                                                      (a staged type, GGUF)
  *     5 << 56 | scratch id  a scratch file             the bytes (no base)
  *
  * Prop slots 0 .. n-1 are the model's props in file order; a new key gets
@@ -272,6 +274,7 @@ void txn_clear_state(struct mfs_txn *t)
 	for (size_t i = 0; i < t->n_props; i++) {
 		free(t->props[i].key);
 		free(t->props[i].value);
+		free(t->props[i].type);
 	}
 	free(t->props);
 	t->props = NULL;
@@ -303,6 +306,7 @@ int txn_reset_state(struct mfs_txn *t)
 	for (size_t i = 0; i < t->n_props; i++) {
 		free(t->props[i].key);
 		free(t->props[i].value);
+		free(t->props[i].type);
 	}
 	t->n_props = t->n_orig_props = 0;
 	t->n_dirty = 0;
@@ -501,22 +505,24 @@ static int get_value(struct mfs_txn *t, uint64_t key, char **out, size_t *len)
 	return 0;
 }
 
-/* 'S' key NUL value, or 'D'. */
-int txn_put_prop_record(struct mfs_txn *t, size_t slot, const char *key, const char *value,
-                        size_t len)
+/* 'S' key NUL value; 'T' key NUL type NUL value (a staged type); or 'D'. */
+int txn_put_prop_record(struct mfs_txn *t, size_t slot, const char *key, const char *type,
+                        const char *value, size_t len)
 {
 	if (!key)
 		return txn_put_value(t, key_of(K_PROP, slot), "D", 1);
-	size_t klen = strlen(key);
-	if (klen + len + 2 > MFS_STAGE_MAX_VALUE)
+	size_t klen = strlen(key), tlen = type ? strlen(type) + 1 : 0;
+	if (klen + tlen + len + 2 > MFS_STAGE_MAX_VALUE)
 		return -EFBIG;
-	char *rec = malloc(klen + len + 2);
+	char *rec = malloc(klen + tlen + len + 2);
 	if (!rec)
 		return -ENOMEM;
-	rec[0] = 'S';
+	rec[0] = type ? 'T' : 'S';
 	memcpy(rec + 1, key, klen + 1);
-	memcpy(rec + klen + 2, value, len);
-	int rc = txn_put_value(t, key_of(K_PROP, slot), rec, klen + len + 2);
+	if (type)
+		memcpy(rec + klen + 2, type, tlen);
+	memcpy(rec + klen + 2 + tlen, value, len);
+	int rc = txn_put_value(t, key_of(K_PROP, slot), rec, klen + tlen + len + 2);
 	free(rec);
 	return rc;
 }
@@ -533,6 +539,14 @@ static int grow_props(struct mfs_txn *t, size_t n)
 	t->props = np;
 	t->n_props = n;
 	return 0;
+}
+
+/* A 'T' prop record holds two NUL-terminated strings after its tag. */
+static bool prop_type_record_ok(const char *v, size_t len)
+{
+	const char *k_end = memchr(v + 1, 0, len - 1);
+	return k_end && (size_t)(k_end + 1 - v) < len &&
+	       memchr(k_end + 1, 0, len - (size_t)(k_end + 1 - v));
 }
 
 /* Bring the mirrors in line with a recovered journal; see the key table. */
@@ -600,19 +614,25 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 			break;
 		case K_PROP:
 			if (idx < (1u << 24) && get_value(t, key, &v, &len) == 0 && len &&
-			    (v[0] == 'D' || (v[0] == 'S' && memchr(v + 1, 0, len - 1)))) {
+			    (v[0] == 'D' || (v[0] == 'S' && memchr(v + 1, 0, len - 1)) ||
+			     (v[0] == 'T' && prop_type_record_ok(v, len)))) {
 				if (idx >= t->n_props && grow_props(t, idx + 1) < 0)
 					break;
 				struct pslot *ps = &t->props[idx];
 				free(ps->key);
 				free(ps->value);
-				ps->key = ps->value = NULL;
+				free(ps->type);
+				ps->key = ps->value = ps->type = NULL;
 				ps->len = 0;
-				if (v[0] == 'S') {
-					size_t kl = strlen(v + 1);
+				if (v[0] != 'D') {
+					size_t kl = strlen(v + 1), tl = 0;
+					if (v[0] == 'T') {
+						tl = strlen(v + kl + 2) + 1;
+						ps->type = strdup(v + kl + 2);
+					}
 					ps->key = strdup(v + 1);
-					ps->value = txn_memdup0(v + kl + 2, len - kl - 2);
-					ps->len = len - kl - 2;
+					ps->value = txn_memdup0(v + kl + 2 + tl, len - kl - 2 - tl);
+					ps->len = len - kl - 2 - tl;
 				}
 				txn_flag(t, &ps->staged, true);
 				keep = true;

@@ -75,6 +75,7 @@ struct pslot {
 	char *key;              /* NULL: no property here (removed, or a free slot) */
 	char *value;
 	size_t len;
+	char *type;             /* a staged type (mfs_txn_prop_type_set), NULL: its own */
 	bool staged;
 	size_t hnext;           /* the props index: next slot + 1 on this chain, 0 = end */
 };
@@ -219,8 +220,8 @@ void txn_clear_failure(struct mfs_txn *t);
 /* Small staged values. */
 int txn_put_value(struct mfs_txn *t, uint64_t key, const void *buf, size_t len);
 int txn_drop_key(struct mfs_txn *t, uint64_t key);
-int txn_put_prop_record(struct mfs_txn *t, size_t slot, const char *key, const char *value,
-                        size_t len);
+int txn_put_prop_record(struct mfs_txn *t, size_t slot, const char *key, const char *type,
+                        const char *value, size_t len);
 
 /* ------------------------------------------------------------ edit.c */
 

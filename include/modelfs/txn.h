@@ -228,6 +228,19 @@ bool mfs_txn_props_writable(mfs_txn *t);
 int mfs_txn_prop_set(mfs_txn *t, const char *key, const char *value, size_t len);
 int mfs_txn_prop_unlink(mfs_txn *t, const char *key);
 int mfs_txn_prop_rename(mfs_txn *t, const char *from, const char *to);
+/*
+ * Prop types (GGUF's meta/types/<key>), where the format lets them be
+ * written: prop_type_get gives the type staged for `key` (malloc'd text,
+ * without '\n') and 0, or 1 when none is (the key keeps its own type, which
+ * the description's meta shows), -ENOENT when no prop has that key.
+ * prop_type_set stages `text` (one trailing '\n' dropped) as the key's
+ * type: the format checks it and that the key's value fits it (-EINVAL);
+ * the key's own type again unstages it.  A value staged later must fit the
+ * staged type; renames carry it; a commit writes the value in it.
+ */
+bool mfs_txn_prop_types_writable(mfs_txn *t);
+int mfs_txn_prop_type_get(char **out, mfs_txn *t, const char *key);
+int mfs_txn_prop_type_set(mfs_txn *t, const char *key, const char *text, size_t len);
 
 /* ----------------------------------------------------------- scratch files */
 
