@@ -226,30 +226,49 @@ static bool is_source(const mfs_model *m, const char *in, const char *outpath)
 }
 
 /*
+ * Create the temporary file beside `outpath` that will be renamed over it:
+ * its descriptor, and its name in *tmp (malloc'd).  -1 after a message,
+ * *tmp NULL.
+ */
+static int open_tmp(const char *outpath, char **tmp)
+{
+	char name[PATH_MAX];
+	*tmp = NULL;
+	if ((size_t)snprintf(name, sizeof(name), "%s.tmp-%d", outpath, (int)getpid()) >=
+	    sizeof(name)) {
+		fprintf(stderr, "modelfs: %s: path too long\n", outpath);
+		return -1;
+	}
+	int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "modelfs: %s: %s\n", name, strerror(errno));
+		return -1;
+	}
+	if (!(*tmp = strdup(name))) {
+		fprintf(stderr, "modelfs: out of memory\n");
+		close(fd);
+		unlink(name);
+		return -1;
+	}
+	return fd;
+}
+
+/*
  * Write the safetensors file of tensors ts[0 .. n) to a new temporary file
- * beside `outpath`, fsync'd; its name in `tmp` (PATH_MAX bytes; "" when none
- * was made).  0, or -1 after a message.
+ * beside `outpath`, fsync'd; its name in *tmp (malloc'd; NULL when none was
+ * made).  0, or -1 after a message.
  */
 static int write_file(const mfs_model *m, const char *in, struct mfs_tensor *const *ts, size_t n,
-                      const char *outpath, char *tmp, char *buf)
+                      const char *outpath, char **tmp, char *buf)
 {
 	size_t hlen = 0;
 	int fd = -1, status = -1;
-	tmp[0] = '\0';
+	*tmp = NULL;
 	char *header = make_header(m, ts, n, &hlen, in);
 	if (!header)
 		return -1;
-	if ((size_t)snprintf(tmp, PATH_MAX, "%s.tmp-%d", outpath, (int)getpid()) >= PATH_MAX) {
-		fprintf(stderr, "modelfs: %s: path too long\n", outpath);
-		tmp[0] = '\0';
+	if ((fd = open_tmp(outpath, tmp)) < 0)
 		goto out;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		fprintf(stderr, "modelfs: %s: %s\n", tmp, strerror(errno));
-		tmp[0] = '\0';
-		goto out;
-	}
 	uint8_t len8[8];
 	for (int i = 0; i < 8; i++)
 		len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
@@ -347,15 +366,16 @@ int mfs_parse_size(const char *s, uint64_t *out)
 	return -1;
 }
 
-/* Rename every tmp[i] (those not "") over out[i], in order: 0, or -1 after a message. */
-static int rename_all(char (*tmp)[PATH_MAX], char (*out)[PATH_MAX], size_t n)
+/* Rename every tmp[i] over out[i], in order: 0, or -1 after a message. */
+static int rename_all(char **tmp, char **out, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (rename(tmp[i], out[i]) < 0) {
 			fprintf(stderr, "modelfs: %s: %s\n", out[i], strerror(errno));
 			return -1;
 		}
-		tmp[i][0] = '\0';
+		free(tmp[i]);
+		tmp[i] = NULL;
 	}
 	return 0;
 }
@@ -397,7 +417,7 @@ static bool ends_with(const char *s, const char *suffix)
  * "weight_map": {tensor: shard file name}}, as Hugging Face writes it.
  */
 static char *make_index(struct mfs_tensor *const *ts, const size_t *starts, size_t n,
-                        char (*out)[PATH_MAX])
+                        char **out)
 {
 	json_t *root = json_object(), *md = json_object(), *wm = json_object();
 	uint64_t total = 0;
@@ -428,19 +448,11 @@ out:
  * Write the index's text to a temporary file beside `path`, fsync'd.
  * 0, or -1 after a message.
  */
-static int write_index(const char *path, const char *text, char *tmp)
+static int write_index(const char *path, const char *text, char **tmp)
 {
-	if ((size_t)snprintf(tmp, PATH_MAX, "%s.tmp-%d", path, (int)getpid()) >= PATH_MAX) {
-		fprintf(stderr, "modelfs: %s: path too long\n", path);
-		tmp[0] = '\0';
+	int fd = open_tmp(path, tmp);
+	if (fd < 0)
 		return -1;
-	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		fprintf(stderr, "modelfs: %s: %s\n", tmp, strerror(errno));
-		tmp[0] = '\0';
-		return -1;
-	}
 	int ok = write_all(fd, text, strlen(text)) == 0 && write_all(fd, "\n", 1) == 0 &&
 	         fsync(fd) == 0;
 	if (close(fd) < 0)
@@ -466,7 +478,7 @@ int cmd_convert(const char *in, const char *outpath, uint64_t max_shard)
 	const struct mfs_graph *g = mfs_model_desc(m)->graph;
 	struct mfs_tensor *const *ts = g->inits;
 	size_t n = g->n_inits, n_out = 1, *starts = NULL;
-	char (*tmp)[PATH_MAX] = NULL, (*out)[PATH_MAX] = NULL, *buf = NULL, *index = NULL;
+	char **tmp = NULL, **out = NULL, *buf = NULL, *index = NULL;
 	int status = 1;
 	if (check_tensors(m, in) < 0)
 		goto done;
@@ -476,32 +488,36 @@ int cmd_convert(const char *in, const char *outpath, uint64_t max_shard)
 		starts[0] = 0;
 		starts[1] = n;
 	}
+	if (starts && max_shard && n_out > 99999) {
+		fprintf(stderr, "modelfs: %s: %zu shards of at most %" PRIu64 " bytes: more than "
+		        "99999\n", in, n_out, max_shard);
+		n_out = 0;
+		goto done;
+	}
 	/* The files written: the shards (or the one file), then the index. */
-	tmp = starts ? calloc(n_out + 1, PATH_MAX) : NULL;
-	out = starts ? calloc(n_out + 1, PATH_MAX) : NULL;
+	tmp = starts ? calloc(n_out + 1, sizeof(*tmp)) : NULL;
+	out = starts ? calloc(n_out + 1, sizeof(*out)) : NULL;
 	buf = malloc(1 << 20);
 	if (!starts || !tmp || !out || !buf) {
 		fprintf(stderr, "modelfs: out of memory\n");
 		goto done;
 	}
-	if (max_shard && n_out > 99999) {
-		fprintf(stderr, "modelfs: %s: %zu shards of at most %" PRIu64 " bytes: more than "
-		        "99999\n", in, n_out, max_shard);
-		goto done;
-	}
 	size_t stem = strlen(outpath) - (max_shard ? strlen(INDEX_SUFFIX) : 0);
-	for (size_t k = 0; k < n_out; k++) {
-		size_t need = max_shard ?
-		              (size_t)snprintf(out[k], PATH_MAX, "%.*s-%05zu-of-%05zu.safetensors",
+	for (size_t k = 0; k < n_out + (max_shard ? 1 : 0); k++) {
+		char name[PATH_MAX];
+		size_t need = max_shard && k < n_out ?
+		              (size_t)snprintf(name, sizeof(name), "%.*s-%05zu-of-%05zu.safetensors",
 		                               (int)stem, outpath, k + 1, n_out) :
-		              (size_t)snprintf(out[k], PATH_MAX, "%s", outpath);
-		if (need >= PATH_MAX) {
+		              (size_t)snprintf(name, sizeof(name), "%s", outpath);
+		if (need >= sizeof(name)) {
 			fprintf(stderr, "modelfs: %s: path too long\n", outpath);
 			goto done;
 		}
+		if (!(out[k] = strdup(name))) {
+			fprintf(stderr, "modelfs: out of memory\n");
+			goto done;
+		}
 	}
-	if (max_shard)
-		snprintf(out[n_out], PATH_MAX, "%s", outpath);
 	/* The output replaces OUT by a rename: if OUT is the model, a shard or
 	 * an external data file, that would destroy the input (cp refuses the
 	 * same file too). */
@@ -513,7 +529,7 @@ int cmd_convert(const char *in, const char *outpath, uint64_t max_shard)
 		}
 	}
 	for (size_t k = 0; k < n_out; k++)
-		if (write_file(m, in, ts + starts[k], starts[k + 1] - starts[k], out[k], tmp[k],
+		if (write_file(m, in, ts + starts[k], starts[k + 1] - starts[k], out[k], &tmp[k],
 		               buf) < 0)
 			goto done;
 	if (max_shard) {
@@ -522,7 +538,7 @@ int cmd_convert(const char *in, const char *outpath, uint64_t max_shard)
 			fprintf(stderr, "modelfs: out of memory\n");
 			goto done;
 		}
-		if (write_index(outpath, index, tmp[n_out]) < 0)
+		if (write_index(outpath, index, &tmp[n_out]) < 0)
 			goto done;
 	}
 	/* The shards first, the index last: it names only files already there. */
@@ -530,9 +546,14 @@ int cmd_convert(const char *in, const char *outpath, uint64_t max_shard)
 		goto done;
 	status = 0;
 done:
-	for (size_t k = 0; tmp && k < n_out + 1; k++)
-		if (tmp[k][0])
+	for (size_t k = 0; k < n_out + 1; k++) {
+		if (tmp && tmp[k]) {
 			unlink(tmp[k]);
+			free(tmp[k]);
+		}
+		if (out)
+			free(out[k]);
+	}
 	free(index);
 	free(buf);
 	free(tmp);
