@@ -108,6 +108,14 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 		en->name[e->name_len] = '\0';
 		en->writable = !fs->read_only && mfs_txn_meta_writable(fs->txn, en->name);
 		return;
+	} else if ((e->flags & MFS_TNF_OWN) && (name_is(e, "sha256") || name_is(e, "stats"))) {
+		const struct mfs_tensor *t = dir_tensor(fs, e->parent);
+		if (t) {
+			en->role = R_VIEW;
+			en->view = name_is(e, "sha256") ? MFS_VIEW_SHA256 : MFS_VIEW_STATS;
+			en->t = t;
+		}
+		return;
 	} else if ((e->flags & MFS_TNF_OWN) && (name_is(e, "dtype") || name_is(e, "shape"))) {
 		const struct mfs_tensor *t = dir_tensor(fs, e->parent);
 		if (t) {
@@ -257,6 +265,8 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 	*len = 0;
 	int rc = 0;
 	switch (en->role) {
+	case R_VIEW:
+		return mfs_view_text(fs, en->t, (enum mfs_view)en->view, out, len);
 	case R_DTYPE: {
 		int32_t dt;
 		size_t rank;
@@ -402,7 +412,8 @@ int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *
 
 bool mfs_ent_is_text(enum mfs_role r)
 {
-	return r == R_DTYPE || r == R_SHAPE || r == R_META || r == R_PROP || r == R_TEXT;
+	return r == R_DTYPE || r == R_SHAPE || r == R_META || r == R_PROP || r == R_TEXT ||
+	       r == R_VIEW;
 }
 
 /* st_size of `en` (fs->lock held). */
@@ -423,6 +434,7 @@ int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out)
 		return mfs_txn_tensor_size(out, fs->txn, en->t);
 	case R_SCRATCH:
 		return mfs_txn_scratch_size(out, fs->txn, en->scratch);
+	case R_VIEW:
 	case R_DTYPE:
 	case R_SHAPE:
 	case R_META:
@@ -577,6 +589,7 @@ double mfs_ent_attr_timeout(const struct mfs_ent *en)
 	case R_ROOT:
 	case R_STATUS:
 	case R_PROGRESS:
+	case R_VIEW:            /* a staged edit changes it, and its size */
 		return 0.0;
 	case R_DTYPE:
 	case R_SHAPE:

@@ -249,6 +249,7 @@ struct mfs_fs {
 	uint64_t ctl_dir, ctl_status, ctl_commit, ctl_abort, ctl_progress;  /* .modelfs/ */
 	struct timespec last_edit;      /* mtime of the root model file while edits are staged */
 	struct mfs_fh *fhs;             /* open handles (handle.c), under xlock */
+	struct mfs_views *views;        /* sha256 and stats computed so far (view.c) */
 
 	/* the root model file's pages (gen.c, "The root model file"), under xlock */
 	unsigned root_open;             /* its handles (FH_ROOT) now open: mappings hold one */
@@ -332,6 +333,7 @@ enum mfs_role {
 	R_PROGRESS,     /* .modelfs/progress: how far the commit running is */
 	R_COMMIT,
 	R_ABORT,
+	R_VIEW,         /* a tensor's sha256 or stats (view.c): computed, read-only */
 };
 
 /*
@@ -346,7 +348,8 @@ struct mfs_ent {
 	uint32_t idx;                   /* tree entries */
 	const struct mfs_tnode *e;      /* tree entries: the tree's, or &ebuf */
 	struct mfs_tnode ebuf;          /* an entry the tree makes (tree.h: mfs_tree_node) */
-	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE */
+	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE, R_VIEW */
+	int view;                       /* R_VIEW: enum mfs_view */
 	uint64_t scratch;               /* R_SCRATCH */
 	bool writable;                  /* files: content may be written */
 	bool creatable;                 /* directories: files may be created in it */
@@ -564,5 +567,27 @@ void mfs_inval_stop(struct mfs_fs *fs);
 
 /* The wall clock, for the times of edited entries. */
 struct timespec mfs_now(void);
+
+/* ------------------------------------------------------------ view.c */
+
+enum mfs_view { MFS_VIEW_SHA256 = 1, MFS_VIEW_STATS };
+
+struct mfs_views;
+
+/* mfs_views_new() - an empty cache of computed views; -ENOMEM. */
+int mfs_views_new(struct mfs_views **out);
+/* mfs_views_destroy() - free it; accepts NULL. */
+void mfs_views_destroy(struct mfs_views *v);
+/* mfs_views_forget() - drop every kept view (after a commit); accepts NULL. */
+void mfs_views_forget(struct mfs_views *v);
+/*
+ * mfs_view_text() - the text of view `which` of tensor `t` as the
+ * transaction shows it now: kept from an earlier read unless `t` is staged,
+ * else computed by streaming its bytes.  *out is malloc'd (NUL-terminated).
+ * Returns 0, -ENOMEM, -EUCLEAN (the bytes ended early), or a txn error.
+ * Called with fs->lock held shared.
+ */
+int mfs_view_text(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view which, char **out,
+                  size_t *len);
 
 #endif /* MODELFS_FS_FS_H */

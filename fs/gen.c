@@ -258,6 +258,9 @@ int mfs_fs_init(struct mfs_fs *fs)
 	rc = mfs_itab_new(&fs->itab, fs->gen->tree);
 	if (rc < 0)
 		return rc;
+	rc = mfs_views_new(&fs->views);
+	if (rc < 0)
+		return rc;
 	fs->ctl_dir = mfs_itab_alloc(fs->itab);
 	fs->ctl_status = mfs_itab_alloc(fs->itab);
 	fs->ctl_commit = mfs_itab_alloc(fs->itab);
@@ -273,6 +276,8 @@ void mfs_fs_fini(struct mfs_fs *fs)
 	mfs_fh_free_all(fs);
 	mfs_itab_destroy(fs->itab);
 	fs->itab = NULL;
+	mfs_views_destroy(fs->views);
+	fs->views = NULL;
 	gen_free(fs->gen);
 	fs->gen = NULL;
 	mfs_inval_fini(fs);
@@ -310,6 +315,8 @@ int mfs_fs_commit(struct mfs_fs *fs, struct mfs_txn_result *res)
 	pthread_rwlock_unlock(&fs->lock);
 	uint64_t n = root_edits(fs);
 	int rc = mfs_txn_commit(fs->txn, res);
+	/* The model now holds other bytes under the same names, maybe. */
+	mfs_views_forget(fs->views);
 	mfs_fs_sync_tree(fs, NULL, NULL);
 	pthread_rwlock_wrlock(&fs->lock);
 	fs->committing = false;

@@ -593,6 +593,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	case R_COMMIT:
 	case R_ABORT:
+	case R_VIEW:    /* computed: a staged edit changes it under the kernel's cache */
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
 		break;
@@ -850,6 +851,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		/* A text the tree makes on each read (a tensor's escaped name). */
 		/* fall through */
+	case R_VIEW:
 	case R_DTYPE:
 	case R_SHAPE:
 	case R_META:

@@ -15,17 +15,17 @@
  *                entries); in smaller ones it compares names along the
  *                children[] run (while building, every entry is hashed);
  *   own_dir[], own_id[]  the stored tensor directories: the files every
- *                one of them has (data dtype shape name) are not stored;
+ *                one of them has (data dtype shape name sha256 stats) are not stored;
  *   vd_*[]       the leaf tensor directories, not stored either (below);
  *   pool         the strings the tree made itself: encoded names that differ
  *                from the model's bytes, shapes, joined input/output lists.
  *
  * A TENSOR'S OWN FILES
  *
- * Most entries of a big checkpoint would be the four files of each tensor
+ * Most entries of a big checkpoint would be the six files of each tensor
  * directory (1.2 of 1.9 million for 300,000 tensors), all alike.  They are
  * numbered after the n stored entries: own directory r (u.dir.own = r + 1)
- * has entries n + 4r + k, k indexing own_names[], listed before its stored
+ * has entries n + 6r + k, k indexing own_names[], listed before its stored
  * children (or after those it held before it became a tensor's: own_late).
  * mfs_tree_node() makes such an entry in the caller's buffer from the
  * tensor; a shape, an unknown dtype's name and a name that needs escapes
@@ -181,13 +181,13 @@ struct mfs_tree {
  *   0 .. n - 1                 stored entries (nodes[])
  *   n + v                      leaf tensor directory v (vd_*[v])
  *   n + n_vd + N_OWN * v + k   own file k of leaf directory v
- *   n + 5 n_vd + N_OWN * r + k own file k of stored directory r
+ *   n + 7 n_vd + N_OWN * r + k own file k of stored directory r
  *                              (u.dir.own = r + 1, own_dir[r])
  *
  * so every parent comes before its children.  While building, n_vd is 0
  * and every tensor directory is stored; finish() makes the leaves.
  */
-#define N_OWN 4u
+#define N_OWN 6u
 
 /*
  * Own files are listed first, unless the directory held children before it
@@ -207,9 +207,15 @@ struct own_x {
 	uint32_t own;
 	const struct mfs_tensor *t;
 };
-enum { OWN_DATA, OWN_DTYPE, OWN_SHAPE, OWN_NAME };
-static const char *const own_names[N_OWN] = {"data", "dtype", "shape", "name"};
-static const uint8_t own_lens[N_OWN] = {4, 5, 5, 4};
+/*
+ * sha256 and stats are views (fs/view.c): computed from the tensor's bytes
+ * by the daemon, never by the tree, which only gives them a place (their
+ * entries are empty generated texts; fs/entry.c classifies them).
+ */
+enum { OWN_DATA, OWN_DTYPE, OWN_SHAPE, OWN_NAME, OWN_SHA256, OWN_STATS };
+static const char *const own_names[N_OWN] = {"data", "dtype", "shape", "name", "sha256",
+                                             "stats"};
+static const uint8_t own_lens[N_OWN] = {4, 5, 5, 4, 6, 5};
 
 /* Which own file `name` is, or -1. */
 static int own_slot(const char *name, size_t len)
@@ -344,6 +350,10 @@ static void own_node(const struct mfs_tree *t, uint32_t idx, struct mfs_tnode *e
 		e->flags |= MFS_TNF_NL | MFS_TNF_GEN;
 		e->u.text.len = mfs_dims_format(NULL, 0, ts->dims, ts->rank);
 		break;
+	case OWN_SHA256:
+	case OWN_STATS:
+		e->flags |= MFS_TNF_GEN;        /* empty here: the daemon fills it */
+		break;
 	default: {
 		const char *nm = ts->name ? ts->name : "";
 		size_t len = strlen(nm);
@@ -374,6 +384,10 @@ static void own_text(const struct mfs_tree *t, uint32_t idx, char *buf, size_t c
 		break;
 	case OWN_SHAPE:
 		mfs_dims_format(buf, cap, ts->dims, ts->rank);
+		break;
+	case OWN_SHA256:
+	case OWN_STATS:
+		buf[0] = '\0';
 		break;
 	default: {
 		const char *nm = ts->name ? ts->name : "";
@@ -986,7 +1000,8 @@ static void node_dirs(struct build *b, uint32_t dir, const struct mfs_node *node
 
 /* --------------------------------------------------------------- weights */
 
-static const char *const tensor_own[] = {"data", "dtype", "shape", "name", NULL};
+static const char *const tensor_own[] = {"data", "dtype", "shape", "name", "sha256", "stats",
+                                         NULL};
 static const char *const sparse_own[] = {"dtype", "shape", "name", "values", "indices", NULL};
 
 /* Can an existing directory become the directory of a tensor with `own` entries? */

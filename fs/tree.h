@@ -59,7 +59,7 @@ struct mfs_tnode {
 			uint32_t count;         /* number of children */
 			uint32_t n_subdirs;     /* children that are directories (for st_nlink) */
 			uint32_t own;           /* private: 0, or which tensor's own files
-			                         * (data dtype shape name) it shows */
+			                         * (data dtype shape name sha256 stats) it shows */
 		} dir;
 		struct {
 			const char *p;

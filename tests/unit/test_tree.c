@@ -398,7 +398,7 @@ static void builds_the_onnx_layout(void **state)
 
 	assert_ls(t, "weights", "fc");
 	assert_ls(t, "weights/fc", "weight bias");
-	assert_ls(t, "weights/fc/weight", "data dtype shape name");
+	assert_ls(t, "weights/fc/weight", "data dtype shape name sha256 stats");
 	const struct mfs_tnode *data = node_at(t, "weights/fc/weight/data");
 	assert_int_equal(data->kind, MFS_TN_TENSOR);
 	assert_int_equal(mfs_tree_size(t, at(t, "weights/fc/weight/data")), 40);
@@ -461,7 +461,7 @@ static void colliding_tensor_paths_get_suffixes(void **state)
 	assert_text(t, "weights/a/b~1/name", "a/b\n");
 	assert_text(t, "weights/a/b~2/name", "a..b\n");
 	/* A tensor directory may hold the directories of longer names. */
-	assert_ls(t, "weights/a/b", "data dtype shape name c");
+	assert_ls(t, "weights/a/b", "data dtype shape name sha256 stats c");
 	assert_text(t, "weights/a/b/c/name", "a.b.c\n");
 	/* The later duplicate gets the suffix; the real "dup~1" comes after it. */
 	assert_int_equal(mfs_tree_size(t, at(t, "weights/dup/data")), 5);
@@ -477,7 +477,7 @@ static void reserved_names_beside_a_tensor_get_suffixes(void **state)
 	const char *names[] = {"t", "t.data", "t.name", "t.shape.x", "t.dtype.y", "t.ok"};
 	struct mfs_tree *t = build(with_inits(6, names));
 	check_invariants(t);
-	assert_ls(t, "weights/t", "data dtype shape name data~1 name~1 shape~1 dtype~1 ok");
+	assert_ls(t, "weights/t", "data dtype shape name sha256 stats data~1 name~1 shape~1 dtype~1 ok");
 	assert_text(t, "weights/t/data~1/name", "t.data\n");
 	assert_text(t, "weights/t/name~1/name", "t.name\n");
 	assert_text(t, "weights/t/shape~1/x/name", "t.shape.x\n");
@@ -493,7 +493,7 @@ static void reserved_names_beside_a_tensor_get_suffixes(void **state)
 	assert_text(t, "weights/x/data/y/name", "x.data.y\n");
 	assert_text(t, "weights/x/z/name", "x.z\n");
 	/* ... but a plain directory made by a longer name can hold a tensor. */
-	assert_ls(t, "weights/p", "q data dtype shape name");
+	assert_ls(t, "weights/p", "q data dtype shape name sha256 stats");
 	assert_text(t, "weights/p/name", "p\n");
 	mfs_tree_destroy(t);
 }
@@ -732,7 +732,7 @@ static void subgraphs_are_directories(void **state)
 	snprintf(p, sizeof(p), "%s/outputs/y/shape", sg);
 	assert_text(t, p, "2\n");
 	snprintf(p, sizeof(p), "%s/nodes/0000-Constant/attrs/value", sg);
-	assert_ls(t, p, "data dtype shape name");
+	assert_ls(t, p, "data dtype shape name sha256 stats");
 	snprintf(p, sizeof(p), "%s/nodes/0000-Constant/attrs/value/data", sg);
 	assert_int_equal(mfs_tree_size(t, at(t, p)), 8);
 	snprintf(p, sizeof(p), "%s/nodes/0000-Constant/attrs/value/name", sg);
@@ -773,7 +773,7 @@ static void sparse_tensors_are_directories(void **state)
 	assert_ls(t, "weights/emb/sp", "dtype shape name values indices values~1");
 	assert_text(t, "weights/emb/sp/shape", "100,8\n");
 	assert_text(t, "weights/emb/sp/name", "emb.sp\n");
-	assert_ls(t, "weights/emb/sp/values", "data dtype shape name");
+	assert_ls(t, "weights/emb/sp/values", "data dtype shape name sha256 stats");
 	assert_int_equal(mfs_tree_size(t, at(t, "weights/emb/sp/values/data")), 20);
 	assert_text(t, "weights/emb/sp/indices/shape", "5,2\n");
 	assert_text(t, "weights/emb/sp/indices/dtype", "int64\n");
@@ -926,11 +926,11 @@ static void many_tensors_cost_little_tree_memory(void **state)
 	       (double)mem / (1 << 20), (double)mem / N);
 	/* Every entry is still there: root, model.safetensors, meta/, props/,
 	 * weights/model/layers/; per layer L/mlp/experts/, per expert E/, per
-	 * tensor <proj>/weight/ and its data dtype shape name. */
-	assert_int_equal(n, 4 + 3 + LAYERS * 3 + LAYERS * EXPERTS + N * 6);
+	 * tensor <proj>/weight/ and its data dtype shape name sha256 stats. */
+	assert_int_equal(n, 4 + 3 + LAYERS * 3 + LAYERS * EXPERTS + N * 8);
 	check_invariants(t);
 	assert_ls(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight",
-	          "data dtype shape name");
+	          "data dtype shape name sha256 stats");
 	assert_text(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight/shape", "16,8\n");
 	assert_text(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight/dtype", "bfloat16\n");
 	assert_text(t, "weights/model/layers/19/mlp/experts/999/down_proj/weight/name",
@@ -949,9 +949,9 @@ static void many_tensors_cost_little_tree_memory(void **state)
 	e = node(t, w);
 	assert_int_equal(e->kind, MFS_TN_DIR);
 	assert_true(e->flags & MFS_TNF_TENSOR);
-	assert_int_equal(e->u.dir.count, 4);
+	assert_int_equal(e->u.dir.count, 6);
 	assert_int_equal(e->u.dir.n_subdirs, 0);
-	assert_int_equal(mfs_tree_size(t, w), 4);
+	assert_int_equal(mfs_tree_size(t, w), 6);
 	assert_int_equal(e->parent, at(t, "weights/model/layers/3/mlp/experts/5/down_proj"));
 	assert_int_equal(at(t, "weights/model/layers/3/mlp/experts/5/down_proj/weight/data/.."), w);
 	assert_int_equal(mfs_tree_child(t, w, 2),
