@@ -95,6 +95,10 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 	case MFS_TN_SRC:
 		en->role = e->u.src == 0 ? R_ROOT : R_SRC;
 		return;
+	case MFS_TN_NPY:
+		en->role = R_NPY;
+		en->t = e->u.tensor;
+		return;
 	default:
 		break;
 	}
@@ -432,6 +436,8 @@ int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out)
 		return mfs_txn_file_size(out, fs->txn, 0);
 	case R_DATA:
 		return mfs_txn_tensor_size(out, fs->txn, en->t);
+	case R_NPY:
+		return mfs_npy_size(fs, en->t, out);
 	case R_SCRATCH:
 		return mfs_txn_scratch_size(out, fs->txn, en->scratch);
 	case R_VIEW:
@@ -590,6 +596,7 @@ double mfs_ent_attr_timeout(const struct mfs_ent *en)
 	case R_STATUS:
 	case R_PROGRESS:
 	case R_VIEW:            /* a staged edit changes it, and its size */
+	case R_NPY:
 		return 0.0;
 	case R_DTYPE:
 	case R_SHAPE:
@@ -711,6 +718,8 @@ ssize_t mfs_ent_read(struct mfs_fs *fs, const struct mfs_ent *en, void *buf, siz
 	switch (en->role) {
 	case R_DATA:
 		return mfs_txn_tensor_read(fs->txn, en->t, buf, len, off);
+	case R_NPY:
+		return mfs_npy_read(fs, en->t, buf, len, off);
 	case R_SCRATCH:
 		return mfs_txn_scratch_read(fs->txn, en->scratch, buf, len, off);
 	default:

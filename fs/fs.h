@@ -334,6 +334,7 @@ enum mfs_role {
 	R_COMMIT,
 	R_ABORT,
 	R_VIEW,         /* a tensor's sha256 or stats (view.c): computed, read-only */
+	R_NPY,          /* npy/<path>.npy (view.c): header + the tensor's bytes, read-only */
 };
 
 /*
@@ -348,7 +349,7 @@ struct mfs_ent {
 	uint32_t idx;                   /* tree entries */
 	const struct mfs_tnode *e;      /* tree entries: the tree's, or &ebuf */
 	struct mfs_tnode ebuf;          /* an entry the tree makes (tree.h: mfs_tree_node) */
-	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE, R_VIEW */
+	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE, R_VIEW, R_NPY */
 	int view;                       /* R_VIEW: enum mfs_view */
 	uint64_t scratch;               /* R_SCRATCH */
 	bool writable;                  /* files: content may be written */
@@ -589,5 +590,14 @@ void mfs_views_forget(struct mfs_views *v);
  */
 int mfs_view_text(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view which, char **out,
                   size_t *len);
+/*
+ * mfs_npy_size() / mfs_npy_read() - the npy view of tensor `t` as the txn
+ * shows it (staged dtype, shape and bytes): its size, and up to `len` bytes
+ * at `off` (the header made, the rest read from the tensor, never copied
+ * whole).  -EOPNOTSUPP when numpy has no such dtype (any more).
+ */
+int mfs_npy_size(struct mfs_fs *fs, const struct mfs_tensor *t, uint64_t *out);
+ssize_t mfs_npy_read(struct mfs_fs *fs, const struct mfs_tensor *t, void *buf, size_t len,
+                     uint64_t off);
 
 #endif /* MODELFS_FS_FS_H */

@@ -666,6 +666,14 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
 		break;
+	case R_NPY:
+		/*
+		 * Page-cached while open (so it can be mapped), dropped at each
+		 * open: its header and bytes follow staged edits and aborts,
+		 * which queue no invalidation for it.
+		 */
+		fi->keep_cache = 0;
+		break;
 	default:
 		break;
 	}
@@ -895,6 +903,18 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	case R_SCRATCH:
 		reply_read(req, rd_staged, &ra, size, o);
 		break;
+	case R_NPY: {
+		/* The header made, the rest read from the tensor (view.c). */
+		uint64_t vsize;
+		rc = mfs_ent_size(fs, &en, &vsize);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else if (o >= vsize)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			reply_read(req, rd_staged, &ra, vsize - o < size ? vsize - o : size, o);
+		break;
+	}
 	case R_ROOT: {
 		uint64_t fsize;
 		rc = mfs_txn_file_size(&fsize, fs->txn, 0);

@@ -76,6 +76,7 @@
 
 #include "names.h"
 #include "tree.h"
+#include "modelfs/view.h"
 
 #define NONE 0u                          /* "no entry": index 0 is the root, never a child */
 #define MAX_ENTRIES (UINT32_MAX - 1u)
@@ -1284,6 +1285,56 @@ static void root_contents(struct build *b)
 }
 
 /*
+ * npy/: beside weights/, the same paths with each tensor directory a file
+ * `<name>.npy` (an npy view: its header, then the tensor's bytes), for
+ * every tensor of the root weights/ whose dtype numpy has
+ * (mfs_npy_descr()).  A separate tree so that `rsync -a weights/` copies
+ * every tensor once.  Directory names are the weights/ ones (the same
+ * bytes, so nothing is copied); a file name is kept in the pool.  Depth is
+ * bounded by NPY_DEPTH (deeper tensors have no view).
+ */
+#define NPY_DEPTH 256
+
+static void npy_contents(struct build *b)
+{
+	struct mfs_tree *t = b->t;
+	uint32_t w = find(t, MFS_TREE_ROOT, "weights", 7);
+	if (b->err || w == NONE || t->nodes[w].kind != MFS_TN_DIR)
+		return;
+	uint32_t npy = NONE, n_own = t->n_own;
+	uint32_t path[NPY_DEPTH];
+	for (uint32_t r = 0; r < n_own && !b->err; r++) {
+		const struct mfs_tensor *ts = own_tensor(t, r);
+		if (!mfs_npy_descr(ts->dtype))
+			continue;
+		size_t depth = 0;
+		uint32_t d = t->own_dir[r];
+		while (d != w && d != MFS_TREE_ROOT && depth < NPY_DEPTH) {
+			path[depth++] = d;
+			d = t->nodes[d].parent;
+		}
+		if (d != w || depth == 0 || t->nodes[path[0]].name_len + 4u > MFS_NAME_MAX)
+			continue;
+		if (npy == NONE)
+			npy = dir_get(b, MFS_TREE_ROOT, "npy", 3, true);
+		uint32_t cur = npy;
+		for (size_t k = depth; k-- > 1 && !b->err;) {
+			/* Names point into the description or the pool: stable. */
+			const char *nm = t->nodes[path[k]].name;
+			size_t len = t->nodes[path[k]].name_len;
+			cur = dir_get(b, cur, nm, len, true);
+		}
+		char nm[MFS_NAME_MAX + 1];
+		size_t len = t->nodes[path[0]].name_len;
+		memcpy(nm, t->nodes[path[0]].name, len);
+		memcpy(nm + len, ".npy", 4);
+		uint32_t f = add_unique_enc(b, cur, nm, len + 4, false, MFS_TN_NPY, 0);
+		if (f != NONE)
+			t->nodes[f].u.tensor = ts;
+	}
+}
+
+/*
  * Flatten the build-time sibling lists into children[] and count each
  * directory's subdirectories.
  */
@@ -1548,6 +1599,7 @@ int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc)
 	b.t->n = 1;
 
 	root_contents(&b);
+	npy_contents(&b);
 	rc = b.err;
 	if (rc < 0)
 		goto out;
@@ -1705,6 +1757,11 @@ uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx)
 		return e->u.text.len + ((e->flags & MFS_TNF_NL) != 0);
 	case MFS_TN_TENSOR:
 		return e->u.tensor->nbytes;
+	case MFS_TN_NPY: {
+		char h[MFS_NPY_HEADER_MAX];
+		const struct mfs_tensor *ts = e->u.tensor;
+		return mfs_npy_header(h, sizeof(h), ts->dtype, ts->dims, ts->rank) + ts->nbytes;
+	}
 	default:
 		/* MFS_TN_SRC: the size the file had when the model was opened. */
 		return t->desc->files[e->u.src].size;

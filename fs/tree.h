@@ -29,6 +29,8 @@ enum mfs_tnode_kind {
 	MFS_TN_TEXT,            /* u.text: bytes in memory (+ '\n' if MFS_TNF_NL) */
 	MFS_TN_TENSOR,          /* u.tensor: a tensor's `data` file */
 	MFS_TN_SRC,             /* u.src: a source file of the model, at the root */
+	MFS_TN_NPY,             /* u.tensor: npy/<path>.npy, an npy header and the
+	                         * tensor's bytes (fs/view.c serves it) */
 };
 
 /* Entry flags. */
@@ -135,7 +137,8 @@ int mfs_tree_resolve(const struct mfs_tree *t, const char *path, uint32_t *out);
 /*
  * mfs_tree_size() - st_size of entry `idx`: exactly the bytes a read of the
  * whole file returns (text with its '\n', tensor nbytes, source file size);
- * for a directory, its number of children.
+ * for a directory, its number of children; for an npy view, its header and
+ * the tensor's bytes as the model has them (the daemon asks the txn).
  */
 uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx);
 

@@ -201,3 +201,61 @@ int mfs_view_text(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view w
 	pthread_mutex_unlock(&v->lock);
 	return 0;
 }
+
+/* The npy header of `t` now into `h` (MFS_NPY_HEADER_MAX bytes): its length or an error. */
+static ssize_t npy_header(struct mfs_fs *fs, const struct mfs_tensor *t, char *h)
+{
+	int32_t dtype;
+	size_t rank = 0, r2 = 0;
+	int rc = mfs_txn_tensor_type(fs->txn, t, &dtype, NULL, 0, &rank);
+	if (rc < 0)
+		return rc;
+	int64_t *dims = malloc((rank + 1) * sizeof(*dims));
+	if (!dims)
+		return -ENOMEM;
+	rc = mfs_txn_tensor_type(fs->txn, t, &dtype, dims, rank, &r2);
+	size_t n = rc < 0 ? 0 : mfs_npy_header(h, MFS_NPY_HEADER_MAX, dtype, dims,
+	                                       r2 < rank ? r2 : rank);
+	free(dims);
+	if (rc < 0)
+		return rc;
+	return n ? (ssize_t)n : -EOPNOTSUPP;
+}
+
+int mfs_npy_size(struct mfs_fs *fs, const struct mfs_tensor *t, uint64_t *out)
+{
+	char h[MFS_NPY_HEADER_MAX];
+	uint64_t size;
+	*out = 0;
+	ssize_t hl = npy_header(fs, t, h);
+	if (hl < 0)
+		return (int)hl;
+	int rc = mfs_txn_tensor_size(&size, fs->txn, t);
+	if (rc == 0)
+		*out = (uint64_t)hl + size;
+	return rc;
+}
+
+ssize_t mfs_npy_read(struct mfs_fs *fs, const struct mfs_tensor *t, void *buf, size_t len,
+                     uint64_t off)
+{
+	char h[MFS_NPY_HEADER_MAX];
+	ssize_t hl = npy_header(fs, t, h);
+	if (hl < 0)
+		return hl;
+	size_t got = 0;
+	if (off < (uint64_t)hl) {
+		got = (size_t)hl - (size_t)off < len ? (size_t)hl - (size_t)off : len;
+		memcpy(buf, h + off, got);
+	}
+	while (got < len) {
+		uint64_t toff = off + got - (uint64_t)hl;
+		ssize_t n = mfs_txn_tensor_read(fs->txn, t, (char *)buf + got, len - got, toff);
+		if (n < 0)
+			return got ? (ssize_t)got : n;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}

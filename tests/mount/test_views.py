@@ -8,8 +8,11 @@ an empty tensor and a 0-d one.  Through a real mount:
   - weights/<t>/stats equals numpy's count, min, max, mean, std (finite
     elements), NaN and Inf counts, for every dtype incl. bfloat16, float16;
   - both are read-only (EACCES on open for writing);
-  - a staged write to data changes sha256 and stats at once, and an abort
-    brings the first digest back.
+  - npy/<path>.npy: numpy.load (and with mmap_mode='r') equals the tensor
+    with its dtype and shape for every dtype numpy has; bfloat16 has none;
+  - a staged write to data changes sha256, stats and the npy view at once,
+    and an abort brings the first digest back;
+  - `rsync -a weights/` copies each tensor's bytes once (no .npy there).
 """
 import errno
 import hashlib
@@ -123,6 +126,34 @@ def main():
             t.check("%s: stats equal numpy's" % name, why is None, why)
             t.eq("%s: stat size of stats is its length" % name,
                  len(text), os.stat(os.path.join(d, "stats")).st_size)
+        for name in tensors:
+            p = os.path.join(mnt, "npy", *name.split(".")[:-1], name.split(".")[-1] + ".npy")
+            if name == "f.BF16":
+                t.check("bfloat16 has no npy view", not os.path.exists(p), p)
+                continue
+            want = np.asarray(values[name])
+            try:
+                a = np.load(p)
+                m = np.load(p, mmap_mode="r")
+                good = (a.dtype == want.dtype and a.shape == want.shape and
+                        np.array_equal(a, want, equal_nan=a.dtype.kind == "f") and
+                        np.array_equal(np.asarray(m), a, equal_nan=a.dtype.kind == "f"))
+                t.check("%s: numpy.load of its npy view (and mmap_mode='r') equals it" % name,
+                        good, "%s %s vs %s %s" % (a.dtype, a.shape, want.dtype, want.shape))
+                del m
+            except Exception as e:  # noqa: BLE001
+                t.not_ok("%s: numpy.load of its npy view" % name, e)
+            t.eq("%s: the npy view's size is header + data, 64-aligned header" % name, 0,
+                 (os.path.getsize(p) - want.nbytes) % 64)
+        dst = os.path.join(t.tmp, "rs")
+        r = subprocess.run(["rsync", "-a", mnt + "/weights/", dst + "/"], capture_output=True,
+                           text=True)
+        copied = sum(os.path.getsize(os.path.join(b, f)) for b, _, fs in os.walk(dst)
+                     for f in fs if f == "data")
+        t.check("rsync -a weights/ copies every tensor once, no npy",
+                r.returncode == 0 and copied == sum(len(x[2]) for x in tensors.values()) and
+                not any(f.endswith(".npy") for _, _, fs in os.walk(dst) for f in fs),
+                r.stderr)
         for view in ("sha256", "stats"):
             p = os.path.join(mnt, "weights", "f", "F32", view)
             try:
@@ -144,6 +175,9 @@ def main():
              after)
         why = stats_match(expected_stats(edited), parse_stats(open(d + "/stats").read()))
         t.check("a staged write changes stats", why is None, why)
+        a = np.load(os.path.join(mnt, "npy", "f", "F32.npy"))
+        t.check("a staged write shows in the npy view", np.array_equal(
+            a.ravel(), edited, equal_nan=True))
         with open(mnt + "/.modelfs/abort", "w") as fh:
             fh.write("1\n")
         t.eq("after abort sha256 is the first again", before, open(d + "/sha256").read())

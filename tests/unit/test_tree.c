@@ -363,7 +363,7 @@ static void builds_the_onnx_layout(void **state)
 	struct mfs_tree *t = build(linear_relu());
 	check_invariants(t);
 
-	assert_ls(t, "", "model.onnx meta inputs outputs values nodes weights");
+	assert_ls(t, "", "model.onnx meta inputs outputs values nodes weights npy");
 	const struct mfs_tnode *root_file = node_at(t, "model.onnx");
 	assert_int_equal(root_file->kind, MFS_TN_SRC);
 	assert_int_equal(root_file->u.src, 0);
@@ -408,9 +408,15 @@ static void builds_the_onnx_layout(void **state)
 	assert_text(t, "weights/fc/bias/shape", "1\n");
 	assert_true(node_at(t, "weights/fc/weight")->flags & MFS_TNF_TENSOR);
 	assert_false(node_at(t, "weights/fc")->flags & MFS_TNF_TENSOR);
+	/* npy/ mirrors weights/, one file per tensor: its header (10 bytes and
+	 * the 61-byte dict of a (1, 10) float32, padded to 128) and its bytes. */
+	assert_ls(t, "npy", "fc");
+	assert_ls(t, "npy/fc", "weight.npy bias.npy");
+	assert_int_equal(node_at(t, "npy/fc/weight.npy")->kind, MFS_TN_NPY);
+	assert_int_equal(mfs_tree_size(t, at(t, "npy/fc/weight.npy")), 128 + 40);
 
-	/* st_nlink material: root has six subdirectories. */
-	assert_int_equal(node_at(t, "")->u.dir.n_subdirs, 6);
+	/* st_nlink material: root has seven subdirectories. */
+	assert_int_equal(node_at(t, "")->u.dir.n_subdirs, 7);
 	assert_true(mfs_tree_mem(t) > 0);
 	mfs_tree_destroy(t);
 }
@@ -856,7 +862,7 @@ static void source_files_keep_their_paths(void **state)
 	struct mfs_tree *t = build(d);
 	check_invariants(t);
 	/* A data file called "meta" keeps its name: the loader needs it. */
-	assert_ls(t, "", "model.onnx data meta meta~1 inputs outputs values nodes weights");
+	assert_ls(t, "", "model.onnx data meta meta~1 inputs outputs values nodes weights npy");
 	assert_ls(t, "data", "part1.bin part2.bin");
 	assert_int_equal(node_at(t, "data/part2.bin")->kind, MFS_TN_SRC);
 	assert_int_equal(node_at(t, "data/part2.bin")->u.src, 2);
@@ -879,8 +885,10 @@ static void safetensors_shows_meta_and_weights_only(void **state)
 	d->props[0] = (struct mfs_meta){S("format"), S("pt"), 2};
 	struct mfs_tree *t = build(d);
 	check_invariants(t);
-	assert_ls(t, "", "model.safetensors meta weights");
+	assert_ls(t, "", "model.safetensors meta weights npy");
 	assert_ls(t, "weights", "model lm_head");
+	assert_ls(t, "npy", "model lm_head");
+	assert_ls(t, "npy/model/embed_tokens", "weight.npy");
 	assert_text(t, "weights/model/embed_tokens/weight/name", "model.embed_tokens.weight\n");
 	assert_text(t, "meta/props/format", "pt\n");
 	mfs_tree_destroy(t);
