@@ -99,6 +99,9 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 		en->role = R_NPY;
 		en->t = e->u.tensor;
 		return;
+	case MFS_TN_DOT:
+		en->role = R_DOT;
+		return;
 	default:
 		break;
 	}
@@ -438,6 +441,8 @@ int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out)
 		return mfs_txn_tensor_size(out, fs->txn, en->t);
 	case R_NPY:
 		return mfs_npy_size(fs, en->t, out);
+	case R_DOT:
+		return fs->gen->dot ? mfs_dot_size(fs->gen->dot, out) : 0;
 	case R_SCRATCH:
 		return mfs_txn_scratch_size(out, fs->txn, en->scratch);
 	case R_VIEW:
@@ -597,6 +602,7 @@ double mfs_ent_attr_timeout(const struct mfs_ent *en)
 	case R_PROGRESS:
 	case R_VIEW:            /* a staged edit changes it, and its size */
 	case R_NPY:
+	case R_DOT:             /* a commit of graph edits changes it */
 		return 0.0;
 	case R_DTYPE:
 	case R_SHAPE:
@@ -720,6 +726,8 @@ ssize_t mfs_ent_read(struct mfs_fs *fs, const struct mfs_ent *en, void *buf, siz
 		return mfs_txn_tensor_read(fs->txn, en->t, buf, len, off);
 	case R_NPY:
 		return mfs_npy_read(fs, en->t, buf, len, off);
+	case R_DOT:
+		return fs->gen->dot ? mfs_dot_read(fs->gen->dot, buf, len, off) : 0;
 	case R_SCRATCH:
 		return mfs_txn_scratch_read(fs->txn, en->scratch, buf, len, off);
 	default:

@@ -190,6 +190,7 @@ struct mfs_gen {
 	uint32_t meta_dir;              /* tree index of meta/, or NONE */
 	uint32_t props_dir;             /* tree index of meta/props/, or NONE */
 	uint64_t txn_gen;               /* mfs_txn_generation() it was built at */
+	struct mfs_dot *dot;            /* meta/graph.dot of desc.graph, or NULL */
 };
 
 struct mfs_inval;
@@ -335,6 +336,7 @@ enum mfs_role {
 	R_ABORT,
 	R_VIEW,         /* a tensor's sha256 or stats (view.c): computed, read-only */
 	R_NPY,          /* npy/<path>.npy (view.c): header + the tensor's bytes, read-only */
+	R_DOT,          /* meta/graph.dot (dot.c): made as it is read */
 };
 
 /*
@@ -568,6 +570,25 @@ void mfs_inval_stop(struct mfs_fs *fs);
 
 /* The wall clock, for the times of edited entries. */
 struct timespec mfs_now(void);
+
+/* ------------------------------------------------------------ dot.c */
+
+struct mfs_dot;
+
+/*
+ * mfs_dot_new() - the DOT text of graph `g` (borrowed; must outlive it),
+ * made when read: nothing is computed here.  -ENOMEM.
+ */
+int mfs_dot_new(struct mfs_dot **out, const struct mfs_graph *g);
+/* mfs_dot_destroy() - accepts NULL. */
+void mfs_dot_destroy(struct mfs_dot *d);
+/*
+ * mfs_dot_size() / mfs_dot_read() - its length (the first call indexes the
+ * graph and counts the text once), and up to `len` bytes at `off`.
+ * Thread-safe.  -ENOMEM.
+ */
+int mfs_dot_size(struct mfs_dot *d, uint64_t *out);
+ssize_t mfs_dot_read(struct mfs_dot *d, void *buf, size_t len, uint64_t off);
 
 /* ------------------------------------------------------------ view.c */
 

@@ -25,6 +25,7 @@ static void gen_free(struct mfs_gen *g)
 	if (!g)
 		return;
 	mfs_tree_destroy(g->tree);
+	mfs_dot_destroy(g->dot);
 	mfs_txn_props_free(g->props, g->desc.n_props);
 	free(g);
 }
@@ -50,6 +51,9 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 	g->desc.n_props = n;
 	rc = mfs_tree_build(&g->tree, &g->desc);
 	if (rc < 0)
+		goto out;
+	if (g->desc.graph && (g->desc.flags & MFS_DESC_GRAPH) &&
+	    (rc = mfs_dot_new(&g->dot, g->desc.graph)) < 0)
 		goto out;
 #ifdef __GLIBC__
 	/*

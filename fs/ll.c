@@ -666,6 +666,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
 		break;
+	case R_DOT:
 	case R_NPY:
 		/*
 		 * Page-cached while open (so it can be mapped), dropped at each
@@ -903,8 +904,9 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	case R_SCRATCH:
 		reply_read(req, rd_staged, &ra, size, o);
 		break;
+	case R_DOT:
 	case R_NPY: {
-		/* The header made, the rest read from the tensor (view.c). */
+		/* Made as read: dot.c, or the npy header and the tensor (view.c). */
 		uint64_t vsize;
 		rc = mfs_ent_size(fs, &en, &vsize);
 		if (rc < 0)

@@ -1238,6 +1238,9 @@ static void root_contents(struct build *b)
 		uint32_t f = add_named(b, in, name, strlen(name), MFS_TN_TEXT, 0);
 		set_text(b, f, m->value, m->len, false);
 	}
+	/* The graph drawn (fs/dot.c), for graph formats. */
+	if (d->graph && (d->flags & MFS_DESC_GRAPH))
+		add_unique_enc(b, meta, "graph.dot", 9, true, MFS_TN_DOT, 0);
 	uint32_t props = dir_get(b, meta, "props", 5, true);
 	b->t->props_first = b->t->n;
 	for (size_t i = 0; i < d->n_props && !b->err; i++) {
@@ -1757,6 +1760,8 @@ uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx)
 		return e->u.text.len + ((e->flags & MFS_TNF_NL) != 0);
 	case MFS_TN_TENSOR:
 		return e->u.tensor->nbytes;
+	case MFS_TN_DOT:
+		return 0;       /* the daemon measures it (fs/dot.c) */
 	case MFS_TN_NPY: {
 		char h[MFS_NPY_HEADER_MAX];
 		const struct mfs_tensor *ts = e->u.tensor;

@@ -31,6 +31,7 @@ enum mfs_tnode_kind {
 	MFS_TN_SRC,             /* u.src: a source file of the model, at the root */
 	MFS_TN_NPY,             /* u.tensor: npy/<path>.npy, an npy header and the
 	                         * tensor's bytes (fs/view.c serves it) */
+	MFS_TN_DOT,             /* meta/graph.dot (fs/dot.c makes it) */
 };
 
 /* Entry flags. */

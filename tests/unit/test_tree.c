@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "fs.h"
 #include "names.h"
 #include "tree.h"
 
@@ -369,7 +370,7 @@ static void builds_the_onnx_layout(void **state)
 	assert_int_equal(root_file->u.src, 0);
 	assert_int_equal(mfs_tree_size(t, at(t, "model.onnx")), 12345);
 
-	assert_ls(t, "meta", "format opset input_shape props");
+	assert_ls(t, "meta", "format opset input_shape graph.dot props");
 	assert_text(t, "meta/opset", "ai.onnx 12\n");
 	assert_text(t, "meta/input_shape", "batch_size,10\n");
 	assert_text(t, "meta/props/author", "me\n");
@@ -627,6 +628,87 @@ static void node_directories_are_numbered_to_the_width_of_the_count(void **state
 	mfs_tree_destroy(t);
 }
 
+/*
+ * meta/graph.dot of a 100,000-node chain: nothing made until asked, then
+ * the same bytes whether read front to back in small pieces or at random
+ * offsets, one edge per link labelled with its tensor, and a body (If's
+ * then_branch) drawn as a cluster.
+ */
+static void a_100k_node_chain_draws_as_dot_in_pieces(void **state)
+{
+	(void)state;
+	enum { N = 100000 };
+	struct mfs_graph *g = graph("chain");
+	g->n_nodes = N;
+	g->nodes = A(N * sizeof(struct mfs_node));
+	char buf[32];
+	for (size_t i = 0; i < N; i++) {
+		struct mfs_node *nd = &g->nodes[i];
+		nd->op_type = S(i == 7 ? "If" : "Relu");
+		nd->domain = nd->name = S("");
+		snprintf(buf, sizeof(buf), "t%zu", i ? i - 1 : 0);
+		nd->inputs = strv(1, i ? buf : "x");
+		nd->n_inputs = 1;
+		snprintf(buf, sizeof(buf), "t%zu", i);
+		nd->outputs = strv(1, buf);
+		nd->n_outputs = 1;
+	}
+	struct mfs_graph *body = graph("then\"body");
+	body->n_nodes = 1;
+	body->nodes = A(sizeof(struct mfs_node));
+	body->nodes[0].op_type = S("Identity");
+	body->nodes[0].domain = body->nodes[0].name = S("");
+	body->nodes[0].inputs = strv(1, "t3");     /* captured from the top graph */
+	body->nodes[0].n_inputs = 1;
+	body->nodes[0].outputs = strv(1, "r");
+	body->nodes[0].n_outputs = 1;
+	struct mfs_attr *at = A(sizeof(struct mfs_attr));
+	at->name = S("then_branch");
+	at->type = MFS_ATTR_GRAPH;
+	at->graphs = A(sizeof(struct mfs_graph *));
+	at->graphs[0] = body;
+	at->n_graphs = 1;
+	g->nodes[7].attrs = at;
+	g->nodes[7].n_attrs = 1;
+
+	struct mfs_dot *d;
+	assert_int_equal(mfs_dot_new(&d, g), 0);
+	uint64_t size;
+	assert_int_equal(mfs_dot_size(d, &size), 0);
+	assert_true(size > N * 20);
+	char *seq = malloc(size + 1), *rnd = malloc(size + 1);
+	assert_non_null(seq);
+	assert_non_null(rnd);
+	uint64_t off = 0;
+	while (off < size) {
+		ssize_t n = mfs_dot_read(d, seq + off, 4093, off);
+		assert_true(n > 0);
+		off += (uint64_t)n;
+	}
+	assert_int_equal(mfs_dot_read(d, seq, 10, size), 0);
+	seq[size] = rnd[size] = '\0';
+	/* Pieces from the end backwards: each starts at a checkpoint. */
+	for (uint64_t end = size; end > 0;) {
+		uint64_t start = end > 65536 ? end - 65536 : 0;
+		assert_int_equal(mfs_dot_read(d, rnd + start, end - start, start), end - start);
+		end = start;
+	}
+	assert_memory_equal(seq, rnd, size);
+	assert_true(strncmp(seq, "digraph \"chain\" {", 17) == 0);
+	assert_true(size >= 2 && seq[size - 2] == '}' && seq[size - 1] == '\n');
+	assert_non_null(strstr(seq, "  n41 -> n42 [label=\"t41\"];\n"));
+	assert_non_null(strstr(seq, "subgraph \"cluster_n7_0_0_\""));
+	assert_non_null(strstr(seq, "label=\"then_branch: then\\\"body\""));
+	assert_non_null(strstr(seq, "  n3 -> n7_0_0_n0 [label=\"t3\"];\n"));
+	size_t edges = 0;
+	for (const char *p = seq; (p = strstr(p, " -> ")); p++)
+		edges++;
+	assert_int_equal(edges, N - 1 + 1);
+	free(seq);
+	free(rnd);
+	mfs_dot_destroy(d);
+}
+
 static void a_100k_node_graph_builds_in_modest_memory(void **state)
 {
 	(void)state;
@@ -641,8 +723,8 @@ static void a_100k_node_graph_builds_in_modest_memory(void **state)
 	uint64_t mem = mfs_tree_mem(t);
 	printf("# 100k nodes: %u entries, %.3f s, %.1f MiB (%.1f bytes/entry)\n", n, secs,
 	       (double)mem / (1 << 20), (double)mem / n);
-	/* root, model.onnx, meta, props, 5 graph dirs; 9 entries per node (dir, 5 files, attrs/ + 2) */
-	assert_int_equal(n, 1 + 1 + 2 + 5 + (uint32_t)N * 9);
+	/* root, model.onnx, meta, props, graph.dot, 5 graph dirs; 9 entries per node (dir, 5 files, attrs/ + 2) */
+	assert_int_equal(n, 1 + 1 + 3 + 5 + (uint32_t)N * 9);
 	assert_int_equal(node_at(t, "nodes")->u.dir.count, N);
 	assert_text(t, "nodes/099999-Relu/attrs/perm", "0\n2\n1\n");
 	assert_text(t, "nodes/012345-Relu/inputs", "x\nw\n");
@@ -1056,6 +1138,7 @@ int main(void)
 		cmocka_unit_test_teardown(node_directories_are_numbered_to_the_width_of_the_count,
 		                          teardown),
 		cmocka_unit_test_teardown(a_100k_node_graph_builds_in_modest_memory, teardown),
+		cmocka_unit_test_teardown(a_100k_node_chain_draws_as_dot_in_pieces, teardown),
 		cmocka_unit_test_teardown(the_entry_limit_is_enforced, teardown),
 		cmocka_unit_test_teardown(subgraphs_are_directories, teardown),
 		cmocka_unit_test_teardown(sparse_tensors_are_directories, teardown),
