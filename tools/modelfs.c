@@ -35,6 +35,7 @@ static void usage(FILE *f)
 	        "usage: modelfs info|recover MODEL\n"
 	        "       modelfs commit|abort|status|unmount MOUNTPOINT\n"
 	        "       modelfs convert MODEL OUT.safetensors\n"
+	        "       modelfs diff [--tolerance ABS] [--rtol REL] [--json] A B\n"
 	        "       modelfs --help | --version\n"
 	        "\n"
 	        "  info MODEL          print format, metadata, inputs, outputs, counts and the\n"
@@ -44,6 +45,8 @@ static void usage(FILE *f)
 	        "                      check its journal, without mounting\n"
 	        "  convert MODEL OUT   write MODEL's tensors and props to the safetensors\n"
 	        "                      file OUT, streamed, running nothing of MODEL\n"
+	        "  diff A B            compare two models' tensors and props (any formats);\n"
+	        "                      exit 0 same, 1 different, 2 trouble\n"
 	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically (with\n"
 	        "                      progress on a terminal)\n"
 	        "  abort MOUNTPOINT    drop the edits staged in a mount\n"
@@ -681,6 +684,8 @@ int main(int argc, char **argv)
 		return cmd_recover(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "convert"))
 		return cmd_convert(argv[2], argv[3]);
+	if (argc >= 2 && !strcmp(argv[1], "diff"))
+		return cmd_diff(argc - 2, argv + 2);
 	if (argc == 3 && !strcmp(argv[1], "dump-tensors"))     /* hidden: for tests */
 		return cmd_dump(argv[2], false);
 	if (argc == 3 && !strcmp(argv[1], "dump-nodes"))        /* hidden: for tests */

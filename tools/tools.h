@@ -26,5 +26,7 @@ int cmd_commit(const char *mnt);
 int cmd_unmount(const char *mnt);
 int cmd_recover(const char *model);
 int cmd_convert(const char *model, const char *out);
+/* `modelfs diff [--tolerance ABS] [--rtol REL] [--json] A B`: argv after "diff". */
+int cmd_diff(int argc, char **argv);
 
 #endif
