@@ -95,6 +95,13 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 	case MFS_TN_SRC:
 		en->role = e->u.src == 0 ? R_ROOT : R_SRC;
 		return;
+	case MFS_TN_NPY:
+		en->role = R_NPY;
+		en->t = e->u.tensor;
+		return;
+	case MFS_TN_DOT:
+		en->role = R_DOT;
+		return;
 	default:
 		break;
 	}
@@ -113,6 +120,14 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 		memcpy(en->name, e->name, e->name_len);
 		en->name[e->name_len] = '\0';
 		en->writable = !fs->read_only && mfs_txn_meta_writable(fs->txn, en->name);
+		return;
+	} else if ((e->flags & MFS_TNF_OWN) && (name_is(e, "sha256") || name_is(e, "stats"))) {
+		const struct mfs_tensor *t = dir_tensor(fs, e->parent);
+		if (t) {
+			en->role = R_VIEW;
+			en->view = name_is(e, "sha256") ? MFS_VIEW_SHA256 : MFS_VIEW_STATS;
+			en->t = t;
+		}
 		return;
 	} else if ((e->flags & MFS_TNF_OWN) && (name_is(e, "dtype") || name_is(e, "shape"))) {
 		const struct mfs_tensor *t = dir_tensor(fs, e->parent);
@@ -263,6 +278,8 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 	*len = 0;
 	int rc = 0;
 	switch (en->role) {
+	case R_VIEW:
+		return mfs_view_text(fs, en->t, (enum mfs_view)en->view, out, len);
 	case R_DTYPE: {
 		int32_t dt;
 		size_t rank;
@@ -441,7 +458,7 @@ int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *
 bool mfs_ent_is_text(enum mfs_role r)
 {
 	return r == R_DTYPE || r == R_SHAPE || r == R_META || r == R_PROP || r == R_PTYPE ||
-	       r == R_TEXT;
+	       r == R_TEXT || r == R_VIEW;
 }
 
 /* st_size of `en` (fs->lock held). */
@@ -460,8 +477,13 @@ int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out)
 		return mfs_txn_file_size(out, fs->txn, 0);
 	case R_DATA:
 		return mfs_txn_tensor_size(out, fs->txn, en->t);
+	case R_NPY:
+		return mfs_npy_size(fs, en->t, out);
+	case R_DOT:
+		return fs->gen->dot ? mfs_dot_size(fs->gen->dot, out) : 0;
 	case R_SCRATCH:
 		return mfs_txn_scratch_size(out, fs->txn, en->scratch);
+	case R_VIEW:
 	case R_DTYPE:
 	case R_SHAPE:
 	case R_META:
@@ -617,6 +639,9 @@ double mfs_ent_attr_timeout(const struct mfs_ent *en)
 	case R_ROOT:
 	case R_STATUS:
 	case R_PROGRESS:
+	case R_VIEW:            /* a staged edit changes it, and its size */
+	case R_NPY:
+	case R_DOT:             /* a commit of graph edits changes it */
 		return 0.0;
 	case R_DTYPE:
 	case R_SHAPE:
@@ -739,6 +764,10 @@ ssize_t mfs_ent_read(struct mfs_fs *fs, const struct mfs_ent *en, void *buf, siz
 	switch (en->role) {
 	case R_DATA:
 		return mfs_txn_tensor_read(fs->txn, en->t, buf, len, off);
+	case R_NPY:
+		return mfs_npy_read(fs, en->t, buf, len, off);
+	case R_DOT:
+		return fs->gen->dot ? mfs_dot_read(fs->gen->dot, buf, len, off) : 0;
 	case R_SCRATCH:
 		return mfs_txn_scratch_read(fs->txn, en->scratch, buf, len, off);
 	default:

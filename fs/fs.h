@@ -191,6 +191,7 @@ struct mfs_gen {
 	uint32_t props_dir;             /* tree index of meta/props/, or NONE */
 	uint32_t types_dir;             /* tree index of meta/types/, or NONE */
 	uint64_t txn_gen;               /* mfs_txn_generation() it was built at */
+	struct mfs_dot *dot;            /* meta/graph.dot of desc.graph, or NULL */
 };
 
 struct mfs_inval;
@@ -250,6 +251,7 @@ struct mfs_fs {
 	uint64_t ctl_dir, ctl_status, ctl_commit, ctl_abort, ctl_progress;  /* .modelfs/ */
 	struct timespec last_edit;      /* mtime of the root model file while edits are staged */
 	struct mfs_fh *fhs;             /* open handles (handle.c), under xlock */
+	struct mfs_views *views;        /* sha256 and stats computed so far (view.c) */
 
 	/* the root model file's pages (gen.c, "The root model file"), under xlock */
 	unsigned root_open;             /* its handles (FH_ROOT) now open: mappings hold one */
@@ -334,6 +336,9 @@ enum mfs_role {
 	R_PROGRESS,     /* .modelfs/progress: how far the commit running is */
 	R_COMMIT,
 	R_ABORT,
+	R_VIEW,         /* a tensor's sha256 or stats (view.c): computed, read-only */
+	R_NPY,          /* npy/<path>.npy (view.c): header + the tensor's bytes, read-only */
+	R_DOT,          /* meta/graph.dot (dot.c): made as it is read */
 };
 
 /*
@@ -348,7 +353,8 @@ struct mfs_ent {
 	uint32_t idx;                   /* tree entries */
 	const struct mfs_tnode *e;      /* tree entries: the tree's, or &ebuf */
 	struct mfs_tnode ebuf;          /* an entry the tree makes (tree.h: mfs_tree_node) */
-	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE */
+	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE, R_VIEW, R_NPY */
+	int view;                       /* R_VIEW: enum mfs_view */
 	uint64_t scratch;               /* R_SCRATCH */
 	bool writable;                  /* files: content may be written */
 	bool creatable;                 /* directories: files may be created in it */
@@ -566,5 +572,55 @@ void mfs_inval_stop(struct mfs_fs *fs);
 
 /* The wall clock, for the times of edited entries. */
 struct timespec mfs_now(void);
+
+/* ------------------------------------------------------------ dot.c */
+
+struct mfs_dot;
+
+/*
+ * mfs_dot_new() - the DOT text of graph `g` (borrowed; must outlive it),
+ * made when read: nothing is computed here.  -ENOMEM.
+ */
+int mfs_dot_new(struct mfs_dot **out, const struct mfs_graph *g);
+/* mfs_dot_destroy() - accepts NULL. */
+void mfs_dot_destroy(struct mfs_dot *d);
+/*
+ * mfs_dot_size() / mfs_dot_read() - its length (the first call indexes the
+ * graph and counts the text once), and up to `len` bytes at `off`.
+ * Thread-safe.  -ENOMEM.
+ */
+int mfs_dot_size(struct mfs_dot *d, uint64_t *out);
+ssize_t mfs_dot_read(struct mfs_dot *d, void *buf, size_t len, uint64_t off);
+
+/* ------------------------------------------------------------ view.c */
+
+enum mfs_view { MFS_VIEW_SHA256 = 1, MFS_VIEW_STATS };
+
+struct mfs_views;
+
+/* mfs_views_new() - an empty cache of computed views; -ENOMEM. */
+int mfs_views_new(struct mfs_views **out);
+/* mfs_views_destroy() - free it; accepts NULL. */
+void mfs_views_destroy(struct mfs_views *v);
+/* mfs_views_forget() - drop every kept view (after a commit); accepts NULL. */
+void mfs_views_forget(struct mfs_views *v);
+/*
+ * mfs_view_text() - the text of view `which` of tensor `t` as the
+ * transaction shows it now: kept from an earlier read unless `t` is staged,
+ * else computed by streaming its bytes.  *out is malloc'd (NUL-terminated).
+ * Returns 0, -ENOMEM, -EUCLEAN (the bytes ended early), or a txn error.
+ * Called with fs->lock held shared.
+ */
+int mfs_view_text(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view which, char **out,
+                  size_t *len);
+/*
+ * mfs_npy_size() / mfs_npy_read() - the npy view of tensor `t` as the txn
+ * shows it (staged dtype, shape and bytes): its size, and up to `len` bytes
+ * at `off` (the header made, the rest read from the tensor, never copied
+ * whole).  -EOPNOTSUPP when numpy has no such dtype (any more).
+ */
+int mfs_npy_size(struct mfs_fs *fs, const struct mfs_tensor *t, uint64_t *out);
+ssize_t mfs_npy_read(struct mfs_fs *fs, const struct mfs_tensor *t, void *buf, size_t len,
+                     uint64_t off);
 
 #endif /* MODELFS_FS_FS_H */

@@ -25,6 +25,7 @@ static void gen_free(struct mfs_gen *g)
 	if (!g)
 		return;
 	mfs_tree_destroy(g->tree);
+	mfs_dot_destroy(g->dot);
 	mfs_txn_props_free(g->props, g->desc.n_props);
 	free(g);
 }
@@ -50,6 +51,9 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 	g->desc.n_props = n;
 	rc = mfs_tree_build(&g->tree, &g->desc);
 	if (rc < 0)
+		goto out;
+	if (g->desc.graph && (g->desc.flags & MFS_DESC_GRAPH) &&
+	    (rc = mfs_dot_new(&g->dot, g->desc.graph)) < 0)
 		goto out;
 #ifdef __GLIBC__
 	/*
@@ -260,6 +264,9 @@ int mfs_fs_init(struct mfs_fs *fs)
 	rc = mfs_itab_new(&fs->itab, fs->gen->tree);
 	if (rc < 0)
 		return rc;
+	rc = mfs_views_new(&fs->views);
+	if (rc < 0)
+		return rc;
 	fs->ctl_dir = mfs_itab_alloc(fs->itab);
 	fs->ctl_status = mfs_itab_alloc(fs->itab);
 	fs->ctl_commit = mfs_itab_alloc(fs->itab);
@@ -275,6 +282,8 @@ void mfs_fs_fini(struct mfs_fs *fs)
 	mfs_fh_free_all(fs);
 	mfs_itab_destroy(fs->itab);
 	fs->itab = NULL;
+	mfs_views_destroy(fs->views);
+	fs->views = NULL;
 	gen_free(fs->gen);
 	fs->gen = NULL;
 	mfs_inval_fini(fs);
@@ -312,6 +321,8 @@ int mfs_fs_commit(struct mfs_fs *fs, struct mfs_txn_result *res)
 	pthread_rwlock_unlock(&fs->lock);
 	uint64_t n = root_edits(fs);
 	int rc = mfs_txn_commit(fs->txn, res);
+	/* The model now holds other bytes under the same names, maybe. */
+	mfs_views_forget(fs->views);
 	mfs_fs_sync_tree(fs, NULL, NULL);
 	pthread_rwlock_wrlock(&fs->lock);
 	fs->committing = false;

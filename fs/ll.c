@@ -594,6 +594,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	case R_COMMIT:
 	case R_ABORT:
+	case R_VIEW:    /* computed: a staged edit changes it under the kernel's cache */
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
 		break;
@@ -665,6 +666,15 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (rc < 0)
 			goto out;
 		fi->direct_io = 1;
+		fi->keep_cache = 0;
+		break;
+	case R_DOT:
+	case R_NPY:
+		/*
+		 * Page-cached while open (so it can be mapped), dropped at each
+		 * open: its header and bytes follow staged edits and aborts,
+		 * which queue no invalidation for it.
+		 */
 		fi->keep_cache = 0;
 		break;
 	default:
@@ -852,6 +862,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		/* A text the tree makes on each read (a tensor's escaped name). */
 		/* fall through */
+	case R_VIEW:
 	case R_DTYPE:
 	case R_SHAPE:
 	case R_META:
@@ -896,6 +907,19 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	case R_SCRATCH:
 		reply_read(req, rd_staged, &ra, size, o);
 		break;
+	case R_DOT:
+	case R_NPY: {
+		/* Made as read: dot.c, or the npy header and the tensor (view.c). */
+		uint64_t vsize;
+		rc = mfs_ent_size(fs, &en, &vsize);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else if (o >= vsize)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			reply_read(req, rd_staged, &ra, vsize - o < size ? vsize - o : size, o);
+		break;
+	}
 	case R_ROOT: {
 		uint64_t fsize;
 		rc = mfs_txn_file_size(&fsize, fs->txn, 0);

@@ -15,17 +15,17 @@
  *                entries); in smaller ones it compares names along the
  *                children[] run (while building, every entry is hashed);
  *   own_dir[], own_id[]  the stored tensor directories: the files every
- *                one of them has (data dtype shape name) are not stored;
+ *                one of them has (data dtype shape name sha256 stats) are not stored;
  *   vd_*[]       the leaf tensor directories, not stored either (below);
  *   pool         the strings the tree made itself: encoded names that differ
  *                from the model's bytes, shapes, joined input/output lists.
  *
  * A TENSOR'S OWN FILES
  *
- * Most entries of a big checkpoint would be the four files of each tensor
+ * Most entries of a big checkpoint would be the six files of each tensor
  * directory (1.2 of 1.9 million for 300,000 tensors), all alike.  They are
  * numbered after the n stored entries: own directory r (u.dir.own = r + 1)
- * has entries n + 4r + k, k indexing own_names[], listed before its stored
+ * has entries n + 6r + k, k indexing own_names[], listed before its stored
  * children (or after those it held before it became a tensor's: own_late).
  * mfs_tree_node() makes such an entry in the caller's buffer from the
  * tensor; a shape, an unknown dtype's name and a name that needs escapes
@@ -76,6 +76,7 @@
 
 #include "names.h"
 #include "tree.h"
+#include "modelfs/view.h"
 
 #define NONE 0u                          /* "no entry": index 0 is the root, never a child */
 #define MAX_ENTRIES (UINT32_MAX - 1u)
@@ -181,13 +182,13 @@ struct mfs_tree {
  *   0 .. n - 1                 stored entries (nodes[])
  *   n + v                      leaf tensor directory v (vd_*[v])
  *   n + n_vd + N_OWN * v + k   own file k of leaf directory v
- *   n + 5 n_vd + N_OWN * r + k own file k of stored directory r
+ *   n + 7 n_vd + N_OWN * r + k own file k of stored directory r
  *                              (u.dir.own = r + 1, own_dir[r])
  *
  * so every parent comes before its children.  While building, n_vd is 0
  * and every tensor directory is stored; finish() makes the leaves.
  */
-#define N_OWN 4u
+#define N_OWN 6u
 
 /*
  * Own files are listed first, unless the directory held children before it
@@ -207,9 +208,15 @@ struct own_x {
 	uint32_t own;
 	const struct mfs_tensor *t;
 };
-enum { OWN_DATA, OWN_DTYPE, OWN_SHAPE, OWN_NAME };
-static const char *const own_names[N_OWN] = {"data", "dtype", "shape", "name"};
-static const uint8_t own_lens[N_OWN] = {4, 5, 5, 4};
+/*
+ * sha256 and stats are views (fs/view.c): computed from the tensor's bytes
+ * by the daemon, never by the tree, which only gives them a place (their
+ * entries are empty generated texts; fs/entry.c classifies them).
+ */
+enum { OWN_DATA, OWN_DTYPE, OWN_SHAPE, OWN_NAME, OWN_SHA256, OWN_STATS };
+static const char *const own_names[N_OWN] = {"data", "dtype", "shape", "name", "sha256",
+                                             "stats"};
+static const uint8_t own_lens[N_OWN] = {4, 5, 5, 4, 6, 5};
 
 /* Which own file `name` is, or -1. */
 static int own_slot(const char *name, size_t len)
@@ -344,6 +351,10 @@ static void own_node(const struct mfs_tree *t, uint32_t idx, struct mfs_tnode *e
 		e->flags |= MFS_TNF_NL | MFS_TNF_GEN;
 		e->u.text.len = mfs_dims_format(NULL, 0, ts->dims, ts->rank);
 		break;
+	case OWN_SHA256:
+	case OWN_STATS:
+		e->flags |= MFS_TNF_GEN;        /* empty here: the daemon fills it */
+		break;
 	default: {
 		const char *nm = ts->name ? ts->name : "";
 		size_t len = strlen(nm);
@@ -374,6 +385,10 @@ static void own_text(const struct mfs_tree *t, uint32_t idx, char *buf, size_t c
 		break;
 	case OWN_SHAPE:
 		mfs_dims_format(buf, cap, ts->dims, ts->rank);
+		break;
+	case OWN_SHA256:
+	case OWN_STATS:
+		buf[0] = '\0';
 		break;
 	default: {
 		const char *nm = ts->name ? ts->name : "";
@@ -986,7 +1001,8 @@ static void node_dirs(struct build *b, uint32_t dir, const struct mfs_node *node
 
 /* --------------------------------------------------------------- weights */
 
-static const char *const tensor_own[] = {"data", "dtype", "shape", "name", NULL};
+static const char *const tensor_own[] = {"data", "dtype", "shape", "name", "sha256", "stats",
+                                         NULL};
 static const char *const sparse_own[] = {"dtype", "shape", "name", "values", "indices", NULL};
 
 /* Can an existing directory become the directory of a tensor with `own` entries? */
@@ -1222,6 +1238,9 @@ static void root_contents(struct build *b)
 		uint32_t f = add_named(b, in, name, strlen(name), MFS_TN_TEXT, 0);
 		set_text(b, f, m->value, m->len, false);
 	}
+	/* The graph drawn (fs/dot.c), for graph formats. */
+	if (d->graph && (d->flags & MFS_DESC_GRAPH))
+		add_unique_enc(b, meta, "graph.dot", 9, true, MFS_TN_DOT, 0);
 	uint32_t props = dir_get(b, meta, "props", 5, true);
 	b->t->props_first = b->t->n;
 	for (size_t i = 0; i < d->n_props && !b->err; i++) {
@@ -1265,6 +1284,56 @@ static void root_contents(struct build *b)
 				graph_contents(b, add_fixed(b, di, "algorithm", MFS_TN_DIR, 0),
 				               tr->algorithm);
 		}
+	}
+}
+
+/*
+ * npy/: beside weights/, the same paths with each tensor directory a file
+ * `<name>.npy` (an npy view: its header, then the tensor's bytes), for
+ * every tensor of the root weights/ whose dtype numpy has
+ * (mfs_npy_descr()).  A separate tree so that `rsync -a weights/` copies
+ * every tensor once.  Directory names are the weights/ ones (the same
+ * bytes, so nothing is copied); a file name is kept in the pool.  Depth is
+ * bounded by NPY_DEPTH (deeper tensors have no view).
+ */
+#define NPY_DEPTH 256
+
+static void npy_contents(struct build *b)
+{
+	struct mfs_tree *t = b->t;
+	uint32_t w = find(t, MFS_TREE_ROOT, "weights", 7);
+	if (b->err || w == NONE || t->nodes[w].kind != MFS_TN_DIR)
+		return;
+	uint32_t npy = NONE, n_own = t->n_own;
+	uint32_t path[NPY_DEPTH];
+	for (uint32_t r = 0; r < n_own && !b->err; r++) {
+		const struct mfs_tensor *ts = own_tensor(t, r);
+		if (!mfs_npy_descr(ts->dtype))
+			continue;
+		size_t depth = 0;
+		uint32_t d = t->own_dir[r];
+		while (d != w && d != MFS_TREE_ROOT && depth < NPY_DEPTH) {
+			path[depth++] = d;
+			d = t->nodes[d].parent;
+		}
+		if (d != w || depth == 0 || t->nodes[path[0]].name_len + 4u > MFS_NAME_MAX)
+			continue;
+		if (npy == NONE)
+			npy = dir_get(b, MFS_TREE_ROOT, "npy", 3, true);
+		uint32_t cur = npy;
+		for (size_t k = depth; k-- > 1 && !b->err;) {
+			/* Names point into the description or the pool: stable. */
+			const char *nm = t->nodes[path[k]].name;
+			size_t len = t->nodes[path[k]].name_len;
+			cur = dir_get(b, cur, nm, len, true);
+		}
+		char nm[MFS_NAME_MAX + 1];
+		size_t len = t->nodes[path[0]].name_len;
+		memcpy(nm, t->nodes[path[0]].name, len);
+		memcpy(nm + len, ".npy", 4);
+		uint32_t f = add_unique_enc(b, cur, nm, len + 4, false, MFS_TN_NPY, 0);
+		if (f != NONE)
+			t->nodes[f].u.tensor = ts;
 	}
 }
 
@@ -1533,6 +1602,7 @@ int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc)
 	b.t->n = 1;
 
 	root_contents(&b);
+	npy_contents(&b);
 	rc = b.err;
 	if (rc < 0)
 		goto out;
@@ -1690,6 +1760,13 @@ uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx)
 		return e->u.text.len + ((e->flags & MFS_TNF_NL) != 0);
 	case MFS_TN_TENSOR:
 		return e->u.tensor->nbytes;
+	case MFS_TN_DOT:
+		return 0;       /* the daemon measures it (fs/dot.c) */
+	case MFS_TN_NPY: {
+		char h[MFS_NPY_HEADER_MAX];
+		const struct mfs_tensor *ts = e->u.tensor;
+		return mfs_npy_header(h, sizeof(h), ts->dtype, ts->dims, ts->rank) + ts->nbytes;
+	}
 	default:
 		/* MFS_TN_SRC: the size the file had when the model was opened. */
 		return t->desc->files[e->u.src].size;

@@ -29,6 +29,9 @@ enum mfs_tnode_kind {
 	MFS_TN_TEXT,            /* u.text: bytes in memory (+ '\n' if MFS_TNF_NL) */
 	MFS_TN_TENSOR,          /* u.tensor: a tensor's `data` file */
 	MFS_TN_SRC,             /* u.src: a source file of the model, at the root */
+	MFS_TN_NPY,             /* u.tensor: npy/<path>.npy, an npy header and the
+	                         * tensor's bytes (fs/view.c serves it) */
+	MFS_TN_DOT,             /* meta/graph.dot (fs/dot.c makes it) */
 };
 
 /* Entry flags. */
@@ -59,7 +62,7 @@ struct mfs_tnode {
 			uint32_t count;         /* number of children */
 			uint32_t n_subdirs;     /* children that are directories (for st_nlink) */
 			uint32_t own;           /* private: 0, or which tensor's own files
-			                         * (data dtype shape name) it shows */
+			                         * (data dtype shape name sha256 stats) it shows */
 		} dir;
 		struct {
 			const char *p;
@@ -135,7 +138,8 @@ int mfs_tree_resolve(const struct mfs_tree *t, const char *path, uint32_t *out);
 /*
  * mfs_tree_size() - st_size of entry `idx`: exactly the bytes a read of the
  * whole file returns (text with its '\n', tensor nbytes, source file size);
- * for a directory, its number of children.
+ * for a directory, its number of children; for an npy view, its header and
+ * the tensor's bytes as the model has them (the daemon asks the txn).
  */
 uint64_t mfs_tree_size(const struct mfs_tree *t, uint32_t idx);
 

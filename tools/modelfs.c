@@ -36,6 +36,7 @@ static void usage(FILE *f)
 	        "       modelfs commit|abort|status|unmount MOUNTPOINT\n"
 	        "       modelfs convert MODEL OUT.safetensors\n"
 	        "       modelfs convert --max-shard-size SIZE MODEL OUT.safetensors.index.json\n"
+	        "       modelfs diff [--tolerance ABS] [--rtol REL] [--json] A B\n"
 	        "       modelfs --help | --version\n"
 	        "\n"
 	        "  info MODEL          print format, metadata, inputs, outputs, counts and the\n"
@@ -47,6 +48,8 @@ static void usage(FILE *f)
 	        "                      file OUT, streamed, running nothing of MODEL; with\n"
 	        "                      --max-shard-size, shards NAME-00001-of-0000N.safetensors\n"
 	        "                      of at most SIZE tensor bytes and their index OUT\n"
+	        "  diff A B            compare two models' tensors and props (any formats);\n"
+	        "                      exit 0 same, 1 different, 2 trouble\n"
 	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically (with\n"
 	        "                      progress on a terminal)\n"
 	        "  abort MOUNTPOINT    drop the edits staged in a mount\n"
@@ -693,6 +696,8 @@ int main(int argc, char **argv)
 		}
 		return cmd_convert(argv[4], argv[5], max);
 	}
+	if (argc >= 2 && !strcmp(argv[1], "diff"))
+		return cmd_diff(argc - 2, argv + 2);
 	if (argc == 3 && !strcmp(argv[1], "dump-tensors"))     /* hidden: for tests */
 		return cmd_dump(argv[2], false);
 	if (argc == 3 && !strcmp(argv[1], "dump-nodes"))        /* hidden: for tests */

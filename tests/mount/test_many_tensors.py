@@ -97,17 +97,16 @@ def main():
             e = os.path.join(base, "42", "mlp", "experts", "7")
             t.eq("an expert's directory", sorted(p.decode() for p in PROJ), sorted(os.listdir(e)))
             w = os.path.join(e, "up_proj", "weight")
-            t.eq("a tensor directory lists its own files", ["data", "dtype", "shape", "name"],
-                 os.listdir(w))
-            own = ["data", "dtype", "shape", "name"]
+            own = ["data", "dtype", "shape", "name", "sha256", "stats"]
+            t.eq("a tensor directory lists its own files", own, os.listdir(w))
             inos = {f: os.stat(os.path.join(w, f)).st_ino for f in own}
-            t.eq("four own files, four inode numbers", 4, len(set(inos.values())))
+            t.eq("six own files, six inode numbers", 6, len(set(inos.values())))
             t.eq("a lookup again gives the same number", inos["shape"],
                  os.stat(os.path.join(w, "shape")).st_ino)
             t.check("a missing name beside them is ENOENT",
                     not os.path.exists(os.path.join(w, "values")))
             t.check("and data is no directory", not os.path.exists(os.path.join(w, "data", "x")))
-            t.eq("one layer's subtree, walked", 1 + 1 + 1 + EXPERTS * (1 + len(PROJ) * (2 + 4)),
+            t.eq("one layer's subtree, walked", 1 + 1 + 1 + EXPERTS * (1 + len(PROJ) * (2 + 6)),
                  sum(1 + len(fs) for _, _, fs in os.walk(os.path.join(base, "42"))))
 
             # An edit of one tensor among 100,000, committed: the numbers stay.

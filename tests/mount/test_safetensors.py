@@ -315,7 +315,7 @@ def test_sharded(t, rng):
         want = set()
         for x in layer:
             rel = x.name[len("model.layers.3."):].replace(".", "/")
-            want |= {rel + "/" + f for f in ("data", "dtype", "shape", "name")}
+            want |= {rel + "/" + f for f in ("data", "dtype", "shape", "name", "sha256", "stats")}
         got = set()
         for base, _, fs in os.walk(dst):
             got |= {os.path.relpath(os.path.join(base, f), dst) for f in fs}

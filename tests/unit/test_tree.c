@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "fs.h"
 #include "names.h"
 #include "tree.h"
 
@@ -363,13 +364,13 @@ static void builds_the_onnx_layout(void **state)
 	struct mfs_tree *t = build(linear_relu());
 	check_invariants(t);
 
-	assert_ls(t, "", "model.onnx meta inputs outputs values nodes weights");
+	assert_ls(t, "", "model.onnx meta inputs outputs values nodes weights npy");
 	const struct mfs_tnode *root_file = node_at(t, "model.onnx");
 	assert_int_equal(root_file->kind, MFS_TN_SRC);
 	assert_int_equal(root_file->u.src, 0);
 	assert_int_equal(mfs_tree_size(t, at(t, "model.onnx")), 12345);
 
-	assert_ls(t, "meta", "format opset input_shape props");
+	assert_ls(t, "meta", "format opset input_shape graph.dot props");
 	assert_text(t, "meta/opset", "ai.onnx 12\n");
 	assert_text(t, "meta/input_shape", "batch_size,10\n");
 	assert_text(t, "meta/props/author", "me\n");
@@ -398,7 +399,7 @@ static void builds_the_onnx_layout(void **state)
 
 	assert_ls(t, "weights", "fc");
 	assert_ls(t, "weights/fc", "weight bias");
-	assert_ls(t, "weights/fc/weight", "data dtype shape name");
+	assert_ls(t, "weights/fc/weight", "data dtype shape name sha256 stats");
 	const struct mfs_tnode *data = node_at(t, "weights/fc/weight/data");
 	assert_int_equal(data->kind, MFS_TN_TENSOR);
 	assert_int_equal(mfs_tree_size(t, at(t, "weights/fc/weight/data")), 40);
@@ -408,9 +409,15 @@ static void builds_the_onnx_layout(void **state)
 	assert_text(t, "weights/fc/bias/shape", "1\n");
 	assert_true(node_at(t, "weights/fc/weight")->flags & MFS_TNF_TENSOR);
 	assert_false(node_at(t, "weights/fc")->flags & MFS_TNF_TENSOR);
+	/* npy/ mirrors weights/, one file per tensor: its header (10 bytes and
+	 * the 61-byte dict of a (1, 10) float32, padded to 128) and its bytes. */
+	assert_ls(t, "npy", "fc");
+	assert_ls(t, "npy/fc", "weight.npy bias.npy");
+	assert_int_equal(node_at(t, "npy/fc/weight.npy")->kind, MFS_TN_NPY);
+	assert_int_equal(mfs_tree_size(t, at(t, "npy/fc/weight.npy")), 128 + 40);
 
-	/* st_nlink material: root has six subdirectories. */
-	assert_int_equal(node_at(t, "")->u.dir.n_subdirs, 6);
+	/* st_nlink material: root has seven subdirectories. */
+	assert_int_equal(node_at(t, "")->u.dir.n_subdirs, 7);
 	assert_true(mfs_tree_mem(t) > 0);
 	mfs_tree_destroy(t);
 }
@@ -461,7 +468,7 @@ static void colliding_tensor_paths_get_suffixes(void **state)
 	assert_text(t, "weights/a/b~1/name", "a/b\n");
 	assert_text(t, "weights/a/b~2/name", "a..b\n");
 	/* A tensor directory may hold the directories of longer names. */
-	assert_ls(t, "weights/a/b", "data dtype shape name c");
+	assert_ls(t, "weights/a/b", "data dtype shape name sha256 stats c");
 	assert_text(t, "weights/a/b/c/name", "a.b.c\n");
 	/* The later duplicate gets the suffix; the real "dup~1" comes after it. */
 	assert_int_equal(mfs_tree_size(t, at(t, "weights/dup/data")), 5);
@@ -477,7 +484,7 @@ static void reserved_names_beside_a_tensor_get_suffixes(void **state)
 	const char *names[] = {"t", "t.data", "t.name", "t.shape.x", "t.dtype.y", "t.ok"};
 	struct mfs_tree *t = build(with_inits(6, names));
 	check_invariants(t);
-	assert_ls(t, "weights/t", "data dtype shape name data~1 name~1 shape~1 dtype~1 ok");
+	assert_ls(t, "weights/t", "data dtype shape name sha256 stats data~1 name~1 shape~1 dtype~1 ok");
 	assert_text(t, "weights/t/data~1/name", "t.data\n");
 	assert_text(t, "weights/t/name~1/name", "t.name\n");
 	assert_text(t, "weights/t/shape~1/x/name", "t.shape.x\n");
@@ -493,7 +500,7 @@ static void reserved_names_beside_a_tensor_get_suffixes(void **state)
 	assert_text(t, "weights/x/data/y/name", "x.data.y\n");
 	assert_text(t, "weights/x/z/name", "x.z\n");
 	/* ... but a plain directory made by a longer name can hold a tensor. */
-	assert_ls(t, "weights/p", "q data dtype shape name");
+	assert_ls(t, "weights/p", "q data dtype shape name sha256 stats");
 	assert_text(t, "weights/p/name", "p\n");
 	mfs_tree_destroy(t);
 }
@@ -621,6 +628,87 @@ static void node_directories_are_numbered_to_the_width_of_the_count(void **state
 	mfs_tree_destroy(t);
 }
 
+/*
+ * meta/graph.dot of a 100,000-node chain: nothing made until asked, then
+ * the same bytes whether read front to back in small pieces or at random
+ * offsets, one edge per link labelled with its tensor, and a body (If's
+ * then_branch) drawn as a cluster.
+ */
+static void a_100k_node_chain_draws_as_dot_in_pieces(void **state)
+{
+	(void)state;
+	enum { N = 100000 };
+	struct mfs_graph *g = graph("chain");
+	g->n_nodes = N;
+	g->nodes = A(N * sizeof(struct mfs_node));
+	char buf[32];
+	for (size_t i = 0; i < N; i++) {
+		struct mfs_node *nd = &g->nodes[i];
+		nd->op_type = S(i == 7 ? "If" : "Relu");
+		nd->domain = nd->name = S("");
+		snprintf(buf, sizeof(buf), "t%zu", i ? i - 1 : 0);
+		nd->inputs = strv(1, i ? buf : "x");
+		nd->n_inputs = 1;
+		snprintf(buf, sizeof(buf), "t%zu", i);
+		nd->outputs = strv(1, buf);
+		nd->n_outputs = 1;
+	}
+	struct mfs_graph *body = graph("then\"body");
+	body->n_nodes = 1;
+	body->nodes = A(sizeof(struct mfs_node));
+	body->nodes[0].op_type = S("Identity");
+	body->nodes[0].domain = body->nodes[0].name = S("");
+	body->nodes[0].inputs = strv(1, "t3");     /* captured from the top graph */
+	body->nodes[0].n_inputs = 1;
+	body->nodes[0].outputs = strv(1, "r");
+	body->nodes[0].n_outputs = 1;
+	struct mfs_attr *at = A(sizeof(struct mfs_attr));
+	at->name = S("then_branch");
+	at->type = MFS_ATTR_GRAPH;
+	at->graphs = A(sizeof(struct mfs_graph *));
+	at->graphs[0] = body;
+	at->n_graphs = 1;
+	g->nodes[7].attrs = at;
+	g->nodes[7].n_attrs = 1;
+
+	struct mfs_dot *d;
+	assert_int_equal(mfs_dot_new(&d, g), 0);
+	uint64_t size;
+	assert_int_equal(mfs_dot_size(d, &size), 0);
+	assert_true(size > N * 20);
+	char *seq = malloc(size + 1), *rnd = malloc(size + 1);
+	assert_non_null(seq);
+	assert_non_null(rnd);
+	uint64_t off = 0;
+	while (off < size) {
+		ssize_t n = mfs_dot_read(d, seq + off, 4093, off);
+		assert_true(n > 0);
+		off += (uint64_t)n;
+	}
+	assert_int_equal(mfs_dot_read(d, seq, 10, size), 0);
+	seq[size] = rnd[size] = '\0';
+	/* Pieces from the end backwards: each starts at a checkpoint. */
+	for (uint64_t end = size; end > 0;) {
+		uint64_t start = end > 65536 ? end - 65536 : 0;
+		assert_int_equal(mfs_dot_read(d, rnd + start, end - start, start), end - start);
+		end = start;
+	}
+	assert_memory_equal(seq, rnd, size);
+	assert_true(strncmp(seq, "digraph \"chain\" {", 17) == 0);
+	assert_true(size >= 2 && seq[size - 2] == '}' && seq[size - 1] == '\n');
+	assert_non_null(strstr(seq, "  n41 -> n42 [label=\"t41\"];\n"));
+	assert_non_null(strstr(seq, "subgraph \"cluster_n7_0_0_\""));
+	assert_non_null(strstr(seq, "label=\"then_branch: then\\\"body\""));
+	assert_non_null(strstr(seq, "  n3 -> n7_0_0_n0 [label=\"t3\"];\n"));
+	size_t edges = 0;
+	for (const char *p = seq; (p = strstr(p, " -> ")); p++)
+		edges++;
+	assert_int_equal(edges, N - 1 + 1);
+	free(seq);
+	free(rnd);
+	mfs_dot_destroy(d);
+}
+
 static void a_100k_node_graph_builds_in_modest_memory(void **state)
 {
 	(void)state;
@@ -635,8 +723,8 @@ static void a_100k_node_graph_builds_in_modest_memory(void **state)
 	uint64_t mem = mfs_tree_mem(t);
 	printf("# 100k nodes: %u entries, %.3f s, %.1f MiB (%.1f bytes/entry)\n", n, secs,
 	       (double)mem / (1 << 20), (double)mem / n);
-	/* root, model.onnx, meta, props, 5 graph dirs; 9 entries per node (dir, 5 files, attrs/ + 2) */
-	assert_int_equal(n, 1 + 1 + 2 + 5 + (uint32_t)N * 9);
+	/* root, model.onnx, meta, props, graph.dot, 5 graph dirs; 9 entries per node (dir, 5 files, attrs/ + 2) */
+	assert_int_equal(n, 1 + 1 + 3 + 5 + (uint32_t)N * 9);
 	assert_int_equal(node_at(t, "nodes")->u.dir.count, N);
 	assert_text(t, "nodes/099999-Relu/attrs/perm", "0\n2\n1\n");
 	assert_text(t, "nodes/012345-Relu/inputs", "x\nw\n");
@@ -732,7 +820,7 @@ static void subgraphs_are_directories(void **state)
 	snprintf(p, sizeof(p), "%s/outputs/y/shape", sg);
 	assert_text(t, p, "2\n");
 	snprintf(p, sizeof(p), "%s/nodes/0000-Constant/attrs/value", sg);
-	assert_ls(t, p, "data dtype shape name");
+	assert_ls(t, p, "data dtype shape name sha256 stats");
 	snprintf(p, sizeof(p), "%s/nodes/0000-Constant/attrs/value/data", sg);
 	assert_int_equal(mfs_tree_size(t, at(t, p)), 8);
 	snprintf(p, sizeof(p), "%s/nodes/0000-Constant/attrs/value/name", sg);
@@ -773,7 +861,7 @@ static void sparse_tensors_are_directories(void **state)
 	assert_ls(t, "weights/emb/sp", "dtype shape name values indices values~1");
 	assert_text(t, "weights/emb/sp/shape", "100,8\n");
 	assert_text(t, "weights/emb/sp/name", "emb.sp\n");
-	assert_ls(t, "weights/emb/sp/values", "data dtype shape name");
+	assert_ls(t, "weights/emb/sp/values", "data dtype shape name sha256 stats");
 	assert_int_equal(mfs_tree_size(t, at(t, "weights/emb/sp/values/data")), 20);
 	assert_text(t, "weights/emb/sp/indices/shape", "5,2\n");
 	assert_text(t, "weights/emb/sp/indices/dtype", "int64\n");
@@ -856,7 +944,7 @@ static void source_files_keep_their_paths(void **state)
 	struct mfs_tree *t = build(d);
 	check_invariants(t);
 	/* A data file called "meta" keeps its name: the loader needs it. */
-	assert_ls(t, "", "model.onnx data meta meta~1 inputs outputs values nodes weights");
+	assert_ls(t, "", "model.onnx data meta meta~1 inputs outputs values nodes weights npy");
 	assert_ls(t, "data", "part1.bin part2.bin");
 	assert_int_equal(node_at(t, "data/part2.bin")->kind, MFS_TN_SRC);
 	assert_int_equal(node_at(t, "data/part2.bin")->u.src, 2);
@@ -879,8 +967,10 @@ static void safetensors_shows_meta_and_weights_only(void **state)
 	d->props[0] = (struct mfs_meta){S("format"), S("pt"), 2};
 	struct mfs_tree *t = build(d);
 	check_invariants(t);
-	assert_ls(t, "", "model.safetensors meta weights");
+	assert_ls(t, "", "model.safetensors meta weights npy");
 	assert_ls(t, "weights", "model lm_head");
+	assert_ls(t, "npy", "model lm_head");
+	assert_ls(t, "npy/model/embed_tokens", "weight.npy");
 	assert_text(t, "weights/model/embed_tokens/weight/name", "model.embed_tokens.weight\n");
 	assert_text(t, "meta/props/format", "pt\n");
 	mfs_tree_destroy(t);
@@ -926,11 +1016,11 @@ static void many_tensors_cost_little_tree_memory(void **state)
 	       (double)mem / (1 << 20), (double)mem / N);
 	/* Every entry is still there: root, model.safetensors, meta/, props/,
 	 * weights/model/layers/; per layer L/mlp/experts/, per expert E/, per
-	 * tensor <proj>/weight/ and its data dtype shape name. */
-	assert_int_equal(n, 4 + 3 + LAYERS * 3 + LAYERS * EXPERTS + N * 6);
+	 * tensor <proj>/weight/ and its data dtype shape name sha256 stats. */
+	assert_int_equal(n, 4 + 3 + LAYERS * 3 + LAYERS * EXPERTS + N * 8);
 	check_invariants(t);
 	assert_ls(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight",
-	          "data dtype shape name");
+	          "data dtype shape name sha256 stats");
 	assert_text(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight/shape", "16,8\n");
 	assert_text(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight/dtype", "bfloat16\n");
 	assert_text(t, "weights/model/layers/19/mlp/experts/999/down_proj/weight/name",
@@ -949,9 +1039,9 @@ static void many_tensors_cost_little_tree_memory(void **state)
 	e = node(t, w);
 	assert_int_equal(e->kind, MFS_TN_DIR);
 	assert_true(e->flags & MFS_TNF_TENSOR);
-	assert_int_equal(e->u.dir.count, 4);
+	assert_int_equal(e->u.dir.count, 6);
 	assert_int_equal(e->u.dir.n_subdirs, 0);
-	assert_int_equal(mfs_tree_size(t, w), 4);
+	assert_int_equal(mfs_tree_size(t, w), 6);
 	assert_int_equal(e->parent, at(t, "weights/model/layers/3/mlp/experts/5/down_proj"));
 	assert_int_equal(at(t, "weights/model/layers/3/mlp/experts/5/down_proj/weight/data/.."), w);
 	assert_int_equal(mfs_tree_child(t, w, 2),
@@ -1048,6 +1138,7 @@ int main(void)
 		cmocka_unit_test_teardown(node_directories_are_numbered_to_the_width_of_the_count,
 		                          teardown),
 		cmocka_unit_test_teardown(a_100k_node_graph_builds_in_modest_memory, teardown),
+		cmocka_unit_test_teardown(a_100k_node_chain_draws_as_dot_in_pieces, teardown),
 		cmocka_unit_test_teardown(the_entry_limit_is_enforced, teardown),
 		cmocka_unit_test_teardown(subgraphs_are_directories, teardown),
 		cmocka_unit_test_teardown(sparse_tensors_are_directories, teardown),
