@@ -326,6 +326,7 @@ enum mfs_role {
 	R_SHAPE,        /* a tensor's shape */
 	R_META,         /* meta/<name> */
 	R_PROP,         /* meta/props/<key> */
+	R_FIELD,        /* a graph field (model.h, MFS_FIELD_ID): an attribute, a name, ... */
 	R_SCRATCH,
 	R_CTL_DIR,
 	R_STATUS,
@@ -348,6 +349,7 @@ struct mfs_ent {
 	struct mfs_tnode ebuf;          /* an entry the tree makes (tree.h: mfs_tree_node) */
 	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE */
 	uint64_t scratch;               /* R_SCRATCH */
+	uint64_t field;                 /* R_FIELD: its id */
 	bool writable;                  /* files: content may be written */
 	bool creatable;                 /* directories: files may be created in it */
 	bool props;                     /* R_DIR: meta/props/ */

@@ -342,6 +342,7 @@ static int scratch_over(struct mfs_fs *fs, const struct mfs_ent *src, const stru
 	case R_SHAPE:
 	case R_META:
 	case R_PROP:
+	case R_FIELD:
 		if (dst->writable) {
 			rc = scratch_text(fs, src->scratch, &b, &n);
 			if (rc == 0)

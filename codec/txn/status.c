@@ -156,6 +156,22 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 		}
 		put_text(&p, &n, &cap, "\n");
 	}
+	for (size_t i = 0; i < t->n_fields; i++) {
+		char id[24];
+		snprintf(id, sizeof(id), "%" PRIx64, t->fields[i].id);
+		put_text(&p, &n, &cap, "staged graph field %s: ", id);
+		/* The text is escaped already; only its line breaks are shown so. */
+		for (size_t k = 0; k < t->fields[i].len; k++) {
+			char ch = t->fields[i].text[k];
+			put_text(&p, &n, &cap, ch == '\n' ? "%%0A" : "%c", ch);
+		}
+		put_text(&p, &n, &cap, "\n");
+	}
+	if (t->field_note[0]) {
+		put_text(&p, &n, &cap, "last refused write: ");
+		put_escaped(&p, &n, &cap, t->field_note);
+		put_text(&p, &n, &cap, "\n");
+	}
 	size_t n_scratch = 0;
 	for (size_t i = 0; i < t->n_scratch; i++)
 		n_scratch += t->scratch[i];
