@@ -916,8 +916,12 @@ static void value_dir(struct build *b, uint32_t parent, const struct mfs_value *
 	e = shape_file(b, d, &v->shape);
 	if (sh_kind && i <= MFS_FIELD_I_MAX)
 		note_field(b, e, MFS_FIELD_ID(sh_kind, i, 0));
-	if (v->doc_string)
-		line_fixed(b, d, "doc_string", v->doc_string, 0);
+	if (v->doc_string) {
+		e = line_fixed(b, d, "doc_string", v->doc_string, 0);
+		if (sh_kind && i <= MFS_FIELD_I_MAX)
+			note_field(b, e, MFS_FIELD_ID(sh_kind == MFS_FIELD_INPUT_SHAPE ?
+			                              MFS_FIELD_INPUT_DOC : MFS_FIELD_OUTPUT_DOC, i, 0));
+	}
 }
 
 static void value_dirs(struct build *b, uint32_t dir, const struct mfs_value *v, size_t n,
@@ -1024,8 +1028,11 @@ static void node_dirs(struct build *b, uint32_t dir, const struct mfs_node *node
 		uint32_t e = line_fixed(b, d, "name", nd->name, 0);
 		if (main)
 			note_field(b, e, MFS_FIELD_ID(MFS_FIELD_NODE_NAME, i, 0));
-		if (nd->doc_string)
-			line_fixed(b, d, "doc_string", nd->doc_string, 0);
+		if (nd->doc_string) {
+			e = line_fixed(b, d, "doc_string", nd->doc_string, 0);
+			if (main)
+				note_field(b, e, MFS_FIELD_ID(MFS_FIELD_NODE_DOC, i, 0));
+		}
 		list_fixed(b, d, "inputs", nd->inputs, nd->n_inputs);
 		list_fixed(b, d, "outputs", nd->outputs, nd->n_outputs);
 		uint32_t attrs = add_fixed(b, d, "attrs", MFS_TN_DIR, 0);

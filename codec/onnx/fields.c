@@ -7,7 +7,8 @@
  *   - a node attribute of a scalar or list kind (FLOAT INT STRING FLOATS
  *     INTS STRINGS), which keeps its kind: the file's text is parsed as
  *     that kind (numbers one per line, or comma-separated);
- *   - a node's name (any one-line text);
+ *   - a node's name (any one-line text), and the doc_string of a node or
+ *     of a graph input or output that has one (free text);
  *   - the dtype and the shape of a graph input (one that is not an
  *     initializer: those take their type from the tensor's bytes) or
  *     output whose type is a tensor type.  A shape is dims joined by ','
@@ -42,11 +43,13 @@ static const struct mfs_value *field_value(const struct mfs_model *m, uint64_t i
 	switch (MFS_FIELD_KIND(id)) {
 	case MFS_FIELD_INPUT_SHAPE:
 	case MFS_FIELD_INPUT_DTYPE:
+	case MFS_FIELD_INPUT_DOC:
 		if (i >= g->n_inputs || (g->input_is_init && g->input_is_init[i]))
 			return NULL;
 		return &g->inputs[i];
 	case MFS_FIELD_OUTPUT_SHAPE:
 	case MFS_FIELD_OUTPUT_DTYPE:
+	case MFS_FIELD_OUTPUT_DOC:
 		return i < g->n_outputs ? &g->outputs[i] : NULL;
 	default:
 		return NULL;
@@ -89,6 +92,15 @@ bool mfs_onnx_field_writable(const struct mfs_model *m, uint64_t id)
 		       !MFS_FIELD_J(id);
 	case MFS_FIELD_NODE_ATTR:
 		return mfs_onnx_field_attr(m, id) != NULL;
+	case MFS_FIELD_NODE_DOC:
+		/* Only a doc_string the node has: the tree shows no file else. */
+		return m->desc.graph && MFS_FIELD_I(id) < m->desc.graph->n_nodes &&
+		       !MFS_FIELD_J(id) && m->desc.graph->nodes[MFS_FIELD_I(id)].doc_string;
+	case MFS_FIELD_INPUT_DOC:
+	case MFS_FIELD_OUTPUT_DOC: {
+		const struct mfs_value *v = field_value(m, id);
+		return v && v->doc_string;
+	}
 	default: {
 		const struct mfs_value *v = field_value(m, id);
 		return v && value_elem(v);
@@ -354,6 +366,10 @@ int mfs_onnx_field_check(const struct mfs_model *m, uint64_t id, const char *tex
 	case MFS_FIELD_NODE_NAME:
 		return memchr(text, '\n', len) ?
 		       bad(msg, msglen, "a node name is one line%s%s", "", "") : 0;
+	case MFS_FIELD_NODE_DOC:
+	case MFS_FIELD_INPUT_DOC:
+	case MFS_FIELD_OUTPUT_DOC:
+		return 0;       /* free text (its line breaks come escaped or raw) */
 	case MFS_FIELD_NODE_ATTR:
 		return mfs_onnx_attr_encode(mfs_onnx_field_attr(m, id), text, len, NULL, msg, msglen);
 	case MFS_FIELD_INPUT_SHAPE:

@@ -705,6 +705,50 @@ static const struct mfs_field_edit *find_field(const struct mfs_edit_set *e, uin
 	return NULL;
 }
 
+/* `text` (a staged shape) without blanks equals `want`? */
+static bool same_dims_text(const char *text, size_t len, const char *want)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] == ' ' || text[i] == '\t')
+			continue;
+		if (want[k] != text[i])
+			return false;
+		k++;
+	}
+	return want[k] == '\0';
+}
+
+/*
+ * A graph output that is an initializer has the type of the tensor's
+ * bytes: a staged dtype or shape that says otherwise makes a model the
+ * checker refuses, so the commit refuses it (-EINVAL, one line).
+ */
+static int output_init_check(struct ctx *c, const struct mfs_value *v,
+                             const struct mfs_field_edit *dt, const struct mfs_field_edit *sh)
+{
+	const struct mfs_graph *g = c->m->desc.graph;
+	for (size_t k = 0; k < g->n_inits; k++) {
+		const struct mfs_tensor *x = g->inits[k];
+		if (!v->name || strcmp(x->name, v->name) != 0)
+			continue;
+		char dims[MFS_MAX_RANK * 21 + 1];
+		mfs_dims_format(dims, sizeof(dims), x->dims, x->rank);
+		const char *dn = mfs_dtype_name(x->dtype);
+		if (sh && !same_dims_text(sh->text, sh->len, dims))
+			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
+			                "graph output '%.200s': shape %.*s contradicts the initializer "
+			                "of that name, whose bytes are [%s]", v->name,
+			                (int)(sh->len > 100 ? 100 : sh->len), sh->text, dims);
+		if (dt && (dt->len != strlen(dn) || memcmp(dt->text, dn, dt->len) != 0))
+			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
+			                "graph output '%.200s': dtype %.*s contradicts the initializer "
+			                "of that name, which is %s", v->name,
+			                (int)(dt->len > 40 ? 40 : dt->len), dt->text, dn);
+	}
+	return 0;
+}
+
 /* Graph input or output `i` (`input`) with a new type. */
 static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uint64_t i)
 {
@@ -715,7 +759,14 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 	                                                           MFS_FIELD_OUTPUT_DTYPE, i, 0));
 	const struct mfs_field_edit *sh = find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_SHAPE :
 	                                                           MFS_FIELD_OUTPUT_SHAPE, i, 0));
+	const struct mfs_field_edit *doc = find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_DOC :
+	                                                            MFS_FIELD_OUTPUT_DOC, i, 0));
 	uint32_t want = input ? 11 : 12;
+	if (!input && (dt || sh)) {
+		int crc = output_init_check(c, v, dt, sh);
+		if (crc)
+			return crc;
+	}
 	const struct mfs_onnx_msg *gm = &l->msgs[l->graph_msg];
 	struct mfs_wire_src src;
 	mfs_wire_src_file(&src, c->src, c->size, c->win);
@@ -732,17 +783,31 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 	}
 	if (!found)
 		return fail(c, -EIO, "%s", "a graph input or output is not where it was");
-	struct mfs_buf type = {0};
-	int rc = mfs_onnx_type_encode(v, dt ? dt->text : NULL, dt ? dt->len : 0,
-	                              sh ? sh->text : NULL, sh ? sh->len : 0, &type,
-	                              c->err, c->errlen);
-	if (rc) {
-		free(type.p);
-		return rc;
+	/* The new type field (when dtype or shape is staged) and doc_string
+	 * field (when it is): ValueInfoProto fields 2 and 3. */
+	struct mfs_buf nf[2] = {{0}, {0}};
+	bool want_f[2] = {dt || sh, doc != NULL}, put[2] = {false, false};
+	int rc = 0;
+	if (want_f[0])
+		rc = mfs_onnx_type_encode(v, dt ? dt->text : NULL, dt ? dt->len : 0,
+		                          sh ? sh->text : NULL, sh ? sh->len : 0, &nf[0],
+		                          c->err, c->errlen);
+	if (rc == 0 && doc) {
+		char *s = malloc(doc->len + 1);
+		if (!s) {
+			rc = -ENOMEM;
+		} else {
+			size_t sl = mfs_text_unescape(s, doc->text, doc->len);
+			uint8_t hdr[20];
+			mfs_buf_add(&nf[1], hdr, put_len_key(hdr, 3, sl));
+			mfs_buf_add(&nf[1], s, sl);
+			free(s);
+			rc = nf[1].oom ? -ENOMEM : 0;
+		}
 	}
-	/* The ValueInfoProto's fields, `type` replaced where it was. */
+	/* The ValueInfoProto's fields, each replaced one where its first
+	 * occurrence was (or before the first field numbered above it). */
 	struct mfs_splice inner = {0};
-	bool put = false;
 	for (uint64_t pos = vf.val; pos < vf.end && rc == 0;) {
 		struct mfs_wire_field f;
 		enum mfs_wire_err er = mfs_wire_next(&src, pos, vf.end, &f);
@@ -751,21 +816,24 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 			break;
 		}
 		pos = f.end;
-		if (f.num == 2) {
-			if (!put)
-				mfs_splice_bytes(&inner, type.p, type.len);
-			put = true;
-			continue;
+		bool skip = false;
+		for (unsigned k = 0; k < 2; k++) {
+			uint32_t num = 2 + k;
+			if (!want_f[k] || (f.num != num && (f.num < num || put[k])))
+				continue;
+			if (!put[k])
+				mfs_splice_bytes(&inner, nf[k].p, nf[k].len);
+			put[k] = true;
+			skip |= f.num == num;
 		}
-		if (f.num > 2 && !put) {
-			mfs_splice_bytes(&inner, type.p, type.len);
-			put = true;
-		}
-		mfs_source_splice(&inner, c->src, f.start, f.end - f.start);
+		if (!skip)
+			mfs_source_splice(&inner, c->src, f.start, f.end - f.start);
 	}
-	if (rc == 0 && !put)
-		mfs_splice_bytes(&inner, type.p, type.len);
-	free(type.p);
+	for (unsigned k = 0; k < 2 && rc == 0; k++)
+		if (want_f[k] && !put[k])
+			mfs_splice_bytes(&inner, nf[k].p, nf[k].len);
+	free(nf[0].p);
+	free(nf[1].p);
 	struct op *o = rc == 0 ? op_new(c, l->graph_msg, vf.start, vf.end, want) : NULL;
 	if (rc == 0 && !o)
 		rc = -ENOMEM;
@@ -823,21 +891,42 @@ static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
 			     replace_fields(c, nm, c->l->msgs[nm].val, c->l->msgs[nm].end, 3, true, &body);
 			break;
 		}
+		case MFS_FIELD_NODE_DOC: {
+			if ((rc = node_msg(c, &nodes, i, &nm)))
+				break;
+			char *v = malloc(fe->len + 1);
+			if (!v) {
+				rc = -ENOMEM;
+				break;
+			}
+			size_t vl = mfs_text_unescape(v, fe->text, fe->len);
+			uint8_t hdr[20];
+			mfs_buf_add(&body, hdr, put_len_key(hdr, 6, vl));
+			mfs_buf_add(&body, v, vl);
+			free(v);
+			rc = body.oom ? -ENOMEM :
+			     replace_fields(c, nm, c->l->msgs[nm].val, c->l->msgs[nm].end, 6, true, &body);
+			break;
+		}
 		case MFS_FIELD_INPUT_DTYPE:
 		case MFS_FIELD_INPUT_SHAPE:
+		case MFS_FIELD_INPUT_DOC:
 		case MFS_FIELD_OUTPUT_DTYPE:
-		case MFS_FIELD_OUTPUT_SHAPE: {
-			bool input = MFS_FIELD_KIND(fe->id) == MFS_FIELD_INPUT_DTYPE ||
-			             MFS_FIELD_KIND(fe->id) == MFS_FIELD_INPUT_SHAPE;
-			/* dtype and shape of one value make one op: done at the
-			 * first of the two (ids are ascending: the shape's kind
-			 * is below the dtype's, so skip a dtype whose shape is
-			 * staged too). */
-			bool is_dtype = MFS_FIELD_KIND(fe->id) == MFS_FIELD_INPUT_DTYPE ||
-			                MFS_FIELD_KIND(fe->id) == MFS_FIELD_OUTPUT_DTYPE;
+		case MFS_FIELD_OUTPUT_SHAPE:
+		case MFS_FIELD_OUTPUT_DOC: {
+			unsigned kind = MFS_FIELD_KIND(fe->id);
+			bool input = kind == MFS_FIELD_INPUT_DTYPE || kind == MFS_FIELD_INPUT_SHAPE ||
+			             kind == MFS_FIELD_INPUT_DOC;
+			/* A value's shape, dtype and doc_string make one op, done
+			 * at the first of them staged (ids ascend: shape, dtype,
+			 * doc). */
 			uint64_t sh = MFS_FIELD_ID(input ? MFS_FIELD_INPUT_SHAPE : MFS_FIELD_OUTPUT_SHAPE,
 			                           i, 0);
-			if (is_dtype && find_field(e, sh))
+			uint64_t dt = MFS_FIELD_ID(input ? MFS_FIELD_INPUT_DTYPE : MFS_FIELD_OUTPUT_DTYPE,
+			                           i, 0);
+			if (fe->id != sh && find_field(e, sh))
+				break;
+			if (fe->id != sh && fe->id != dt && find_field(e, dt))
 				break;
 			rc = value_op(c, e, input, i);
 			break;

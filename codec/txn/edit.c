@@ -920,7 +920,7 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
                       const char *text, size_t len)
 {
 	int rc = 0;
-	char *copy = NULL;
+	char *copy = NULL, *canon = NULL;
 	pthread_rwlock_wrlock(&t->lock);
 	const struct mfs_format *f = t->m->fmt;
 	if (t->opts.read_only) {
@@ -947,6 +947,25 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
 		rc = -EINVAL;
 		goto out;
 	}
+	/* Free-text fields (doc strings) may be written with raw line breaks,
+	 * as meta/doc_string may: kept in the form a read shows (§3.5). */
+	unsigned kind = MFS_FIELD_KIND(id);
+	if (kind == MFS_FIELD_NODE_DOC || kind == MFS_FIELD_INPUT_DOC ||
+	    kind == MFS_FIELD_OUTPUT_DOC) {
+		char *raw = malloc(len + 1);
+		size_t rl = raw ? mfs_text_unescape(raw, text, len) : 0;
+		size_t el = raw ? mfs_text_escape(NULL, 0, raw, rl) : 0;
+		canon = raw && el <= MFS_STAGE_MAX_VALUE ? malloc(el + 1) : NULL;
+		if (canon)
+			mfs_text_escape(canon, el + 1, raw, rl);
+		free(raw);
+		if (!canon) {
+			rc = el > MFS_STAGE_MAX_VALUE ? -EFBIG : -ENOMEM;
+			goto out;
+		}
+		text = canon;
+		len = el;
+	}
 	if ((rc = f->field_check(t->m, id, text, len, why, sizeof(why))) < 0) {
 		txn_set_msg(t->field_note, sizeof(t->field_note), "%s",
 		            txn_strip_display(why, t->m->desc.files[0].path));
@@ -969,6 +988,7 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
 	copy = NULL;
 	txn_touched(t);
 out:
+	free(canon);
 	free(copy);
 	pthread_rwlock_unlock(&t->lock);
 	return rc;

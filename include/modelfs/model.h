@@ -386,6 +386,9 @@ enum mfs_field_kind {
 	MFS_FIELD_OUTPUT_DTYPE,
 	MFS_FIELD_NODE_NAME,
 	MFS_FIELD_NODE_ATTR,
+	MFS_FIELD_NODE_DOC,             /* a node's doc_string (shown when it has one) */
+	MFS_FIELD_INPUT_DOC,
+	MFS_FIELD_OUTPUT_DOC,
 	MFS_FIELD_KIND_N_
 };
 #define MFS_FIELD_I_MAX         0xffffffffull   /* largest i */

@@ -17,6 +17,9 @@
     staged, and the model byte-identical after the unmount.
 (d) a staged field survives kill -9 of the daemon (the journal is replayed
     at the next mount) and commits then.
+(f) doc_string of a node and of a graph input committed; a graph output
+    that is an initializer: a shape contradicting the tensor's bytes is
+    refused at commit, the model byte-identical, the reason in status.
 (e) torchvision resnet18 exported with a fixed batch of 1: ORT refuses a
     batch of 3; `echo N,3,224,224 > inputs/<x>/shape` and `echo N,1000 >
     outputs/<y>/shape`, commit: the full checker passes, and ORT runs
@@ -236,6 +239,48 @@ def part_d(t):
             abs(helper.get_attribute_value(m.graph.node[1].attribute[0]) - 0.75) < 1e-7)
 
 
+def part_f(t):
+    """doc_string files of a node and of a graph input; a graph output that
+    is an initializer keeps the tensor's shape (refused at commit)."""
+    model = os.path.join(t.tmp, "docs.onnx")
+    W = np.arange(6, dtype=np.float32).reshape(2, 3)
+    node = helper.make_node("Relu", ["x"], ["y"], name="r", doc_string="old node doc")
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2], doc_string="old input doc")
+    g = helper.make_graph([node], "g", [xi],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2]),
+                           helper.make_tensor_value_info("W", TensorProto.FLOAT, [2, 3])],
+                          [numpy_helper.from_array(W, "W")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, model)
+    with t.mount(model) as mnt:
+        try:
+            put(mnt + "/nodes/0000-Relu/doc_string", "new node doc\nsecond line\n")
+            put(mnt + "/inputs/x/doc_string", "new input doc\n")
+            t.ok("doc_string of a node and of an input written")
+        except OSError as e:
+            t.not_ok("doc_string of a node and of an input written", e)
+        t.eq("the node's doc_string reads back escaped", "new node doc%0Asecond line\n",
+             read(mnt + "/nodes/0000-Relu/doc_string"))
+        r = commit(mnt)
+        t.check("commit of the doc_strings", r.returncode == 0, why(r) + status(mnt))
+        before = sha256_file(model)
+        put(mnt + "/outputs/W/shape", "3,2\n")
+        r = commit(mnt)
+        st = status(mnt)
+        t.check("an output shape that contradicts its initializer's bytes is refused at commit",
+                r.returncode != 0 and "contradicts the initializer" in st, why(r) + st)
+        t.eq("the refused commit leaves the model byte-identical", before, sha256_file(model))
+        put(mnt + "/outputs/W/shape", "2,3\n")
+        t.check("setting it back unstages it", "staged " not in status(mnt), status(mnt))
+    m = onnx.load(model)
+    t.eq("node doc_string committed", "new node doc\nsecond line", m.graph.node[0].doc_string)
+    t.eq("input doc_string committed", "new input doc", m.graph.input[0].doc_string)
+    t.eq("input type kept beside the new doc_string", [2],
+         [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim])
+    full_check(t, "check_model(full_check=True) passes after the doc_string edits", model)
+
+
 def part_e(t):
     import torch
     import torchvision
@@ -282,6 +327,7 @@ def main():
     part_b(t)
     part_c(t)
     part_d(t)
+    part_f(t)
     part_e(t)
     t.done()
 
