@@ -133,6 +133,14 @@ struct mfs_prop_edit {
 	bool changed;           /* key, value or type differ from desc.props[orig] */
 };
 
+/* A staged graph field (model.h, MFS_FIELD_ID): its text as the file
+ * shows it (escaped, one value per line), without the last '\n'. */
+struct mfs_field_edit {
+	uint64_t id;
+	const char *text;
+	size_t len;
+};
+
 /* The most meta/ files a format may make writable. */
 #define MFS_META_MAX 16
 
@@ -151,6 +159,8 @@ struct mfs_edit_set {
 	const struct mfs_prop_edit *props;      /* the whole effective list, when changed:
 	                                         * existing keys in file order, then new */
 	size_t n_props;
+	const struct mfs_field_edit *fields;    /* ascending id, each differing */
+	size_t n_fields;
 };
 
 /* ------------------------------------------------------------ the interface */
@@ -277,6 +287,17 @@ struct mfs_format {
 	 */
 	int (*prop_type_check)(const struct mfs_model *m, const char *key, int64_t orig,
 	                       const char *type, const char *value, size_t len);
+	/*
+	 * Graph fields (model.h): may field `id` of this model be written, and
+	 * is `text` (as the file shows it, escaped, without its last '\n') a
+	 * value it can take — 0, or -EINVAL with one line in `msg`.  The check
+	 * is of the value alone (its syntax and range); what the whole model
+	 * says of it (the graph checker's rules) is the splice's to refuse
+	 * at commit.  NULL: no graph field is writable.
+	 */
+	bool (*field_writable)(const struct mfs_model *m, uint64_t id);
+	int (*field_check)(const struct mfs_model *m, uint64_t id, const char *text, size_t len,
+	                   char *msg, size_t msglen);
 	/*
 	 * The commit writer: fill `out` (empty on entry) with the new model
 	 * file for edits `e`, writing nothing.  Returns 0, or -errno with one

@@ -106,6 +106,15 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 		break;
 	}
 	en->role = R_TEXT;
+	uint64_t fid;
+	if (mfs_tree_field(g->tree, idx, &fid) && mfs_txn_field_writable(fs->txn, fid)) {
+		/* A graph field the format lets be written (read-only ones stay
+		 * R_TEXT, which the tree serves as it is). */
+		en->role = R_FIELD;
+		en->field = fid;
+		en->writable = !fs->read_only;
+		return;
+	}
 	if (e->parent == g->props_dir && g->props_dir != NONE) {
 		en->role = R_PROP;
 		en->writable = mfs_txn_props_writable(fs->txn);
@@ -313,6 +322,21 @@ int mfs_ent_text_get(struct mfs_fs *fs, const struct mfs_ent *en, char **out, si
 		free(dims);
 		break;
 	}
+	case R_FIELD: {
+		rc = mfs_txn_field_get(fs->txn, en->field, out, len);
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+		/* Nothing staged: the tree's text. */
+		size_t n = (size_t)mfs_tree_size(fs->gen->tree, en->idx);
+		char *b = malloc(n + 1);
+		if (!b)
+			return -ENOMEM;
+		size_t got = mfs_tree_text_read(fs->gen->tree, en->idx, b, n, 0);
+		b[got] = '\0';
+		*out = b;
+		*len = (size_t)got;
+		return 0;
+	}
 	case R_META: {
 		ssize_t n = mfs_txn_meta_get(fs->txn, en->name, NULL, 0);
 		if (n < 0)
@@ -434,6 +458,16 @@ int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *
 		return mfs_txn_set_shape(fs->txn, en->t, text, len);
 	case R_META:
 		return mfs_txn_meta_set(fs->txn, en->name, text, len);
+	case R_FIELD: {
+		size_t n = (size_t)mfs_tree_size(fs->gen->tree, en->idx);
+		char *orig = malloc(n + 1);
+		if (!orig)
+			return -ENOMEM;
+		size_t got = mfs_tree_text_read(fs->gen->tree, en->idx, orig, n, 0);
+		int rc = mfs_txn_field_set(fs->txn, en->field, orig, got, text, len);
+		free(orig);
+		return rc;
+	}
 	case R_PROP: {
 		char *key = NULL;
 		int rc = mfs_ent_prop_key(fs, en->name, strlen(en->name), &key);
@@ -458,7 +492,7 @@ int mfs_ent_text_apply(struct mfs_fs *fs, const struct mfs_ent *en, const char *
 bool mfs_ent_is_text(enum mfs_role r)
 {
 	return r == R_DTYPE || r == R_SHAPE || r == R_META || r == R_PROP || r == R_PTYPE ||
-	       r == R_TEXT || r == R_VIEW;
+	       r == R_TEXT || r == R_VIEW || r == R_FIELD;
 }
 
 /* st_size of `en` (fs->lock held). */
@@ -488,7 +522,8 @@ int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out)
 	case R_SHAPE:
 	case R_META:
 	case R_PROP:
-	case R_PTYPE: {
+	case R_PTYPE:
+	case R_FIELD: {
 		char *b;
 		size_t n;
 		int rc = mfs_ent_text_get(fs, en, &b, &n);
@@ -648,6 +683,7 @@ double mfs_ent_attr_timeout(const struct mfs_ent *en)
 	case R_META:
 	case R_PROP:
 	case R_PTYPE:
+	case R_FIELD:
 		return en->writable ? 0.0 : MFS_CACHE_TIMEOUT;
 	default:
 		return MFS_CACHE_TIMEOUT;

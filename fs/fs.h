@@ -330,6 +330,7 @@ enum mfs_role {
 	R_META,         /* meta/<name> */
 	R_PROP,         /* meta/props/<key> */
 	R_PTYPE,        /* meta/types/<key>: a prop's type (GGUF) */
+	R_FIELD,        /* a graph field (model.h, MFS_FIELD_ID): an attribute, a name, ... */
 	R_SCRATCH,
 	R_CTL_DIR,
 	R_STATUS,
@@ -356,6 +357,7 @@ struct mfs_ent {
 	const struct mfs_tensor *t;     /* R_DATA, R_DTYPE, R_SHAPE, R_VIEW, R_NPY */
 	int view;                       /* R_VIEW: enum mfs_view */
 	uint64_t scratch;               /* R_SCRATCH */
+	uint64_t field;                 /* R_FIELD: its id */
 	bool writable;                  /* files: content may be written */
 	bool creatable;                 /* directories: files may be created in it */
 	bool props;                     /* R_DIR: meta/props/ */

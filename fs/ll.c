@@ -244,6 +244,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		case R_META:
 		case R_PROP:
 		case R_PTYPE:
+		case R_FIELD:
 			if (!en.writable) {
 				rc = -EACCES;
 			} else if (h && h->kind == FH_TEXT) {
@@ -642,6 +643,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case R_META:
 	case R_PROP:
 	case R_PTYPE:
+	case R_FIELD:
 		if (!wr)
 			break;
 		if (!(h = mfs_fh_new(FH_TEXT))) {
@@ -867,7 +869,8 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	case R_SHAPE:
 	case R_META:
 	case R_PROP:
-	case R_PTYPE: {
+	case R_PTYPE:
+	case R_FIELD: {
 		char *b;
 		size_t n;
 		rc = mfs_ent_text_get(fs, &en, &b, &n);
@@ -1029,7 +1032,8 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	case R_SHAPE:
 	case R_META:
 	case R_PROP:
-	case R_PTYPE: {
+	case R_PTYPE:
+	case R_FIELD: {
 		if (!h || h->kind != FH_TEXT) {
 			rc = -EBADF;
 			break;

@@ -343,6 +343,7 @@ static int scratch_over(struct mfs_fs *fs, const struct mfs_ent *src, const stru
 	case R_META:
 	case R_PROP:
 	case R_PTYPE:
+	case R_FIELD:
 		if (dst->writable) {
 			rc = scratch_text(fs, src->scratch, &b, &n);
 			if (rc == 0)

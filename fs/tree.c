@@ -171,6 +171,11 @@ struct mfs_tree {
 	struct pool pool;
 	uint32_t props_first;   /* entries props_first .. + n_props - 1 are desc->props[] */
 	uint32_t n_props;
+	/* Graph fields (model.h): entry fld_at[k] shows field fld_id[k];
+	 * ascending entries, as they are added in order. */
+	uint32_t *fld_at;
+	uint64_t *fld_id;
+	uint32_t n_fld, fld_cap;
 };
 
 /*
@@ -692,6 +697,29 @@ static uint32_t text_fixed(struct build *b, uint32_t parent, const char *name, c
 	return i;
 }
 
+/* Entry `e` shows graph field `id` of the main graph. */
+static void note_field(struct build *b, uint32_t e, uint64_t id)
+{
+	struct mfs_tree *t = b->t;
+	if (b->err || e == NONE)
+		return;
+	if (t->n_fld == t->fld_cap) {
+		uint32_t cap = t->fld_cap ? t->fld_cap * 2 : 16;
+		uint32_t *at = realloc(t->fld_at, (size_t)cap * sizeof(*at));
+		if (at)
+			t->fld_at = at;
+		uint64_t *ids = at ? realloc(t->fld_id, (size_t)cap * sizeof(*ids)) : NULL;
+		if (!ids) {
+			set_err(b, -ENOMEM);
+			return;
+		}
+		t->fld_id = ids;
+		t->fld_cap = cap;
+	}
+	t->fld_at[t->n_fld] = e;
+	t->fld_id[t->n_fld++] = id;
+}
+
 /*
  * A value of the model as a file shows it (doc/design.md §3.5): the bytes
  * themselves when nothing needs escaping (no copy), else an escaped copy in
@@ -887,23 +915,36 @@ static void sparse_contents(struct build *b, uint32_t dir, const struct mfs_spar
 	tensor_contents(b, x, s->indices);
 }
 
-/* inputs/<name>/, outputs/<name>/, values/<name>/: dtype, shape, [doc_string]. */
-static void value_dir(struct build *b, uint32_t parent, const struct mfs_value *v)
+/*
+ * inputs/<name>/, outputs/<name>/, values/<name>/: dtype, shape, [doc_string].
+ * `dt_kind`, `sh_kind`: the graph fields its dtype and shape are (main graph
+ * inputs and outputs), or 0.
+ */
+static void value_dir(struct build *b, uint32_t parent, const struct mfs_value *v, size_t i,
+                      unsigned dt_kind, unsigned sh_kind)
 {
 	const char *name = v->name ? v->name : "";
 	uint32_t d = add_named(b, parent, name, strlen(name), MFS_TN_DIR, 0);
-	line_fixed(b, d, "dtype", v->dtype, 0);
-	shape_file(b, d, &v->shape);
-	if (v->doc_string)
-		line_fixed(b, d, "doc_string", v->doc_string, 0);
+	uint32_t e = line_fixed(b, d, "dtype", v->dtype, 0);
+	if (dt_kind && i <= MFS_FIELD_I_MAX)
+		note_field(b, e, MFS_FIELD_ID(dt_kind, i, 0));
+	e = shape_file(b, d, &v->shape);
+	if (sh_kind && i <= MFS_FIELD_I_MAX)
+		note_field(b, e, MFS_FIELD_ID(sh_kind, i, 0));
+	if (v->doc_string) {
+		e = line_fixed(b, d, "doc_string", v->doc_string, 0);
+		if (sh_kind && i <= MFS_FIELD_I_MAX)
+			note_field(b, e, MFS_FIELD_ID(sh_kind == MFS_FIELD_INPUT_SHAPE ?
+			                              MFS_FIELD_INPUT_DOC : MFS_FIELD_OUTPUT_DOC, i, 0));
+	}
 }
 
 static void value_dirs(struct build *b, uint32_t dir, const struct mfs_value *v, size_t n,
-                       const bool *skip)
+                       const bool *skip, unsigned dt_kind, unsigned sh_kind)
 {
 	for (size_t i = 0; i < n && !b->err; i++)
 		if (!(skip && skip[i]))
-			value_dir(b, dir, &v[i]);
+			value_dir(b, dir, &v[i], i, dt_kind, sh_kind);
 }
 
 /* "0/", "1/", ... for TENSORS, GRAPHS and SPARSE_TENSORS attributes. */
@@ -915,7 +956,7 @@ static uint32_t index_dir(struct build *b, uint32_t parent, size_t i)
 	return name ? add(b, parent, name, len, MFS_TN_DIR, 0) : NONE;
 }
 
-static void attr_entry(struct build *b, uint32_t attrs, const struct mfs_attr *a)
+static void attr_entry(struct build *b, uint32_t attrs, const struct mfs_attr *a, uint64_t fid)
 {
 	const char *name = a->name ? a->name : "";
 	size_t len = strlen(name);
@@ -952,14 +993,21 @@ static void attr_entry(struct build *b, uint32_t attrs, const struct mfs_attr *a
 	default:
 		d = add_named(b, attrs, name, len, MFS_TN_TEXT, 0);
 		set_text(b, d, a->text, a->text_len, false);
+		if (fid)
+			note_field(b, d, fid);
 		break;
 	}
 }
 
-static void attr_entries(struct build *b, uint32_t attrs, const struct mfs_attr *a, size_t n)
+/* `node`: the main graph's node index the attributes are of, or -1. */
+static void attr_entries(struct build *b, uint32_t attrs, const struct mfs_attr *a, size_t n,
+                         int64_t node)
 {
-	for (size_t i = 0; i < n && !b->err; i++)
-		attr_entry(b, attrs, &a[i]);
+	for (size_t i = 0; i < n && !b->err; i++) {
+		bool field = node >= 0 && (uint64_t)node <= MFS_FIELD_I_MAX && i <= MFS_FIELD_J_MAX;
+		attr_entry(b, attrs, &a[i],
+		           field ? MFS_FIELD_ID(MFS_FIELD_NODE_ATTR, (uint64_t)node, i) : 0);
+	}
 }
 
 /* Decimal digits of n (at least 1). */
@@ -987,15 +1035,23 @@ static void node_dirs(struct build *b, uint32_t dir, const struct mfs_node *node
 		/* Unique by construction: the number is. */
 		const char *kept = keep(b, name, len);
 		uint32_t d = kept ? add(b, dir, kept, len, MFS_TN_DIR, 0) : NONE;
+		bool main = b->d->graph && nodes == b->d->graph->nodes &&
+		            (b->d->flags & MFS_DESC_GRAPH) &&
+		            i <= MFS_FIELD_I_MAX;
 		line_fixed(b, d, "op_type", op, 0);
 		line_fixed(b, d, "domain", nd->domain, 0);
-		line_fixed(b, d, "name", nd->name, 0);
-		if (nd->doc_string)
-			line_fixed(b, d, "doc_string", nd->doc_string, 0);
+		uint32_t e = line_fixed(b, d, "name", nd->name, 0);
+		if (main)
+			note_field(b, e, MFS_FIELD_ID(MFS_FIELD_NODE_NAME, i, 0));
+		if (nd->doc_string) {
+			e = line_fixed(b, d, "doc_string", nd->doc_string, 0);
+			if (main)
+				note_field(b, e, MFS_FIELD_ID(MFS_FIELD_NODE_DOC, i, 0));
+		}
 		list_fixed(b, d, "inputs", nd->inputs, nd->n_inputs);
 		list_fixed(b, d, "outputs", nd->outputs, nd->n_outputs);
 		uint32_t attrs = add_fixed(b, d, "attrs", MFS_TN_DIR, 0);
-		attr_entries(b, attrs, nd->attrs, nd->n_attrs);
+		attr_entries(b, attrs, nd->attrs, nd->n_attrs, main ? (int64_t)i : -1);
 	}
 }
 
@@ -1106,12 +1162,15 @@ static void weights_contents(struct build *b, uint32_t dir, const struct mfs_gra
 /* inputs/ outputs/ values/ nodes/ weights/ of a graph, in `dir`. */
 static void graph_dirs(struct build *b, uint32_t dir, const struct mfs_graph *g)
 {
+	bool main = g == b->d->graph && (b->d->flags & MFS_DESC_GRAPH);
 	uint32_t d = dir_get(b, dir, "inputs", 6, true);
-	value_dirs(b, d, g->inputs, g->n_inputs, g->input_is_init);
+	value_dirs(b, d, g->inputs, g->n_inputs, g->input_is_init,
+	           main ? MFS_FIELD_INPUT_DTYPE : 0, main ? MFS_FIELD_INPUT_SHAPE : 0);
 	d = dir_get(b, dir, "outputs", 7, true);
-	value_dirs(b, d, g->outputs, g->n_outputs, NULL);
+	value_dirs(b, d, g->outputs, g->n_outputs, NULL,
+	           main ? MFS_FIELD_OUTPUT_DTYPE : 0, main ? MFS_FIELD_OUTPUT_SHAPE : 0);
 	d = dir_get(b, dir, "values", 6, true);
-	value_dirs(b, d, g->values, g->n_values, NULL);
+	value_dirs(b, d, g->values, g->n_values, NULL, 0, 0);
 	d = dir_get(b, dir, "nodes", 5, true);
 	node_dirs(b, d, g->nodes, g->n_nodes);
 	d = dir_get(b, dir, "weights", 7, true);
@@ -1169,7 +1228,7 @@ static void function_dir(struct build *b, uint32_t functions, const struct mfs_f
 	node_dirs(b, nodes, f->nodes, f->n_nodes);
 	if (f->n_attr_defaults) {
 		uint32_t attrs = add_fixed(b, d, "attrs", MFS_TN_DIR, 0);
-		attr_entries(b, attrs, f->attr_defaults, f->n_attr_defaults);
+		attr_entries(b, attrs, f->attr_defaults, f->n_attr_defaults, -1);
 	}
 }
 
@@ -1632,6 +1691,8 @@ void mfs_tree_destroy(struct mfs_tree *t)
 	free(t->vd_parent);
 	free(t->vd_tid);
 	free(t->vd_len);
+	free(t->fld_at);
+	free(t->fld_id);
 	free(t->late);
 	free(t->slots);
 	free(t->children);
@@ -1640,6 +1701,22 @@ void mfs_tree_destroy(struct mfs_tree *t)
 }
 
 /* ---------------------------------------------------------------- queries */
+
+bool mfs_tree_field(const struct mfs_tree *t, uint32_t idx, uint64_t *out)
+{
+	uint32_t lo = 0, hi = t->n_fld;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (t->fld_at[mid] < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo >= t->n_fld || t->fld_at[lo] != idx)
+		return false;
+	*out = t->fld_id[lo];
+	return true;
+}
 
 bool mfs_tree_prop(const struct mfs_tree *t, uint32_t idx, size_t *out)
 {

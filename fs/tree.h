@@ -191,6 +191,13 @@ static inline uint64_t mfs_tree_index(uint64_t ino)
  */
 bool mfs_tree_prop(const struct mfs_tree *t, uint32_t idx, size_t *out);
 
+/*
+ * mfs_tree_field() - when entry `idx` shows a graph field of the main graph
+ * (model.h, MFS_FIELD_ID: an attribute, a node's name, an input's or
+ * output's dtype or shape), its id in *out.
+ */
+bool mfs_tree_field(const struct mfs_tree *t, uint32_t idx, uint64_t *out);
+
 /* mfs_tree_mem() - bytes the tree holds (entries, strings, hash table). */
 uint64_t mfs_tree_mem(const struct mfs_tree *t);
 

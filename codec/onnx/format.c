@@ -64,5 +64,7 @@ const struct mfs_format mfs_format_onnx = {
 	.meta_names = meta_names,
 	.meta_check = meta_check,
 	.props_writable = props_writable,
+	.field_writable = mfs_onnx_field_writable,
+	.field_check = mfs_onnx_field_check,
 	.splice = mfs_onnx_splice,
 };

@@ -107,6 +107,21 @@ int mfs_onnx_open(struct mfs_model *m, const char *display, char *err, size_t er
 int mfs_onnx_type_check(const struct mfs_model *m, const struct mfs_edit_set *e, size_t i,
                         char *msg, size_t msglen);
 
+/* Graph fields (fields.c): format.h's field_writable and field_check, and
+ * the encodings the writer uses.  mfs_onnx_attr_encode() appends the value
+ * fields of attribute `at` for `text` to `out` (NULL: check only);
+ * mfs_onnx_type_encode() a ValueInfoProto.type field for `v` with the
+ * staged dtype and/or shape texts (NULL: the value's own). */
+bool mfs_onnx_field_writable(const struct mfs_model *m, uint64_t id);
+int mfs_onnx_field_check(const struct mfs_model *m, uint64_t id, const char *text, size_t len,
+                         char *msg, size_t msglen);
+const struct mfs_attr *mfs_onnx_field_attr(const struct mfs_model *m, uint64_t id);
+int mfs_onnx_attr_encode(const struct mfs_attr *at, const char *text, size_t len,
+                         struct mfs_buf *out, char *msg, size_t msglen);
+int mfs_onnx_type_encode(const struct mfs_value *v, const char *dtype, size_t dtype_len,
+                         const char *shape, size_t shape_len, struct mfs_buf *out,
+                         char *msg, size_t msglen);
+
 int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
                     const struct mfs_edit_set *e, char *err, size_t errlen);
 

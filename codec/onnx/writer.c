@@ -542,6 +542,405 @@ out:
 	return rc;
 }
 
+/* ------------------------------------------------------------ graph fields */
+
+/*
+ * Graph field edits (fields.c says what may be written):
+ *   attribute      in the AttributeProto, its value fields (f, i, s, floats,
+ *                  ints or strings: the one its type names) are replaced by
+ *                  the new ones where the first was, the others deleted;
+ *   node name      the last name field replaced, or inserted;
+ *   input/output   the whole ValueInfoProto field is re-emitted: its fields
+ *   dtype, shape   copied except `type`, which is encoded anew where it was.
+ * Attributes and nodes are messages of the layout; a ValueInfoProto is not,
+ * so its op is in the graph and carries its own new length prefix.
+ */
+#define A_TYPE_FIELD 20
+
+static int wire_err(struct ctx *c, enum mfs_wire_err e, const char *what)
+{
+	return mfs_errf(c->err, c->errlen, e == MFS_WIRE_IO ? -EIO : -EUCLEAN,
+	                c->m->desc.files[0].path, "%s changed under us: %s", what,
+	                mfs_wire_strerror(e));
+}
+
+/* The field number of layout message `k` (its key). */
+static int msg_num(struct ctx *c, struct mfs_wire_src *src, int32_t k, uint32_t *num)
+{
+	const struct mfs_onnx_msg *mm = &c->l->msgs[k];
+	uint64_t key;
+	size_t used;
+	enum mfs_wire_err e = mfs_wire_varint_at(src, mm->tag, mm->len, &key, &used);
+	if (e)
+		return wire_err(c, e, "the graph");
+	*num = (uint32_t)(key >> 3);
+	return 0;
+}
+
+/* The layout message of main-graph node `i`, found once for all edits. */
+static int node_msg(struct ctx *c, int32_t **cache, uint64_t i, int32_t *out)
+{
+	const struct mfs_onnx_layout *l = c->l;
+	const struct mfs_graph *g = c->m->desc.graph;
+	if (l->graph_msg < 0 || !g || i >= g->n_nodes)
+		return fail(c, -EIO, "%s", "the graph's nodes are not where they were");
+	if (!*cache) {
+		struct mfs_wire_src src;
+		mfs_wire_src_file(&src, c->src, c->size, c->win);
+		int32_t *v = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof(*v));
+		size_t n = 0;
+		if (!v)
+			return -ENOMEM;
+		const struct mfs_onnx_msg *gm = &l->msgs[l->graph_msg];
+		for (size_t k = (size_t)l->graph_msg + 1; k < l->n_msgs && l->msgs[k].tag < gm->end;
+		     k++) {
+			uint32_t num = 0;
+			if (l->msgs[k].parent != l->graph_msg)
+				continue;
+			int rc = msg_num(c, &src, (int32_t)k, &num);
+			if (rc) {
+				free(v);
+				return rc;
+			}
+			if (num == 1 && n < g->n_nodes)
+				v[n++] = (int32_t)k;
+		}
+		if (n != g->n_nodes) {
+			free(v);
+			return fail(c, -EIO, "%s", "the graph's nodes are not where they were");
+		}
+		*cache = v;
+	}
+	*out = (*cache)[i];
+	return 0;
+}
+
+/* The layout message of attribute `j` of node message `nm`. */
+static int attr_msg(struct ctx *c, int32_t nm, uint64_t j, int32_t *out)
+{
+	const struct mfs_onnx_layout *l = c->l;
+	uint64_t n = 0;
+	for (size_t k = (size_t)nm + 1; k < l->n_msgs && l->msgs[k].tag < l->msgs[nm].end; k++) {
+		if (l->msgs[k].parent != nm)
+			continue;
+		if (n++ == j) {
+			*out = (int32_t)k;
+			return 0;
+		}
+	}
+	return fail(c, -EIO, "%s", "a node's attributes are not where they were");
+}
+
+static uint32_t attr_value_field(int type)
+{
+	switch (type) {
+	case MFS_ATTR_FLOAT: return 2;
+	case MFS_ATTR_INT: return 3;
+	case MFS_ATTR_STRING: return 4;
+	case MFS_ATTR_FLOATS: return 7;
+	case MFS_ATTR_INTS: return 8;
+	default: return 9;      /* STRINGS */
+	}
+}
+
+/*
+ * In message `msg` ([val, end)), replace the fields numbered `num` by
+ * `body` (taken over): where the first was (`last`: the last), the others
+ * deleted; inserted before the first field numbered above `num` when there
+ * is none.
+ */
+static int replace_fields(struct ctx *c, int32_t msg, uint64_t val, uint64_t end, uint32_t num,
+                          bool last, struct mfs_buf *body)
+{
+	struct mfs_wire_src src;
+	mfs_wire_src_file(&src, c->src, c->size, c->win);
+	uint64_t ins = end, at_a = 0, at_b = 0;
+	bool found = false, ins_found = false;
+	int rc;
+	/* First pass: where the new fields go. */
+	for (uint64_t pos = val; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&src, pos, end, &f);
+		if (e)
+			return wire_err(c, e, "a node");
+		pos = f.end;
+		if (f.num == num && (!found || last)) {
+			at_a = f.start;
+			at_b = f.end;
+			found = true;
+		} else if (f.num > num && !ins_found) {
+			ins = f.start;
+			ins_found = true;
+		}
+	}
+	if (!found)
+		at_a = at_b = ins;
+	struct op *o = op_new(c, msg, at_a, at_b, num);
+	if (!o)
+		return -ENOMEM;
+	if (body->len)
+		mfs_splice_bytes(&o->body, body->p, body->len);
+	if (o->body.err)
+		return o->body.err;
+	/* Second pass: the other fields of that number go. */
+	for (uint64_t pos = val; pos < end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err e = mfs_wire_next(&src, pos, end, &f);
+		if (e)
+			return wire_err(c, e, "a node");
+		pos = f.end;
+		if (f.num == num && f.start != at_a &&
+		    (rc = op_delete(c, msg, f.start, f.end, num, false)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Staged text of field `id` in `e`, or NULL. */
+static const struct mfs_field_edit *find_field(const struct mfs_edit_set *e, uint64_t id)
+{
+	for (size_t i = 0; i < e->n_fields; i++)
+		if (e->fields[i].id == id)
+			return &e->fields[i];
+	return NULL;
+}
+
+/* `text` (a staged shape) without blanks equals `want`? */
+static bool same_dims_text(const char *text, size_t len, const char *want)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] == ' ' || text[i] == '\t')
+			continue;
+		if (want[k] != text[i])
+			return false;
+		k++;
+	}
+	return want[k] == '\0';
+}
+
+/*
+ * A graph output that is an initializer has the type of the tensor's
+ * bytes: a staged dtype or shape that says otherwise makes a model the
+ * checker refuses, so the commit refuses it (-EINVAL, one line).
+ */
+static int output_init_check(struct ctx *c, const struct mfs_value *v,
+                             const struct mfs_field_edit *dt, const struct mfs_field_edit *sh)
+{
+	const struct mfs_graph *g = c->m->desc.graph;
+	for (size_t k = 0; k < g->n_inits; k++) {
+		const struct mfs_tensor *x = g->inits[k];
+		if (!v->name || strcmp(x->name, v->name) != 0)
+			continue;
+		char dims[MFS_MAX_RANK * 21 + 1];
+		mfs_dims_format(dims, sizeof(dims), x->dims, x->rank);
+		const char *dn = mfs_dtype_name(x->dtype);
+		if (sh && !same_dims_text(sh->text, sh->len, dims))
+			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
+			                "graph output '%.200s': shape %.*s contradicts the initializer "
+			                "of that name, whose bytes are [%s]", v->name,
+			                (int)(sh->len > 100 ? 100 : sh->len), sh->text, dims);
+		if (dt && (dt->len != strlen(dn) || memcmp(dt->text, dn, dt->len) != 0))
+			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
+			                "graph output '%.200s': dtype %.*s contradicts the initializer "
+			                "of that name, which is %s", v->name,
+			                (int)(dt->len > 40 ? 40 : dt->len), dt->text, dn);
+	}
+	return 0;
+}
+
+/* Graph input or output `i` (`input`) with a new type. */
+static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uint64_t i)
+{
+	const struct mfs_graph *g = c->m->desc.graph;
+	const struct mfs_onnx_layout *l = c->l;
+	const struct mfs_value *v = input ? &g->inputs[i] : &g->outputs[i];
+	const struct mfs_field_edit *dt = find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_DTYPE :
+	                                                           MFS_FIELD_OUTPUT_DTYPE, i, 0));
+	const struct mfs_field_edit *sh = find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_SHAPE :
+	                                                           MFS_FIELD_OUTPUT_SHAPE, i, 0));
+	const struct mfs_field_edit *doc = find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_DOC :
+	                                                            MFS_FIELD_OUTPUT_DOC, i, 0));
+	uint32_t want = input ? 11 : 12;
+	if (!input && (dt || sh)) {
+		int crc = output_init_check(c, v, dt, sh);
+		if (crc)
+			return crc;
+	}
+	const struct mfs_onnx_msg *gm = &l->msgs[l->graph_msg];
+	struct mfs_wire_src src;
+	mfs_wire_src_file(&src, c->src, c->size, c->win);
+	struct mfs_wire_field vf = {0};
+	uint64_t n = 0;
+	bool found = false;
+	for (uint64_t pos = gm->val; pos < gm->end && !found;) {
+		enum mfs_wire_err er = mfs_wire_next(&src, pos, gm->end, &vf);
+		if (er)
+			return wire_err(c, er, "the graph");
+		pos = vf.end;
+		if (vf.num == want && vf.wt == 2 && n++ == i)
+			found = true;
+	}
+	if (!found)
+		return fail(c, -EIO, "%s", "a graph input or output is not where it was");
+	/* The new type field (when dtype or shape is staged) and doc_string
+	 * field (when it is): ValueInfoProto fields 2 and 3. */
+	struct mfs_buf nf[2] = {{0}, {0}};
+	bool want_f[2] = {dt || sh, doc != NULL}, put[2] = {false, false};
+	int rc = 0;
+	if (want_f[0])
+		rc = mfs_onnx_type_encode(v, dt ? dt->text : NULL, dt ? dt->len : 0,
+		                          sh ? sh->text : NULL, sh ? sh->len : 0, &nf[0],
+		                          c->err, c->errlen);
+	if (rc == 0 && doc) {
+		char *s = malloc(doc->len + 1);
+		if (!s) {
+			rc = -ENOMEM;
+		} else {
+			size_t sl = mfs_text_unescape(s, doc->text, doc->len);
+			uint8_t hdr[20];
+			mfs_buf_add(&nf[1], hdr, put_len_key(hdr, 3, sl));
+			mfs_buf_add(&nf[1], s, sl);
+			free(s);
+			rc = nf[1].oom ? -ENOMEM : 0;
+		}
+	}
+	/* The ValueInfoProto's fields, each replaced one where its first
+	 * occurrence was (or before the first field numbered above it). */
+	struct mfs_splice inner = {0};
+	for (uint64_t pos = vf.val; pos < vf.end && rc == 0;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err er = mfs_wire_next(&src, pos, vf.end, &f);
+		if (er) {
+			rc = wire_err(c, er, "a graph input or output");
+			break;
+		}
+		pos = f.end;
+		bool skip = false;
+		for (unsigned k = 0; k < 2; k++) {
+			uint32_t num = 2 + k;
+			if (!want_f[k] || (f.num != num && (f.num < num || put[k])))
+				continue;
+			if (!put[k])
+				mfs_splice_bytes(&inner, nf[k].p, nf[k].len);
+			put[k] = true;
+			skip |= f.num == num;
+		}
+		if (!skip)
+			mfs_source_splice(&inner, c->src, f.start, f.end - f.start);
+	}
+	for (unsigned k = 0; k < 2 && rc == 0; k++)
+		if (want_f[k] && !put[k])
+			mfs_splice_bytes(&inner, nf[k].p, nf[k].len);
+	free(nf[0].p);
+	free(nf[1].p);
+	struct op *o = rc == 0 ? op_new(c, l->graph_msg, vf.start, vf.end, want) : NULL;
+	if (rc == 0 && !o)
+		rc = -ENOMEM;
+	if (rc == 0) {
+		uint8_t hdr[20];
+		mfs_splice_bytes(&o->body, hdr, put_len_key(hdr, want, inner.total));
+		mfs_splice_append(&o->body, &inner);
+		rc = o->body.err ? o->body.err : inner.err;
+	}
+	mfs_splice_free(&inner);
+	return rc;
+}
+
+static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
+{
+	int32_t *nodes = NULL;
+	int rc = 0;
+	for (size_t k = 0; k < e->n_fields && rc == 0; k++) {
+		const struct mfs_field_edit *fe = &e->fields[k];
+		uint64_t i = MFS_FIELD_I(fe->id);
+		struct mfs_buf body = {0};
+		int32_t nm = -1, am = -1;
+		if (!mfs_onnx_field_writable(c->m, fe->id)) {
+			rc = fail(c, -EACCES, "%s", "a staged graph field is not writable in this model");
+			break;
+		}
+		switch (MFS_FIELD_KIND(fe->id)) {
+		case MFS_FIELD_NODE_ATTR: {
+			const struct mfs_attr *at = mfs_onnx_field_attr(c->m, fe->id);
+			if ((rc = node_msg(c, &nodes, i, &nm)) ||
+			    (rc = attr_msg(c, nm, MFS_FIELD_J(fe->id), &am)))
+				break;
+			rc = mfs_onnx_attr_encode(at, fe->text, fe->len, &body, c->err, c->errlen);
+			if (rc == 0 && body.oom)
+				rc = -ENOMEM;
+			if (rc == 0)
+				rc = replace_fields(c, am, c->l->msgs[am].val, c->l->msgs[am].end,
+				                    attr_value_field(at->type), false, &body);
+			break;
+		}
+		case MFS_FIELD_NODE_NAME: {
+			if ((rc = node_msg(c, &nodes, i, &nm)))
+				break;
+			char *v = malloc(fe->len + 1);
+			if (!v) {
+				rc = -ENOMEM;
+				break;
+			}
+			size_t vl = mfs_text_unescape(v, fe->text, fe->len);
+			uint8_t hdr[20];
+			mfs_buf_add(&body, hdr, put_len_key(hdr, 3, vl));
+			mfs_buf_add(&body, v, vl);
+			free(v);
+			rc = body.oom ? -ENOMEM :
+			     replace_fields(c, nm, c->l->msgs[nm].val, c->l->msgs[nm].end, 3, true, &body);
+			break;
+		}
+		case MFS_FIELD_NODE_DOC: {
+			if ((rc = node_msg(c, &nodes, i, &nm)))
+				break;
+			char *v = malloc(fe->len + 1);
+			if (!v) {
+				rc = -ENOMEM;
+				break;
+			}
+			size_t vl = mfs_text_unescape(v, fe->text, fe->len);
+			uint8_t hdr[20];
+			mfs_buf_add(&body, hdr, put_len_key(hdr, 6, vl));
+			mfs_buf_add(&body, v, vl);
+			free(v);
+			rc = body.oom ? -ENOMEM :
+			     replace_fields(c, nm, c->l->msgs[nm].val, c->l->msgs[nm].end, 6, true, &body);
+			break;
+		}
+		case MFS_FIELD_INPUT_DTYPE:
+		case MFS_FIELD_INPUT_SHAPE:
+		case MFS_FIELD_INPUT_DOC:
+		case MFS_FIELD_OUTPUT_DTYPE:
+		case MFS_FIELD_OUTPUT_SHAPE:
+		case MFS_FIELD_OUTPUT_DOC: {
+			unsigned kind = MFS_FIELD_KIND(fe->id);
+			bool input = kind == MFS_FIELD_INPUT_DTYPE || kind == MFS_FIELD_INPUT_SHAPE ||
+			             kind == MFS_FIELD_INPUT_DOC;
+			/* A value's shape, dtype and doc_string make one op, done
+			 * at the first of them staged (ids ascend: shape, dtype,
+			 * doc). */
+			uint64_t sh = MFS_FIELD_ID(input ? MFS_FIELD_INPUT_SHAPE : MFS_FIELD_OUTPUT_SHAPE,
+			                           i, 0);
+			uint64_t dt = MFS_FIELD_ID(input ? MFS_FIELD_INPUT_DTYPE : MFS_FIELD_OUTPUT_DTYPE,
+			                           i, 0);
+			if (fe->id != sh && find_field(e, sh))
+				break;
+			if (fe->id != sh && fe->id != dt && find_field(e, dt))
+				break;
+			rc = value_op(c, e, input, i);
+			break;
+		}
+		default:
+			rc = fail(c, -EACCES, "%s", "unknown graph field");
+			break;
+		}
+		free(body.p);
+	}
+	free(nodes);
+	return rc;
+}
+
 /* ------------------------------------------------------------ emit */
 
 static int item_cmp(const void *pa, const void *pb)
@@ -664,6 +1063,8 @@ int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
 		rc = meta_ops(c, e);
 	if (rc == 0 && e->props_changed)
 		rc = prop_ops(c, e);
+	if (rc == 0 && e->n_fields)
+		rc = field_ops(c, e);
 	if (rc == 0)
 		rc = build_items(c);
 	size_t i = 0;

@@ -884,3 +884,180 @@ ssize_t mfs_txn_file_read(mfs_txn *t, size_t idx, void *buf, size_t len, uint64_
 	return rc;
 }
 
+
+/* ------------------------------------------------------------ graph fields */
+
+/* The slot of field `id`, or where it would go (ascending ids). */
+static size_t field_pos(const struct mfs_txn *t, uint64_t id)
+{
+	size_t lo = 0, hi = t->n_fields;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t->fields[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+void txn_fields_clear(struct mfs_txn *t)
+{
+	for (size_t i = 0; i < t->n_fields; i++) {
+		free(t->fields[i].text);
+		txn_flag(t, &t->fields[i].staged, false);
+	}
+	free(t->fields);
+	t->fields = NULL;
+	t->n_fields = 0;
+	t->field_note[0] = '\0';
+}
+
+int txn_field_put(struct mfs_txn *t, uint64_t id, char *text, size_t len)
+{
+	size_t i = field_pos(t, id);
+	if (i < t->n_fields && t->fields[i].id == id) {
+		free(t->fields[i].text);
+		t->fields[i].text = text;
+		t->fields[i].len = len;
+		return 0;
+	}
+	struct fslot *f = reallocarray(t->fields, t->n_fields + 1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	t->fields = f;
+	memmove(&f[i + 1], &f[i], (t->n_fields - i) * sizeof(*f));
+	f[i] = (struct fslot){.id = id, .text = text, .len = len};
+	t->n_fields++;
+	txn_flag(t, &f[i].staged, true);
+	return 0;
+}
+
+/* Unstage field `id` (a value set back to the model's). */
+static int field_unstage(struct mfs_txn *t, uint64_t id)
+{
+	size_t i = field_pos(t, id);
+	if (i >= t->n_fields || t->fields[i].id != id)
+		return 0;
+	int rc = txn_drop_key(t, key_of(K_FIELD, id));
+	if (rc < 0)
+		return rc;
+	free(t->fields[i].text);
+	txn_flag(t, &t->fields[i].staged, false);
+	memmove(&t->fields[i], &t->fields[i + 1], (t->n_fields - i - 1) * sizeof(*t->fields));
+	t->n_fields--;
+	return 0;
+}
+
+bool mfs_txn_field_writable(mfs_txn *t, uint64_t id)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	const struct mfs_format *f = t->m->fmt;
+	bool ok = !t->opts.read_only && id < (1ull << KIND_SHIFT) && f->field_writable &&
+	          f->field_check && f->field_writable(t->m, id);
+	pthread_rwlock_unlock(&t->lock);
+	return ok;
+}
+
+int mfs_txn_field_get(mfs_txn *t, uint64_t id, char **out, size_t *len)
+{
+	int rc = 0;
+	*out = NULL;
+	*len = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	size_t i = field_pos(t, id);
+	if (i < t->n_fields && t->fields[i].id == id) {
+		const struct fslot *f = &t->fields[i];
+		char *b = malloc(f->len + 2);
+		if (!b) {
+			rc = -ENOMEM;
+		} else {
+			memcpy(b, f->text, f->len);
+			b[f->len] = '\n';
+			b[f->len + 1] = '\0';
+			*out = b;
+			*len = f->len + 1;
+			rc = 1;
+		}
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len,
+                      const char *text, size_t len)
+{
+	int rc = 0;
+	char *copy = NULL, *canon = NULL;
+	pthread_rwlock_wrlock(&t->lock);
+	const struct mfs_format *f = t->m->fmt;
+	if (t->opts.read_only) {
+		rc = -EROFS;
+		goto out;
+	}
+	if (t->broken) {
+		rc = -EIO;
+		goto out;
+	}
+	if (id >= (1ull << KIND_SHIFT) || !f->field_writable || !f->field_check ||
+	    !f->field_writable(t->m, id)) {
+		rc = -EACCES;
+		goto out;
+	}
+	len = txn_chomp(text, len);
+	if (len > MFS_STAGE_MAX_VALUE) {
+		rc = -EFBIG;
+		goto out;
+	}
+	char why[320] = "";
+	if (!txn_utf8_ok(text, len) || memchr(text, '\0', len)) {
+		txn_set_msg(t->field_note, sizeof(t->field_note), "not UTF-8 text");
+		rc = -EINVAL;
+		goto out;
+	}
+	/* Free-text fields (doc strings) may be written with raw line breaks,
+	 * as meta/doc_string may: kept in the form a read shows (§3.5). */
+	unsigned kind = MFS_FIELD_KIND(id);
+	if (kind == MFS_FIELD_NODE_DOC || kind == MFS_FIELD_INPUT_DOC ||
+	    kind == MFS_FIELD_OUTPUT_DOC) {
+		char *raw = malloc(len + 1);
+		size_t rl = raw ? mfs_text_unescape(raw, text, len) : 0;
+		size_t el = raw ? mfs_text_escape(NULL, 0, raw, rl) : 0;
+		canon = raw && el <= MFS_STAGE_MAX_VALUE ? malloc(el + 1) : NULL;
+		if (canon)
+			mfs_text_escape(canon, el + 1, raw, rl);
+		free(raw);
+		if (!canon) {
+			rc = el > MFS_STAGE_MAX_VALUE ? -EFBIG : -ENOMEM;
+			goto out;
+		}
+		text = canon;
+		len = el;
+	}
+	if ((rc = f->field_check(t->m, id, text, len, why, sizeof(why))) < 0) {
+		txn_set_msg(t->field_note, sizeof(t->field_note), "%s",
+		            txn_strip_display(why, t->m->desc.files[0].path));
+		goto out;
+	}
+	/* Back to what the model shows: nothing staged. */
+	if (txn_chomp(orig, orig_len) == len && memcmp(orig, text, len) == 0) {
+		if ((rc = field_unstage(t, id)) == 0)
+			txn_touched(t);
+		goto out;
+	}
+	if (!(copy = txn_memdup0(text, len))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = txn_put_value(t, key_of(K_FIELD, id), copy, len)) < 0)
+		goto out;
+	if ((rc = txn_field_put(t, id, copy, len)) < 0)
+		goto out;
+	copy = NULL;
+	txn_touched(t);
+out:
+	free(canon);
+	free(copy);
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}

@@ -43,6 +43,7 @@ void txn_plan_free(struct plan *p)
 	free(p->rds);
 	free(p->te);
 	free(p->props);
+	free(p->fields);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -418,11 +419,29 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 		p->set.n_props = n_live;
 		p->layout_kept = false;
 	}
+	/* Graph fields: every staged one differs from the model (a value set
+	 * back is unstaged when written), in ascending id. */
+	if (t->n_fields) {
+		p->fields = calloc(t->n_fields, sizeof(*p->fields));
+		if (!p->fields) {
+			rc = -ENOMEM;
+			txn_set_msg(msg, msglen, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < t->n_fields; i++) {
+			p->fields[i] = (struct mfs_field_edit){t->fields[i].id, t->fields[i].text,
+			                                       t->fields[i].len};
+			p->bytes_edited += t->fields[i].len;
+		}
+		p->set.fields = p->fields;
+		p->set.n_fields = t->n_fields;
+		p->layout_kept = false;
+	}
 	p->set.tensors = p->te;
 	p->set.n_tensors = p->n_te;
 	if (commit && (rc = check_types(t, &p->set, msg, msglen)) < 0)
 		goto out;
-	p->empty = !p->n_te && !p->set.props_changed;
+	p->empty = !p->n_te && !p->set.props_changed && !p->set.n_fields;
 	for (int j = 0; j < MFS_META_MAX; j++)
 		p->empty &= !p->set.meta[j];
 out:

@@ -102,6 +102,53 @@ static void type_lines(struct mfs_txn *t, char **p, size_t *n, size_t *cap)
 	}
 }
 
+/*
+ * "staged graph input 'x' shape N,3,224,224", "staged node 3 (Conv)
+ * attribute group: 2": which file of the tree a staged graph field is,
+ * from the description (model.h says what the ids mean).  The text is
+ * escaped already; its line breaks show as %0A.
+ */
+static void field_line(const struct mfs_txn *t, const struct fslot *f, char **p, size_t *n,
+                       size_t *cap)
+{
+	const struct mfs_graph *g = t->d->graph;
+	uint64_t i = MFS_FIELD_I(f->id), j = MFS_FIELD_J(f->id);
+	unsigned kind = MFS_FIELD_KIND(f->id);
+	bool input = kind == MFS_FIELD_INPUT_SHAPE || kind == MFS_FIELD_INPUT_DTYPE;
+	switch (kind) {
+	case MFS_FIELD_INPUT_SHAPE:
+	case MFS_FIELD_OUTPUT_SHAPE:
+	case MFS_FIELD_INPUT_DTYPE:
+	case MFS_FIELD_OUTPUT_DTYPE: {
+		const struct mfs_value *v = !g ? NULL : input ?
+		        (i < g->n_inputs ? &g->inputs[i] : NULL) :
+		        (i < g->n_outputs ? &g->outputs[i] : NULL);
+		put_text(p, n, cap, "staged graph %s '", input ? "input" : "output");
+		put_escaped(p, n, cap, v && v->name ? v->name : "?");
+		put_text(p, n, cap, "' %s ", kind == MFS_FIELD_INPUT_SHAPE ||
+		         kind == MFS_FIELD_OUTPUT_SHAPE ? "shape" : "dtype");
+		break;
+	}
+	default: {
+		const struct mfs_node *nd = g && i < g->n_nodes ? &g->nodes[i] : NULL;
+		put_text(p, n, cap, "staged node %" PRIu64 " (", i);
+		put_escaped(p, n, cap, nd && nd->op_type ? nd->op_type : "?");
+		if (kind == MFS_FIELD_NODE_NAME) {
+			put_text(p, n, cap, ") name ");
+		} else {
+			put_text(p, n, cap, ") attribute ");
+			put_escaped(p, n, cap, nd && j < nd->n_attrs && nd->attrs[j].name ?
+			            nd->attrs[j].name : "?");
+			put_text(p, n, cap, ": ");
+		}
+		break;
+	}
+	}
+	for (size_t k = 0; k < f->len; k++)
+		put_text(p, n, cap, f->text[k] == '\n' ? "%%0A" : "%c", f->text[k]);
+	put_text(p, n, cap, "\n");
+}
+
 size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 {
 	char *p = NULL;
@@ -158,6 +205,13 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 			put_escaped(&p, &n, &cap, d->props[i].name);
 			put_text(&p, &n, &cap, " (removed)");
 		}
+		put_text(&p, &n, &cap, "\n");
+	}
+	for (size_t i = 0; i < t->n_fields; i++)
+		field_line(t, &t->fields[i], &p, &n, &cap);
+	if (t->field_note[0]) {
+		put_text(&p, &n, &cap, "last refused write: ");
+		put_escaped(&p, &n, &cap, t->field_note);
 		put_text(&p, &n, &cap, "\n");
 	}
 	size_t n_scratch = 0;

@@ -270,6 +270,7 @@ void txn_clear_state(struct mfs_txn *t)
 		t->meta[k] = NULL;
 		t->meta_staged[k] = false;
 	}
+	txn_fields_clear(t);
 	txn_props_unindex(t);
 	for (size_t i = 0; i < t->n_props; i++) {
 		free(t->props[i].key);
@@ -302,6 +303,7 @@ int txn_reset_state(struct mfs_txn *t)
 		t->meta[k] = NULL;
 		t->meta_staged[k] = false;
 	}
+	txn_fields_clear(t);
 	txn_props_unindex(t);
 	for (size_t i = 0; i < t->n_props; i++) {
 		free(t->props[i].key);
@@ -609,6 +611,18 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 				t->meta_len[idx] = len;
 				v = NULL;
 				txn_flag(t, &t->meta_staged[idx], true);
+				keep = true;
+			}
+			break;
+		case K_FIELD:
+			/* A field this model has and may take, with a value its
+			 * format still accepts; anything else is dropped (and said). */
+			if (t->m->fmt->field_writable && t->m->fmt->field_check &&
+			    t->m->fmt->field_writable(t->m, idx) &&
+			    get_value(t, key, &v, &len) == 0 &&
+			    t->m->fmt->field_check(t->m, idx, v, len, NULL, 0) == 0 &&
+			    txn_field_put(t, idx, v, len) == 0) {
+				v = NULL;
 				keep = true;
 			}
 			break;

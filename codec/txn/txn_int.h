@@ -38,7 +38,8 @@
 #define KEY_IDX(k)      ((k) & ((1ull << KIND_SHIFT) - 1))
 #define KEY_KIND(k)     ((unsigned)((k) >> KIND_SHIFT))
 
-enum key_kind { K_DATA = 0, K_DTYPE = 1, K_SHAPE = 2, K_META = 3, K_PROP = 4, K_SCRATCH = 5 };
+enum key_kind { K_DATA = 0, K_DTYPE = 1, K_SHAPE = 2, K_META = 3, K_PROP = 4, K_SCRATCH = 5,
+                K_FIELD = 6 };
 
 static inline uint64_t key_of(enum key_kind kind, uint64_t idx)
 {
@@ -91,6 +92,14 @@ struct rd {
 	uint64_t key;
 };
 
+/* A staged graph field (model.h MFS_FIELD_ID; key K_FIELD, the id). */
+struct fslot {
+	uint64_t id;
+	char *text;             /* as the file shows it, without the last '\n' */
+	size_t len;
+	bool staged;            /* counted in n_dirty */
+};
+
 /* The effective edits, ready for a splice writer. */
 struct plan {
 	struct mfs_tensor_edit *te;
@@ -98,6 +107,7 @@ struct plan {
 	struct mfs_run **runs;  /* per te, malloc'd */
 	struct rd *rds;         /* per te */
 	struct mfs_prop_edit *props;
+	struct mfs_field_edit *fields;
 	struct mfs_edit_set set;
 	uint64_t bytes_edited;
 	bool layout_kept;       /* only same-size data edits of bytes in the model file */
@@ -150,6 +160,9 @@ struct mfs_txn {
 	                         * (then lookups scan the slots) */
 	size_t pidx_n;          /* buckets, a power of two */
 	size_t pidx_live;       /* slots on its chains */
+	struct fslot *fields;   /* staged graph fields, ascending id (few: a sorted array) */
+	size_t n_fields;
+	char field_note[384];   /* why the last field write was refused, or "" */
 	uint8_t *scratch;       /* 1 = live, by scratch id */
 	size_t n_scratch;
 
@@ -217,6 +230,10 @@ int txn_model_identity(struct mfs_txn *t);
 int txn_lock_model(const mfs_model *m, int how);
 /* Remove the note of a failed commit (a commit or an abort succeeded). */
 void txn_clear_failure(struct mfs_txn *t);
+/* Forget every staged graph field, in memory. */
+void txn_fields_clear(struct mfs_txn *t);
+/* Take field `id` with `text` (malloc'd, taken over) as staged, in memory. */
+int txn_field_put(struct mfs_txn *t, uint64_t id, char *text, size_t len);
 /* Small staged values. */
 int txn_put_value(struct mfs_txn *t, uint64_t key, const void *buf, size_t len);
 int txn_drop_key(struct mfs_txn *t, uint64_t key);

@@ -370,6 +370,35 @@ struct mfs_training {
 	struct mfs_graph *algorithm;            /* NULL when absent */
 };
 
+/*
+ * Graph fields: the one-value files of the main graph that a format may
+ * make writable (doc/design.md §5.1), named by a number that means the same
+ * file on every open of a model of the same structure (the transaction
+ * journals edits under it).  `i` is an index into graph->inputs, outputs or
+ * nodes; `j` an attribute's index in its node.  The tree records which
+ * entry shows which field (fs/tree.c); the format says whether it may be
+ * written and checks and writes the value (format.h, field_*).
+ */
+enum mfs_field_kind {
+	MFS_FIELD_INPUT_SHAPE = 1,
+	MFS_FIELD_OUTPUT_SHAPE,
+	MFS_FIELD_INPUT_DTYPE,
+	MFS_FIELD_OUTPUT_DTYPE,
+	MFS_FIELD_NODE_NAME,
+	MFS_FIELD_NODE_ATTR,
+	MFS_FIELD_NODE_DOC,             /* a node's doc_string (shown when it has one) */
+	MFS_FIELD_INPUT_DOC,
+	MFS_FIELD_OUTPUT_DOC,
+	MFS_FIELD_KIND_N_
+};
+#define MFS_FIELD_I_MAX         0xffffffffull   /* largest i */
+#define MFS_FIELD_J_MAX         0xfffffull      /* largest j */
+#define MFS_FIELD_ID(kind, i, j) \
+	((uint64_t)(kind) << 52 | (uint64_t)(i) << 20 | (uint64_t)(j))
+#define MFS_FIELD_KIND(id)      ((unsigned)((id) >> 52))
+#define MFS_FIELD_I(id)         (((id) >> 20) & MFS_FIELD_I_MAX)
+#define MFS_FIELD_J(id)         ((id) & MFS_FIELD_J_MAX)
+
 /* --------------------------------------------------------------- model */
 
 /*

@@ -203,6 +203,22 @@ ssize_t mfs_txn_meta_get(mfs_txn *t, const char *name, char *buf, size_t cap);
 int mfs_txn_meta_set(mfs_txn *t, const char *name, const char *text, size_t len);
 
 /*
+ * Graph fields (model.h, MFS_FIELD_ID): a node attribute, a node's name, a
+ * graph input's or output's shape or dtype, where the format allows it.
+ * field_writable: may `id` be written (false for a read-only mount).
+ * field_get: 1 and a malloc'd copy of the staged text (as the file shows
+ * it, with its '\n') in *out, or 0 when nothing is staged (the tree's text
+ * is the value).  field_set: `text` is the file content (one trailing '\n'
+ * dropped), `orig` what the file shows unstaged; the format checks the
+ * syntax (-EINVAL, with the reason in status), a value equal to `orig`
+ * unstages the edit.
+ */
+bool mfs_txn_field_writable(mfs_txn *t, uint64_t id);
+int mfs_txn_field_get(mfs_txn *t, uint64_t id, char **out, size_t *len);
+int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len,
+                      const char *text, size_t len);
+
+/*
  * Props (ONNX metadata_props, safetensors __metadata__): the effective list,
  * in order (existing keys in file order, new ones appended).  *out is an
  * array of `struct mfs_meta` (name = key, value without '\n') that is yours
