@@ -35,6 +35,10 @@ static void usage(FILE *f)
 	        "usage: modelfs info|recover MODEL\n"
 	        "       modelfs commit|abort|status|unmount MOUNTPOINT\n"
 	        "       modelfs convert MODEL OUT.safetensors\n"
+	        "       modelfs pack MODEL [-o OUT] [--level N] [--chunk SIZE] [--plain]\n"
+	        "                    [--threads N]\n"
+	        "       modelfs unpack PACK [-o DIR]\n"
+	        "       modelfs verify MODEL|PACK\n"
 	        "       modelfs --help | --version\n"
 	        "\n"
 	        "  info MODEL          print format, metadata, inputs, outputs, counts and the\n"
@@ -44,6 +48,11 @@ static void usage(FILE *f)
 	        "                      check its journal, without mounting\n"
 	        "  convert MODEL OUT   write MODEL's tensors and props to the safetensors\n"
 	        "                      file OUT, streamed, running nothing of MODEL\n"
+	        "  pack MODEL          compress MODEL and every file it names into one pack,\n"
+	        "                      MODEL.mfs (mountable; prints its SHA-256 and ratio)\n"
+	        "  unpack PACK         restore a pack's files, byte-identical, into DIR (.)\n"
+	        "  verify MODEL|PACK   recompute every file's and tensor's SHA-256: print\n"
+	        "                      them (a model) or check them against the manifest\n"
 	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically (with\n"
 	        "                      progress on a terminal)\n"
 	        "  abort MOUNTPOINT    drop the edits staged in a mount\n"
@@ -679,6 +688,12 @@ int main(int argc, char **argv)
 		return cmd_unmount(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "recover"))
 		return cmd_recover(argv[2]);
+	if (argc >= 2 && !strcmp(argv[1], "pack"))
+		return cmd_pack(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "unpack"))
+		return cmd_unpack(argc, argv);
+	if (argc == 3 && !strcmp(argv[1], "verify"))
+		return cmd_verify(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "convert"))
 		return cmd_convert(argv[2], argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "dump-tensors"))     /* hidden: for tests */

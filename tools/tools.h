@@ -26,5 +26,8 @@ int cmd_commit(const char *mnt);
 int cmd_unmount(const char *mnt);
 int cmd_recover(const char *model);
 int cmd_convert(const char *model, const char *out);
+int cmd_pack(int argc, char **argv);
+int cmd_unpack(int argc, char **argv);
+int cmd_verify(const char *path);
 
 #endif
