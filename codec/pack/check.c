@@ -52,8 +52,14 @@ static int stream_file(struct mfs_pack *pk, uint32_t f, int fd, uint8_t sha[32],
 		size_t n = pf->size - off < PIECE ? (size_t)(pf->size - off) : PIECE;
 		ssize_t r = pk_pread(pk, f, buf, n, off);
 		if (r <= 0) {
-			rc = mfs_errf(err, errlen, -EIO, pk->display, "%s: cannot decompress the bytes "
-			              "at offset %llu", pf->path, (unsigned long long)off);
+			char why[512];
+			pk_last_error(pk, why, sizeof(why));
+			rc = -EIO;
+			if (why[0])
+				snprintf(err, errlen, "%s (in %s)", why, pf->path);
+			else
+				rc = mfs_errf(err, errlen, -EIO, pk->display, "%s: cannot decompress the "
+				              "bytes at offset %llu", pf->path, (unsigned long long)off);
 			goto out;
 		}
 		EVP_DigestUpdate(c, buf, (size_t)r);

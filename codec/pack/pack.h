@@ -108,6 +108,7 @@ struct mfs_pack {
 	size_t n_slots;
 	uint64_t tick;
 	uint64_t decompressed;  /* chunks decompressed so far (for tests, meta) */
+	char last_err[512];     /* why the last chunk failed, "" if none */
 	int refs;
 };
 
@@ -129,6 +130,9 @@ int pk_chunk_read(struct mfs_pack *pk, uint32_t i, uint8_t *out, char *err, size
 
 /* pk_pread() - original file `f`'s bytes through the cache; like pread. */
 ssize_t pk_pread(struct mfs_pack *pk, uint32_t f, void *buf, size_t len, uint64_t off);
+
+/* pk_last_error() - why the last chunk read failed ("" if none). */
+void pk_last_error(struct mfs_pack *pk, char *out, size_t len);
 
 /* pk_source() - original file `f` as a byte source (holds a ref). */
 int pk_source(struct mfs_source **out, struct mfs_pack *pk, uint32_t f);
