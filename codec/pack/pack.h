@@ -81,6 +81,16 @@ struct pk_slot {
 	uint32_t chunk;         /* UINT32_MAX: empty */
 	uint64_t used;          /* LRU tick */
 	uint8_t *buf;
+	size_t cap;
+};
+
+/* What one chunk read needs besides the cache, kept for the next read so
+ * that a miss allocates nothing in the steady state. */
+struct pk_scratch {
+	void *dctx;             /* ZSTD_DCtx */
+	uint8_t *frame, *tmp, *out;     /* each PK_MAX_CHUNK-bounded, grown on need */
+	size_t frame_cap, tmp_cap, out_cap;
+	struct pk_scratch *next;
 };
 
 struct mfs_pack {
@@ -109,6 +119,8 @@ struct mfs_pack {
 	uint64_t tick;
 	uint64_t decompressed;  /* chunks decompressed so far (for tests, meta) */
 	char last_err[512];     /* why the last chunk failed, "" if none */
+	struct pk_scratch *spare;       /* free scratch, under `lock` */
+	unsigned n_spare;
 	int refs;
 };
 
@@ -127,6 +139,8 @@ void pk_unref(struct mfs_pack *pk);
  * `frame` (frame_len bytes).  Returns 0 or -EIO with a line in err.
  */
 int pk_chunk_read(struct mfs_pack *pk, uint32_t i, uint8_t *out, char *err, size_t errlen);
+int pk_chunk_read_with(struct mfs_pack *pk, struct pk_scratch *sc, uint32_t i, uint8_t *out,
+                       char *err, size_t errlen);
 
 /* pk_pread() - original file `f`'s bytes through the cache; like pread. */
 ssize_t pk_pread(struct mfs_pack *pk, uint32_t f, void *buf, size_t len, uint64_t off);

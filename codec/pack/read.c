@@ -171,6 +171,8 @@ static bool unhex(uint8_t sha[32], const char *s)
 
 /* ------------------------------------------------------------ opening */
 
+static void scratch_free(struct pk_scratch *sc);
+
 /* A skippable frame at `off` with magic `magic`: its payload, malloc'd. */
 static int read_frame(struct mfs_pack *pk, uint64_t off, uint32_t magic, const char *what,
                       uint8_t **out, uint32_t *len, char *err, size_t errlen)
@@ -522,6 +524,11 @@ void pk_unref(struct mfs_pack *pk)
 {
 	if (!pk || __atomic_sub_fetch(&pk->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
+	while (pk->spare) {
+		struct pk_scratch *sc = pk->spare;
+		pk->spare = sc->next;
+		scratch_free(sc);
+	}
 	if (pk->slots) {
 		for (size_t i = 0; i < pk->n_slots; i++)
 			free(pk->slots[i].buf);
@@ -554,45 +561,99 @@ int pk_find(const struct mfs_pack *pk, const char *path)
 
 /* ------------------------------------------------------------ chunks */
 
-int pk_chunk_read(struct mfs_pack *pk, uint32_t i, uint8_t *out, char *err, size_t errlen)
+/* Grow *buf to at least n bytes (n is bounded by the checks of pk_open). */
+static int grow(uint8_t **buf, size_t *cap, size_t n)
+{
+	if (*cap >= n)
+		return 0;
+	uint8_t *p = malloc(n);
+	if (!p)
+		return -ENOMEM;
+	free(*buf);
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+static void scratch_free(struct pk_scratch *sc)
+{
+	if (!sc)
+		return;
+	ZSTD_freeDCtx(sc->dctx);
+	free(sc->frame);
+	free(sc->tmp);
+	free(sc->out);
+	free(sc);
+}
+
+static struct pk_scratch *scratch_get(struct mfs_pack *pk)
+{
+	pthread_mutex_lock(&pk->lock);
+	struct pk_scratch *sc = pk->spare;
+	if (sc) {
+		pk->spare = sc->next;
+		pk->n_spare--;
+	}
+	pthread_mutex_unlock(&pk->lock);
+	if (sc)
+		return sc;
+	sc = calloc(1, sizeof(*sc));
+	if (sc && !(sc->dctx = ZSTD_createDCtx())) {
+		free(sc);
+		sc = NULL;
+	}
+	return sc;
+}
+
+/* Called with pk->lock held. */
+static void scratch_put_locked(struct mfs_pack *pk, struct pk_scratch *sc)
+{
+	if (pk->n_spare >= 16) {
+		scratch_free(sc);
+		return;
+	}
+	sc->next = pk->spare;
+	pk->spare = sc;
+	pk->n_spare++;
+}
+
+int pk_chunk_read_with(struct mfs_pack *pk, struct pk_scratch *sc, uint32_t i, uint8_t *out,
+                       char *err, size_t errlen)
 {
 	const struct pk_chunk *k = &pk->chunks[i];
-	uint8_t *frame = malloc(k->frame_len);
-	uint8_t *tmp = k->transform == PK_T_RAW ? out : malloc(k->raw_len);
-	ZSTD_DCtx *dc = ZSTD_createDCtx();
-	int rc = 0;
-	if (!frame || !tmp || !dc) {
-		rc = mfs_errf(err, errlen, -ENOMEM, pk->display, "out of memory");
-		goto out;
-	}
-	rc = mfs_pread_full(pk->fd, frame, k->frame_len, k->frame_off);
-	if (rc < 0) {
-		mfs_errf(err, errlen, rc == -EIO ? -EIO : rc, pk->display, "chunk %u: cannot read "
-		         "its frame: %s", i, strerror(-rc));
-		goto out;
-	}
+	if (grow(&sc->frame, &sc->frame_cap, k->frame_len) < 0 ||
+	    (k->transform != PK_T_RAW && grow(&sc->tmp, &sc->tmp_cap, k->raw_len) < 0))
+		return mfs_errf(err, errlen, -ENOMEM, pk->display, "out of memory");
+	uint8_t *tmp = k->transform == PK_T_RAW ? out : sc->tmp;
+	int rc = mfs_pread_full(pk->fd, sc->frame, k->frame_len, k->frame_off);
+	if (rc < 0)
+		return mfs_errf(err, errlen, rc, pk->display, "chunk %u: cannot read its frame: %s",
+		                i, strerror(-rc));
 	/* The output is the declared size and no more: a frame that would
 	 * decompress to more fails here instead of growing anything. */
-	size_t n = ZSTD_decompressDCtx(dc, tmp, k->raw_len, frame, k->frame_len);
-	if (ZSTD_isError(n)) {
-		rc = mfs_errf(err, errlen, -EIO, pk->display, "chunk %u: %s%s", i,
-		              ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ?
-		              "decompresses to more than its declared size: " : "",
-		              ZSTD_getErrorName(n));
-		goto out;
-	}
-	if (n != k->raw_len) {
-		rc = mfs_errf(err, errlen, -EIO, pk->display, "chunk %u: decompresses to %zu bytes, "
-		              "not its declared %u", i, n, k->raw_len);
-		goto out;
-	}
+	size_t n = ZSTD_decompressDCtx(sc->dctx, tmp, k->raw_len, sc->frame, k->frame_len);
+	if (ZSTD_isError(n))
+		return mfs_errf(err, errlen, -EIO, pk->display, "chunk %u: %s%s", i,
+		                ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ?
+		                "decompresses to more than its declared size: " : "",
+		                ZSTD_getErrorName(n));
+	if (n != k->raw_len)
+		return mfs_errf(err, errlen, -EIO, pk->display, "chunk %u: decompresses to %zu "
+		                "bytes, not its declared %u", i, n, k->raw_len);
 	if (tmp != out)
 		pk_ungroup(out, tmp, k->raw_len, k->transform);
-out:
-	ZSTD_freeDCtx(dc);
-	free(frame);
-	if (tmp != out)
-		free(tmp);
+	return 0;
+}
+
+int pk_chunk_read(struct mfs_pack *pk, uint32_t i, uint8_t *out, char *err, size_t errlen)
+{
+	struct pk_scratch *sc = scratch_get(pk);
+	if (!sc)
+		return mfs_errf(err, errlen, -ENOMEM, pk->display, "out of memory");
+	int rc = pk_chunk_read_with(pk, sc, i, out, err, errlen);
+	pthread_mutex_lock(&pk->lock);
+	scratch_put_locked(pk, sc);
+	pthread_mutex_unlock(&pk->lock);
 	return rc;
 }
 
@@ -625,24 +686,29 @@ static int cached_copy(struct mfs_pack *pk, uint32_t c, void *dst, size_t len, u
 
 	/* A miss decompresses outside the lock, so that readers of other
 	 * chunks go on in parallel; two readers of one chunk may both
-	 * decompress it, which costs time but no memory beyond theirs. */
+	 * decompress it, which costs time but no memory beyond theirs.  The
+	 * buffers come from the scratch and go back to it (the victim's), so
+	 * that the steady state allocates nothing. */
 	const struct pk_chunk *k = &pk->chunks[c];
-	uint8_t *buf = malloc(k->raw_len);
+	struct pk_scratch *sc = scratch_get(pk);
 	char err[512];
-	if (!buf)
+	if (!sc)
 		return -ENOMEM;
-	int rc = pk_chunk_read(pk, c, buf, err, sizeof(err));
+	int rc = grow(&sc->out, &sc->out_cap, k->raw_len);
+	if (rc == 0)
+		rc = pk_chunk_read_with(pk, sc, c, sc->out, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "%s: out of memory", pk->display);
+	pthread_mutex_lock(&pk->lock);
 	if (rc < 0) {
 		/* The reader above sees EIO; the why is kept for whoever reports
 		 * it (verify, unpack: pk_last_error). */
-		pthread_mutex_lock(&pk->lock);
 		snprintf(pk->last_err, sizeof(pk->last_err), "%s", err);
+		scratch_put_locked(pk, sc);
 		pthread_mutex_unlock(&pk->lock);
-		free(buf);
 		return -EIO;
 	}
-	memcpy(dst, buf + at, len);
-	pthread_mutex_lock(&pk->lock);
+	memcpy(dst, sc->out + at, len);
 	pk->decompressed++;
 	size_t victim = 0;
 	bool present = false;
@@ -653,14 +719,18 @@ static int cached_copy(struct mfs_pack *pk, uint32_t c, void *dst, size_t len, u
 			victim = s;
 	}
 	if (!present) {
-		uint8_t *old = pk->slots[victim].buf;
-		pk->slots[victim].buf = buf;
-		pk->slots[victim].chunk = c;
-		pk->slots[victim].used = ++pk->tick;
-		buf = old;
+		struct pk_slot *v = &pk->slots[victim];
+		uint8_t *old = v->buf;
+		size_t old_cap = v->cap;
+		v->buf = sc->out;
+		v->cap = sc->out_cap;
+		v->chunk = c;
+		v->used = ++pk->tick;
+		sc->out = old;
+		sc->out_cap = old ? old_cap : 0;
 	}
+	scratch_put_locked(pk, sc);
 	pthread_mutex_unlock(&pk->lock);
-	free(buf);
 	return 0;
 }
 

@@ -623,9 +623,10 @@ int mfs_pack_create(const char *model, const char *out, const struct mfs_pack_op
 		return rc;
 	const struct mfs_desc *d = mfs_model_desc(m);
 	if (o.plain && d->n_files != 1) {
+		size_t n = d->n_files;
 		mfs_model_close(m);
 		return mfs_errf(err, errlen, -EINVAL, model, "--plain packs hold one file, and this "
-		                "model has %zu (external data or shards): drop --plain", d->n_files);
+		                "model has %zu (external data or shards): drop --plain", n);
 	}
 	for (size_t i = 0; i < d->n_files; i++)
 		res->orig_bytes += d->files[i].size;
