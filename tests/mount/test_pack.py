@@ -275,6 +275,21 @@ os.makedirs(os.path.dirname(big))
 n = 12 << 20     # 48 MiB of fp32
 st_write(big, {"w": ("F32", [n], rng.normal(0, 0.02, n).astype(np.float32).tobytes())})
 bigpk, _ = pack(big)
+
+
+def rss_of(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+
+
+# The plain mount's daemon after the same reads: what the pack's may add to
+# is its cache and scratch (a sanitizer build has its own baseline).
+with t.mount(big) as m:
+    with open(os.path.join(m, "weights", "w", "data"), "rb") as f:
+        while f.read(1 << 20):
+            pass
+    plain_rss = rss_of(daemon_pids(m)[0])
 with t.mount(bigpk, "-o", "cache_size=2M") as m:
     pid = daemon_pids(m)[0]
 
@@ -284,9 +299,7 @@ with t.mount(bigpk, "-o", "cache_size=2M") as m:
                 return int(line.split()[1])
 
     def rss():
-        for line in open("/proc/%d/status" % pid):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+        return rss_of(pid)
 
     data = os.path.join(m, "weights", "w", "data")
     before = rchar()
@@ -304,8 +317,15 @@ with t.mount(bigpk, "-o", "cache_size=2M") as m:
         whole = f.read()
     t.check("a full read of the tensor equals the original", whole == raw[hlen:])
     del whole, raw
-    t.check("daemon RSS after reading the whole tensor with cache_size=2M stays under 40 MiB (%d)"
-            % rss(), rss() < 40 << 20, rss())
+    r = rss()
+    # Under AddressSanitizer freed blocks wait in its quarantine (256 MiB by
+    # default) and a pack's replies are copies, not splices: allow for it.
+    extra = 16 << 20
+    if os.environ.get("ASAN_OPTIONS") is not None:
+        extra += 256 << 20
+    t.check("daemon RSS after reading the 48 MiB tensor with cache_size=2M: %.1f MiB, within "
+            "the plain mount's %.1f MiB + %d MiB" % (r / 2**20, plain_rss / 2**20, extra >> 20),
+            r <= plain_rss + extra, r)
 
 # ------------------------------------------------------------ hostile
 
