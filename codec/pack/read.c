@@ -91,22 +91,61 @@ unsigned pk_elem(unsigned t)
 void pk_group(uint8_t *dst, const uint8_t *src, size_t n, unsigned t)
 {
 	unsigned e = pk_elem(t);
-	size_t k = n / e;
+	size_t k = n / e, i = 0;
 	if (e == 1) {
 		memcpy(dst, src, n);
 		return;
 	}
 	if (e == 2) {
-		for (size_t i = 0; i < k; i++) {
+		bool rot = t == PK_T_BF16;
+#ifdef __SSE2__
+		/* 16 elements a step: rotate the 16-bit lanes, split each lane's
+		 * low and high byte, pack them back to bytes. */
+		const __m128i ff = _mm_set1_epi16(0xFF);
+		for (; i + 16 <= k; i += 16) {
+			__m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i));
+			__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i + 16));
+			if (rot) {
+				a = _mm_or_si128(_mm_slli_epi16(a, 1), _mm_srli_epi16(a, 15));
+				b = _mm_or_si128(_mm_slli_epi16(b, 1), _mm_srli_epi16(b, 15));
+			}
+			_mm_storeu_si128((__m128i *)(void *)(dst + i),
+			                 _mm_packus_epi16(_mm_and_si128(a, ff), _mm_and_si128(b, ff)));
+			_mm_storeu_si128((__m128i *)(void *)(dst + k + i),
+			                 _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8)));
+		}
+#endif
+		for (; i < k; i++) {
 			uint16_t v = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
-			if (t == PK_T_BF16)
+			if (rot)
 				v = (uint16_t)(v << 1 | v >> 15);
 			dst[i] = (uint8_t)v;
 			dst[k + i] = (uint8_t)(v >> 8);
 		}
 		return;
 	}
-	for (size_t i = 0; i < k; i++) {
+#ifdef __SSE2__
+	/* 16 elements a step: rotate the 32-bit lanes, then for each plane
+	 * shift its byte down, mask, and pack 32 -> 16 -> 8 bits (the values
+	 * are below 256, so the saturating packs keep them). */
+	const __m128i ff = _mm_set1_epi32(0xFF);
+	for (; i + 16 <= k; i += 16) {
+		__m128i v[4];
+		for (int j = 0; j < 4; j++) {
+			__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(src + 4 * i + 16 * j));
+			v[j] = _mm_or_si128(_mm_slli_epi32(x, 1), _mm_srli_epi32(x, 31));
+		}
+		for (int p = 0; p < 4; p++) {
+			__m128i q[4];
+			for (int j = 0; j < 4; j++)
+				q[j] = _mm_and_si128(p == 0 ? v[j] : _mm_srli_epi32(v[j], 8 * p), ff);
+			__m128i lo = _mm_packs_epi32(q[0], q[1]), hi = _mm_packs_epi32(q[2], q[3]);
+			_mm_storeu_si128((__m128i *)(void *)(dst + (size_t)p * k + i),
+			                 _mm_packus_epi16(lo, hi));
+		}
+	}
+#endif
+	for (; i < k; i++) {
 		uint32_t v = mfs_get_le32(src + 4 * i);
 		v = v << 1 | v >> 31;
 		dst[i] = (uint8_t)v;
