@@ -53,9 +53,13 @@ struct seg {
 };
 
 struct dedupe {
-	uint8_t sha[32];
+	uint8_t sha[32];        /* chunk_hash, arrangement xored in */
 	uint64_t frame_off;
 	uint32_t frame_len;
+	uint32_t file;          /* where its bytes are in the model, to compare */
+	uint64_t off;
+	uint32_t len;
+	uint8_t t;
 	bool used;
 };
 
@@ -74,12 +78,6 @@ static int buf_add(struct mfs_buf *b, const void *p, size_t n)
 {
 	mfs_buf_add(b, p, n);
 	return b->oom ? -ENOMEM : 0;
-}
-
-static int sha256(uint8_t out[32], const void *p, size_t n)
-{
-	unsigned len = 32;
-	return EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
 }
 
 static unsigned transform_of(int32_t dtype)
@@ -143,6 +141,31 @@ static int float_segs(const mfs_model *m, uint32_t f, struct seg **out, size_t *
 
 /* ------------------------------------------------------------ workers */
 
+/*
+ * A fast hash that finds candidate duplicate chunks; a candidate is then
+ * compared byte for byte with the earlier chunk (same_chunk), so its
+ * quality costs time, never correctness.  Two independent 64-bit lanes.
+ */
+static void chunk_hash(uint8_t out[32], const uint8_t *p, size_t n)
+{
+	uint64_t a = 0x243F6A8885A308D3ull ^ n, b = 0x13198A2E03707344ull;
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		uint64_t x, y;
+		memcpy(&x, p + i, 8);
+		memcpy(&y, p + i + 8, 8);
+		a = (a ^ x) * 0x9E3779B97F4A7C15ull;
+		b = (b ^ y) * 0xC2B2AE3D27D4EB4Full;
+		a ^= a >> 29;
+		b ^= b >> 31;
+	}
+	for (; i < n; i++)
+		a = (a ^ p[i]) * 0x100000001B3ull;
+	memset(out, 0, 32);
+	memcpy(out, &a, 8);
+	memcpy(out + 8, &b, 8);
+}
+
 static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 {
 	ssize_t r = mfs_file_read(b->m, j->file, j->raw, j->len, j->off);
@@ -150,8 +173,8 @@ static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 		return (int)r;
 	if ((size_t)r != j->len)
 		return -EIO;
-	if (!b->plain && sha256(j->sha, j->raw, j->len) < 0)
-		return -EIO;
+	if (!b->plain)
+		chunk_hash(j->sha, j->raw, j->len);
 	size_t cap = ZSTD_compressBound(j->len) + 64;
 	if (j->t == PK_T_RAW) {
 		ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
@@ -302,6 +325,20 @@ static int add_chunk(struct writer *w, uint64_t off, uint32_t len, uint32_t raw,
 	return buf_add(&w->seek_chunks, e, sizeof(e));
 }
 
+/* Are the earlier chunk's bytes those of job j?  1, 0, or -errno. */
+static int same_chunk(const mfs_model *m, const struct dedupe *d, const struct job *j)
+{
+	if (d->len != j->len || d->t != j->t)
+		return 0;
+	uint8_t *buf = malloc(j->len);
+	if (!buf)
+		return -ENOMEM;
+	ssize_t r = mfs_file_read(m, d->file, buf, j->len, d->off);
+	int rc = r < 0 ? (int)r : (size_t)r == j->len && !memcmp(buf, j->raw, j->len);
+	free(buf);
+	return rc;
+}
+
 /* Write the batch's frames in order; a chunk seen before is not stored. */
 static int flush_batch(struct writer *w, struct batch *b, EVP_MD_CTX *fsha)
 {
@@ -317,7 +354,12 @@ static int flush_batch(struct writer *w, struct batch *b, EVP_MD_CTX *fsha)
 			if (dd_grow(w) < 0)
 				return -ENOMEM;
 			d = dd_find(w, j->sha);
-			if (d->used) {
+			int same = d->used ? same_chunk(b->m, d, j) : 0;
+			if (same < 0)
+				return same;
+			if (d->used && !same)
+				d = NULL;       /* a hash collision: store it, share nothing */
+			if (d && d->used) {
 				w->deduped++;
 				int rc = add_chunk(w, d->frame_off, d->frame_len, j->len, j->t);
 				if (rc < 0)
@@ -333,6 +375,10 @@ static int flush_batch(struct writer *w, struct batch *b, EVP_MD_CTX *fsha)
 			memcpy(d->sha, j->sha, 32);
 			d->frame_off = at;
 			d->frame_len = (uint32_t)j->out_len;
+			d->file = j->file;
+			d->off = j->off;
+			d->len = j->len;
+			d->t = j->t;
 			d->used = true;
 			w->dd_n++;
 		}
@@ -381,7 +427,7 @@ int mfs_pack_tensor_sha(const mfs_model *m, const struct mfs_tensor *t, uint8_t 
 }
 
 static json_t *manifest(const mfs_model *m, const struct mfs_pack_opts *o, uint8_t (*fsha)[32],
-                        int *rc)
+                        uint8_t (*tsha)[32], int *rc)
 {
 	const struct mfs_desc *d = mfs_model_desc(m);
 	json_t *root = json_object(), *files = json_array(), *tens = json_array();
@@ -422,30 +468,42 @@ static json_t *manifest(const mfs_model *m, const struct mfs_pack_opts *o, uint8
 		json_object_set_new(f, "sha256", json_string(hex));
 		json_array_append_new(files, f);
 	}
-	size_t cap = 1u << 20;
-	uint8_t *buf = malloc(cap);
-	if (!buf) {
-		json_decref(root);
-		return NULL;
-	}
 	for (uint64_t i = 0; i < d->n_tensors; i++) {
-		uint8_t sha[32];
-		int r = hash_tensor(m, d->tensors[i], buf, cap, sha);
-		if (r < 0) {
-			free(buf);
-			*rc = r;
-			json_decref(root);
-			return NULL;
-		}
-		pk_hex(hex, sha);
+		pk_hex(hex, tsha[i]);
 		json_t *t = json_object();
 		json_object_set_new(t, "name", json_string(d->tensors[i]->name));
 		json_object_set_new(t, "sha256", json_string(hex));
 		json_array_append_new(tens, t);
 	}
-	free(buf);
 	*rc = 0;
 	return root;
+}
+
+/*
+ * The tensors' hashes are a second read of the model, independent of the
+ * chunks: a thread of its own does it while the chunks compress, so that
+ * its SHA-256 is off the critical path.
+ */
+struct tensor_hashes {
+	const mfs_model *m;
+	uint8_t (*sha)[32];
+	int rc;
+	uint64_t bad;           /* the tensor that failed */
+};
+
+static void *hash_tensors(void *arg)
+{
+	struct tensor_hashes *th = arg;
+	const struct mfs_desc *d = mfs_model_desc(th->m);
+	size_t cap = 1u << 20;
+	uint8_t *buf = malloc(cap);
+	th->rc = buf ? 0 : -ENOMEM;
+	for (uint64_t i = 0; buf && i < d->n_tensors && th->rc == 0; i++) {
+		th->rc = hash_tensor(th->m, d->tensors[i], buf, cap, th->sha[i]);
+		th->bad = i;
+	}
+	free(buf);
+	return NULL;
 }
 
 /* ------------------------------------------------------------ the pack */
@@ -555,7 +613,7 @@ out:
 }
 
 static int write_index(struct writer *w, const mfs_model *m, const struct mfs_pack_opts *o,
-                       uint8_t (*fsha)[32], const struct mfs_buf *seek_files)
+                       uint8_t (*fsha)[32], uint8_t (*tsha)[32], const struct mfs_buf *seek_files)
 {
 	const struct mfs_desc *d = mfs_model_desc(m);
 	struct mfs_buf seek = {0};
@@ -570,7 +628,7 @@ static int write_index(struct writer *w, const mfs_model *m, const struct mfs_pa
 		free(seek.p);
 		return rc;
 	}
-	json_t *man = manifest(m, o, fsha, &rc);
+	json_t *man = manifest(m, o, fsha, tsha, &rc);
 	char *js = man ? json_dumps(man, JSON_COMPACT) : NULL;
 	json_decref(man);
 	if (!js) {
@@ -637,10 +695,14 @@ int mfs_pack_create(const char *model, const char *out, const struct mfs_pack_op
 		return mfs_errf(err, errlen, -ENAMETOOLONG, out, "name too long");
 	}
 	struct writer w = {.fd = -1};
+	struct tensor_hashes th = {0};
+	pthread_t th_id;
+	bool th_started = false;
 	uint8_t (*fsha)[32] = calloc(d->n_files, 32);
+	uint8_t (*tsha)[32] = calloc(d->n_tensors ? d->n_tensors : 1, 32);
 	struct mfs_buf seek_files = {0};
 	w.sha = EVP_MD_CTX_new();
-	if (!fsha || !w.sha || EVP_DigestInit_ex(w.sha, EVP_sha256(), NULL) != 1) {
+	if (!fsha || !tsha || !w.sha || EVP_DigestInit_ex(w.sha, EVP_sha256(), NULL) != 1) {
 		rc = mfs_errf(err, errlen, -ENOMEM, model, "out of memory");
 		goto out;
 	}
@@ -657,11 +719,26 @@ int mfs_pack_create(const char *model, const char *out, const struct mfs_pack_op
 		mfs_errf(err, errlen, rc, out, "cannot write: %s", strerror(-rc));
 		goto out;
 	}
-	if ((rc = write_chunks(&w, m, &o, threads, fsha, res, &seek_files)) < 0) {
+	th.m = m;
+	th.sha = tsha;
+	if (pthread_create(&th_id, NULL, hash_tensors, &th) == 0)
+		th_started = true;
+	else
+		hash_tensors(&th);
+	rc = write_chunks(&w, m, &o, threads, fsha, res, &seek_files);
+	if (th_started)
+		pthread_join(th_id, NULL);
+	th_started = false;
+	if (rc < 0) {
 		mfs_errf(err, errlen, rc, model, "cannot pack: %s", strerror(-rc));
 		goto out;
 	}
-	if ((rc = write_index(&w, m, &o, fsha, &seek_files)) < 0) {
+	if (th.rc < 0) {
+		rc = mfs_errf(err, errlen, th.rc, model, "tensor %s: cannot read: %s",
+		              d->tensors[th.bad]->name, strerror(-th.rc));
+		goto out;
+	}
+	if ((rc = write_index(&w, m, &o, fsha, tsha, &seek_files)) < 0) {
 		mfs_errf(err, errlen, rc, out, "cannot write the seek table and manifest: %s",
 		         strerror(-rc));
 		goto out;
@@ -694,6 +771,7 @@ out:
 	free(seek_files.p);
 	free(w.dd);
 	free(fsha);
+	free(tsha);
 	mfs_model_close(m);
 	return rc;
 }

@@ -168,6 +168,12 @@ for kind, model in fx.items():
     t.check("%s: pack prints its SHA-256 and ratio" % kind,
             outp.split()[0] == __import__("hashlib").sha256(open(pk, "rb").read()).hexdigest()
             and "ratio" in outp, outp)
+    if kind == "safetensors":
+        # e.tied holds a.bf16's bytes: its chunks are stored once.
+        import re
+        shared = re.search(r"\((\d+) stored once for several\)", outp)
+        t.check("%s: the tied tensor's chunks are stored once" % kind,
+                shared and int(shared.group(1)) >= 2, outp)
     r = run(MODELFS, "verify", pk)
     t.check("%s: verify of the pack passes" % kind, r.returncode == 0 and "ok:" in r.stdout,
             r.stdout + r.stderr)
