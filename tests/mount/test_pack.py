@@ -333,6 +333,33 @@ with t.mount(bigpk, "-o", "cache_size=2M") as m:
             "the plain mount's %.1f MiB + %d MiB" % (r / 2**20, plain_rss / 2**20, extra >> 20),
             r <= plain_rss + extra, r)
 
+# kill -9 while re-packing over an existing pack: the old one is intact.
+import glob  # noqa: E402
+import hashlib  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+old_sha = hashlib.sha256(open(bigpk, "rb").read()).hexdigest()
+p = subprocess.Popen([MODELFS, "pack", big, "-o", bigpk, "--level", "19", "--threads", "1"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+seen = False
+for _ in range(2000):   # until its temporary file has some frames in it
+    tmps = glob.glob(bigpk + ".tmp-*")
+    if tmps and os.path.getsize(tmps[0]) > (1 << 20):
+        seen = True
+        break
+    if p.poll() is not None:
+        break
+    time.sleep(0.01)
+running = p.poll() is None
+p.send_signal(signal.SIGKILL)
+p.wait()
+t.check("kill -9 in the middle of a pack (temporary file growing: %s, still running: %s) leaves "
+        "the old pack byte-identical and verifiable" % (seen, running),
+        seen and running and hashlib.sha256(open(bigpk, "rb").read()).hexdigest() == old_sha
+        and run(MODELFS, "verify", bigpk).returncode == 0)
+for f in glob.glob(bigpk + ".tmp-*"):
+    os.unlink(f)
+
 # ------------------------------------------------------------ hostile
 
 def parse(path):
