@@ -115,6 +115,54 @@ uint64_t mfs_model_layout(const struct mfs_model *m)
 	return m->layout;
 }
 
+/*
+ * The place's facts (a pack's ratio, say) as meta/<dir>/<name> entries after
+ * the format's own, so that every view of meta/ shows them: the tree puts
+ * a "<dir>/" name in its folder.
+ */
+static int place_meta(struct mfs_model *m)
+{
+	const struct mfs_place_ops *ops = m->place->ops;
+	if (!ops->meta || !ops->meta_dir)
+		return 0;
+	char buf[256];
+	const char *name;
+	size_t n = 0;
+	while (n < 64 && ops->meta(m->place, n, &name, buf, sizeof(buf)))
+		n++;
+	if (!n)
+		return 0;
+	struct mfs_meta *all = mfs_arena_array(m->arena, m->desc.n_meta + n, sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	if (m->desc.n_meta)
+		memcpy(all, m->desc.meta, m->desc.n_meta * sizeof(*all));
+	for (size_t i = 0; i < n; i++) {
+		size_t len = ops->meta(m->place, i, &name, buf, sizeof(buf));
+		if (len >= sizeof(buf) - 1)
+			len = sizeof(buf) - 2;
+		buf[len++] = '\n';     /* meta values end in one (model.h) */
+		size_t dl = strlen(ops->meta_dir), nl = strlen(name);
+		char *full = mfs_arena_alloc(m->arena, dl + 1 + nl + 1);
+		char *val = mfs_arena_alloc(m->arena, len + 1);
+		if (!full || !val)
+			return -ENOMEM;
+		memcpy(full, ops->meta_dir, dl);
+		full[dl] = '/';
+		memcpy(full + dl + 1, name, nl + 1);
+		memcpy(val, buf, len);
+		all[m->desc.n_meta + i] = (struct mfs_meta){.name = full, .value = val, .len = len};
+	}
+	m->desc.meta = all;
+	m->desc.n_meta += n;
+	return 0;
+}
+
+bool mfs_model_path_read_only(const char *path)
+{
+	return mfs_place_claimed_read_only(path);
+}
+
 int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts *opts,
                    char *err, size_t errlen)
 {
@@ -198,6 +246,10 @@ int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts
 		goto out;
 	m->desc.format = m->fmt->name;
 	m->desc.flags = m->fmt->flags;
+	if ((rc = place_meta(m)) < 0) {
+		rc = mfs_errf(err, errlen, rc, path, "out of memory");
+		goto out;
+	}
 	m->layout = fingerprint(m);
 	free(head);
 	*out = m;

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "ll.h"
+#include "modelfs/pack.h"
 
 #define PROG "mount.modelfs"
 #define VERSION "0.1.0"
@@ -55,6 +56,8 @@ struct cli {
 	unsigned max_threads;
 	unsigned max_idle_threads;
 	unsigned max_read;
+	char *cache_size_s;
+	uint64_t cache_size;    /* bytes of decompressed chunks a pack keeps */
 };
 
 enum {
@@ -90,6 +93,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("max_idle_threads=%u", max_idle_threads, 0),
 	CLI_OPT("commit=%s", commit, 0),
 	CLI_OPT("force_types", force_types, 1),
+	CLI_OPT("cache_size=%s", cache_size_s, 0),
 	FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
 
 	/* mount(8)'s flags to its helpers: -n (no mtab), -v (verbose), -t TYPE */
@@ -148,6 +152,8 @@ static void usage(FILE *f)
 	        "  -o commit=MODE        auto (default), rewrite or inplace: how commits\n"
 	        "                        write the model (inplace: a patch through a redo\n"
 	        "                        log, not atomic for other readers of the file)\n"
+	        "  -o cache_size=SIZE    decompressed chunks a pack (MODEL.mfs) keeps in\n"
+	        "                        memory (default 32M; a pack mounts read-only)\n"
 	        "  -o force_types        commit dtype edits that contradict the types the\n"
 	        "                        graph declares (refused otherwise)\n"
 	        "  -o nodev, nosuid, noexec, noatime, default_permissions, ...\n"
@@ -442,6 +448,26 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	/* A pack takes no edits in this version: read-only, and -o rw is an
+	 * error rather than a surprise. */
+	if (mfs_model_path_read_only(model_abs)) {
+		if (cli.rw) {
+			fprintf(stderr, PROG ": %s: cannot mount read-write: packs are read-only "
+			        "(unpack it with 'modelfs unpack' to edit)\n", cli.model);
+			goto out;
+		}
+		cli.ro = 1;
+	}
+	if (cli.cache_size_s) {
+		if (mfs_parse_size(cli.cache_size_s, &cli.cache_size) < 0 ||
+		    cli.cache_size > SIZE_MAX / 2) {
+			fprintf(stderr, PROG ": bad option 'cache_size=%s' (a size: 64M, 1G)\n",
+			        cli.cache_size_s);
+			goto out;
+		}
+		mfs_pack_set_cache_size((size_t)cli.cache_size);
+	}
+
 	struct mfs_txn_opts topts = {0};
 	if (commit_mode(cli.commit, &topts.mode) < 0)
 		goto out;
@@ -538,6 +564,7 @@ out:
 		mfs_fs_fini(&fs);
 	mfs_txn_close(txn);
 	free(cli.commit);
+	free(cli.cache_size_s);
 	fuse_opt_free_args(&sargs);
 	fuse_opt_free_args(&args);
 	free(cli.model);

@@ -1288,11 +1288,15 @@ static void root_contents(struct build *b)
 	for (size_t i = 0; i < d->n_meta && !b->err; i++) {
 		const struct mfs_meta *m = &d->meta[i];
 		const char *name = m->name ? m->name : "";
-		/* "types/<key>": a file of the folder meta/types/ (GGUF). */
+		/* "types/<key>": a file of the folder meta/types/ (GGUF);
+		 * "pack/<key>": of meta/pack/ (a pack's place, model.c). */
 		uint32_t in = meta;
 		if (strncmp(name, "types/", 6) == 0) {
 			in = dir_get(b, meta, "types", 5, true);
 			name += 6;
+		} else if (strncmp(name, "pack/", 5) == 0) {
+			in = dir_get(b, meta, "pack", 4, true);
+			name += 5;
 		}
 		uint32_t f = add_named(b, in, name, strlen(name), MFS_TN_TEXT, 0);
 		set_text(b, f, m->value, m->len, false);

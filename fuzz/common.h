@@ -57,6 +57,10 @@ void fz_clear(const char *dir, const char *const *keep);
  */
 void fz_walk_model(const mfs_model *m);
 
+/* Set by a target whose sources decompress (a pack): a tensor read may
+ * then fail with -EIO, and the walker accepts that. */
+extern bool fz_reads_may_fail;
+
 /* The source tree (for examples/ and fixtures), set by the build. */
 #ifndef MFS_FUZZ_SRC
 #define MFS_FUZZ_SRC "."

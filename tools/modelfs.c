@@ -37,6 +37,10 @@ static void usage(FILE *f)
 	        "       modelfs convert MODEL OUT.safetensors\n"
 	        "       modelfs convert --max-shard-size SIZE MODEL OUT.safetensors.index.json\n"
 	        "       modelfs diff [--tolerance ABS] [--rtol REL] [--json] A B\n"
+	        "       modelfs pack MODEL [-o OUT] [--level N] [--chunk SIZE] [--plain]\n"
+	        "                    [--threads N]\n"
+	        "       modelfs unpack PACK [-o DIR]\n"
+	        "       modelfs verify MODEL|PACK\n"
 	        "       modelfs --help | --version\n"
 	        "\n"
 	        "  info MODEL          print format, metadata, inputs, outputs, counts and the\n"
@@ -50,6 +54,11 @@ static void usage(FILE *f)
 	        "                      of at most SIZE tensor bytes and their index OUT\n"
 	        "  diff A B            compare two models' tensors and props (any formats);\n"
 	        "                      exit 0 same, 1 different, 2 trouble\n"
+	        "  pack MODEL          compress MODEL and every file it names into one pack,\n"
+	        "                      MODEL.mfs (mountable; prints its SHA-256 and ratio)\n"
+	        "  unpack PACK         restore a pack's files, byte-identical, into DIR (.)\n"
+	        "  verify MODEL|PACK   recompute every file's and tensor's SHA-256: print\n"
+	        "                      them (a model) or check them against the manifest\n"
 	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically (with\n"
 	        "                      progress on a terminal)\n"
 	        "  abort MOUNTPOINT    drop the edits staged in a mount\n"
@@ -685,6 +694,12 @@ int main(int argc, char **argv)
 		return cmd_unmount(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "recover"))
 		return cmd_recover(argv[2]);
+	if (argc >= 2 && !strcmp(argv[1], "pack"))
+		return cmd_pack(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "unpack"))
+		return cmd_unpack(argc, argv);
+	if (argc == 3 && !strcmp(argv[1], "verify"))
+		return cmd_verify(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "convert"))
 		return cmd_convert(argv[2], argv[3], 0);
 	if (argc == 6 && !strcmp(argv[1], "convert") && !strcmp(argv[2], "--max-shard-size")) {

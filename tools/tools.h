@@ -34,5 +34,8 @@ int cmd_convert(const char *model, const char *out, uint64_t max_shard);
 int mfs_parse_size(const char *s, uint64_t *out);
 /* `modelfs diff [--tolerance ABS] [--rtol REL] [--json] A B`: argv after "diff". */
 int cmd_diff(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_unpack(int argc, char **argv);
+int cmd_verify(const char *path);
 
 #endif

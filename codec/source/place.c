@@ -14,8 +14,22 @@
 /* Kinds chosen by the form of a path, tried in order; the local directory
  * is the fallback and is not listed. */
 static const struct mfs_place_kind *const kinds[] = {
+	&mfs_place_pack,
 	NULL,
 };
+
+static const struct mfs_place_kind *claimer(const char *path)
+{
+	for (size_t i = 0; kinds[i]; i++)
+		if (kinds[i]->claims && kinds[i]->claims(path))
+			return kinds[i];
+	return &mfs_place_dir;
+}
+
+bool mfs_place_claimed_read_only(const char *path)
+{
+	return claimer(path)->read_only;
+}
 
 int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const char **base,
                    const char *path, char *err, size_t errlen)
@@ -23,12 +37,7 @@ int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const cha
 	*place = NULL;
 	*root = NULL;
 	*base = NULL;
-	const struct mfs_place_kind *k = &mfs_place_dir;
-	for (size_t i = 0; kinds[i]; i++)
-		if (kinds[i]->claims && kinds[i]->claims(path)) {
-			k = kinds[i];
-			break;
-		}
+	const struct mfs_place_kind *k = claimer(path);
 	return k->open(place, root, base, path, err, errlen);
 }
 

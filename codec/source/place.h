@@ -27,6 +27,15 @@ struct mfs_place;
 
 struct mfs_place_ops {
 	const char *kind;       /* "dir": for messages */
+	/* A place that takes no edits (a pack): the model mounts read-only. */
+	bool read_only;
+	/*
+	 * Facts about the place shown as meta/<meta_dir>/<name> (NULL: none):
+	 * `meta` writes entry i's text into buf and its name into *name, and
+	 * returns the text's length, or 0 past the last entry.
+	 */
+	const char *meta_dir;
+	size_t (*meta)(struct mfs_place *p, size_t i, const char **name, char *buf, size_t len);
 	/*
 	 * Open `location`, a path the model names relative to its own file,
 	 * as a source under the rules above.  Returns 0, or -errno with one
@@ -61,6 +70,7 @@ struct mfs_place_kind {
 	 */
 	int (*open)(struct mfs_place **place, struct mfs_source **root, const char **base,
 	            const char *path, char *err, size_t errlen);
+	bool read_only;         /* its places take no edits (place_ops.read_only) */
 };
 
 /*
@@ -77,7 +87,13 @@ int mfs_place_open_beneath(struct mfs_place *p, struct mfs_source **out, const c
 /* mfs_place_close() - release it; accepts NULL. */
 void mfs_place_close(struct mfs_place *p);
 
+/* mfs_place_claimed_read_only() - does the kind that claims `path` take
+ * no edits (a pack)?  By the path's form alone, before anything opens. */
+bool mfs_place_claimed_read_only(const char *path);
+
 /* The local directory (place.c): the fallback kind. */
 extern const struct mfs_place_kind mfs_place_dir;
+/* A pack (codec/pack/place.c): a path ending in ".mfs". */
+extern const struct mfs_place_kind mfs_place_pack;
 
 #endif /* MODELFS_CODEC_PLACE_H */
