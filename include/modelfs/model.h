@@ -436,6 +436,27 @@ struct mfs_desc {
 
 typedef struct mfs_model mfs_model;
 
+/*
+ * Remote models (http://, https://, s3://bucket/key): settings for every
+ * remote model opened afterwards in this process.  Zero fields take the
+ * defaults: the cache under $XDG_CACHE_HOME/modelfs (or ~/.cache/modelfs),
+ * 10 GiB, AWS's own S3 endpoint, a 30 s stall timeout; retries is taken
+ * as given (without a call: 3).
+ * cache_dir "none" turns the cache off.  Call before opening; not
+ * thread-safe against opens running.  Returns 0 or -errno.
+ */
+struct mfs_remote_opts {
+	const char *cache_dir;
+	uint64_t cache_size;    /* bytes */
+	const char *s3_endpoint; /* "http://127.0.0.1:9000": path-style S3 */
+	unsigned timeout;       /* seconds without a byte before a try fails */
+	unsigned retries;       /* more tries after a 5xx or a dropped connection */
+};
+int mfs_remote_configure(const struct mfs_remote_opts *o);
+
+/* mfs_path_is_remote() - does `path` name a remote model (by its form)? */
+bool mfs_path_is_remote(const char *path);
+
 /* Options for mfs_model_open(); zero-initialise for the defaults. */
 struct mfs_open_opts {
 	unsigned reserved;
