@@ -233,3 +233,151 @@ class FaultServer:
             self.srv.shutdown()
             self.srv.server_close()
             self.srv = None
+
+
+S3RVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "node_modules",
+                      "s3rver", "bin", "s3rver.js")
+
+
+class S3:
+    """s3rver (npm) behind a front that checks each request's AWS SigV4
+    signature (s3rver itself does not verify V4) and proxies it.  Objects
+    are put straight to s3rver.  `rejected` counts bad signatures, `ok`
+    good ones; `body_bytes` what the front sent back."""
+
+    def __init__(self, bucket="models", key="AKIDMODELFSTEST", secret="modelfs-secret/key",
+                 region="eu-west-3", token=None):
+        self.bucket, self.key, self.secret, self.region, self.token = \
+            bucket, key, secret, region, token
+        self.dir = tempfile.mkdtemp(prefix="s3rver.")
+        self.back_port = free_port()
+        self.port = free_port()
+        self.proc = None
+        self.srv = None
+        self.rejected = 0
+        self.signed_ok = 0
+        self.body_bytes = 0
+        self.lock = threading.Lock()
+
+    def endpoint(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def env(self):
+        e = dict(os.environ, AWS_ACCESS_KEY_ID=self.key, AWS_SECRET_ACCESS_KEY=self.secret,
+                 AWS_REGION=self.region)
+        if self.token:
+            e["AWS_SESSION_TOKEN"] = self.token
+        return e
+
+    def put(self, key, path):
+        import http.client
+        with open(path, "rb") as f:
+            data = f.read()
+        c = http.client.HTTPConnection("127.0.0.1", self.back_port, timeout=30)
+        c.request("PUT", "/%s/%s" % (self.bucket, key), body=data)
+        r = c.getresponse()
+        r.read()
+        c.close()
+        if r.status != 200:
+            raise RuntimeError("s3rver PUT %s: %d" % (key, r.status))
+
+    def verify(self, method, path, headers):
+        """Recompute the SigV4 signature of a request; True when it matches."""
+        import hashlib
+        import hmac
+        auth = headers.get("Authorization", "")
+        m = re.match(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/s3/aws4_request,"
+                     r"\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})$", auth)
+        if not m or m.group(1) != self.key or m.group(3) != self.region:
+            return False
+        date, signed, sig = m.group(2), m.group(4).split(";"), m.group(5)
+        if "host" not in signed or "x-amz-date" not in signed:
+            return False
+        if self.token and ("x-amz-security-token" not in signed or
+                           headers.get("x-amz-security-token") != self.token):
+            return False
+        amzdate = headers.get("x-amz-date", "")
+        payload = headers.get("x-amz-content-sha256") or hashlib.sha256(b"").hexdigest()
+        canon_headers = "".join("%s:%s\n" % (h, " ".join((headers.get(h) or "").split()))
+                                for h in signed)
+        creq = "\n".join([method, path.split("?")[0], "", canon_headers, ";".join(signed),
+                          payload])
+        scope = "%s/%s/s3/aws4_request" % (date, self.region)
+        sts = "\n".join(["AWS4-HMAC-SHA256", amzdate, scope,
+                         hashlib.sha256(creq.encode()).hexdigest()])
+
+        def h(k, msg):
+            return hmac.new(k, msg.encode(), hashlib.sha256).digest()
+        k = h(h(h(h(("AWS4" + self.secret).encode(), date), self.region), "s3"),
+              "aws4_request")
+        return hmac.compare_digest(hmac.new(k, sts.encode(), hashlib.sha256).hexdigest(), sig)
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(["node", S3RVER, "-d", self.dir, "-a", "127.0.0.1",
+                                      "-p", str(self.back_port), "-s",
+                                      "--configure-bucket", self.bucket],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_port(self.back_port, 30):
+            self.__exit__()
+            raise RuntimeError("s3rver did not start")
+        peer = self
+        import http.client
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if not peer.verify("GET", self.path, self.headers):
+                    with peer.lock:
+                        peer.rejected += 1
+                    body = b"<Error><Code>SignatureDoesNotMatch</Code></Error>"
+                    self.send_response(403)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                with peer.lock:
+                    peer.signed_ok += 1
+                c = http.client.HTTPConnection("127.0.0.1", peer.back_port, timeout=30)
+                fwd = {k: v for k, v in self.headers.items()
+                       if k.lower() in ("range", "if-match", "if-none-match",
+                                        "if-modified-since", "if-unmodified-since")}
+                c.request("GET", self.path, headers=fwd)
+                r = c.getresponse()
+                body = r.read()
+                c.close()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() in ("etag", "last-modified", "content-range", "content-type"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(body)
+                with peer.lock:
+                    peer.body_bytes += len(body)
+
+        self.srv = _Threaded(("127.0.0.1", self.port), H)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        if not wait_port(self.port):
+            self.__exit__()
+            raise RuntimeError("S3 front did not start")
+        return self
+
+    def __exit__(self, *a):
+        if self.srv:
+            self.srv.shutdown()
+            self.srv.server_close()
+            self.srv = None
+        if self.proc:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
