@@ -133,6 +133,9 @@ class _Threaded(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        pass    # a client that hangs up on purpose (the tests do) is no news
+
 
 class FaultServer:
     """A range-capable server over `root` whose misbehaviour is set by
