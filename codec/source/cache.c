@@ -34,6 +34,7 @@
 #define CACHE_DEFAULT_CAP (10ULL << 30)
 #define CACHE_MAX_RANGES 65536          /* remembered per object */
 #define CACHE_Z_MAX (16u << 20)         /* larger ranges are stored raw */
+#define CACHE_SAMPLE 16384              /* bytes tried before compressing a range */
 
 struct range {
 	uint64_t off, len;
@@ -459,6 +460,17 @@ static void evict(struct mfs_cache_obj *c)
 	unlock_cache(lk);
 }
 
+/* Does a sample of the range shrink by a tenth?  Tensors of random-looking
+ * floats do not, and compressing all of them would cost more than the disk
+ * it saves. */
+static bool compressible(const void *buf, size_t len)
+{
+	size_t n = len < CACHE_SAMPLE ? len : CACHE_SAMPLE;
+	uint8_t out[CACHE_SAMPLE + CACHE_SAMPLE / 8 + 512];
+	size_t z = ZSTD_compress(out, sizeof(out), buf, n, 1);
+	return !ZSTD_isError(z) && z <= n - n / 10;
+}
+
 void mfs_cache_put(struct mfs_cache_obj *c, const void *buf, uint64_t off, size_t len)
 {
 	pthread_mutex_lock(&c->lock);
@@ -468,7 +480,7 @@ void mfs_cache_put(struct mfs_cache_obj *c, const void *buf, uint64_t off, size_
 		return;
 	void *zb = NULL;
 	size_t zlen = 0;
-	if (len <= CACHE_Z_MAX) {
+	if (len <= CACHE_Z_MAX && compressible(buf, len)) {
 		size_t bound = ZSTD_compressBound(len);
 		zb = malloc(bound);
 		if (zb) {
