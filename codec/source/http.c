@@ -563,6 +563,17 @@ static int source_open(struct mfs_source **out, struct http_target *tg, char *er
 		snprintf(s->lastmod, sizeof(s->lastmod), "%s", r.lastmod);
 		s->base.size = total;
 		s->head_len = r.got;
+		/* Keep only what came: a model of many small shards must not
+		 * hold a full head buffer for each. */
+		uint8_t *shrunk = realloc(s->head, s->head_len ? s->head_len : 1);
+		if (shrunk)
+			s->head = shrunk;
+		if (s->cache && !s->etag[0] && !s->lastmod[0]) {
+			/* Nothing to tell a new version from the old by: cached
+			 * ranges could be stale, so none are used or kept. */
+			mfs_cache_close(s->cache);
+			s->cache = NULL;
+		}
 		if (s->cache) {
 			struct mfs_cache_meta nm = {.size = total};
 			snprintf(nm.etag, sizeof(nm.etag), "%s", r.etag);
