@@ -50,6 +50,14 @@
 #define MFS_HTTP_HEAD (256 * 1024)
 #define MFS_HTTP_URL_MAX 8192
 #define MFS_HTTP_MAX_HANDLES 16
+/* A small read (up to MFS_HTTP_SMALL, or half a block while a reader walks
+ * metadata: advise_random) fetches the aligned block around it, and the
+ * source keeps the last few: a zip's local headers or a protobuf's
+ * scattered fields then cost one request per block, not one per field.
+ * Tensor reads are larger and fetch exactly what is read. */
+#define MFS_HTTP_BLOCK (64 * 1024)
+#define MFS_HTTP_BLOCKS 16
+#define MFS_HTTP_SMALL 4096
 
 static struct mfs_remote_opts g_opts = {.timeout = 30, .retries = 3};
 static char g_cache_dir[4096];
@@ -142,6 +150,14 @@ struct http_source {
 	pthread_mutex_t lock;
 	CURL *free_h[MFS_HTTP_MAX_HANDLES];
 	size_t n_free;
+	/* metadata blocks, under `lock` */
+	bool random;
+	struct {
+		uint64_t off;
+		size_t len;
+		uint8_t *data;
+	} blk[MFS_HTTP_BLOCKS];
+	size_t blk_next;
 };
 
 /* What one response said, filled by the callbacks. */
@@ -379,6 +395,46 @@ static int fetch_range(struct http_source *s, void *buf, uint64_t off, size_t le
 
 /* ------------------------------------------------------------ the source */
 
+/* Bytes [off, off + len) through the cache or the network into buf. */
+static int get_range(struct http_source *s, void *buf, uint64_t off, size_t len)
+{
+	if (s->cache && mfs_cache_get(s->cache, buf, off, len) == 0)
+		return 0;
+	int rc = fetch_range(s, buf, off, len);
+	if (rc == 0 && s->cache)
+		mfs_cache_put(s->cache, buf, off, len);
+	return rc;
+}
+
+/* A small read while metadata is walked: fetch the aligned block (two
+ * when the read straddles), keep it, copy out. */
+static ssize_t block_read(struct http_source *s, void *buf, size_t len, uint64_t off)
+{
+	uint64_t boff = off - off % MFS_HTTP_BLOCK;
+	uint64_t bend = off + len;
+	bend += (MFS_HTTP_BLOCK - bend % MFS_HTTP_BLOCK) % MFS_HTTP_BLOCK;
+	if (bend > s->base.size)
+		bend = s->base.size;
+	size_t blen = (size_t)(bend - boff);
+	uint8_t *data = malloc(blen);
+	if (!data)
+		return -ENOMEM;
+	int rc = get_range(s, data, boff, blen);
+	if (rc < 0) {
+		free(data);
+		return rc;
+	}
+	memcpy(buf, data + (off - boff), len);
+	pthread_mutex_lock(&s->lock);
+	size_t i = s->blk_next++ % MFS_HTTP_BLOCKS;
+	free(s->blk[i].data);
+	s->blk[i].off = boff;
+	s->blk[i].len = blen;
+	s->blk[i].data = data;
+	pthread_mutex_unlock(&s->lock);
+	return (ssize_t)len;
+}
+
 static ssize_t http_pread(struct mfs_source *src, void *buf, size_t len, uint64_t off)
 {
 	struct http_source *s = (struct http_source *)src;
@@ -394,14 +450,20 @@ static ssize_t http_pread(struct mfs_source *src, void *buf, size_t len, uint64_
 		memcpy(buf, s->head + off, len);
 		return (ssize_t)len;
 	}
-	if (s->cache && mfs_cache_get(s->cache, buf, off, len) == 0)
-		return (ssize_t)len;
-	int rc = fetch_range(s, buf, off, len);
-	if (rc < 0)
-		return rc;
-	if (s->cache)
-		mfs_cache_put(s->cache, buf, off, len);
-	return (ssize_t)len;
+	pthread_mutex_lock(&s->lock);
+	bool random = s->random;
+	for (size_t i = 0; i < MFS_HTTP_BLOCKS; i++)
+		if (s->blk[i].data && s->blk[i].off <= off &&
+		    off + len <= s->blk[i].off + s->blk[i].len) {
+			memcpy(buf, s->blk[i].data + (off - s->blk[i].off), len);
+			pthread_mutex_unlock(&s->lock);
+			return (ssize_t)len;
+		}
+	pthread_mutex_unlock(&s->lock);
+	if (len <= (random ? MFS_HTTP_BLOCK / 2 : MFS_HTTP_SMALL))
+		return block_read(s, buf, len, off);
+	int rc = get_range(s, buf, off, len);
+	return rc < 0 ? rc : (ssize_t)len;
 }
 
 static int http_fd(const struct mfs_source *s)
@@ -433,10 +495,12 @@ static int http_stat(const struct mfs_source *src, struct stat *out)
 	return 0;
 }
 
-static void http_advise(struct mfs_source *s, bool random)
+static void http_advise(struct mfs_source *src, bool random)
 {
-	(void)s;
-	(void)random;
+	struct http_source *s = (struct http_source *)src;
+	pthread_mutex_lock(&s->lock);
+	s->random = random;
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void target_free(struct http_target *tg)
@@ -450,6 +514,8 @@ static void http_close(struct mfs_source *src)
 	struct http_source *s = (struct http_source *)src;
 	for (size_t i = 0; i < s->n_free; i++)
 		curl_easy_cleanup(s->free_h[i]);
+	for (size_t i = 0; i < MFS_HTTP_BLOCKS; i++)
+		free(s->blk[i].data);
 	mfs_cache_close(s->cache);
 	pthread_mutex_destroy(&s->lock);
 	target_free(&s->tg);

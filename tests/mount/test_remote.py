@@ -9,6 +9,7 @@ with one model of every kind (tests/remotefixtures.py).  Checked:
   - writes fail with EROFS; -o rw is refused with one line;
   - ONNX Runtime loads the root model file from the remote mount;
   - `modelfs info URL` and `modelfs convert URL OUT` work;
+  - metadata comes in few requests (a 300-tensor torch zip in <= 40);
   - 404 and 403 fail the mount at once with one line naming the URL;
   - an external data location with '..' is refused as it is locally;
   - cache: a second mount with a warm cache sends only validation requests
@@ -92,6 +93,18 @@ def main():
                         t.eq("ONNX Runtime loads the root file from the remote mount", want, got)
             except Exception as e:  # noqa: BLE001
                 t.not_ok(kind + " mounts over HTTP", e)
+
+        # metadata in a few requests: 300 small tensors, a zip local header each
+        import torch
+        torch.save({"t%d" % i: torch.full((1000,), float(i)) for i in range(300)},
+                   os.path.join(srv, "many.pt"))
+        web.clear_log()
+        r = subprocess.run([MODELFS, "info", web.url("many.pt")], capture_output=True,
+                           text=True, env=dict(env, XDG_CACHE_HOME=os.path.join(t.tmp, "x2")),
+                           timeout=60)
+        n = len(web.log())
+        t.check("torch checkpoint of 300 tensors opened in %d requests (<= 40)" % n,
+                r.returncode == 0 and n <= 40, r.stderr)
 
         # info and convert
         r = subprocess.run([MODELFS, "info", web.url(kinds["torch"])], capture_output=True,
