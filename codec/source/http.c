@@ -640,6 +640,9 @@ static int source_open(struct mfs_source **out, struct http_target *tg, char *er
 			mfs_cache_close(s->cache);
 			s->cache = NULL;
 		}
+		if (s->cache && warm)
+			logf_("note: %s: changed on the server since it was cached: the cached "
+			      "ranges are dropped and it is fetched again", s->tg.display);
 		if (s->cache) {
 			struct mfs_cache_meta nm = {.size = total};
 			snprintf(nm.etag, sizeof(nm.etag), "%s", r.etag);

@@ -14,7 +14,8 @@ with one model of every kind (tests/remotefixtures.py).  Checked:
   - an external data location with '..' is refused as it is locally;
   - cache: a second mount with a warm cache sends only validation requests
     (If-None-Match, answered 304) and no body bytes, and reads the same;
-    an object changed on the server is never served from the old chunks.
+    an object changed on the server is never served from the old chunks,
+    and the mount says it refetches.
 """
 import errno
 import json
@@ -173,8 +174,17 @@ def main():
         with open(shard, "wb") as f:
             f.write(data)
         web.clear_log()
-        with t.mount(web.url(name), "-o", "cache=" + wc) as rm:
+        rm = os.path.join(t.tmp, "third")
+        os.makedirs(rm)
+        r = subprocess.run([MOUNT_MODELFS, web.url(name), rm, "-o", "cache=" + wc],
+                           capture_output=True, text=True, timeout=60)
+        t.check("changed object: the mount says the cached copy is out of date",
+                r.returncode == 0 and "changed on the server since it was cached" in r.stderr
+                and "00002" in r.stderr, r.stderr)
+        try:
             third, _ = rf.tree(rm)
+        finally:
+            umount(rm)
         changed = [k for k in first if first[k] != third.get(k)]
         t.check("changed object: the new bytes are served, not the cached ones",
                 any(k.endswith("data") for k in changed) and
