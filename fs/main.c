@@ -59,6 +59,7 @@ struct cli {
 	char *cache;
 	char *cache_size;
 	char *s3_endpoint;
+	char *ca_file;
 	int timeout_set;
 	unsigned timeout;
 	int retries_set;
@@ -102,6 +103,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("cache=%s", cache, 0),
 	CLI_OPT("cache_size=%s", cache_size, 0),
 	CLI_OPT("s3_endpoint=%s", s3_endpoint, 0),
+	CLI_OPT("ca_file=%s", ca_file, 0),
 	CLI_OPT("timeout=%u", timeout, 0),
 	CLI_OPT("timeout=", timeout_set, 1),
 	CLI_OPT("retries=%u", retries, 0),
@@ -171,6 +173,7 @@ static void usage(FILE *f)
 	        "  -o cache_size=N[KMG]  bound of the cache, LRU eviction (default 10G)\n"
 	        "  -o s3_endpoint=URL    S3-compatible store, path-style (credentials from\n"
 	        "                        AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...)\n"
+	        "  -o ca_file=PEM        certificates to trust for https (default: system's)\n"
 	        "  -o timeout=S          seconds without a byte before a try fails (30)\n"
 	        "  -o retries=N          more tries after 5xx or a dropped connection (3)\n"
 	        "  -o nodev, nosuid, noexec, noatime, default_permissions, ...\n"
@@ -417,6 +420,12 @@ static int remote_setup(const struct cli *cli)
 		return -1;
 	}
 	ro.s3_endpoint = cli->s3_endpoint;
+	ro.ca_file = cli->ca_file;
+	if (cli->ca_file && access(cli->ca_file, R_OK) < 0) {
+		fprintf(stderr, PROG ": bad option 'ca_file=%s': %s\n", cli->ca_file,
+		        strerror(errno));
+		return -1;
+	}
 	if (cli->s3_endpoint && strncmp(cli->s3_endpoint, "http://", 7) &&
 	    strncmp(cli->s3_endpoint, "https://", 8)) {
 		fprintf(stderr, PROG ": bad option 's3_endpoint=%s' (an http:// or https:// URL)\n",
@@ -644,6 +653,7 @@ out:
 	free(cli.cache);
 	free(cli.cache_size);
 	free(cli.s3_endpoint);
+	free(cli.ca_file);
 	fuse_opt_free_args(&sargs);
 	fuse_opt_free_args(&args);
 	free(cli.model);

@@ -46,17 +46,31 @@ def wait_port(port, timeout=10.0):
 class Nginx:
     """nginx serving `root` on a free port of 127.0.0.1."""
 
-    def __init__(self, root):
+    def __init__(self, root, tls=False):
         self.root = os.path.abspath(root)
         self.dir = tempfile.mkdtemp(prefix="nginx.")
         self.port = free_port()
         self.proc = None
         self.access = os.path.join(self.dir, "access.log")
+        self.tls = tls
+        # a self-signed certificate for 127.0.0.1, made here (openssl)
+        self.cert = os.path.join(self.dir, "cert.pem")
+        self.key = os.path.join(self.dir, "key.pem")
 
     def url(self, name=""):
-        return "http://127.0.0.1:%d/%s" % (self.port, name)
+        return "%s://127.0.0.1:%d/%s" % ("https" if self.tls else "http", self.port, name)
+
+    def _make_cert(self):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", self.key, "-out", self.cert],
+                       check=True, capture_output=True, timeout=60)
 
     def __enter__(self):
+        if self.tls:
+            self._make_cert()
+        tls = ("ssl; ssl_certificate %s; ssl_certificate_key %s" % (self.cert, self.key)
+               if self.tls else "")
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
             f.write("""
@@ -76,7 +90,7 @@ http {
     uwsgi_temp_path %s/uwsgi;
     scgi_temp_path %s/scgi;
     server {
-        listen 127.0.0.1:%d;
+        listen 127.0.0.1:%d %s;
         root %s;
         access_log %s ranges;
         location / { }
@@ -84,7 +98,7 @@ http {
     }
 }
 """ % ("user root;" if os.getuid() == 0 else "", self.dir, self.dir, self.dir, self.dir,
-       self.dir, self.dir, self.dir, self.port, self.root, self.access))
+       self.dir, self.dir, self.dir, self.port, tls, self.root, self.access))
         self.proc = subprocess.Popen([NGINX, "-c", conf, "-p", self.dir, "-e",
                                       os.path.join(self.dir, "error.log")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -62,6 +62,7 @@
 static struct mfs_remote_opts g_opts = {.timeout = 30, .retries = 3};
 static char g_cache_dir[4096];
 static char g_s3_endpoint[2048];
+static char g_ca_file[4096];
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
 static int g_curl_rc;
 
@@ -80,6 +81,11 @@ int mfs_remote_configure(const struct mfs_remote_opts *o)
 	if (o->s3_endpoint && snprintf(g_s3_endpoint, sizeof(g_s3_endpoint), "%s",
 	                               o->s3_endpoint) >= (int)sizeof(g_s3_endpoint))
 		return -ENAMETOOLONG;
+	g_ca_file[0] = '\0';
+	if (o->ca_file && snprintf(g_ca_file, sizeof(g_ca_file), "%s", o->ca_file) >=
+	    (int)sizeof(g_ca_file))
+		return -ENAMETOOLONG;
+	g_opts.ca_file = g_ca_file[0] ? g_ca_file : NULL;
 	g_opts.cache_dir = g_cache_dir[0] ? g_cache_dir : NULL;
 	g_opts.s3_endpoint = g_s3_endpoint[0] ? g_s3_endpoint : NULL;
 	if (!g_opts.timeout)
@@ -254,6 +260,8 @@ static long perform(CURL *h, const struct http_target *tg, struct reply *r, uint
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)g_opts.timeout);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "modelfs/0.1");
+	if (g_opts.ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, g_opts.ca_file);
 	if (etag[0]) {
 		snprintf(hv, sizeof(hv), "%s: %s", inm ? "If-None-Match" : "If-Match", etag);
 		hdrs = curl_slist_append(hdrs, hv);

@@ -451,6 +451,7 @@ struct mfs_remote_opts {
 	const char *s3_endpoint; /* "http://127.0.0.1:9000": path-style S3 */
 	unsigned timeout;       /* seconds without a byte before a try fails */
 	unsigned retries;       /* more tries after a 5xx or a dropped connection */
+	const char *ca_file;    /* PEM bundle to trust for https (default: the system's) */
 };
 int mfs_remote_configure(const struct mfs_remote_opts *o);
 

@@ -6,6 +6,8 @@ with one model of every kind (tests/remotefixtures.py).  Checked:
   - every kind (ONNX inline and with external data, safetensors single and
     sharded through the index.json URL, torch, GGUF) mounts from its URL,
     read-only, and every file of the tree equals the local mount's;
+  - https (nginx with a certificate made here): refused untrusted, mounts
+    with -o ca_file=;
   - writes fail with EROFS; -o rw is refused with one line;
   - ONNX Runtime loads the root model file from the remote mount;
   - `modelfs info URL` and `modelfs convert URL OUT` work;
@@ -193,6 +195,24 @@ def main():
         t.check("changed object: its shard fetched again (206)",
                 any(r["status"] == 206 and "00002" in r["uri"] for r in web.log()),
                 web.log()[:6])
+    # https: nginx with a self-signed certificate
+    with Nginx(srv, tls=True) as web:
+        url = web.url(kinds["safetensors single"])
+        mnt = os.path.join(t.tmp, "tlsfail")
+        os.makedirs(mnt)
+        r = subprocess.run([MOUNT_MODELFS, url, mnt, "-o", "cache=none"], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode == 0:
+            umount(mnt)
+        t.check("https: an untrusted certificate fails the mount with one line",
+                r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and
+                url in r.stderr, r.stderr)
+        try:
+            with t.mount(os.path.join(srv, kinds["safetensors single"]), "-o", "ro") as lm, \
+                    t.mount(url, "-o", "cache=none", "-o", "ca_file=" + web.cert) as rm:
+                rf.compare(t, "https (ca_file=)", lm, rm)
+        except Exception as e:  # noqa: BLE001
+            t.not_ok("https mount with ca_file=", e)
     t.done()
 
 
