@@ -57,7 +57,16 @@ struct cli {
 	unsigned max_idle_threads;
 	unsigned max_read;
 	char *cache_size_s;
-	uint64_t cache_size;    /* bytes of decompressed chunks a pack keeps */
+	uint64_t cache_size;    /* the bound of the model's cache: a pack's decompressed
+	                         * chunks in memory, a remote model's disk cache */
+	/* remote models */
+	char *cache;
+	char *s3_endpoint;
+	char *ca_file;
+	int timeout_set;
+	unsigned timeout;
+	int retries_set;
+	unsigned retries;
 };
 
 enum {
@@ -95,6 +104,13 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("force_types", force_types, 1),
 	CLI_OPT("cache_size=%s", cache_size_s, 0),
 	FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
+	CLI_OPT("cache=%s", cache, 0),
+	CLI_OPT("s3_endpoint=%s", s3_endpoint, 0),
+	CLI_OPT("ca_file=%s", ca_file, 0),
+	CLI_OPT("timeout=%u", timeout, 0),
+	CLI_OPT("timeout=", timeout_set, 1),
+	CLI_OPT("retries=%u", retries, 0),
+	CLI_OPT("retries=", retries_set, 1),
 
 	/* mount(8)'s flags to its helpers: -n (no mtab), -v (verbose), -t TYPE */
 	FUSE_OPT_KEY("-n", FUSE_OPT_KEY_DISCARD),
@@ -156,6 +172,15 @@ static void usage(FILE *f)
 	        "                        memory (default 32M; a pack mounts read-only)\n"
 	        "  -o force_types        commit dtype edits that contradict the types the\n"
 	        "                        graph declares (refused otherwise)\n"
+	        "\n"
+	        "  MODEL may be http://HOST/PATH, https://... or s3://BUCKET/KEY (read-only):\n"
+	        "  -o cache=DIR          chunk cache (default $XDG_CACHE_HOME/modelfs; none)\n"
+	        "  -o cache_size=N[KMG]  bound of the cache, LRU eviction (default 10G)\n"
+	        "  -o s3_endpoint=URL    S3-compatible store, path-style (credentials from\n"
+	        "                        AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...)\n"
+	        "  -o ca_file=PEM        certificates to trust for https (default: system's)\n"
+	        "  -o timeout=S          seconds without a byte before a try fails (30)\n"
+	        "  -o retries=N          more tries after 5xx or a dropped connection (3)\n"
 	        "  -o nodev, nosuid, noexec, noatime, default_permissions, ...\n"
 	        "                        passed to FUSE (see mount.fuse3(8))\n"
 	        "  -o dev,suid,exec,auto,noauto,user,users,nofail,_netdev,defaults,x-*\n"
@@ -363,6 +388,53 @@ static bool covers(const char *mnt, const char *file)
 	}
 }
 
+/* The remote options, for every remote model this process opens.
+ * Returns 0, or -1 after printing why. */
+static int remote_setup(const struct cli *cli)
+{
+	struct mfs_remote_opts ro = {.timeout = 30, .retries = 3};
+	ro.cache_dir = cli->cache;
+	if (cli->cache && cli->cache[0] != '/' && strcmp(cli->cache, "none")) {
+		fprintf(stderr, PROG ": bad option 'cache=%s' (an absolute directory, or none)\n",
+		        cli->cache);
+		return -1;
+	}
+	ro.cache_size = cli->cache_size;       /* parsed in main(); 0: the default */
+	ro.s3_endpoint = cli->s3_endpoint;
+	ro.ca_file = cli->ca_file;
+	if (cli->ca_file && access(cli->ca_file, R_OK) < 0) {
+		fprintf(stderr, PROG ": bad option 'ca_file=%s': %s\n", cli->ca_file,
+		        strerror(errno));
+		return -1;
+	}
+	if (cli->s3_endpoint && strncmp(cli->s3_endpoint, "http://", 7) &&
+	    strncmp(cli->s3_endpoint, "https://", 8)) {
+		fprintf(stderr, PROG ": bad option 's3_endpoint=%s' (an http:// or https:// URL)\n",
+		        cli->s3_endpoint);
+		return -1;
+	}
+	if (cli->timeout_set) {
+		if (!cli->timeout || cli->timeout > 3600) {
+			fprintf(stderr, PROG ": bad option 'timeout=%u' (1 to 3600 seconds)\n",
+			        cli->timeout);
+			return -1;
+		}
+		ro.timeout = cli->timeout;
+	}
+	if (cli->retries_set) {
+		if (cli->retries > 20) {
+			fprintf(stderr, PROG ": bad option 'retries=%u' (0 to 20)\n", cli->retries);
+			return -1;
+		}
+		ro.retries = cli->retries;
+	}
+	if (mfs_remote_configure(&ro) < 0) {
+		fprintf(stderr, PROG ": remote options too long\n");
+		return -1;
+	}
+	return 0;
+}
+
 static int run_loop(struct fuse_session *se, const struct cli *cli)
 {
 	if (cli->single)
@@ -412,8 +484,29 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	if (cli.cache_size_s && (mfs_parse_size(cli.cache_size_s, &cli.cache_size) < 0 ||
+	                         cli.cache_size > SIZE_MAX / 2)) {
+		fprintf(stderr, PROG ": bad option 'cache_size=%s' (a size: 64M, 1G)\n",
+		        cli.cache_size_s);
+		goto out;
+	}
+	if (remote_setup(&cli) < 0)
+		goto out;
+	bool remote = mfs_path_is_remote(cli.model);
+	if (remote && cli.rw) {
+		fprintf(stderr, PROG ": %s: cannot mount read-write: a remote model is read-only\n",
+		        cli.model);
+		goto out;
+	}
+
 	/* fuse_daemonize() moves to "/": resolve both paths now. */
-	if (!realpath(cli.model, model_abs)) {
+	if (remote) {
+		if (snprintf(model_abs, sizeof(model_abs), "%s", cli.model) >= (int)sizeof(model_abs)) {
+			fprintf(stderr, PROG ": %s: URL too long\n", cli.model);
+			goto out;
+		}
+		cli.ro = 1;
+	} else if (!realpath(cli.model, model_abs)) {
 		fprintf(stderr, PROG ": %s: %s\n", cli.model, strerror(errno));
 		goto out;
 	}
@@ -441,7 +534,7 @@ int main(int argc, char **argv)
 	 * daemon, unkillably).  So the mount point may be neither the model's
 	 * directory nor any directory above it.
 	 */
-	if (covers(mnt_abs, model_abs)) {
+	if (!remote && covers(mnt_abs, model_abs)) {
 		fprintf(stderr, PROG ": %s: the mount point would cover the model %s (its directory "
 		        "holds the model's journal and side files): mount it somewhere else\n",
 		        cli.mountpoint, cli.model);
@@ -458,15 +551,8 @@ int main(int argc, char **argv)
 		}
 		cli.ro = 1;
 	}
-	if (cli.cache_size_s) {
-		if (mfs_parse_size(cli.cache_size_s, &cli.cache_size) < 0 ||
-		    cli.cache_size > SIZE_MAX / 2) {
-			fprintf(stderr, PROG ": bad option 'cache_size=%s' (a size: 64M, 1G)\n",
-			        cli.cache_size_s);
-			goto out;
-		}
+	if (cli.cache_size)
 		mfs_pack_set_cache_size((size_t)cli.cache_size);
-	}
 
 	struct mfs_txn_opts topts = {0};
 	if (commit_mode(cli.commit, &topts.mode) < 0)
@@ -565,6 +651,9 @@ out:
 	mfs_txn_close(txn);
 	free(cli.commit);
 	free(cli.cache_size_s);
+	free(cli.cache);
+	free(cli.s3_endpoint);
+	free(cli.ca_file);
 	fuse_opt_free_args(&sargs);
 	fuse_opt_free_args(&args);
 	free(cli.model);

@@ -338,34 +338,6 @@ out:
 	return status;
 }
 
-int mfs_parse_size(const char *s, uint64_t *out)
-{
-	static const struct {
-		const char *suffix;
-		uint64_t mul;
-	} units[] = {
-		{"", 1}, {"B", 1}, {"K", 1ull << 10}, {"KiB", 1ull << 10}, {"M", 1ull << 20},
-		{"MiB", 1ull << 20}, {"G", 1ull << 30}, {"GiB", 1ull << 30}, {"T", 1ull << 40},
-		{"TiB", 1ull << 40}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000},
-		{"TB", 1000000000000ull},
-	};
-	uint64_t v = 0;
-	const char *p = s;
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++)
-		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, *p - '0', &v))
-			return -1;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(p, units[i].suffix) == 0) {
-			if (__builtin_mul_overflow(v, units[i].mul, out) || *out == 0)
-				return -1;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* Rename every tmp[i] over out[i], in order: 0, or -1 after a message. */
 static int rename_all(char **tmp, char **out, size_t n)
 {

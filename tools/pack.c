@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "modelfs/model.h"
 #include "modelfs/pack.h"
 
 #include "tools.h"

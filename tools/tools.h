@@ -29,9 +29,6 @@ int cmd_recover(const char *model);
 /* max_shard 0: one file OUT; else shards of at most that many tensor bytes
  * and OUT their index (NAME.safetensors.index.json). */
 int cmd_convert(const char *model, const char *out, uint64_t max_shard);
-/* "5GB", "500MiB", "4096": bytes (KB/MB/GB powers of 1000, K/KiB... of
- * 1024); 0, or -1 for a malformed, zero or too large size. */
-int mfs_parse_size(const char *s, uint64_t *out);
 /* `modelfs diff [--tolerance ABS] [--rtol REL] [--json] A B`: argv after "diff". */
 int cmd_diff(int argc, char **argv);
 int cmd_pack(int argc, char **argv);

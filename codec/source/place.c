@@ -9,12 +9,14 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "source/http.h"
 #include "source/place.h"
 
 /* Kinds chosen by the form of a path, tried in order; the local directory
  * is the fallback and is not listed. */
 static const struct mfs_place_kind *const kinds[] = {
 	&mfs_place_pack,
+	&mfs_place_http,
 	NULL,
 };
 

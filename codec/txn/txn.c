@@ -779,7 +779,7 @@ static bool read_failure_at(int dirfd, const char *model, char *buf, size_t len)
 
 static bool read_failure(struct mfs_txn *t, char *buf, size_t len)
 {
-	return read_failure_at(t->dirfd, t->name, buf, len);
+	return t->dirfd >= 0 && read_failure_at(t->dirfd, t->name, buf, len);
 }
 
 int mfs_txn_failure_note(const char *model_path, char *msg, size_t len, int64_t *when)
@@ -907,8 +907,18 @@ int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opt
 	memset(rec, 0, sizeof(*rec));
 	if (err && errlen)
 		err[0] = '\0';
-	if (!realpath(path, abs))
+	/* A remote model has no directory: no journal, no commit, no
+	 * recovery; it can only be read. */
+	bool remote = mfs_path_is_remote(path);
+	uint64_t committed_journal = 0;
+	if (remote && !(opts && opts->read_only))
+		return mfs_errf(err, errlen, -EROFS, path, "a remote model is read-only");
+	if (remote) {
+		if (snprintf(abs, sizeof(abs), "%s", path) >= (int)sizeof(abs))
+			return mfs_errf(err, errlen, -ENAMETOOLONG, path, "URL too long");
+	} else if (!realpath(path, abs)) {
 		return mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
+	}
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
@@ -932,6 +942,8 @@ int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opt
 		rc = mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
 		goto out;
 	}
+	if (remote)
+		goto open_model;
 	if (slash == abs)
 		slash[1] = '\0';
 	else
@@ -943,10 +955,10 @@ int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opt
 		goto out;
 	}
 
-	uint64_t committed_journal;
 	if ((rc = recover(t, rec, &committed_journal, path, err, errlen)) < 0)
 		goto out;
 
+open_model:
 	rc = mfs_model_open(&t->m, t->path, NULL, err, errlen);
 	if (rc < 0)
 		goto out;
@@ -1086,5 +1098,13 @@ int mfs_txn_sync(mfs_txn *t)
 
 int mfs_txn_statvfs(struct statvfs *out, mfs_txn *t)
 {
+	if (t->dirfd < 0) {
+		/* A remote model: no local file system under it. */
+		memset(out, 0, sizeof(*out));
+		out->f_bsize = out->f_frsize = 4096;
+		out->f_namemax = 255;
+		out->f_flag = ST_RDONLY;
+		return 0;
+	}
 	return fstatvfs(t->dirfd, out) < 0 ? -errno : 0;
 }

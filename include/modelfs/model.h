@@ -192,6 +192,13 @@ size_t mfs_text_escape(char *buf, size_t len, const char *s, size_t n);
 bool mfs_text_plain(const char *s, size_t n);
 
 /*
+ * mfs_parse_size() - a size as users write it: "4096", "64K", "500MiB",
+ * "5GB" (K, M, G, T and KiB... are powers of 1024; KB, MB, GB, TB of 1000).
+ * Returns 0, or -1 for a malformed, zero or too large size.
+ */
+int mfs_parse_size(const char *s, uint64_t *out);
+
+/*
  * mfs_text_unescape() - the inverse, for values written to a file: "%XX"
  * (two hexadecimal digits, either case) is that byte, and every other byte,
  * a '%' that starts no such escape included, stands for itself.  `out`
@@ -485,6 +492,28 @@ int32_t mfs_desc_dtype_from_name(const struct mfs_desc *d, const char *name);
 bool mfs_dtype_known(int32_t dtype);
 
 typedef struct mfs_model mfs_model;
+
+/*
+ * Remote models (http://, https://, s3://bucket/key): settings for every
+ * remote model opened afterwards in this process.  Zero fields take the
+ * defaults: the cache under $XDG_CACHE_HOME/modelfs (or ~/.cache/modelfs),
+ * 10 GiB, AWS's own S3 endpoint, a 30 s stall timeout; retries is taken
+ * as given (without a call: 3).
+ * cache_dir "none" turns the cache off.  Call before opening; not
+ * thread-safe against opens running.  Returns 0 or -errno.
+ */
+struct mfs_remote_opts {
+	const char *cache_dir;
+	uint64_t cache_size;    /* bytes */
+	const char *s3_endpoint; /* "http://127.0.0.1:9000": path-style S3 */
+	unsigned timeout;       /* seconds without a byte before a try fails */
+	unsigned retries;       /* more tries after a 5xx or a dropped connection */
+	const char *ca_file;    /* PEM bundle to trust for https (default: the system's) */
+};
+int mfs_remote_configure(const struct mfs_remote_opts *o);
+
+/* mfs_path_is_remote() - does `path` name a remote model (by its form)? */
+bool mfs_path_is_remote(const char *path);
 
 /* Options for mfs_model_open(); zero-initialise for the defaults. */
 struct mfs_open_opts {

@@ -66,7 +66,4 @@ bool mfs_pack_path(const char *path);
 /* Bytes of decompressed chunks each pack opened from now on may keep. */
 void mfs_pack_set_cache_size(size_t bytes);
 
-/* Parse a size: "64M", "1G", "4096", "256K".  0 or -EINVAL. */
-int mfs_parse_size(const char *s, uint64_t *out);
-
 #endif /* MODELFS_PACK_H */

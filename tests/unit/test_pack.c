@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "modelfs/model.h"
 #include "pack/pack.h"
 
 static void round_trip(void **state)
@@ -80,11 +81,11 @@ static void sizes(void **state)
 	assert_int_equal(v, 1u << 30);
 	assert_int_equal(mfs_parse_size("4096", &v), 0);
 	assert_int_equal(v, 4096);
-	assert_int_equal(mfs_parse_size("", &v), -22);
-	assert_int_equal(mfs_parse_size("-1", &v), -22);
-	assert_int_equal(mfs_parse_size("12Q", &v), -22);
-	assert_int_equal(mfs_parse_size("99999999999999999999", &v), -22);
-	assert_int_equal(mfs_parse_size("99999999999G", &v), -22);
+	assert_int_equal(mfs_parse_size("", &v), -1);
+	assert_int_equal(mfs_parse_size("-1", &v), -1);
+	assert_int_equal(mfs_parse_size("12Q", &v), -1);
+	assert_int_equal(mfs_parse_size("99999999999999999999", &v), -1);
+	assert_int_equal(mfs_parse_size("99999999999G", &v), -1);
 	assert_true(mfs_pack_path("model.onnx.mfs"));
 	assert_false(mfs_pack_path("model.onnx"));
 	assert_false(mfs_pack_path(".mfs"));
