@@ -15,8 +15,8 @@
 /* Kinds chosen by the form of a path, tried in order; the local directory
  * is the fallback and is not listed. */
 static const struct mfs_place_kind *const kinds[] = {
+	&mfs_place_http,        /* by scheme first: a URL ending in .mfs is not a local pack */
 	&mfs_place_pack,
-	&mfs_place_http,
 	NULL,
 };
 
