@@ -83,6 +83,7 @@ recs = [
     [record(1, DT | 0, 0), record(4, DT | 0, 0, b"float16")],
     [record(1, SH | 0, 0), record(4, SH | 0, 0, b"5,4")],
     [record(1, PR | 0, 0), record(4, PR | 0, 0, b"Skey\0value")],
+    [record(1, PR | 0, 0), record(4, PR | 0, 0, b"Tkey\0uint32\0value")],
     [record(1, ME | 0, 0), record(4, ME | 0, 0, b"me")],
     [record(1, T | 0, 40), record(3, T | 0, 0, b"\xff" * 40), record(5, T | 0), record(6, 0)],
     [record(1, 5 << 56, 0), record(3, 5 << 56, 0, b"abc"), record(1, T | 1, 4),

@@ -629,7 +629,8 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 		case K_PROP:
 			if (idx < (1u << 24) && get_value(t, key, &v, &len) == 0 && len &&
 			    (v[0] == 'D' || (v[0] == 'S' && memchr(v + 1, 0, len - 1)) ||
-			     (v[0] == 'T' && prop_type_record_ok(v, len)))) {
+			     (v[0] == 'T' && t->m->fmt->prop_type_check &&
+			      prop_type_record_ok(v, len)))) {
 				if (idx >= t->n_props && grow_props(t, idx + 1) < 0)
 					break;
 				struct pslot *ps = &t->props[idx];
