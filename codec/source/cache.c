@@ -121,7 +121,6 @@ static int read_meta(const struct mfs_cache_obj *c, struct mfs_cache_meta *m)
 	if (n <= 0)
 		return -EIO;
 	buf[n] = '\0';
-	char *save = NULL;
 	char *line[5];
 	char *s = buf;
 	for (int i = 0; i < 5; i++) {
@@ -132,7 +131,6 @@ static int read_meta(const struct mfs_cache_obj *c, struct mfs_cache_meta *m)
 		line[i] = s;
 		s = nl + 1;
 	}
-	(void)save;
 	if (strcmp(line[0], "modelfs-cache 1"))
 		return -EIO;
 	snprintf(url, sizeof(url), "%s", line[1]);

@@ -796,11 +796,21 @@ static int s3_url(char *out, size_t cap, const char *path, char *region, size_t 
 			return mfs_errf(err, errlen, -EINVAL, path, "AWS_REGION is not a region name");
 	snprintf(region, rcap, "%s", reg);
 	int n;
-	if (g_opts.s3_endpoint) {
-		size_t el = strlen(g_opts.s3_endpoint);
-		while (el && g_opts.s3_endpoint[el - 1] == '/')
+	/* -o s3_endpoint=, else the AWS tools' own variables (for modelfs info
+	 * and convert, which have no mount options). */
+	const char *ep = g_opts.s3_endpoint;
+	if (!ep || !*ep)
+		ep = getenv("AWS_ENDPOINT_URL_S3");
+	if (!ep || !*ep)
+		ep = getenv("AWS_ENDPOINT_URL");
+	if (ep && *ep && strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8))
+		return mfs_errf(err, errlen, -EINVAL, path, "the S3 endpoint is not an http:// "
+		                "or https:// URL");
+	if (ep && *ep) {
+		size_t el = strlen(ep);
+		while (el && ep[el - 1] == '/')
 			el--;
-		n = snprintf(out, cap, "%.*s/%s", (int)el, g_opts.s3_endpoint, bk);
+		n = snprintf(out, cap, "%.*s/%s", (int)el, ep, bk);
 	} else {
 		n = snprintf(out, cap, "https://s3.%s.amazonaws.com/%s", reg, bk);
 	}

@@ -10,7 +10,8 @@ it on, since s3rver does not.  Checked:
   - every request the mount made was signed correctly (none rejected);
   - wrong credentials fail the mount at once with one line (403), and
     the secret appears neither in that line nor on the daemon's argv;
-  - no credentials: one line saying so.
+  - no credentials: one line saying so;
+  - `modelfs info s3://...` with the endpoint from AWS_ENDPOINT_URL_S3.
 """
 import os
 import subprocess
@@ -18,7 +19,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from mfstest import MOUNT_MODELFS, T, is_mounted, umount  # noqa: E402
+from mfstest import MODELFS, MOUNT_MODELFS, T, is_mounted, umount  # noqa: E402
 import remotefixtures as rf  # noqa: E402
 from remotepeers import S3  # noqa: E402
 
@@ -36,6 +37,13 @@ def main():
     srv = os.path.join(t.tmp, "srv")
     os.makedirs(srv)
     kinds = rf.make_all(srv, seed=5)
+    # one past the first request's 256 KiB, so tensor reads are range
+    # requests of their own (with If-Match), signed too
+    import numpy as np
+    rf.st_write(os.path.join(srv, "big.safetensors"),
+                [("w%d" % i, np.random.default_rng(i).standard_normal((256, 256))
+                  .astype(np.float32)) for i in range(4)])
+    kinds["safetensors 1 MiB"] = "big.safetensors"
     cache = os.path.join(t.tmp, "cache")
     with S3(token="session/token+with=odd chars") as s3:
         for dp, dn, fn in os.walk(srv):
@@ -53,9 +61,16 @@ def main():
                     rf.compare(t, kind + " (S3)", lm, rm)
             finally:
                 umount(rm)
-        t.check("every request signed with SigV4 correctly (%d checked)" % s3.signed_ok,
-                s3.signed_ok > 0 and s3.rejected == 0, "%d rejected" % s3.rejected)
+        t.check("every request signed with SigV4 correctly (%d checked, ranges past the "
+                "head among them)" % s3.signed_ok,
+                s3.signed_ok > 10 and s3.rejected == 0, "%d rejected" % s3.rejected)
 
+        r = subprocess.run([MODELFS, "info", "s3://%s/%s" % (s3.bucket, kinds["torch"])],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(s3.env(), AWS_ENDPOINT_URL_S3=s3.endpoint(),
+                                    XDG_CACHE_HOME=os.path.join(t.tmp, "xdg")))
+        t.check("modelfs info s3://... (endpoint from AWS_ENDPOINT_URL_S3)",
+                r.returncode == 0 and "fc.weight" in r.stdout, r.stderr)
         bad = dict(s3.env(), AWS_SECRET_ACCESS_KEY="wrong-secret-123")
         before = s3.rejected
         r, mnt = mount(t, "s3://%s/%s" % (s3.bucket, kinds["gguf"]), bad, *opts)
