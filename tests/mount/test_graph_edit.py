@@ -304,6 +304,12 @@ def part_e(t):
             t.ok("batch dim set to N on the input and the output")
         except OSError as e:
             t.not_ok("batch dim set to N", e)
+        try:
+            got = ort(t, os.path.join(mnt, "resnet18.onnx"), {"x": x3})["logits"]
+            t.eq("before the commit ONNX Runtime runs a batch of 3 from the mount's root "
+                 "file (the staged graph)", (3, 1000), got.shape)
+        except RuntimeError as e:
+            t.not_ok("before the commit ONNX Runtime runs a batch of 3 from the mount", e)
         r = commit(mnt)
         t.check("commit of the batch edit", r.returncode == 0, why(r) + status(mnt))
     full_check(t, "check_model(full_check=True) passes on the edited resnet18", model)
