@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "safetensors/st.h"
 
@@ -32,6 +33,31 @@ static int tensor_check(const struct mfs_tensor_edit *te, char *msg, size_t msgl
 	return 0;
 }
 
+/*
+ * A tensor's `name` file: a rename, in a single file.  The new name is
+ * one line, not empty, not "__metadata__"; that it names no other tensor
+ * is the commit's to check (the writer), since other renames count.
+ */
+static bool field_writable(const struct mfs_model *m, uint64_t id)
+{
+	return MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_NAME && !MFS_FIELD_J(id) &&
+	       MFS_FIELD_I(id) < m->desc.n_tensors && mfs_st_data_off(m) != 0;
+}
+
+static int field_check(const struct mfs_model *m, uint64_t id, const char *text, size_t len,
+                       char *msg, size_t msglen)
+{
+	if (!field_writable(m, id))
+		return -EACCES;
+	const char *why = !len ? "a tensor name cannot be empty" :
+	                  memchr(text, '\n', len) ? "a tensor name is one line" :
+	                  len == 12 && !memcmp(text, "__metadata__", 12) ?
+	                  "__metadata__ is not a tensor name" : NULL;
+	if (why && msg && msglen)
+		snprintf(msg, msglen, "%s", why);
+	return why ? -EINVAL : 0;
+}
+
 static const char *const no_meta[] = {NULL};
 
 static bool props_writable(const struct mfs_model *m)
@@ -48,5 +74,7 @@ const struct mfs_format mfs_format_safetensors = {
 	.tensor_check = tensor_check,
 	.meta_names = no_meta,
 	.props_writable = props_writable,
+	.field_writable = field_writable,
+	.field_check = field_check,
 	.splice = mfs_st_splice,
 };

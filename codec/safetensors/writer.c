@@ -86,6 +86,30 @@ static void put_tensor(struct mfs_splice *s, struct mfs_source *src, const struc
 	mfs_source_splice(s, src, t->off + pos, t->nbytes - pos);
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The effective names (names[i], else the tensor's own) are all different. */
+static int st_names_unique(const struct mfs_desc *d, char **names, char *err, size_t errlen,
+                           const char *display)
+{
+	const char **v = malloc((d->n_tensors ? d->n_tensors : 1) * sizeof(*v));
+	if (!v)
+		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	for (size_t i = 0; i < d->n_tensors; i++)
+		v[i] = names[i] ? names[i] : d->tensors[i]->name;
+	qsort(v, d->n_tensors, sizeof(*v), cmp_name);
+	int rc = 0;
+	for (size_t i = 1; i < d->n_tensors && rc == 0; i++)
+		if (strcmp(v[i - 1], v[i]) == 0)
+			rc = mfs_errf(err, errlen, -EINVAL, display, "two tensors would be named "
+			              "'%.200s'", v[i]);
+	free(v);
+	return rc;
+}
+
 int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
                   const struct mfs_edit_set *e, char *err, size_t errlen)
 {
@@ -100,7 +124,37 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 	if (!mfs_st_data_off(m))
 		return mfs_errf(err, errlen, -EACCES, display,
 		                "sharded safetensors checkpoints cannot be edited");
-	bool regen = e->props_changed;
+	bool regen = e->props_changed || e->n_fields;
+	/* Renames (graph fields of kind TENSOR_NAME): each tensor's new name,
+	 * decoded; no two tensors may end with one name. */
+	char **names = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*names));
+	if (!names)
+		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	for (size_t i = 0; i < e->n_fields && rc == 0; i++) {
+		const struct mfs_field_edit *fe = &e->fields[i];
+		uint64_t id = MFS_FIELD_I(fe->id);
+		if (MFS_FIELD_KIND(fe->id) != MFS_FIELD_TENSOR_NAME || id >= d->n_tensors) {
+			rc = mfs_errf(err, errlen, -EACCES, display, "a staged field safetensors "
+			              "does not have");
+			break;
+		}
+		char *v = malloc(fe->len + 1);
+		if (!v) {
+			rc = -ENOMEM;
+			break;
+		}
+		size_t vl = mfs_text_unescape(v, fe->text, fe->len);
+		v[vl] = '\0';
+		if (vl != strlen(v))
+			rc = mfs_errf(err, errlen, -EINVAL, display, "tensor '%.200s': a new name "
+			              "holds a NUL byte", d->tensors[id]->name);
+		free(names[id]);
+		names[id] = v;
+	}
+	if (rc == 0)
+		rc = st_names_unique(d, names, err, errlen, display);
+	if (rc < 0)
+		goto out;
 	for (size_t i = 0; i < e->n_tensors; i++) {
 		const struct mfs_tensor_edit *te = &e->tensors[i];
 		if (te->dtype_changed || te->dims_changed || te->size != te->t->nbytes)
@@ -175,7 +229,8 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 		if (!first)
 			mfs_buf_add(&jb, ",", 1);
 		first = false;
-		jb_quote(&jb, t->name, strlen(t->name));
+		const char *name = names[id] ? names[id] : t->name;
+		jb_quote(&jb, name, strlen(name));
 		jb_str(&jb, ":{\"dtype\":\"");
 		jb_str(&jb, sd);
 		jb_str(&jb, "\",\"shape\":[");
@@ -217,6 +272,9 @@ out:
 		rc = mfs_errf(err, errlen, rc, display, "out of memory");
 	free(jb.p);
 	free(by_id);
+	for (size_t i = 0; names && i < d->n_tensors; i++)
+		free(names[i]);
+	free(names);
 	if (rc < 0)
 		mfs_splice_free(out);
 	return rc;

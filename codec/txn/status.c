@@ -129,6 +129,11 @@ static void field_line(const struct mfs_txn *t, const struct fslot *f, char **p,
 		         kind == MFS_FIELD_OUTPUT_SHAPE ? "shape" : "dtype");
 		break;
 	}
+	case MFS_FIELD_TENSOR_NAME:
+		put_text(p, n, cap, "staged tensor weights ");
+		put_escaped(p, n, cap, i < t->d->n_tensors ? t->d->tensors[i]->name : "?");
+		put_text(p, n, cap, " renamed to ");
+		break;
 	default: {
 		const struct mfs_node *nd = g && i < g->n_nodes ? &g->nodes[i] : NULL;
 		put_text(p, n, cap, "staged node %" PRIu64 " (", i);

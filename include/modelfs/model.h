@@ -396,6 +396,7 @@ enum mfs_field_kind {
 	MFS_FIELD_NODE_DOC,             /* a node's doc_string (shown when it has one) */
 	MFS_FIELD_INPUT_DOC,
 	MFS_FIELD_OUTPUT_DOC,
+	MFS_FIELD_TENSOR_NAME,          /* i: a tensor's id; its `name` file (a rename) */
 	MFS_FIELD_KIND_N_
 };
 #define MFS_FIELD_I_MAX         0xffffffffull   /* largest i */

@@ -20,6 +20,8 @@
 (f) doc_string of a node and of a graph input committed; a graph output
     that is an initializer: a shape contradicting the tensor's bytes is
     refused at commit, the model byte-identical, the reason in status.
+(g) an If node's subgraphs: their attributes, names and shapes stay
+    read-only (EACCES); the If node's own name commits, subgraphs intact.
 (e) torchvision resnet18 exported with a fixed batch of 1: ORT refuses a
     batch of 3; `echo N,3,224,224 > inputs/<x>/shape` and `echo N,1000 >
     outputs/<y>/shape`, commit: the full checker passes, and ORT runs
@@ -281,6 +283,43 @@ def part_f(t):
     full_check(t, "check_model(full_check=True) passes after the doc_string edits", model)
 
 
+def part_g(t):
+    """Only the main graph's fields are writable: a subgraph's stay read-only."""
+    model = os.path.join(t.tmp, "if.onnx")
+    def branch(name, alpha):
+        return helper.make_graph(
+            [helper.make_node("LeakyRelu", ["x"], [name], name=name + "_n", alpha=alpha)],
+            name, [], [helper.make_tensor_value_info(name, TensorProto.FLOAT, [2])])
+    node = helper.make_node("If", ["c"], ["y"], name="if", then_branch=branch("t", 0.1),
+                            else_branch=branch("e", 0.2))
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                                        helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, model)
+    before = sha256_file(model)
+    with t.mount(model) as mnt:
+        sub = mnt + "/nodes/0000-If/attrs/then_branch/nodes/0000-LeakyRelu/"
+        t.check("a subgraph node's attribute is read-only",
+                refused(sub + "attrs/alpha", "0.5\n") in (13, 1))
+        t.check("a subgraph node's name is read-only", refused(sub + "name", "z\n") in (13, 1))
+        t.check("a subgraph's output shape is read-only", refused(
+            mnt + "/nodes/0000-If/attrs/then_branch/outputs/t/shape", "3\n") in (13, 1))
+        t.check("the main graph's If node name is writable",
+                refused(mnt + "/nodes/0000-If/name", "branch\n") == 0)
+        r = commit(mnt)
+        t.check("commit of the If node's name", r.returncode == 0, why(r) + status(mnt))
+    m = onnx.load(model)
+    a = {at.name: helper.get_attribute_value(at) for at in m.graph.node[0].attribute}
+    t.eq("the If node is renamed, its subgraphs kept", ("branch", 0.1, 0.2),
+         (m.graph.node[0].name,
+          round(helper.get_attribute_value(a["then_branch"].node[0].attribute[0]), 6),
+          round(helper.get_attribute_value(a["else_branch"].node[0].attribute[0]), 6)))
+    full_check(t, "check_model(full_check=True) passes after renaming the If node", model)
+    t.check("the model changed only by the commit", before != sha256_file(model))
+
+
 def part_e(t):
     import torch
     import torchvision
@@ -304,6 +343,12 @@ def part_e(t):
             t.ok("batch dim set to N on the input and the output")
         except OSError as e:
             t.not_ok("batch dim set to N", e)
+        try:
+            got = ort(t, os.path.join(mnt, "resnet18.onnx"), {"x": x3})["logits"]
+            t.eq("before the commit ONNX Runtime runs a batch of 3 from the mount's root "
+                 "file (the staged graph)", (3, 1000), got.shape)
+        except RuntimeError as e:
+            t.not_ok("before the commit ONNX Runtime runs a batch of 3 from the mount", e)
         r = commit(mnt)
         t.check("commit of the batch edit", r.returncode == 0, why(r) + status(mnt))
     full_check(t, "check_model(full_check=True) passes on the edited resnet18", model)
@@ -328,6 +373,7 @@ def main():
     part_c(t)
     part_d(t)
     part_f(t)
+    part_g(t)
     part_e(t)
     t.done()
 
