@@ -14,6 +14,9 @@
  *     output whose type is a tensor type.  A shape is dims joined by ','
  *     (the file's syntax): a decimal, a symbolic name, '?' for an unknown
  *     dim; "*" for an unknown rank, empty for a scalar.
+ *   - (through the transaction only, not yet on the mount) an initializer
+ *     of the main graph's name: a rename, which the writer carries to every
+ *     use of the name.
  * Values are checked here at write; the writer re-encodes the attribute's
  * value fields, the name field, or the ValueInfoProto's type field.
  */

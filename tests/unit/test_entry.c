@@ -143,7 +143,7 @@ static void onnx_entries(void **state)
 		{"weights/fc/weight/data", R_DATA, true, S_IFREG | 0644},
 		{"weights/fc/weight/dtype", R_DTYPE, true, S_IFREG | 0644},
 		{"weights/fc/weight/shape", R_SHAPE, true, S_IFREG | 0644},
-		{"weights/fc/weight/name", R_FIELD, true, S_IFREG | 0644},     /* a rename */
+		{"weights/fc/weight/name", R_TEXT, false, S_IFREG | 0444},
 		{"nodes/0000-Gemm/attrs/alpha", R_FIELD, true, S_IFREG | 0644},
 		{"nodes/0000-Gemm/name", R_FIELD, true, S_IFREG | 0644},
 		{"nodes/0000-Gemm/inputs", R_TEXT, false, S_IFREG | 0444},
