@@ -138,17 +138,6 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 			en->t = t;
 		}
 		return;
-	} else if ((e->flags & MFS_TNF_OWN) && name_is(e, "name")) {
-		/* A tensor's name: writable where the format renames tensors. */
-		const struct mfs_tensor *t = dir_tensor(fs, e->parent);
-		uint64_t id = t && t->id <= MFS_FIELD_I_MAX ?
-		              MFS_FIELD_ID(MFS_FIELD_TENSOR_NAME, t->id, 0) : 0;
-		if (id && mfs_txn_field_writable(fs->txn, id)) {
-			en->role = R_FIELD;
-			en->field = id;
-			en->writable = !fs->read_only;
-		}
-		return;
 	} else if ((e->flags & MFS_TNF_OWN) && (name_is(e, "dtype") || name_is(e, "shape"))) {
 		const struct mfs_tensor *t = dir_tensor(fs, e->parent);
 		if (t) {

@@ -14,6 +14,9 @@
  *     output whose type is a tensor type.  A shape is dims joined by ','
  *     (the file's syntax): a decimal, a symbolic name, '?' for an unknown
  *     dim; "*" for an unknown rank, empty for a scalar.
+ *   - (through the transaction only, not yet on the mount) an initializer
+ *     of the main graph's name: a rename, which the writer carries to every
+ *     use of the name.
  * Values are checked here at write; the writer re-encodes the attribute's
  * value fields, the name field, or the ValueInfoProto's type field.
  */
@@ -75,6 +78,21 @@ const struct mfs_attr *mfs_onnx_field_attr(const struct mfs_model *m, uint64_t i
 	}
 }
 
+const struct mfs_tensor *mfs_onnx_field_init(const struct mfs_model *m, uint64_t id)
+{
+	const struct mfs_graph *g = m->desc.graph;
+	uint64_t i = MFS_FIELD_I(id);
+	if (!g || MFS_FIELD_KIND(id) != MFS_FIELD_TENSOR_NAME || MFS_FIELD_J(id) ||
+	    i >= m->desc.n_tensors)
+		return NULL;
+	/* An initializer of the main graph (its name is a value of that graph). */
+	const struct mfs_tensor *t = m->desc.tensors[i];
+	for (size_t k = 0; k < g->n_inits; k++)
+		if (g->inits[k] == t)
+			return t->name && t->name[0] ? t : NULL;
+	return NULL;
+}
+
 /* The tensor element type a value declares, or 0 when it is no tensor type. */
 static int32_t value_elem(const struct mfs_value *v)
 {
@@ -101,6 +119,8 @@ bool mfs_onnx_field_writable(const struct mfs_model *m, uint64_t id)
 		const struct mfs_value *v = field_value(m, id);
 		return v && v->doc_string;
 	}
+	case MFS_FIELD_TENSOR_NAME:
+		return mfs_onnx_field_init(m, id) != NULL;
 	default: {
 		const struct mfs_value *v = field_value(m, id);
 		return v && value_elem(v);
@@ -370,6 +390,10 @@ int mfs_onnx_field_check(const struct mfs_model *m, uint64_t id, const char *tex
 	case MFS_FIELD_INPUT_DOC:
 	case MFS_FIELD_OUTPUT_DOC:
 		return 0;       /* free text (its line breaks come escaped or raw) */
+	case MFS_FIELD_TENSOR_NAME:
+		if (!len || memchr(text, '\n', len))
+			return bad(msg, msglen, "a tensor name is one line, not empty%s%s", "", "");
+		return 0;       /* names in use are the commit's to refuse */
 	case MFS_FIELD_NODE_ATTR:
 		return mfs_onnx_attr_encode(mfs_onnx_field_attr(m, id), text, len, NULL, msg, msglen);
 	case MFS_FIELD_INPUT_SHAPE:

@@ -116,6 +116,8 @@ bool mfs_onnx_field_writable(const struct mfs_model *m, uint64_t id);
 int mfs_onnx_field_check(const struct mfs_model *m, uint64_t id, const char *text, size_t len,
                          char *msg, size_t msglen);
 const struct mfs_attr *mfs_onnx_field_attr(const struct mfs_model *m, uint64_t id);
+/* The main-graph initializer a TENSOR_NAME field renames, or NULL. */
+const struct mfs_tensor *mfs_onnx_field_init(const struct mfs_model *m, uint64_t id);
 int mfs_onnx_attr_encode(const struct mfs_attr *at, const char *text, size_t len,
                          struct mfs_buf *out, char *msg, size_t msglen);
 int mfs_onnx_type_encode(const struct mfs_value *v, const char *dtype, size_t dtype_len,

@@ -847,6 +847,198 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 	return rc;
 }
 
+/* ---- renaming an initializer ---- */
+
+enum mkind { MK_OTHER, MK_GRAPH, MK_NODE, MK_ATTR, MK_TRAIN, MK_FUNC };
+
+/* Is the string field f the bytes of `s` (n of them)? */
+static int field_is(struct ctx *c, struct mfs_wire_src *src, const struct mfs_wire_field *f,
+                    const char *s, size_t n, bool *out)
+{
+	*out = false;
+	if (f->wt != 2 || f->len != n)
+		return 0;
+	char buf[256];
+	for (uint64_t done = 0; done < n;) {
+		size_t k = n - done < sizeof(buf) ? (size_t)(n - done) : sizeof(buf);
+		int rc = mfs_wire_read(src, buf, f->val + done, k);
+		if (rc < 0)
+			return fail(c, rc, "%s", "reading a name");
+		if (memcmp(buf, s + done, k))
+			return 0;
+		done += k;
+	}
+	*out = true;
+	return 0;
+}
+
+/* A ValueInfoProto field `vf` of graph message `gm`, its name replaced. */
+static int rename_value(struct ctx *c, struct mfs_wire_src *src, int32_t gm,
+                        const struct mfs_wire_field *vf, const char *nn, size_t nl)
+{
+	struct mfs_splice inner = {0};
+	uint8_t hdr[20];
+	int rc = 0;
+	for (uint64_t pos = vf->val; pos < vf->end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err er = mfs_wire_next(src, pos, vf->end, &f);
+		if (er) {
+			rc = wire_err(c, er, "a graph value");
+			break;
+		}
+		pos = f.end;
+		if (f.num == 1) {
+			mfs_splice_bytes(&inner, hdr, put_len_key(hdr, 1, nl));
+			mfs_splice_bytes(&inner, nn, nl);
+		} else {
+			mfs_source_splice(&inner, c->src, f.start, f.end - f.start);
+		}
+	}
+	struct op *o = rc == 0 ? op_new(c, gm, vf->start, vf->end, vf->num) : NULL;
+	if (rc == 0 && !o)
+		rc = -ENOMEM;
+	if (rc == 0) {
+		mfs_splice_bytes(&o->body, hdr, put_len_key(hdr, vf->num, inner.total));
+		mfs_splice_append(&o->body, &inner);
+		rc = o->body.err ? o->body.err : inner.err;
+	}
+	mfs_splice_free(&inner);
+	return rc;
+}
+
+/* Is `s` a value name of the main graph already? */
+static bool name_taken(const struct mfs_graph *g, const char *s)
+{
+	for (size_t i = 0; i < g->n_inputs; i++)
+		if (g->inputs[i].name && !strcmp(g->inputs[i].name, s))
+			return true;
+	for (size_t i = 0; i < g->n_outputs; i++)
+		if (g->outputs[i].name && !strcmp(g->outputs[i].name, s))
+			return true;
+	for (size_t i = 0; i < g->n_values; i++)
+		if (g->values[i].name && !strcmp(g->values[i].name, s))
+			return true;
+	for (size_t i = 0; i < g->n_inits; i++)
+		if (!strcmp(g->inits[i]->name, s))
+			return true;
+	for (size_t i = 0; i < g->n_nodes; i++)
+		for (size_t k = 0; k < g->nodes[i].n_outputs; k++)
+			if (!strcmp(g->nodes[i].outputs[k], s))
+				return true;
+	return false;
+}
+
+/*
+ * Rename initializer `t` of the main graph to the decoded `nn`: its own
+ * name field, every node input and output of that name in the main graph
+ * and the subgraphs under it (which capture outer values by name; a
+ * subgraph that defines the same name itself is not told apart), and every
+ * graph input, output and value_info entry of that name.  Functions have
+ * their own scopes and are left alone.
+ */
+static int rename_init(struct ctx *c, const struct mfs_tensor *t, const char *nn, size_t nl,
+                       const struct mfs_edit_set *e)
+{
+	const struct mfs_onnx_layout *l = c->l;
+	const struct mfs_graph *g = c->m->desc.graph;
+	const char *old = t->name;
+	size_t ol = strlen(old);
+	if (memchr(nn, '\0', nl) || name_taken(g, nn))
+		return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
+		                "tensor '%.200s': the new name '%.200s' is already a value of the graph "
+		                "(or holds a NUL byte)", old, nn);
+	for (size_t i = 0; i < e->n_fields; i++) {
+		const struct mfs_field_edit *o = &e->fields[i];
+		if (MFS_FIELD_KIND(o->id) == MFS_FIELD_TENSOR_NAME &&
+		    c->m->desc.tensors[MFS_FIELD_I(o->id)] != t && o->len == nl &&
+		    !memcmp(o->text, nn, nl))
+			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
+			                "two tensors would be named '%.200s'", nn);
+	}
+	for (size_t i = 0; i < g->n_outputs; i++)
+		if (g->outputs[i].name && !strcmp(g->outputs[i].name, old) &&
+		    (find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_SHAPE, i, 0)) ||
+		     find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_DTYPE, i, 0)) ||
+		     find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_DOC, i, 0))))
+			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
+			                "tensor '%.200s': rename it and edit the graph output of "
+			                "its name in two commits", old);
+	uint8_t *kind = calloc(l->n_msgs ? l->n_msgs : 1, 1);
+	if (!kind)
+		return -ENOMEM;
+	struct mfs_wire_src src;
+	mfs_wire_src_file(&src, c->src, c->size, c->win);
+	int rc = 0;
+	uint8_t hdr[20];
+	for (size_t k = 0; k < l->n_msgs && rc == 0; k++) {
+		int32_t p = l->msgs[k].parent;
+		uint8_t pk = p < 0 ? 0xff : kind[p];
+		uint32_t num = 0;
+		if ((rc = msg_num(c, &src, (int32_t)k, &num)))
+			break;
+		kind[k] = pk == 0xff ? (num == 7 ? MK_GRAPH : num == 20 ? MK_TRAIN : num == 25 ?
+		                        MK_FUNC : MK_OTHER) :
+		          pk == MK_TRAIN ? ((num == 1 || num == 2) ? MK_GRAPH : MK_OTHER) :
+		          pk == MK_GRAPH ? (num == 1 ? MK_NODE : MK_OTHER) :
+		          pk == MK_NODE ? (num == 5 ? MK_ATTR : MK_OTHER) :
+		          pk == MK_ATTR ? ((num == 6 || num == 11) ? MK_GRAPH : MK_OTHER) : MK_OTHER;
+		if (kind[k] != MK_NODE && kind[k] != MK_GRAPH)
+			continue;
+		/* Node inputs (1) and outputs (2); graph inputs, outputs, value_info
+		 * (11, 12, 13).  A graph's nodes are messages of their own. */
+		const struct mfs_onnx_msg *mm = &l->msgs[k];
+		for (uint64_t pos = mm->val; pos < mm->end && rc == 0;) {
+			struct mfs_wire_field f;
+			enum mfs_wire_err er = mfs_wire_next(&src, pos, mm->end, &f);
+			if (er) {
+				rc = wire_err(c, er, "the graph");
+				break;
+			}
+			pos = f.end;
+			bool hit = false;
+			if (kind[k] == MK_NODE && (f.num == 1 || f.num == 2)) {
+				if ((rc = field_is(c, &src, &f, old, ol, &hit)) || !hit)
+					continue;
+				struct op *o = op_new(c, (int32_t)k, f.start, f.end, f.num);
+				if (!o) {
+					rc = -ENOMEM;
+					break;
+				}
+				mfs_splice_bytes(&o->body, hdr, put_len_key(hdr, f.num, nl));
+				mfs_splice_bytes(&o->body, nn, nl);
+				rc = o->body.err;
+			} else if (kind[k] == MK_GRAPH && f.num >= 11 && f.num <= 13 && f.wt == 2) {
+				/* The value's name: its field 1. */
+				for (uint64_t q = f.val; q < f.end && rc == 0 && !hit;) {
+					struct mfs_wire_field nf;
+					er = mfs_wire_next(&src, q, f.end, &nf);
+					if (er) {
+						rc = wire_err(c, er, "a graph value");
+						break;
+					}
+					q = nf.end;
+					if (nf.num == 1)
+						rc = field_is(c, &src, &nf, old, ol, &hit);
+				}
+				if (rc == 0 && hit)
+					rc = rename_value(c, &src, (int32_t)k, &f, nn, nl);
+			}
+		}
+	}
+	free(kind);
+	if (rc)
+		return rc;
+	/* The initializer's own name field (8). */
+	int32_t tm = (int32_t)l->tspans[t->id].msg;
+	struct mfs_buf body = {0};
+	mfs_buf_add(&body, hdr, put_len_key(hdr, 8, nl));
+	mfs_buf_add(&body, nn, nl);
+	rc = body.oom ? -ENOMEM : replace_fields(c, tm, l->msgs[tm].val, l->msgs[tm].end, 8, true,
+	                                         &body);
+	free(body.p);
+	return rc;
+}
+
 static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
 {
 	int32_t *nodes = NULL;
@@ -889,6 +1081,19 @@ static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
 			free(v);
 			rc = body.oom ? -ENOMEM :
 			     replace_fields(c, nm, c->l->msgs[nm].val, c->l->msgs[nm].end, 3, true, &body);
+			break;
+		}
+		case MFS_FIELD_TENSOR_NAME: {
+			const struct mfs_tensor *t = mfs_onnx_field_init(c->m, fe->id);
+			char *v = malloc(fe->len + 1);
+			if (!v) {
+				rc = -ENOMEM;
+				break;
+			}
+			size_t vl = mfs_text_unescape(v, fe->text, fe->len);
+			v[vl] = '\0';
+			rc = rename_init(c, t, v, vl, e);
+			free(v);
 			break;
 		}
 		case MFS_FIELD_NODE_DOC: {

@@ -34,7 +34,8 @@ static int tensor_check(const struct mfs_tensor_edit *te, char *msg, size_t msgl
 }
 
 /*
- * A tensor's `name` file: a rename, in a single file.  The new name is
+ * A tensor rename (field kind TENSOR_NAME, through the transaction: the
+ * mount keeps `name` files read-only until `mv` offers it), single files.  The new name is
  * one line, not empty, not "__metadata__"; that it names no other tensor
  * is the commit's to check (the writer), since other renames count.
  */

@@ -11,9 +11,6 @@ the JSON header, numpy on the buffer), not by modelfs:
     end at the end of the file, each tensor's dtype/shape is the new one
     and its bytes equal what was written; the untouched tensor keeps its
     bytes; __metadata__ is kept.
-(c) `echo NEW > weights/<path>/name` renames a tensor: the commit writes the
-    new name, keeps its bytes, and refuses (byte-identical model, reason in
-    status) a rename onto another tensor's name.
 (b) a shape × dtype that does not match the data size is refused at commit
     (EINVAL, `modelfs commit` exits 1, status names the tensor), and the
     model stays byte-identical; fixing the data then commits.
@@ -175,39 +172,6 @@ def main():
     except (ValueError, KeyError) as e:
         t.not_ok("the second commit passes the independent reader", e)
 
-    # (c) a rename through the tensor's `name` file.
-    with t.mount(model) as mnt:
-        try:
-            put(mnt + "/weights/c/bias/name", "head.bias\n")
-            t.ok("a tensor's name file written")
-        except OSError as e:
-            t.not_ok("a tensor's name file written", e)
-        t.eq("the name file shows the staged name", "head.bias\n",
-             read(mnt + "/weights/c/bias/name"))
-        st = status(mnt)
-        t.check("status lists the rename", "staged tensor weights c.bias renamed to head.bias"
-                in st, st)
-        before = sha256_file(model)
-        put(mnt + "/weights/a/weight/name", "b.idx\n")
-        r = commit(mnt)
-        st = status(mnt)
-        t.check("a rename onto another tensor's name is refused at commit",
-                r.returncode != 0 and "two tensors would be named 'b.idx'" in st, why(r) + st)
-        t.eq("the refused rename leaves the model byte-identical", before, sha256_file(model))
-        put(mnt + "/weights/a/weight/name", "a.weight\n")
-        r = commit(mnt)
-        t.check("the rename commits", r.returncode == 0, why(r) + status(mnt))
-        t.check("after the commit the tree shows weights/head/bias",
-                os.path.isdir(mnt + "/weights/head/bias") and
-                not os.path.exists(mnt + "/weights/c"), os.listdir(mnt + "/weights"))
-    try:
-        header, _, arrays = read_st(model)
-        t.check("the renamed tensor keeps its bytes, the old name is gone",
-                "c.bias" not in header and np.array_equal(arrays["head.bias"], c1))
-        t.eq("tensor names after the rename", ["a.weight", "b.idx", "head.bias"],
-             sorted(k for k in header if k != "__metadata__"))
-    except (ValueError, KeyError) as e:
-        t.not_ok("the renamed file passes the independent reader", e)
     t.done()
 
 
