@@ -518,6 +518,7 @@ int mfs_ent_size(struct mfs_fs *fs, const struct mfs_ent *en, uint64_t *out)
 	case R_SCRATCH:
 		return mfs_txn_scratch_size(out, fs->txn, en->scratch);
 	case R_VIEW:
+		return mfs_view_size(fs, en->t, (enum mfs_view)en->view, out);
 	case R_DTYPE:
 	case R_SHAPE:
 	case R_META:

@@ -606,6 +606,9 @@ int mfs_views_new(struct mfs_views **out);
 void mfs_views_destroy(struct mfs_views *v);
 /* mfs_views_forget() - drop every kept view (after a commit); accepts NULL. */
 void mfs_views_forget(struct mfs_views *v);
+/* mfs_view_size() - the size of view `which` of `t`, without computing it. */
+int mfs_view_size(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view which,
+                  uint64_t *out);
 /*
  * mfs_view_text() - the text of view `which` of tensor `t` as the
  * transaction shows it now: kept from an earlier read unless `t` is staged,

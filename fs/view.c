@@ -9,9 +9,11 @@
  * the tensor's name.  Only the digest of bytes nobody has staged is kept:
  * a staged tensor's is computed on each read (its bytes can change with
  * every write), and a commit forgets them all, since the committed model
- * may hold other bytes under the same names.  A view's size is its text's,
- * so a stat computes it too; both are opened direct_io (ll.c), so the
- * kernel never holds a stale copy.
+ * may hold other bytes under the same names.  A view's size is known
+ * without computing it (mfs_view_size: a digest is 65 bytes, a stats file
+ * has fixed widths), so that a stat — ls -l, du, find, rsync's file list —
+ * never reads a tensor; both are opened direct_io (ll.c), so the kernel
+ * never holds a stale copy.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -125,6 +127,34 @@ static ssize_t txn_read(void *arg, void *buf, size_t len, uint64_t off)
 	return mfs_txn_tensor_read(r->fs->txn, r->t, buf, len, off);
 }
 
+/* The text of a stats file of a dtype without element statistics. */
+static size_t no_stats_line(char *buf, size_t cap, int32_t dtype)
+{
+	int n = snprintf(buf, cap, "dtype %s: no element statistics\n", mfs_dtype_name(dtype));
+	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+}
+
+int mfs_view_size(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view which,
+                  uint64_t *out)
+{
+	if (which == MFS_VIEW_SHA256) {
+		*out = 65;
+		return 0;
+	}
+	int32_t dtype;
+	size_t rank;
+	int rc = mfs_txn_tensor_type(fs->txn, t, &dtype, NULL, 0, &rank);
+	if (rc < 0)
+		return rc;
+	if (mfs_elems_width(dtype)) {
+		*out = MFS_STATS_TEXT_LEN;
+	} else {
+		char line[128];
+		*out = no_stats_line(line, sizeof(line), dtype);
+	}
+	return 0;
+}
+
 /* Compute view `which` of tensor `t` now into a malloc'd text. */
 static int compute(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view which,
                    char **out, size_t *len)
@@ -152,10 +182,9 @@ static int compute(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view 
 	if (rc == -EOPNOTSUPP) {
 		/* Still a file to read: say why there are no numbers. */
 		char line[128];
-		int n = snprintf(line, sizeof(line), "dtype %s: no element statistics\n",
-		                 mfs_dtype_name(dtype));
+		size_t n = no_stats_line(line, sizeof(line), dtype);
 		*out = strdup(line);
-		*len = n > 0 ? (size_t)n : 0;
+		*len = n;
 		return *out ? 0 : -ENOMEM;
 	}
 	if (rc < 0)

@@ -161,8 +161,12 @@ size_t mfs_stats_format(char *buf, size_t cap, const struct mfs_stats *s)
 		snprintf(me, sizeof(me), "%.17g", s->mean);
 		snprintf(sd, sizeof(sd), "%.17g", sqrt(s->m2 / (double)s->n_finite));
 	}
+	/* Fixed widths (%.17g of a double is at most 24 characters, a count
+	 * at most 20 digits): the file's size is known before the tensor is
+	 * read, so a stat (ls -l, du, find) does not compute it. */
 	int n = snprintf(buf, cap,
-	                 "count %llu\nmin %s\nmax %s\nmean %s\nstd %s\nnan %llu\ninf %llu\n",
+	                 "count %20llu\nmin %24s\nmax %24s\nmean %24s\nstd %24s\nnan %20llu\n"
+	                 "inf %20llu\n",
 	                 (unsigned long long)s->count, mn, mx, me, sd,
 	                 (unsigned long long)s->n_nan, (unsigned long long)s->n_inf);
 	return n < 0 ? 0 : (size_t)n;

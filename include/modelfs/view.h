@@ -61,10 +61,12 @@ void mfs_stats_add(struct mfs_stats *s, const double *v, size_t n);
 /*
  * mfs_stats_format() - the text of a `stats` file: one `key value` line
  * each for count, min, max, mean, std, nan, inf (values %.17g; "nan" when
- * there is no finite element).  snprintf's contract: returns the length it
+ * there is no finite element), right-aligned in fixed widths so that every
+ * stats file has the same length, MFS_STATS_TEXT_LEN.  snprintf's contract: returns the length it
  * needs, writes at most `cap` bytes with the NUL.
  */
 size_t mfs_stats_format(char *buf, size_t cap, const struct mfs_stats *s);
+#define MFS_STATS_TEXT_LEN (6 + 20 + 4 + 24 + 4 + 24 + 5 + 24 + 4 + 24 + 4 + 20 + 4 + 20 + 7)
 
 /*
  * mfs_view_stats() - the statistics of `size` bytes of `dtype` elements read
