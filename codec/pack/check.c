@@ -22,15 +22,13 @@ int mfs_pack_tensor_sha(const mfs_model *m, const struct mfs_tensor *t, uint8_t 
 
 static int open_pack(struct mfs_pack **pk, const char *path, char *err, size_t errlen)
 {
-	int fd = mfs_io->openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0);
-	if (fd < 0)
-		return mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return mfs_errf(err, errlen, -EINVAL, path, "not a regular file");
-	}
-	return pk_open(pk, fd, path, err, errlen);
+	struct mfs_source *src;
+	int rc = mfs_source_file_open(&src, AT_FDCWD, path);
+	if (rc == -EINVAL)
+		return mfs_errf(err, errlen, rc, path, "not a regular file");
+	if (rc < 0)
+		return mfs_errf(err, errlen, rc, path, "%s", strerror(-rc));
+	return pk_open(pk, src, path, err, errlen);
 }
 
 /*

@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""tests/mount/test_remote_pack.py — issue 16: packs over URLs.
+
+nginx (tests/remotepeers.py, on 127.0.0.1) serves `modelfs pack` packs of
+one model of every kind (tests/remotefixtures.py).  Checked:
+  - every kind's pack mounts from its URL, read-only, with the tree and
+    every tensor of the local plain mount, plus meta/pack/ with the values
+    of the local pack mount;
+  - writes fail with EROFS, -o rw is refused with one line;
+  - `modelfs info URL.mfs` reads the model inside;
+  - lazy: in a pack of a 32 MiB model, mounting and reading one small
+    tensor and 4 KiB in the middle of the big one fetch (nginx's access log)
+    under a tenth of the pack, and the bytes are the original ones;
+  - a truncated remote pack, and one cut in half, fail the mount with one
+    line naming the URL.
+"""
+import errno
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from mfstest import MODELFS, MOUNT_MODELFS, T, is_mounted, umount  # noqa: E402
+import remotefixtures as rf  # noqa: E402
+from remotepeers import Nginx  # noqa: E402
+
+
+def run(*args, **kw):
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=300, **kw)
+
+
+def pack(t, model):
+    r = run(MODELFS, "pack", model)
+    if r.returncode != 0:
+        raise RuntimeError("modelfs pack %s: %s" % (model, r.stderr.strip()))
+    return model + ".mfs"
+
+
+def mount_fails(t, what, url, *opts, expect=None):
+    mnt = os.path.join(t.tmp, "failmnt")
+    os.makedirs(mnt, exist_ok=True)
+    r = subprocess.run([MOUNT_MODELFS, url, mnt] + list(opts), capture_output=True, text=True,
+                       timeout=120)
+    lines = r.stderr.strip().splitlines()
+    mounted = is_mounted(mnt)
+    if r.returncode == 0 or mounted:
+        umount(mnt)
+    t.check(what, r.returncode != 0 and len(lines) == 1 and not mounted and
+            url in lines[0] and (expect is None or expect in lines[0]),
+            "rc %d, stderr %r" % (r.returncode, r.stderr))
+
+
+def split_meta_pack(files):
+    """(files without meta/pack/, {name: bytes} of meta/pack/)."""
+    rest, mp = {}, {}
+    for k, v in files.items():
+        if k.startswith("meta/pack/"):
+            mp[k[len("meta/pack/"):]] = v
+        else:
+            rest[k] = v
+    return rest, mp
+
+
+def compare_kind(t, kind, plain, local_pack, remote_pack):
+    lf, ld = rf.tree(plain)
+    pf, _ = rf.tree(local_pack)
+    rf_, rd = rf.tree(remote_pack)
+    rest, meta = split_meta_pack(rf_)
+    _, lmeta = split_meta_pack(pf)
+    rd = {d for d in rd if d not in ("meta/pack",)}
+    t.eq(kind + ": the remote pack shows the plain mount's directories (and meta/pack)",
+         sorted(ld), sorted(rd))
+    t.eq(kind + ": the remote pack shows the plain mount's files", sorted(lf), sorted(rest))
+    bad = [k for k in lf if k in rest and lf[k] != rest[k] and not rf.differs_by_place(k)]
+    n_data = sum(1 for k in lf if os.path.basename(k) == "data")
+    t.check(kind + ": every file (%d, %d tensors) of the remote pack equals the plain mount's"
+            % (len(lf), n_data), not bad and n_data > 0, "differ: %s" % bad[:5])
+    t.check(kind + ": meta/pack/ of the remote pack (%d entries) equals the local pack mount's"
+            % len(meta), meta and meta == lmeta,
+            "remote %r, local %r" % (sorted(meta), sorted(lmeta)))
+
+
+def lazy(t, srv, web):
+    """A 32 MiB model's pack: mount + one small tensor + 4 KiB of the big one."""
+    rng = np.random.default_rng(16)
+    d = os.path.join(srv, "big")
+    os.makedirs(d)
+    model = os.path.join(d, "model.safetensors")
+    n = 8 << 20         # 32 MiB of fp32 noise: it hardly compresses
+    big = rng.normal(0, 0.02, n).astype(np.float32)
+    small = np.arange(1000, dtype=np.float32)
+    rf.st_write(model, [("big", big), ("small", small)])
+    pk = pack(t, model)
+    size = os.path.getsize(pk)
+    raw = open(model, "rb").read()
+    hlen = struct.unpack("<Q", raw[:8])[0] + 8
+    cache = os.path.join(t.tmp, "lazy-cache")
+    web.clear_log()
+    with t.mount(web.url("big/model.safetensors.mfs"), "-o", "cache=" + cache) as m:
+        at_mount = web.body_bytes()
+        got_small = open(os.path.join(m, "weights", "small", "data"), "rb").read()
+        with open(os.path.join(m, "weights", "big", "data"), "rb") as f:
+            f.seek(20 << 20)
+            piece = f.read(4096)
+        fetched = web.body_bytes()
+    t.eq("lazy: the small tensor read from the remote pack is the original", small.tobytes(),
+         got_small)
+    t.check("lazy: 4 KiB in the middle of the big tensor are the original bytes",
+            piece == raw[hlen + (20 << 20):hlen + (20 << 20) + 4096])
+    t.check("lazy: mount + one small tensor + 4 KiB fetch %d bytes (%d at mount), under a "
+            "tenth of the %d-byte pack" % (fetched, at_mount, size),
+            0 < fetched < size // 10, fetched)
+    ranged = [r for r in web.log() if r["uri"].endswith(".mfs")]
+    t.check("lazy: every request for the pack is a range request (%d requests)" % len(ranged),
+            ranged and all(r["range"].startswith("bytes=") and r["status"] == 206
+                           for r in ranged), ranged[:4])
+    return pk
+
+
+def truncated(t, srv, web, good):
+    data = open(good, "rb").read()
+    d = os.path.join(srv, "trunc")
+    os.makedirs(d)
+    for name, cut in (("short.safetensors.mfs", data[:len(data) - 100]),
+                      ("half.safetensors.mfs", data[:len(data) // 2]),
+                      ("tiny.safetensors.mfs", data[:30])):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(cut)
+        mount_fails(t, "a remote pack cut to %d of %d bytes fails the mount with one line "
+                    "naming the URL" % (len(cut), len(data)), web.url("trunc/" + name),
+                    "-o", "cache=" + os.path.join(t.tmp, "trunc-cache"), expect="truncated")
+
+
+def main():
+    t = T()
+    srv = os.path.join(t.tmp, "srv")
+    os.makedirs(srv)
+    kinds = rf.make_all(srv)
+    packs = {}
+    for kind, name in kinds.items():
+        try:
+            packs[kind] = pack(t, os.path.join(srv, name))
+        except RuntimeError as e:
+            t.not_ok(kind + ": modelfs pack", e)
+    cache = os.path.join(t.tmp, "cache")
+    env = dict(os.environ, XDG_CACHE_HOME=os.path.join(t.tmp, "xdg"))
+    with Nginx(srv) as web:
+        for kind, pk in packs.items():
+            url = web.url(os.path.relpath(pk, srv))
+            try:
+                with t.mount(os.path.join(srv, kinds[kind]), "-o", "ro") as plain, \
+                        t.mount(pk) as lp, t.mount(url, "-o", "cache=" + cache) as rp:
+                    compare_kind(t, kind, plain, lp, rp)
+                    if kind == "safetensors single":
+                        try:
+                            with open(os.path.join(rp, "meta", "props", "new"), "w") as f:
+                                f.write("x\n")
+                            t.not_ok("a write to a remote pack mount fails", "it succeeded")
+                        except OSError as e:
+                            t.eq("a write to a remote pack mount fails with EROFS",
+                                 errno.EROFS, e.errno)
+            except Exception as e:  # noqa: BLE001
+                t.not_ok(kind + ": the pack mounts over HTTP", e)
+
+        url = web.url(os.path.relpath(packs["torch"], srv))
+        r = run(MODELFS, "info", url, env=env)
+        t.check("modelfs info URL.mfs reads the model in the pack",
+                r.returncode == 0 and "fc.weight" in r.stdout and "format: torch" in r.stdout,
+                r.stderr + r.stdout[:300])
+        mount_fails(t, "-o rw on a remote pack is refused with one line", url, "-o", "rw",
+                    expect="read-only")
+
+        start = time.time()
+        try:
+            lazy(t, srv, web)
+        except Exception as e:  # noqa: BLE001
+            t.not_ok("lazy reads of a remote pack", e)
+        truncated(t, srv, web, packs["safetensors single"])
+        print("# %.1f s for the lazy and truncated checks" % (time.time() - start))
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
