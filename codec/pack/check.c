@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "pack/pack.h"
+#include "source/place.h"
 
 #define PIECE (1u << 20)
 
@@ -22,12 +23,12 @@ int mfs_pack_tensor_sha(const mfs_model *m, const struct mfs_tensor *t, uint8_t 
 
 static int open_pack(struct mfs_pack **pk, const char *path, char *err, size_t errlen)
 {
+	/* Through the place kinds: a pack behind a URL verifies and unpacks
+	 * as a local one does. */
 	struct mfs_source *src;
-	int rc = mfs_source_file_open(&src, AT_FDCWD, path);
-	if (rc == -EINVAL)
-		return mfs_errf(err, errlen, rc, path, "not a regular file");
+	int rc = mfs_place_open_file(&src, path, err, errlen);
 	if (rc < 0)
-		return mfs_errf(err, errlen, rc, path, "%s", strerror(-rc));
+		return rc;
 	return pk_open(pk, src, path, err, errlen);
 }
 

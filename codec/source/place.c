@@ -58,6 +58,20 @@ int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const cha
 	return l->open_in(place, root, base, under, file, path, err, errlen);
 }
 
+int mfs_place_open_file(struct mfs_source **out, const char *path, char *err, size_t errlen)
+{
+	struct mfs_place *p;
+	const char *base;
+	*out = NULL;
+	int rc = claimer(path, false)->open(&p, out, &base, path, err, errlen);
+	if (rc < 0)
+		return rc;
+	/* A source lives on its own: it holds what it reads from (a
+	 * descriptor, a URL), not its place. */
+	mfs_place_close(p);
+	return 0;
+}
+
 int mfs_place_open_beneath(struct mfs_place *p, struct mfs_source **out, const char *location,
                            char *err, size_t errlen, const char *display)
 {

@@ -92,6 +92,14 @@ struct mfs_place_kind {
 int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const char **base,
                    const char *path, char *err, size_t errlen);
 
+/*
+ * mfs_place_open_file() - `path` itself as a source, as the kind that
+ * claims it with layers left aside opens it: a pack's own bytes rather
+ * than the model inside (modelfs verify, unpack), from a local file or a
+ * URL alike.  Returns 0 or -errno with one line in `err` naming `path`.
+ */
+int mfs_place_open_file(struct mfs_source **out, const char *path, char *err, size_t errlen);
+
 /* mfs_place_open_beneath() - see struct mfs_place_ops.open_beneath. */
 int mfs_place_open_beneath(struct mfs_place *p, struct mfs_source **out, const char *location,
                            char *err, size_t errlen, const char *display);

@@ -7,12 +7,13 @@ one model of every kind (tests/remotefixtures.py).  Checked:
     every tensor of the local plain mount, plus meta/pack/ with the values
     of the local pack mount;
   - writes fail with EROFS, -o rw is refused with one line;
-  - `modelfs info URL.mfs` reads the model inside;
+  - `modelfs info URL.mfs` reads the model inside; `modelfs verify` and
+    `unpack` of a URL.mfs work as for a local pack;
   - lazy: in a pack of a 32 MiB model, mounting and reading one small
     tensor and 4 KiB in the middle of the big one fetch (nginx's access log)
     under a tenth of the pack, and the bytes are the original ones;
-  - a truncated remote pack, and one cut in half, fail the mount with one
-    line naming the URL.
+  - a truncated remote pack, one cut in half and one of 30 bytes fail the
+    mount, and modelfs verify, with one line naming the URL.
 """
 import errno
 import os
@@ -134,10 +135,17 @@ def truncated(t, srv, web, good):
         mount_fails(t, "a remote pack cut to %d of %d bytes fails the mount with one line "
                     "naming the URL" % (len(cut), len(data)), web.url("trunc/" + name),
                     "-o", "cache=" + os.path.join(t.tmp, "trunc-cache"), expect="truncated")
+        r = run(MODELFS, "verify", web.url("trunc/" + name))
+        lines = r.stderr.strip().splitlines()
+        t.check("modelfs verify of the remote pack cut to %d bytes fails with one line"
+                % len(cut), r.returncode == 1 and len(lines) == 1 and "truncated" in lines[0]
+                and web.url("trunc/" + name) in lines[0], r.stderr)
 
 
 def main():
     t = T()
+    # Every child's default cache is inside the test's directory.
+    os.environ["XDG_CACHE_HOME"] = os.path.join(t.tmp, "xdg")
     srv = os.path.join(t.tmp, "srv")
     os.makedirs(srv)
     kinds = rf.make_all(srv)
@@ -148,7 +156,7 @@ def main():
         except RuntimeError as e:
             t.not_ok(kind + ": modelfs pack", e)
     cache = os.path.join(t.tmp, "cache")
-    env = dict(os.environ, XDG_CACHE_HOME=os.path.join(t.tmp, "xdg"))
+    env = dict(os.environ)
     with Nginx(srv) as web:
         for kind, pk in packs.items():
             url = web.url(os.path.relpath(pk, srv))
@@ -174,6 +182,22 @@ def main():
                 r.stderr + r.stdout[:300])
         mount_fails(t, "-o rw on a remote pack is refused with one line", url, "-o", "rw",
                     expect="read-only")
+
+        # verify and unpack read the pack itself through the URL
+        pk = packs["onnx external data"]
+        url = web.url(os.path.relpath(pk, srv))
+        r = run(MODELFS, "verify", url, env=env)
+        t.check("modelfs verify URL.mfs passes", r.returncode == 0 and "ok:" in r.stdout,
+                r.stdout + r.stderr)
+        dest = os.path.join(t.tmp, "unpacked")
+        r = run(MODELFS, "unpack", url, "-o", dest, env=env)
+        src_dir = os.path.dirname(pk)
+        names = ["model.onnx", "weights/model.bin"]
+        same = r.returncode == 0 and all(
+            os.path.exists(os.path.join(dest, n)) and
+            open(os.path.join(dest, n), "rb").read() == open(os.path.join(src_dir, n), "rb").read()
+            for n in names)
+        t.check("modelfs unpack URL.mfs restores both files byte-identical", same, r.stderr)
 
         start = time.time()
         try:
