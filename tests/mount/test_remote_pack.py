@@ -9,6 +9,8 @@ one model of every kind (tests/remotefixtures.py).  Checked:
   - writes fail with EROFS, -o rw is refused with one line;
   - `modelfs info URL.mfs` reads the model inside; `modelfs verify` and
     `unpack` of a URL.mfs work as for a local pack;
+  - two kinds' packs mount from s3:// (s3rver behind the SigV4 check) as
+    the plain mount;
   - lazy: in a pack of a 32 MiB model, mounting and reading one small
     tensor and 4 KiB in the middle of the big one fetch (nginx's access log)
     under a tenth of the pack, and the bytes are the original ones;
@@ -28,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from mfstest import MODELFS, MOUNT_MODELFS, T, is_mounted, umount  # noqa: E402
 import remotefixtures as rf  # noqa: E402
-from remotepeers import Nginx  # noqa: E402
+from remotepeers import S3, Nginx  # noqa: E402
 
 
 def run(*args, **kw):
@@ -142,6 +144,36 @@ def truncated(t, srv, web, good):
                 and web.url("trunc/" + name) in lines[0], r.stderr)
 
 
+def s3_packs(t, srv, packs, kinds):
+    """Two kinds' packs from s3:// through s3rver behind the SigV4 check."""
+    with S3() as s3:
+        for kind in ("safetensors sharded", "gguf"):
+            key = os.path.relpath(packs[kind], srv)
+            s3.put(key, packs[kind])
+        opts = ["-o", "s3_endpoint=" + s3.endpoint(), "-o",
+                "cache=" + os.path.join(t.tmp, "s3-cache")]
+        for kind in ("safetensors sharded", "gguf"):
+            url = "s3://%s/%s" % (s3.bucket, os.path.relpath(packs[kind], srv))
+            mnt = os.path.join(t.tmp, "s3mnt-" + kind.replace(" ", "-"))
+            os.makedirs(mnt)
+            r = subprocess.run([MOUNT_MODELFS, url, mnt] + opts, capture_output=True,
+                               text=True, env=s3.env(), timeout=120)
+            if not t.check(kind + ": the pack mounts from S3", r.returncode == 0, r.stderr):
+                continue
+            try:
+                with t.mount(os.path.join(srv, kinds[kind]), "-o", "ro") as plain:
+                    lf, _ = rf.tree(plain)
+                    rest, meta = split_meta_pack(rf.tree(mnt)[0])
+                    bad = [k for k in lf if lf[k] != rest.get(k) and not rf.differs_by_place(k)]
+                    t.check(kind + ": every file (%d) of the S3 pack mount equals the plain "
+                            "mount's, plus meta/pack/" % len(lf),
+                            not bad and sorted(lf) == sorted(rest) and meta, bad[:5])
+            finally:
+                umount(mnt)
+        t.check("S3: every request signed correctly (%d checked, one a mount at least)" % s3.signed_ok,
+                s3.signed_ok >= 2 and s3.rejected == 0, "%d rejected" % s3.rejected)
+
+
 def main():
     t = T()
     # Every child's default cache is inside the test's directory.
@@ -206,6 +238,10 @@ def main():
             t.not_ok("lazy reads of a remote pack", e)
         truncated(t, srv, web, packs["safetensors single"])
         print("# %.1f s for the lazy and truncated checks" % (time.time() - start))
+    try:
+        s3_packs(t, srv, packs, kinds)
+    except Exception as e:  # noqa: BLE001
+        t.not_ok("packs from S3", e)
     t.done()
 
 
