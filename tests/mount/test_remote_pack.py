@@ -111,6 +111,23 @@ def lazy(t, srv, web):
             f.seek(20 << 20)
             piece = f.read(4096)
         fetched = web.body_bytes()
+        before_change = web.log()
+        # The pack changes on the server under the mount: a chunk not read
+        # yet fails with EIO (If-Match, 412), never bytes of the new pack.
+        time.sleep(1.1)         # a new Last-Modified, so a new ETag
+        r = run(MODELFS, "pack", model, "-o", pk + ".new.mfs", "--level", "1")
+        os.replace(pk + ".new.mfs", pk)
+        try:
+            with open(os.path.join(m, "weights", "big", "data"), "rb") as f:
+                f.seek(5 << 20)
+                f.read(4096)
+            t.not_ok("lazy: after the pack changed on the server, an unread chunk fails",
+                     "the read succeeded (repack: %s)" % r.stderr.strip())
+        except OSError as e:
+            t.check("lazy: after the pack changed on the server, an unread chunk fails with "
+                    "EIO, the server having answered 412 to its If-Match",
+                    e.errno == errno.EIO and any(q["status"] == 412 for q in web.log()),
+                    "%s; %s" % (e, web.log()[len(before_change):]))
     t.eq("lazy: the small tensor read from the remote pack is the original", small.tobytes(),
          got_small)
     t.check("lazy: 4 KiB in the middle of the big tensor are the original bytes",
@@ -118,7 +135,7 @@ def lazy(t, srv, web):
     t.check("lazy: mount + one small tensor + 4 KiB fetch %d bytes (%d at mount), under a "
             "tenth of the %d-byte pack" % (fetched, at_mount, size),
             0 < fetched < size // 10, fetched)
-    ranged = [r for r in web.log() if r["uri"].endswith(".mfs")]
+    ranged = [r for r in before_change if r["uri"].endswith(".mfs")]
     t.check("lazy: every request for the pack is a range request (%d requests)" % len(ranged),
             ranged and all(r["range"].startswith("bytes=") and r["status"] == 206
                            for r in ranged), ranged[:4])
