@@ -552,7 +552,10 @@ int main(int argc, char **argv)
 		}
 		cli.ro = 1;
 	}
-	if (cli.cache_size)
+	/* For a URL, cache_size= bounds the disk cache (gigabytes, say): a
+	 * remote pack keeps the default for its decompressed chunks in memory
+	 * rather than take that bound for its RAM. */
+	if (cli.cache_size && !remote)
 		mfs_pack_set_cache_size((size_t)cli.cache_size);
 
 	struct mfs_txn_opts topts = {0};

@@ -26,11 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mfs_pack_set_cache_size(1u << 20);
 	fz_reads_may_fail = true;
 
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	FZ_CHECK(fd >= 0);
+	struct mfs_source *src;
+	FZ_CHECK(mfs_source_file_open(&src, AT_FDCWD, path) == 0);
 	struct mfs_pack *pk;
 	char err[512] = "";
-	int rc = pk_open(&pk, fd, "fuzz", err, sizeof(err));
+	int rc = pk_open(&pk, src, "fuzz", err, sizeof(err));
 	if (rc < 0) {
 		FZ_CHECK(err[0] != '\0');
 		return 0;

@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "pack/pack.h"
+#include "source/place.h"
 
 #define PIECE (1u << 20)
 
@@ -22,15 +23,13 @@ int mfs_pack_tensor_sha(const mfs_model *m, const struct mfs_tensor *t, uint8_t 
 
 static int open_pack(struct mfs_pack **pk, const char *path, char *err, size_t errlen)
 {
-	int fd = mfs_io->openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0);
-	if (fd < 0)
-		return mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return mfs_errf(err, errlen, -EINVAL, path, "not a regular file");
-	}
-	return pk_open(pk, fd, path, err, errlen);
+	/* Through the place kinds: a pack behind a URL verifies and unpacks
+	 * as a local one does. */
+	struct mfs_source *src;
+	int rc = mfs_place_open_file(&src, path, err, errlen);
+	if (rc < 0)
+		return rc;
+	return pk_open(pk, src, path, err, errlen);
 }
 
 /*

@@ -94,7 +94,9 @@ struct pk_scratch {
 };
 
 struct mfs_pack {
-	int fd;
+	/* The pack file's bytes: a local file, or a remote object (any
+	 * source: the pack layer does not care where they come from). */
+	struct mfs_source *src;
 	char *display;          /* the pack as the user named it */
 	uint64_t size;          /* of the pack file */
 	uint64_t data_end;      /* frames lie in [PK_HEAD_LEN + 8, data_end) */
@@ -125,11 +127,13 @@ struct mfs_pack {
 };
 
 /*
- * pk_open() - parse the pack open at `fd` (taken: closed on failure too).
- * Every offset, size and count is checked against the file and the limits
- * above before use.  Returns 0 or -errno with one line naming `display`.
+ * pk_open() - parse the pack whose bytes `src` serves (taken: closed on
+ * failure too).  Every offset, size and count is checked against the
+ * source's size and the limits above before use; a read reads only the
+ * frames it touches.  Returns 0 or -errno with one line naming `display`.
  */
-int pk_open(struct mfs_pack **out, int fd, const char *display, char *err, size_t errlen);
+int pk_open(struct mfs_pack **out, struct mfs_source *src, const char *display, char *err,
+            size_t errlen);
 void pk_ref(struct mfs_pack *pk);
 void pk_unref(struct mfs_pack *pk);
 

@@ -41,8 +41,9 @@ static int src_stat(const struct mfs_source *s, struct stat *out)
 	const struct pk_source *p = (const struct pk_source *)s;
 	const struct pk_file *pf = &p->pk->files[p->file];
 	struct stat st;
-	if (mfs_io->fstat(p->pk->fd, &st) < 0)
-		return -errno;
+	int rc = mfs_source_stat(p->pk->src, &st);
+	if (rc < 0)
+		return rc;
 	/* The pack's identity, the original file's size, mode and mtime. */
 	*out = st;
 	out->st_size = (off_t)pf->size;
@@ -96,7 +97,9 @@ int pk_source(struct mfs_source **out, struct mfs_pack *pk, uint32_t f)
 struct pk_place {
 	struct mfs_place base;
 	struct mfs_pack *pk;
-	char dir[];
+	/* The place the pack file is in (a local directory, a URL prefix):
+	 * its directory descriptor and name are the pack place's too. */
+	struct mfs_place *under;
 };
 
 static int place_beneath(struct mfs_place *p, struct mfs_source **out, const char *location,
@@ -117,8 +120,7 @@ static void place_close(struct mfs_place *p)
 {
 	struct pk_place *pp = (struct pk_place *)p;
 	pk_unref(pp->pk);
-	if (p->dirfd >= 0)
-		mfs_io->close(p->dirfd);
+	mfs_place_close(pp->under);
 	free(pp);
 }
 
@@ -173,45 +175,29 @@ static bool pack_claims(const char *path)
 	return mfs_pack_path(path);
 }
 
-static int pack_open(struct mfs_place **place, struct mfs_source **root, const char **base,
-                     const char *path, char *err, size_t errlen)
+/*
+ * The pack file `file` of place `under` becomes a place: the pack is read
+ * through the source alone, so a local pack and one behind a URL are the
+ * same code, and a read fetches only the frames it touches.
+ */
+static int pack_open_in(struct mfs_place **place, struct mfs_source **root, const char **base,
+                        struct mfs_place *under, struct mfs_source *file, const char *path,
+                        char *err, size_t errlen)
 {
-	char abs[PATH_MAX];
-	if (!realpath(path, abs))
-		return mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
-	char *slash = strrchr(abs, '/');
-	size_t dlen = slash == abs ? 1 : (size_t)(slash - abs);
-	struct pk_place *pp = calloc(1, sizeof(*pp) + dlen + 1);
-	if (!pp)
+	struct pk_place *pp = calloc(1, sizeof(*pp));
+	if (!pp) {
+		mfs_source_close(file);
+		mfs_place_close(under);
 		return mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
-	memcpy(pp->dir, abs, dlen);
-	pp->dir[dlen] = '\0';
+	}
 	pp->base.ops = &place_ops;
-	pp->base.name = pp->dir;
-	pp->base.dirfd = -1;
-	int fd = mfs_io->openat(AT_FDCWD, abs, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0);
-	if (fd < 0) {
-		int rc = mfs_errf(err, errlen, -errno, path, "%s", strerror(errno));
-		free(pp);
-		return rc;
-	}
-	struct stat st;
-	if (mfs_io->fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		mfs_io->close(fd);
-		free(pp);
-		return mfs_errf(err, errlen, -EINVAL, path, "not a regular file");
-	}
-	int rc = pk_open(&pp->pk, fd, path, err, errlen);
+	pp->under = under;
+	/* A read-only transaction still looks in the pack's directory for a
+	 * journal named after it; a remote place has none (-1). */
+	pp->base.dirfd = under->dirfd;
+	pp->base.name = under->name;
+	int rc = pk_open(&pp->pk, file, path, err, errlen);
 	if (rc < 0) {
-		free(pp);
-		return rc;
-	}
-	/* The directory the pack is in: a read-only transaction still looks
-	 * there for a journal named after the pack. */
-	pp->base.dirfd = mfs_io->openat(AT_FDCWD, pp->dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
-	if (pp->base.dirfd < 0) {
-		rc = mfs_errf(err, errlen, -errno, path, "cannot open its directory: %s",
-		              strerror(errno));
 		place_close(&pp->base);
 		return rc;
 	}
@@ -227,6 +213,6 @@ static int pack_open(struct mfs_place **place, struct mfs_source **root, const c
 const struct mfs_place_kind mfs_place_pack = {
 	.name = "pack",
 	.claims = pack_claims,
-	.open = pack_open,
+	.open_in = pack_open_in,
 	.read_only = true,
 };

@@ -251,7 +251,7 @@ static int read_frame(struct mfs_pack *pk, uint64_t off, uint32_t magic, const c
 		return mfs_errf(err, errlen, -EUCLEAN, pk->display, "the %s lies outside the pack "
 		                "(offset %llu of %llu bytes)", what, (unsigned long long)off,
 		                (unsigned long long)pk->size);
-	int rc = mfs_pread_full(pk->fd, h, 8, off);
+	int rc = mfs_source_read(pk->src, h, 8, off);
 	if (rc < 0)
 		return mfs_errf(err, errlen, rc, pk->display, "cannot read the %s: %s", what,
 		                strerror(-rc));
@@ -265,7 +265,7 @@ static int read_frame(struct mfs_pack *pk, uint64_t off, uint32_t magic, const c
 	uint8_t *p = malloc(n ? n : 1);
 	if (!p)
 		return mfs_errf(err, errlen, -ENOMEM, pk->display, "out of memory");
-	if (n && (rc = mfs_pread_full(pk->fd, p, n, off + 8)) < 0) {
+	if (n && (rc = mfs_source_read(pk->src, p, n, off + 8)) < 0) {
 		free(p);
 		return mfs_errf(err, errlen, rc, pk->display, "cannot read the %s: %s", what,
 		                strerror(-rc));
@@ -483,30 +483,29 @@ static int cache_init(struct mfs_pack *pk)
 	return pthread_mutex_init(&pk->lock, NULL) ? -ENOMEM : 0;
 }
 
-int pk_open(struct mfs_pack **out, int fd, const char *display, char *err, size_t errlen)
+int pk_open(struct mfs_pack **out, struct mfs_source *src, const char *display, char *err,
+            size_t errlen)
 {
 	*out = NULL;
 	struct mfs_pack *pk = calloc(1, sizeof(*pk));
 	if (!pk) {
-		mfs_io->close(fd);
+		mfs_source_close(src);
 		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
 	}
-	pk->fd = fd;
+	pk->src = src;
 	pk->refs = 1;
 	pk->display = strdup(display);
 	uint8_t *seek = NULL, *mani = NULL, *tail = NULL, *head = NULL;
 	uint32_t seek_len, mani_len, tail_len, head_len;
 	int rc;
-	struct stat st;
 	if (!pk->display) {
 		rc = mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
 		goto fail;
 	}
-	if (mfs_io->fstat(fd, &st) < 0) {
-		rc = mfs_errf(err, errlen, -errno, display, "%s", strerror(errno));
-		goto fail;
-	}
-	pk->size = (uint64_t)st.st_size;
+	/* The size as the source was opened: a remote pack's is the server's
+	 * word, a local one's the file's; every offset below is checked
+	 * against it, and a read past the real end fails with -EIO. */
+	pk->size = src->size;
 	pk->data_end = pk->size;
 	if (pk->size < 2 * 8 + PK_HEAD_LEN + PK_TAIL_LEN) {
 		rc = mfs_errf(err, errlen, -EUCLEAN, display, "too short for a pack (%llu bytes; "
@@ -612,8 +611,7 @@ void pk_unref(struct mfs_pack *pk)
 	free(pk->chunks);
 	free(pk->format);
 	free(pk->display);
-	if (pk->fd >= 0)
-		mfs_io->close(pk->fd);
+	mfs_source_close(pk->src);
 	free(pk);
 }
 
@@ -693,7 +691,7 @@ int pk_chunk_read_with(struct mfs_pack *pk, struct pk_scratch *sc, uint32_t i, u
 	    (k->transform != PK_T_RAW && grow(&sc->tmp, &sc->tmp_cap, k->raw_len) < 0))
 		return mfs_errf(err, errlen, -ENOMEM, pk->display, "out of memory");
 	uint8_t *tmp = k->transform == PK_T_RAW ? out : sc->tmp;
-	int rc = mfs_pread_full(pk->fd, sc->frame, k->frame_len, k->frame_off);
+	int rc = mfs_source_read(pk->src, sc->frame, k->frame_len, k->frame_off);
 	if (rc < 0)
 		return mfs_errf(err, errlen, rc, pk->display, "chunk %u: cannot read its frame: %s",
 		                i, strerror(-rc));

@@ -13,24 +13,31 @@
 #include "source/place.h"
 
 /* Kinds chosen by the form of a path, tried in order; the local directory
- * is the fallback and is not listed. */
+ * is the fallback and is not listed.  Layers (open_in) are looked for
+ * apart: a URL ending in .mfs is the http kind's file and the pack layer's
+ * place. */
 static const struct mfs_place_kind *const kinds[] = {
-	&mfs_place_http,        /* by scheme first: a URL ending in .mfs is not a local pack */
+	&mfs_place_http,
 	&mfs_place_pack,
 	NULL,
 };
 
-static const struct mfs_place_kind *claimer(const char *path)
+/* The first kind of the sort asked for (a layer or not) that claims
+ * `path`: the local directory when no other place does, NULL when no
+ * layer does. */
+static const struct mfs_place_kind *claimer(const char *path, bool layer)
 {
 	for (size_t i = 0; kinds[i]; i++)
-		if (kinds[i]->claims && kinds[i]->claims(path))
+		if ((kinds[i]->open_in != NULL) == layer && kinds[i]->claims &&
+		    kinds[i]->claims(path))
 			return kinds[i];
-	return &mfs_place_dir;
+	return layer ? NULL : &mfs_place_dir;
 }
 
 bool mfs_place_claimed_read_only(const char *path)
 {
-	return claimer(path)->read_only;
+	const struct mfs_place_kind *l = claimer(path, true);
+	return (l && l->read_only) || claimer(path, false)->read_only;
 }
 
 int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const char **base,
@@ -39,8 +46,30 @@ int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const cha
 	*place = NULL;
 	*root = NULL;
 	*base = NULL;
-	const struct mfs_place_kind *k = claimer(path);
-	return k->open(place, root, base, path, err, errlen);
+	const struct mfs_place_kind *k = claimer(path, false), *l = claimer(path, true);
+	int rc = k->open(place, root, base, path, err, errlen);
+	if (rc < 0 || !l)
+		return rc;
+	struct mfs_place *under = *place;
+	struct mfs_source *file = *root;
+	*place = NULL;
+	*root = NULL;
+	*base = NULL;
+	return l->open_in(place, root, base, under, file, path, err, errlen);
+}
+
+int mfs_place_open_file(struct mfs_source **out, const char *path, char *err, size_t errlen)
+{
+	struct mfs_place *p;
+	const char *base;
+	*out = NULL;
+	int rc = claimer(path, false)->open(&p, out, &base, path, err, errlen);
+	if (rc < 0)
+		return rc;
+	/* A source lives on its own: it holds what it reads from (a
+	 * descriptor, a URL), not its place. */
+	mfs_place_close(p);
+	return 0;
 }
 
 int mfs_place_open_beneath(struct mfs_place *p, struct mfs_source **out, const char *location,

@@ -66,19 +66,39 @@ struct mfs_place_kind {
 	 * Open the place that holds `path` and `path` itself as a source.
 	 * On success *place and *root are the caller's, and *base (owned by
 	 * the place) is the model file's name within it.  Returns 0 or -errno
-	 * with one line in `err` naming `path`.
+	 * with one line in `err` naming `path`.  NULL for a layer.
 	 */
 	int (*open)(struct mfs_place **place, struct mfs_source **root, const char **base,
 	            const char *path, char *err, size_t errlen);
+	/*
+	 * A layer instead (a pack): a place that is one file of another place.
+	 * The kind that would claim `path` without the layer (a URL, else the
+	 * local directory) opens it first, as `under` and its source `file`;
+	 * open_in makes the place that the file is, with the results of
+	 * `open`.  `under` and `file` are taken, closed on failure too.  NULL
+	 * for a kind that is not a layer.
+	 */
+	int (*open_in)(struct mfs_place **place, struct mfs_source **root, const char **base,
+	               struct mfs_place *under, struct mfs_source *file, const char *path,
+	               char *err, size_t errlen);
 	bool read_only;         /* its places take no edits (place_ops.read_only) */
 };
 
 /*
  * mfs_place_open() - the first kind that claims `path` (else the local
- * directory) opens it: see struct mfs_place_kind.open.
+ * directory) opens it, and then the layer that claims it, if one does,
+ * takes it over: see struct mfs_place_kind.open and .open_in.
  */
 int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const char **base,
                    const char *path, char *err, size_t errlen);
+
+/*
+ * mfs_place_open_file() - `path` itself as a source, as the kind that
+ * claims it with layers left aside opens it: a pack's own bytes rather
+ * than the model inside (modelfs verify, unpack), from a local file or a
+ * URL alike.  Returns 0 or -errno with one line in `err` naming `path`.
+ */
+int mfs_place_open_file(struct mfs_source **out, const char *path, char *err, size_t errlen);
 
 /* mfs_place_open_beneath() - see struct mfs_place_ops.open_beneath. */
 int mfs_place_open_beneath(struct mfs_place *p, struct mfs_source **out, const char *location,
@@ -93,7 +113,8 @@ bool mfs_place_claimed_read_only(const char *path);
 
 /* The local directory (place.c): the fallback kind. */
 extern const struct mfs_place_kind mfs_place_dir;
-/* A pack (codec/pack/place.c): a path ending in ".mfs". */
+/* A pack (codec/pack/place.c): a layer, a path ending in ".mfs" (local or
+ * remote alike). */
 extern const struct mfs_place_kind mfs_place_pack;
 
 #endif /* MODELFS_CODEC_PLACE_H */
