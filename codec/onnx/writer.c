@@ -696,6 +696,26 @@ static int replace_fields(struct ctx *c, int32_t msg, uint64_t val, uint64_t end
 	return 0;
 }
 
+/*
+ * A node's string field `num` (name 3, doc_string 6) set to the text a user
+ * wrote (escaped as the tree shows it), encoded into `body` and put in place
+ * of the old one.
+ */
+static int replace_node_string(struct ctx *c, int32_t nm, uint32_t num, const char *text,
+                               size_t len, struct mfs_buf *body)
+{
+	char *v = malloc(len + 1);
+	if (!v)
+		return -ENOMEM;
+	size_t vl = mfs_text_unescape(v, text, len);
+	uint8_t hdr[20];
+	mfs_buf_add(body, hdr, put_len_key(hdr, num, vl));
+	mfs_buf_add(body, v, vl);
+	free(v);
+	return body->oom ? -ENOMEM :
+	       replace_fields(c, nm, c->l->msgs[nm].val, c->l->msgs[nm].end, num, true, body);
+}
+
 /* Staged text of field `id` in `e`, or NULL. */
 static const struct mfs_field_edit *find_field(const struct mfs_edit_set *e, uint64_t id)
 {
@@ -1067,20 +1087,8 @@ static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
 			break;
 		}
 		case MFS_FIELD_NODE_NAME: {
-			if ((rc = node_msg(c, &nodes, i, &nm)))
-				break;
-			char *v = malloc(fe->len + 1);
-			if (!v) {
-				rc = -ENOMEM;
-				break;
-			}
-			size_t vl = mfs_text_unescape(v, fe->text, fe->len);
-			uint8_t hdr[20];
-			mfs_buf_add(&body, hdr, put_len_key(hdr, 3, vl));
-			mfs_buf_add(&body, v, vl);
-			free(v);
-			rc = body.oom ? -ENOMEM :
-			     replace_fields(c, nm, c->l->msgs[nm].val, c->l->msgs[nm].end, 3, true, &body);
+			if ((rc = node_msg(c, &nodes, i, &nm)) == 0)
+				rc = replace_node_string(c, nm, 3, fe->text, fe->len, &body);
 			break;
 		}
 		case MFS_FIELD_TENSOR_NAME: {
@@ -1097,20 +1105,8 @@ static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
 			break;
 		}
 		case MFS_FIELD_NODE_DOC: {
-			if ((rc = node_msg(c, &nodes, i, &nm)))
-				break;
-			char *v = malloc(fe->len + 1);
-			if (!v) {
-				rc = -ENOMEM;
-				break;
-			}
-			size_t vl = mfs_text_unescape(v, fe->text, fe->len);
-			uint8_t hdr[20];
-			mfs_buf_add(&body, hdr, put_len_key(hdr, 6, vl));
-			mfs_buf_add(&body, v, vl);
-			free(v);
-			rc = body.oom ? -ENOMEM :
-			     replace_fields(c, nm, c->l->msgs[nm].val, c->l->msgs[nm].end, 6, true, &body);
+			if ((rc = node_msg(c, &nodes, i, &nm)) == 0)
+				rc = replace_node_string(c, nm, 6, fe->text, fe->len, &body);
 			break;
 		}
 		case MFS_FIELD_INPUT_DTYPE:
