@@ -179,6 +179,7 @@ static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 	if (j->t == PK_T_RAW) {
 		ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, b->level);
+		ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
 		size_t n = ZSTD_compress2(cc, j->out, cap, j->raw, j->len);
 		if (ZSTD_isError(n))
 			return -EIO;
@@ -191,7 +192,10 @@ static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 	 * repeats: zstd's match finder only gets in the way, so it is made as
 	 * weak as the public parameters allow and the entropy coder does the
 	 * work.  A mantissa plane that does not compress is stored in raw
-	 * blocks by zstd itself.
+	 * blocks by zstd itself.  Every frame carries zstd's content checksum,
+	 * which every decompression checks: a pack changed on disk under a
+	 * mount (a flipped byte, another pack of the same size) reads as EIO,
+	 * never as other bytes.
 	 */
 	pk_group(j->tmp, j->raw, j->len, j->t);
 	unsigned e = pk_elem(j->t);
@@ -203,6 +207,7 @@ static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_minMatch, 7);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_hashLog, 10);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_searchLog, 1);
+		ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
 		size_t n = ZSTD_compress2(cc, j->out + pos, cap - pos, j->tmp + p * plane, plane);
 		if (ZSTD_isError(n))
 			return -EIO;

@@ -474,6 +474,47 @@ for name in ("frame-too-big", "bomb"):
                     "lives" % name, errs >= 1 and daemon_pids(m), errs)
     except RuntimeError as e:
         t.not_ok("hostile %s: mount" % name, e)
+# A pack changed on disk under a mount (one byte of a chunk's frame, same
+# size, same mtime): a read of that chunk fails with EIO (zstd's frame
+# checksum), never gives other bytes; verify and unpack name it.
+b = bytearray(good)
+nc = struct.unpack("<I", b[so + 20:so + 24])[0]
+entries = [chunk_entry(b, so, i) for i in range(nc)]
+victim = max(entries[:max(1, nc // 2)], key=lambda e: struct.unpack("<I", b[e + 8:e + 12])[0])
+foff = struct.unpack("<Q", b[victim:victim + 8])[0]
+flen = struct.unpack("<I", b[victim + 8:victim + 12])[0]
+b[foff + flen // 2] ^= 0x5A
+hostile("flipped-frame", b, "checksum", via="read")
+p = os.path.join(t.tmp, "flip", "model.safetensors.mfs")
+os.makedirs(os.path.dirname(p), exist_ok=True)
+open(p, "wb").write(bytes(good))
+try:
+    with t.mount(p, "-o", "cache_size=512K") as m:
+        def read_all():
+            got = {}
+            for dp, dns, fns in os.walk(os.path.join(m, "weights")):
+                if "data" in fns:
+                    try:
+                        got[dp] = open(os.path.join(dp, "data"), "rb").read()
+                    except OSError as e:
+                        got[dp] = e.errno
+            return got
+        before = read_all()
+        st = os.stat(p)
+        with open(p, "r+b") as f:
+            f.seek(foff + flen // 2)
+            f.write(bytes([good[foff + flen // 2] ^ 0x5A]))
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+        open("/proc/sys/vm/drop_caches", "w").write("3\n")
+        after = read_all()
+        wrong = [k for k, v in after.items() if not isinstance(v, int) and v != before[k]]
+        eio = [k for k, v in after.items() if v == 5]
+        t.check("a pack changed under its mount: no read gives other bytes, the changed chunk's "
+                "reads fail with EIO", not wrong and eio and all(isinstance(v, bytes)
+                                                                   for v in before.values()),
+                "wrong %s, EIO %s" % (wrong, eio))
+except RuntimeError as e:
+    t.not_ok("flipped pack under a mount: mount", e)
 hostile("not-a-pack", b"hello, this is not a pack at all" * 10, "bad magic")
 hostile("too-short", b"\x50\x2a\x4d\x18", "too short")
 hostile("garbage", os.urandom(4096), "bad magic")
