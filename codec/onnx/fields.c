@@ -152,17 +152,26 @@ static int each_item(const char *text, size_t len, bool comma,
 	return 0;
 }
 
-static bool parse_int(const char *s, size_t n, int64_t *out)
+/* `s[0 .. n)` without blanks around it, NUL-terminated in `buf`: false when
+ * nothing is left or it does not fit. */
+static bool trimmed(char *buf, size_t cap, const char *s, size_t n)
 {
-	char buf[32];
 	while (n && (*s == ' ' || *s == '\t'))
 		s++, n--;
 	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
 		n--;
-	if (!n || n >= sizeof(buf))
+	if (!n || n >= cap)
 		return false;
 	memcpy(buf, s, n);
 	buf[n] = '\0';
+	return true;
+}
+
+static bool parse_int(const char *s, size_t n, int64_t *out)
+{
+	char buf[32];
+	if (!trimmed(buf, sizeof(buf), s, n))
+		return false;
 	char *end;
 	errno = 0;
 	long long v = strtoll(buf, &end, 10);
@@ -176,14 +185,8 @@ static bool parse_int(const char *s, size_t n, int64_t *out)
 static bool parse_float(const char *s, size_t n, float *out)
 {
 	char buf[64];
-	while (n && (*s == ' ' || *s == '\t'))
-		s++, n--;
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-		n--;
-	if (!n || n >= sizeof(buf))
+	if (!trimmed(buf, sizeof(buf), s, n))
 		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
 	char *end;
 	errno = 0;
 	double d = strtod(buf, &end);
