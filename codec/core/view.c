@@ -32,14 +32,13 @@ static int read_full(mfs_view_read_fn *rd, void *arg, uint8_t *buf, size_t len, 
 	return 0;
 }
 
-int mfs_view_sha256(char out[65], uint64_t size, mfs_view_read_fn *rd, void *arg)
+int mfs_sha256(uint8_t md[32], uint64_t size, mfs_view_read_fn *rd, void *arg)
 {
 	uint8_t *buf = malloc(MFS_VIEW_CHUNK);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned char full[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	int rc = 0;
-	out[0] = '\0';
 	if (!buf || !ctx) {
 		rc = -ENOMEM;
 		goto out;
@@ -58,15 +57,33 @@ int mfs_view_sha256(char out[65], uint64_t size, mfs_view_read_fn *rd, void *arg
 		}
 		off += len;
 	}
-	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
+	if (EVP_DigestFinal_ex(ctx, full, &mdlen) != 1 || mdlen != 32)
 		rc = -EIO;
-		goto out;
-	}
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	else
+		memcpy(md, full, 32);
 out:
 	EVP_MD_CTX_free(ctx);
 	free(buf);
+	return rc;
+}
+
+void mfs_hex(char *out, const uint8_t *b, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int mfs_view_sha256(char out[65], uint64_t size, mfs_view_read_fn *rd, void *arg)
+{
+	uint8_t md[32];
+	out[0] = '\0';
+	int rc = mfs_sha256(md, size, rd, arg);
+	if (rc == 0)
+		mfs_hex(out, md, sizeof(md));
 	return rc;
 }
 

@@ -138,8 +138,8 @@ int mfs_pack_unpack(const char *pack, const char *dir, char *err, size_t errlen)
 		rc = stream_file(pk, f, fd, sha, err, errlen);
 		if (rc == 0 && memcmp(sha, pf->sha256, 32)) {
 			char a[65], b[65];
-			pk_hex(a, sha);
-			pk_hex(b, pf->sha256);
+			mfs_hex(a, sha, 32);
+			mfs_hex(b, pf->sha256, 32);
 			rc = mfs_errf(err, errlen, -EBADMSG, pack, "%s: SHA-256 %s is not the "
 			              "manifest's %s (a damaged pack)", pf->path, a, b);
 		}
@@ -158,6 +158,17 @@ int mfs_pack_unpack(const char *pack, const char *dir, char *err, size_t errlen)
 
 /* ------------------------------------------------------------ verify */
 
+struct file_src {
+	const mfs_model *m;
+	size_t i;
+};
+
+static ssize_t file_rd(void *arg, void *buf, size_t len, uint64_t off)
+{
+	const struct file_src *r = arg;
+	return mfs_file_read(r->m, r->i, buf, len, off);
+}
+
 static int verify_model(const char *path, FILE *out, char *err, size_t errlen)
 {
 	mfs_model *m;
@@ -165,34 +176,18 @@ static int verify_model(const char *path, FILE *out, char *err, size_t errlen)
 	if (rc < 0)
 		return rc;
 	const struct mfs_desc *d = mfs_model_desc(m);
-	uint8_t *buf = malloc(PIECE);
 	char hex[65];
-	if (!buf) {
-		mfs_model_close(m);
-		return mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
-	}
 	for (size_t i = 0; i < d->n_files && rc == 0; i++) {
-		EVP_MD_CTX *c = EVP_MD_CTX_new();
-		if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1)
-			rc = -ENOMEM;
-		for (uint64_t off = 0; rc == 0 && off < d->files[i].size;) {
-			ssize_t r = mfs_file_read(m, i, buf, PIECE, off);
-			if (r <= 0) {
-				rc = mfs_errf(err, errlen, r < 0 ? (int)r : -EIO, d->files[i].path,
-				              "cannot read");
-				break;
-			}
-			EVP_DigestUpdate(c, buf, (size_t)r);
-			off += (uint64_t)r;
-		}
+		struct file_src r = {m, i};
 		uint8_t sha[32];
-		unsigned hl = 32;
-		if (rc == 0) {
-			EVP_DigestFinal_ex(c, sha, &hl);
-			pk_hex(hex, sha);
-			fprintf(out, "%s  %s\n", hex, d->files[i].path);
+		int e = mfs_sha256(sha, d->files[i].size, file_rd, &r);
+		if (e < 0) {
+			rc = mfs_errf(err, errlen, e == -EUCLEAN ? -EIO : e, d->files[i].path,
+			              "cannot read");
+			break;
 		}
-		EVP_MD_CTX_free(c);
+		mfs_hex(hex, sha, 32);
+		fprintf(out, "%s  %s\n", hex, d->files[i].path);
 	}
 	for (uint64_t i = 0; i < d->n_tensors && rc == 0; i++) {
 		uint8_t sha[32];
@@ -201,10 +196,9 @@ static int verify_model(const char *path, FILE *out, char *err, size_t errlen)
 			         strerror(-rc));
 			break;
 		}
-		pk_hex(hex, sha);
+		mfs_hex(hex, sha, 32);
 		fprintf(out, "%s  tensor:%s\n", hex, d->tensors[i]->name);
 	}
-	free(buf);
 	mfs_model_close(m);
 	return rc;
 }
@@ -224,8 +218,8 @@ static int verify_pack(const char *path, FILE *out, char *err, size_t errlen)
 			return rc;
 		}
 		if (memcmp(sha, pk->files[f].sha256, 32)) {
-			pk_hex(a, sha);
-			pk_hex(b, pk->files[f].sha256);
+			mfs_hex(a, sha, 32);
+			mfs_hex(b, pk->files[f].sha256, 32);
 			fprintf(out, "%s: %s: SHA-256 %s, the manifest says %s\n", path,
 			        pk->files[f].path, a, b);
 			bad++;
@@ -253,8 +247,8 @@ static int verify_pack(const char *path, FILE *out, char *err, size_t errlen)
 			}
 			if (strcmp(d->tensors[i]->name, pk->tensors[i].name) ||
 			    memcmp(sha, pk->tensors[i].sha256, 32)) {
-				pk_hex(a, sha);
-				pk_hex(b, pk->tensors[i].sha256);
+				mfs_hex(a, sha, 32);
+				mfs_hex(b, pk->tensors[i].sha256, 32);
 				fprintf(out, "%s: tensor %s: SHA-256 %s, the manifest says %s (for %s)\n",
 				        path, d->tensors[i]->name, a, b, pk->tensors[i].name);
 				bad++;

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "modelfs/pack.h"
+#include "modelfs/view.h"
 #include "source/source.h"
 
 /* zstd skippable frames: magic 0x184D2A5? + u32 payload length. */
@@ -157,9 +158,6 @@ int pk_source(struct mfs_source **out, struct mfs_pack *pk, uint32_t f);
 
 /* pk_find() - the index of the file named `path`, or -1. */
 int pk_find(const struct mfs_pack *pk, const char *path);
-
-/* Hex of 32 bytes into 65 chars. */
-void pk_hex(char out[65], const uint8_t sha[32]);
 
 /* The cache size packs opened from now on get (mfs_pack_set_cache_size). */
 size_t pk_cache_size(void);

@@ -142,7 +142,7 @@ static size_t place_meta(struct mfs_place *p, size_t i, const char **name, char 
 		return (size_t)snprintf(buf, len, "%d", pk->level);
 	case 3:
 		*name = "sha256";
-		pk_hex(hex, pk->files[0].sha256);
+		mfs_hex(hex, pk->files[0].sha256, 32);
 		return (size_t)snprintf(buf, len, "%s", hex);
 	case 4:
 		*name = "version";

@@ -207,16 +207,6 @@ void pk_ungroup(uint8_t *dst, const uint8_t *src, size_t n, unsigned t)
 		ungroup4(dst, src, src + k, src + 2 * k, src + 3 * k, k);
 }
 
-void pk_hex(char out[65], const uint8_t sha[32])
-{
-	static const char hx[] = "0123456789abcdef";
-	for (int i = 0; i < 32; i++) {
-		out[2 * i] = hx[sha[i] >> 4];
-		out[2 * i + 1] = hx[sha[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 static bool unhex(uint8_t sha[32], const char *s)
 {
 	if (!s || strlen(s) != 64)

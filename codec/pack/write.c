@@ -395,40 +395,22 @@ static int flush_batch(struct writer *w, struct batch *b, EVP_MD_CTX *fsha)
 
 /* ------------------------------------------------------------ manifest */
 
-static int hash_tensor(const mfs_model *m, const struct mfs_tensor *t, uint8_t *buf, size_t cap,
-                       uint8_t out[32])
+struct tensor_src {
+	const mfs_model *m;
+	const struct mfs_tensor *t;
+};
+
+static ssize_t tensor_rd(void *arg, void *buf, size_t len, uint64_t off)
 {
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	int rc = -EIO;
-	if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1)
-		goto out;
-	for (uint64_t off = 0; off < t->nbytes;) {
-		size_t n = t->nbytes - off < cap ? (size_t)(t->nbytes - off) : cap;
-		ssize_t r = mfs_tensor_read(m, t, buf, n, off);
-		if (r <= 0) {
-			rc = r < 0 ? (int)r : -EIO;
-			goto out;
-		}
-		if (EVP_DigestUpdate(c, buf, (size_t)r) != 1)
-			goto out;
-		off += (uint64_t)r;
-	}
-	unsigned len = 32;
-	rc = EVP_DigestFinal_ex(c, out, &len) == 1 ? 0 : -EIO;
-out:
-	EVP_MD_CTX_free(c);
-	return rc;
+	const struct tensor_src *r = arg;
+	return mfs_tensor_read(r->m, r->t, buf, len, off);
 }
 
 int mfs_pack_tensor_sha(const mfs_model *m, const struct mfs_tensor *t, uint8_t out[32])
 {
-	size_t cap = 1u << 20;
-	uint8_t *buf = malloc(cap);
-	if (!buf)
-		return -ENOMEM;
-	int rc = hash_tensor(m, t, buf, cap, out);
-	free(buf);
-	return rc;
+	struct tensor_src r = {m, t};
+	int rc = mfs_sha256(out, t->nbytes, tensor_rd, &r);
+	return rc == -EUCLEAN ? -EIO : rc;      /* a tensor that ends early: a read error */
 }
 
 static json_t *manifest(const mfs_model *m, const struct mfs_pack_opts *o, uint8_t (*fsha)[32],
@@ -463,7 +445,7 @@ static json_t *manifest(const mfs_model *m, const struct mfs_pack_opts *o, uint8
 			json_decref(root);
 			return NULL;
 		}
-		pk_hex(hex, fsha[i]);
+		mfs_hex(hex, fsha[i], 32);
 		json_t *f = json_object();
 		json_object_set_new(f, "path", json_string(d->files[i].path));
 		json_object_set_new(f, "size", json_integer((json_int_t)d->files[i].size));
@@ -474,7 +456,7 @@ static json_t *manifest(const mfs_model *m, const struct mfs_pack_opts *o, uint8
 		json_array_append_new(files, f);
 	}
 	for (uint64_t i = 0; i < d->n_tensors; i++) {
-		pk_hex(hex, tsha[i]);
+		mfs_hex(hex, tsha[i], 32);
 		json_t *t = json_object();
 		json_object_set_new(t, "name", json_string(d->tensors[i]->name));
 		json_object_set_new(t, "sha256", json_string(hex));
@@ -500,14 +482,11 @@ static void *hash_tensors(void *arg)
 {
 	struct tensor_hashes *th = arg;
 	const struct mfs_desc *d = mfs_model_desc(th->m);
-	size_t cap = 1u << 20;
-	uint8_t *buf = malloc(cap);
-	th->rc = buf ? 0 : -ENOMEM;
-	for (uint64_t i = 0; buf && i < d->n_tensors && th->rc == 0; i++) {
-		th->rc = hash_tensor(th->m, d->tensors[i], buf, cap, th->sha[i]);
+	th->rc = 0;
+	for (uint64_t i = 0; i < d->n_tensors && th->rc == 0; i++) {
+		th->rc = mfs_pack_tensor_sha(th->m, d->tensors[i], th->sha[i]);
 		th->bad = i;
 	}
-	free(buf);
 	return NULL;
 }
 
@@ -760,7 +739,7 @@ int mfs_pack_create(const char *model, const char *out, const struct mfs_pack_op
 	uint8_t sha[32];
 	unsigned hl = 32;
 	EVP_DigestFinal_ex(w.sha, sha, &hl);
-	pk_hex(res->sha256, sha);
+	mfs_hex(res->sha256, sha, 32);
 	res->pack_bytes = w.pos;
 	res->chunks = w.n_chunks;
 	res->deduped = w.deduped;

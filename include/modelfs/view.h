@@ -84,6 +84,12 @@ int mfs_view_stats(struct mfs_stats *out, int32_t dtype, uint64_t size, mfs_view
  */
 int mfs_view_sha256(char out[65], uint64_t size, mfs_view_read_fn *rd, void *arg);
 
+/* mfs_sha256() - the same digest as 32 bytes in `md` (for packs' manifests). */
+int mfs_sha256(uint8_t md[32], uint64_t size, mfs_view_read_fn *rd, void *arg);
+
+/* mfs_hex() - `n` bytes as 2n lower-case hex digits and a NUL in `out`. */
+void mfs_hex(char *out, const uint8_t *b, size_t n);
+
 /*
  * mfs_npy_descr() - numpy's type string of `dtype` ("<f4", "|u1", "|b1"),
  * or NULL when numpy has no such type (bfloat16, float8, int4, block
