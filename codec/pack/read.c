@@ -17,6 +17,7 @@
 #include "core/core.h"
 #include "core/crc32.h"
 #include "pack/pack.h"
+#include "source/place.h"
 
 static size_t cache_bytes = MFS_PACK_CACHE_DEFAULT;
 
@@ -341,18 +342,7 @@ static int parse_seek(struct mfs_pack *pk, const uint8_t *p, uint32_t len, char 
  * empty component, no NUL, bounded. */
 static bool path_ok(const char *s, size_t n)
 {
-	if (n == 0 || n >= 4096 || strlen(s) != n || s[0] == '/')
-		return false;
-	const char *p = s;
-	for (;;) {
-		const char *sl = strchr(p, '/');
-		size_t l = sl ? (size_t)(sl - p) : strlen(p);
-		if (l == 0 || (l == 1 && p[0] == '.') || (l == 2 && p[0] == '.' && p[1] == '.'))
-			return false;
-		if (!sl)
-			return true;
-		p = sl + 1;
-	}
+	return n > 0 && n < 4096 && strlen(s) == n && !mfs_place_path_fault(s);
 }
 
 static char *dupn(const char *s)

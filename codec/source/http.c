@@ -694,9 +694,10 @@ static int location_ok(const char *loc, char *err, size_t errlen, const char *di
 {
 	if (!loc[0])
 		return mfs_errf(err, errlen, -EUCLEAN, display, "external data location is empty");
+	const char *why = mfs_place_path_fault(loc);
 	if (loc[0] == '/')
 		return mfs_errf(err, errlen, -EUCLEAN, display,
-		                "external data location '%s' is absolute", loc);
+		                "external data location '%s' %s", loc, why);
 	if (strlen(loc) >= 1024)
 		return mfs_errf(err, errlen, -EUCLEAN, display, "external data location too long");
 	for (const char *p = loc; *p; p++) {
@@ -706,21 +707,10 @@ static int location_ok(const char *loc, char *err, size_t errlen, const char *di
 			                "external data location '%s' has a character a URL cannot "
 			                "carry plainly", loc);
 	}
-	const char *p = loc;
-	for (;;) {
-		const char *e = strchr(p, '/');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		if (n == 2 && p[0] == '.' && p[1] == '.')
-			return mfs_errf(err, errlen, -EUCLEAN, display,
-			                "external data location '%s' contains '..'", loc);
-		if (n == 0 || (n == 1 && p[0] == '.'))
-			return mfs_errf(err, errlen, -EUCLEAN, display,
-			                "external data location '%s' has an empty or '.' component",
-			                loc);
-		if (!e)
-			return 0;
-		p = e + 1;
-	}
+	if (why)
+		return mfs_errf(err, errlen, -EUCLEAN, display,
+		                "external data location '%s' %s", loc, why);
+	return 0;
 }
 
 static char *concat(const char *a, const char *b)

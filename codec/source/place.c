@@ -84,6 +84,25 @@ void mfs_place_close(struct mfs_place *p)
 		p->ops->close(p);
 }
 
+const char *mfs_place_path_fault(const char *path)
+{
+	if (!path[0])
+		return "is empty";
+	if (path[0] == '/')
+		return "is absolute";
+	for (const char *p = path;;) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n == 2 && p[0] == '.' && p[1] == '.')
+			return "contains '..'";
+		if (n == 0 || (n == 1 && p[0] == '.'))
+			return "has an empty or '.' component";
+		if (!e)
+			return NULL;
+		p = e + 1;
+	}
+}
+
 /* ------------------------------------------------------------ local directory */
 
 struct dir_place {

@@ -104,6 +104,15 @@ int mfs_place_open_file(struct mfs_source **out, const char *path, char *err, si
 int mfs_place_open_beneath(struct mfs_place *p, struct mfs_source **out, const char *location,
                            char *err, size_t errlen, const char *display);
 
+/*
+ * mfs_place_path_fault() - why `path` is not a relative path of plain
+ * components — "is empty", "is absolute", "contains '..'" or "has an empty
+ * or '.' component" — or NULL when it is one.  The rule places that are
+ * not a local directory apply to the files a model or a pack names (the
+ * local directory walks the path itself, component by component).
+ */
+const char *mfs_place_path_fault(const char *path);
+
 /* mfs_place_close() - release it; accepts NULL. */
 void mfs_place_close(struct mfs_place *p);
 
