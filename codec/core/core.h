@@ -137,6 +137,14 @@ struct mfs_io {
 	int (*ftruncate)(int fd, off_t len);
 	int (*fallocate)(int fd, off_t off, off_t len);
 	int (*renameat)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+	/*
+	 * renameat() that never replaces: fails with EEXIST when `newpath`
+	 * exists (renameat2 RENAME_NOREPLACE; where the file system refuses
+	 * that flag, linkat + unlinkat, which is as exclusive).  For versioned
+	 * commits, which must not overwrite a file (codec/txn/commit.c).
+	 */
+	int (*rename_noreplace)(int olddirfd, const char *oldpath, int newdirfd,
+	                        const char *newpath);
 	int (*unlinkat)(int dirfd, const char *path, int flags);
 	int (*fchmod)(int fd, mode_t mode);
 	int (*fchown)(int fd, uid_t uid, gid_t gid);

@@ -45,6 +45,26 @@ static int sys_ficlone(int dst, int src)
 	return ioctl(dst, FICLONE, src);
 }
 
+static int sys_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd,
+                                const char *newpath)
+{
+	if (renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+		return -1;
+	/* No RENAME_NOREPLACE here: a hard link is created only if the name is
+	 * free, and then the old name goes. */
+	if (linkat(olddirfd, oldpath, newdirfd, newpath, 0) < 0)
+		return -1;
+	if (unlinkat(olddirfd, oldpath, 0) < 0) {
+		int e = errno;
+		unlinkat(newdirfd, newpath, 0);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
 static const struct mfs_io default_io = {
 	.openat = sys_openat,
 	.close = close,
@@ -57,6 +77,7 @@ static const struct mfs_io default_io = {
 	.ftruncate = ftruncate,
 	.fallocate = sys_fallocate,
 	.renameat = renameat,
+	.rename_noreplace = sys_rename_noreplace,
 	.unlinkat = unlinkat,
 	.fchmod = fchmod,
 	.fchown = fchown,
@@ -83,7 +104,7 @@ void mfs_io_set(const struct mfs_io *io)
 #define FILL(f) do { if (!installed_io.f) installed_io.f = default_io.f; } while (0)
 	FILL(openat); FILL(close); FILL(pread); FILL(fstat); FILL(fstatat);
 	FILL(pwrite); FILL(fsync); FILL(fdatasync); FILL(ftruncate); FILL(fallocate);
-	FILL(renameat); FILL(unlinkat); FILL(fchmod); FILL(fchown); FILL(flock);
+	FILL(renameat); FILL(rename_noreplace); FILL(unlinkat); FILL(fchmod); FILL(fchown); FILL(flock);
 	FILL(copy_file_range); FILL(ficlone); FILL(flistxattr); FILL(fgetxattr); FILL(fsetxattr);
 #undef FILL
 	mfs_io = &installed_io;

@@ -67,6 +67,49 @@ out:
 	return rc;
 }
 
+struct mfs_sha256_ctx {
+	EVP_MD_CTX *md;
+};
+
+int mfs_sha256_begin(struct mfs_sha256_ctx **out)
+{
+	struct mfs_sha256_ctx *c = calloc(1, sizeof(*c));
+	*out = NULL;
+	if (!c || !(c->md = EVP_MD_CTX_new())) {
+		free(c);
+		return -ENOMEM;
+	}
+	if (EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1) {
+		mfs_sha256_free(c);
+		return -EIO;
+	}
+	*out = c;
+	return 0;
+}
+
+int mfs_sha256_update(struct mfs_sha256_ctx *c, const void *buf, size_t len)
+{
+	return EVP_DigestUpdate(c->md, buf, len) == 1 ? 0 : -EIO;
+}
+
+int mfs_sha256_final(struct mfs_sha256_ctx *c, uint8_t md[32])
+{
+	unsigned char full[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	if (EVP_DigestFinal_ex(c->md, full, &mdlen) != 1 || mdlen != 32)
+		return -EIO;
+	memcpy(md, full, 32);
+	return 0;
+}
+
+void mfs_sha256_free(struct mfs_sha256_ctx *c)
+{
+	if (!c)
+		return;
+	EVP_MD_CTX_free(c->md);
+	free(c);
+}
+
 void mfs_hex(char *out, const uint8_t *b, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";

@@ -87,6 +87,18 @@ int mfs_view_sha256(char out[65], uint64_t size, mfs_view_read_fn *rd, void *arg
 /* mfs_sha256() - the same digest as 32 bytes in `md` (for packs' manifests). */
 int mfs_sha256(uint8_t md[32], uint64_t size, mfs_view_read_fn *rd, void *arg);
 
+/*
+ * A SHA-256 computed as bytes go by (a versioned commit hashes the new file
+ * while it writes it): begin, update any number of times, final (the
+ * digest in `md`), free (accepts NULL).  0, -ENOMEM or -EIO (libcrypto
+ * failed).  One context is used by one thread at a time.
+ */
+struct mfs_sha256_ctx;
+int mfs_sha256_begin(struct mfs_sha256_ctx **out);
+int mfs_sha256_update(struct mfs_sha256_ctx *c, const void *buf, size_t len);
+int mfs_sha256_final(struct mfs_sha256_ctx *c, uint8_t md[32]);
+void mfs_sha256_free(struct mfs_sha256_ctx *c);
+
 /* mfs_hex() - `n` bytes as 2n lower-case hex digits and a NUL in `out`. */
 void mfs_hex(char *out, const uint8_t *b, size_t n);
 
