@@ -33,7 +33,13 @@
 
 #include <sys/file.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "modelfs/view.h"
+
 #include "txn/txn_int.h"
+#include "txn/version.h"
 
 static bool keep_scratch(uint64_t key, void *arg)
 {
@@ -58,23 +64,57 @@ static int drop_edits(struct mfs_txn *t)
 }
 
 /*
+ * A versioned commit installed `name` beside the model: the transaction is
+ * that file's from now on (its path, its side files).  The old file's note
+ * of a failed commit goes first: its edits are in the version.  0 or
+ * -ENOMEM (nothing changed).
+ */
+static int switch_to(struct mfs_txn *t, const char *name)
+{
+	char *slash = strrchr(t->path, '/');
+	size_t dlen = slash ? (size_t)(slash - t->path) : 0;
+	char *nname = strdup(name), *npath = malloc(dlen + strlen(name) + 2);
+	if (!nname || !npath) {
+		free(nname);
+		free(npath);
+		return -ENOMEM;
+	}
+	sprintf(npath, "%.*s/%s", (int)dlen, t->path, name);
+	txn_clear_failure(t);
+	free(t->name);
+	free(t->path);
+	t->name = nname;
+	t->path = npath;
+	return 0;
+}
+
+/*
  * After the new version is installed (invariant 4): stage reset to its
  * identity (scratch kept), model reopened, mirrors rebuilt.  The old model
  * is kept (invariant 5).
  */
-static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id, char *msg,
-                         size_t msglen)
+static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id,
+                         const char *new_name, char *msg, size_t msglen)
 {
 	char err[512];
 	mfs_model *nm = NULL;
 	int rc;
+	if (new_name && switch_to(t, new_name) < 0) {
+		/* Cannot even name the new file: stay on the old one (its
+		 * journal is dropped: the edits are in the version). */
+		new_name = NULL;
+		new_id = NULL;
+	}
 	bool have_id = new_id && (new_id->ino || new_id->dev);
 	struct mfs_identity id;
 	if (have_id)
 		id = *new_id;
 	else if (mfs_identity_at(&id, t->dirfd, t->name) < 0)
 		memset(&id, 0, sizeof(id));
-	mfs_stage_reset_keep(t->st, &id, keep_scratch, NULL);
+	mfs_stage_reset_keep_as(t->st, new_name, &id, keep_scratch, NULL);
+	pthread_mutex_lock(&t->sha_lock);
+	t->sha256[0] = '\0';          /* another file now; a version sets it below */
+	pthread_mutex_unlock(&t->sha_lock);
 	t->journal_note[0] = '\0';
 	txn_view_drop(&t->view);
 	txn_clear_state(t);
@@ -126,6 +166,30 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id, c
 	/* A stage reset to a guessed identity is re-stamped now. */
 	if (!mfs_identity_equal(&t->id, &id) || t->id.layout != id.layout)
 		mfs_stage_reset_keep(t->st, &t->id, keep_scratch, NULL);
+	return 0;
+}
+
+/* The name of a versioned commit, from its hash (mfs_commit_version). */
+struct vname {
+	struct mfs_txn *t;
+	const char *tmpl;
+};
+
+static int version_name(void *arg, const char *sha_hex, char *out, size_t outlen, char *err,
+                        size_t errlen)
+{
+	struct vname *v = arg;
+	int rc = mfs_version_name(out, outlen, v->tmpl, v->t->orig_name, sha_hex, v->t->dirfd,
+	                          err, errlen);
+	if (rc < 0)
+		return rc;
+	struct stat sb;
+	if (mfs_io->fstatat(v->t->dirfd, out, &sb, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
+		if (err && errlen)
+			snprintf(err, errlen, "commit refused: %s exists already, and a version "
+			         "never overwrites a file", out);
+		return -EEXIST;
+	}
 	return 0;
 }
 
@@ -187,8 +251,28 @@ static void result_fail(struct mfs_txn *t, struct mfs_txn_result *res, int rc, c
 	txn_set_msg(t->last, sizeof(t->last), "last commit: failed: %s", res->msg);
 }
 
+static int commit(mfs_txn *t, const char *tmpl, struct mfs_txn_result *res);
+
 int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 {
+	/* t->commit_to is set at open and never changes. */
+	return commit(t, t->commit_to, res);
+}
+
+int mfs_txn_commit_to(mfs_txn *t, const char *tmpl, struct mfs_txn_result *res)
+{
+	return commit(t, tmpl && tmpl[0] ? tmpl : NULL, res);
+}
+
+/*
+ * The commit, plain (tmpl NULL: the model open is replaced) or versioned
+ * (a new file named by tmpl; only the rewrite path, which writes, and so
+ * can hash, every byte).
+ */
+static int commit(mfs_txn *t, const char *tmpl, struct mfs_txn_result *res)
+{
+	struct mfs_commit_version ver = {0};
+	struct vname vn = {t, tmpl};
 	struct mfs_txn_result dummy;
 	struct plan p = {0};
 	struct mfs_splice sp = {0}, patch_sp = {0};
@@ -205,14 +289,39 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 	pthread_rwlock_wrlock(&t->lock);
 	if (t->broken) {
 		/* Try the reopen that failed after the last commit. */
-		rc = after_install(t, NULL, msg, sizeof(msg));
+		rc = after_install(t, NULL, NULL, msg, sizeof(msg));
 		if (rc < 0) {
 			result_fail(t, res, rc, msg);
 			goto out;
 		}
 	}
+	if (tmpl) {
+		/* Refused before anything else, also with nothing staged, so
+		 * that a typo is seen at once. */
+		if ((rc = mfs_version_check(tmpl, msg, sizeof(msg))) < 0 ||
+		    (rc = mfs_version_name(ver.name_out, sizeof(ver.name_out), tmpl, t->orig_name,
+		                           NULL, -1, msg, sizeof(msg))) < 0) {
+			result_fail(t, res, rc, msg);
+			goto out;
+		}
+		if (!t->st) {
+			rc = -EROFS;
+			result_fail(t, res, rc, "a read-only mount writes no versions");
+			goto out;
+		}
+		if (t->n_dirty && !mfs_version_uses_hash(tmpl) &&
+		    (rc = version_name(&vn, NULL, ver.name_out, sizeof(ver.name_out), msg,
+		                       sizeof(msg))) < 0) {
+			/* The name does not depend on the bytes: refused before
+			 * they are written. */
+			result_fail(t, res, rc, msg);
+			goto out;
+		}
+		ver.name_out[0] = '\0';
+	}
 	if (!t->n_dirty) {
-		txn_set_msg(res->msg, sizeof(res->msg), "nothing staged");
+		txn_set_msg(res->msg, sizeof(res->msg), "nothing staged%s",
+		            tmpl ? "; no version written" : "");
 		txn_set_msg(t->last, sizeof(t->last), "last commit: ok none (nothing staged)");
 		goto out;
 	}
@@ -254,8 +363,8 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		.journal_id = mfs_stage_journal_id(t->st),
 	};
 	__atomic_store_n(&t->committing, true, __ATOMIC_RELEASE);
-	inplace = p.layout_kept && t->opts.mode == MFS_COMMIT_INPLACE;
-	bool clone = p.layout_kept && t->opts.mode == MFS_COMMIT_AUTO;
+	inplace = !tmpl && p.layout_kept && t->opts.mode == MFS_COMMIT_INPLACE;
+	bool clone = !tmpl && p.layout_kept && t->opts.mode == MFS_COMMIT_AUTO;
 	bool ex = inplace && txn_lock_model(t->m, LOCK_EX) == 0;
 	if (inplace && !ex) {
 		/* Another mount reads this file: patching it would tear what it
@@ -338,8 +447,15 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 			result_fail(t, res, rc, txn_strip_display(msg, t->d->files[0].path));
 			goto unlock;
 		}
-		rc = mfs_commit_replace(t->dirfd, t->name, &t->id, sp.p, sp.n, &hooks, &rep, msg,
-		                        sizeof(msg));
+		if (tmpl) {
+			ver.name = version_name;
+			ver.arg = &vn;
+			rc = mfs_commit_version(t->dirfd, t->name, &t->id, sp.p, sp.n, &ver, &hooks,
+			                        &rep, msg, sizeof(msg));
+		} else {
+			rc = mfs_commit_replace(t->dirfd, t->name, &t->id, sp.p, sp.n, &hooks, &rep,
+			                        msg, sizeof(msg));
+		}
 	}
 	res->path = rep.path;
 	res->bytes_written = rep.bytes_written + rep.journal_bytes;
@@ -364,7 +480,18 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		result_fail(t, res, rc, txn_strip_display(msg, t->name));
 		goto unlock;
 	}
-	int rc2 = after_install(t, &rep.new_id, msg, sizeof(msg));
+	char oldname[256];
+	snprintf(oldname, sizeof(oldname), "%s", t->name);
+	int rc2 = after_install(t, &rep.new_id, tmpl ? ver.name_out : NULL, msg, sizeof(msg));
+	if (tmpl) {
+		snprintf(res->version, sizeof(res->version), "%s", ver.name_out);
+		snprintf(res->sha256, sizeof(res->sha256), "%s", ver.sha256);
+		if (!strcmp(t->name, ver.name_out)) {
+			pthread_mutex_lock(&t->sha_lock);
+			memcpy(t->sha256, ver.sha256, sizeof(t->sha256));
+			pthread_mutex_unlock(&t->sha_lock);
+		}
+	}
 	if (inplace) {
 		/* The journal is reset: now the redo log may go (a crash before
 		 * this replays it again, which changes nothing). */
@@ -384,10 +511,20 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		rc = res->rc;
 		goto unlock;
 	}
-	txn_set_msg(res->msg, sizeof(res->msg), "%s: %" PRIu64 " bytes written, %" PRIu64 " bytes "
-	            "edited", res->path, res->bytes_written, res->bytes_edited);
-	txn_set_msg(t->last, sizeof(t->last), "last commit: ok %s %" PRIu64 " bytes written",
-	            res->path, res->bytes_written);
+	if (tmpl) {
+		txn_set_msg(res->msg, sizeof(res->msg), "version %s (sha256 %s) written beside %s, "
+		            "which is unchanged: %" PRIu64 " bytes written, %" PRIu64 " bytes "
+		            "edited; the mount shows it now", res->version, res->sha256, oldname,
+		            res->bytes_written, res->bytes_edited);
+		txn_set_msg(t->last, sizeof(t->last), "last commit: ok version %s %" PRIu64 " bytes "
+		            "written (from %s, unchanged; sha256 %s)", res->version,
+		            res->bytes_written, oldname, res->sha256);
+	} else {
+		txn_set_msg(res->msg, sizeof(res->msg), "%s: %" PRIu64 " bytes written, %" PRIu64
+		            " bytes edited", res->path, res->bytes_written, res->bytes_edited);
+		txn_set_msg(t->last, sizeof(t->last), "last commit: ok %s %" PRIu64 " bytes "
+		            "written", res->path, res->bytes_written);
+	}
 	/* A later commit that worked: the notes of recovery are history. */
 	t->rec.msg[0] = '\0';
 unlock:
@@ -403,6 +540,42 @@ out:
 	free(patches);
 	mfs_splice_free(&sp);
 	txn_plan_free(&p);
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+size_t mfs_txn_path(mfs_txn *t, char *buf, size_t len)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	int n = snprintf(buf, len, "%s", t->path);
+	pthread_rwlock_unlock(&t->lock);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+static ssize_t sha_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	int rc = mfs_source_read(arg, buf, len, off);
+	return rc < 0 ? rc : (ssize_t)len;
+}
+
+int mfs_txn_sha256(mfs_txn *t, char out[65])
+{
+	int rc = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	pthread_mutex_lock(&t->sha_lock);
+	memcpy(out, t->sha256, 65);
+	pthread_mutex_unlock(&t->sha_lock);
+	if (!out[0]) {
+		/* Under the read lock: no commit replaces the model meanwhile. */
+		uint8_t md[32];
+		rc = mfs_sha256(md, t->d->files[0].size, sha_read, t->m->srcs[0]);
+		if (rc == 0) {
+			mfs_hex(out, md, 32);
+			pthread_mutex_lock(&t->sha_lock);
+			memcpy(t->sha256, out, 65);
+			pthread_mutex_unlock(&t->sha_lock);
+		}
+	}
 	pthread_rwlock_unlock(&t->lock);
 	return rc;
 }

@@ -55,6 +55,21 @@
  *   R11 DIRSYNC   fsync(directory).  Failure: the new file is in place but
  *                 may not survive a power cut; -EIO, rep->installed set.
  *   R12 DONE      close(lfd).
+ *
+ * VERSION (mfs_commit_version: `modelfs commit --to TEMPLATE`) is REWRITE
+ * with three differences.  R5 hashes every byte it writes (SHA-256,
+ * streamed: no copy_file_range, since the bytes must pass through memory
+ * to be hashed).  Between R9 and R9':
+ *   V1  NAME      the digest is final; ver->name() turns it into the new
+ *                 file's name (txn/version.c); a bad or taken name fails.
+ * and R10 is
+ *   V2  RENAME    rename_noreplace(temp, name) (renameat2 RENAME_NOREPLACE,
+ *                 or link + unlink): THE COMMIT POINT; EEXIST fails the
+ *                 commit, the temp is removed.  The model is never renamed
+ *                 over, so it stays byte-identical whatever happens, and
+ *                 its hard links (R0's EMLINK) do not matter.
+ * A crash before V2 leaves a temp that mfs_commit_gc() removes (never a
+ * file under the version's name); after it, the whole, synced version.
  *   FAIL          close(tfd); unlinkat(temp); close(lfd); return the first
  *                 error.  An unlink that fails leaves the temp to
  *                 mfs_commit_gc().
@@ -158,6 +173,8 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "modelfs/view.h"
 
 #include "core/crc32.h"
 #include "txn/commit.h"
@@ -269,8 +286,8 @@ static bool cfr_refused(int e)
  * good once copy_file_range is refused.
  */
 static int write_pieces(int fd, const struct mfs_piece *pieces, size_t n, uint8_t *buf,
-                        bool *use_cfr, const struct mfs_commit_hooks *hooks,
-                        struct mfs_commit_report *rep)
+                        bool *use_cfr, struct mfs_sha256_ctx *hash,
+                        const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep)
 {
 	uint64_t pos = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -301,7 +318,9 @@ static int write_pieces(int fd, const struct mfs_piece *pieces, size_t n, uint8_
 			ssize_t k = piece_read(p, buf, want, done);
 			if (k < 0)
 				return (int)k;
-			int rc = mfs_pwrite_full(fd, buf, (size_t)k, pos + done);
+			int rc = hash ? mfs_sha256_update(hash, buf, (size_t)k) : 0;
+			if (rc == 0)
+				rc = mfs_pwrite_full(fd, buf, (size_t)k, pos + done);
 			if (rc < 0)
 				return rc;
 			done += (uint64_t)k;
@@ -417,10 +436,12 @@ static bool clone_refused(int e)
  */
 static int install(int dirfd, const char *name, const struct mfs_identity *expect,
                    const struct mfs_piece *pieces, size_t n,
-                   const struct mfs_patch *patches, size_t np,
+                   const struct mfs_patch *patches, size_t np, struct mfs_commit_version *ver,
                    const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
                    char *err, size_t errlen)
 {
+	struct mfs_sha256_ctx *hash = NULL;
+	char final[NAME_MAX + 1] = "";
 	char tmp[NAME_MAX + 1] = "", redo[NAME_MAX + 1];
 	int tfd = -1, lfd = -1, mfd = -1, rc;
 	uint8_t *buf = NULL;
@@ -428,7 +449,7 @@ static int install(int dirfd, const char *name, const struct mfs_identity *expec
 	struct stat st, tst;
 	struct mfs_identity now, want;
 	bool clone = patches != NULL;
-	const char *what = clone ? "clone" : "rewrite";
+	const char *what = ver ? "version" : clone ? "clone" : "rewrite";
 
 	if (err && errlen)
 		err[0] = '\0';
@@ -468,7 +489,7 @@ static int install(int dirfd, const char *name, const struct mfs_identity *expec
 	if (!S_ISREG(st.st_mode) || !mfs_identity_equal(&now, expect))
 		return mfs_errf(err, errlen, -ESTALE, name,
 		                "commit refused: the model changed on disk since it was mounted");
-	if (st.st_nlink > 1)
+	if (st.st_nlink > 1 && !ver)
 		return mfs_errf(err, errlen, -EMLINK, name, "commit refused: the model has %lu "
 		                "hard links, and replacing it would split them",
 		                (unsigned long)st.st_nlink);
@@ -564,9 +585,15 @@ static int install(int dirfd, const char *name, const struct mfs_identity *expec
 			goto out;
 		}
 
-		/* R5 WRITE */
-		bool use_cfr = true;
-		if ((rc = write_pieces(tfd, pieces, n, buf, &use_cfr, hooks, rep)) < 0) {
+		/* R5 WRITE; a version is hashed on the way, so every byte goes
+		 * through memory (no copy_file_range). */
+		bool use_cfr = !ver;
+		if (ver && (rc = mfs_sha256_begin(&hash)) < 0) {
+			rc = mfs_errf(err, errlen, rc, name, "commit: cannot hash the new version: %s",
+			              strerror(-rc));
+			goto out;
+		}
+		if ((rc = write_pieces(tfd, pieces, n, buf, &use_cfr, hash, hooks, rep)) < 0) {
 			rc = mfs_errf(err, errlen, rc, name, "commit: writing the new model: %s",
 			              describe(rc));
 			goto out;
@@ -624,6 +651,18 @@ static int install(int dirfd, const char *name, const struct mfs_identity *expec
 		              "disk while the commit was being written");
 		goto out;
 	}
+	if (ver) {
+		/* V1 NAME: the hash is known; the template gives the name. */
+		uint8_t md[32];
+		if ((rc = mfs_sha256_final(hash, md)) < 0) {
+			rc = mfs_errf(err, errlen, rc, name, "commit: cannot hash the new version: %s",
+			              strerror(-rc));
+			goto out;
+		}
+		mfs_hex(ver->sha256, md, 32);
+		if ((rc = ver->name(ver->arg, ver->sha256, final, sizeof(final), err, errlen)) < 0)
+			goto out;
+	}
 	struct mfs_identity new_id;
 	mfs_identity_from_stat(&new_id, &tst);
 	if (hooks->before_install && (rc = hooks->before_install(hooks->arg, &new_id)) < 0) {
@@ -632,17 +671,28 @@ static int install(int dirfd, const char *name, const struct mfs_identity *expec
 		goto out;
 	}
 
-	/* R10 RENAME: the commit point. */
-	if (mfs_io->renameat(dirfd, tmp, dirfd, name) < 0) {
+	/* R10 RENAME: the commit point.  A version never replaces a file
+	 * (V2: RENAME_NOREPLACE), so a name taken since it was checked is
+	 * refused here, atomically. */
+	if (ver && mfs_io->rename_noreplace(dirfd, tmp, dirfd, final) < 0) {
+		rc = -errno;
+		rc = mfs_errf(err, errlen, rc, name, rc == -EEXIST ? "commit refused: %s exists "
+		              "already, and a version never overwrites a file" : "commit: cannot "
+		              "rename the new version into place (%s): %s", final, strerror(-rc));
+		goto out;
+	}
+	if (!ver && mfs_io->renameat(dirfd, tmp, dirfd, name) < 0) {
 		rc = mfs_errf(err, errlen, -errno, name, "commit: cannot rename the new model "
 		              "into place: %s", strerror(errno));
 		goto out;
 	}
 	tmp[0] = '\0';
 	rep->installed = true;
+	if (ver)
+		snprintf(ver->name_out, sizeof(ver->name_out), "%s", final);
 	/* Its identity as installed: rename moved its ctime. */
 	rep->new_id = new_id;
-	if (mfs_identity_at(&now, dirfd, name) == 0 && now.dev == new_id.dev &&
+	if (mfs_identity_at(&now, dirfd, ver ? final : name) == 0 && now.dev == new_id.dev &&
 	    now.ino == new_id.ino)
 		rep->new_id = now;
 
@@ -663,6 +713,7 @@ out:
 		mfs_io->close(lfd);
 	if (mfd >= 0)
 		mfs_io->close(mfd);
+	mfs_sha256_free(hash);
 	free(buf);
 	return rc;
 }
@@ -673,7 +724,22 @@ int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *e
                        char *err, size_t errlen)
 {
 	struct mfs_commit_report dummy;
-	return install(dirfd, name, expect, pieces, n, NULL, 0, hooks, rep ? rep : &dummy,
+	return install(dirfd, name, expect, pieces, n, NULL, 0, NULL, hooks, rep ? rep : &dummy,
+	               err, errlen);
+}
+
+int mfs_commit_version(int dirfd, const char *name, const struct mfs_identity *expect,
+                       const struct mfs_piece *pieces, size_t n, struct mfs_commit_version *ver,
+                       const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                       char *err, size_t errlen)
+{
+	struct mfs_commit_report dummy;
+	if (!ver || !ver->name) {
+		report_init(rep ? rep : &dummy, "version");
+		return mfs_errf(err, errlen, -EINVAL, name, "commit: no version name");
+	}
+	ver->name_out[0] = ver->sha256[0] = '\0';
+	return install(dirfd, name, expect, pieces, n, NULL, 0, ver, hooks, rep ? rep : &dummy,
 	               err, errlen);
 }
 
@@ -684,7 +750,7 @@ int mfs_commit_clone(int dirfd, const char *name, const struct mfs_identity *exp
 {
 	static const struct mfs_patch none;
 	struct mfs_commit_report dummy;
-	return install(dirfd, name, expect, NULL, 0, patches ? patches : &none, n, hooks,
+	return install(dirfd, name, expect, NULL, 0, patches ? patches : &none, n, NULL, hooks,
 	               rep ? rep : &dummy, err, errlen);
 }
 

@@ -33,7 +33,7 @@ struct mfs_patch {
 
 /* What a commit did.  Zero it (or not: every call fills it) before a call. */
 struct mfs_commit_report {
-	const char *path;       /* "rewrite", "clone", "inplace" or "none"; static */
+	const char *path;       /* "rewrite", "clone", "inplace", "version" or "none"; static */
 	uint64_t bytes_written; /* into the new file (rewrite, clone) or the model (in place) */
 	uint64_t bytes_copied;  /* of bytes_written, moved in-kernel by copy_file_range */
 	uint64_t journal_bytes; /* in place: bytes written to the redo log */
@@ -106,6 +106,36 @@ struct mfs_commit_hooks {
  */
 int mfs_commit_replace(int dirfd, const char *name, const struct mfs_identity *expect,
                        const struct mfs_piece *pieces, size_t n,
+                       const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                       char *err, size_t errlen);
+
+/*
+ * A versioned commit's name and digest.  `name` gives the new file's name
+ * from its SHA-256 (64 lower-case hex digits) into `out`: 0, or -errno with
+ * one line in `err` (the commit then fails, nothing installed).  Filled by
+ * the commit: name_out (the name it was installed under, "" if it was not)
+ * and sha256 (the digest, "" until known).
+ */
+struct mfs_commit_version {
+	int (*name)(void *arg, const char *sha_hex, char *out, size_t outlen, char *err,
+	            size_t errlen);
+	void *arg;
+	char name_out[256];
+	char sha256[65];
+};
+
+/*
+ * mfs_commit_version() - write a new version of `name` from `pieces` as a
+ * NEW file beside it, never replacing any file: the rewrite protocol with
+ * the bytes hashed as they are written, the name chosen from the hash
+ * (ver->name) and the temp renamed to it with RENAME_NOREPLACE (atop
+ * commit.c, V1-V2).  `name` itself is never written, renamed or removed.
+ * rep->new_id is the new file's identity.  Returns as mfs_commit_replace()
+ * (no -EMLINK), plus -EEXIST when the name exists (nothing installed) and
+ * what ver->name returned.
+ */
+int mfs_commit_version(int dirfd, const char *name, const struct mfs_identity *expect,
+                       const struct mfs_piece *pieces, size_t n, struct mfs_commit_version *ver,
                        const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
                        char *err, size_t errlen);
 

@@ -111,7 +111,11 @@
  *
  * A journal whose identity no longer names the model is another version's
  * and is set aside, unless its last mark says its own commit installed the
- * version on disk: then its edits are in the model and it is removed.
+ * version on disk: then its edits are in the model and it is removed.  A
+ * journal that does name the model but whose last mark names another file
+ * that exists beside it (a versioned commit, which writes a new file and
+ * leaves the model alone, died before it removed the journal) is removed
+ * too: its edits are in that file.
  *
  * Replay stops at the first record that is short, fails a CRC, has an
  * out-of-range field or makes no sense (a CHUNK for a key with no OBJECT),
@@ -119,6 +123,7 @@
  * dlen is checked against the chunk size before anything is decoded: sizes
  * stored in a zstd frame are never trusted.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1023,6 +1028,39 @@ static int replay_records(struct mfs_stage *st, int fd, uint64_t fsize, const ch
 }
 
 /*
+ * Is there a file in the directory that is version `mark` (device, inode,
+ * size, mtime)?  A commit's temp does not count: a temp of a dead commit is
+ * not installed (garbage collection removes it), one of a live commit is
+ * not this journal's business.  Reads only.
+ */
+static bool version_installed(int dirfd, const struct mfs_identity *mark)
+{
+	int dfd = mfs_io->openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0)
+		return false;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		mfs_io->close(dfd);
+		return false;
+	}
+	bool found = false;
+	struct dirent *de;
+	while (!found && (de = readdir(d))) {
+		if (de->d_ino != mark->ino || strstr(de->d_name, ".modelfs-"))
+			continue;
+		struct stat sb;
+		struct mfs_identity now;
+		if (mfs_io->fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(sb.st_mode)) {
+			mfs_identity_from_stat(&now, &sb);
+			found = mfs_identity_same_file(&now, mark);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/*
  * Replay the journal open at `fd` (locked).  On success either st->jfd is fd
  * and the index is rebuilt, or fd is closed, st->jfd is -1 and the journal
  * was removed (empty, or obsolete: its edits are in the model already) or
@@ -1128,6 +1166,27 @@ static int replay(struct mfs_stage *st, int fd, const char *model,
 		snprintf(rec->msg, sizeof(rec->msg),
 		         "journal %s was written for another version of the model; kept as %s, "
 		         "not used", st->jname, aside);
+		return 0;
+	}
+
+	if (marked && mark.dev && !mfs_identity_same_file(&mark, &st->id) &&
+	    version_installed(st->dirfd, &mark)) {
+		/* The journal is this model's, and its last mark names another
+		 * file that exists beside it: a versioned commit installed these
+		 * edits as a new file and died before it removed this journal. */
+		free_all(st);
+		st->live = 0;
+		rec->n_records = 0;
+		rec->n_objects = 0;
+		if (mfs_io->unlinkat(st->dirfd, st->jname, 0) < 0)
+			return mfs_errf(err, errlen, -errno, model, "cannot remove journal %s: %s",
+			                st->jname, strerror(errno));
+		mfs_fsync_dir(st->dirfd);
+		mfs_io->close(fd);
+		rec->obsolete = true;
+		snprintf(rec->msg, sizeof(rec->msg), "the edits in %s had been committed as a new "
+		         "version beside the model before the process stopped; the journal was "
+		         "removed", st->jname);
 		return 0;
 	}
 
@@ -1723,8 +1782,27 @@ int mfs_stage_reset(struct mfs_stage *st, const struct mfs_identity *id)
 int mfs_stage_reset_keep(struct mfs_stage *st, const struct mfs_identity *id,
                          bool (*keep)(uint64_t key, void *arg), void *arg)
 {
+	return mfs_stage_reset_keep_as(st, NULL, id, keep, arg);
+}
+
+int mfs_stage_reset_keep_as(struct mfs_stage *st, const char *model_name,
+                            const struct mfs_identity *id,
+                            bool (*keep)(uint64_t key, void *arg), void *arg)
+{
 	int rc = 0;
+	char jname[NAME_MAX + 1], newname[NAME_MAX + 1], old[NAME_MAX + 1];
+	if (model_name &&
+	    (mfs_sidefile_name(jname, sizeof(jname), model_name, ".modelfs-journal") < 0 ||
+	     mfs_sidefile_name(newname, sizeof(newname), model_name, ".modelfs-journal-new") < 0))
+		return -ENAMETOOLONG;
 	pthread_mutex_lock(&st->lock);
+	if (model_name) {
+		/* From here the journal is the new model's: kept objects are
+		 * compacted into its name, and the old model's goes below. */
+		memcpy(old, st->jname, sizeof(old));
+		memcpy(st->jname, jname, sizeof(jname));
+		memcpy(st->newname, newname, sizeof(newname));
+	}
 	/* Kept objects must be whole in the old journal before it is copied. */
 	if (st->jfd >= 0)
 		rc = flush_locked(st);
@@ -1760,6 +1838,13 @@ int mfs_stage_reset_keep(struct mfs_stage *st, const struct mfs_identity *id,
 		/* A fresh file: an fsync failure of the old one is not its. */
 		st->failed = 0;
 		st->last_compact_err = 0;
+	}
+	if (model_name) {
+		/* The old model's journal: its edits are in the new version (a
+		 * crash before this unlink is caught at the next open by its
+		 * commit mark, version_installed()). */
+		if (mfs_io->unlinkat(st->dirfd, old, 0) == 0)
+			mfs_fsync_dir(st->dirfd);
 	}
 	pthread_mutex_unlock(&st->lock);
 	return rc;

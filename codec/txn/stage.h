@@ -268,6 +268,17 @@ int mfs_stage_reset_keep(struct mfs_stage *st, const struct mfs_identity *id,
                          bool (*keep)(uint64_t key, void *arg), void *arg);
 
 /*
+ * mfs_stage_reset_keep_as() - mfs_stage_reset_keep() for a commit that
+ * installed the edits as another file (a versioned commit): from now on the
+ * stage is that of model `model_name` (NULL: the same model), the kept
+ * objects go to its journal, and the old model's journal is removed.
+ * Returns as mfs_stage_reset_keep(), or -ENAMETOOLONG (nothing changed).
+ */
+int mfs_stage_reset_keep_as(struct mfs_stage *st, const char *model_name,
+                            const struct mfs_identity *id,
+                            bool (*keep)(uint64_t key, void *arg), void *arg);
+
+/*
  * mfs_stage_unbind() - forget object `key`, which must have nothing staged
  * (-EBUSY otherwise; -ENOENT when unknown).
  */

@@ -99,6 +99,7 @@
 
 #include "txn/sidefile.h"
 #include "txn/txn_int.h"
+#include "txn/version.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -936,12 +937,29 @@ int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opt
 	t->opts = opts ? *opts : defaults;
 	t->generation = 1;
 	snprintf(t->last, sizeof(t->last), "last commit: none");
+	pthread_mutex_init(&t->sha_lock, NULL);
 	t->path = strdup(abs);
 	char *slash = strrchr(abs, '/');
 	t->name = strdup(slash + 1);
-	if (!t->path || !t->name) {
+	t->orig_name = strdup(slash + 1);
+	if (t->opts.commit_to && t->opts.commit_to[0])
+		t->commit_to = strdup(t->opts.commit_to);
+	t->opts.commit_to = NULL;
+	if (!t->path || !t->name || !t->orig_name ||
+	    (opts && opts->commit_to && opts->commit_to[0] && !t->commit_to)) {
 		rc = mfs_errf(err, errlen, -ENOMEM, path, "out of memory");
 		goto out;
+	}
+	if (t->commit_to) {
+		if ((rc = mfs_version_check(t->commit_to, msg, sizeof(msg))) < 0) {
+			rc = mfs_errf(err, errlen, rc, path, "commit_to: %s", msg);
+			goto out;
+		}
+		if (remote || t->opts.read_only) {
+			rc = mfs_errf(err, errlen, -EROFS, path, "commit_to: a read-only mount "
+			              "writes no versions");
+			goto out;
+		}
 	}
 	if (remote)
 		goto open_model;
@@ -1035,6 +1053,9 @@ void mfs_txn_close(mfs_txn *t)
 		mfs_io->close(t->dirfd);
 	free(t->path);
 	free(t->name);
+	free(t->orig_name);
+	free(t->commit_to);
+	pthread_mutex_destroy(&t->sha_lock);
 	pthread_mutex_destroy(&t->view_lock);
 	pthread_rwlock_destroy(&t->lock);
 	free(t);

@@ -128,7 +128,11 @@ struct mfs_txn {
 	pthread_rwlock_t lock;
 	pthread_mutex_t view_lock;
 	char *path;             /* the model, absolute */
-	char *name;             /* its file name */
+	char *name;             /* its file name (after a versioned commit, the version's) */
+	char *orig_name;        /* the file name it was opened on: {stem} {ext} of versions */
+	char *commit_to;        /* opts.commit_to, copied; NULL when none */
+	pthread_mutex_t sha_lock;
+	char sha256[65];        /* the open file's SHA-256 once known, "" before (sha_lock) */
 	int dirfd;              /* O_PATH descriptor of its directory */
 	struct mfs_txn_opts opts;
 

@@ -76,6 +76,14 @@ struct mfs_txn_opts {
 	 * thread may read while mfs_txn_open() runs.  NULL for no count.
 	 */
 	uint64_t *recover_done, *recover_total;
+	/*
+	 * A version template (modelfs(1), "Versioned commits"): every commit
+	 * with edits, also the one at unmount, writes a new file beside the
+	 * model under the name it gives and switches the transaction to it,
+	 * never overwriting a file.  NULL or "": commits write the model that
+	 * is open.  Copied at open; checked there (-EINVAL).
+	 */
+	const char *commit_to;
 };
 
 /* What happened at open: recovery of a journal or of an interrupted commit. */
@@ -301,7 +309,11 @@ ssize_t mfs_txn_file_read(mfs_txn *t, size_t idx, void *buf, size_t len, uint64_
 
 struct mfs_txn_result {
 	int rc;                 /* 0 or the negative errno the commit failed with */
-	const char *path;       /* "none" (nothing staged), "rewrite", "inplace" */
+	const char *path;       /* "none" (nothing staged), "rewrite", "clone", "inplace",
+	                         * "version" */
+	char version[256];      /* "version": the new file's name in the model's
+	                         * directory; "" otherwise */
+	char sha256[65];        /* "version": its SHA-256, hex; "" otherwise */
 	uint64_t bytes_written; /* to the model's file system */
 	uint64_t bytes_edited;  /* staged bytes that changed */
 	char msg[512];          /* one line: what was done, or why it failed */
@@ -317,6 +329,39 @@ struct mfs_txn_result {
  * -ENOSPC, -EIO.  Nothing staged: succeeds with path "none" and writes nothing.
  */
 int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res);
+
+/*
+ * mfs_txn_commit_to() - a versioned commit: validate everything staged and
+ * write the committed model as a NEW file beside the one open, named by
+ * template `tmpl` (modelfs(1): {n} {sha256} {sha256:K} {stem} {ext}), with
+ * the rewrite protocol (temp file hashed while written, fsync, rename
+ * without replacing, directory fsync).  The file open is left
+ * byte-identical; on success the transaction switches to the new file
+ * (reads, edits, status and later commits are its), its journal moves with
+ * it (scratch objects kept) and the old file's journal is removed.
+ * res->version and res->sha256 name it.  Fails as mfs_txn_commit(), and with
+ * -EINVAL for a bad template or a name it refuses (hidden, empty, '/'),
+ * -EEXIST when the name exists (nothing written, or the temp removed),
+ * -EROFS on a read-only transaction.  Nothing staged: path "none", no file.
+ * mfs_txn_commit() itself is this when opts.commit_to was set.
+ */
+int mfs_txn_commit_to(mfs_txn *t, const char *tmpl, struct mfs_txn_result *res);
+
+/*
+ * mfs_txn_path() - the path of the model file open now (after a versioned
+ * commit, the new version's) into `buf` (snprintf semantics).
+ */
+size_t mfs_txn_path(mfs_txn *t, char *buf, size_t len);
+
+/*
+ * mfs_txn_sha256() - the SHA-256 of the model file open now, as it is on
+ * disk (not what staged edits would make), 64 hex digits and a NUL.  Known
+ * at once after a versioned commit (hashed while written); otherwise
+ * computed on the first call, streamed from the file, and kept until the
+ * next commit.  Returns 0 or -errno (-EIO, -ENOMEM).  Takes as long as
+ * reading the file the first time: call it from a reader's thread.
+ */
+int mfs_txn_sha256(mfs_txn *t, char out[65]);
 
 /*
  * mfs_txn_statvfs() - the file system the model, its journal and its
