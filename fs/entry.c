@@ -11,6 +11,7 @@
  * without mounting.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,12 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 		memcpy(en->name, e->name, e->name_len);
 		en->name[e->name_len] = '\0';
 		en->writable = mfs_txn_prop_types_writable(fs->txn);
+		return;
+	} else if (e->parent == g->meta_dir && g->meta_dir != NONE && name_is(e, "sha256") &&
+	           !mfs_txn_meta_writable(fs->txn, "sha256")) {
+		en->role = R_VIEW;
+		en->view = MFS_VIEW_MODEL;
+		en->t = NULL;
 		return;
 	} else if (e->parent == g->meta_dir && g->meta_dir != NONE) {
 		en->role = R_META;
@@ -830,7 +837,11 @@ int mfs_ent_ctl_text(struct mfs_fs *fs, enum mfs_role role, char **out, size_t *
 	}
 	size_t n = mfs_txn_status(fs->txn, NULL, 0);
 	int k = snprintf(line, sizeof(line), "daemon: pid %ld\n", (long)getpid());
+	/* The file mounted now: a versioned commit switches it. */
+	char cur[PATH_MAX];
 	const char *mp = fs->model_path ? fs->model_path : "";
+	if (mfs_txn_path(fs->txn, cur, sizeof(cur)) < sizeof(cur) && cur[0] == '/')
+		mp = cur;
 	size_t extra = (size_t)k + strlen("model: \n") + strlen(mp);
 	char *b = malloc(n + extra + 1);
 	if (!b)

@@ -314,6 +314,15 @@ int mfs_fs_sync_tree(struct mfs_fs *fs, const struct mfs_itab_move *move,
 
 /* Commit or abort (slock not held); 0 or the txn's negative errno. */
 int mfs_fs_commit(struct mfs_fs *fs, struct mfs_txn_result *res);
+/*
+ * mfs_fs_commit_to() - the same, versioned when `tmpl` is not NULL
+ * (mfs_txn_commit_to: a new file beside the model, which the mount then
+ * shows; the tree is rebuilt from it, the root's model file takes the new
+ * name).  A version written is logged (mfs_fs_log_version).
+ */
+int mfs_fs_commit_to(struct mfs_fs *fs, const char *tmpl, struct mfs_txn_result *res);
+/* mfs_fs_log_version() - to syslog and stderr: the version `res` wrote, if any. */
+void mfs_fs_log_version(const struct mfs_txn_result *res);
 int mfs_fs_abort(struct mfs_fs *fs);
 
 /* ------------------------------------------------------------ entry.c */
@@ -596,7 +605,10 @@ ssize_t mfs_dot_read(struct mfs_dot *d, void *buf, size_t len, uint64_t off);
 
 /* ------------------------------------------------------------ view.c */
 
-enum mfs_view { MFS_VIEW_SHA256 = 1, MFS_VIEW_STATS };
+/* MFS_VIEW_MODEL: meta/sha256, the SHA-256 of the model file mounted now
+ * (mfs_txn_sha256: known after a versioned commit, else hashed on first
+ * read and kept until the next commit); its entry has no tensor. */
+enum mfs_view { MFS_VIEW_SHA256 = 1, MFS_VIEW_STATS, MFS_VIEW_MODEL };
 
 struct mfs_views;
 

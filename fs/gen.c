@@ -12,7 +12,9 @@
  * root model file" below).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <syslog.h>
 #include <string.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -315,12 +317,29 @@ static void root_settled(struct mfs_fs *fs, uint64_t n)
 /* Commit (slock not held).  Returns 0 or the commit's negative errno. */
 int mfs_fs_commit(struct mfs_fs *fs, struct mfs_txn_result *res)
 {
+	return mfs_fs_commit_to(fs, NULL, res);
+}
+
+void mfs_fs_log_version(const struct mfs_txn_result *res)
+{
+	if (res->rc || strcmp(res->path, "version"))
+		return;
+	/* The daemon's log names every version it writes (and so does the
+	 * status, and `modelfs commit --to` on its standard output). */
+	syslog(LOG_INFO, "modelfs: committed version %s (sha256 %s)", res->version, res->sha256);
+	fprintf(stderr, "mount.modelfs: committed version %s (sha256 %s)\n", res->version,
+	        res->sha256);
+}
+
+int mfs_fs_commit_to(struct mfs_fs *fs, const char *tmpl, struct mfs_txn_result *res)
+{
 	pthread_mutex_lock(&fs->slock);
 	pthread_rwlock_wrlock(&fs->lock);
 	fs->committing = true;
 	pthread_rwlock_unlock(&fs->lock);
 	uint64_t n = root_edits(fs);
-	int rc = mfs_txn_commit(fs->txn, res);
+	int rc = tmpl ? mfs_txn_commit_to(fs->txn, tmpl, res) : mfs_txn_commit(fs->txn, res);
+	mfs_fs_log_version(res);
 	/* The model now holds other bytes under the same names, maybe. */
 	mfs_views_forget(fs->views);
 	mfs_fs_sync_tree(fs, NULL, NULL);

@@ -120,6 +120,7 @@ static void ll_destroy(void *userdata)
 	pthread_mutex_lock(&fs->slock);
 	int rc = mfs_txn_commit(fs->txn, &res);
 	pthread_mutex_unlock(&fs->slock);
+	mfs_fs_log_version(&res);
 	fs->unmount_rc = rc;
 	if (rc < 0) {
 		/* Nobody may read stderr or the log (a detached daemon): the note
@@ -1049,7 +1050,23 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	case R_COMMIT: {
 		pthread_rwlock_unlock(&fs->lock);
 		struct mfs_txn_result res;
-		int crc = mfs_fs_commit(fs, &res);
+		/* "to TEMPLATE\n" (modelfs commit --to): a versioned commit;
+		 * anything else, a plain one. */
+		char tmpl[1024];
+		bool to = size > 3 && size < sizeof(tmpl) + 3 && !memcmp(buf, "to ", 3);
+		if (to) {
+			size_t tl = size - 3;
+			memcpy(tmpl, buf + 3, tl);
+			if (tl && tmpl[tl - 1] == '\n')
+				tl--;
+			tmpl[tl] = '\0';
+			to = tl > 0 && memchr(tmpl, '\0', tl) == NULL;
+			if (!to) {
+				fuse_reply_err(req, EINVAL);
+				return;
+			}
+		}
+		int crc = mfs_fs_commit_to(fs, to ? tmpl : NULL, &res);
 		if (crc < 0)
 			fuse_reply_err(req, -crc);
 		else

@@ -47,6 +47,7 @@ struct cli {
 	int rw;
 	int ro;
 	char *commit;
+	char *commit_to;
 	int force_types;
 	int uid_set;
 	unsigned uid;
@@ -101,6 +102,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("max_threads=%u", max_threads, 0),
 	CLI_OPT("max_idle_threads=%u", max_idle_threads, 0),
 	CLI_OPT("commit=%s", commit, 0),
+	CLI_OPT("commit_to=%s", commit_to, 0),
 	CLI_OPT("force_types", force_types, 1),
 	CLI_OPT("cache_size=%s", cache_size_s, 0),
 	FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
@@ -170,6 +172,9 @@ static void usage(FILE *f)
 	        "                        log, not atomic for other readers of the file)\n"
 	        "  -o cache_size=SIZE    decompressed chunks a pack (MODEL.mfs) keeps in\n"
 	        "                        memory (default 32M; a pack mounts read-only)\n"
+	        "  -o commit_to=TEMPLATE every commit writes a new file beside the model,\n"
+	        "                        named by TEMPLATE ({n} {sha256} {sha256:K} {stem}\n"
+	        "                        {ext}), and the mount switches to it\n"
 	        "  -o force_types        commit dtype edits that contradict the types the\n"
 	        "                        graph declares (refused otherwise)\n"
 	        "\n"
@@ -545,6 +550,11 @@ int main(int argc, char **argv)
 	/* A pack takes no edits in this version: read-only, and -o rw is an
 	 * error rather than a surprise. */
 	if (mfs_model_path_read_only(model_abs)) {
+		if (cli.commit_to) {
+			fprintf(stderr, PROG ": %s: -o commit_to: packs are read-only and take no "
+			        "versions (unpack it with 'modelfs unpack' to edit)\n", cli.model);
+			goto out;
+		}
 		if (cli.rw) {
 			fprintf(stderr, PROG ": %s: cannot mount read-write: packs are read-only "
 			        "(unpack it with 'modelfs unpack' to edit)\n", cli.model);
@@ -567,12 +577,23 @@ int main(int argc, char **argv)
 			        "writable (use -o ro)\n", cli.model);
 			goto out;
 		}
+		if (cli.commit_to) {
+			fprintf(stderr, PROG ": %s: -o commit_to: its directory is not writable, so "
+			        "no version can be written beside it\n", cli.model);
+			goto out;
+		}
 		fprintf(stderr, PROG ": note: %s: its directory is not writable: mounting "
 		        "read-only\n", cli.model);
 		cli.ro = 1;
 	}
+	if (cli.commit_to && (cli.ro || remote)) {
+		fprintf(stderr, PROG ": %s: -o commit_to: a read-only mount%s writes no versions\n",
+		        cli.model, remote ? " (a remote model is read-only)" : "");
+		goto out;
+	}
 	topts.read_only = cli.ro;
 	topts.force_types = cli.force_types;
+	topts.commit_to = cli.commit_to;
 
 	/* The user's spelling names the file in messages; the cwd is still theirs. */
 	struct mfs_txn_recovery rec;
@@ -654,6 +675,7 @@ out:
 		mfs_fs_fini(&fs);
 	mfs_txn_close(txn);
 	free(cli.commit);
+	free(cli.commit_to);
 	free(cli.cache_size_s);
 	free(cli.cache);
 	free(cli.s3_endpoint);

@@ -1301,6 +1301,11 @@ static void root_contents(struct build *b)
 		uint32_t f = add_named(b, in, name, strlen(name), MFS_TN_TEXT, 0);
 		set_text(b, f, m->value, m->len, false);
 	}
+	/* meta/sha256: the model file's digest, a view computed when read
+	 * (fs/entry.c gives it its role; the tree holds no text for it). */
+	uint32_t sha = add_unique_enc(b, meta, "sha256", 6, true, MFS_TN_TEXT, 0);
+	if (sha != NONE)
+		set_text(b, sha, "", 0, false);
 	/* The graph drawn (fs/dot.c), for graph formats. */
 	if (d->graph && (d->flags & MFS_DESC_GRAPH))
 		add_unique_enc(b, meta, "graph.dot", 9, true, MFS_TN_DOT, 0);

@@ -137,7 +137,7 @@ static size_t no_stats_line(char *buf, size_t cap, int32_t dtype)
 int mfs_view_size(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view which,
                   uint64_t *out)
 {
-	if (which == MFS_VIEW_SHA256) {
+	if (which == MFS_VIEW_SHA256 || which == MFS_VIEW_MODEL) {
 		*out = 65;
 		return 0;
 	}
@@ -200,6 +200,18 @@ int mfs_view_text(struct mfs_fs *fs, const struct mfs_tensor *t, enum mfs_view w
                   size_t *len)
 {
 	struct mfs_views *v = fs->views;
+	if (which == MFS_VIEW_MODEL) {
+		char hex[65];
+		int rc = mfs_txn_sha256(fs->txn, hex);
+		*out = NULL;
+		*len = 0;
+		if (rc < 0)
+			return rc;
+		if (!(*out = malloc(66)))
+			return -ENOMEM;
+		*len = (size_t)snprintf(*out, 66, "%s\n", hex);
+		return 0;
+	}
 	const char *name = t->name ? t->name : "";
 	bool keep = v && !mfs_txn_tensor_staged(fs->txn, t);
 	*out = NULL;

@@ -148,6 +148,7 @@ static void with_progress(struct job *j)
 struct commit_job {
 	struct job job;         /* first */
 	const char *mnt;
+	const char *tmpl;       /* versioned: "to TEMPLATE" is written; NULL plain */
 };
 
 static void run_commit(struct job *j)
@@ -158,9 +159,18 @@ static void run_commit(struct job *j)
 		err = -1;       /* ctl_open said why */
 	} else {
 		ssize_t r;
-		do
-			r = write(fd, "1\n", 2);
-		while (r < 0 && errno == EINTR);
+		char *line = NULL;
+		if (c->tmpl && asprintf(&line, "to %s\n", c->tmpl) < 0)
+			line = NULL;
+		if (c->tmpl && !line) {
+			r = -1;
+			errno = ENOMEM;
+		} else {
+			do
+				r = line ? write(fd, line, strlen(line)) : write(fd, "1\n", 2);
+			while (r < 0 && errno == EINTR);
+		}
+		free(line);
 		err = r < 0 ? errno : 0;
 		if (close(fd) < 0 && !err && errno != EINTR)
 			err = errno;
@@ -178,19 +188,20 @@ static bool count_commit(struct job *j, uint64_t *done, uint64_t *total)
  * that is a terminal.  Returns 0, -1 when the control file could not be
  * opened (a message was printed), or the write's errno.
  */
-static int commit_with_progress(const char *mnt)
+static int commit_with_progress(const char *mnt, const char *tmpl)
 {
 	struct commit_job c = {
 		.job = {.run = run_commit, .count = count_commit, .what = "commit",
 		        .verb = "written"},
 		.mnt = mnt,
+		.tmpl = tmpl,
 	};
 	with_progress(&c.job);
 	return c.job.err;
 }
 
-/* The last commit's message from the status, for a failure line. */
-static char *last_commit(const char *mnt)
+/* The last commit's line after `prefix` from the status (malloc'd), or NULL. */
+static char *last_line(const char *mnt, const char *prefix)
 {
 	size_t n;
 	char *s = ctl_status(mnt, &n);
@@ -199,8 +210,8 @@ static char *last_commit(const char *mnt)
 		char *nl = strchr(line, '\n');
 		if (nl)
 			*nl = '\0';
-		if (!strncmp(line, "last commit: failed: ", 21))
-			why = line + 21;
+		if (!strncmp(line, prefix, strlen(prefix)))
+			why = line + strlen(prefix);
 		line = nl ? nl + 1 : NULL;
 	}
 	char *out = why ? strdup(why) : NULL;
@@ -208,12 +219,31 @@ static char *last_commit(const char *mnt)
 	return out;
 }
 
-int cmd_commit(const char *path)
+/* The last commit's message from the status, for a failure line. */
+static char *last_commit(const char *mnt)
+{
+	return last_line(mnt, "last commit: failed: ");
+}
+
+int cmd_commit(const char *path, const char *tmpl)
 {
 	char mnt[PATH_MAX];
 	if (ctl_root(path, mnt, sizeof(mnt)) < 0)
 		return 1;
-	int err = commit_with_progress(mnt);
+	int err = commit_with_progress(mnt, tmpl);
+	if (!err && tmpl) {
+		/* "last commit: ok version NAME N bytes written (...)": say NAME. */
+		char *v = last_line(mnt, "last commit: ok version ");
+		char *sp = v ? strchr(v, ' ') : NULL;
+		if (sp) {
+			*sp = '\0';
+			printf("%s\n", v);
+		} else {
+			fprintf(stderr, "modelfs: nothing staged; no version written\n");
+		}
+		free(v);
+		return 0;
+	}
 	if (!err)
 		return 0;
 	if (err > 0) {
@@ -303,7 +333,7 @@ int cmd_unmount(const char *path)
 	int rc = 1;
 
 	/* 1. Commit, so that a failure leaves the mount (and its edits) as they are. */
-	int err = commit_with_progress(mnt);
+	int err = commit_with_progress(mnt, NULL);
 	if (err) {
 		if (err > 0) {
 			char *why = last_commit(mnt);

@@ -34,6 +34,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: modelfs info|recover MODEL\n"
 	        "       modelfs commit|abort|status|unmount MOUNTPOINT\n"
+	        "       modelfs commit --to TEMPLATE MOUNTPOINT\n"
 	        "       modelfs convert MODEL OUT.safetensors\n"
 	        "       modelfs convert --max-shard-size SIZE MODEL OUT.safetensors.index.json\n"
 	        "       modelfs diff [--tolerance ABS] [--rtol REL] [--json] A B\n"
@@ -61,6 +62,10 @@ static void usage(FILE *f)
 	        "                      them (a model) or check them against the manifest\n"
 	        "  commit MOUNTPOINT   commit the edits staged in a mount, atomically (with\n"
 	        "                      progress on a terminal)\n"
+	        "  commit --to TEMPLATE MOUNTPOINT\n"
+	        "                      commit them as a new file beside the model, named by\n"
+	        "                      TEMPLATE (model_v{n}_{sha256:12}.onnx), print its\n"
+	        "                      name, and switch the mount to it\n"
 	        "  abort MOUNTPOINT    drop the edits staged in a mount\n"
 	        "  status MOUNTPOINT   print the staged edits, the last commit's result and\n"
 	        "                      the journal's state\n"
@@ -687,7 +692,11 @@ int main(int argc, char **argv)
 	if (argc == 3 && !strcmp(argv[1], "status"))
 		return cmd_status(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "commit"))
-		return cmd_commit(argv[2]);
+		return cmd_commit(argv[2], NULL);
+	if (argc == 5 && !strcmp(argv[1], "commit") && !strcmp(argv[2], "--to"))
+		return cmd_commit(argv[4], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "commit") && !strncmp(argv[2], "--to=", 5))
+		return cmd_commit(argv[3], argv[2] + 5);
 	if (argc == 3 && !strcmp(argv[1], "abort"))
 		return cmd_abort(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "unmount"))

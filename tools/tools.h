@@ -23,7 +23,7 @@ int ctl_open(const char *mnt, const char *file, int flags);
 /* The whole of MOUNTPOINT/.modelfs/status, malloc'd; NULL after a message. */
 char *ctl_status(const char *mnt, size_t *len);
 
-int cmd_commit(const char *mnt);
+int cmd_commit(const char *mnt, const char *tmpl);
 int cmd_unmount(const char *mnt);
 int cmd_recover(const char *model);
 /* max_shard 0: one file OUT; else shards of at most that many tensor bytes

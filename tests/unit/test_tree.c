@@ -370,7 +370,7 @@ static void builds_the_onnx_layout(void **state)
 	assert_int_equal(root_file->u.src, 0);
 	assert_int_equal(mfs_tree_size(t, at(t, "model.onnx")), 12345);
 
-	assert_ls(t, "meta", "format opset input_shape graph.dot props");
+	assert_ls(t, "meta", "format opset input_shape sha256 graph.dot props");
 	assert_text(t, "meta/opset", "ai.onnx 12\n");
 	assert_text(t, "meta/input_shape", "batch_size,10\n");
 	assert_text(t, "meta/props/author", "me\n");
@@ -725,8 +725,9 @@ static void a_100k_node_graph_builds_in_modest_memory(void **state)
 	uint64_t mem = mfs_tree_mem(t);
 	printf("# 100k nodes: %u entries, %.3f s, %.1f MiB (%.1f bytes/entry)\n", n, secs,
 	       (double)mem / (1 << 20), (double)mem / n);
-	/* root, model.onnx, meta, props, graph.dot, 5 graph dirs; 9 entries per node (dir, 5 files, attrs/ + 2) */
-	assert_int_equal(n, 1 + 1 + 3 + 5 + (uint32_t)N * 9);
+	/* root, model.onnx, meta, props, graph.dot, sha256, 5 graph dirs; 9 entries per node
+	 * (dir, 5 files, attrs/ + 2) */
+	assert_int_equal(n, 1 + 1 + 4 + 5 + (uint32_t)N * 9);
 	assert_int_equal(node_at(t, "nodes")->u.dir.count, N);
 	assert_text(t, "nodes/099999-Relu/attrs/perm", "0\n2\n1\n");
 	assert_text(t, "nodes/012345-Relu/inputs", "x\nw\n");
@@ -1016,10 +1017,10 @@ static void many_tensors_cost_little_tree_memory(void **state)
 	uint64_t mem = mfs_tree_mem(t);
 	printf("# %d tensors: %u entries, %.1f MiB (%.1f bytes/tensor)\n", N, n,
 	       (double)mem / (1 << 20), (double)mem / N);
-	/* Every entry is still there: root, model.safetensors, meta/, props/,
-	 * weights/model/layers/; per layer L/mlp/experts/, per expert E/, per
-	 * tensor <proj>/weight/ and its data dtype shape name sha256 stats. */
-	assert_int_equal(n, 4 + 3 + LAYERS * 3 + LAYERS * EXPERTS + N * 8);
+	/* Every entry is still there: root, model.safetensors, meta/, meta/sha256,
+	 * props/, weights/model/layers/; per layer L/mlp/experts/, per expert E/,
+	 * per tensor <proj>/weight/ and its data dtype shape name sha256 stats. */
+	assert_int_equal(n, 5 + 3 + LAYERS * 3 + LAYERS * EXPERTS + N * 8);
 	check_invariants(t);
 	assert_ls(t, "weights/model/layers/7/mlp/experts/123/up_proj/weight",
 	          "data dtype shape name sha256 stats");
