@@ -184,11 +184,17 @@ static int version_name(void *arg, const char *sha_hex, char *out, size_t outlen
 	if (rc < 0)
 		return rc;
 	struct stat sb;
-	if (mfs_io->fstatat(v->t->dirfd, out, &sb, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
+	if (mfs_io->fstatat(v->t->dirfd, out, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (err && errlen)
 			snprintf(err, errlen, "commit refused: %s exists already, and a version "
 			         "never overwrites a file", out);
 		return -EEXIST;
+	}
+	if (errno != ENOENT) {
+		rc = -errno;
+		if (err && errlen)
+			snprintf(err, errlen, "commit: cannot check for %s: %s", out, strerror(-rc));
+		return rc;
 	}
 	return 0;
 }

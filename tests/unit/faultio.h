@@ -45,7 +45,7 @@ enum fio_kind {
 	FIO_OPENAT, FIO_CLOSE, FIO_PREAD, FIO_FSTAT, FIO_FSTATAT, FIO_PWRITE, FIO_FSYNC,
 	FIO_FDATASYNC, FIO_FTRUNCATE, FIO_FALLOCATE, FIO_RENAMEAT, FIO_UNLINKAT, FIO_FCHMOD,
 	FIO_FCHOWN, FIO_FLOCK, FIO_COPY_FILE_RANGE, FIO_FICLONE, FIO_FLISTXATTR, FIO_FGETXATTR,
-	FIO_FSETXATTR,
+	FIO_FSETXATTR, FIO_RENAME_NOREPLACE,
 	FIO_N_KINDS,
 	FIO_ANY = FIO_N_KINDS
 };
@@ -53,7 +53,7 @@ enum fio_kind {
 static const char *const fio_kind_name[FIO_N_KINDS + 1] = {
 	"openat", "close", "pread", "fstat", "fstatat", "pwrite", "fsync", "fdatasync",
 	"ftruncate", "fallocate", "renameat", "unlinkat", "fchmod", "fchown", "flock",
-	"copy_file_range", "ficlone", "flistxattr", "fgetxattr", "fsetxattr", "any"
+	"copy_file_range", "ficlone", "flistxattr", "fgetxattr", "fsetxattr", "rename_noreplace", "any"
 };
 
 enum fio_mode { FIO_NONE, FIO_ONCE, FIO_FROM, FIO_CRASH };
@@ -266,6 +266,18 @@ static int fio_renameat(int olddirfd, const char *oldpath, int newdirfd, const c
 	                    err);
 }
 
+static int fio_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd,
+                                const char *newpath)
+{
+	bool fail;
+	int err;
+	char both[FIO_NAME_MAX];
+	snprintf(both, sizeof(both), "%s>%s", oldpath, newpath);
+	struct fio_call *c = fio_begin(FIO_RENAME_NOREPLACE, olddirfd, both, &fail, &err);
+	return (int)fio_end(c, fail ? -1 : renameat2(olddirfd, oldpath, newdirfd, newpath,
+	                                              RENAME_NOREPLACE), fail, err);
+}
+
 static int fio_unlinkat(int dirfd, const char *path, int flags)
 {
 	bool fail;
@@ -370,7 +382,7 @@ static const struct mfs_io fio_table = {
 	.renameat = fio_renameat, .unlinkat = fio_unlinkat, .fchmod = fio_fchmod,
 	.fchown = fio_fchown, .flock = fio_flock, .copy_file_range = fio_copy_file_range,
 	.ficlone = fio_ficlone, .flistxattr = fio_flistxattr, .fgetxattr = fio_fgetxattr,
-	.fsetxattr = fio_fsetxattr,
+	.fsetxattr = fio_fsetxattr, .rename_noreplace = fio_rename_noreplace,
 };
 
 static inline void fio_fake_clone(bool on)

@@ -1440,6 +1440,203 @@ static void every_commit_call_can_fail(void **state)
 	free(old);
 }
 
+/* ------------------------------------------------------------ (g') versions */
+
+/* The version files ("v<n>_...") in the test directory: how many, the last name. */
+static int versions(char *name, size_t len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(d)))
+		if (de->d_name[0] == 'v') {
+			n++;
+			snprintf(name, len, "%s", de->d_name);
+		}
+	closedir(d);
+	return n;
+}
+
+static void drop_versions(void)
+{
+	char name[256], path[PATH_MAX];
+	while (versions(name, sizeof(name)) > 0) {
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		assert_int_equal(unlink(path), 0);
+	}
+}
+
+/*
+ * A versioned commit, with every I/O call it makes failed in turn (EIO,
+ * then as a crash): the model is byte-identical every time; there is no
+ * version or one whole one (the bytes of the fault-free run, under the name
+ * of their hash); and the next open of the model has the edits staged
+ * exactly when no version was installed (a journal whose edits a version
+ * took is recognised by its commit mark and removed).
+ */
+static void versioned_commit_faults_leave_model_and_version_whole(void **state)
+{
+	(void)state;
+	const char *tmpl = "v{n}_{sha256:16}.onnx";
+	size_t old_len, new_len;
+	uint8_t *old = slurp(LINEAR, &old_len);
+	struct fault_case fc = {"version", {.mode = MFS_COMMIT_AUTO}, true, false, "version"};
+	struct mfs_txn_result res;
+	char name[256], vpath[PATH_MAX];
+
+	spit(model, old, old_len);
+	mfs_txn *t = open_txn(model, &fc.opts, NULL);
+	stage_fault_edits(t, &fc);
+	fio_install();
+	assert_int_equal(mfs_txn_commit_to(t, tmpl, &res), 0);
+	size_t calls = fio_total();
+	fio_uninstall();
+	assert_string_equal(res.path, "version");
+	assert_int_equal(versions(name, sizeof(name)), 1);
+	assert_string_equal(name, res.version);
+	assert_int_equal(strncmp(name + 3, res.sha256, 16), 0);
+	char want_name[256];
+	snprintf(want_name, sizeof(want_name), "%s", name);
+	/* The transaction is the version's now. */
+	char cur[PATH_MAX];
+	mfs_txn_path(t, cur, sizeof(cur));
+	snprintf(vpath, sizeof(vpath), "%s/%s", dir, name);
+	assert_string_equal(cur, vpath);
+	char hex[65];
+	assert_int_equal(mfs_txn_sha256(t, hex), 0);
+	assert_string_equal(hex, res.sha256);
+	assert_false(mfs_txn_dirty(t));
+	mfs_txn_close(t);
+	assert_true(same_file(model, old, old_len));
+	uint8_t *new_bytes = slurp(vpath, &new_len);
+	drop_versions();
+
+	size_t n_none = 0, n_version = 0, n_late = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t k = 1; k <= calls; k++) {
+			spit(model, old, old_len);
+			t = open_txn(model, &fc.opts, NULL);
+			stage_fault_edits(t, &fc);
+			fio_install();
+			if (pass == 0)
+				fio_fail_nth(FIO_ANY, k, EIO);
+			else
+				fio_crash_at(FIO_ANY, k);
+			int rc = mfs_txn_commit_to(t, tmpl, &res);
+			if (pass == 1) {
+				mfs_txn_close(t);
+				t = NULL;
+			}
+			fio_uninstall();
+			assert_true(same_file(model, old, old_len));
+			int nv = versions(name, sizeof(name));
+			assert_true(nv <= 1);
+			if (nv) {
+				snprintf(vpath, sizeof(vpath), "%s/%s", dir, name);
+				assert_string_equal(name, want_name);
+				assert_true(same_file(vpath, new_bytes, new_len));
+			}
+			if (t && rc == 0)
+				assert_int_equal(nv, 1);
+			if (t && rc < 0 && !nv) {
+				assert_true(res.msg[0] != '\0');
+				check_staged(t);
+			}
+			if (t && rc < 0 && nv)
+				n_late++;       /* installed, then the directory sync failed */
+			if (t)
+				mfs_txn_close(t);
+			struct mfs_txn_recovery rec;
+			t = open_txn(model, &fc.opts, &rec);
+			if (nv) {
+				assert_false(mfs_txn_dirty(t));
+				n_version++;
+			} else {
+				check_staged(t);
+				assert_int_equal(mfs_txn_abort(t), 0);
+				n_none++;
+			}
+			mfs_txn_close(t);
+			if (nv) {
+				/* The version opens as a model of its own, nothing staged. */
+				t = open_txn(vpath, &fc.opts, NULL);
+				assert_false(mfs_txn_dirty(t));
+				mfs_txn_close(t);
+			}
+			drop_versions();
+			/* No temp and no journal is left beside the model. */
+			if (count_others("model.onnx") != 0) {
+				DIR *d = opendir(dir);
+				struct dirent *de;
+				while ((de = readdir(d)))
+					fprintf(stderr, "left after call %zu (pass %d): %s\n", k, pass,
+					        de->d_name);
+				closedir(d);
+			}
+			assert_int_equal(count_others("model.onnx"), 0);
+		}
+	}
+	printf("versioned commit faults: %zu I/O calls, each failed with EIO and as a crash: "
+	       "%zu ended without a version (edits staged again), %zu with the whole version "
+	       "(%zu failed after the rename)\n", calls, n_none, n_version, n_late);
+	free(new_bytes);
+	free(old);
+}
+
+/* Template refusals come before anything is written, and say why. */
+static void version_templates_are_checked(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	size_t old_len;
+	uint8_t *old = slurp(model, &old_len);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	float wv[10];
+	stage_standard_edits(t, wv);
+	static const struct {
+		const char *tmpl, *needle;
+		int rc;
+	} bad[] = {
+		{"a/b{n}", "'/'", -EINVAL},
+		{"{sha265}", "unknown placeholder {sha265}", -EINVAL},
+		{"x{sha256:3}", "4 to 64", -EINVAL},
+		{"x{sha256:65}", "4 to 64", -EINVAL},
+		{"x{n", "'{'", -EINVAL},
+		{"x}", "'}'", -EINVAL},
+		{"..", "'..'", -EINVAL},
+		{".x{n}", "hidden", -EINVAL},
+		{"x.modelfs-journal", "hidden", -EINVAL},
+		{"model.onnx", "exists", -EEXIST},
+	};
+	struct mfs_txn_result res;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(mfs_txn_commit_to(t, bad[i].tmpl, &res), bad[i].rc);
+		if (!strstr(res.msg, bad[i].needle))
+			fail_msg("template '%s': '%s' lacks '%s'", bad[i].tmpl, res.msg, bad[i].needle);
+		assert_true(mfs_txn_dirty(t));
+		assert_int_equal(count_others("model.onnx"), 1);        /* the journal */
+		assert_true(same_file(model, old, old_len));
+	}
+	/* {n} counts what fits the template; {stem} {ext} are the original's. */
+	char name[256];
+	assert_int_equal(mfs_txn_commit_to(t, "{stem}_v{n}{ext}", &res), 0);
+	assert_string_equal(res.version, "model_v1.onnx");
+	assert_int_equal(mfs_txn_prop_set(t, "k", "w", 1), 0);
+	assert_int_equal(mfs_txn_commit_to(t, "{stem}_v{n}{ext}", &res), 0);
+	assert_string_equal(res.version, "model_v2.onnx");
+	assert_int_equal(mfs_txn_prop_set(t, "k", "x", 1), 0);
+	assert_int_equal(mfs_txn_commit_to(t, "{stem}_v{n}_{sha256:4}{ext}", &res), 0);
+	snprintf(name, sizeof(name), "model_v1_%.4s.onnx", res.sha256);
+	assert_string_equal(res.version, name);
+	/* Nothing staged: no file. */
+	assert_int_equal(mfs_txn_commit_to(t, "{stem}_v{n}{ext}", &res), 0);
+	assert_string_equal(res.path, "none");
+	assert_int_equal(count_others("model.onnx"), 3);
+	assert_true(same_file(model, old, old_len));
+	mfs_txn_close(t);
+	free(old);
+}
+
 /* ------------------------------------------------------------ (h) in place */
 
 /*
@@ -2406,6 +2603,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(safetensors_edits, setup, teardown),
 		cmocka_unit_test_setup_teardown(dead_daemon_edits_come_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(every_commit_call_can_fail, setup, teardown),
+		cmocka_unit_test_setup_teardown(versioned_commit_faults_leave_model_and_version_whole,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(version_templates_are_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(big_model_inplace, setup, teardown),
 		cmocka_unit_test_setup_teardown(diff_runs_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(refusals, setup, teardown),
