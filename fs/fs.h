@@ -55,7 +55,10 @@
  * format; the daemon never asks which format a model is.
  *
  * A commit runs on a write to .modelfs/commit, on fsync(2) or fsyncdir of
- * anything, and on unmount (destroy).  Attributes set by chmod, chown and
+ * anything, and on unmount (destroy).  "to TEMPLATE" written to
+ * .modelfs/commit makes it a versioned commit (mfs_fs_commit_to): the
+ * model then is another file, the tree is rebuilt from it and the root's
+ * model file has the new name (a new inode; the old name is gone).  Attributes set by chmod, chown and
  * utimes live in memory for the life of the mount (the model has nowhere
  * to keep them); an edit sets the entry's mtime to the time of the edit.
  *

@@ -5,7 +5,10 @@
  * `commit` writes to MOUNTPOINT/.modelfs/commit, which returns when the
  * commit is done; on a terminal it shows meanwhile what
  * .modelfs/progress says (bytes written of the total, and the rate), and
- * nothing otherwise, so scripts and logs get only the result.
+ * nothing otherwise, so scripts and logs get only the result.  `commit
+ * --to TEMPLATE` writes "to TEMPLATE" instead, a versioned commit, and then
+ * prints the new file's name, read from the status's "last commit: ok
+ * version NAME" line.
  *
  * `unmount` is what scripts should use instead of `fusermount3 -u`, which
  * returns before the daemon has finished the commit it makes at unmount:

@@ -17,7 +17,11 @@
  *   commit=rewrite  always the rewrite.
  *
  * Any other edit is a rewrite: the format's splice writer describes the new
- * file.  The journal learns about a commit before its commit point (a mark
+ * file.  A versioned commit (mfs_txn_commit_to, or opts.commit_to) is always
+ * that rewrite, written to a new file beside the model under the name its
+ * template gives once the bytes are hashed (commit.c, V1-V2; version.c),
+ * after which the transaction switches to the new file (switch_to: its
+ * path and name; the stage moves to its journal and the old file's goes).  The journal learns about a commit before its commit point (a mark
  * naming what is being installed), so that a crash between installing the
  * new version and resetting the journal leaves an obsolete journal that the
  * next open removes, not a stale one it sets aside (stage.h).  After the
