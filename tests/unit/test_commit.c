@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "modelfs/view.h"
 #include "txn/commit.h"
 #include "txn/sidefile.h"
 #include "faultio.h"
@@ -478,6 +479,83 @@ static void hard_linked_model_refused(void **state)
 	assert_non_null(strstr(errbuf, "hard links"));
 	assert_int_equal(model_version(new_bytes, new_len), V_OLD);
 	unlinkat(dfd, "other-name", 0);
+}
+
+/* ------------------------------------------------------------ versions */
+
+/* A name callback that names `arg` whatever the hash (a name taken since
+ * the driver checked it, as by another process). */
+static int fixed_name(void *arg, const char *sha_hex, char *out, size_t outlen, char *err,
+                      size_t errlen)
+{
+	(void)sha_hex;
+	(void)err;
+	(void)errlen;
+	snprintf(out, outlen, "%s", (const char *)arg);
+	return 0;
+}
+
+/*
+ * V1-V2: the version is the new bytes under the name the callback gives,
+ * with their real SHA-256; the model is untouched; a name that exists at
+ * the rename (RENAME_NOREPLACE) is refused with the existing file and the
+ * model byte-identical and no temp left.
+ */
+static void version_never_overwrites(void **state)
+{
+	(void)state;
+	struct mfs_piece p[4];
+	size_t n = make_pieces(p);
+	struct mfs_commit_report rep;
+	struct mfs_commit_version ver = {.name = fixed_name, .arg = "v1.bin"};
+	int rc = mfs_commit_version(dfd, MODEL, &old_id, p, n, &ver, NULL, &rep, errbuf,
+	                            sizeof(errbuf));
+	if (rc)
+		print_message("%s\n", errbuf);
+	assert_int_equal(rc, 0);
+	assert_string_equal(rep.path, "version");
+	assert_true(rep.installed);
+	assert_string_equal(ver.name_out, "v1.bin");
+	assert_int_equal(model_version(new_bytes, new_len), V_OLD);
+	uint8_t md[32];
+	char hex[65];
+	struct mfs_sha256_ctx *c;
+	assert_int_equal(mfs_sha256_begin(&c), 0);
+	assert_int_equal(mfs_sha256_update(c, new_bytes, new_len), 0);
+	assert_int_equal(mfs_sha256_final(c, md), 0);
+	mfs_sha256_free(c);
+	mfs_hex(hex, md, 32);
+	assert_string_equal(ver.sha256, hex);
+	int vfd = openat(dfd, "v1.bin", O_RDONLY);
+	assert_true(vfd >= 0);
+	uint8_t *got = malloc(new_len);
+	assert_int_equal(pread(vfd, got, new_len, 0), (ssize_t)new_len);
+	assert_memory_equal(got, new_bytes, new_len);
+	struct stat vst;
+	assert_int_equal(fstat(vfd, &vst), 0);
+	assert_int_equal((uint64_t)vst.st_ino, rep.new_id.ino);
+	close(vfd);
+	free(got);
+
+	/* Again under the same name: refused at the rename, nothing replaced. */
+	n = make_pieces(p);
+	rc = mfs_commit_version(dfd, MODEL, &old_id, p, n, &ver, NULL, &rep, errbuf,
+	                        sizeof(errbuf));
+	assert_int_equal(rc, -EEXIST);
+	assert_false(rep.installed);
+	assert_non_null(strstr(errbuf, "v1.bin exists"));
+	assert_int_equal(count_side(TMP_PREFIX), 0);
+	struct stat again;
+	assert_int_equal(fstatat(dfd, "v1.bin", &again, 0), 0);
+	assert_int_equal(again.st_ino, vst.st_ino);
+	/* And over the model itself. */
+	ver.arg = MODEL;
+	n = make_pieces(p);
+	assert_int_equal(mfs_commit_version(dfd, MODEL, &old_id, p, n, &ver, NULL, &rep, errbuf,
+	                                    sizeof(errbuf)), -EEXIST);
+	assert_int_equal(model_version(new_bytes, new_len), V_OLD);
+	assert_int_equal(count_side(TMP_PREFIX), 0);
+	unlinkat(dfd, "v1.bin", 0);
 }
 
 /* C9: descriptors and mappings of the old file keep seeing the old bytes. */
@@ -1091,6 +1169,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(changed_model_is_not_overwritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(mode_and_owner_preserved, setup, teardown),
 		cmocka_unit_test_setup_teardown(hard_linked_model_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(version_never_overwrites, setup, teardown),
 		cmocka_unit_test_setup_teardown(old_descriptors_keep_old_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(gc_leaves_live_temps, setup, teardown),
 		cmocka_unit_test_setup_teardown(protocol_order, setup, teardown),
