@@ -1583,6 +1583,45 @@ static void versioned_commit_faults_leave_model_and_version_whole(void **state)
 	free(old);
 }
 
+/* A scratch file outlives a versioned commit: its journal moves to the version's. */
+static void scratch_moves_with_the_version(void **state)
+{
+	(void)state;
+	copy_file(LINEAR, model);
+	mfs_txn *t = open_txn(model, NULL, NULL);
+	uint64_t sid;
+	assert_int_equal(mfs_txn_scratch_new(&sid, t), 0);
+	assert_int_equal(mfs_txn_scratch_write(t, sid, "scratch!", 8, 0), 8);
+	assert_int_equal(mfs_txn_prop_set(t, "k", "v", 1), 0);
+	struct mfs_txn_result res;
+	assert_int_equal(mfs_txn_commit_to(t, "next{n}.onnx", &res), 0);
+	assert_string_equal(res.version, "next1.onnx");
+	char buf[16] = "";
+	assert_int_equal(mfs_txn_scratch_read(t, sid, buf, sizeof(buf), 0), 8);
+	assert_memory_equal(buf, "scratch!", 8);
+	char path[PATH_MAX];
+	struct stat sb;
+	snprintf(path, sizeof(path), "%s/.next1.onnx.modelfs-journal", dir);
+	assert_int_equal(stat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/.model.onnx.modelfs-journal", dir);
+	assert_int_equal(stat(path, &sb), -1);
+	/* Edits go on against the version, and a commit writes the version. */
+	assert_int_equal(mfs_txn_prop_set(t, "k", "w", 1), 0);
+	assert_int_equal(commit(t, &res), 0);
+	assert_string_equal(res.path, "rewrite");
+	assert_int_equal(count_others("model.onnx"), 2);     /* next1.onnx, its journal */
+	mfs_txn_close(t);
+	assert_int_equal(count_others("model.onnx"), 1);
+	snprintf(path, sizeof(path), "%s/next1.onnx", dir);
+	t = open_txn(path, NULL, NULL);
+	char *v = NULL;
+	size_t len;
+	assert_int_equal(mfs_txn_prop_get(&v, &len, t, "k"), 0);
+	assert_memory_equal(v, "w", 1);
+	free(v);
+	mfs_txn_close(t);
+}
+
 /* Template refusals come before anything is written, and say why. */
 static void version_templates_are_checked(void **state)
 {
@@ -2606,6 +2645,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(versioned_commit_faults_leave_model_and_version_whole,
 		                                setup, teardown),
 		cmocka_unit_test_setup_teardown(version_templates_are_checked, setup, teardown),
+		cmocka_unit_test_setup_teardown(scratch_moves_with_the_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(big_model_inplace, setup, teardown),
 		cmocka_unit_test_setup_teardown(diff_runs_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(refusals, setup, teardown),
