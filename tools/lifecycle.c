@@ -237,9 +237,12 @@ int cmd_commit(const char *path, const char *tmpl)
 	if (!err && tmpl) {
 		/* "last commit: ok version NAME N bytes written (...)": say NAME. */
 		char *v = last_line(mnt, "last commit: ok version ");
-		char *sp = v ? strchr(v, ' ') : NULL;
-		if (sp) {
-			*sp = '\0';
+		/* The name may hold spaces: it ends before " N bytes written". */
+		char *end = v ? strstr(v, " bytes written (from ") : NULL;
+		while (end && end > v && end[-1] >= '0' && end[-1] <= '9')
+			end--;
+		if (end && end > v && end[-1] == ' ') {
+			end[-1] = '\0';
 			printf("%s\n", v);
 		} else {
 			fprintf(stderr, "modelfs: nothing staged; no version written\n");

@@ -372,6 +372,21 @@ def pack_case(t):
             r.returncode == 1 and "unknown placeholder {nope}" in r.stderr, why(r))
 
 
+def spaces_case(t):
+    d = fresh_dir(t, "spaces")
+    orig = os.path.join(d, "my model.onnx")
+    with open(os.path.join(SRC, "examples", "linear.onnx"), "rb") as f, open(orig, "wb") as g:
+        g.write(f.read())
+    with t.mount(orig) as mnt:
+        with open(os.path.join(mnt, "meta", "props", "x"), "w") as f:
+            f.write("1\n")
+        r = modelfs("commit", "--to", "{stem} v{n} 10{ext}", mnt)
+        t.check("a name with spaces and digits is printed whole",
+                r.returncode == 0 and r.stdout == "my model v1 10.onnx\n", why(r))
+    t.check("... and is the file written", os.path.isfile(os.path.join(d, "my model v1 10.onnx")),
+            os.listdir(d))
+
+
 def kill_case(t, rng):
     d = fresh_dir(t, "kill")
     orig = os.path.join(d, "crash.onnx")
@@ -447,7 +462,8 @@ def main():
     seed = int(os.environ.get("MFS_SEED", random.randrange(1 << 30)))
     print("# seed %d" % seed)
     rng = random.Random(seed)
-    for case in (onnx_case, safetensors_case, gguf_case, torch_case, external_case, pack_case):
+    for case in (onnx_case, safetensors_case, gguf_case, torch_case, external_case, pack_case,
+                 spaces_case):
         try:
             case(t)
         except Exception as e:  # noqa: BLE001
