@@ -22,7 +22,8 @@
  *                after model_v1.onnx, not model_v1_v1.onnx.
  *   {ext}        that extension with its dot (".onnx"), or "".
  *
- * Anything else in braces, a lone brace, a '/' or a NUL is refused, and so
+ * Anything else in braces, a lone brace, a '/' or a control character
+ * (a newline would make a name no status line can show) is refused, and so
  * is a result that is empty, "." or "..", starts with '.' (hidden names
  * are modelfs's side files), contains ".modelfs-" or is longer than
  * NAME_MAX.  These checks run before anything is written; that the name
@@ -77,9 +78,13 @@ static int lex(struct tok *out, size_t *n_out, const char *tmpl, char *err, size
 		if (*p == '}')
 			return say(err, errlen, -EINVAL, "bad version template '%s': a '}' without "
 			           "its '{'", tmpl);
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return say(err, errlen, -EINVAL, "bad version template: it holds a control "
+			           "character%s", "");
 		if (*p != '{') {
 			const char *q = p;
-			while (*q && *q != '{' && *q != '}' && *q != '/')
+			while (*q && *q != '{' && *q != '}' && *q != '/' &&
+			       (unsigned char)*q >= 0x20 && *q != 0x7f)
 				q++;
 			out[n++] = (struct tok){PH_LIT, p, (size_t)(q - p)};
 			p = q;

@@ -1642,6 +1642,7 @@ static void version_templates_are_checked(void **state)
 		{"x{sha256:65}", "4 to 64", -EINVAL},
 		{"x{n", "'{'", -EINVAL},
 		{"x}", "'}'", -EINVAL},
+		{"x\n{n}", "control character", -EINVAL},
 		{"..", "'..'", -EINVAL},
 		{".x{n}", "hidden", -EINVAL},
 		{"x.modelfs-journal", "hidden", -EINVAL},
