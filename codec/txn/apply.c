@@ -512,12 +512,13 @@ static int commit(mfs_txn *t, const char *tmpl, struct mfs_txn_result *res)
 		/* Installed, but something after the commit point failed: the
 		 * model is the new version; say so. */
 		res->rc = rc < 0 ? rc : rc2;
-		txn_set_msg(res->msg, sizeof(res->msg), "committed (%s, %" PRIu64 " bytes written), "
-		            "but: %s", res->path, res->bytes_written,
-		            rc2 < 0 ? msg : txn_strip_display(msg, t->name));
-		txn_set_msg(t->last, sizeof(t->last), "last commit: ok %s %" PRIu64 " bytes written; "
-		            "then failed: %s", res->path, res->bytes_written,
-		            rc2 < 0 ? msg : txn_strip_display(msg, t->name));
+		const char *then = rc2 < 0 ? msg : txn_strip_display(msg, oldname);
+		txn_set_msg(res->msg, sizeof(res->msg), "committed (%s%s%s, %" PRIu64 " bytes "
+		            "written), but: %s", res->path, tmpl ? " " : "", tmpl ? res->version : "",
+		            res->bytes_written, then);
+		txn_set_msg(t->last, sizeof(t->last), "last commit: ok %s%s%s %" PRIu64 " bytes "
+		            "written; then failed: %s", res->path, tmpl ? " " : "",
+		            tmpl ? res->version : "", res->bytes_written, then);
 		rc = res->rc;
 		goto unlock;
 	}
