@@ -56,6 +56,14 @@
  * descriptors and open files), the stage is reset to the new file's identity
  * keeping only scratch objects, and the generation moves on.
  *
+ * A versioned commit (mfs_txn_commit_to, or every commit with
+ * opts.commit_to) is the spliced rewrite written to a new file beside the
+ * model under a name its template gives once the bytes are hashed
+ * (version.c; commit.c, V1-V2).  Then the transaction *is* that file's:
+ * t->path and t->name name it, the stage moves to its journal (the old
+ * file's removed), and the next commit starts from it.  t->orig_name, the
+ * file first opened, gives templates their {stem} and {ext}.
+ *
  * The root model file is served while edits are staged from the same plan,
  * built lazily without the comparisons (the spliced bytes are the same) and
  * cached until the next edit.
@@ -66,7 +74,9 @@
  *     leaves both as they were (a data write may be partly applied, as a
  *     short write is).
  *  2. The model file is written only by mfs_txn_commit(), through
- *     commit.c; it is the old or the new version whatever fails.
+ *     commit.c; it is the old or the new version whatever fails.  A
+ *     versioned commit never writes it: the version is a new file, whole
+ *     or absent.
  *  3. A commit that fails before its commit point leaves every staged edit
  *     staged, in memory and in the journal, and says why in `status`.
  *  4. After a commit that installed a new version, nothing of the old
