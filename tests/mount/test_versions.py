@@ -410,7 +410,7 @@ def kill_case(t, rng):
                 f.write(edit)
             c = subprocess.Popen([MODELFS, "commit", "--to", "crash_v{n}_{sha256:12}.onnx", mnt],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            time.sleep(rng.uniform(0, 0.03))
+            time.sleep(rng.uniform(0, 0.08))
             os.kill(dm.pid, signal.SIGKILL)
             dm.p.wait(timeout=60)
             c.communicate(timeout=60)
