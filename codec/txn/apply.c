@@ -17,7 +17,13 @@
  *   commit=rewrite  always the rewrite.
  *
  * Any other edit is a rewrite: the format's splice writer describes the new
- * file.  The journal learns about a commit before its commit point (a mark
+ * file.  A model whose place holds its files inside one file of its own (a
+ * pack) is always a rewrite of that file: the format's splice writer
+ * describes the new model file, the place turns it into its own new file
+ * (source/place.h, `rewrite`; a pack reuses the frames of the bytes that
+ * did not change, doc/pack.md), and the engine installs that as it would
+ * a model file, under the same checks and marks; commit=inplace is refused
+ * there.  The journal learns about a commit before its commit point (a mark
  * naming what is being installed), so that a crash between installing the
  * new version and resetting the journal leaves an obsolete journal that the
  * next open removes, not a stale one it sets aside (stage.h).  After the
@@ -141,6 +147,56 @@ static void mark_inplace(void *arg)
 }
 
 /*
+ * The commit of a model whose place rewrites its own file (a pack): the
+ * model file's new pieces and the tensors whose bytes change go to the
+ * place, and its new file to the engine.  Returns as mfs_commit_replace().
+ */
+static int commit_place(struct mfs_txn *t, const struct plan *p,
+                        const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                        char *msg, size_t msglen)
+{
+	struct mfs_place *pl = t->m->place;
+	struct mfs_splice sp = {0}, out = {0};
+	const struct mfs_splice **files = calloc(t->d->n_files ? t->d->n_files : 1,
+	                                         sizeof(*files));
+	struct mfs_place_tensor *tc = calloc(p->n_te ? p->n_te : 1, sizeof(*tc));
+	size_t k = 0;
+	int rc = -ENOMEM;
+	memset(rep, 0, sizeof(*rep));
+	rep->path = "rewrite";
+	if (!files || !tc) {
+		txn_set_msg(msg, msglen, "out of memory");
+		goto out;
+	}
+	if ((rc = txn_build_splice(t, p, &sp, msg, msglen)) < 0)
+		goto out;
+	files[0] = &sp;
+	for (size_t i = 0; i < p->n_te; i++) {
+		const struct mfs_tensor_edit *te = &p->te[i];
+		if (!te->data_changed)
+			continue;
+		uint64_t idx = 0;
+		while (idx < t->d->n_tensors && t->d->tensors[idx] != te->t)
+			idx++;
+		if (idx == t->d->n_tensors)
+			continue;
+		tc[k++] = (struct mfs_place_tensor){.index = idx, .dtype = te->dtype,
+		                                    .size = te->size, .read = te->read,
+		                                    .arg = te->arg};
+	}
+	struct mfs_place_change ch = {.m = t->m, .files = files, .tensors = tc, .n_tensors = k};
+	if ((rc = pl->ops->rewrite(pl, &out, &ch, msg, msglen)) < 0)
+		goto out;
+	rc = mfs_commit_replace(t->dirfd, t->name, &t->id, out.p, out.n, hooks, rep, msg, msglen);
+out:
+	mfs_splice_free(&out);
+	mfs_splice_free(&sp);
+	free(files);
+	free(tc);
+	return rc;
+}
+
+/*
  * Is the model on disk still the one the edits were staged against?  0, or
  * -ESTALE / -errno with a line in `msg`.  Only ctime moved (a chmod, or a
  * file copied over the model in place with its size and mtime kept): the
@@ -254,9 +310,20 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		.journal_id = mfs_stage_journal_id(t->st),
 	};
 	__atomic_store_n(&t->committing, true, __ATOMIC_RELEASE);
+	bool ex = false;
+	if (t->m->place && t->m->place->ops->rewrite) {
+		if (t->opts.mode == MFS_COMMIT_INPLACE) {
+			rc = -EINVAL;
+			result_fail(t, res, rc, "commit=inplace does not apply to a pack (a commit "
+			            "writes a new pack): use commit=auto or commit=rewrite");
+			goto unlock;
+		}
+		rc = commit_place(t, &p, &hooks, &rep, msg, sizeof(msg));
+		goto committed;
+	}
 	inplace = p.layout_kept && t->opts.mode == MFS_COMMIT_INPLACE;
 	bool clone = p.layout_kept && t->opts.mode == MFS_COMMIT_AUTO;
-	bool ex = inplace && txn_lock_model(t->m, LOCK_EX) == 0;
+	ex = inplace && txn_lock_model(t->m, LOCK_EX) == 0;
 	if (inplace && !ex) {
 		/* Another mount reads this file: patching it would tear what it
 		 * reads, a rewrite leaves it its own inode. */
@@ -341,6 +408,7 @@ int mfs_txn_commit(mfs_txn *t, struct mfs_txn_result *res)
 		rc = mfs_commit_replace(t->dirfd, t->name, &t->id, sp.p, sp.n, &hooks, &rep, msg,
 		                        sizeof(msg));
 	}
+committed:
 	res->path = rep.path;
 	res->bytes_written = rep.bytes_written + rep.journal_bytes;
 	if (rc < 0 && rep.redo_pending) {

@@ -679,7 +679,11 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 
 int txn_model_identity(struct mfs_txn *t)
 {
-	int rc = mfs_source_identity(t->m->srcs[0], &t->id);
+	/* What a commit replaces: the model file, or the place's own file
+	 * that holds it (a pack, place.h). */
+	struct mfs_place *pl = t->m->place;
+	int rc = pl && pl->ops->identity ? pl->ops->identity(pl, &t->id) :
+	         mfs_source_identity(t->m->srcs[0], &t->id);
 	t->id.layout = mfs_model_layout(t->m);
 	return rc;
 }
