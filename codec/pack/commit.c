@@ -139,6 +139,13 @@ struct warg {
 	unsigned id;
 };
 
+/* Workers of a batch in flight: started, then joined. */
+struct crew {
+	pthread_t tid[64];
+	struct warg wa[64];
+	unsigned started;
+};
+
 static void *worker(void *arg)
 {
 	struct warg *w = arg;
@@ -152,22 +159,29 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static int run_batch(struct batch *b, unsigned threads)
+/* Start `threads` workers on batch b (none started: the caller's thread
+ * does the batch at the join). */
+static void batch_start(struct crew *c, struct batch *b, unsigned threads)
 {
-	pthread_t tid[64];
-	struct warg wa[64];
-	unsigned started = 0;
 	b->next = 0;
-	for (unsigned t = 1; t < threads; t++) {
-		wa[t] = (struct warg){.b = b, .id = t};
-		if (pthread_create(&tid[t], NULL, worker, &wa[t]) != 0)
+	c->started = 0;
+	for (unsigned t = 0; t < threads; t++) {
+		c->wa[t] = (struct warg){.b = b, .id = t};
+		if (pthread_create(&c->tid[t], NULL, worker, &c->wa[t]) != 0)
 			break;
-		started = t;
+		c->started = t + 1;
 	}
-	wa[0] = (struct warg){.b = b, .id = 0};
-	worker(&wa[0]);
-	for (unsigned t = 1; t <= started; t++)
-		pthread_join(tid[t], NULL);
+}
+
+static int batch_join(struct crew *c, struct batch *b)
+{
+	if (!c->started) {
+		c->wa[0] = (struct warg){.b = b, .id = 0};
+		worker(&c->wa[0]);
+	}
+	for (unsigned t = 0; t < c->started; t++)
+		pthread_join(c->tid[t], NULL);
+	c->started = 0;
 	for (size_t i = 0; i < b->n; i++)
 		if (b->jobs[i].rc < 0)
 			return b->jobs[i].rc;
@@ -462,85 +476,136 @@ out:
 	return rc;
 }
 
+static void jobs_free(struct job *jobs, size_t n)
+{
+	for (size_t i = 0; jobs && i < n; i++) {
+		free(jobs[i].raw);
+		free(jobs[i].tmp);
+		free(jobs[i].out);
+	}
+	free(jobs);
+}
+
+static struct job *jobs_new(size_t n, size_t chunk)
+{
+	struct job *jobs = calloc(n, sizeof(*jobs));
+	size_t bound = ZSTD_compressBound(chunk) + 64;
+	for (size_t i = 0; jobs && i < n; i++) {
+		jobs[i].raw = malloc(chunk);
+		jobs[i].tmp = malloc(chunk);
+		jobs[i].out = malloc(bound);
+		if (!jobs[i].raw || !jobs[i].tmp || !jobs[i].out) {
+			jobs_free(jobs, n);
+			return NULL;
+		}
+	}
+	return jobs;
+}
+
+/* Fill batch b with the next items from *i; new bytes are read here, in
+ * order (staged data, the old pack through its cache). */
+static int batch_fill(struct batch *b, struct plan *pl, size_t *i, size_t nb,
+                      const struct mfs_splice *sp, const uint64_t *starts)
+{
+	b->n = 0;
+	for (; *i < pl->n && b->n < nb; (*i)++) {
+		struct job *j = &b->jobs[b->n++];
+		j->it = &pl->it[*i];
+		j->rc = 0;
+		if (j->it->old != NONE)
+			continue;
+		ssize_t r = mfs_splice_read(sp, starts, j->raw, j->it->len, j->it->pos);
+		if (r != (ssize_t)j->it->len)
+			return r < 0 ? (int)r : -EIO;
+	}
+	return 0;
+}
+
 /*
- * Write changed file f's chunks: batches of jobs, workers decompress (kept
- * chunks, for the hash) or compare and compress (new ones), and this
- * thread hashes and lays out the frames in order.
+ * Write changed file f's chunks.  Two batches alternate: while workers
+ * decompress (kept chunks, for the hash) or compare and compress (new
+ * ones) the next batch, this thread hashes the last one and lays out its
+ * frames in order, so that the SHA-256 runs beside the decompression.
  */
 static int write_file(struct cw *w, const struct mfs_splice *sp, const uint64_t *starts,
                       struct plan *pl, uint8_t sha[32], char *err, size_t errlen)
 {
 	struct mfs_pack *pk = w->pk;
 	size_t nb = (size_t)w->threads * 4;
-	struct job *jobs = calloc(nb, sizeof(*jobs));
-	ZSTD_CCtx **cctx = calloc(w->threads, sizeof(*cctx));
+	struct job *jobs[2] = {jobs_new(nb, pk->chunk_size), jobs_new(nb, pk->chunk_size)};
+	ZSTD_CCtx **cctx[2] = {calloc(w->threads, sizeof(ZSTD_CCtx *)),
+	                       calloc(w->threads, sizeof(ZSTD_CCtx *))};
 	EVP_MD_CTX *fs = EVP_MD_CTX_new();
-	int rc = -ENOMEM;
+	struct crew crew = {0};
+	struct batch b[2] = {{0}};
+	struct batch *inflight = NULL;        /* started, not joined */
+	size_t next = 0;
+	int rc = -ENOMEM, cur = 0;
 	const char *what = "out of memory";
-	if (!jobs || !cctx || !fs || EVP_DigestInit_ex(fs, EVP_sha256(), NULL) != 1)
+	if (!jobs[0] || !jobs[1] || !cctx[0] || !cctx[1] || !fs ||
+	    EVP_DigestInit_ex(fs, EVP_sha256(), NULL) != 1)
 		goto out;
-	size_t bound = ZSTD_compressBound(pk->chunk_size) + 64;
-	for (size_t i = 0; i < nb; i++) {
-		jobs[i].raw = malloc(pk->chunk_size);
-		jobs[i].tmp = malloc(pk->chunk_size);
-		jobs[i].out = malloc(bound);
-		if (!jobs[i].raw || !jobs[i].tmp || !jobs[i].out)
-			goto out;
-	}
-	for (unsigned t = 0; t < w->threads; t++)
-		if (!(cctx[t] = ZSTD_createCCtx()))
-			goto out;
-	struct batch b = {.pk = pk, .jobs = jobs, .hash = true, .cctx = cctx};
-	for (size_t i = 0; i < pl->n;) {
-		b.n = 0;
-		for (; i < pl->n && b.n < nb; i++) {
-			struct job *j = &jobs[b.n++];
-			j->it = &pl->it[i];
-			j->rc = 0;
-			if (j->it->old != NONE)
-				continue;
-			/* New bytes are read here, in order (staged data, the old
-			 * pack through its cache); the workers get them in memory. */
-			ssize_t r = mfs_splice_read(sp, starts, j->raw, j->it->len, j->it->pos);
-			if (r != (ssize_t)j->it->len) {
-				rc = r < 0 ? (int)r : -EIO;
-				what = "cannot read the new bytes";
+	for (int k = 0; k < 2; k++) {
+		for (unsigned t = 0; t < w->threads; t++)
+			if (!(cctx[k][t] = ZSTD_createCCtx()))
 				goto out;
-			}
-		}
-		if ((rc = run_batch(&b, w->threads)) < 0) {
-			what = b.err[0] ? b.err : "cannot compress";
+		b[k] = (struct batch){.pk = pk, .jobs = jobs[k], .hash = true, .cctx = cctx[k]};
+	}
+	what = "cannot read the new bytes";
+	if ((rc = batch_fill(&b[cur], pl, &next, nb, sp, starts)) < 0)
+		goto out;
+	batch_start(&crew, &b[cur], w->threads);
+	inflight = &b[cur];
+	while (b[cur].n) {
+		/* The next batch's new bytes while this one is worked on. */
+		struct batch *now = &b[cur], *later = &b[!cur];
+		int frc = batch_fill(later, pl, &next, nb, sp, starts);
+		rc = batch_join(&crew, now);
+		inflight = NULL;
+		if (rc < 0) {
+			what = now->err[0] ? now->err : "cannot compress";
 			goto out;
 		}
-		for (size_t k = 0; k < b.n; k++) {
-			const struct job *j = &jobs[k];
+		if ((rc = frc) < 0) {
+			what = "cannot read the new bytes";
+			goto out;
+		}
+		if (later->n) {
+			batch_start(&crew, later, w->threads);
+			inflight = later;
+		}
+		for (size_t k = 0; k < now->n; k++) {
+			const struct job *j = &now->jobs[k];
 			if (EVP_DigestUpdate(fs, j->raw, j->it->len) != 1) {
 				rc = -EIO;
 				what = "SHA-256 failed";
 				goto out;
 			}
 			rc = j->it->old != NONE ? keep_chunk(w, j->it->old) : new_chunk(w, j);
-			if (rc < 0)
+			if (rc < 0) {
+				what = "out of memory";
 				goto out;
+			}
 		}
+		now->n = 0;
+		cur = !cur;
 	}
 	unsigned hl = 32;
 	rc = EVP_DigestFinal_ex(fs, sha, &hl) == 1 ? 0 : -EIO;
 	what = "SHA-256 failed";
 out:
+	if (inflight)
+		batch_join(&crew, inflight);
 	if (rc < 0)
 		mfs_errf(err, errlen, rc, pk->display, "cannot write the new pack: %s (%s)", what,
 		         strerror(-rc));
 	EVP_MD_CTX_free(fs);
-	for (unsigned t = 0; cctx && t < w->threads; t++)
-		ZSTD_freeCCtx(cctx[t]);
-	free(cctx);
-	for (size_t i = 0; jobs && i < nb; i++) {
-		free(jobs[i].raw);
-		free(jobs[i].tmp);
-		free(jobs[i].out);
+	for (int k = 0; k < 2; k++) {
+		for (unsigned t = 0; cctx[k] && t < w->threads; t++)
+			ZSTD_freeCCtx(cctx[k][t]);
+		free(cctx[k]);
+		jobs_free(jobs[k], nb);
 	}
-	free(jobs);
 	return rc;
 }
 
