@@ -24,7 +24,8 @@
  * with it first and keeps the old frame when its bytes are the same.
  * Files without changes keep every frame.  A frame shared by several
  * chunks in the old pack is written once in the new one.  New chunks are
- * not shared among themselves (they are what an edit touched).
+ * not shared among themselves (they are what an edit touched).  A --plain
+ * pack gets raw chunks only and stays one.
  *
  * Hashes.  An unchanged file keeps the manifest's SHA-256; a changed one
  * is hashed over every byte of its new version, in order, as its chunks
@@ -449,7 +450,9 @@ static int plan_file(struct plan *pl, const struct mfs_pack *pk, const struct mf
 		else
 			runs[nr++] = (struct run){.pos = starts[i], .old = q, .len = sp->p[i].len};
 	}
-	if ((rc = new_segs(m, c, f, sp, starts, runs, nr, &segs, &ns)) < 0)
+	/* A --plain pack stays one: raw chunks only, so that zstd -d still
+	 * gives the file. */
+	if (!pk->plain && (rc = new_segs(m, c, f, sp, starts, runs, nr, &segs, &ns)) < 0)
 		goto out;
 	uint64_t cur = 0;
 	for (size_t r = 0; r < nr; r++) {
@@ -658,10 +661,9 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 {
 	const struct mfs_model *m = c->m;
 	const struct mfs_desc *d = &m->desc;
-	if (d->n_files != pk->n_files || pk->plain)
-		return mfs_errf(err, errlen, -EINVAL, pk->display, pk->plain ? "a --plain pack takes "
-		                "no edits (its frames are one zstd stream): unpack it to edit" :
-		                "the model's files are not the pack's");
+	if (d->n_files != pk->n_files)
+		return mfs_errf(err, errlen, -EINVAL, pk->display, "the model's files are not the "
+		                "pack's");
 	struct cw w = {.pk = pk, .out = out, .threads = cores()};
 	uint8_t (*fsha)[32] = calloc(pk->n_files, 32);
 	uint8_t (*tsha)[32] = calloc(d->n_tensors ? d->n_tensors : 1, 32);

@@ -13,7 +13,8 @@ model and through a mount of its pack, and both are committed; then:
     the chunks holding changed bytes are new, the others' frames (the
     tensors' behind a grown header) are the old ones;
   - sharded safetensors take the edits a plain mount takes (none: shard
-    tensors and the index's props are not editable), refused alike.
+    tensors and the index's props are not editable), refused alike;
+  - a --plain pack stays plain: `zstd -d` of the new pack is the new file.
 kill -9 of the daemon at random moments of a pack commit leaves the old pack
 byte-identical or the new one complete (it verifies and has the edit), and
 the remount shows the staged edit from the journal when it is old; a pack
@@ -232,6 +233,27 @@ for n, (kind, edit, how) in enumerate(CASES):
                     json.loads(got.stdout) != json.loads(before.stdout), got.stderr + want.stderr)
         except RuntimeError as e:
             t.not_ok("%s: ORT mount" % what, e)
+
+# ------------------------------------------------------------ --plain stays plain
+
+model, _ = fresh("safetensors", "plain")
+ppk = os.path.join(t.tmp, "plain.mfs")
+r = run(MODELFS, "pack", "--plain", model, "-o", ppk)
+edit = ("data", "weights/b/f32/data", 4 * 123_456, PATCH)
+try:
+    e1, r1 = edit_and_commit(model, edit)
+    e2, r2 = edit_and_commit(ppk, edit)
+    z = subprocess.run(["zstd", "-q", "-d", "-c", ppk], capture_output=True)
+    t.check("--plain pack: committed, and zstd -d of the new pack is the plainly edited model",
+            e1 == 0 and e2 == 0 and r2.returncode == 0 and z.returncode == 0 and
+            z.stdout == read(model), (r2 and r2.stderr, z.stderr))
+    p = Pack(ppk)
+    t.check("--plain pack: every chunk of the new pack is raw, none shared",
+            all(c[3] == 0 for c in p.chunks) and len({c[0] for c in p.chunks}) == len(p.chunks))
+    v = run(MODELFS, "verify", ppk)
+    t.check("--plain pack: verify passes on the new pack", v.returncode == 0, v.stdout + v.stderr)
+except RuntimeError as e:
+    t.not_ok("--plain pack: mount", e)
 
 # ------------------------------------------------------------ changed underneath
 
