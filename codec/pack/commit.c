@@ -89,6 +89,7 @@ struct batch {
 	size_t n, next;
 	bool hash;              /* kept chunks are decompressed for the file's hash */
 	ZSTD_CCtx **cctx;
+	pthread_mutex_t lock;   /* for err */
 	char err[256];
 };
 
@@ -106,6 +107,19 @@ struct cw {
 
 /* ------------------------------------------------------------ workers */
 
+/* A chunk's failure for the message, without the pack's name it starts
+ * with (the message names the pack once).  Any worker may set it. */
+static void keep_err(struct batch *b, const char *err)
+{
+	size_t n = strlen(b->pk->display);
+	if (!strncmp(err, b->pk->display, n) && !strncmp(err + n, ": ", 2))
+		err += n + 2;
+	pthread_mutex_lock(&b->lock);
+	if (!b->err[0])
+		snprintf(b->err, sizeof(b->err), "%s", err);
+	pthread_mutex_unlock(&b->lock);
+}
+
 static int work(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 {
 	struct item *it = j->it;
@@ -115,7 +129,7 @@ static int work(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 			return 0;
 		int rc = pk_chunk_read(b->pk, it->old, j->raw, err, sizeof(err));
 		if (rc < 0)
-			snprintf(b->err, sizeof(b->err), "%s", err);
+			keep_err(b, err);
 		return rc;
 	}
 	if (it->cand != NONE) {
@@ -123,7 +137,7 @@ static int work(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 		 * the old frame. */
 		int rc = pk_chunk_read(b->pk, it->cand, j->tmp, err, sizeof(err));
 		if (rc < 0) {
-			snprintf(b->err, sizeof(b->err), "%s", err);
+			keep_err(b, err);
 			return rc;
 		}
 		if (!memcmp(j->tmp, j->raw, it->len)) {
@@ -552,7 +566,8 @@ static int write_file(struct cw *w, const struct mfs_splice *sp, const uint64_t 
 		for (unsigned t = 0; t < w->threads; t++)
 			if (!(cctx[k][t] = ZSTD_createCCtx()))
 				goto out;
-		b[k] = (struct batch){.pk = pk, .jobs = jobs[k], .hash = true, .cctx = cctx[k]};
+		b[k] = (struct batch){.pk = pk, .jobs = jobs[k], .hash = true, .cctx = cctx[k],
+		                      .lock = PTHREAD_MUTEX_INITIALIZER};
 	}
 	what = "cannot read the new bytes";
 	if ((rc = batch_fill(&b[cur], pl, &next, nb, sp, starts)) < 0)

@@ -19,7 +19,8 @@ kill -9 of the daemon at random moments of a pack commit leaves the old pack
 byte-identical or the new one complete (it verifies and has the edit), and
 the remount shows the staged edit from the journal when it is old; a pack
 replaced under a mount makes the commit fail (changed on disk) and leaves
-it untouched with the edit still staged; ONNX Runtime loads the root file
+it untouched with the edit still staged, and so does a frame corrupted in
+place that the commit must read (one line naming the pack); ONNX Runtime loads the root file
 of the remounted new pack with the outputs of the plainly edited model."""
 import hashlib
 import json
@@ -277,6 +278,38 @@ try:
         run(MODELFS, "abort", m)
 except RuntimeError as e:
     t.not_ok("changed underneath: mount", e)
+
+# ------------------------------------------------------------ a bad frame met by a commit
+
+model, pk = fresh("safetensors", "badframe")
+try:
+    with t.mount(pk) as m:
+        e = apply(m, ("data", "weights/b/f32/data", 0, PATCH))
+        # A byte of the last chunk's frame flipped in place (same inode, size
+        # and mtime): the commit copies that frame but must hash its bytes.
+        p = Pack(pk)
+        off, flen = p.chunks[-1][0], p.chunks[-1][1]
+        st = os.stat(pk)
+        with open(pk, "r+b") as f:
+            f.seek(off + flen // 2)
+            b = f.read(1)
+            f.seek(off + flen // 2)
+            f.write(bytes([b[0] ^ 0x40]))
+        os.utime(pk, ns=(st.st_atime_ns, st.st_mtime_ns))
+        planted = read(pk)
+        r = commit(m)
+        line = (r.stderr or r.stdout).strip()
+        t.check("a commit meeting a corrupt frame fails with one line naming the pack",
+                e == 0 and r.returncode != 0 and len(line.splitlines()) == 1 and
+                os.path.basename(pk) in line, r.stdout + r.stderr)
+        t.check("the pack is left as it was (corrupt frame and all)", read(pk) == planted)
+        t.check("the edit is still staged after the failed commit",
+                any(ln.startswith("staged") for ln in status(m).splitlines()), status(m))
+        t.eq("no temp file left after the failed commit", [],
+             temp_files(os.path.dirname(pk), os.path.basename(pk)))
+        run(MODELFS, "abort", m)
+except RuntimeError as e:
+    t.not_ok("bad frame: mount", e)
 
 # ------------------------------------------------------------ kill -9 in a commit
 
