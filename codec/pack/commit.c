@@ -103,6 +103,7 @@ struct cw {
 	uint32_t n_chunks;
 	uint64_t reused, compressed;
 	unsigned threads;
+	uint64_t *done;         /* progress (place.h), or NULL */
 };
 
 /* ------------------------------------------------------------ workers */
@@ -548,7 +549,11 @@ static int write_file(struct cw *w, const struct mfs_splice *sp, const uint64_t 
                       struct plan *pl, uint8_t sha[32], char *err, size_t errlen)
 {
 	struct mfs_pack *pk = w->pk;
-	size_t nb = (size_t)w->threads * 4;
+	/* Four chunks a thread, but two batches of chunk buffers within
+	 * 512 MiB whatever the chunk size and the cores. */
+	size_t nb = (size_t)w->threads * 4, most = (256u << 20) / (3 * (size_t)pk->chunk_size);
+	if (nb > most)
+		nb = most > w->threads ? most : w->threads;
 	struct job *jobs[2] = {jobs_new(nb, pk->chunk_size), jobs_new(nb, pk->chunk_size)};
 	ZSTD_CCtx **cctx[2] = {calloc(w->threads, sizeof(ZSTD_CCtx *)),
 	                       calloc(w->threads, sizeof(ZSTD_CCtx *))};
@@ -605,6 +610,9 @@ static int write_file(struct cw *w, const struct mfs_splice *sp, const uint64_t 
 				goto out;
 			}
 		}
+		if (w->done)
+			for (size_t k = 0; k < now->n; k++)
+				__atomic_add_fetch(w->done, now->jobs[k].it->len, __ATOMIC_RELAXED);
 		now->n = 0;
 		cur = !cur;
 	}
@@ -679,7 +687,7 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 	if (d->n_files != pk->n_files)
 		return mfs_errf(err, errlen, -EINVAL, pk->display, "the model's files are not the "
 		                "pack's");
-	struct cw w = {.pk = pk, .out = out, .threads = cores()};
+	struct cw w = {.pk = pk, .out = out, .threads = cores(), .done = c->done};
 	uint8_t (*fsha)[32] = calloc(pk->n_files, 32);
 	uint8_t (*tsha)[32] = calloc(d->n_tensors ? d->n_tensors : 1, 32);
 	struct pk_mfile *mf = calloc(pk->n_files, sizeof(*mf));
@@ -692,6 +700,13 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	int rc = -ENOMEM;
+	uint64_t total = 0;
+	for (uint32_t f = 0; c->files && f < pk->n_files; f++)
+		total += c->files[f] ? c->files[f]->total : 0;
+	if (c->done)
+		__atomic_store_n(c->done, 0, __ATOMIC_RELAXED);
+	if (c->total)
+		__atomic_store_n(c->total, total, __ATOMIC_RELAXED);
 	if (!fsha || !tsha || !mf || !names || !w.fmap || !w.canon || canonical(pk, w.canon) < 0) {
 		mfs_errf(err, errlen, rc, pk->display, "out of memory");
 		goto out;

@@ -48,6 +48,9 @@ struct mfs_place_change {
 	const struct mfs_splice *const *files;  /* per file of m: new content, NULL: unchanged */
 	const struct mfs_place_tensor *tensors;
 	size_t n_tensors;
+	/* Progress while the new file is prepared, or NULL: *done grows to
+	 * *total (atomic stores; the commit engine then counts its writes). */
+	uint64_t *done, *total;
 };
 
 struct mfs_place_ops {

@@ -184,7 +184,8 @@ static int commit_place(struct mfs_txn *t, const struct plan *p,
 		                                    .size = te->size, .read = te->read,
 		                                    .arg = te->arg};
 	}
-	struct mfs_place_change ch = {.m = t->m, .files = files, .tensors = tc, .n_tensors = k};
+	struct mfs_place_change ch = {.m = t->m, .files = files, .tensors = tc, .n_tensors = k,
+	                              .done = hooks->done, .total = hooks->total};
 	if ((rc = pl->ops->rewrite(pl, &out, &ch, msg, msglen)) < 0)
 		goto out;
 	rc = mfs_commit_replace(t->dirfd, t->name, &t->id, out.p, out.n, hooks, rep, msg, msglen);
