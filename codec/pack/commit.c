@@ -637,29 +637,23 @@ out:
 
 /* ------------------------------------------------------------ the pack */
 
-static const struct mfs_pack *sort_pk;
-
-static int frame_cmp(const void *a, const void *b)
+static int frame_cmp(const void *a, const void *b, void *arg)
 {
+	const struct mfs_pack *pk = arg;
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	uint64_t fx = sort_pk->chunks[x].frame_off, fy = sort_pk->chunks[y].frame_off;
+	uint64_t fx = pk->chunks[x].frame_off, fy = pk->chunks[y].frame_off;
 	return fx != fy ? (fx < fy ? -1 : 1) : (x < y ? -1 : x > y);
 }
 
-/* canon[c]: the first chunk naming chunk c's frame (qsort has no argument:
- * a static under a lock). */
+/* canon[c]: the first chunk naming chunk c's frame. */
 static int canonical(const struct mfs_pack *pk, uint32_t *canon)
 {
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	uint32_t *ix = malloc((pk->n_chunks ? pk->n_chunks : 1) * sizeof(*ix));
 	if (!ix)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < pk->n_chunks; i++)
 		ix[i] = i;
-	pthread_mutex_lock(&lock);
-	sort_pk = pk;
-	qsort(ix, pk->n_chunks, sizeof(*ix), frame_cmp);
-	pthread_mutex_unlock(&lock);
+	qsort_r(ix, pk->n_chunks, sizeof(*ix), frame_cmp, (void *)pk);
 	for (uint32_t i = 0; i < pk->n_chunks; i++)
 		canon[ix[i]] = i && pk->chunks[ix[i]].frame_off == pk->chunks[ix[i - 1]].frame_off ?
 		               canon[ix[i - 1]] : ix[i];
