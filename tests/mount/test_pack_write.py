@@ -184,6 +184,10 @@ for n, (kind, edit, how) in enumerate(CASES):
         redone = {i for i in range(len(nc)) if i >= len(oc) or nc[i][3] != oc[i][3]}
         t.check("%s: the same %d chunks, same cuts and arrangements" % (what, len(oc)),
                 [c[:3] for c in oc] == [c[:3] for c in nc])
+        shared = len(old.chunks) - len({c[0] for c in old.chunks})
+        t.check("%s: the %d chunk(s) sharing a frame in the old pack share one in the new" % (what, shared),
+                len(new.chunks) - len({c[0] for c in new.chunks}) == shared and
+                (kind != "safetensors" or shared > 0), shared)
         t.check("%s: exactly the %d chunk(s) holding the %d changed bytes are recompressed"
                 % (what, len(touched), len(at)), touched and redone == touched,
                 (sorted(touched), sorted(redone)))
