@@ -13,8 +13,17 @@ LLM-like; MFS_PACK_MIB MiB each, default 128), prints:
                a zstd squashfs image of the same file vs a fresh plain
                modelfs mount (the files themselves warm in the page cache)
   RSS          of the pack mount's daemon after reading every tensor
+and, for a bf16 model of MFS_PACK_COMMIT_MIB MiB (default 1024) in 4 MiB
+tensors, packed:
+  commit       a same-size edit of one 4 MiB tensor through a pack mount,
+               `modelfs commit` timed (the new pack: untouched frames copied,
+               the touched chunks recompressed, the file's SHA-256 over every
+               byte) vs `modelfs pack` of the whole edited model (goal: at
+               most 0.05 of it), and vs `modelfs unpack` of the same pack
+               (decompress + SHA-256 + write of every byte, one core: what
+               the file's hash alone would cost without workers)
 Ratios only; nothing is asserted.  Usage:
-  MFS_BUILD=build /usr/bin/python3 bench/pack.py [--write-results]
+  MFS_BUILD=build /usr/bin/python3 bench/pack.py [--write-results] [--commit-only]
 """
 import json
 import os
@@ -145,7 +154,7 @@ def one(kind, rng):
         open(f, "rb").read()
     mnt = os.path.join(d, "mnt")
     os.makedirs(mnt)
-    subprocess.run([MOUNT, pk, mnt], check=True)
+    subprocess.run([MOUNT, pk, mnt, "-o", "ro"], check=True)
     try:
         r["read_pack"] = read_all(os.path.join(mnt, "weights", "w", "data"))
         r["rss_pack"] = rss_mib(daemon_pid(mnt))
@@ -176,9 +185,63 @@ def one(kind, rng):
     return r
 
 
+def commit_row(rng):
+    """A same-size 4 MiB edit committed in a big pack vs a full re-pack."""
+    mib = int(os.environ.get("MFS_PACK_COMMIT_MIB", "1024"))
+    d = os.path.join(WORK, "commit")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    model = os.path.join(d, "model.safetensors")
+    n_t, n = mib // 4, 2 << 20               # 4 MiB bf16 tensors
+    hdr, off = {}, 0
+    for i in range(n_t):
+        hdr["layer.%04d" % i] = {"dtype": "BF16", "shape": [n], "data_offsets": [off, off + 2 * n]}
+        off += 2 * n
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    with open(model, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for i in range(n_t):
+            x = rng.normal(0, 0.02, n).astype(np.float32)
+            f.write((x.view(np.uint32) >> 16).astype(np.uint16).tobytes())
+    pk = os.path.join(d, "pack", "model.safetensors.mfs")
+    os.makedirs(os.path.dirname(pk))
+    subprocess.run([MODELFS, "pack", model, "-o", pk], check=True, stdout=subprocess.DEVNULL)
+    open(pk, "rb").read()
+    mnt = os.path.join(d, "mnt")
+    os.makedirs(mnt)
+    edit = (rng.normal(0, 0.02, n).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    subprocess.run([MOUNT, pk, mnt], check=True)
+    try:
+        with open(os.path.join(mnt, "weights", "layer", "%04d" % (n_t // 2), "data"), "r+b") as f:
+            f.write(edit)
+        r = {"mib": mib, "commit_s": timed(MODELFS, "commit", mnt)}
+    finally:
+        umount(mnt)
+    # The reference: the edited model packed whole (the plain model gets
+    # the same bytes, so both packs hold the same model).
+    with open(model, "r+b") as f:
+        f.seek(8 + len(h) + (n_t // 2) * 2 * n)
+        f.write(edit)
+    r["repack_s"] = timed(MODELFS, "pack", model, "-o", os.path.join(d, "full.mfs"))
+    shm = tempfile.mkdtemp(prefix="mfs-bench-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+    r["unpack_s"] = timed(MODELFS, "unpack", pk, "-o", os.path.join(shm, "u"))
+    shutil.rmtree(shm)
+    shutil.rmtree(d, ignore_errors=True)
+    return r
+
+
 def main():
     rng = np.random.default_rng(2026)
+    if "--commit-only" in sys.argv:
+        c = commit_row(rng)
+        print("| same-size 4 MiB edit committed in a %d MiB pack | %.2f s | a full re-pack %.2f s "
+              "| %.3f× (goal ≤ 0.05×) | unpack of the pack %.2f s (%.2f×) |"
+              % (c["mib"], c["commit_s"], c["repack_s"], c["commit_s"] / c["repack_s"],
+                 c["unpack_s"], c["commit_s"] / c["unpack_s"]))
+        return
     rows = [one(k, rng) for k in ("bf16", "fp32")]
+    c = commit_row(rng)
     mb = lambda r, s: r["bytes"] / s / 1e6  # noqa: E731
     lines = ["| figure | pack | reference | ratio | second reference |",
              "|---|---|---|---|---|"]
@@ -195,6 +258,10 @@ def main():
                         r["read_plain"], r["read_pack"] / r["read_plain"]))
         lines.append("| daemon RSS after reading every tensor, %s | %.1f MiB | cache_size 32 MiB | | |"
                      % (k, r["rss_pack"]))
+    lines.append("| same-size 4 MiB edit committed in a %d MiB pack | %.2f s | a full re-pack %.2f s "
+                 "| %.3f× (goal ≤ 0.05×) | unpack of the pack %.2f s (%.2f×) |"
+                 % (c["mib"], c["commit_s"], c["repack_s"], c["commit_s"] / c["repack_s"],
+                    c["unpack_s"], c["commit_s"] / c["unpack_s"]))
     print("\n".join(lines))
     if "--write-results" in sys.argv:
         res = os.path.join(SRC, "bench", "RESULTS.md")

@@ -158,9 +158,9 @@ static int place_meta(struct mfs_model *m)
 	return 0;
 }
 
-bool mfs_model_path_read_only(const char *path)
+bool mfs_model_path_rewrites(const char *path)
 {
-	return mfs_place_claimed_read_only(path);
+	return mfs_place_claimed_rewrites(path);
 }
 
 int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts *opts,

@@ -169,9 +169,10 @@ static void usage(FILE *f)
 	        "                        is writable; an error when it is not)\n"
 	        "  -o commit=MODE        auto (default), rewrite or inplace: how commits\n"
 	        "                        write the model (inplace: a patch through a redo\n"
-	        "                        log, not atomic for other readers of the file)\n"
+	        "                        log, not atomic for other readers of the file;\n"
+	        "                        a pack's commits write a new pack: no inplace)\n"
 	        "  -o cache_size=SIZE    decompressed chunks a pack (MODEL.mfs) keeps in\n"
-	        "                        memory (default 32M; a pack mounts read-only)\n"
+	        "                        memory (default 32M)\n"
 	        "  -o commit_to=TEMPLATE every commit writes a new file beside the model,\n"
 	        "                        named by TEMPLATE ({n} {sha256} {sha256:K} {stem}\n"
 	        "                        {ext}), and the mount switches to it\n"
@@ -547,20 +548,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	/* A pack takes no edits in this version: read-only, and -o rw is an
-	 * error rather than a surprise. */
-	if (mfs_model_path_read_only(model_abs)) {
-		if (cli.commit_to) {
-			fprintf(stderr, PROG ": %s: -o commit_to: packs are read-only and take no "
-			        "versions (unpack it with 'modelfs unpack' to edit)\n", cli.model);
-			goto out;
-		}
-		if (cli.rw) {
-			fprintf(stderr, PROG ": %s: cannot mount read-write: packs are read-only "
-			        "(unpack it with 'modelfs unpack' to edit)\n", cli.model);
-			goto out;
-		}
-		cli.ro = 1;
+	/* A pack commits by writing a new pack (doc/pack.md, "How a commit
+	 * writes a pack"): patching it in place does not apply, and asking
+	 * for it is an error rather than a surprise. */
+	if (cli.commit && !strcmp(cli.commit, "inplace") && mfs_model_path_rewrites(model_abs)) {
+		fprintf(stderr, PROG ": %s: commit=inplace does not apply to a pack (a commit "
+		        "writes a new pack): use commit=auto or commit=rewrite\n", cli.model);
+		goto out;
 	}
 	/* For a URL, cache_size= bounds the disk cache (gigabytes, say): a
 	 * remote pack keeps the default for its decompressed chunks in memory

@@ -165,6 +165,19 @@ void mfs_splice_fn(struct mfs_splice *s, mfs_piece_fn fn, void *arg, uint64_t of
 	s->total += len;
 }
 
+void mfs_piece_origin(const struct mfs_piece *p, mfs_piece_fn *fn, void **arg, uint64_t *off)
+{
+	*fn = p->fn;
+	*arg = p->arg;
+	*off = 0;
+	if (p->fn == sub_read) {
+		const struct sub_fn *sf = p->arg;
+		*fn = sf->fn;
+		*arg = sf->arg;
+		*off = sf->base;
+	}
+}
+
 void mfs_splice_append(struct mfs_splice *s, struct mfs_splice *from)
 {
 	if (from->err && !s->err)

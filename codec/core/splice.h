@@ -72,6 +72,15 @@ void mfs_splice_fn(struct mfs_splice *s, mfs_piece_fn fn, void *arg, uint64_t of
 void mfs_splice_append(struct mfs_splice *s, struct mfs_splice *from);
 
 /*
+ * mfs_piece_origin() - where an FN piece's bytes come from: they are bytes
+ * [*off, *off + len) of what `*fn(*arg, ...)` produces (a piece appended
+ * with an offset is a wrapper; this looks through it).  For a writer that
+ * recognises its own sources among the pieces (a pack reusing the frames of
+ * bytes that did not change, pack/commit.c).
+ */
+void mfs_piece_origin(const struct mfs_piece *p, mfs_piece_fn *fn, void **arg, uint64_t *off);
+
+/*
  * mfs_splice_read() - read the described file: up to `len` bytes at `off`
  * into `buf`, given each piece's start offset (`starts`, ascending, one per
  * piece).  Returns the bytes read (short only at the end) or -errno.

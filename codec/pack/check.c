@@ -19,8 +19,6 @@
 
 #define PIECE (1u << 20)
 
-int mfs_pack_tensor_sha(const mfs_model *m, const struct mfs_tensor *t, uint8_t out[32]);
-
 static int open_pack(struct mfs_pack **pk, const char *path, char *err, size_t errlen)
 {
 	/* Through the place kinds: a pack behind a URL verifies and unpacks

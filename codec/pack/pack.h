@@ -159,6 +159,65 @@ int pk_source(struct mfs_source **out, struct mfs_pack *pk, uint32_t f);
 /* pk_find() - the index of the file named `path`, or -1. */
 int pk_find(const struct mfs_pack *pk, const char *path);
 
+/* ------------------------------------------------------------ writing (write.c) */
+
+struct ZSTD_CCtx_s;
+
+/* The arrangement a tensor of `dtype` gets (PK_T_RAW for a non-float). */
+unsigned pk_transform_of(int32_t dtype);
+
+/*
+ * pk_compress() - one chunk's frame(s): `len` bytes at `raw` arranged by
+ * `t` (through `tmp`, len bytes) and compressed by `cc` (a ZSTD_CCtx) into
+ * `out` (cap bytes; ZSTD_compressBound(len) + 64 is enough), with zstd's
+ * content checksum; raw chunks at `level`.  Returns 0 or -EIO.
+ */
+int pk_compress(struct ZSTD_CCtx_s *cc, uint8_t *out, size_t cap, size_t *out_len,
+                const uint8_t *raw, uint8_t *tmp, size_t len, unsigned t, int level);
+
+/* One file's entry of a manifest. */
+struct pk_mfile {
+	const char *path;
+	uint64_t size;
+	uint32_t mode;
+	int64_t mtime_sec;
+	long mtime_nsec;
+	const uint8_t *sha256;  /* 32 bytes */
+};
+
+/* mfs_pack_tensor_sha() - SHA-256 of a tensor's bytes (-EIO if they end early). */
+int mfs_pack_tensor_sha(const mfs_model *m, const struct mfs_tensor *t, uint8_t out[32]);
+
+/* pk_manifest() - the manifest's JSON (malloc'd), or NULL out of memory. */
+char *pk_manifest(const char *format, int level, uint32_t chunk_size, bool plain,
+                  const struct pk_mfile *files, size_t n_files, const char *const *tnames,
+                  uint8_t (*tsha)[32], size_t n_tensors);
+
+/*
+ * pk_index() - append to `out` the end of a pack whose frames end at `at`
+ * (out->len bytes of `out` are already there, past `at`): the seek table
+ * frame (its header, `seek_files`, `seek_chunks`), the manifest frame
+ * (`js`) and the tail.  Returns 0, -EFBIG (an index past PK_MAX_INDEX) or
+ * -ENOMEM.
+ */
+int pk_index(struct mfs_buf *out, uint64_t at, uint32_t n_files, const struct mfs_buf *seek_files,
+             uint32_t n_chunks, const struct mfs_buf *seek_chunks, const char *js);
+
+/* ------------------------------------------------------------ commits (commit.c) */
+
+struct mfs_place_change;
+
+/*
+ * pk_commit() - the new version of pack `pk` after a commit of the model
+ * `c->m` opened from it, as pieces for the commit engine: the frames of
+ * every chunk whose bytes did not change are the old pack's (in-kernel
+ * copies), the rest is compressed anew under the pack's own options, and
+ * the seek table, the manifest (hashes of the changed files and tensors)
+ * and the tail are new.  Returns 0 or -errno with one line in `err`.
+ */
+int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_place_change *c,
+              char *err, size_t errlen);
+
 /* The cache size packs opened from now on get (mfs_pack_set_cache_size). */
 size_t pk_cache_size(void);
 

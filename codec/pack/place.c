@@ -2,8 +2,10 @@
  * codec/pack/place.c — a pack as a place: the model's files are the pack's
  * original files, each served as a byte source that decompresses the
  * chunks a read touches (pack.h).  The model's own format then opens them
- * as it would the files on disk.  Packs take no edits in this version: the
- * place says it is read-only.
+ * as it would the files on disk.  A commit of the model writes a new pack:
+ * the place's `rewrite` hands the format's pieces of the new files to
+ * commit.c and the commit engine installs its result over the pack file,
+ * whose identity (not the original file's) is what the commit checks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -161,9 +163,21 @@ static size_t place_meta(struct mfs_place *p, size_t i, const char **name, char 
 	}
 }
 
+static int place_rewrite(struct mfs_place *p, struct mfs_splice *out,
+                         const struct mfs_place_change *c, char *err, size_t errlen)
+{
+	return pk_commit(((struct pk_place *)p)->pk, out, c, err, errlen);
+}
+
+static int place_identity(struct mfs_place *p, struct mfs_identity *out)
+{
+	return mfs_source_identity(((struct pk_place *)p)->pk->src, out);
+}
+
 static const struct mfs_place_ops place_ops = {
 	.kind = "pack",
-	.read_only = true,
+	.rewrite = place_rewrite,
+	.identity = place_identity,
 	.meta_dir = "pack",
 	.meta = place_meta,
 	.open_beneath = place_beneath,
@@ -192,8 +206,8 @@ static int pack_open_in(struct mfs_place **place, struct mfs_source **root, cons
 	}
 	pp->base.ops = &place_ops;
 	pp->under = under;
-	/* A read-only transaction still looks in the pack's directory for a
-	 * journal named after it; a remote place has none (-1). */
+	/* The journal named after the pack, and a commit's new pack, go in
+	 * the pack's directory; a remote place has none (-1). */
 	pp->base.dirfd = under->dirfd;
 	pp->base.name = under->name;
 	int rc = pk_open(&pp->pk, file, path, err, errlen);
@@ -214,5 +228,5 @@ const struct mfs_place_kind mfs_place_pack = {
 	.name = "pack",
 	.claims = pack_claims,
 	.open_in = pack_open_in,
-	.read_only = true,
+	.rewrites = true,
 };

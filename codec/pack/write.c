@@ -80,7 +80,7 @@ static int buf_add(struct mfs_buf *b, const void *p, size_t n)
 	return b->oom ? -ENOMEM : 0;
 }
 
-static unsigned transform_of(int32_t dtype)
+unsigned pk_transform_of(int32_t dtype)
 {
 	switch (dtype) {
 	case MFS_DT_FLOAT:
@@ -112,7 +112,7 @@ static int float_segs(const mfs_model *m, uint32_t f, struct seg **out, size_t *
 	size_t k = 0, cap = 0;
 	for (uint64_t i = 0; i < d->n_tensors; i++) {
 		const struct mfs_tensor *t = d->tensors[i];
-		unsigned tr = transform_of(t->dtype);
+		unsigned tr = pk_transform_of(t->dtype);
 		if (tr == PK_T_RAW || t->src != f || t->mem || !(t->flags & MFS_TENSOR_CONTIGUOUS) ||
 		    t->nbytes < 4096 || t->nbytes % pk_elem(tr) || t->off > d->files[f].size ||
 		    t->nbytes > d->files[f].size - t->off)
@@ -166,24 +166,17 @@ static void chunk_hash(uint8_t out[32], const uint8_t *p, size_t n)
 	memcpy(out + 8, &b, 8);
 }
 
-static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
+int pk_compress(ZSTD_CCtx *cc, uint8_t *out, size_t cap, size_t *out_len, const uint8_t *raw,
+                uint8_t *tmp, size_t len, unsigned t, int level)
 {
-	ssize_t r = mfs_file_read(b->m, j->file, j->raw, j->len, j->off);
-	if (r < 0)
-		return (int)r;
-	if ((size_t)r != j->len)
-		return -EIO;
-	if (!b->plain)
-		chunk_hash(j->sha, j->raw, j->len);
-	size_t cap = ZSTD_compressBound(j->len) + 64;
-	if (j->t == PK_T_RAW) {
+	if (t == PK_T_RAW) {
 		ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
-		ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, b->level);
+		ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
-		size_t n = ZSTD_compress2(cc, j->out, cap, j->raw, j->len);
+		size_t n = ZSTD_compress2(cc, out, cap, raw, len);
 		if (ZSTD_isError(n))
 			return -EIO;
-		j->out_len = n;
+		*out_len = n;
 		return 0;
 	}
 	/*
@@ -197,9 +190,9 @@ static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 	 * mount (a flipped byte, another pack of the same size) reads as EIO,
 	 * never as other bytes.
 	 */
-	pk_group(j->tmp, j->raw, j->len, j->t);
-	unsigned e = pk_elem(j->t);
-	size_t plane = j->len / e, pos = 0;
+	pk_group(tmp, raw, len, t);
+	unsigned e = pk_elem(t);
+	size_t plane = len / e, pos = 0;
 	for (unsigned p = 0; p < e; p++) {
 		ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1);
@@ -208,13 +201,26 @@ static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_hashLog, 10);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_searchLog, 1);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
-		size_t n = ZSTD_compress2(cc, j->out + pos, cap - pos, j->tmp + p * plane, plane);
+		size_t n = ZSTD_compress2(cc, out + pos, cap - pos, tmp + p * plane, plane);
 		if (ZSTD_isError(n))
 			return -EIO;
 		pos += n;
 	}
-	j->out_len = pos;
+	*out_len = pos;
 	return 0;
+}
+
+static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
+{
+	ssize_t r = mfs_file_read(b->m, j->file, j->raw, j->len, j->off);
+	if (r < 0)
+		return (int)r;
+	if ((size_t)r != j->len)
+		return -EIO;
+	if (!b->plain)
+		chunk_hash(j->sha, j->raw, j->len);
+	return pk_compress(cc, j->out, ZSTD_compressBound(j->len) + 64, &j->out_len, j->raw,
+	                   j->tmp, j->len, j->t, b->level);
 }
 
 struct worker_arg {
@@ -413,57 +419,86 @@ int mfs_pack_tensor_sha(const mfs_model *m, const struct mfs_tensor *t, uint8_t 
 	return rc == -EUCLEAN ? -EIO : rc;      /* a tensor that ends early: a read error */
 }
 
-static json_t *manifest(const mfs_model *m, const struct mfs_pack_opts *o, uint8_t (*fsha)[32],
-                        uint8_t (*tsha)[32], int *rc)
+char *pk_manifest(const char *format, int level, uint32_t chunk_size, bool plain,
+                  const struct pk_mfile *files, size_t n_files, const char *const *tnames,
+                  uint8_t (*tsha)[32], size_t n_tensors)
 {
-	const struct mfs_desc *d = mfs_model_desc(m);
-	json_t *root = json_object(), *files = json_array(), *tens = json_array();
+	json_t *root = json_object(), *jf = json_array(), *tens = json_array();
 	json_t *opt = json_object();
 	char hex[65];
-	*rc = -ENOMEM;
-	if (!root || !files || !tens || !opt) {
-		json_decref(files);
+	if (!root || !jf || !tens || !opt) {
+		json_decref(jf);
 		json_decref(tens);
 		json_decref(opt);
 		json_decref(root);
 		return NULL;
 	}
 	json_object_set_new(root, "version", json_sprintf("%u.%u", MFS_PACK_MAJOR, MFS_PACK_MINOR));
-	json_object_set_new(root, "format", json_string(d->format));
-	json_object_set_new(root, "files", files);
+	json_object_set_new(root, "format", json_string(format));
+	json_object_set_new(root, "files", jf);
 	json_object_set_new(root, "tensors", tens);
 	json_object_set_new(root, "options", opt);
-	json_object_set_new(opt, "level", json_integer(o->level));
-	json_object_set_new(opt, "chunk_size", json_integer(o->chunk_size));
-	json_object_set_new(opt, "plain", json_boolean(o->plain));
-	json_object_set_new(opt, "grouping", json_string(o->plain ? "none" : "float"));
+	json_object_set_new(opt, "level", json_integer(level));
+	json_object_set_new(opt, "chunk_size", json_integer(chunk_size));
+	json_object_set_new(opt, "plain", json_boolean(plain));
+	json_object_set_new(opt, "grouping", json_string(plain ? "none" : "float"));
+	for (size_t i = 0; i < n_files; i++) {
+		mfs_hex(hex, files[i].sha256, 32);
+		json_t *f = json_object();
+		json_object_set_new(f, "path", json_string(files[i].path));
+		json_object_set_new(f, "size", json_integer((json_int_t)files[i].size));
+		json_object_set_new(f, "mode", json_integer(files[i].mode & 07777));
+		json_object_set_new(f, "mtime_sec", json_integer(files[i].mtime_sec));
+		json_object_set_new(f, "mtime_nsec", json_integer(files[i].mtime_nsec));
+		json_object_set_new(f, "sha256", json_string(hex));
+		json_array_append_new(jf, f);
+	}
+	for (size_t i = 0; i < n_tensors; i++) {
+		mfs_hex(hex, tsha[i], 32);
+		json_t *t = json_object();
+		json_object_set_new(t, "name", json_string(tnames[i]));
+		json_object_set_new(t, "sha256", json_string(hex));
+		json_array_append_new(tens, t);
+	}
+	char *js = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	return js;
+}
+
+/* The manifest of a pack of model m (pk_manifest); *rc says why not. */
+static char *manifest(const mfs_model *m, const struct mfs_pack_opts *o, uint8_t (*fsha)[32],
+                      uint8_t (*tsha)[32], int *rc)
+{
+	const struct mfs_desc *d = mfs_model_desc(m);
+	struct pk_mfile *files = calloc(d->n_files ? d->n_files : 1, sizeof(*files));
+	const char **names = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*names));
+	char *js = NULL;
+	*rc = -ENOMEM;
+	if (!files || !names)
+		goto out;
 	for (size_t i = 0; i < d->n_files; i++) {
 		struct stat st;
 		int r = mfs_file_stat(&st, m, i);
 		if (r < 0) {
 			*rc = r;
-			json_decref(root);
-			return NULL;
+			goto out;
 		}
-		mfs_hex(hex, fsha[i], 32);
-		json_t *f = json_object();
-		json_object_set_new(f, "path", json_string(d->files[i].path));
-		json_object_set_new(f, "size", json_integer((json_int_t)d->files[i].size));
-		json_object_set_new(f, "mode", json_integer(st.st_mode & 07777));
-		json_object_set_new(f, "mtime_sec", json_integer(d->files[i].mtime_sec));
-		json_object_set_new(f, "mtime_nsec", json_integer(d->files[i].mtime_nsec));
-		json_object_set_new(f, "sha256", json_string(hex));
-		json_array_append_new(files, f);
+		files[i] = (struct pk_mfile){.path = d->files[i].path, .size = d->files[i].size,
+		                             .mode = st.st_mode & 07777,
+		                             .mtime_sec = d->files[i].mtime_sec,
+		                             .mtime_nsec = d->files[i].mtime_nsec,
+		                             .sha256 = fsha[i]};
 	}
-	for (uint64_t i = 0; i < d->n_tensors; i++) {
-		mfs_hex(hex, tsha[i], 32);
-		json_t *t = json_object();
-		json_object_set_new(t, "name", json_string(d->tensors[i]->name));
-		json_object_set_new(t, "sha256", json_string(hex));
-		json_array_append_new(tens, t);
-	}
-	*rc = 0;
-	return root;
+	for (uint64_t i = 0; i < d->n_tensors; i++)
+		names[i] = d->tensors[i]->name;
+	js = pk_manifest(d->format, o->level, o->chunk_size, o->plain, files, d->n_files, names,
+	                 tsha, d->n_tensors);
+	if (js)
+		*rc = 0;
+out:
+	free(files);
+	free(names);
+	return js;
 }
 
 /*
@@ -596,47 +631,61 @@ out:
 	return rc;
 }
 
+int pk_index(struct mfs_buf *out, uint64_t at, uint32_t n_files, const struct mfs_buf *seek_files,
+             uint32_t n_chunks, const struct mfs_buf *seek_chunks, const char *js)
+{
+	uint8_t h[8 + PK_SEEK_HDR];
+	size_t slen = PK_SEEK_HDR + seek_files->len + seek_chunks->len, jl = strlen(js);
+	if (slen > PK_MAX_INDEX || jl > PK_MAX_INDEX)
+		return -EFBIG;
+	mfs_put_le32(h, PK_MAGIC_SEEK);
+	mfs_put_le32(h + 4, (uint32_t)slen);
+	memcpy(h + 8, "MFSSEEK\0", 8);
+	mfs_put_le32(h + 16, n_files);
+	mfs_put_le32(h + 20, n_chunks);
+	/* The CRC of the seek table's payload: its header, then the two runs. */
+	uint32_t scrc = mfs_crc32(0, h + 8, PK_SEEK_HDR);
+	scrc = mfs_crc32(scrc, (const uint8_t *)seek_files->p, seek_files->len);
+	scrc = mfs_crc32(scrc, (const uint8_t *)seek_chunks->p, seek_chunks->len);
+	uint64_t seek_off = at + out->len;
+	mfs_buf_add(out, h, sizeof(h));
+	mfs_buf_add(out, seek_files->p, seek_files->len);
+	mfs_buf_add(out, seek_chunks->p, seek_chunks->len);
+	uint64_t mani_off = at + out->len;
+	uint8_t mh[8];
+	mfs_put_le32(mh, PK_MAGIC_MANI);
+	mfs_put_le32(mh + 4, (uint32_t)jl);
+	mfs_buf_add(out, mh, sizeof(mh));
+	mfs_buf_add(out, js, jl);
+	uint8_t t[8 + PK_TAIL_LEN] = {0};
+	mfs_put_le32(t, PK_MAGIC_TAIL);
+	mfs_put_le32(t + 4, PK_TAIL_LEN);
+	memcpy(t + 8, "MFSTAIL\0", 8);
+	t[16] = MFS_PACK_MAJOR;
+	t[18] = MFS_PACK_MINOR;
+	mfs_put_le64(t + 24, seek_off);
+	mfs_put_le64(t + 32, mani_off);
+	mfs_put_le32(t + 40, scrc);
+	mfs_put_le32(t + 44, mfs_crc32(0, (const uint8_t *)js, jl));
+	mfs_buf_add(out, t, sizeof(t));
+	return out->oom ? -ENOMEM : 0;
+}
+
 static int write_index(struct writer *w, const mfs_model *m, const struct mfs_pack_opts *o,
                        uint8_t (*fsha)[32], uint8_t (*tsha)[32], const struct mfs_buf *seek_files)
 {
 	const struct mfs_desc *d = mfs_model_desc(m);
-	struct mfs_buf seek = {0};
-	uint8_t h[PK_SEEK_HDR];
-	memcpy(h, "MFSSEEK\0", 8);
-	mfs_put_le32(h + 8, (uint32_t)d->n_files);
-	mfs_put_le32(h + 12, w->n_chunks);
 	int rc;
-	if ((rc = buf_add(&seek, h, sizeof(h))) < 0 ||
-	    (rc = buf_add(&seek, seek_files->p, seek_files->len)) < 0 ||
-	    (rc = buf_add(&seek, w->seek_chunks.p, w->seek_chunks.len)) < 0) {
-		free(seek.p);
-		return rc;
-	}
-	json_t *man = manifest(m, o, fsha, tsha, &rc);
-	char *js = man ? json_dumps(man, JSON_COMPACT) : NULL;
-	json_decref(man);
-	if (!js) {
-		free(seek.p);
+	char *js = manifest(m, o, fsha, tsha, &rc);
+	if (!js)
 		return rc < 0 ? rc : -ENOMEM;
-	}
-	size_t jl = strlen(js);
-	uint64_t seek_off = w->pos;
-	rc = out_skippable(w, PK_MAGIC_SEEK, (const uint8_t *)seek.p, seek.len);
-	uint64_t mani_off = w->pos;
+	struct mfs_buf idx = {0};
+	rc = pk_index(&idx, w->pos, (uint32_t)d->n_files, seek_files, w->n_chunks, &w->seek_chunks,
+	              js);
 	if (rc == 0)
-		rc = out_skippable(w, PK_MAGIC_MANI, js, jl);
-	uint8_t t[PK_TAIL_LEN] = {0};
-	memcpy(t, "MFSTAIL\0", 8);
-	t[8] = MFS_PACK_MAJOR;
-	t[10] = MFS_PACK_MINOR;
-	mfs_put_le64(t + 16, seek_off);
-	mfs_put_le64(t + 24, mani_off);
-	mfs_put_le32(t + 32, mfs_crc32(0, (const uint8_t *)seek.p, seek.len));
-	mfs_put_le32(t + 36, mfs_crc32(0, (const uint8_t *)js, jl));
-	if (rc == 0)
-		rc = out_skippable(w, PK_MAGIC_TAIL, t, sizeof(t));
+		rc = out_write(w, idx.p, idx.len);
+	free(idx.p);
 	free(js);
-	free(seek.p);
 	return rc;
 }
 

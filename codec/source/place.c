@@ -34,10 +34,10 @@ static const struct mfs_place_kind *claimer(const char *path, bool layer)
 	return layer ? NULL : &mfs_place_dir;
 }
 
-bool mfs_place_claimed_read_only(const char *path)
+bool mfs_place_claimed_rewrites(const char *path)
 {
 	const struct mfs_place_kind *l = claimer(path, true);
-	return (l && l->read_only) || claimer(path, false)->read_only;
+	return (l && l->rewrites) || claimer(path, false)->rewrites;
 }
 
 int mfs_place_open(struct mfs_place **place, struct mfs_source **root, const char **base,

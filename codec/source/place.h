@@ -21,14 +21,52 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/splice.h"
 #include "source/source.h"
 
 struct mfs_place;
+struct mfs_model;
+
+/* A tensor whose bytes a commit changes (for a place's rewrite). */
+struct mfs_place_tensor {
+	uint64_t index;         /* in the model's description */
+	int32_t dtype;          /* its element type after the commit */
+	uint64_t size;          /* its byte count after the commit */
+	mfs_piece_fn read;      /* its bytes after the commit */
+	void *arg;
+};
+
+/*
+ * What a commit changes, for a place that holds a model's files inside one
+ * file of its own (a pack): the new content of each changed file as the
+ * format's splice writer described it (pieces that read the old file's
+ * bytes through the model's sources, buffers, staged data), and the
+ * tensors whose bytes change.
+ */
+struct mfs_place_change {
+	const struct mfs_model *m;              /* the model, open from this place */
+	const struct mfs_splice *const *files;  /* per file of m: new content, NULL: unchanged */
+	const struct mfs_place_tensor *tensors;
+	size_t n_tensors;
+	/* Progress while the new file is prepared, or NULL: *done grows to
+	 * *total (atomic stores; the commit engine then counts its writes). */
+	uint64_t *done, *total;
+};
 
 struct mfs_place_ops {
 	const char *kind;       /* "dir": for messages */
-	/* A place that takes no edits (a pack): the model mounts read-only. */
-	bool read_only;
+	/*
+	 * A place whose files are inside one file of its own (a pack): the
+	 * new version of that file as pieces, which the commit engine
+	 * (txn/commit.h) writes and renames over it, like a model file.
+	 * NULL: a commit replaces the model file itself.  Returns 0 or -errno
+	 * with one line in `err`.
+	 */
+	int (*rewrite)(struct mfs_place *p, struct mfs_splice *out, const struct mfs_place_change *c,
+	               char *err, size_t errlen);
+	/* The identity of the file a commit replaces, when it is not the model
+	 * file's (a pack's own file).  NULL: the model file's. */
+	int (*identity)(struct mfs_place *p, struct mfs_identity *out);
 	/*
 	 * Facts about the place shown as meta/<meta_dir>/<name> (NULL: none):
 	 * `meta` writes entry i's text into buf and its name into *name, and
@@ -81,7 +119,8 @@ struct mfs_place_kind {
 	int (*open_in)(struct mfs_place **place, struct mfs_source **root, const char **base,
 	               struct mfs_place *under, struct mfs_source *file, const char *path,
 	               char *err, size_t errlen);
-	bool read_only;         /* its places take no edits (place_ops.read_only) */
+	bool rewrites;          /* its places commit by rewriting their own file
+	                         * (place_ops.rewrite): no in-place commits */
 };
 
 /*
@@ -116,9 +155,10 @@ const char *mfs_place_path_fault(const char *path);
 /* mfs_place_close() - release it; accepts NULL. */
 void mfs_place_close(struct mfs_place *p);
 
-/* mfs_place_claimed_read_only() - does the kind that claims `path` take
- * no edits (a pack)?  By the path's form alone, before anything opens. */
-bool mfs_place_claimed_read_only(const char *path);
+/* mfs_place_claimed_rewrites() - does the kind that claims `path` commit
+ * by rewriting a file of its own (a pack), so that in-place commits do not
+ * apply?  By the path's form alone, before anything opens. */
+bool mfs_place_claimed_rewrites(const char *path);
 
 /* The local directory (place.c): the fallback kind. */
 extern const struct mfs_place_kind mfs_place_dir;

@@ -76,3 +76,18 @@ void mfs_source_splice(struct mfs_splice *sp, struct mfs_source *s, uint64_t off
 	else
 		mfs_splice_fn(sp, splice_read, s, off, len);
 }
+
+bool mfs_source_piece(const struct mfs_piece *p, const struct mfs_source *s, uint64_t *off)
+{
+	if (p->kind == MFS_PIECE_COPY) {
+		int fd = s->ops->fd(s);
+		*off = p->off;
+		return fd >= 0 && p->fd == fd;
+	}
+	if (p->kind != MFS_PIECE_FN)
+		return false;
+	mfs_piece_fn fn;
+	void *arg;
+	mfs_piece_origin(p, &fn, &arg, off);
+	return fn == splice_read && arg == s;
+}

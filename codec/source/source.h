@@ -93,6 +93,14 @@ void mfs_source_close(struct mfs_source *s);
  */
 void mfs_source_splice(struct mfs_splice *sp, struct mfs_source *s, uint64_t off, uint64_t len);
 
+/*
+ * mfs_source_piece() - is piece `p` (appended by mfs_source_splice) bytes of
+ * `s`?  Then *off is where in `s` its first byte is.  A writer that knows
+ * an old file's bytes by their place in it (a pack's frames) asks this of
+ * the pieces of the new file.
+ */
+bool mfs_source_piece(const struct mfs_piece *p, const struct mfs_source *s, uint64_t *off);
+
 /* ------------------------------------------------------------ local files */
 
 /*

@@ -17,11 +17,19 @@
  *   commit=rewrite  always the rewrite.
  *
  * Any other edit is a rewrite: the format's splice writer describes the new
- * file.  A versioned commit (mfs_txn_commit_to, or opts.commit_to) is always
+ * file.  A model whose place holds its files inside one file of its own (a
+ * pack) is always a rewrite of that file: the format's splice writer
+ * describes the new model file, the place turns it into its own new file
+ * (source/place.h, `rewrite`; a pack reuses the frames of the bytes that
+ * did not change, doc/pack.md), and the engine installs that as it would
+ * a model file, under the same checks and marks; commit=inplace is refused
+ * there.  A versioned commit (mfs_txn_commit_to, or opts.commit_to) is always
  * that rewrite, written to a new file beside the model under the name its
  * template gives once the bytes are hashed (commit.c, V1-V2; version.c),
  * after which the transaction switches to the new file (switch_to: its
- * path and name; the stage moves to its journal and the old file's goes).  The journal learns about a commit before its commit point (a mark
+ * path and name; the stage moves to its journal and the old file's goes);
+ * a version of a pack is a pack, so its name must open as one (and a
+ * version of a plain model must not).  The journal learns about a commit before its commit point (a mark
  * naming what is being installed), so that a crash between installing the
  * new version and resetting the journal leaves an obsolete journal that the
  * next open removes, not a stale one it sets aside (stage.h).  After the
@@ -173,6 +181,12 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id,
 	return 0;
 }
 
+/* Is the model in a place that rewrites its own file (a pack)? */
+static bool packed_model(const struct mfs_txn *t)
+{
+	return t->m->place && t->m->place->ops->rewrite;
+}
+
 /* The name of a versioned commit, from its hash (mfs_commit_version). */
 struct vname {
 	struct mfs_txn *t;
@@ -186,6 +200,8 @@ static int version_name(void *arg, const char *sha_hex, char *out, size_t outlen
 	int rc = mfs_version_name(out, outlen, v->tmpl, v->t->orig_name, sha_hex, v->t->dirfd,
 	                          err, errlen);
 	if (rc < 0)
+		return rc;
+	if ((rc = mfs_version_kind(out, packed_model(v->t), err, errlen)) < 0)
 		return rc;
 	struct stat sb;
 	if (mfs_io->fstatat(v->t->dirfd, out, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -212,6 +228,63 @@ static int mark_install(void *arg, const struct mfs_identity *new_id)
 static void mark_inplace(void *arg)
 {
 	mfs_stage_mark_inplace(((struct mfs_txn *)arg)->st);
+}
+
+/*
+ * The commit of a model whose place rewrites its own file (a pack): the
+ * model file's new pieces and the tensors whose bytes change go to the
+ * place, and its new file to the engine.  Returns as mfs_commit_replace().
+ */
+static int commit_place(struct mfs_txn *t, const struct plan *p,
+                        struct mfs_commit_version *ver,
+                        const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                        char *msg, size_t msglen)
+{
+	struct mfs_place *pl = t->m->place;
+	struct mfs_splice sp = {0}, out = {0};
+	const struct mfs_splice **files = calloc(t->d->n_files ? t->d->n_files : 1,
+	                                         sizeof(*files));
+	struct mfs_place_tensor *tc = calloc(p->n_te ? p->n_te : 1, sizeof(*tc));
+	size_t k = 0;
+	int rc = -ENOMEM;
+	memset(rep, 0, sizeof(*rep));
+	rep->path = "rewrite";
+	if (!files || !tc) {
+		txn_set_msg(msg, msglen, "out of memory");
+		goto out;
+	}
+	if ((rc = txn_build_splice(t, p, &sp, msg, msglen)) < 0)
+		goto out;
+	files[0] = &sp;
+	for (size_t i = 0; i < p->n_te; i++) {
+		const struct mfs_tensor_edit *te = &p->te[i];
+		if (!te->data_changed)
+			continue;
+		uint64_t idx = 0;
+		while (idx < t->d->n_tensors && t->d->tensors[idx] != te->t)
+			idx++;
+		if (idx == t->d->n_tensors)
+			continue;
+		tc[k++] = (struct mfs_place_tensor){.index = idx, .dtype = te->dtype,
+		                                    .size = te->size, .read = te->read,
+		                                    .arg = te->arg};
+	}
+	struct mfs_place_change ch = {.m = t->m, .files = files, .tensors = tc, .n_tensors = k,
+	                              .done = hooks->done, .total = hooks->total};
+	if ((rc = pl->ops->rewrite(pl, &out, &ch, msg, msglen)) < 0)
+		goto out;
+	if (ver)
+		rc = mfs_commit_version(t->dirfd, t->name, &t->id, out.p, out.n, ver, hooks, rep,
+		                        msg, msglen);
+	else
+		rc = mfs_commit_replace(t->dirfd, t->name, &t->id, out.p, out.n, hooks, rep, msg,
+		                        msglen);
+out:
+	mfs_splice_free(&out);
+	mfs_splice_free(&sp);
+	free(files);
+	free(tc);
+	return rc;
 }
 
 /*
@@ -310,7 +383,8 @@ static int commit(mfs_txn *t, const char *tmpl, struct mfs_txn_result *res)
 		 * that a typo is seen at once. */
 		if ((rc = mfs_version_check(tmpl, msg, sizeof(msg))) < 0 ||
 		    (rc = mfs_version_name(ver.name_out, sizeof(ver.name_out), tmpl, t->orig_name,
-		                           NULL, -1, msg, sizeof(msg))) < 0) {
+		                           NULL, -1, msg, sizeof(msg))) < 0 ||
+		    (rc = mfs_version_kind(ver.name_out, packed_model(t), msg, sizeof(msg))) < 0) {
 			result_fail(t, res, rc, msg);
 			goto out;
 		}
@@ -373,9 +447,24 @@ static int commit(mfs_txn *t, const char *tmpl, struct mfs_txn_result *res)
 		.journal_id = mfs_stage_journal_id(t->st),
 	};
 	__atomic_store_n(&t->committing, true, __ATOMIC_RELEASE);
+	bool ex = false;
+	if (t->m->place && t->m->place->ops->rewrite) {
+		if (t->opts.mode == MFS_COMMIT_INPLACE) {
+			rc = -EINVAL;
+			result_fail(t, res, rc, "commit=inplace does not apply to a pack (a commit "
+			            "writes a new pack): use commit=auto or commit=rewrite");
+			goto unlock;
+		}
+		if (tmpl) {
+			ver.name = version_name;
+			ver.arg = &vn;
+		}
+		rc = commit_place(t, &p, tmpl ? &ver : NULL, &hooks, &rep, msg, sizeof(msg));
+		goto committed;
+	}
 	inplace = !tmpl && p.layout_kept && t->opts.mode == MFS_COMMIT_INPLACE;
 	bool clone = !tmpl && p.layout_kept && t->opts.mode == MFS_COMMIT_AUTO;
-	bool ex = inplace && txn_lock_model(t->m, LOCK_EX) == 0;
+	ex = inplace && txn_lock_model(t->m, LOCK_EX) == 0;
 	if (inplace && !ex) {
 		/* Another mount reads this file: patching it would tear what it
 		 * reads, a rewrite leaves it its own inode. */
@@ -467,6 +556,7 @@ static int commit(mfs_txn *t, const char *tmpl, struct mfs_txn_result *res)
 			                        msg, sizeof(msg));
 		}
 	}
+committed:
 	res->path = rep.path;
 	res->bytes_written = rep.bytes_written + rep.journal_bytes;
 	if (rc < 0 && rep.redo_pending) {

@@ -690,7 +690,11 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 
 int txn_model_identity(struct mfs_txn *t)
 {
-	int rc = mfs_source_identity(t->m->srcs[0], &t->id);
+	/* What a commit replaces: the model file, or the place's own file
+	 * that holds it (a pack, place.h). */
+	struct mfs_place *pl = t->m->place;
+	int rc = pl && pl->ops->identity ? pl->ops->identity(pl, &t->id) :
+	         mfs_source_identity(t->m->srcs[0], &t->id);
 	t->id.layout = mfs_model_layout(t->m);
 	return rc;
 }
@@ -968,6 +972,16 @@ int mfs_txn_open(mfs_txn **out, const char *path, const struct mfs_txn_opts *opt
 		if (remote || t->opts.read_only) {
 			rc = mfs_errf(err, errlen, -EROFS, path, "commit_to: a read-only mount "
 			              "writes no versions");
+			goto out;
+		}
+		/* The kind of file the name opens as, checked now so that a
+		 * template a commit could never use fails the mount. */
+		char name[256];
+		if ((rc = mfs_version_name(name, sizeof(name), t->commit_to, t->orig_name, NULL, -1,
+		                           msg, sizeof(msg))) < 0 ||
+		    (rc = mfs_version_kind(name, mfs_model_path_rewrites(t->path), msg,
+		                           sizeof(msg))) < 0) {
+			rc = mfs_errf(err, errlen, rc, path, "commit_to: %s", msg);
 			goto out;
 		}
 	}

@@ -29,6 +29,7 @@
 #include "modelfs/txn.h"
 
 #include "format.h"
+#include "source/place.h"
 #include "txn/commit.h"
 #include "txn/stage.h"
 

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "modelfs/model.h"
 #include "txn/version.h"
 
 enum ph { PH_LIT, PH_N, PH_SHA, PH_STEM, PH_EXT };
@@ -296,4 +297,17 @@ int mfs_version_name(char *out, size_t outlen, const char *tmpl, const char *ori
 		return say(err, errlen, -ENAMETOOLONG, "version template '%s': name too long", tmpl);
 	memcpy(out, buf, pos + 1);
 	return 0;
+}
+
+int mfs_version_kind(const char *name, bool packed, char *err, size_t errlen)
+{
+	if (mfs_model_path_rewrites(name) == packed)
+		return 0;
+	if (err && errlen)
+		snprintf(err, errlen, packed ?
+		         "%s would not open as a pack, and a version of a pack is a pack: end "
+		         "the template in .mfs" :
+		         "%s would open as a pack, but a version of this model is the model "
+		         "itself: end the template in its own extension", name);
+	return -EINVAL;
 }

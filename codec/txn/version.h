@@ -32,4 +32,13 @@ bool mfs_version_uses_hash(const char *tmpl);
 int mfs_version_name(char *out, size_t outlen, const char *tmpl, const char *orig,
                      const char *sha_hex, int dirfd, char *err, size_t errlen);
 
+/*
+ * mfs_version_kind() - may `name` be the name of a version of a model that
+ * is (`packed`) or is not in a place that rewrites its own file (a pack)?
+ * A version must open as what is mounted: a pack's version is a pack, so
+ * its name must be one the pack place claims (MODEL.mfs); a plain model's
+ * must not be.  0, or -EINVAL with one line in `err`.
+ */
+int mfs_version_kind(const char *name, bool packed, char *err, size_t errlen);
+
 #endif /* MODELFS_CODEC_VERSION_H */

@@ -540,10 +540,11 @@ int mfs_model_open(mfs_model **out, const char *path, const struct mfs_open_opts
 void mfs_model_close(mfs_model *m);
 
 /*
- * mfs_model_path_read_only() - is `path`, by its form alone, in a place
- * that takes no edits (a pack, "*.mfs")?  A mount of it is read-only.
+ * mfs_model_path_rewrites() - is `path`, by its form alone, in a place
+ * whose commits rewrite one file holding the whole model (a pack,
+ * "*.mfs")?  Then commit=inplace does not apply.
  */
-bool mfs_model_path_read_only(const char *path);
+bool mfs_model_path_rewrites(const char *path);
 
 /* mfs_model_desc() - the model's description; borrowed, lives with `m`. */
 const struct mfs_desc *mfs_model_desc(const mfs_model *m);

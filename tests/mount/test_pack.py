@@ -2,8 +2,9 @@
 """Packs (doc/pack.md): `modelfs pack` of every kind of model (ONNX inline
 and with external data, safetensors single and sharded, a torch.save zip,
 GGUF) unpacks byte-identical (names, modes, mtimes), verifies, and mounts
-read-only as the same tree as the plain mount with every file's bytes equal,
-plus meta/pack/; ONNX Runtime loads the root file from the pack mount with
+as the same tree as the plain mount with every file's bytes equal, plus
+meta/pack/ (read-only facts; -o ro mounts refuse every write, commit=inplace
+is refused; edits and commits are test_pack_write.py's); ONNX Runtime loads the root file from the pack mount with
 the same outputs; `zstd -d` of a --plain pack is the model; a read decompresses
 only what it touches and the daemon's memory stays bounded.  Hostile packs
 (truncated, bad seek table, chunk outside the file, a frame bigger than its
@@ -19,13 +20,14 @@ import zlib
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 from mfstest import MODELFS, MOUNT_MODELFS, SRC, T, daemon_pids, is_mounted  # noqa: E402
 import gguf_write as gw  # noqa: E402
+import packfx  # noqa: E402
+from packfx import st_write  # noqa: E402
 
 ORT = os.path.join(SRC, "tests", "node", "ort_run.js")
 t = T()
@@ -39,40 +41,11 @@ def run(*args, **kw):
 # ------------------------------------------------------------ fixtures
 
 def onnx_model():
-    w = rng.normal(0, 0.02, (256, 300)).astype(np.float32)
-    b = rng.normal(0, 0.02, (300,)).astype(np.float32)
-    k = np.arange(4000, dtype=np.int64)
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])]
-    g = helper.make_graph(nodes, "p", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 256])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 300])],
-                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b"),
-                           numpy_helper.from_array(k, "k")])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-
-
-def st_write(path, tensors):
-    hdr, off, blobs = {}, 0, []
-    for name, (dt, shape, raw) in tensors.items():
-        hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(raw)]}
-        off += len(raw)
-        blobs.append(raw)
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-def bf16(x):
-    return (x.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    return packfx.onnx_model(rng)
 
 
 def st_tensors(n):
-    a = rng.normal(0, 0.02, n).astype(np.float32)
-    return {"a.bf16": ("BF16", [n], bf16(a)),
-            "b.f32": ("F32", [n], a.tobytes()),
-            "c.f16": ("F16", [n], a.astype(np.float16).tobytes()),
-            "d.i32": ("I32", [n], np.arange(n, dtype=np.int32).tobytes()),
-            "e.tied": ("BF16", [n], bf16(a))}      # the same bytes as a.bf16: deduped
+    return packfx.st_tensors(rng, n)
 
 
 def fixtures(d):
@@ -209,19 +182,27 @@ for kind, model in fx.items():
                         / os.path.getsize(pk)) < 1e-3, ratio)
             try:
                 open(os.path.join(packed, "meta", "pack", "level"), "w").write("1")
-                t.not_ok("%s: a write to a pack mount fails" % kind, "it succeeded")
+                t.not_ok("%s: a write to meta/pack/ fails" % kind, "it succeeded")
             except OSError as e:
-                t.eq("%s: a write to a pack mount fails with EROFS" % kind, 30, e.errno)
+                t.eq("%s: a write to meta/pack/ fails with EACCES (facts, not edits)" % kind,
+                     13, e.errno)
+        with t.mount(pk, "-o", "ro") as packed:
+            try:
+                open(os.path.join(packed, "meta", "pack", "level"), "w").write("1")
+                t.not_ok("%s: a write to a -o ro pack mount fails" % kind, "it succeeded")
+            except OSError as e:
+                t.eq("%s: a write to a -o ro pack mount fails with EROFS" % kind, 30, e.errno)
     except RuntimeError as e:
         t.not_ok("%s: mount" % kind, e)
 
-# meta/pack/ and -o rw
+# meta/pack/ and -o commit=inplace
 pk = fx["onnx-inline"] + ".mfs"
 mnt = os.path.join(t.tmp, "mnt-rw")
 os.mkdir(mnt)
-r = run(MOUNT_MODELFS, pk, mnt, "-o", "rw")
-t.check("-o rw on a pack is refused with one line", r.returncode != 0 and not is_mounted(mnt)
-        and len(r.stderr.strip().splitlines()) == 1 and "read-only" in r.stderr, r.stderr)
+r = run(MOUNT_MODELFS, pk, mnt, "-o", "commit=inplace")
+t.check("-o commit=inplace on a pack is refused with one line", r.returncode != 0 and
+        not is_mounted(mnt) and len(r.stderr.strip().splitlines()) == 1 and
+        "commit=inplace" in r.stderr and "pack" in r.stderr, r.stderr)
 with t.mount(pk) as m:
     t.eq("meta/pack/chunk_size", "262144", open(os.path.join(m, "meta/pack/chunk_size")).read().strip())
     t.eq("meta/pack/level", "3", open(os.path.join(m, "meta/pack/level")).read().strip())
@@ -290,13 +271,14 @@ def rss_of(pid):
 
 
 # The plain mount's daemon after the same reads: what the pack's may add to
-# is its cache and scratch (a sanitizer build has its own baseline).
-with t.mount(big) as m:
+# is its cache and scratch (a sanitizer build has its own baseline).  Both
+# read-only: the read path is what is measured, not the journal's.
+with t.mount(big, "-o", "ro") as m:
     with open(os.path.join(m, "weights", "w", "data"), "rb") as f:
         while f.read(1 << 20):
             pass
     plain_rss = rss_of(daemon_pids(m)[0])
-with t.mount(bigpk, "-o", "cache_size=2M") as m:
+with t.mount(bigpk, "-o", "cache_size=2M", "-o", "ro") as m:
     pid = daemon_pids(m)[0]
 
     def rchar():

@@ -25,7 +25,8 @@ to it, with real mounts, real tools and ONNX Runtime.
   Python: header JSON, the GGUF key, torch.load).
 - ONNX with external data: the new main file names the unchanged data
   file, onnx.checker and onnx.load with the data accept it.
-- A pack (.mfs) refuses -o commit_to with a clear line.
+- A pack (.mfs): commit --to writes a new pack (verify and unpack it), and a
+  template whose name would not open as a pack is refused at mount and at commit.
 - kill -9 during versioned commits ($MFS_VERSION_KILLS rounds, default 30):
   the original is byte-identical, and there is no version or one whole
   version (its content is the expected new bytes, its name its hash); the
@@ -357,13 +358,64 @@ def pack_case(t):
     mnt = os.path.join(t.tmp, "mnt-pack")
     os.makedirs(mnt)
     from mfstest import MOUNT_MODELFS
-    r = subprocess.run([MOUNT_MODELFS, orig + ".mfs", mnt, "-o", "commit_to=x{n}.onnx"],
+    pack = orig + ".mfs"
+    r = subprocess.run([MOUNT_MODELFS, pack, mnt, "-o", "commit_to=x{n}.onnx"],
                        capture_output=True, text=True, timeout=60)
     if is_mounted(mnt):
         umount(mnt)
-    t.check("pack: -o commit_to is refused with one line",
-            r.returncode == 1 and "packs are read-only" in r.stderr and
+    t.check("pack: -o commit_to with a name that is not a pack is refused at mount, one line",
+            r.returncode == 1 and "would not open as a pack" in r.stderr and
             len(r.stderr.strip().splitlines()) == 1, why(r))
+    r = subprocess.run([MOUNT_MODELFS, orig, mnt, "-o", "commit_to=x{n}.onnx.mfs"],
+                       capture_output=True, text=True, timeout=60)
+    if is_mounted(mnt):
+        umount(mnt)
+    t.check("a plain model's -o commit_to naming a pack is refused at mount",
+            r.returncode == 1 and "would open as a pack" in r.stderr, why(r))
+
+    # A versioned commit of a pack mount writes a new pack beside it.
+    w = np.load(os.path.join(SRC, "examples", "linear.weights.npz"))
+    b1 = (w["fc_bias"] + 0.25).astype(np.float32)
+    p0 = sha(pack)
+    dm = Daemon(pack, mnt)
+    try:
+        before = snapshot(d)
+        bias = os.path.join(mnt, "weights", "fc", "bias", "data")
+        with open(bias, "r+b") as f:
+            f.write(b1.tobytes())
+        r = modelfs("commit", "--to", "x{n}.onnx", mnt)
+        t.check("pack: commit --to a name that is not a pack is refused, nothing written",
+                r.returncode != 0 and "would not open as a pack" in r.stderr and
+                snapshot(d) == before and len(staged(mnt)) == 1, (why(r), staged(mnt)))
+        r = modelfs("commit", "--to", "linear_v{n}_{sha256:12}.onnx.mfs", mnt)
+        name1 = r.stdout.strip()
+        t.check("pack: commit --to writes a new pack and prints its name",
+                r.returncode == 0 and re.fullmatch(r"linear_v1_[0-9a-f]{12}\.onnx\.mfs", name1),
+                why(r))
+        v1 = os.path.join(d, name1)
+        h1 = sha(v1) if os.path.isfile(v1) else ""
+        t.eq("pack: the original pack is byte-identical", p0, sha(pack))
+        t.eq("pack: the new pack's name carries its real sha256 prefix", h1[:12], name1[10:22])
+        t.eq("pack: meta/sha256 is the new pack's digest", h1 + "\n",
+             read(os.path.join(mnt, "meta", "sha256")))
+        t.eq("pack: the mount reads the edit", b1.tobytes(), read(bias, "rb"))
+        st = status(mnt)
+        t.check("pack: status names the new pack", ("model: " + v1) in st, st)
+        if os.path.isfile(v1):
+            r = modelfs("verify", v1)
+            t.check("pack: modelfs verify passes on the new pack", r.returncode == 0, why(r))
+            out = os.path.join(t.tmp, "unpacked-v1")
+            r = modelfs("unpack", v1, "-o", out)
+            try:
+                m = onnx.load(os.path.join(out, "linear.onnx"))
+                got = [numpy_helper.to_array(i) for i in m.graph.initializer
+                       if i.name == "fc.bias"][0]
+                t.check("pack: the new pack unpacks to the edited model",
+                        r.returncode == 0 and np.array_equal(got, b1), why(r))
+            except Exception as e:  # noqa: BLE001
+                t.not_ok("pack: the new pack unpacks to the edited model", e)
+    finally:
+        dm.stop()
     r = subprocess.run([MOUNT_MODELFS, orig, mnt, "-o", "commit_to=x{nope}.onnx"],
                        capture_output=True, text=True, timeout=60)
     if is_mounted(mnt):

@@ -245,9 +245,9 @@ static void any_source(void **state)
 	assert_int_equal(mfs_place_open_file(&s, packp, err, sizeof(err)), 0);
 	assert_int_equal(s->size, plen);
 	mfs_source_close(s);
-	assert_true(mfs_place_claimed_read_only(packp));
-	assert_true(mfs_place_claimed_read_only("http://127.0.0.1:1/x/model.onnx.mfs"));
-	assert_false(mfs_place_claimed_read_only(model));
+	assert_true(mfs_place_claimed_rewrites(packp));
+	assert_true(mfs_place_claimed_rewrites("http://127.0.0.1:1/x/model.onnx.mfs"));
+	assert_false(mfs_place_claimed_rewrites(model));
 	free(pb);
 	free(raw);
 }
