@@ -85,6 +85,14 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 			en->creatable = meta_creatable(fs, idx);
 		} else if (e->flags & MFS_TNF_TENSOR) {
 			en->creatable = mfs_txn_tensor_writable(fs->txn, dir_tensor(fs, idx));
+		} else if (e->u.dir.count && !fs->read_only) {
+			/* inputs/, outputs/, values/ of the main graph: mv renames. */
+			struct mfs_tnode cb;
+			uint32_t c = mfs_tree_child(g->tree, idx, 0);
+			uint64_t fid;
+			en->renames = mfs_tree_node(g->tree, c, &cb)->kind == MFS_TN_DIR &&
+			              mfs_tree_field(g->tree, c, &fid) && mfs_field_is_name(fid) &&
+			              mfs_txn_field_writable(fs->txn, fid);
 		}
 		return;
 	case MFS_TN_TENSOR:
@@ -613,7 +621,7 @@ int mfs_ent_stat(struct mfs_fs *fs, const struct mfs_ent *en, struct stat *st)
 	st->st_nlink = 1;
 	switch (en->role) {
 	case R_DIR:
-		st->st_mode = S_IFDIR | (en->creatable ? 0755 : 0555);
+		st->st_mode = S_IFDIR | (en->creatable || en->renames ? 0755 : 0555);
 		st->st_nlink = 2 + dir_subdirs(en);
 		break;
 	case R_CTL_DIR:

@@ -192,6 +192,10 @@ struct mfs_gen {
 	uint32_t types_dir;             /* tree index of meta/types/, or NONE */
 	uint64_t txn_gen;               /* mfs_txn_generation() it was built at */
 	struct mfs_dot *dot;            /* meta/graph.dot of desc.graph, or NULL */
+	struct mfs_rename *ren;         /* the staged value renames desc.graph shows */
+	size_t n_ren;
+	void **blocks;                  /* the renamed copy of the graph (gen.c) */
+	size_t n_blocks, cap_blocks;
 };
 
 struct mfs_inval;
@@ -360,6 +364,8 @@ struct mfs_ent {
 	uint64_t field;                 /* R_FIELD: its id */
 	bool writable;                  /* files: content may be written */
 	bool creatable;                 /* directories: files may be created in it */
+	bool renames;                   /* directories: its children are values that
+	                                 * mv renames (inputs/, outputs/, values/) */
 	bool props;                     /* R_DIR: meta/props/ */
 	char name[MFS_NAME_MAX + 1];    /* R_META, R_PROP, R_PTYPE: the component */
 };

@@ -20,12 +20,113 @@
 
 #include "fs.h"
 
+/*
+ * Staged value renames (`mv inputs/x inputs/images`): the generation's
+ * description is the txn's with the main graph replaced by a copy in which
+ * every use of a renamed name shows the new one (graph inputs, outputs,
+ * value_info, node inputs and outputs, and the subgraphs under it, which
+ * refer to outer values by name), so the tree, the node `inputs` files and
+ * graph.dot show the staged names at once.  Only the arrays that hold
+ * names are copied; strings and tensors are the txn's.  Initializers keep
+ * their paths (a tensor's rename is not offered on the mount).
+ */
+static void *gen_alloc(struct mfs_gen *g, size_t n, size_t size)
+{
+	if (g->n_blocks == g->cap_blocks) {
+		size_t cap = g->cap_blocks ? g->cap_blocks * 2 : 16;
+		void **b = reallocarray(g->blocks, cap, sizeof(*b));
+		if (!b)
+			return NULL;
+		g->blocks = b;
+		g->cap_blocks = cap;
+	}
+	void *p = calloc(n ? n : 1, size);
+	if (p)
+		g->blocks[g->n_blocks++] = p;
+	return p;
+}
+
+static char *ren_map(const struct mfs_gen *g, char *s)
+{
+	for (size_t i = 0; s && i < g->n_ren; i++)
+		if (!strcmp(g->ren[i].from, s))
+			return g->ren[i].to;
+	return s;
+}
+
+static struct mfs_value *values_copy(struct mfs_gen *g, const struct mfs_value *v, size_t n)
+{
+	struct mfs_value *c = gen_alloc(g, n, sizeof(*c));
+	for (size_t i = 0; c && i < n; i++) {
+		c[i] = v[i];
+		c[i].name = ren_map(g, v[i].name);
+	}
+	return c;
+}
+
+static char **names_copy(struct mfs_gen *g, char *const *s, size_t n)
+{
+	char **c = gen_alloc(g, n, sizeof(*c));
+	for (size_t i = 0; c && i < n; i++)
+		c[i] = ren_map(g, s[i]);
+	return c;
+}
+
+static struct mfs_graph *graph_copy(struct mfs_gen *g, const struct mfs_graph *src)
+{
+	struct mfs_graph *c = gen_alloc(g, 1, sizeof(*c));
+	if (!c)
+		return NULL;
+	*c = *src;
+	c->inputs = values_copy(g, src->inputs, src->n_inputs);
+	c->outputs = values_copy(g, src->outputs, src->n_outputs);
+	c->values = values_copy(g, src->values, src->n_values);
+	c->nodes = gen_alloc(g, src->n_nodes, sizeof(*c->nodes));
+	if (!c->inputs || !c->outputs || !c->values || !c->nodes)
+		return NULL;
+	for (size_t i = 0; i < src->n_nodes; i++) {
+		struct mfs_node *nd = &c->nodes[i];
+		*nd = src->nodes[i];
+		nd->inputs = names_copy(g, nd->inputs, nd->n_inputs);
+		nd->outputs = names_copy(g, nd->outputs, nd->n_outputs);
+		if (!nd->inputs || !nd->outputs)
+			return NULL;
+		bool sub = false;
+		for (size_t a = 0; a < nd->n_attrs; a++)
+			sub |= nd->attrs[a].n_graphs != 0;
+		if (!sub)
+			continue;
+		struct mfs_attr *at = gen_alloc(g, nd->n_attrs, sizeof(*at));
+		if (!at)
+			return NULL;
+		for (size_t a = 0; a < nd->n_attrs; a++) {
+			at[a] = nd->attrs[a];
+			if (!at[a].n_graphs)
+				continue;
+			at[a].graphs = gen_alloc(g, at[a].n_graphs, sizeof(*at[a].graphs));
+			if (!at[a].graphs)
+				return NULL;
+			for (size_t k = 0; k < at[a].n_graphs; k++) {
+				const struct mfs_graph *s = nd->attrs[a].graphs[k];
+				if (s && !(at[a].graphs[k] = graph_copy(g, s)))
+					return NULL;
+			}
+		}
+		nd->attrs = at;
+	}
+	return c;
+}
+
 static void gen_free(struct mfs_gen *g)
 {
 	if (!g)
 		return;
 	mfs_tree_destroy(g->tree);
 	mfs_dot_destroy(g->dot);
+	for (size_t i = 0; i < g->n_blocks; i++)
+		free(g->blocks[i]);
+	free(g->blocks);
+	mfs_txn_renames_free(g->ren, g->n_ren);
 	mfs_txn_props_free(g->props, g->desc.n_props);
 	free(g);
 }
@@ -49,6 +150,13 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 	}
 	g->desc.props = g->props;
 	g->desc.n_props = n;
+	if ((rc = mfs_txn_renames(&g->ren, &g->n_ren, fs->txn)) < 0)
+		goto out;
+	if (g->n_ren && g->desc.graph && (g->desc.flags & MFS_DESC_GRAPH) &&
+	    !(g->desc.graph = graph_copy(g, g->desc.graph))) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	rc = mfs_tree_build(&g->tree, &g->desc);
 	if (rc < 0)
 		goto out;

@@ -371,13 +371,65 @@ static int scratch_over(struct mfs_fs *fs, const struct mfs_ent *src, const stru
 }
 
 /*
+ * A value's directory (inputs/<x>, outputs/<y>, values/<v> of the main
+ * graph: a *_NAME field in the tree) renamed within its directory: the
+ * value is renamed (staged in the txn, which refuses a name in use with
+ * EEXIST and a name the format cannot take with EINVAL, the reason in
+ * status), and the rebuilt tree shows the new name everywhere it is used.
+ * slock held, fs->lock shared on entry and released here.
+ */
+static int value_rename(struct mfs_fs *fs, const struct mfs_ent *pd, const struct mfs_ent *qd,
+                        uint64_t fid, const char *name, size_t len, const char *newname,
+                        size_t nlen, bool have_dst)
+{
+	char raw[MFS_NAME_MAX + 1];
+	size_t rl = 0;
+	char *text = NULL, *orig = NULL;
+	int rc = 0;
+	const char *from = mfs_desc_field_name(mfs_txn_desc(fs->txn), fid);
+	if (fs->read_only)
+		rc = -EROFS;
+	else if (qd->ino != pd->ino || !from)
+		rc = -EPERM;            /* a value stays in its own directory */
+	else if (have_dst)
+		rc = -EEXIST;
+	else if (!mfs_txn_field_writable(fs->txn, fid))
+		rc = -EPERM;
+	else if (mfs_name_decode(raw, &rl, newname, nlen) < 0 || !rl)
+		rc = -EINVAL;           /* no name the tree could show (or a cut one) */
+	size_t tl = rc ? 0 : mfs_text_escape(NULL, 0, raw, rl);
+	size_t ol = rc ? 0 : mfs_text_escape(NULL, 0, from, strlen(from));
+	if (rc == 0 && (!(text = malloc(tl + 1)) || !(orig = malloc(ol + 1))))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		mfs_text_escape(text, tl + 1, raw, rl);
+		mfs_text_escape(orig, ol + 1, from, strlen(from));
+	}
+	pthread_rwlock_unlock(&fs->lock);
+	if (rc == 0)
+		rc = mfs_txn_field_set(fs->txn, fid, orig, ol, text, tl);
+	if (rc == 0) {
+		struct mfs_itab_move mv = {qd->ino, name, len, newname, nlen};
+		struct mfs_skip sk = {.parent = qd->ino, .a = name, .a_len = len, .b = newname,
+		                      .b_len = nlen};
+		mfs_fs_sync_tree(fs, &mv, &sk);
+		mfs_fs_root_changed(fs, NULL, 0, 0);    /* slock held */
+	}
+	free(text);
+	free(orig);
+	return rc;
+}
+
+/*
  * rename - within what the model allows:
  *   a scratch file onto `data`, dtype, shape, a writable meta file or a
  *   prop: staged as that entry's content; onto an unchanged read-only
  *   entry: accepted, nothing changes; onto another scratch file or a new
  *   name in a writable directory: renamed; onto a new name in meta/props/
  *   not starting with '.': a new prop;
- *   a prop onto another name in meta/props/: the prop is renamed.
+ *   a prop onto another name in meta/props/: the prop is renamed;
+ *   a value's directory (inputs/, outputs/, values/) onto a new name in
+ *   the same directory: the value is renamed wherever it is used.
  * Anything else is EPERM (the model's entries stay where they are) or
  * EACCES (a read-only target).  RENAME_EXCHANGE is EINVAL.
  */
@@ -470,6 +522,12 @@ int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t
 		goto out_locked;
 	}
 
+	uint64_t fid;
+	if (src.role == R_DIR && mfs_tree_field(fs->gen->tree, src.idx, &fid) &&
+	    mfs_field_is_name(fid)) {
+		rc = value_rename(fs, &pd, &qd, fid, name, len, newname, nlen, have_dst);
+		goto out;
+	}
 	if (src.role != R_PROP || !src.writable) {
 		rc = -EPERM;
 		goto out_locked;

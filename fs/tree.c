@@ -921,10 +921,12 @@ static void sparse_contents(struct build *b, uint32_t dir, const struct mfs_spar
  * inputs and outputs), or 0.
  */
 static void value_dir(struct build *b, uint32_t parent, const struct mfs_value *v, size_t i,
-                      unsigned dt_kind, unsigned sh_kind)
+                      unsigned dt_kind, unsigned sh_kind, unsigned nm_kind)
 {
 	const char *name = v->name ? v->name : "";
 	uint32_t d = add_named(b, parent, name, strlen(name), MFS_TN_DIR, 0);
+	if (nm_kind && i <= MFS_FIELD_I_MAX)
+		note_field(b, d, MFS_FIELD_ID(nm_kind, i, 0));  /* mv renames the value */
 	uint32_t e = line_fixed(b, d, "dtype", v->dtype, 0);
 	if (dt_kind && i <= MFS_FIELD_I_MAX)
 		note_field(b, e, MFS_FIELD_ID(dt_kind, i, 0));
@@ -940,11 +942,11 @@ static void value_dir(struct build *b, uint32_t parent, const struct mfs_value *
 }
 
 static void value_dirs(struct build *b, uint32_t dir, const struct mfs_value *v, size_t n,
-                       const bool *skip, unsigned dt_kind, unsigned sh_kind)
+                       const bool *skip, unsigned dt_kind, unsigned sh_kind, unsigned nm_kind)
 {
 	for (size_t i = 0; i < n && !b->err; i++)
 		if (!(skip && skip[i]))
-			value_dir(b, dir, &v[i], i, dt_kind, sh_kind);
+			value_dir(b, dir, &v[i], i, dt_kind, sh_kind, nm_kind);
 }
 
 /* "0/", "1/", ... for TENSORS, GRAPHS and SPARSE_TENSORS attributes. */
@@ -1165,12 +1167,14 @@ static void graph_dirs(struct build *b, uint32_t dir, const struct mfs_graph *g)
 	bool main = g == b->d->graph && (b->d->flags & MFS_DESC_GRAPH);
 	uint32_t d = dir_get(b, dir, "inputs", 6, true);
 	value_dirs(b, d, g->inputs, g->n_inputs, g->input_is_init,
-	           main ? MFS_FIELD_INPUT_DTYPE : 0, main ? MFS_FIELD_INPUT_SHAPE : 0);
+	           main ? MFS_FIELD_INPUT_DTYPE : 0, main ? MFS_FIELD_INPUT_SHAPE : 0,
+	           main ? MFS_FIELD_INPUT_NAME : 0);
 	d = dir_get(b, dir, "outputs", 7, true);
 	value_dirs(b, d, g->outputs, g->n_outputs, NULL,
-	           main ? MFS_FIELD_OUTPUT_DTYPE : 0, main ? MFS_FIELD_OUTPUT_SHAPE : 0);
+	           main ? MFS_FIELD_OUTPUT_DTYPE : 0, main ? MFS_FIELD_OUTPUT_SHAPE : 0,
+	           main ? MFS_FIELD_OUTPUT_NAME : 0);
 	d = dir_get(b, dir, "values", 6, true);
-	value_dirs(b, d, g->values, g->n_values, NULL, 0, 0);
+	value_dirs(b, d, g->values, g->n_values, NULL, 0, 0, main ? MFS_FIELD_VALUE_NAME : 0);
 	d = dir_get(b, dir, "nodes", 5, true);
 	node_dirs(b, d, g->nodes, g->n_nodes);
 	d = dir_get(b, dir, "weights", 7, true);

@@ -116,6 +116,9 @@ bool mfs_onnx_field_writable(const struct mfs_model *m, uint64_t id);
 int mfs_onnx_field_check(const struct mfs_model *m, uint64_t id, const char *text, size_t len,
                          char *msg, size_t msglen);
 const struct mfs_attr *mfs_onnx_field_attr(const struct mfs_model *m, uint64_t id);
+/* Does a subgraph under `g` (If/Loop/Scan bodies, at any depth) define
+ * `name`: as its input, initializer or a node's output? */
+bool mfs_onnx_subgraph_defines(const struct mfs_graph *g, const char *name);
 /* The main-graph initializer a TENSOR_NAME field renames, or NULL. */
 const struct mfs_tensor *mfs_onnx_field_init(const struct mfs_model *m, uint64_t id);
 int mfs_onnx_attr_encode(const struct mfs_attr *at, const char *text, size_t len,

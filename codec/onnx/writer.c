@@ -941,48 +941,128 @@ static bool name_taken(const struct mfs_graph *g, const char *s)
 	for (size_t i = 0; i < g->n_inits; i++)
 		if (!strcmp(g->inits[i]->name, s))
 			return true;
-	for (size_t i = 0; i < g->n_nodes; i++)
+	for (size_t i = 0; i < g->n_nodes; i++) {
 		for (size_t k = 0; k < g->nodes[i].n_outputs; k++)
 			if (!strcmp(g->nodes[i].outputs[k], s))
 				return true;
-	return false;
+		for (size_t k = 0; k < g->nodes[i].n_inputs; k++)
+			if (!strcmp(g->nodes[i].inputs[k], s))
+				return true;
+	}
+	return mfs_onnx_subgraph_defines(g, s);
 }
 
-/*
- * Rename initializer `t` of the main graph to the decoded `nn`: its own
- * name field, every node input and output of that name in the main graph
- * and the subgraphs under it (which capture outer values by name; a
- * subgraph that defines the same name itself is not told apart), and every
- * graph input, output and value_info entry of that name.  Functions have
- * their own scopes and are left alone.
- */
-static int rename_init(struct ctx *c, const struct mfs_tensor *t, const char *nn, size_t nl,
-                       const struct mfs_edit_set *e)
+/* One value rename: the model's name and the decoded new one. */
+struct ren {
+	const char *old;
+	size_t ol;
+	char *nn;
+	size_t nl;
+	const struct mfs_tensor *init;  /* the main-graph initializer of the name, or NULL */
+};
+
+/* Does a graph input or output of name `old` have a staged type or doc edit? */
+static bool value_edited(const struct ctx *c, const struct mfs_edit_set *e, const char *old)
 {
-	const struct mfs_onnx_layout *l = c->l;
 	const struct mfs_graph *g = c->m->desc.graph;
-	const char *old = t->name;
-	size_t ol = strlen(old);
-	if (memchr(nn, '\0', nl) || name_taken(g, nn))
-		return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
-		                "tensor '%.200s': the new name '%.200s' is already a value of the graph "
-		                "(or holds a NUL byte)", old, nn);
-	for (size_t i = 0; i < e->n_fields; i++) {
-		const struct mfs_field_edit *o = &e->fields[i];
-		if (MFS_FIELD_KIND(o->id) == MFS_FIELD_TENSOR_NAME &&
-		    c->m->desc.tensors[MFS_FIELD_I(o->id)] != t && o->len == nl &&
-		    !memcmp(o->text, nn, nl))
-			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
-			                "two tensors would be named '%.200s'", nn);
-	}
+	for (size_t i = 0; i < g->n_inputs; i++)
+		if (g->inputs[i].name && !strcmp(g->inputs[i].name, old) &&
+		    (find_field(e, MFS_FIELD_ID(MFS_FIELD_INPUT_SHAPE, i, 0)) ||
+		     find_field(e, MFS_FIELD_ID(MFS_FIELD_INPUT_DTYPE, i, 0)) ||
+		     find_field(e, MFS_FIELD_ID(MFS_FIELD_INPUT_DOC, i, 0))))
+			return true;
 	for (size_t i = 0; i < g->n_outputs; i++)
 		if (g->outputs[i].name && !strcmp(g->outputs[i].name, old) &&
 		    (find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_SHAPE, i, 0)) ||
 		     find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_DTYPE, i, 0)) ||
 		     find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_DOC, i, 0))))
-			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
-			                "tensor '%.200s': rename it and edit the graph output of "
-			                "its name in two commits", old);
+			return true;
+	return false;
+}
+
+/* The staged renames of `e`, checked, into *out (n of them). */
+static int renames_collect(struct ctx *c, const struct mfs_edit_set *e, struct ren **out,
+                           size_t *n)
+{
+	const struct mfs_graph *g = c->m->desc.graph;
+	const char *file = c->m->desc.files[0].path;
+	struct ren *r = calloc(e->n_fields ? e->n_fields : 1, sizeof(*r));
+	size_t k = 0;
+	int rc = 0;
+	*out = r;
+	*n = 0;
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < e->n_fields && rc == 0; i++) {
+		const struct mfs_field_edit *fe = &e->fields[i];
+		if (!mfs_field_is_name(fe->id))
+			continue;
+		struct ren *x = &r[k];
+		x->old = mfs_desc_field_name(&c->m->desc, fe->id);
+		if (!x->old || !(x->nn = malloc(fe->len + 1))) {
+			rc = x->old ? -ENOMEM : fail(c, -EACCES, "%s", "a staged rename names no value");
+			break;
+		}
+		k++;
+		x->ol = strlen(x->old);
+		x->nl = mfs_text_unescape(x->nn, fe->text, fe->len);
+		x->nn[x->nl] = '\0';
+		if (MFS_FIELD_KIND(fe->id) == MFS_FIELD_TENSOR_NAME)
+			x->init = mfs_onnx_field_init(c->m, fe->id);
+		for (size_t j = 0; j < g->n_inits && !x->init; j++)
+			if (!strcmp(g->inits[j]->name, x->old))
+				x->init = g->inits[j];
+		if (!x->nl || memchr(x->nn, '\0', x->nl))
+			rc = mfs_errf(c->err, c->errlen, -EINVAL, file, "value '%.200s': a new name "
+			              "is not empty and holds no NUL byte", x->old);
+		else if (name_taken(g, x->nn))
+			rc = mfs_errf(c->err, c->errlen, -EINVAL, file, "value '%.200s': the new "
+			              "name '%.200s' is already a value of the graph", x->old, x->nn);
+		else if (value_edited(c, e, x->old))
+			rc = mfs_errf(c->err, c->errlen, -EINVAL, file, "value '%.200s': rename it and "
+			              "edit its graph input or output in two commits", x->old);
+		for (size_t j = 0; j + 1 < k && rc == 0; j++) {
+			if (!strcmp(r[j].nn, x->nn))
+				rc = mfs_errf(c->err, c->errlen, -EINVAL, file,
+				              "two values would be named '%.200s'", x->nn);
+			else if (!strcmp(r[j].old, x->old))
+				rc = mfs_errf(c->err, c->errlen, -EINVAL, file,
+				              "value '%.200s' is renamed twice", x->old);
+		}
+	}
+	*n = k;
+	return rc;
+}
+
+/* Which rename the string field f is the old name of, or -1. */
+static int field_ren(struct ctx *c, struct mfs_wire_src *src, const struct mfs_wire_field *f,
+                     const struct ren *r, size_t n, int *out)
+{
+	*out = -1;
+	for (size_t i = 0; i < n; i++) {
+		bool hit;
+		int rc = field_is(c, src, f, r[i].old, r[i].ol, &hit);
+		if (rc || hit) {
+			*out = hit ? (int)i : -1;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Rename the values of `r` (n of them) everywhere: every node input and
+ * output of an old name in the main graph and the subgraphs under it
+ * (which capture outer values by name; a subgraph defining the new name
+ * was refused, one defining the old name is renamed with it, which keeps
+ * its meaning), every graph input, output and value_info entry of that
+ * name, and an initializer's own name field.  Functions have their own
+ * scopes and are left alone.  Only the string fields change: each is one
+ * op, so only the messages on the path from it to the root are re-encoded.
+ */
+static int rename_values(struct ctx *c, const struct ren *r, size_t n)
+{
+	const struct mfs_onnx_layout *l = c->l;
 	uint8_t *kind = calloc(l->n_msgs ? l->n_msgs : 1, 1);
 	if (!kind)
 		return -ENOMEM;
@@ -1015,21 +1095,21 @@ static int rename_init(struct ctx *c, const struct mfs_tensor *t, const char *nn
 				break;
 			}
 			pos = f.end;
-			bool hit = false;
+			int hit = -1;
 			if (kind[k] == MK_NODE && (f.num == 1 || f.num == 2)) {
-				if ((rc = field_is(c, &src, &f, old, ol, &hit)) || !hit)
+				if ((rc = field_ren(c, &src, &f, r, n, &hit)) || hit < 0)
 					continue;
 				struct op *o = op_new(c, (int32_t)k, f.start, f.end, f.num);
 				if (!o) {
 					rc = -ENOMEM;
 					break;
 				}
-				mfs_splice_bytes(&o->body, hdr, put_len_key(hdr, f.num, nl));
-				mfs_splice_bytes(&o->body, nn, nl);
+				mfs_splice_bytes(&o->body, hdr, put_len_key(hdr, f.num, r[hit].nl));
+				mfs_splice_bytes(&o->body, r[hit].nn, r[hit].nl);
 				rc = o->body.err;
 			} else if (kind[k] == MK_GRAPH && f.num >= 11 && f.num <= 13 && f.wt == 2) {
 				/* The value's name: its field 1. */
-				for (uint64_t q = f.val; q < f.end && rc == 0 && !hit;) {
+				for (uint64_t q = f.val; q < f.end && rc == 0 && hit < 0;) {
 					struct mfs_wire_field nf;
 					er = mfs_wire_next(&src, q, f.end, &nf);
 					if (er) {
@@ -1038,24 +1118,39 @@ static int rename_init(struct ctx *c, const struct mfs_tensor *t, const char *nn
 					}
 					q = nf.end;
 					if (nf.num == 1)
-						rc = field_is(c, &src, &nf, old, ol, &hit);
+						rc = field_ren(c, &src, &nf, r, n, &hit);
 				}
-				if (rc == 0 && hit)
-					rc = rename_value(c, &src, (int32_t)k, &f, nn, nl);
+				if (rc == 0 && hit >= 0)
+					rc = rename_value(c, &src, (int32_t)k, &f, r[hit].nn, r[hit].nl);
 			}
 		}
 	}
 	free(kind);
-	if (rc)
-		return rc;
-	/* The initializer's own name field (8). */
-	int32_t tm = (int32_t)l->tspans[t->id].msg;
-	struct mfs_buf body = {0};
-	mfs_buf_add(&body, hdr, put_len_key(hdr, 8, nl));
-	mfs_buf_add(&body, nn, nl);
-	rc = body.oom ? -ENOMEM : replace_fields(c, tm, l->msgs[tm].val, l->msgs[tm].end, 8, true,
-	                                         &body);
-	free(body.p);
+	/* Each initializer's own name field (8). */
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!r[i].init)
+			continue;
+		int32_t tm = (int32_t)l->tspans[r[i].init->id].msg;
+		struct mfs_buf body = {0};
+		mfs_buf_add(&body, hdr, put_len_key(hdr, 8, r[i].nl));
+		mfs_buf_add(&body, r[i].nn, r[i].nl);
+		rc = body.oom ? -ENOMEM : replace_fields(c, tm, l->msgs[tm].val, l->msgs[tm].end, 8,
+		                                         true, &body);
+		free(body.p);
+	}
+	return rc;
+}
+
+static int rename_ops(struct ctx *c, const struct mfs_edit_set *e)
+{
+	struct ren *r = NULL;
+	size_t n = 0;
+	int rc = renames_collect(c, e, &r, &n);
+	if (rc == 0 && n)
+		rc = rename_values(c, r, n);
+	for (size_t i = 0; i < n; i++)
+		free(r[i].nn);
+	free(r);
 	return rc;
 }
 
@@ -1091,19 +1186,11 @@ static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
 				rc = replace_node_string(c, nm, 3, fe->text, fe->len, &body);
 			break;
 		}
-		case MFS_FIELD_TENSOR_NAME: {
-			const struct mfs_tensor *t = mfs_onnx_field_init(c->m, fe->id);
-			char *v = malloc(fe->len + 1);
-			if (!v) {
-				rc = -ENOMEM;
-				break;
-			}
-			size_t vl = mfs_text_unescape(v, fe->text, fe->len);
-			v[vl] = '\0';
-			rc = rename_init(c, t, v, vl, e);
-			free(v);
-			break;
-		}
+		case MFS_FIELD_TENSOR_NAME:
+		case MFS_FIELD_INPUT_NAME:
+		case MFS_FIELD_OUTPUT_NAME:
+		case MFS_FIELD_VALUE_NAME:
+			break;          /* all renames at once: rename_ops() */
 		case MFS_FIELD_NODE_DOC: {
 			if ((rc = node_msg(c, &nodes, i, &nm)) == 0)
 				rc = replace_node_string(c, nm, 6, fe->text, fe->len, &body);
@@ -1266,6 +1353,8 @@ int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
 		rc = prop_ops(c, e);
 	if (rc == 0 && e->n_fields)
 		rc = field_ops(c, e);
+	if (rc == 0 && e->n_fields)
+		rc = rename_ops(c, e);
 	if (rc == 0)
 		rc = build_items(c);
 	size_t i = 0;

@@ -219,6 +219,21 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
                       const char *text, size_t len);
 
 /*
+ * Staged value renames (model.h, mfs_field_is_name): the model's name
+ * `from` and the staged `to` (bytes, decoded), field `id`; the tree shows
+ * the renamed graph.  *out is yours to free with mfs_txn_renames_free().
+ * A new name of a rename must be no name of the model's main graph and no
+ * other rename's (mfs_txn_field_set fails with -EEXIST).
+ */
+struct mfs_rename {
+	uint64_t id;
+	char *from;
+	char *to;
+};
+int mfs_txn_renames(struct mfs_rename **out, size_t *n, mfs_txn *t);
+void mfs_txn_renames_free(struct mfs_rename *r, size_t n);
+
+/*
  * Props (ONNX metadata_props, safetensors __metadata__): the effective list,
  * in order (existing keys in file order, new ones appended).  *out is an
  * array of `struct mfs_meta` (name = key, value without '\n') that is yours
