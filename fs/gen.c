@@ -28,7 +28,8 @@
  * refer to outer values by name), so the tree, the node `inputs` files and
  * graph.dot show the staged names at once.  Only the arrays that hold
  * names are copied; strings and tensors are the txn's.  Initializers keep
- * their paths (a tensor's rename is not offered on the mount).
+ * their paths (a tensor's rename is not offered on the mount); those
+ * staged for deletion (`rm -r`) are left out of the tree.
  */
 static void *gen_alloc(struct mfs_gen *g, size_t n, size_t size)
 {
@@ -49,7 +50,7 @@ static void *gen_alloc(struct mfs_gen *g, size_t n, size_t size)
 static char *ren_map(const struct mfs_gen *g, char *s)
 {
 	for (size_t i = 0; s && i < g->n_ren; i++)
-		if (!strcmp(g->ren[i].from, s))
+		if (g->ren[i].to && !strcmp(g->ren[i].from, s))
 			return g->ren[i].to;
 	return s;
 }
@@ -157,7 +158,18 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = mfs_tree_build(&g->tree, &g->desc);
+	/* Tensors staged for deletion (`to` NULL), ascending ids as the
+	 * renames come (ascending field ids, one kind). */
+	uint64_t *hide = gen_alloc(g, g->n_ren, sizeof(*hide));
+	size_t n_hide = 0;
+	if (!hide) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < g->n_ren; i++)
+		if (!g->ren[i].to)
+			hide[n_hide++] = MFS_FIELD_I(g->ren[i].id);
+	rc = mfs_tree_build_hiding(&g->tree, &g->desc, hide, n_hide);
 	if (rc < 0)
 		goto out;
 	if (g->desc.graph && (g->desc.flags & MFS_DESC_GRAPH) &&
@@ -173,8 +185,11 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 	 */
 	malloc_trim(0);
 #endif
-	g->meta_dir = g->props_dir = g->types_dir = NONE;
+	g->meta_dir = g->props_dir = g->types_dir = g->weights_dir = NONE;
 	uint32_t i;
+	if ((g->desc.flags & MFS_DESC_GRAPH) &&
+	    mfs_tree_lookup(g->tree, MFS_TREE_ROOT, "weights", 7, &i) == 0)
+		g->weights_dir = i;
 	if (mfs_tree_lookup(g->tree, MFS_TREE_ROOT, "meta", 4, &i) == 0) {
 		g->meta_dir = i;
 		if (mfs_tree_lookup(g->tree, g->meta_dir, "props", 5, &i) == 0)

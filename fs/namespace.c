@@ -98,6 +98,62 @@ int mfs_ns_make_file(struct mfs_fs *fs, uint64_t parent, const char *name, mode_
 	return rc;
 }
 
+/* Is the tensor of directory `dir` one the format lets rmdir delete? */
+static bool tensor_deletable(struct mfs_fs *fs, uint32_t dir)
+{
+	const struct mfs_tensor *t = mfs_ent_dir_tensor(fs, dir);
+	return t && t->id <= MFS_FIELD_I_MAX &&
+	       mfs_txn_field_writable(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0));
+}
+
+/*
+ * rmdir - of a tensor's directory (weights/<path>/, main graph): stages the
+ * tensor's deletion (the format refuses one a node reads or a graph output
+ * with EBUSY, the reason in status), and the rebuilt tree no longer shows
+ * it, nor its npy/ view; the directories on its way stay until the commit,
+ * and rmdir of such an empty one succeeds without staging anything.  A
+ * directory with entries is ENOTEMPTY; the model's other directories EPERM.
+ */
+int mfs_ns_rmdir(struct mfs_fs *fs, uint64_t parent, const char *name)
+{
+	struct mfs_ent dir, en;
+	uint64_t ino;
+	size_t len = strlen(name);
+	pthread_mutex_lock(&fs->slock);
+	pthread_rwlock_rdlock(&fs->lock);
+	int rc = mfs_ent_dir_resolve(fs, parent, &dir);
+	if (rc == 0)
+		rc = mfs_ent_child(fs, &dir, name, len, &ino);
+	if (rc == 0)
+		rc = mfs_ent_resolve(fs, ino, &en);
+	if (rc == 0 && (en.role != R_DIR || !en.e))
+		rc = en.role == R_CTL_DIR ? -EPERM : -ENOTDIR;
+	const struct mfs_tensor *t = NULL;
+	if (rc == 0 && (en.e->flags & MFS_TNF_TENSOR)) {
+		t = mfs_ent_dir_tensor(fs, en.idx);
+		if (fs->read_only)
+			rc = -EROFS;
+		else if (!en.renames || !tensor_deletable(fs, en.idx))
+			rc = -EPERM;
+	} else if (rc == 0) {
+		/* A directory on the way to deleted tensors, emptied: it goes
+		 * at the commit. */
+		rc = !en.renames ? -EPERM : en.e->u.dir.count ? -ENOTEMPTY : 0;
+	}
+	pthread_rwlock_unlock(&fs->lock);
+	if (rc == 0 && t) {
+		rc = mfs_txn_field_set(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0),
+		                       "", 0, "1", 1);
+		struct mfs_skip sk = {.parent = dir.ino, .a = name, .a_len = len};
+		if (rc == 0) {
+			mfs_fs_sync_tree(fs, NULL, &sk);
+			mfs_fs_root_changed(fs, NULL, 0, 0);    /* slock held */
+		}
+	}
+	pthread_mutex_unlock(&fs->slock);
+	return rc;
+}
+
 /*
  * unlink - a prop (unstaged or removed) or a scratch file (gone with its
  * last reference: an open descriptor keeps reading and writing it).  Entries
@@ -116,9 +172,22 @@ int mfs_ns_unlink(struct mfs_fs *fs, uint64_t parent, const char *name)
 		rc = mfs_ent_child(fs, &dir, name, len, &ino);
 	if (rc == 0)
 		rc = mfs_ent_resolve(fs, ino, &en);
-	if (rc == 0 && en.role == R_PROP && en.writable)
+	if (rc == 0 && en.role == R_PROP && en.writable) {
 		rc = mfs_ent_prop_key(fs, name, len, &key);
-	else if (rc == 0 && en.role != R_SCRATCH)
+	} else if (rc == 0 && en.role != R_SCRATCH && dir.e && en.e &&
+	           (dir.e->flags & MFS_TNF_TENSOR) && (en.e->flags & MFS_TNF_OWN) &&
+	           tensor_deletable(fs, dir.idx)) {
+		/* `rm -r` of a tensor directory unlinks its own files first: that
+		 * succeeds, staging nothing, when the tensor could be deleted (the
+		 * rmdir deletes it), and fails as that rmdir would (EBUSY while a
+		 * node reads it, the reason in status). */
+		const struct mfs_tensor *t = mfs_ent_dir_tensor(fs, dir.idx);
+		pthread_rwlock_unlock(&fs->lock);
+		rc = mfs_txn_field_check(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0),
+		                         "1", 1);
+		pthread_mutex_unlock(&fs->slock);
+		return rc;
+	} else if (rc == 0 && en.role != R_SCRATCH)
 		rc = en.role == R_DIR || en.role == R_CTL_DIR ? -EISDIR : -EPERM;
 	pthread_rwlock_unlock(&fs->lock);
 	if (rc == 0 && en.role == R_SCRATCH) {

@@ -425,7 +425,22 @@ struct build {
 	int err;                /* first failure; then everything is a no-op */
 	struct wseg wcache[WCACHE_DEPTH];
 	size_t wcache_n;
+	const uint64_t *hidden; /* ids of tensors not shown, ascending */
+	size_t n_hidden;
 };
+
+static bool hidden(const struct build *b, uint64_t id)
+{
+	size_t lo = 0, hi = b->n_hidden;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (b->hidden[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < b->n_hidden && b->hidden[lo] == id;
+}
 
 static uint32_t slot_of(const struct mfs_tree *t, uint32_t parent, const char *name, size_t len)
 {
@@ -1149,7 +1164,31 @@ static void weights_contents(struct build *b, uint32_t dir, const struct mfs_gra
 {
 	for (size_t i = 0; i < g->n_inits && !b->err; i++) {
 		const struct mfs_tensor *t = g->inits[i];
-		uint32_t d = weight_dir(b, dir, t->name ? t->name : "", tensor_own);
+		const char *name = t->name ? t->name : "";
+		if (hidden(b, t->id)) {
+			/* A deleted tensor: the directories on its way stay (empty
+			 * until the commit), so that `rm -r weights/a/` finds the
+			 * `a/` it removes after its tensors. */
+			size_t n = strlen(name);
+			while (n && (name[n - 1] == '.' || name[n - 1] == '/'))
+				n--;
+			while (n && name[n - 1] != '.' && name[n - 1] != '/')
+				n--;
+			if (n) {
+				char *pre = strndup(name, n);
+				if (!pre) {
+					set_err(b, -ENOMEM);
+					return;
+				}
+				/* Segments point into the name: keep the copy with the tree. */
+				const char *kept = keep(b, pre, n + 1);  /* with its NUL */
+				free(pre);
+				if (kept)
+					weight_dir(b, dir, kept, tensor_own);
+			}
+			continue;
+		}
+		uint32_t d = weight_dir(b, dir, name, tensor_own);
 		tensor_contents(b, d, t);
 	}
 	for (size_t i = 0; i < g->n_sparse_inits && !b->err; i++) {
@@ -1642,8 +1681,14 @@ static uint64_t random_seed(void)
 
 int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc)
 {
+	return mfs_tree_build_hiding(out, desc, NULL, 0);
+}
+
+int mfs_tree_build_hiding(struct mfs_tree **out, const struct mfs_desc *desc,
+                          const uint64_t *hidden, size_t n_hidden)
+{
 	*out = NULL;
-	struct build b = {.d = desc};
+	struct build b = {.d = desc, .hidden = hidden, .n_hidden = n_hidden};
 	int rc;
 	b.t = calloc(1, sizeof(*b.t));
 	if (!b.t)

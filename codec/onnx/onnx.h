@@ -119,7 +119,10 @@ const struct mfs_attr *mfs_onnx_field_attr(const struct mfs_model *m, uint64_t i
 /* Does a subgraph under `g` (If/Loop/Scan bodies, at any depth) define
  * `name`: as its input, initializer or a node's output? */
 bool mfs_onnx_subgraph_defines(const struct mfs_graph *g, const char *name);
-/* The main-graph initializer a TENSOR_NAME field renames, or NULL. */
+/* 0 when no node under `g` (subgraphs included) reads `name` and no graph
+ * output of `g` is it; else -EBUSY and a line naming the first user. */
+int mfs_onnx_unused(const struct mfs_graph *g, const char *name, char *msg, size_t msglen);
+/* The main-graph initializer a TENSOR_NAME or TENSOR_DELETE field is about, or NULL. */
 const struct mfs_tensor *mfs_onnx_field_init(const struct mfs_model *m, uint64_t id);
 int mfs_onnx_attr_encode(const struct mfs_attr *at, const char *text, size_t len,
                          struct mfs_buf *out, char *msg, size_t msglen);

@@ -1141,6 +1141,80 @@ static int rename_values(struct ctx *c, const struct ren *r, size_t n)
 	return rc;
 }
 
+/* ---- deleting an initializer ---- */
+
+/* Is tensor `t` staged for deletion in `e`? */
+static bool deleted(const struct mfs_edit_set *e, const struct mfs_tensor *t)
+{
+	return find_field(e, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0)) != NULL;
+}
+
+/*
+ * Delete the initializers `e` stages for deletion: each TensorProto (main
+ * graph field 5) goes whole, and so do the graph inputs (11) and value_info
+ * entries (13) of its name.  A tensor still read by a node or listed as a
+ * graph output is refused (-EBUSY): the check made when it was staged is
+ * made again, since other edits of the commit count.
+ */
+static int delete_ops(struct ctx *c, const struct mfs_edit_set *e)
+{
+	const struct mfs_onnx_layout *l = c->l;
+	const struct mfs_graph *g = c->m->desc.graph;
+	const char *file = c->m->desc.files[0].path;
+	int rc = 0;
+	for (size_t i = 0; i < e->n_fields && rc == 0; i++) {
+		const struct mfs_field_edit *fe = &e->fields[i];
+		if (MFS_FIELD_KIND(fe->id) != MFS_FIELD_TENSOR_DELETE)
+			continue;
+		const struct mfs_tensor *t = mfs_onnx_field_init(c->m, fe->id);
+		char why[400];
+		if (!t)
+			return fail(c, -EACCES, "%s", "a staged deletion names no initializer");
+		if ((rc = mfs_onnx_unused(g, t->name, why, sizeof(why))) < 0)
+			return mfs_errf(c->err, c->errlen, rc, file, "%s", why);
+		for (size_t k = 0; k < e->n_fields; k++)
+			if (mfs_field_is_name(e->fields[k].id)) {
+				const char *old = mfs_desc_field_name(&c->m->desc, e->fields[k].id);
+				if (old && !strcmp(old, t->name))
+					return mfs_errf(c->err, c->errlen, -EINVAL, file, "tensor '%.200s' "
+					                "is both renamed and deleted", t->name);
+			}
+		int32_t tm = (int32_t)l->tspans[t->id].msg;
+		if ((rc = op_delete(c, l->msgs[tm].parent, l->msgs[tm].tag, l->msgs[tm].end, 5,
+		                    false)))
+			break;
+		struct mfs_wire_src src;
+		mfs_wire_src_file(&src, c->src, c->size, c->win);
+		const struct mfs_onnx_msg *gm = &l->msgs[l->graph_msg];
+		for (uint64_t pos = gm->val; pos < gm->end && rc == 0;) {
+			struct mfs_wire_field f;
+			enum mfs_wire_err er = mfs_wire_next(&src, pos, gm->end, &f);
+			if (er) {
+				rc = wire_err(c, er, "the graph");
+				break;
+			}
+			pos = f.end;
+			if ((f.num != 11 && f.num != 13) || f.wt != 2)
+				continue;
+			bool hit = false;
+			for (uint64_t q = f.val; q < f.end && rc == 0 && !hit;) {
+				struct mfs_wire_field nf;
+				er = mfs_wire_next(&src, q, f.end, &nf);
+				if (er) {
+					rc = wire_err(c, er, "a graph value");
+					break;
+				}
+				q = nf.end;
+				if (nf.num == 1)
+					rc = field_is(c, &src, &nf, t->name, strlen(t->name), &hit);
+			}
+			if (rc == 0 && hit)
+				rc = op_delete(c, l->graph_msg, f.start, f.end, f.num, false);
+		}
+	}
+	return rc;
+}
+
 static int rename_ops(struct ctx *c, const struct mfs_edit_set *e)
 {
 	struct ren *r = NULL;
@@ -1191,6 +1265,8 @@ static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
 		case MFS_FIELD_OUTPUT_NAME:
 		case MFS_FIELD_VALUE_NAME:
 			break;          /* all renames at once: rename_ops() */
+		case MFS_FIELD_TENSOR_DELETE:
+			break;          /* delete_ops() */
 		case MFS_FIELD_NODE_DOC: {
 			if ((rc = node_msg(c, &nodes, i, &nm)) == 0)
 				rc = replace_node_string(c, nm, 6, fe->text, fe->len, &body);
@@ -1345,8 +1421,10 @@ int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
 		rc = mfs_errf(err, errlen, -EINVAL, m->desc.files[0].path, "not an ONNX model");
 		goto out;
 	}
+	/* A tensor that goes needs none of its edits. */
 	for (size_t i = 0; i < e->n_tensors && rc == 0; i++)
-		rc = tensor_ops(c, &e->tensors[i]);
+		if (!deleted(e, e->tensors[i].t))
+			rc = tensor_ops(c, &e->tensors[i]);
 	if (rc == 0)
 		rc = meta_ops(c, e);
 	if (rc == 0 && e->props_changed)
@@ -1355,6 +1433,8 @@ int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
 		rc = field_ops(c, e);
 	if (rc == 0 && e->n_fields)
 		rc = rename_ops(c, e);
+	if (rc == 0 && e->n_fields)
+		rc = delete_ops(c, e);
 	if (rc == 0)
 		rc = build_items(c);
 	size_t i = 0;

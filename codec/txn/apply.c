@@ -74,6 +74,20 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id, c
 		id = *new_id;
 	else if (mfs_identity_at(&id, t->dirfd, t->name) < 0)
 		memset(&id, 0, sizeof(id));
+	/* Tensors this commit deleted (TENSOR_DELETE fields, ascending ids). */
+	size_t n_gone = 0;
+	for (size_t i = 0; i < t->n_fields; i++)
+		n_gone += MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_DELETE;
+	uint64_t *gone = n_gone ? malloc(n_gone * sizeof(*gone)) : NULL;
+	if (n_gone && !gone) {
+		t->broken = true;
+		txn_set_msg(msg, msglen, "committed, but out of memory");
+		return -ENOMEM;
+	}
+	n_gone = 0;
+	for (size_t i = 0; i < t->n_fields; i++)
+		if (MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_DELETE)
+			gone[n_gone++] = MFS_FIELD_I(t->fields[i].id);
 	mfs_stage_reset_keep(t->st, &id, keep_scratch, NULL);
 	t->journal_note[0] = '\0';
 	txn_view_drop(&t->view);
@@ -82,11 +96,18 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id, c
 	txn_touched(t);
 
 	rc = mfs_model_open(&nm, t->path, NULL, err, sizeof(err));
-	if (rc == 0 && mfs_model_desc(nm)->n_tensors != t->d->n_tensors) {
+	if (rc == 0 && mfs_model_desc(nm)->n_tensors + n_gone != t->d->n_tensors) {
 		mfs_model_close(nm);
 		rc = -EIO;
 		snprintf(err, sizeof(err), "the committed model has another structure");
 	}
+	if (rc == 0) {
+		free(t->gone);
+		t->gone = gone;
+		t->n_gone = n_gone;
+		gone = NULL;
+	}
+	free(gone);
 	if (rc < 0) {
 		t->broken = true;
 		txn_set_msg(t->broken_msg, sizeof(t->broken_msg), "committed, but reopening the model "

@@ -1009,26 +1009,30 @@ int mfs_txn_renames(struct mfs_rename **out, size_t *n, mfs_txn *t)
 	pthread_rwlock_rdlock(&t->lock);
 	size_t k = 0;
 	for (size_t i = 0; i < t->n_fields; i++)
-		k += mfs_field_is_name(t->fields[i].id);
+		k += mfs_field_is_name(t->fields[i].id) ||
+		     MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_DELETE;
 	struct mfs_rename *r = k ? calloc(k, sizeof(*r)) : NULL;
 	if (k && !r)
 		rc = -ENOMEM;
 	size_t j = 0;
 	for (size_t i = 0; i < t->n_fields && rc == 0; i++) {
 		const struct fslot *f = &t->fields[i];
+		bool del = MFS_FIELD_KIND(f->id) == MFS_FIELD_TENSOR_DELETE;
 		const char *from = mfs_field_is_name(f->id) ? mfs_desc_field_name(&t->m->desc, f->id) :
-		                   NULL;
+		                   del && MFS_FIELD_I(f->id) < t->m->desc.n_tensors ?
+		                   t->m->desc.tensors[MFS_FIELD_I(f->id)]->name : NULL;
 		if (!from)
 			continue;
 		r[j].id = f->id;
 		r[j].from = strdup(from);
-		r[j].to = malloc(f->len + 1);
-		if (!r[j].from || !r[j].to) {
+		r[j].to = del ? NULL : malloc(f->len + 1);
+		if (!r[j].from || (!del && !r[j].to)) {
 			j++;
 			rc = -ENOMEM;
 			break;
 		}
-		r[j].to[mfs_text_unescape(r[j].to, f->text, f->len)] = '\0';
+		if (!del)
+			r[j].to[mfs_text_unescape(r[j].to, f->text, f->len)] = '\0';
 		j++;
 	}
 	pthread_rwlock_unlock(&t->lock);
@@ -1048,6 +1052,23 @@ void mfs_txn_renames_free(struct mfs_rename *r, size_t n)
 		free(r[i].to);
 	}
 	free(r);
+}
+
+int mfs_txn_field_check(mfs_txn *t, uint64_t id, const char *text, size_t len)
+{
+	char why[320] = "";
+	int rc = -EACCES;
+	pthread_rwlock_wrlock(&t->lock);
+	const struct mfs_format *f = t->m->fmt;
+	if (t->opts.read_only)
+		rc = -EROFS;
+	else if (id < (1ull << KIND_SHIFT) && f->field_writable && f->field_check &&
+	         f->field_writable(t->m, id) &&
+	         (rc = f->field_check(t->m, id, text, len, why, sizeof(why))) < 0)
+		txn_set_msg(t->field_note, sizeof(t->field_note), "%s",
+		            txn_strip_display(why, t->m->desc.files[0].path));
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
 }
 
 bool mfs_txn_field_writable(mfs_txn *t, uint64_t id)
@@ -1147,7 +1168,7 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
 	if (txn_chomp(orig, orig_len) == len && memcmp(orig, text, len) == 0) {
 		if ((rc = field_unstage(t, id)) == 0) {
 			txn_touched(t);
-			if (mfs_field_is_name(id))
+			if (mfs_field_is_name(id) || kind == MFS_FIELD_TENSOR_DELETE)
 				t->generation++;        /* the tree shows the name again */
 		}
 		goto out;
@@ -1164,8 +1185,8 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
 		goto out;
 	copy = NULL;
 	txn_touched(t);
-	if (mfs_field_is_name(id))
-		t->generation++;        /* the tree shows the new name */
+	if (mfs_field_is_name(id) || kind == MFS_FIELD_TENSOR_DELETE)
+		t->generation++;        /* the tree shows the new name, or no tensor */
 out:
 	free(canon);
 	free(copy);

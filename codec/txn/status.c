@@ -139,6 +139,11 @@ static void field_line(const struct mfs_txn *t, const struct fslot *f, char **p,
 		put_text(p, n, cap, "' renamed to ");
 		break;
 	}
+	case MFS_FIELD_TENSOR_DELETE:
+		put_text(p, n, cap, "staged tensor weights ");
+		put_escaped(p, n, cap, i < t->d->n_tensors ? t->d->tensors[i]->name : "?");
+		put_text(p, n, cap, " deleted\n");
+		return;
 	case MFS_FIELD_TENSOR_NAME:
 		put_text(p, n, cap, "staged tensor weights ");
 		put_escaped(p, n, cap, i < t->d->n_tensors ? t->d->tensors[i]->name : "?");

@@ -400,6 +400,7 @@ enum mfs_field_kind {
 	MFS_FIELD_INPUT_NAME,           /* i: graph input; `mv inputs/<x>` (a value rename) */
 	MFS_FIELD_OUTPUT_NAME,          /* i: graph output; `mv outputs/<y>` */
 	MFS_FIELD_VALUE_NAME,           /* i: value_info entry; `mv values/<v>` */
+	MFS_FIELD_TENSOR_DELETE,        /* i: a tensor's id; `rm -r weights/<path>` (text "1") */
 	MFS_FIELD_KIND_N_
 };
 #define MFS_FIELD_I_MAX         0xffffffffull   /* largest i */

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # mfs-test: heavy (exports a torchvision squeezenet1_1, 5 MB, at test time)
-"""Issue 17 item 1, graph surgery by `mv`: a value's directory (inputs/,
+"""Issue 17 item 1, graph surgery by `mv` and `rm -r`: a value's directory (inputs/,
 outputs/, values/ of the main graph) renamed within its directory renames
 the value everywhere it is used; through real mounts, os.rename (what mv
 calls), `modelfs commit`, python3-onnx's full checker and ONNX Runtime:
@@ -22,6 +22,12 @@ calls), `modelfs commit`, python3-onnx's full checker and ONNX Runtime:
     why).
 (d) kill -9 with a rename staged: the next mount shows the renamed tree
     (replayed from the journal) and commits it.
+(f) rm -r of a tensor directory: refused with EBUSY while a node reads the
+    tensor (in a branch too), status naming the node, the model
+    byte-identical; for an unused initializer of an IR 3 model (listed as a
+    graph input too) the directory and its npy view go at once, and the
+    commit drops the TensorProto and the input and nothing else: the full
+    checker and ORT pass.
 (e) torchvision squeezenet1_1: input and output renamed, committed; the
     full checker passes and ORT fed by the new name gives torch's logits.
 """
@@ -224,6 +230,11 @@ def part_c(t):
         t.eq("a new name that a branch defines itself: EINVAL", errno.EINVAL, e)
         t.check("status says the branch defines it", "is defined inside a subgraph"
                 in status(mnt), status(mnt))
+        r = rm_r(mnt + "/weights/two")
+        t.check("rm -r of an initializer that only a branch reads (outer scope) fails",
+                r.returncode != 0 and "busy" in r.stderr.lower(), r.stderr)
+        t.check("status names the branch's node", "tensor 'two' is read by node 'tm' (Mul)"
+                in status(mnt), status(mnt))
         try:
             os.rename(mnt + "/inputs/x", mnt + "/inputs/inp")
             t.ok("mv inputs/x inputs/inp (read inside both branches)")
@@ -316,12 +327,92 @@ def part_e(t):
         t.not_ok("ORT on the renamed squeezenet", e)
 
 
+def ir3_model(path):
+    """IR 3: every initializer is also a graph input; 'extra.bias' is read by
+    no node."""
+    W = np.random.default_rng(7).standard_normal((3, 4)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3]),
+         helper.make_tensor_value_info("W", TensorProto.FLOAT, [3, 4]),
+         helper.make_tensor_value_info("extra.bias", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(np.array([5.0, 6.0], np.float32), "extra.bias"),
+         numpy_helper.from_array(W, "W")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 8)], ir_version=3)
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, path)
+    return W
+
+
+def without(path, name):
+    """The model at `path` without initializer `name` and its graph input."""
+    m = onnx.load(path)
+    keep = [i for i in m.graph.initializer if i.name != name]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    keep = [i for i in m.graph.input if i.name != name]
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    return m.SerializeToString()
+
+
+def rm_r(path):
+    return subprocess.run(["rm", "-r", path], capture_output=True, text=True, timeout=60)
+
+
+def part_f(t):
+    """rm -r of a tensor directory deletes an initializer no node reads."""
+    model = os.path.join(t.tmp, "ir3.onnx")
+    W = ir3_model(model)
+    want_bytes = without(model, "extra.bias")
+    before = sha256_file(model)
+    with t.mount(model) as mnt:
+        r = rm_r(mnt + "/weights/W")
+        t.check("rm -r of an initializer a node reads fails", r.returncode != 0, r.stderr)
+        t.check("with EBUSY", "busy" in r.stderr.lower(), r.stderr)
+        st = status(mnt)
+        t.check("status names the node that reads it",
+                "last refused write: tensor 'W' is read by node 'mm' (MatMul)" in st, st)
+        t.check("and nothing is staged", "staged " not in st, st)
+        t.check("its files are all still there",
+                sorted(os.listdir(mnt + "/weights/W")) ==
+                ["data", "dtype", "name", "sha256", "shape", "stats"])
+    t.eq("the refused rm -r leaves the model byte-identical", before, sha256_file(model))
+    with t.mount(model) as mnt:
+        t.check("npy/ has the unused tensor's view", os.path.exists(mnt + "/npy/extra/bias.npy"))
+        r = rm_r(mnt + "/weights/extra")
+        t.check("rm -r weights/extra (the tensor extra.bias, unused) succeeds",
+                r.returncode == 0, r.stderr)
+        t.check("its directory is gone from the tree",
+                not os.path.exists(mnt + "/weights/extra/bias"))
+        t.check("and its npy view", not os.path.exists(mnt + "/npy/extra/bias.npy"))
+        t.check("status lists the deletion",
+                "staged tensor weights extra.bias deleted\n" in status(mnt), status(mnt))
+        t.check("W is untouched", np.array_equal(
+            np.fromfile(mnt + "/weights/W/data", np.float32).reshape(3, 4), W))
+        r = commit(mnt)
+        t.check("commit of the deletion", r.returncode == 0, why(r) + status(mnt))
+        t.eq("after the commit weights/ holds W alone", ["W"], os.listdir(mnt + "/weights"))
+    full_check(t, "check_model(full_check=True) passes after the deletion", model)
+    with open(model, "rb") as f:
+        t.check("the file is the old model without the TensorProto and its graph input",
+                f.read() == want_bytes)
+    x = np.random.default_rng(9).standard_normal((2, 3)).astype(np.float32)
+    try:
+        got = ort(t, model, {"x": x})["y"]
+        t.check("ORT runs the model without the deleted tensor", np.allclose(got, x @ W, atol=1e-5))
+    except RuntimeError as e:
+        t.not_ok("ORT runs the model without the deleted tensor", e)
+
+
 def main():
     t = T()
     part_a(t)
     part_b(t)
     part_c(t)
     part_d(t)
+    part_f(t)
     part_e(t)
     t.done()
 
