@@ -1215,6 +1215,59 @@ static int delete_ops(struct ctx *c, const struct mfs_edit_set *e)
 	return rc;
 }
 
+/*
+ * The edited main graph must keep the rules onnx.checker enforces that
+ * renames and deletions can break (ssa.c), when the graph kept them before:
+ * -EINVAL with the rule otherwise.
+ */
+static int graph_rules(struct ctx *c, const struct mfs_edit_set *e)
+{
+	const struct mfs_graph *g = c->m->desc.graph;
+	struct mfs_onnx_edit_names en = {0};
+	char why[400] = "";
+	size_t k = 0;
+	for (size_t i = 0; i < e->n_fields; i++)
+		k += mfs_field_is_name(e->fields[i].id) ||
+		     MFS_FIELD_KIND(e->fields[i].id) == MFS_FIELD_TENSOR_DELETE;
+	if (!k || !g)
+		return 0;
+	int rc = mfs_onnx_ssa_check(g, NULL, why, sizeof(why));
+	if (rc)
+		return rc == -ENOMEM ? rc : 0;  /* broken already: the user's */
+	en.from = calloc(k, sizeof(*en.from));
+	en.to = calloc(k, sizeof(*en.to));
+	if (!en.from || !en.to)
+		rc = -ENOMEM;
+	for (size_t i = 0; i < e->n_fields && rc == 0; i++) {
+		const struct mfs_field_edit *fe = &e->fields[i];
+		if (MFS_FIELD_KIND(fe->id) == MFS_FIELD_TENSOR_DELETE) {
+			const struct mfs_tensor *t = mfs_onnx_field_init(c->m, fe->id);
+			if (t)
+				en.from[en.n++] = t->name;
+		} else if (mfs_field_is_name(fe->id)) {
+			const char *old = mfs_desc_field_name(&c->m->desc, fe->id);
+			char *nn = old ? malloc(fe->len + 1) : NULL;
+			if (old && !nn) {
+				rc = -ENOMEM;
+				break;
+			}
+			if (!old)
+				continue;
+			nn[mfs_text_unescape(nn, fe->text, fe->len)] = '\0';
+			en.from[en.n] = old;
+			en.to[en.n++] = nn;
+		}
+	}
+	if (rc == 0 && (rc = mfs_onnx_ssa_check(g, &en, why, sizeof(why))) == -EINVAL)
+		rc = mfs_errf(c->err, c->errlen, rc, c->m->desc.files[0].path,
+		              "the edited graph breaks ONNX's rules: %s", why);
+	for (size_t i = 0; en.to && i < en.n; i++)
+		free((char *)en.to[i]);
+	free(en.from);
+	free(en.to);
+	return rc;
+}
+
 static int rename_ops(struct ctx *c, const struct mfs_edit_set *e)
 {
 	struct ren *r = NULL;
@@ -1431,6 +1484,8 @@ int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
 		rc = prop_ops(c, e);
 	if (rc == 0 && e->n_fields)
 		rc = field_ops(c, e);
+	if (rc == 0 && e->n_fields)
+		rc = graph_rules(c, e);
 	if (rc == 0 && e->n_fields)
 		rc = rename_ops(c, e);
 	if (rc == 0 && e->n_fields)
