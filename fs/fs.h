@@ -43,6 +43,12 @@
  *                             bytes staged as
  *                             scratch objects that reach the model only when
  *                             renamed over an entry
+ *   inputs/<x>/, outputs/<y>/,  mv to a new name in the same directory: the
+ *   values/<v>/ (ONNX main graph) value is renamed everywhere (namespace.c,
+ *                             value_rename; gen.c shows the renamed graph)
+ *   weights/<path>/ (ONNX)    rm -r: its files' unlinks stage nothing (EBUSY
+ *                             while a node reads the tensor), the rmdir
+ *                             stages the initializer's deletion
  *   .modelfs/status, commit, abort    the control files
  *   everything else           read-only: EACCES for writing or creating,
  *                             EPERM for chmod/chown/utimes, unlink, rename,

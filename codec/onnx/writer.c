@@ -28,6 +28,12 @@
  *   meta, graph_name        the last occurrence replaced, or inserted
  *   metadata_props          entries replaced or deleted in place, new ones
  *                           after the last existing entry
+ *   value renamed           every string field of the old name (node inputs
+ *                           and outputs, graph values, in the main graph and
+ *                           its subgraphs; an initializer's name) replaced,
+ *                           one walk for all renames of the commit
+ *   initializer deleted     its TensorProto, and the graph input and
+ *                           value_info entries of its name, deleted whole
  *
  * Every message that holds an op, and every ancestor of one, is *dirty*.
  * Ops and dirty messages are sorted by file offset into one list, which is
