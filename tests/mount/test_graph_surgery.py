@@ -186,6 +186,8 @@ def part_b(t):
              rename_errno(mnt + "/values/y", mnt + "/values/x"))
         t.eq("a component the name escaping never makes (%zz): EINVAL", errno.EINVAL,
              rename_errno(mnt + "/inputs/x", mnt + "/inputs/a%zz"))
+        t.eq("the empty name (a component of '%'): EINVAL", errno.EINVAL,
+             rename_errno(mnt + "/inputs/x", mnt + "/inputs/%"))
         t.eq("a value moved to another directory: EPERM", errno.EPERM,
              rename_errno(mnt + "/inputs/x", mnt + "/outputs/x2"))
         t.check("nothing is staged after refused renames", "staged " not in status(mnt),
