@@ -15,7 +15,8 @@ calls), `modelfs commit`, python3-onnx's full checker and ONNX Runtime:
 (b) refused renames: onto a name in use (the initializer W, a node output)
     EEXIST, a component the tree's name escaping cannot give EINVAL, out of
     its directory EPERM, each with nothing staged; a rename back to the
-    model's name unstages; the model stays byte-identical.
+    model's name unstages, and so does modelfs abort; the model stays
+    byte-identical.
 (c) an If node whose branches read the main graph's input from the outer
     scope: the rename reaches inside both branches (checker and ORT pass);
     a new name that a branch defines itself is refused (EINVAL, status says
@@ -46,7 +47,7 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from mfstest import MOUNT_MODELFS, SRC, T, daemon_pids, read, umount  # noqa: E402
-from txnacc import commit, sha256_file, status, why  # noqa: E402
+from txnacc import abort, commit, sha256_file, status, why  # noqa: E402
 
 ORT = os.path.join(SRC, "tests", "node", "ort_run.js")
 
@@ -197,6 +198,11 @@ def part_b(t):
         t.check("a rename back to the model's name unstages it", "staged " not in status(mnt),
                 status(mnt))
         t.eq("and the tree shows the old name", "x\nW\n", read(mnt + "/nodes/0000-Gemm/inputs"))
+        os.rename(mnt + "/inputs/x", mnt + "/inputs/z")
+        abort(mnt)
+        t.check("modelfs abort drops a staged rename and the tree shows the old name again",
+                os.listdir(mnt + "/inputs") == ["x"] and "staged " not in status(mnt),
+                status(mnt))
         e = rename_errno(mnt + "/weights/W", mnt + "/weights/W2")
         t.check("an initializer's directory is not renamed by mv (EPERM)", e == errno.EPERM, e)
     t.eq("refused renames leave the model byte-identical", before, sha256_file(model))
