@@ -775,7 +775,38 @@ static int output_init_check(struct ctx *c, const struct mfs_value *v,
 	return 0;
 }
 
-/* Graph input or output `i` (`input`) with a new type. */
+/* The decoded new name `e` stages for the value named `old` (malloc'd), or
+ * NULL (none, or out of memory: *oom). */
+static char *staged_name(const struct ctx *c, const struct mfs_edit_set *e, const char *old,
+                         bool *oom)
+{
+	*oom = false;
+	for (size_t i = 0; old && i < e->n_fields; i++) {
+		const struct mfs_field_edit *fe = &e->fields[i];
+		const char *s = mfs_field_is_name(fe->id) ? mfs_desc_field_name(&c->m->desc, fe->id) :
+		                NULL;
+		if (!s || strcmp(s, old))
+			continue;
+		char *nn = malloc(fe->len + 1);
+		if (!nn)
+			*oom = true;
+		else
+			nn[mfs_text_unescape(nn, fe->text, fe->len)] = '\0';
+		return nn;
+	}
+	return NULL;
+}
+
+/* Does graph input or output `i` (`input`) have a staged type or doc edit? */
+static bool has_value_op(const struct mfs_edit_set *e, bool input, uint64_t i)
+{
+	return find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_SHAPE : MFS_FIELD_OUTPUT_SHAPE, i, 0)) ||
+	       find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_DTYPE : MFS_FIELD_OUTPUT_DTYPE, i, 0)) ||
+	       find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_DOC : MFS_FIELD_OUTPUT_DOC, i, 0));
+}
+
+/* Graph input or output `i` (`input`) with a new type, and its new name
+ * when it is renamed too (rename_values leaves this value to us). */
 static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uint64_t i)
 {
 	const struct mfs_graph *g = c->m->desc.graph;
@@ -831,6 +862,10 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 			rc = nf[1].oom ? -ENOMEM : 0;
 		}
 	}
+	bool oom;
+	char *nn = rc == 0 ? staged_name(c, e, v->name, &oom) : NULL;
+	if (rc == 0 && oom)
+		rc = -ENOMEM;
 	/* The ValueInfoProto's fields, each replaced one where its first
 	 * occurrence was (or before the first field numbered above it). */
 	struct mfs_splice inner = {0};
@@ -842,6 +877,12 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 			break;
 		}
 		pos = f.end;
+		if (nn && f.num == 1) {
+			uint8_t hdr[20];
+			mfs_splice_bytes(&inner, hdr, put_len_key(hdr, 1, strlen(nn)));
+			mfs_splice_bytes(&inner, nn, strlen(nn));
+			continue;
+		}
 		bool skip = false;
 		for (unsigned k = 0; k < 2; k++) {
 			uint32_t num = 2 + k;
@@ -860,6 +901,7 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 			mfs_splice_bytes(&inner, nf[k].p, nf[k].len);
 	free(nf[0].p);
 	free(nf[1].p);
+	free(nn);
 	struct op *o = rc == 0 ? op_new(c, l->graph_msg, vf.start, vf.end, want) : NULL;
 	if (rc == 0 && !o)
 		rc = -ENOMEM;
@@ -967,25 +1009,6 @@ struct ren {
 	const struct mfs_tensor *init;  /* the main-graph initializer of the name, or NULL */
 };
 
-/* Does a graph input or output of name `old` have a staged type or doc edit? */
-static bool value_edited(const struct ctx *c, const struct mfs_edit_set *e, const char *old)
-{
-	const struct mfs_graph *g = c->m->desc.graph;
-	for (size_t i = 0; i < g->n_inputs; i++)
-		if (g->inputs[i].name && !strcmp(g->inputs[i].name, old) &&
-		    (find_field(e, MFS_FIELD_ID(MFS_FIELD_INPUT_SHAPE, i, 0)) ||
-		     find_field(e, MFS_FIELD_ID(MFS_FIELD_INPUT_DTYPE, i, 0)) ||
-		     find_field(e, MFS_FIELD_ID(MFS_FIELD_INPUT_DOC, i, 0))))
-			return true;
-	for (size_t i = 0; i < g->n_outputs; i++)
-		if (g->outputs[i].name && !strcmp(g->outputs[i].name, old) &&
-		    (find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_SHAPE, i, 0)) ||
-		     find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_DTYPE, i, 0)) ||
-		     find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_DOC, i, 0))))
-			return true;
-	return false;
-}
-
 /* The staged renames of `e`, checked, into *out (n of them). */
 static int renames_collect(struct ctx *c, const struct mfs_edit_set *e, struct ren **out,
                            size_t *n)
@@ -1024,9 +1047,6 @@ static int renames_collect(struct ctx *c, const struct mfs_edit_set *e, struct r
 		else if (name_taken(g, x->nn))
 			rc = mfs_errf(c->err, c->errlen, -EINVAL, file, "value '%.200s': the new "
 			              "name '%.200s' is already a value of the graph", x->old, x->nn);
-		else if (value_edited(c, e, x->old))
-			rc = mfs_errf(c->err, c->errlen, -EINVAL, file, "value '%.200s': rename it and "
-			              "edit its graph input or output in two commits", x->old);
 		for (size_t j = 0; j + 1 < k && rc == 0; j++) {
 			if (!strcmp(r[j].nn, x->nn))
 				rc = mfs_errf(c->err, c->errlen, -EINVAL, file,
@@ -1066,7 +1086,8 @@ static int field_ren(struct ctx *c, struct mfs_wire_src *src, const struct mfs_w
  * scopes and are left alone.  Only the string fields change: each is one
  * op, so only the messages on the path from it to the root are re-encoded.
  */
-static int rename_values(struct ctx *c, const struct ren *r, size_t n)
+static int rename_values(struct ctx *c, const struct mfs_edit_set *e, const struct ren *r,
+                         size_t n)
 {
 	const struct mfs_onnx_layout *l = c->l;
 	uint8_t *kind = calloc(l->n_msgs ? l->n_msgs : 1, 1);
@@ -1093,6 +1114,7 @@ static int rename_values(struct ctx *c, const struct ren *r, size_t n)
 		/* Node inputs (1) and outputs (2); graph inputs, outputs, value_info
 		 * (11, 12, 13).  A graph's nodes are messages of their own. */
 		const struct mfs_onnx_msg *mm = &l->msgs[k];
+		uint64_t n_in = 0, n_out = 0;
 		for (uint64_t pos = mm->val; pos < mm->end && rc == 0;) {
 			struct mfs_wire_field f;
 			enum mfs_wire_err er = mfs_wire_next(&src, pos, mm->end, &f);
@@ -1102,6 +1124,14 @@ static int rename_values(struct ctx *c, const struct ren *r, size_t n)
 			}
 			pos = f.end;
 			int hit = -1;
+			/* A main-graph input or output with a new type is re-encoded
+			 * whole, its new name included, by value_op(). */
+			if ((int32_t)k == l->graph_msg && f.wt == 2 && f.num == 11 &&
+			    has_value_op(e, true, n_in++))
+				continue;
+			if ((int32_t)k == l->graph_msg && f.wt == 2 && f.num == 12 &&
+			    has_value_op(e, false, n_out++))
+				continue;
 			if (kind[k] == MK_NODE && (f.num == 1 || f.num == 2)) {
 				if ((rc = field_ren(c, &src, &f, r, n, &hit)) || hit < 0)
 					continue;
@@ -1280,7 +1310,7 @@ static int rename_ops(struct ctx *c, const struct mfs_edit_set *e)
 	size_t n = 0;
 	int rc = renames_collect(c, e, &r, &n);
 	if (rc == 0 && n)
-		rc = rename_values(c, r, n);
+		rc = rename_values(c, e, r, n);
 	for (size_t i = 0; i < n; i++)
 		free(r[i].nn);
 	free(r);

@@ -29,8 +29,10 @@ calls), `modelfs commit`, python3-onnx's full checker and ONNX Runtime:
     graph input too) the directory and its npy view go at once, and the
     commit drops the TensorProto and the input and nothing else: the full
     checker and ORT pass.
-(e) torchvision squeezenet1_1: input and output renamed, committed; the
-    full checker passes and ORT fed by the new name gives torch's logits.
+(e) torchvision squeezenet1_1: input and output renamed and given a symbolic
+    batch in one commit; the file is python's edit of the export, the full
+    checker passes and ORT fed a batch of 2 by the new name gives torch's
+    logits.
 """
 import errno
 import json
@@ -306,7 +308,11 @@ def part_e(t):
     with torch.no_grad():
         torch.onnx.export(net, torch.zeros(1, 3, 224, 224), model, input_names=["x"],
                           output_names=["logits"], opset_version=13)
-    want_bytes = renamed(model, {"x": "images", "logits": "scores"})
+    want = onnx.ModelProto()
+    want.ParseFromString(renamed(model, {"x": "images", "logits": "scores"}))
+    want.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    want.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    want_bytes = want.SerializeToString()
     with t.mount(model) as mnt:
         try:
             os.rename(mnt + "/inputs/x", mnt + "/inputs/images")
@@ -314,6 +320,14 @@ def part_e(t):
             t.ok("mv of the exported input and output")
         except OSError as e:
             t.not_ok("mv of the exported input and output", e)
+        try:
+            with open(mnt + "/inputs/images/shape", "w") as f:
+                f.write("N,3,224,224\n")
+            with open(mnt + "/outputs/scores/shape", "w") as f:
+                f.write("N,1000\n")
+            t.ok("and a symbolic batch on the renamed input and output, in the same commit")
+        except OSError as e:
+            t.not_ok("a symbolic batch on the renamed input and output", e)
         reads = [read(mnt + "/nodes/" + n + "/inputs").split("\n")
                  for n in os.listdir(mnt + "/nodes")]
         t.check("a node reads 'images' and none reads 'x'",
@@ -322,14 +336,15 @@ def part_e(t):
         t.check("commit of the renames", r.returncode == 0, why(r) + status(mnt))
     full_check(t, "check_model(full_check=True) passes on the renamed squeezenet", model)
     with open(model, "rb") as f:
-        t.check("the file is python's rename of the export", f.read() == want_bytes)
-    x = np.random.default_rng(5).standard_normal((1, 3, 224, 224)).astype(np.float32)
+        t.check("the file is python's rename and reshape of the export", f.read() == want_bytes)
+    x = np.random.default_rng(5).standard_normal((2, 3, 224, 224)).astype(np.float32)
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
     try:
         got = ort(t, model, {"images": x})["scores"]
         err = float(np.max(np.abs(got - want)))
-        t.check("ORT fed by 'images' gives torch's logits as 'scores' (max err %.2g)" % err,
+        t.check("ORT fed a batch of 2 by 'images' gives torch's logits as 'scores' "
+                "(max err %.2g)" % err,
                 got.shape == want.shape and err < 1e-3, err)
     except (RuntimeError, KeyError) as e:
         t.not_ok("ORT on the renamed squeezenet", e)
