@@ -1,7 +1,8 @@
 /*
  * fs/gen.c — tree generations: the tree the handlers answer from, rebuilt
  * when the transaction's structure moves (a prop created, renamed or
- * removed; a commit; an abort), and the invalidations a rebuild implies.
+ * removed; a value renamed; a tensor deleted; a commit; an abort), and the
+ * invalidations a rebuild implies.
  *
  * A rebuild makes a whole new generation (tree + the description it was
  * built from), renumbers it through the inode table so that every path
