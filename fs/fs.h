@@ -46,7 +46,9 @@
  *   inputs/<x>/, outputs/<y>/,  mv to a new name in the same directory: the
  *   values/<v>/ (ONNX main graph) value is renamed everywhere (namespace.c,
  *                             value_rename; gen.c shows the renamed graph)
- *   weights/<path>/ (ONNX)    rm -r: its files' unlinks stage nothing (EBUSY
+ *   weights/<path>/ (ONNX)    mv within its directory: the initializer is
+ *                             renamed (namespace.c, tensor_rename);
+ *                             rm -r: its files' unlinks stage nothing (EBUSY
  *                             while a node reads the tensor), the rmdir
  *                             stages the initializer's deletion
  *   .modelfs/status, commit, abort    the control files

@@ -28,9 +28,9 @@
  * value_info, node inputs and outputs, and the subgraphs under it, which
  * refer to outer values by name), so the tree, the node `inputs` files and
  * graph.dot show the staged names at once.  Only the arrays that hold
- * names are copied; strings and tensors are the txn's.  Initializers keep
- * their paths (a tensor's rename is not offered on the mount); those
- * staged for deletion (`rm -r`) are left out of the tree.
+ * names are copied; strings are the txn's, and so are tensors but for the
+ * renamed ones (tensors_renamed).  Those staged for deletion (`rm -r`) are
+ * left out of the tree.
  */
 static void *gen_alloc(struct mfs_gen *g, size_t n, size_t size)
 {
@@ -119,6 +119,48 @@ static struct mfs_graph *graph_copy(struct mfs_gen *g, const struct mfs_graph *s
 	return c;
 }
 
+/*
+ * Renamed initializers (TENSOR_NAME: mv of a directory in weights/): a copy
+ * of the tensor with the new name takes its place in the description's
+ * tensors and the graph's initializers, so the tree puts it at its new
+ * path and its `name` file shows the new name.  The copy keeps the id, so
+ * the txn reads and edits it as the tensor itself.
+ */
+static int tensors_renamed(struct mfs_gen *g)
+{
+	struct mfs_graph *gr = g->desc.graph;
+	size_t n = 0;
+	for (size_t i = 0; i < g->n_ren; i++)
+		n += g->ren[i].to && MFS_FIELD_KIND(g->ren[i].id) == MFS_FIELD_TENSOR_NAME &&
+		     MFS_FIELD_I(g->ren[i].id) < g->desc.n_tensors;
+	if (!n || !gr)
+		return 0;
+	struct mfs_tensor **ts = gen_alloc(g, g->desc.n_tensors, sizeof(*ts));
+	struct mfs_tensor **in = gen_alloc(g, gr->n_inits, sizeof(*in));
+	if (!ts || !in)
+		return -ENOMEM;
+	memcpy(ts, g->desc.tensors, g->desc.n_tensors * sizeof(*ts));
+	memcpy(in, gr->inits, gr->n_inits * sizeof(*in));
+	for (size_t i = 0; i < g->n_ren; i++) {
+		uint64_t id = MFS_FIELD_I(g->ren[i].id);
+		if (!g->ren[i].to || MFS_FIELD_KIND(g->ren[i].id) != MFS_FIELD_TENSOR_NAME ||
+		    id >= g->desc.n_tensors)
+			continue;
+		struct mfs_tensor *cp = gen_alloc(g, 1, sizeof(*cp));
+		if (!cp)
+			return -ENOMEM;
+		*cp = *ts[id];
+		cp->name = g->ren[i].to;
+		for (size_t k = 0; k < gr->n_inits; k++)
+			if (in[k] == ts[id])
+				in[k] = cp;
+		ts[id] = cp;
+	}
+	g->desc.tensors = ts;
+	gr->inits = in;
+	return 0;
+}
+
 static void gen_free(struct mfs_gen *g)
 {
 	if (!g)
@@ -159,6 +201,8 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 		rc = -ENOMEM;
 		goto out;
 	}
+	if ((rc = tensors_renamed(g)) < 0)
+		goto out;
 	/* Tensors staged for deletion (`to` NULL), ascending ids as the
 	 * renames come (ascending field ids, one kind). */
 	uint64_t *hide = gen_alloc(g, g->n_ren, sizeof(*hide));

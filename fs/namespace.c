@@ -496,6 +496,73 @@ static int value_rename(struct mfs_fs *fs, const struct mfs_ent *pd, const struc
 }
 
 /*
+ * An initializer's directory (weights/<path>/, main graph) renamed within
+ * its directory: the tensor's name is its path (doc/design.md §3.1), so the
+ * new name is the old one with its last segment replaced by the new
+ * component, which must be one segment (no '.' or '/', which the tree
+ * would split: EINVAL).  Staged as the tensor's TENSOR_NAME field, which
+ * renames the value everywhere it is used.  slock held, fs->lock shared on
+ * entry and released here.
+ */
+static int tensor_rename(struct mfs_fs *fs, const struct mfs_ent *pd, const struct mfs_ent *qd,
+                         const struct mfs_ent *src, const char *name, size_t len,
+                         const char *newname, size_t nlen, bool have_dst)
+{
+	char raw[MFS_NAME_MAX + 1];
+	size_t rl = 0;
+	char *text = NULL, *orig = NULL, *nn = NULL;
+	int rc = 0;
+	const struct mfs_tensor *t = mfs_ent_dir_tensor(fs, src->idx);
+	uint64_t fid = t ? MFS_FIELD_ID(MFS_FIELD_TENSOR_NAME, t->id, 0) : 0;
+	const char *from = t ? mfs_desc_field_name(mfs_txn_desc(fs->txn), fid) : NULL;
+	if (fs->read_only)
+		rc = -EROFS;
+	else if (qd->ino != pd->ino || !from || !mfs_txn_field_writable(fs->txn, fid))
+		rc = -EPERM;
+	else if (have_dst)
+		rc = -EEXIST;
+	else if (mfs_name_decode(raw, &rl, newname, nlen) < 0 || !rl || memchr(raw, '.', rl) ||
+	         memchr(raw, '/', rl))
+		rc = -EINVAL;
+	/* The shown (maybe staged) name less its last segment, then the new one. */
+	size_t keep = rc ? 0 : strlen(t->name);
+	while (keep && (t->name[keep - 1] == '.' || t->name[keep - 1] == '/'))
+		keep--;
+	while (keep && t->name[keep - 1] != '.' && t->name[keep - 1] != '/')
+		keep--;
+	if (rc == 0 && !(nn = malloc(keep + rl + 1)))
+		rc = -ENOMEM;
+	size_t nl = keep + rl, tl = 0, ol = 0;
+	if (rc == 0) {
+		memcpy(nn, t->name, keep);
+		memcpy(nn + keep, raw, rl);
+		nn[nl] = '\0';
+		tl = mfs_text_escape(NULL, 0, nn, nl);
+		ol = mfs_text_escape(NULL, 0, from, strlen(from));
+		if (!(text = malloc(tl + 1)) || !(orig = malloc(ol + 1)))
+			rc = -ENOMEM;
+	}
+	if (rc == 0) {
+		mfs_text_escape(text, tl + 1, nn, nl);
+		mfs_text_escape(orig, ol + 1, from, strlen(from));
+	}
+	pthread_rwlock_unlock(&fs->lock);
+	if (rc == 0)
+		rc = mfs_txn_field_set(fs->txn, fid, orig, ol, text, tl);
+	if (rc == 0) {
+		struct mfs_itab_move mv = {qd->ino, name, len, newname, nlen};
+		struct mfs_skip sk = {.parent = qd->ino, .a = name, .a_len = len, .b = newname,
+		                      .b_len = nlen};
+		mfs_fs_sync_tree(fs, &mv, &sk);
+		mfs_fs_root_changed(fs, NULL, 0, 0);    /* slock held */
+	}
+	free(nn);
+	free(text);
+	free(orig);
+	return rc;
+}
+
+/*
  * rename - within what the model allows:
  *   a scratch file onto `data`, dtype, shape, a writable meta file or a
  *   prop: staged as that entry's content; onto an unchanged read-only
@@ -503,8 +570,9 @@ static int value_rename(struct mfs_fs *fs, const struct mfs_ent *pd, const struc
  *   name in a writable directory: renamed; onto a new name in meta/props/
  *   not starting with '.': a new prop;
  *   a prop onto another name in meta/props/: the prop is renamed;
- *   a value's directory (inputs/, outputs/, values/) onto a new name in
- *   the same directory: the value is renamed wherever it is used.
+ *   a value's directory (inputs/, outputs/, values/) or an initializer's
+ *   (weights/) onto a new name in the same directory: the value is renamed
+ *   wherever it is used.
  * Anything else is EPERM (the model's entries stay where they are) or
  * EACCES (a read-only target).  RENAME_EXCHANGE is EINVAL.
  */
@@ -601,6 +669,10 @@ int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t
 	if (src.role == R_DIR && mfs_tree_field(fs->gen->tree, src.idx, &fid) &&
 	    mfs_field_is_name(fid)) {
 		rc = value_rename(fs, &pd, &qd, fid, name, len, newname, nlen, have_dst);
+		goto out;
+	}
+	if (src.role == R_DIR && src.e && (src.e->flags & MFS_TNF_TENSOR) && src.renames) {
+		rc = tensor_rename(fs, &pd, &qd, &src, name, len, newname, nlen, have_dst);
 		goto out;
 	}
 	if (src.role != R_PROP || !src.writable) {

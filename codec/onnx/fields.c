@@ -16,8 +16,8 @@
  *     dim; "*" for an unknown rank, empty for a scalar.
  *   - the name of a value of the main graph: a graph input that is no
  *     initializer, a graph output, a value_info entry (`mv inputs/x
- *     inputs/images` on the mount) or an initializer (through the
- *     transaction only: a tensor's `name` file stays read-only): a rename,
+ *     inputs/images` on the mount) or an initializer (`mv` of its
+ *     directory; its `name` file stays read-only): a rename,
  *     which the writer carries to every use of the name, subgraphs
  *     included.  A new name that a subgraph defines itself (its input,
  *     initializer or a node output) is refused: the subgraph's references

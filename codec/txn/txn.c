@@ -384,7 +384,10 @@ static void ts_clean(const struct mfs_txn *t, size_t id, struct tstate *s)
 static bool txn_cur_id(const struct mfs_txn *t, const struct mfs_tensor *x, size_t *out)
 {
 	uint64_t id = x->id;
-	if (t->n_gone && !(id < t->d->n_tensors && t->d->tensors[id] == x)) {
+	const struct mfs_desc *od = t->n_gone && t->old ? mfs_model_desc(t->old->m) : NULL;
+	/* Only a tensor of the model before the last commit moves (a copy the
+	 * daemon made of a current tensor, to show a staged name, does not). */
+	if (od && id < od->n_tensors && od->tensors[id] == x) {
 		size_t below = 0;
 		for (; below < t->n_gone && t->gone[below] <= x->id; below++)
 			if (t->gone[below] == x->id)

@@ -7,14 +7,16 @@ calls), `modelfs commit`, python3-onnx's full checker and ONNX Runtime:
 
 (a) a small onnx.helper model: mv inputs/x inputs/images, values/y
     values/hidden (a value_info entry and a node output), outputs/out
-    outputs/probs: the node inputs/outputs files and graph.dot show the new
+    outputs/probs, weights/W weights/K (an initializer: its bytes, name file
+    and npy view move with it): the node inputs/outputs files and graph.dot show the new
     names at once, status lists the renames; after the commit the file is
     python's rename of the old model (every other byte of every message the
     same), check_model(full_check=True) passes and ORT, fed by the new input
     name, gives numpy's output under the new output name.
-(b) refused renames: onto a name in use (the initializer W, a node output)
-    EEXIST, a component the tree's name escaping cannot give EINVAL, out of
-    its directory EPERM, each with nothing staged; a rename back to the
+(b) refused renames: onto a name in use (the initializer W, a node output,
+    an initializer onto the input) EEXIST, a component the tree's name
+    escaping cannot give (and for an initializer one with a '.') EINVAL, out
+    of its directory EPERM, each with nothing staged; a rename back to the
     model's name unstages, and so does modelfs abort; the model stays
     byte-identical.
 (c) an If node whose branches read the main graph's input from the outer
@@ -29,7 +31,8 @@ calls), `modelfs commit`, python3-onnx's full checker and ONNX Runtime:
     graph input too) the directory and its npy view go at once, and the
     commit drops the TensorProto and the input and nothing else: the full
     checker and ORT pass.
-(e) torchvision squeezenet1_1: input and output renamed and given a symbolic
+(e) torchvision squeezenet1_1: input, output and features.0.weight
+    (weights/features/0/weight -> kernel) renamed, input and output given a symbolic
     batch in one commit; the file is python's edit of the export, the full
     checker passes and ORT fed a batch of 2 by the new name gives torch's
     logits.
@@ -120,7 +123,7 @@ def small_model(path):
 def part_a(t):
     model = os.path.join(t.tmp, "small.onnx")
     W = small_model(model)
-    names = {"x": "images", "y": "hidden", "out": "probs"}
+    names = {"x": "images", "y": "hidden", "out": "probs", "W": "K"}
     want_bytes = renamed(model, names)
     with t.mount(model) as mnt:
         t.check("inputs/ is writable (mv renames in it)",
@@ -129,12 +132,17 @@ def part_a(t):
             os.rename(mnt + "/inputs/x", mnt + "/inputs/images")
             os.rename(mnt + "/values/y", mnt + "/values/hidden")
             os.rename(mnt + "/outputs/out", mnt + "/outputs/probs")
-            t.ok("mv of an input, a value_info entry and an output")
+            os.rename(mnt + "/weights/W", mnt + "/weights/K")
+            t.ok("mv of an input, a value_info entry, an output and an initializer")
         except OSError as e:
-            t.not_ok("mv of an input, a value_info entry and an output", e)
+            t.not_ok("mv of an input, a value_info entry, an output and an initializer", e)
         t.eq("inputs/ shows the new name", ["images"], os.listdir(mnt + "/inputs"))
         t.eq("the renamed input's files are there", "N,3\n", read(mnt + "/inputs/images/shape"))
-        t.eq("the Gemm node reads the new input name", "images\nW\n",
+        t.eq("the renamed initializer's name file", "K\n", read(mnt + "/weights/K/name"))
+        t.check("its bytes and npy view moved with it", np.array_equal(
+            np.fromfile(mnt + "/weights/K/data", np.float32).reshape(4, 3), W) and
+            os.path.exists(mnt + "/npy/K.npy") and not os.path.exists(mnt + "/npy/W.npy"))
+        t.eq("the Gemm node reads the new input and initializer names", "images\nK\n",
              read(mnt + "/nodes/0000-Gemm/inputs"))
         t.eq("the Gemm node writes the new value name", "hidden\n",
              read(mnt + "/nodes/0000-Gemm/outputs"))
@@ -144,7 +152,8 @@ def part_a(t):
         t.check("graph.dot shows the new names", "images" in dot and "probs" in dot
                 and '"x"' not in dot, dot[:400])
         st = status(mnt)
-        t.check("status lists the three renames",
+        t.check("status lists the four renames", "staged tensor weights W renamed to K\n" in st
+                and
                 "staged graph input 'x' renamed to images\n" in st and
                 "staged value 'y' renamed to hidden\n" in st and
                 "staged graph output 'out' renamed to probs\n" in st, st)
@@ -205,8 +214,10 @@ def part_b(t):
         t.check("modelfs abort drops a staged rename and the tree shows the old name again",
                 os.listdir(mnt + "/inputs") == ["x"] and "staged " not in status(mnt),
                 status(mnt))
-        e = rename_errno(mnt + "/weights/W", mnt + "/weights/W2")
-        t.check("an initializer's directory is not renamed by mv (EPERM)", e == errno.EPERM, e)
+        t.eq("an initializer renamed onto the input's name: EEXIST", errno.EEXIST,
+             rename_errno(mnt + "/weights/W", mnt + "/weights/x"))
+        t.eq("an initializer's new component with a '.' (a path the tree would split): "
+             "EINVAL", errno.EINVAL, rename_errno(mnt + "/weights/W", mnt + "/weights/a.b"))
     t.eq("refused renames leave the model byte-identical", before, sha256_file(model))
 
 
@@ -309,7 +320,8 @@ def part_e(t):
         torch.onnx.export(net, torch.zeros(1, 3, 224, 224), model, input_names=["x"],
                           output_names=["logits"], opset_version=13)
     want = onnx.ModelProto()
-    want.ParseFromString(renamed(model, {"x": "images", "logits": "scores"}))
+    want.ParseFromString(renamed(model, {"x": "images", "logits": "scores",
+                                         "features.0.weight": "features.0.kernel"}))
     want.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
     want.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
     want_bytes = want.SerializeToString()
@@ -317,9 +329,10 @@ def part_e(t):
         try:
             os.rename(mnt + "/inputs/x", mnt + "/inputs/images")
             os.rename(mnt + "/outputs/logits", mnt + "/outputs/scores")
-            t.ok("mv of the exported input and output")
+            os.rename(mnt + "/weights/features/0/weight", mnt + "/weights/features/0/kernel")
+            t.ok("mv of the exported input, output and first conv's weight")
         except OSError as e:
-            t.not_ok("mv of the exported input and output", e)
+            t.not_ok("mv of the exported input, output and first conv's weight", e)
         try:
             with open(mnt + "/inputs/images/shape", "w") as f:
                 f.write("N,3,224,224\n")

@@ -2312,9 +2312,8 @@ static void graph_fields_commit(void **state)
 }
 
 /*
- * Tensor renames (field kind TENSOR_NAME), which the transaction and the
- * ONNX writer take though the mount does not offer them for weights/ yet
- * (a `name` file stays read-only: rsync -a copies name files): the
+ * Tensor renames (field kind TENSOR_NAME; on the mount `mv` of a weights/
+ * directory, a `name` file staying read-only: rsync -a copies them): the
  * initializer and the node input that reads it are renamed; a name the
  * graph uses already is refused when staged (EEXIST) and the model stays
  * byte-identical.
