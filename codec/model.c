@@ -354,3 +354,52 @@ int mfs_file_stat(struct stat *out, const mfs_model *m, size_t idx)
 		return -EINVAL;
 	return mfs_source_stat(m->srcs[idx], out);
 }
+
+/* ------------------------------------------------------------ value renames */
+
+bool mfs_field_is_name(uint64_t id)
+{
+	unsigned k = MFS_FIELD_KIND(id);
+	return !MFS_FIELD_J(id) && (k == MFS_FIELD_TENSOR_NAME || k == MFS_FIELD_INPUT_NAME ||
+	                            k == MFS_FIELD_OUTPUT_NAME || k == MFS_FIELD_VALUE_NAME);
+}
+
+const char *mfs_desc_field_name(const struct mfs_desc *d, uint64_t id)
+{
+	const struct mfs_graph *g = d->graph;
+	uint64_t i = MFS_FIELD_I(id);
+	if (!mfs_field_is_name(id) || !g)
+		return NULL;
+	switch (MFS_FIELD_KIND(id)) {
+	case MFS_FIELD_TENSOR_NAME:
+		return i < d->n_tensors ? d->tensors[i]->name : NULL;
+	case MFS_FIELD_INPUT_NAME:
+		return i < g->n_inputs ? g->inputs[i].name : NULL;
+	case MFS_FIELD_OUTPUT_NAME:
+		return i < g->n_outputs ? g->outputs[i].name : NULL;
+	default:
+		return i < g->n_values ? g->values[i].name : NULL;
+	}
+}
+
+uint64_t mfs_desc_name_field(const struct mfs_desc *d, uint64_t id)
+{
+	const struct mfs_graph *g = d->graph;
+	const char *s = mfs_desc_field_name(d, id);
+	if (!s || !(d->flags & MFS_DESC_GRAPH))
+		return id;
+	for (size_t i = 0; i < g->n_inputs && i <= MFS_FIELD_I_MAX; i++)
+		if (!(g->input_is_init && g->input_is_init[i]) && g->inputs[i].name &&
+		    !strcmp(g->inputs[i].name, s))
+			return MFS_FIELD_ID(MFS_FIELD_INPUT_NAME, i, 0);
+	for (size_t i = 0; i < g->n_inits; i++)
+		if (!strcmp(g->inits[i]->name, s) && g->inits[i]->id <= MFS_FIELD_I_MAX)
+			return MFS_FIELD_ID(MFS_FIELD_TENSOR_NAME, g->inits[i]->id, 0);
+	for (size_t i = 0; i < g->n_outputs && i <= MFS_FIELD_I_MAX; i++)
+		if (g->outputs[i].name && !strcmp(g->outputs[i].name, s))
+			return MFS_FIELD_ID(MFS_FIELD_OUTPUT_NAME, i, 0);
+	for (size_t i = 0; i < g->n_values && i <= MFS_FIELD_I_MAX; i++)
+		if (g->values[i].name && !strcmp(g->values[i].name, s))
+			return MFS_FIELD_ID(MFS_FIELD_VALUE_NAME, i, 0);
+	return id;
+}

@@ -27,6 +27,37 @@ struct timespec mfs_now(void)
 	return ts;
 }
 
+static const struct mfs_tensor *dir_tensor(const struct mfs_fs *fs, uint32_t dir);
+
+/* Can `rm -r` delete tensors of weights/ (the format takes deletions)? */
+static bool deletes_ok(struct mfs_fs *fs)
+{
+	const struct mfs_graph *g = fs->gen->desc.graph;
+	return g && g->n_inits && g->inits[0]->id <= MFS_FIELD_I_MAX &&
+	       mfs_txn_field_writable(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE,
+	                                                    g->inits[0]->id, 0));
+}
+
+/* Is tree entry `idx` weights/ of the main graph or a directory in it? */
+static bool in_weights(const struct mfs_fs *fs, uint32_t idx)
+{
+	const struct mfs_gen *g = fs->gen;
+	struct mfs_tnode eb;
+	for (unsigned depth = 0; g->weights_dir != NONE && depth < 4096; depth++) {
+		if (idx == g->weights_dir)
+			return true;
+		if (idx == MFS_TREE_ROOT)
+			return false;
+		idx = mfs_tree_node(g->tree, idx, &eb)->parent;
+	}
+	return false;
+}
+
+const struct mfs_tensor *mfs_ent_dir_tensor(const struct mfs_fs *fs, uint32_t dir)
+{
+	return dir_tensor(fs, dir);
+}
+
 /* The tensor whose directory is `dir`, or NULL. */
 static const struct mfs_tensor *dir_tensor(const struct mfs_fs *fs, uint32_t dir)
 {
@@ -86,6 +117,17 @@ static void classify(struct mfs_fs *fs, uint32_t idx, struct mfs_ent *en)
 			en->creatable = meta_creatable(fs, idx);
 		} else if (e->flags & MFS_TNF_TENSOR) {
 			en->creatable = mfs_txn_tensor_writable(fs->txn, dir_tensor(fs, idx));
+			en->renames = !fs->read_only && in_weights(fs, idx) && deletes_ok(fs);
+		} else if (!fs->read_only && in_weights(fs, idx)) {
+			en->renames = deletes_ok(fs);   /* rmdir of the tensors in it */
+		} else if (e->u.dir.count && !fs->read_only) {
+			/* inputs/, outputs/, values/ of the main graph: mv renames. */
+			struct mfs_tnode cb;
+			uint32_t c = mfs_tree_child(g->tree, idx, 0);
+			uint64_t fid;
+			en->renames = mfs_tree_node(g->tree, c, &cb)->kind == MFS_TN_DIR &&
+			              mfs_tree_field(g->tree, c, &fid) && mfs_field_is_name(fid) &&
+			              mfs_txn_field_writable(fs->txn, fid);
 		}
 		return;
 	case MFS_TN_TENSOR:
@@ -620,7 +662,7 @@ int mfs_ent_stat(struct mfs_fs *fs, const struct mfs_ent *en, struct stat *st)
 	st->st_nlink = 1;
 	switch (en->role) {
 	case R_DIR:
-		st->st_mode = S_IFDIR | (en->creatable ? 0755 : 0555);
+		st->st_mode = S_IFDIR | (en->creatable || en->renames ? 0755 : 0555);
 		st->st_nlink = 2 + dir_subdirs(en);
 		break;
 	case R_CTL_DIR:

@@ -43,6 +43,14 @@
  *                             bytes staged as
  *                             scratch objects that reach the model only when
  *                             renamed over an entry
+ *   inputs/<x>/, outputs/<y>/,  mv to a new name in the same directory: the
+ *   values/<v>/ (ONNX main graph) value is renamed everywhere (namespace.c,
+ *                             value_rename; gen.c shows the renamed graph)
+ *   weights/<path>/ (ONNX)    mv within its directory: the initializer is
+ *                             renamed (namespace.c, tensor_rename);
+ *                             rm -r: its files' unlinks stage nothing (EBUSY
+ *                             while a node reads the tensor), the rmdir
+ *                             stages the initializer's deletion
  *   .modelfs/status, commit, abort    the control files
  *   everything else           read-only: EACCES for writing or creating,
  *                             EPERM for chmod/chown/utimes, unlink, rename,
@@ -193,8 +201,13 @@ struct mfs_gen {
 	uint32_t meta_dir;              /* tree index of meta/, or NONE */
 	uint32_t props_dir;             /* tree index of meta/props/, or NONE */
 	uint32_t types_dir;             /* tree index of meta/types/, or NONE */
+	uint32_t weights_dir;           /* tree index of weights/ (main graph), or NONE */
 	uint64_t txn_gen;               /* mfs_txn_generation() it was built at */
 	struct mfs_dot *dot;            /* meta/graph.dot of desc.graph, or NULL */
+	struct mfs_rename *ren;         /* the staged value renames desc.graph shows */
+	size_t n_ren;
+	void **blocks;                  /* the renamed copy of the graph (gen.c) */
+	size_t n_blocks, cap_blocks;
 };
 
 struct mfs_inval;
@@ -372,6 +385,10 @@ struct mfs_ent {
 	uint64_t field;                 /* R_FIELD: its id */
 	bool writable;                  /* files: content may be written */
 	bool creatable;                 /* directories: files may be created in it */
+	bool renames;                   /* directories: shown writable for what its
+	                                 * children allow: mv renames values (inputs/,
+	                                 * outputs/, values/), rm -r deletes tensors
+	                                 * (weights/ and the directories in it) */
 	bool props;                     /* R_DIR: meta/props/ */
 	char name[MFS_NAME_MAX + 1];    /* R_META, R_PROP, R_PTYPE: the component */
 };
@@ -549,8 +566,13 @@ void mfs_snap_free(struct mfs_fs *fs, struct mfs_snap *sn);
  */
 int mfs_ns_make_file(struct mfs_fs *fs, uint64_t parent, const char *name, mode_t mode,
                      struct mfs_ent *out);
-/* mfs_ns_unlink() - unlink(2): a prop or a scratch file; EPERM for the model's entries. */
+/* mfs_ns_unlink() - unlink(2): a prop or a scratch file; EPERM for the model's entries
+ * (the own files of a tensor directory that rmdir can delete: 0, nothing staged). */
 int mfs_ns_unlink(struct mfs_fs *fs, uint64_t parent, const char *name);
+/* mfs_ns_rmdir() - rmdir(2): a tensor's directory stages the tensor's deletion. */
+int mfs_ns_rmdir(struct mfs_fs *fs, uint64_t parent, const char *name);
+/* mfs_ent_dir_tensor() - the tensor whose directory is tree entry `dir`, or NULL. */
+const struct mfs_tensor *mfs_ent_dir_tensor(const struct mfs_fs *fs, uint32_t dir);
 /* mfs_ns_rename() - rename(2) within what the model allows (namespace.c). */
 int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
                   const char *newname, unsigned flags);

@@ -1,7 +1,8 @@
 /*
  * fs/gen.c — tree generations: the tree the handlers answer from, rebuilt
  * when the transaction's structure moves (a prop created, renamed or
- * removed; a commit; an abort), and the invalidations a rebuild implies.
+ * removed; a value renamed; a tensor deleted; a commit; an abort), and the
+ * invalidations a rebuild implies.
  *
  * A rebuild makes a whole new generation (tree + the description it was
  * built from), renumbers it through the inode table so that every path
@@ -22,12 +23,156 @@
 
 #include "fs.h"
 
+/*
+ * Staged value renames (`mv inputs/x inputs/images`): the generation's
+ * description is the txn's with the main graph replaced by a copy in which
+ * every use of a renamed name shows the new one (graph inputs, outputs,
+ * value_info, node inputs and outputs, and the subgraphs under it, which
+ * refer to outer values by name), so the tree, the node `inputs` files and
+ * graph.dot show the staged names at once.  Only the arrays that hold
+ * names are copied; strings are the txn's, and so are tensors but for the
+ * renamed ones (tensors_renamed).  Those staged for deletion (`rm -r`) are
+ * left out of the tree.
+ */
+static void *gen_alloc(struct mfs_gen *g, size_t n, size_t size)
+{
+	if (g->n_blocks == g->cap_blocks) {
+		size_t cap = g->cap_blocks ? g->cap_blocks * 2 : 16;
+		void **b = reallocarray(g->blocks, cap, sizeof(*b));
+		if (!b)
+			return NULL;
+		g->blocks = b;
+		g->cap_blocks = cap;
+	}
+	void *p = calloc(n ? n : 1, size);
+	if (p)
+		g->blocks[g->n_blocks++] = p;
+	return p;
+}
+
+static char *ren_map(const struct mfs_gen *g, char *s)
+{
+	for (size_t i = 0; s && i < g->n_ren; i++)
+		if (g->ren[i].to && !strcmp(g->ren[i].from, s))
+			return g->ren[i].to;
+	return s;
+}
+
+static struct mfs_value *values_copy(struct mfs_gen *g, const struct mfs_value *v, size_t n)
+{
+	struct mfs_value *c = gen_alloc(g, n, sizeof(*c));
+	for (size_t i = 0; c && i < n; i++) {
+		c[i] = v[i];
+		c[i].name = ren_map(g, v[i].name);
+	}
+	return c;
+}
+
+static char **names_copy(struct mfs_gen *g, char *const *s, size_t n)
+{
+	char **c = gen_alloc(g, n, sizeof(*c));
+	for (size_t i = 0; c && i < n; i++)
+		c[i] = ren_map(g, s[i]);
+	return c;
+}
+
+static struct mfs_graph *graph_copy(struct mfs_gen *g, const struct mfs_graph *src)
+{
+	struct mfs_graph *c = gen_alloc(g, 1, sizeof(*c));
+	if (!c)
+		return NULL;
+	*c = *src;
+	c->inputs = values_copy(g, src->inputs, src->n_inputs);
+	c->outputs = values_copy(g, src->outputs, src->n_outputs);
+	c->values = values_copy(g, src->values, src->n_values);
+	c->nodes = gen_alloc(g, src->n_nodes, sizeof(*c->nodes));
+	if (!c->inputs || !c->outputs || !c->values || !c->nodes)
+		return NULL;
+	for (size_t i = 0; i < src->n_nodes; i++) {
+		struct mfs_node *nd = &c->nodes[i];
+		*nd = src->nodes[i];
+		nd->inputs = names_copy(g, nd->inputs, nd->n_inputs);
+		nd->outputs = names_copy(g, nd->outputs, nd->n_outputs);
+		if (!nd->inputs || !nd->outputs)
+			return NULL;
+		bool sub = false;
+		for (size_t a = 0; a < nd->n_attrs; a++)
+			sub |= nd->attrs[a].n_graphs != 0;
+		if (!sub)
+			continue;
+		struct mfs_attr *at = gen_alloc(g, nd->n_attrs, sizeof(*at));
+		if (!at)
+			return NULL;
+		for (size_t a = 0; a < nd->n_attrs; a++) {
+			at[a] = nd->attrs[a];
+			if (!at[a].n_graphs)
+				continue;
+			at[a].graphs = gen_alloc(g, at[a].n_graphs, sizeof(*at[a].graphs));
+			if (!at[a].graphs)
+				return NULL;
+			for (size_t k = 0; k < at[a].n_graphs; k++) {
+				const struct mfs_graph *s = nd->attrs[a].graphs[k];
+				if (s && !(at[a].graphs[k] = graph_copy(g, s)))
+					return NULL;
+			}
+		}
+		nd->attrs = at;
+	}
+	return c;
+}
+
+/*
+ * Renamed initializers (TENSOR_NAME: mv of a directory in weights/): a copy
+ * of the tensor with the new name takes its place in the description's
+ * tensors and the graph's initializers, so the tree puts it at its new
+ * path and its `name` file shows the new name.  The copy keeps the id, so
+ * the txn reads and edits it as the tensor itself.
+ */
+static int tensors_renamed(struct mfs_gen *g)
+{
+	struct mfs_graph *gr = g->desc.graph;
+	size_t n = 0;
+	for (size_t i = 0; i < g->n_ren; i++)
+		n += g->ren[i].to && MFS_FIELD_KIND(g->ren[i].id) == MFS_FIELD_TENSOR_NAME &&
+		     MFS_FIELD_I(g->ren[i].id) < g->desc.n_tensors;
+	if (!n || !gr)
+		return 0;
+	struct mfs_tensor **ts = gen_alloc(g, g->desc.n_tensors, sizeof(*ts));
+	struct mfs_tensor **in = gen_alloc(g, gr->n_inits, sizeof(*in));
+	if (!ts || !in)
+		return -ENOMEM;
+	memcpy(ts, g->desc.tensors, g->desc.n_tensors * sizeof(*ts));
+	memcpy(in, gr->inits, gr->n_inits * sizeof(*in));
+	for (size_t i = 0; i < g->n_ren; i++) {
+		uint64_t id = MFS_FIELD_I(g->ren[i].id);
+		if (!g->ren[i].to || MFS_FIELD_KIND(g->ren[i].id) != MFS_FIELD_TENSOR_NAME ||
+		    id >= g->desc.n_tensors)
+			continue;
+		struct mfs_tensor *cp = gen_alloc(g, 1, sizeof(*cp));
+		if (!cp)
+			return -ENOMEM;
+		*cp = *ts[id];
+		cp->name = g->ren[i].to;
+		for (size_t k = 0; k < gr->n_inits; k++)
+			if (in[k] == ts[id])
+				in[k] = cp;
+		ts[id] = cp;
+	}
+	g->desc.tensors = ts;
+	gr->inits = in;
+	return 0;
+}
+
 static void gen_free(struct mfs_gen *g)
 {
 	if (!g)
 		return;
 	mfs_tree_destroy(g->tree);
 	mfs_dot_destroy(g->dot);
+	for (size_t i = 0; i < g->n_blocks; i++)
+		free(g->blocks[i]);
+	free(g->blocks);
+	mfs_txn_renames_free(g->ren, g->n_ren);
 	mfs_txn_props_free(g->props, g->desc.n_props);
 	free(g);
 }
@@ -51,7 +196,27 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 	}
 	g->desc.props = g->props;
 	g->desc.n_props = n;
-	rc = mfs_tree_build(&g->tree, &g->desc);
+	if ((rc = mfs_txn_renames(&g->ren, &g->n_ren, fs->txn)) < 0)
+		goto out;
+	if (g->n_ren && g->desc.graph && (g->desc.flags & MFS_DESC_GRAPH) &&
+	    !(g->desc.graph = graph_copy(g, g->desc.graph))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = tensors_renamed(g)) < 0)
+		goto out;
+	/* Tensors staged for deletion (`to` NULL), ascending ids as the
+	 * renames come (ascending field ids, one kind). */
+	uint64_t *hide = gen_alloc(g, g->n_ren, sizeof(*hide));
+	size_t n_hide = 0;
+	if (!hide) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < g->n_ren; i++)
+		if (!g->ren[i].to)
+			hide[n_hide++] = MFS_FIELD_I(g->ren[i].id);
+	rc = mfs_tree_build_hiding(&g->tree, &g->desc, hide, n_hide);
 	if (rc < 0)
 		goto out;
 	if (g->desc.graph && (g->desc.flags & MFS_DESC_GRAPH) &&
@@ -67,8 +232,11 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 	 */
 	malloc_trim(0);
 #endif
-	g->meta_dir = g->props_dir = g->types_dir = NONE;
+	g->meta_dir = g->props_dir = g->types_dir = g->weights_dir = NONE;
 	uint32_t i;
+	if ((g->desc.flags & MFS_DESC_GRAPH) &&
+	    mfs_tree_lookup(g->tree, MFS_TREE_ROOT, "weights", 7, &i) == 0)
+		g->weights_dir = i;
 	if (mfs_tree_lookup(g->tree, MFS_TREE_ROOT, "meta", 4, &i) == 0) {
 		g->meta_dir = i;
 		if (mfs_tree_lookup(g->tree, g->meta_dir, "props", 5, &i) == 0)

@@ -15,7 +15,8 @@
  *   tree entries    the entries of the current tree (tree.h), which is
  *                   immutable and rebuilt whenever the structure the mount
  *                   shows changes: a prop created, removed or renamed, a
- *                   commit, an abort.  Format ids never become inode
+ *                   value renamed (mv inputs/x ...), a tensor deleted
+ *                   (rm -r weights/...), a commit, an abort.  Format ids never become inode
  *                   numbers; a tensor's `data` file is an entry like any
  *                   other.
  *   control files   .modelfs/ and its files, numbered once at mount.

@@ -1259,15 +1259,21 @@ static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /*
- * rmdir, mkdir, symlink, link - the model's directories are its structure:
- * none can be made or removed, and there are no links.
- * Valid replies: fuse_reply_err (EPERM).
+ * rmdir - a tensor's directory: the tensor's deletion is staged
+ * (mfs_ns_rmdir); the model's other directories are its structure (EPERM).
+ * Valid replies: fuse_reply_err.
  */
 static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	(void)parent, (void)name;
-	fuse_reply_err(req, EPERM);
+	int rc = mfs_ns_rmdir(fs_of(req), parent, name);
+	mfs_inval_settle(fs_of(req));   /* a tensor's paths removed */
+	fuse_reply_err(req, -rc);
 }
+
+/*
+ * mkdir, symlink, link - no directory can be made, and there are no links.
+ * Valid replies: fuse_reply_err (EPERM).
+ */
 
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {

@@ -11,6 +11,12 @@
  * what it held (a snapshot, data_over); over a text entry the content
  * becomes its value; over an unchanged read-only entry nothing happens, so
  * that `rsync -a` of an unchanged tree succeeds.
+ *
+ * Two edits of a graph are namespace operations too (doc/design.md
+ * §5.1.1): a value's directory renamed in its directory renames the value
+ * (a graph field the txn stages; the tree is rebuilt with the kernel's
+ * move), and rmdir of an initializer's directory deletes it (the unlinks
+ * rm -r makes first only ask whether it may go).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -98,6 +104,62 @@ int mfs_ns_make_file(struct mfs_fs *fs, uint64_t parent, const char *name, mode_
 	return rc;
 }
 
+/* Is the tensor of directory `dir` one the format lets rmdir delete? */
+static bool tensor_deletable(struct mfs_fs *fs, uint32_t dir)
+{
+	const struct mfs_tensor *t = mfs_ent_dir_tensor(fs, dir);
+	return t && t->id <= MFS_FIELD_I_MAX &&
+	       mfs_txn_field_writable(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0));
+}
+
+/*
+ * rmdir - of a tensor's directory (weights/<path>/, main graph): stages the
+ * tensor's deletion (the format refuses one a node reads or a graph output
+ * with EBUSY, the reason in status), and the rebuilt tree no longer shows
+ * it, nor its npy/ view; the directories on its way stay until the commit,
+ * and rmdir of such an empty one succeeds without staging anything.  A
+ * directory with entries is ENOTEMPTY; the model's other directories EPERM.
+ */
+int mfs_ns_rmdir(struct mfs_fs *fs, uint64_t parent, const char *name)
+{
+	struct mfs_ent dir, en;
+	uint64_t ino;
+	size_t len = strlen(name);
+	pthread_mutex_lock(&fs->slock);
+	pthread_rwlock_rdlock(&fs->lock);
+	int rc = mfs_ent_dir_resolve(fs, parent, &dir);
+	if (rc == 0)
+		rc = mfs_ent_child(fs, &dir, name, len, &ino);
+	if (rc == 0)
+		rc = mfs_ent_resolve(fs, ino, &en);
+	if (rc == 0 && (en.role != R_DIR || !en.e))
+		rc = en.role == R_CTL_DIR ? -EPERM : -ENOTDIR;
+	const struct mfs_tensor *t = NULL;
+	if (rc == 0 && (en.e->flags & MFS_TNF_TENSOR)) {
+		t = mfs_ent_dir_tensor(fs, en.idx);
+		if (fs->read_only)
+			rc = -EROFS;
+		else if (!en.renames || !tensor_deletable(fs, en.idx))
+			rc = -EPERM;
+	} else if (rc == 0) {
+		/* A directory on the way to deleted tensors, emptied: it goes
+		 * at the commit. */
+		rc = !en.renames ? -EPERM : en.e->u.dir.count ? -ENOTEMPTY : 0;
+	}
+	pthread_rwlock_unlock(&fs->lock);
+	if (rc == 0 && t) {
+		rc = mfs_txn_field_set(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0),
+		                       "", 0, "1", 1);
+		struct mfs_skip sk = {.parent = dir.ino, .a = name, .a_len = len};
+		if (rc == 0) {
+			mfs_fs_sync_tree(fs, NULL, &sk);
+			mfs_fs_root_changed(fs, NULL, 0, 0);    /* slock held */
+		}
+	}
+	pthread_mutex_unlock(&fs->slock);
+	return rc;
+}
+
 /*
  * unlink - a prop (unstaged or removed) or a scratch file (gone with its
  * last reference: an open descriptor keeps reading and writing it).  Entries
@@ -116,9 +178,22 @@ int mfs_ns_unlink(struct mfs_fs *fs, uint64_t parent, const char *name)
 		rc = mfs_ent_child(fs, &dir, name, len, &ino);
 	if (rc == 0)
 		rc = mfs_ent_resolve(fs, ino, &en);
-	if (rc == 0 && en.role == R_PROP && en.writable)
+	if (rc == 0 && en.role == R_PROP && en.writable) {
 		rc = mfs_ent_prop_key(fs, name, len, &key);
-	else if (rc == 0 && en.role != R_SCRATCH)
+	} else if (rc == 0 && en.role != R_SCRATCH && dir.e && en.e &&
+	           (dir.e->flags & MFS_TNF_TENSOR) && (en.e->flags & MFS_TNF_OWN) &&
+	           tensor_deletable(fs, dir.idx)) {
+		/* `rm -r` of a tensor directory unlinks its own files first: that
+		 * succeeds, staging nothing, when the tensor could be deleted (the
+		 * rmdir deletes it), and fails as that rmdir would (EBUSY while a
+		 * node reads it, the reason in status). */
+		const struct mfs_tensor *t = mfs_ent_dir_tensor(fs, dir.idx);
+		pthread_rwlock_unlock(&fs->lock);
+		rc = mfs_txn_field_check(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0),
+		                         "1", 1);
+		pthread_mutex_unlock(&fs->slock);
+		return rc;
+	} else if (rc == 0 && en.role != R_SCRATCH)
 		rc = en.role == R_DIR || en.role == R_CTL_DIR ? -EISDIR : -EPERM;
 	pthread_rwlock_unlock(&fs->lock);
 	if (rc == 0 && en.role == R_SCRATCH) {
@@ -371,13 +446,133 @@ static int scratch_over(struct mfs_fs *fs, const struct mfs_ent *src, const stru
 }
 
 /*
+ * A value's directory (inputs/<x>, outputs/<y>, values/<v> of the main
+ * graph: a *_NAME field in the tree) renamed within its directory: the
+ * value is renamed (staged in the txn, which refuses a name in use with
+ * EEXIST and a name the format cannot take with EINVAL, the reason in
+ * status), and the rebuilt tree shows the new name everywhere it is used.
+ * slock held, fs->lock shared on entry and released here.
+ */
+static int value_rename(struct mfs_fs *fs, const struct mfs_ent *pd, const struct mfs_ent *qd,
+                        uint64_t fid, const char *name, size_t len, const char *newname,
+                        size_t nlen, bool have_dst)
+{
+	char raw[MFS_NAME_MAX + 1];
+	size_t rl = 0;
+	char *text = NULL, *orig = NULL;
+	int rc = 0;
+	const char *from = mfs_desc_field_name(mfs_txn_desc(fs->txn), fid);
+	if (fs->read_only)
+		rc = -EROFS;
+	else if (qd->ino != pd->ino || !from)
+		rc = -EPERM;            /* a value stays in its own directory */
+	else if (have_dst)
+		rc = -EEXIST;
+	else if (!mfs_txn_field_writable(fs->txn, fid))
+		rc = -EPERM;
+	else if (mfs_name_decode(raw, &rl, newname, nlen) < 0 || !rl)
+		rc = -EINVAL;           /* no name the tree could show (or a cut one) */
+	size_t tl = rc ? 0 : mfs_text_escape(NULL, 0, raw, rl);
+	size_t ol = rc ? 0 : mfs_text_escape(NULL, 0, from, strlen(from));
+	if (rc == 0 && (!(text = malloc(tl + 1)) || !(orig = malloc(ol + 1))))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		mfs_text_escape(text, tl + 1, raw, rl);
+		mfs_text_escape(orig, ol + 1, from, strlen(from));
+	}
+	pthread_rwlock_unlock(&fs->lock);
+	if (rc == 0)
+		rc = mfs_txn_field_set(fs->txn, fid, orig, ol, text, tl);
+	if (rc == 0) {
+		struct mfs_itab_move mv = {qd->ino, name, len, newname, nlen};
+		struct mfs_skip sk = {.parent = qd->ino, .a = name, .a_len = len, .b = newname,
+		                      .b_len = nlen};
+		mfs_fs_sync_tree(fs, &mv, &sk);
+		mfs_fs_root_changed(fs, NULL, 0, 0);    /* slock held */
+	}
+	free(text);
+	free(orig);
+	return rc;
+}
+
+/*
+ * An initializer's directory (weights/<path>/, main graph) renamed within
+ * its directory: the tensor's name is its path (doc/design.md §3.1), so the
+ * new name is the old one with its last segment replaced by the new
+ * component, which must be one segment (no '.' or '/', which the tree
+ * would split: EINVAL).  Staged as the tensor's TENSOR_NAME field, which
+ * renames the value everywhere it is used.  slock held, fs->lock shared on
+ * entry and released here.
+ */
+static int tensor_rename(struct mfs_fs *fs, const struct mfs_ent *pd, const struct mfs_ent *qd,
+                         const struct mfs_ent *src, const char *name, size_t len,
+                         const char *newname, size_t nlen, bool have_dst)
+{
+	char raw[MFS_NAME_MAX + 1];
+	size_t rl = 0;
+	char *text = NULL, *orig = NULL, *nn = NULL;
+	int rc = 0;
+	const struct mfs_tensor *t = mfs_ent_dir_tensor(fs, src->idx);
+	uint64_t fid = t ? MFS_FIELD_ID(MFS_FIELD_TENSOR_NAME, t->id, 0) : 0;
+	const char *from = t ? mfs_desc_field_name(mfs_txn_desc(fs->txn), fid) : NULL;
+	if (fs->read_only)
+		rc = -EROFS;
+	else if (qd->ino != pd->ino || !from || !mfs_txn_field_writable(fs->txn, fid))
+		rc = -EPERM;
+	else if (have_dst)
+		rc = -EEXIST;
+	else if (mfs_name_decode(raw, &rl, newname, nlen) < 0 || !rl || memchr(raw, '.', rl) ||
+	         memchr(raw, '/', rl))
+		rc = -EINVAL;
+	/* The shown (maybe staged) name less its last segment, then the new one. */
+	size_t keep = rc ? 0 : strlen(t->name);
+	while (keep && (t->name[keep - 1] == '.' || t->name[keep - 1] == '/'))
+		keep--;
+	while (keep && t->name[keep - 1] != '.' && t->name[keep - 1] != '/')
+		keep--;
+	if (rc == 0 && !(nn = malloc(keep + rl + 1)))
+		rc = -ENOMEM;
+	size_t nl = keep + rl, tl = 0, ol = 0;
+	if (rc == 0) {
+		memcpy(nn, t->name, keep);
+		memcpy(nn + keep, raw, rl);
+		nn[nl] = '\0';
+		tl = mfs_text_escape(NULL, 0, nn, nl);
+		ol = mfs_text_escape(NULL, 0, from, strlen(from));
+		if (!(text = malloc(tl + 1)) || !(orig = malloc(ol + 1)))
+			rc = -ENOMEM;
+	}
+	if (rc == 0) {
+		mfs_text_escape(text, tl + 1, nn, nl);
+		mfs_text_escape(orig, ol + 1, from, strlen(from));
+	}
+	pthread_rwlock_unlock(&fs->lock);
+	if (rc == 0)
+		rc = mfs_txn_field_set(fs->txn, fid, orig, ol, text, tl);
+	if (rc == 0) {
+		struct mfs_itab_move mv = {qd->ino, name, len, newname, nlen};
+		struct mfs_skip sk = {.parent = qd->ino, .a = name, .a_len = len, .b = newname,
+		                      .b_len = nlen};
+		mfs_fs_sync_tree(fs, &mv, &sk);
+		mfs_fs_root_changed(fs, NULL, 0, 0);    /* slock held */
+	}
+	free(nn);
+	free(text);
+	free(orig);
+	return rc;
+}
+
+/*
  * rename - within what the model allows:
  *   a scratch file onto `data`, dtype, shape, a writable meta file or a
  *   prop: staged as that entry's content; onto an unchanged read-only
  *   entry: accepted, nothing changes; onto another scratch file or a new
  *   name in a writable directory: renamed; onto a new name in meta/props/
  *   not starting with '.': a new prop;
- *   a prop onto another name in meta/props/: the prop is renamed.
+ *   a prop onto another name in meta/props/: the prop is renamed;
+ *   a value's directory (inputs/, outputs/, values/) or an initializer's
+ *   (weights/) onto a new name in the same directory: the value is renamed
+ *   wherever it is used.
  * Anything else is EPERM (the model's entries stay where they are) or
  * EACCES (a read-only target).  RENAME_EXCHANGE is EINVAL.
  */
@@ -470,6 +665,16 @@ int mfs_ns_rename(struct mfs_fs *fs, uint64_t parent, const char *name, uint64_t
 		goto out_locked;
 	}
 
+	uint64_t fid;
+	if (src.role == R_DIR && mfs_tree_field(fs->gen->tree, src.idx, &fid) &&
+	    mfs_field_is_name(fid)) {
+		rc = value_rename(fs, &pd, &qd, fid, name, len, newname, nlen, have_dst);
+		goto out;
+	}
+	if (src.role == R_DIR && src.e && (src.e->flags & MFS_TNF_TENSOR) && src.renames) {
+		rc = tensor_rename(fs, &pd, &qd, &src, name, len, newname, nlen, have_dst);
+		goto out;
+	}
 	if (src.role != R_PROP || !src.writable) {
 		rc = -EPERM;
 		goto out_locked;

@@ -425,7 +425,22 @@ struct build {
 	int err;                /* first failure; then everything is a no-op */
 	struct wseg wcache[WCACHE_DEPTH];
 	size_t wcache_n;
+	const uint64_t *hidden; /* ids of tensors not shown, ascending */
+	size_t n_hidden;
 };
+
+static bool hidden(const struct build *b, uint64_t id)
+{
+	size_t lo = 0, hi = b->n_hidden;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (b->hidden[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < b->n_hidden && b->hidden[lo] == id;
+}
 
 static uint32_t slot_of(const struct mfs_tree *t, uint32_t parent, const char *name, size_t len)
 {
@@ -921,10 +936,12 @@ static void sparse_contents(struct build *b, uint32_t dir, const struct mfs_spar
  * inputs and outputs), or 0.
  */
 static void value_dir(struct build *b, uint32_t parent, const struct mfs_value *v, size_t i,
-                      unsigned dt_kind, unsigned sh_kind)
+                      unsigned dt_kind, unsigned sh_kind, unsigned nm_kind)
 {
 	const char *name = v->name ? v->name : "";
 	uint32_t d = add_named(b, parent, name, strlen(name), MFS_TN_DIR, 0);
+	if (nm_kind && i <= MFS_FIELD_I_MAX)
+		note_field(b, d, MFS_FIELD_ID(nm_kind, i, 0));  /* mv renames the value */
 	uint32_t e = line_fixed(b, d, "dtype", v->dtype, 0);
 	if (dt_kind && i <= MFS_FIELD_I_MAX)
 		note_field(b, e, MFS_FIELD_ID(dt_kind, i, 0));
@@ -940,11 +957,11 @@ static void value_dir(struct build *b, uint32_t parent, const struct mfs_value *
 }
 
 static void value_dirs(struct build *b, uint32_t dir, const struct mfs_value *v, size_t n,
-                       const bool *skip, unsigned dt_kind, unsigned sh_kind)
+                       const bool *skip, unsigned dt_kind, unsigned sh_kind, unsigned nm_kind)
 {
 	for (size_t i = 0; i < n && !b->err; i++)
 		if (!(skip && skip[i]))
-			value_dir(b, dir, &v[i], i, dt_kind, sh_kind);
+			value_dir(b, dir, &v[i], i, dt_kind, sh_kind, nm_kind);
 }
 
 /* "0/", "1/", ... for TENSORS, GRAPHS and SPARSE_TENSORS attributes. */
@@ -1147,7 +1164,31 @@ static void weights_contents(struct build *b, uint32_t dir, const struct mfs_gra
 {
 	for (size_t i = 0; i < g->n_inits && !b->err; i++) {
 		const struct mfs_tensor *t = g->inits[i];
-		uint32_t d = weight_dir(b, dir, t->name ? t->name : "", tensor_own);
+		const char *name = t->name ? t->name : "";
+		if (hidden(b, t->id)) {
+			/* A deleted tensor: the directories on its way stay (empty
+			 * until the commit), so that `rm -r weights/a/` finds the
+			 * `a/` it removes after its tensors. */
+			size_t n = strlen(name);
+			while (n && (name[n - 1] == '.' || name[n - 1] == '/'))
+				n--;
+			while (n && name[n - 1] != '.' && name[n - 1] != '/')
+				n--;
+			if (n) {
+				char *pre = strndup(name, n);
+				if (!pre) {
+					set_err(b, -ENOMEM);
+					return;
+				}
+				/* Segments point into the name: keep the copy with the tree. */
+				const char *kept = keep(b, pre, n + 1);  /* with its NUL */
+				free(pre);
+				if (kept)
+					weight_dir(b, dir, kept, tensor_own);
+			}
+			continue;
+		}
+		uint32_t d = weight_dir(b, dir, name, tensor_own);
 		tensor_contents(b, d, t);
 	}
 	for (size_t i = 0; i < g->n_sparse_inits && !b->err; i++) {
@@ -1165,12 +1206,14 @@ static void graph_dirs(struct build *b, uint32_t dir, const struct mfs_graph *g)
 	bool main = g == b->d->graph && (b->d->flags & MFS_DESC_GRAPH);
 	uint32_t d = dir_get(b, dir, "inputs", 6, true);
 	value_dirs(b, d, g->inputs, g->n_inputs, g->input_is_init,
-	           main ? MFS_FIELD_INPUT_DTYPE : 0, main ? MFS_FIELD_INPUT_SHAPE : 0);
+	           main ? MFS_FIELD_INPUT_DTYPE : 0, main ? MFS_FIELD_INPUT_SHAPE : 0,
+	           main ? MFS_FIELD_INPUT_NAME : 0);
 	d = dir_get(b, dir, "outputs", 7, true);
 	value_dirs(b, d, g->outputs, g->n_outputs, NULL,
-	           main ? MFS_FIELD_OUTPUT_DTYPE : 0, main ? MFS_FIELD_OUTPUT_SHAPE : 0);
+	           main ? MFS_FIELD_OUTPUT_DTYPE : 0, main ? MFS_FIELD_OUTPUT_SHAPE : 0,
+	           main ? MFS_FIELD_OUTPUT_NAME : 0);
 	d = dir_get(b, dir, "values", 6, true);
-	value_dirs(b, d, g->values, g->n_values, NULL, 0, 0);
+	value_dirs(b, d, g->values, g->n_values, NULL, 0, 0, main ? MFS_FIELD_VALUE_NAME : 0);
 	d = dir_get(b, dir, "nodes", 5, true);
 	node_dirs(b, d, g->nodes, g->n_nodes);
 	d = dir_get(b, dir, "weights", 7, true);
@@ -1643,8 +1686,14 @@ static uint64_t random_seed(void)
 
 int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc)
 {
+	return mfs_tree_build_hiding(out, desc, NULL, 0);
+}
+
+int mfs_tree_build_hiding(struct mfs_tree **out, const struct mfs_desc *desc,
+                          const uint64_t *hidden, size_t n_hidden)
+{
 	*out = NULL;
-	struct build b = {.d = desc};
+	struct build b = {.d = desc, .hidden = hidden, .n_hidden = n_hidden};
 	int rc;
 	b.t = calloc(1, sizeof(*b.t));
 	if (!b.t)

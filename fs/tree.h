@@ -89,6 +89,14 @@ struct mfs_tree;
 int mfs_tree_build(struct mfs_tree **out, const struct mfs_desc *desc);
 
 /*
+ * mfs_tree_build_hiding() - the same without the tensors whose ids are in
+ * `hidden` (n_hidden of them, ascending): their directories are not made,
+ * the directories on the way to them are (tensors staged for deletion).
+ */
+int mfs_tree_build_hiding(struct mfs_tree **out, const struct mfs_desc *desc,
+                          const uint64_t *hidden, size_t n_hidden);
+
+/*
  * mfs_tree_test_limit() - for tests only: make later builds fail with
  * -EFBIG past `max` entries instead of 2^32 - 2 (0 restores that).  Not
  * thread-safe.

@@ -14,9 +14,20 @@
  *     output whose type is a tensor type.  A shape is dims joined by ','
  *     (the file's syntax): a decimal, a symbolic name, '?' for an unknown
  *     dim; "*" for an unknown rank, empty for a scalar.
- *   - (through the transaction only, not yet on the mount) an initializer
- *     of the main graph's name: a rename, which the writer carries to every
- *     use of the name.
+ *   - the name of a value of the main graph: a graph input that is no
+ *     initializer, a graph output, a value_info entry (`mv inputs/x
+ *     inputs/images` on the mount) or an initializer (`mv` of its
+ *     directory; its `name` file stays read-only): a rename,
+ *     which the writer carries to every use of the name, subgraphs
+ *     included.  A new name that a subgraph defines itself (its input,
+ *     initializer or a node output) is refused: the subgraph's references
+ *     to the outer value would be captured by its own.  A name already in
+ *     use in the main graph is the transaction's to refuse (EEXIST).
+ *   - the deletion of an initializer of the main graph (`rm -r` of its
+ *     directory): refused with EBUSY while a node reads it (in the main
+ *     graph or, by outer-scope reference, in a subgraph) or it is a graph
+ *     output; the writer drops the TensorProto and a graph input or
+ *     value_info entry of its name (IR < 4 lists initializers as inputs).
  * Values are checked here at write; the writer re-encodes the attribute's
  * value fields, the name field, or the ValueInfoProto's type field.
  */
@@ -78,11 +89,77 @@ const struct mfs_attr *mfs_onnx_field_attr(const struct mfs_model *m, uint64_t i
 	}
 }
 
+bool mfs_onnx_subgraph_defines(const struct mfs_graph *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_nodes; i++) {
+		const struct mfs_node *nd = &g->nodes[i];
+		for (size_t a = 0; a < nd->n_attrs; a++) {
+			for (size_t k = 0; k < nd->attrs[a].n_graphs; k++) {
+				const struct mfs_graph *s = nd->attrs[a].graphs[k];
+				if (!s)
+					continue;
+				for (size_t j = 0; j < s->n_inputs; j++)
+					if (s->inputs[j].name && !strcmp(s->inputs[j].name, name))
+						return true;
+				for (size_t j = 0; j < s->n_inits; j++)
+					if (!strcmp(s->inits[j]->name, name))
+						return true;
+				for (size_t j = 0; j < s->n_nodes; j++)
+					for (size_t o = 0; o < s->nodes[j].n_outputs; o++)
+						if (!strcmp(s->nodes[j].outputs[o], name))
+							return true;
+				if (mfs_onnx_subgraph_defines(s, name))
+					return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* The first node under `g` (subgraphs included) that reads `name`, or NULL. */
+static const struct mfs_node *first_reader(const struct mfs_graph *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_nodes; i++) {
+		const struct mfs_node *nd = &g->nodes[i];
+		for (size_t k = 0; k < nd->n_inputs; k++)
+			if (!strcmp(nd->inputs[k], name))
+				return nd;
+		for (size_t a = 0; a < nd->n_attrs; a++)
+			for (size_t k = 0; k < nd->attrs[a].n_graphs; k++) {
+				const struct mfs_node *r = nd->attrs[a].graphs[k] ?
+				        first_reader(nd->attrs[a].graphs[k], name) : NULL;
+				if (r)
+					return r;
+			}
+	}
+	return NULL;
+}
+
+int mfs_onnx_unused(const struct mfs_graph *g, const char *name, char *msg, size_t msglen)
+{
+	const struct mfs_node *nd = first_reader(g, name);
+	if (nd) {
+		if (msg && msglen)
+			snprintf(msg, msglen, "tensor '%.200s' is read by node '%.100s' (%.60s): remove "
+			         "that use first", name, nd->name && nd->name[0] ? nd->name : "(unnamed)",
+			         nd->op_type ? nd->op_type : "?");
+		return -EBUSY;
+	}
+	for (size_t i = 0; i < g->n_outputs; i++)
+		if (g->outputs[i].name && !strcmp(g->outputs[i].name, name)) {
+			if (msg && msglen)
+				snprintf(msg, msglen, "tensor '%.200s' is a graph output", name);
+			return -EBUSY;
+		}
+	return 0;
+}
+
 const struct mfs_tensor *mfs_onnx_field_init(const struct mfs_model *m, uint64_t id)
 {
 	const struct mfs_graph *g = m->desc.graph;
 	uint64_t i = MFS_FIELD_I(id);
-	if (!g || MFS_FIELD_KIND(id) != MFS_FIELD_TENSOR_NAME || MFS_FIELD_J(id) ||
+	if (!g || (MFS_FIELD_KIND(id) != MFS_FIELD_TENSOR_NAME &&
+	           MFS_FIELD_KIND(id) != MFS_FIELD_TENSOR_DELETE) || MFS_FIELD_J(id) ||
 	    i >= m->desc.n_tensors)
 		return NULL;
 	/* An initializer of the main graph (its name is a value of that graph). */
@@ -121,6 +198,19 @@ bool mfs_onnx_field_writable(const struct mfs_model *m, uint64_t id)
 	}
 	case MFS_FIELD_TENSOR_NAME:
 		return mfs_onnx_field_init(m, id) != NULL;
+	case MFS_FIELD_TENSOR_DELETE:
+		return (m->desc.flags & MFS_DESC_GRAPH) && mfs_onnx_field_init(m, id) != NULL;
+	case MFS_FIELD_INPUT_NAME:
+	case MFS_FIELD_OUTPUT_NAME:
+	case MFS_FIELD_VALUE_NAME: {
+		const char *s = mfs_desc_field_name(&m->desc, id);
+		const struct mfs_graph *g = m->desc.graph;
+		if (!s || !s[0] || !(m->desc.flags & MFS_DESC_GRAPH))
+			return false;
+		/* An input that names an initializer is renamed as the tensor. */
+		return MFS_FIELD_KIND(id) != MFS_FIELD_INPUT_NAME || !g->input_is_init ||
+		       !g->input_is_init[MFS_FIELD_I(id)];
+	}
 	default: {
 		const struct mfs_value *v = field_value(m, id);
 		return v && value_elem(v);
@@ -394,9 +484,30 @@ int mfs_onnx_field_check(const struct mfs_model *m, uint64_t id, const char *tex
 	case MFS_FIELD_OUTPUT_DOC:
 		return 0;       /* free text (its line breaks come escaped or raw) */
 	case MFS_FIELD_TENSOR_NAME:
+	case MFS_FIELD_INPUT_NAME:
+	case MFS_FIELD_OUTPUT_NAME:
+	case MFS_FIELD_VALUE_NAME: {
 		if (!len || memchr(text, '\n', len))
-			return bad(msg, msglen, "a tensor name is one line, not empty%s%s", "", "");
-		return 0;       /* names in use are the commit's to refuse */
+			return bad(msg, msglen, "a value name is one line, not empty%s%s", "", "");
+		char *raw = malloc(len + 1);
+		if (!raw)
+			return -ENOMEM;
+		size_t rl = mfs_text_unescape(raw, text, len);
+		raw[rl] = '\0';
+		int rc = 0;
+		if (strlen(raw) != rl || !rl)
+			rc = bad(msg, msglen, "a value name holds no NUL byte and is not empty%s%s",
+			         "", "");
+		else if (mfs_onnx_subgraph_defines(m->desc.graph, raw))
+			rc = bad(msg, msglen, "'%.200s' is defined inside a subgraph%s: the subgraph's "
+			         "uses of the renamed value would refer to its own", raw, "");
+		free(raw);
+		return rc;      /* names in use are the transaction's to refuse */
+	}
+	case MFS_FIELD_TENSOR_DELETE:
+		if (len != 1 || text[0] != '1')
+			return bad(msg, msglen, "a deletion is staged as '1'%s%s", "", "");
+		return mfs_onnx_unused(m->desc.graph, mfs_onnx_field_init(m, id)->name, msg, msglen);
 	case MFS_FIELD_NODE_ATTR:
 		return mfs_onnx_attr_encode(mfs_onnx_field_attr(m, id), text, len, NULL, msg, msglen);
 	case MFS_FIELD_INPUT_SHAPE:

@@ -116,7 +116,25 @@ bool mfs_onnx_field_writable(const struct mfs_model *m, uint64_t id);
 int mfs_onnx_field_check(const struct mfs_model *m, uint64_t id, const char *text, size_t len,
                          char *msg, size_t msglen);
 const struct mfs_attr *mfs_onnx_field_attr(const struct mfs_model *m, uint64_t id);
-/* The main-graph initializer a TENSOR_NAME field renames, or NULL. */
+/* Does a subgraph under `g` (If/Loop/Scan bodies, at any depth) define
+ * `name`: as its input, initializer or a node's output? */
+bool mfs_onnx_subgraph_defines(const struct mfs_graph *g, const char *name);
+/*
+ * The graph rules renames and deletions can break (ssa.c): with `e` (may be
+ * NULL) the names `from[i]` read as `to[i]`, NULL for a deleted one.
+ * Returns 0, -EINVAL with the first violation in msg, or -ENOMEM.
+ */
+struct mfs_onnx_edit_names {
+	const char **from;
+	const char **to;
+	size_t n;
+};
+int mfs_onnx_ssa_check(const struct mfs_graph *g, const struct mfs_onnx_edit_names *e,
+                       char *msg, size_t msglen);
+/* 0 when no node under `g` (subgraphs included) reads `name` and no graph
+ * output of `g` is it; else -EBUSY and a line naming the first user. */
+int mfs_onnx_unused(const struct mfs_graph *g, const char *name, char *msg, size_t msglen);
+/* The main-graph initializer a TENSOR_NAME or TENSOR_DELETE field is about, or NULL. */
 const struct mfs_tensor *mfs_onnx_field_init(const struct mfs_model *m, uint64_t id);
 int mfs_onnx_attr_encode(const struct mfs_attr *at, const char *text, size_t len,
                          struct mfs_buf *out, char *msg, size_t msglen);

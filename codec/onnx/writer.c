@@ -28,6 +28,12 @@
  *   meta, graph_name        the last occurrence replaced, or inserted
  *   metadata_props          entries replaced or deleted in place, new ones
  *                           after the last existing entry
+ *   value renamed           every string field of the old name (node inputs
+ *                           and outputs, graph values, in the main graph and
+ *                           its subgraphs; an initializer's name) replaced,
+ *                           one walk for all renames of the commit
+ *   initializer deleted     its TensorProto, and the graph input and
+ *                           value_info entries of its name, deleted whole
  *
  * Every message that holds an op, and every ancestor of one, is *dirty*.
  * Ops and dirty messages are sorted by file offset into one list, which is
@@ -769,7 +775,38 @@ static int output_init_check(struct ctx *c, const struct mfs_value *v,
 	return 0;
 }
 
-/* Graph input or output `i` (`input`) with a new type. */
+/* The decoded new name `e` stages for the value named `old` (malloc'd), or
+ * NULL (none, or out of memory: *oom). */
+static char *staged_name(const struct ctx *c, const struct mfs_edit_set *e, const char *old,
+                         bool *oom)
+{
+	*oom = false;
+	for (size_t i = 0; old && i < e->n_fields; i++) {
+		const struct mfs_field_edit *fe = &e->fields[i];
+		const char *s = mfs_field_is_name(fe->id) ? mfs_desc_field_name(&c->m->desc, fe->id) :
+		                NULL;
+		if (!s || strcmp(s, old))
+			continue;
+		char *nn = malloc(fe->len + 1);
+		if (!nn)
+			*oom = true;
+		else
+			nn[mfs_text_unescape(nn, fe->text, fe->len)] = '\0';
+		return nn;
+	}
+	return NULL;
+}
+
+/* Does graph input or output `i` (`input`) have a staged type or doc edit? */
+static bool has_value_op(const struct mfs_edit_set *e, bool input, uint64_t i)
+{
+	return find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_SHAPE : MFS_FIELD_OUTPUT_SHAPE, i, 0)) ||
+	       find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_DTYPE : MFS_FIELD_OUTPUT_DTYPE, i, 0)) ||
+	       find_field(e, MFS_FIELD_ID(input ? MFS_FIELD_INPUT_DOC : MFS_FIELD_OUTPUT_DOC, i, 0));
+}
+
+/* Graph input or output `i` (`input`) with a new type, and its new name
+ * when it is renamed too (rename_values leaves this value to us). */
 static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uint64_t i)
 {
 	const struct mfs_graph *g = c->m->desc.graph;
@@ -825,6 +862,10 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 			rc = nf[1].oom ? -ENOMEM : 0;
 		}
 	}
+	bool oom;
+	char *nn = rc == 0 ? staged_name(c, e, v->name, &oom) : NULL;
+	if (rc == 0 && oom)
+		rc = -ENOMEM;
 	/* The ValueInfoProto's fields, each replaced one where its first
 	 * occurrence was (or before the first field numbered above it). */
 	struct mfs_splice inner = {0};
@@ -836,6 +877,12 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 			break;
 		}
 		pos = f.end;
+		if (nn && f.num == 1) {
+			uint8_t hdr[20];
+			mfs_splice_bytes(&inner, hdr, put_len_key(hdr, 1, strlen(nn)));
+			mfs_splice_bytes(&inner, nn, strlen(nn));
+			continue;
+		}
 		bool skip = false;
 		for (unsigned k = 0; k < 2; k++) {
 			uint32_t num = 2 + k;
@@ -854,6 +901,7 @@ static int value_op(struct ctx *c, const struct mfs_edit_set *e, bool input, uin
 			mfs_splice_bytes(&inner, nf[k].p, nf[k].len);
 	free(nf[0].p);
 	free(nf[1].p);
+	free(nn);
 	struct op *o = rc == 0 ? op_new(c, l->graph_msg, vf.start, vf.end, want) : NULL;
 	if (rc == 0 && !o)
 		rc = -ENOMEM;
@@ -941,48 +989,107 @@ static bool name_taken(const struct mfs_graph *g, const char *s)
 	for (size_t i = 0; i < g->n_inits; i++)
 		if (!strcmp(g->inits[i]->name, s))
 			return true;
-	for (size_t i = 0; i < g->n_nodes; i++)
+	for (size_t i = 0; i < g->n_nodes; i++) {
 		for (size_t k = 0; k < g->nodes[i].n_outputs; k++)
 			if (!strcmp(g->nodes[i].outputs[k], s))
 				return true;
-	return false;
+		for (size_t k = 0; k < g->nodes[i].n_inputs; k++)
+			if (!strcmp(g->nodes[i].inputs[k], s))
+				return true;
+	}
+	return mfs_onnx_subgraph_defines(g, s);
+}
+
+/* One value rename: the model's name and the decoded new one. */
+struct ren {
+	const char *old;
+	size_t ol;
+	char *nn;
+	size_t nl;
+	const struct mfs_tensor *init;  /* the main-graph initializer of the name, or NULL */
+};
+
+/* The staged renames of `e`, checked, into *out (n of them). */
+static int renames_collect(struct ctx *c, const struct mfs_edit_set *e, struct ren **out,
+                           size_t *n)
+{
+	const struct mfs_graph *g = c->m->desc.graph;
+	const char *file = c->m->desc.files[0].path;
+	struct ren *r = calloc(e->n_fields ? e->n_fields : 1, sizeof(*r));
+	size_t k = 0;
+	int rc = 0;
+	*out = r;
+	*n = 0;
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < e->n_fields && rc == 0; i++) {
+		const struct mfs_field_edit *fe = &e->fields[i];
+		if (!mfs_field_is_name(fe->id))
+			continue;
+		struct ren *x = &r[k];
+		x->old = mfs_desc_field_name(&c->m->desc, fe->id);
+		if (!x->old || !(x->nn = malloc(fe->len + 1))) {
+			rc = x->old ? -ENOMEM : fail(c, -EACCES, "%s", "a staged rename names no value");
+			break;
+		}
+		k++;
+		x->ol = strlen(x->old);
+		x->nl = mfs_text_unescape(x->nn, fe->text, fe->len);
+		x->nn[x->nl] = '\0';
+		if (MFS_FIELD_KIND(fe->id) == MFS_FIELD_TENSOR_NAME)
+			x->init = mfs_onnx_field_init(c->m, fe->id);
+		for (size_t j = 0; j < g->n_inits && !x->init; j++)
+			if (!strcmp(g->inits[j]->name, x->old))
+				x->init = g->inits[j];
+		if (!x->nl || memchr(x->nn, '\0', x->nl))
+			rc = mfs_errf(c->err, c->errlen, -EINVAL, file, "value '%.200s': a new name "
+			              "is not empty and holds no NUL byte", x->old);
+		else if (name_taken(g, x->nn))
+			rc = mfs_errf(c->err, c->errlen, -EINVAL, file, "value '%.200s': the new "
+			              "name '%.200s' is already a value of the graph", x->old, x->nn);
+		for (size_t j = 0; j + 1 < k && rc == 0; j++) {
+			if (!strcmp(r[j].nn, x->nn))
+				rc = mfs_errf(c->err, c->errlen, -EINVAL, file,
+				              "two values would be named '%.200s'", x->nn);
+			else if (!strcmp(r[j].old, x->old))
+				rc = mfs_errf(c->err, c->errlen, -EINVAL, file,
+				              "value '%.200s' is renamed twice", x->old);
+		}
+	}
+	*n = k;
+	return rc;
+}
+
+/* Which rename the string field f is the old name of, or -1. */
+static int field_ren(struct ctx *c, struct mfs_wire_src *src, const struct mfs_wire_field *f,
+                     const struct ren *r, size_t n, int *out)
+{
+	*out = -1;
+	for (size_t i = 0; i < n; i++) {
+		bool hit;
+		int rc = field_is(c, src, f, r[i].old, r[i].ol, &hit);
+		if (rc || hit) {
+			*out = hit ? (int)i : -1;
+			return rc;
+		}
+	}
+	return 0;
 }
 
 /*
- * Rename initializer `t` of the main graph to the decoded `nn`: its own
- * name field, every node input and output of that name in the main graph
- * and the subgraphs under it (which capture outer values by name; a
- * subgraph that defines the same name itself is not told apart), and every
- * graph input, output and value_info entry of that name.  Functions have
- * their own scopes and are left alone.
+ * Rename the values of `r` (n of them) everywhere: every node input and
+ * output of an old name in the main graph and the subgraphs under it
+ * (which capture outer values by name; a subgraph defining the new name
+ * was refused, one defining the old name is renamed with it, which keeps
+ * its meaning), every graph input, output and value_info entry of that
+ * name, and an initializer's own name field.  Functions have their own
+ * scopes and are left alone.  Only the string fields change: each is one
+ * op, so only the messages on the path from it to the root are re-encoded.
  */
-static int rename_init(struct ctx *c, const struct mfs_tensor *t, const char *nn, size_t nl,
-                       const struct mfs_edit_set *e)
+static int rename_values(struct ctx *c, const struct mfs_edit_set *e, const struct ren *r,
+                         size_t n)
 {
 	const struct mfs_onnx_layout *l = c->l;
-	const struct mfs_graph *g = c->m->desc.graph;
-	const char *old = t->name;
-	size_t ol = strlen(old);
-	if (memchr(nn, '\0', nl) || name_taken(g, nn))
-		return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
-		                "tensor '%.200s': the new name '%.200s' is already a value of the graph "
-		                "(or holds a NUL byte)", old, nn);
-	for (size_t i = 0; i < e->n_fields; i++) {
-		const struct mfs_field_edit *o = &e->fields[i];
-		if (MFS_FIELD_KIND(o->id) == MFS_FIELD_TENSOR_NAME &&
-		    c->m->desc.tensors[MFS_FIELD_I(o->id)] != t && o->len == nl &&
-		    !memcmp(o->text, nn, nl))
-			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
-			                "two tensors would be named '%.200s'", nn);
-	}
-	for (size_t i = 0; i < g->n_outputs; i++)
-		if (g->outputs[i].name && !strcmp(g->outputs[i].name, old) &&
-		    (find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_SHAPE, i, 0)) ||
-		     find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_DTYPE, i, 0)) ||
-		     find_field(e, MFS_FIELD_ID(MFS_FIELD_OUTPUT_DOC, i, 0))))
-			return mfs_errf(c->err, c->errlen, -EINVAL, c->m->desc.files[0].path,
-			                "tensor '%.200s': rename it and edit the graph output of "
-			                "its name in two commits", old);
 	uint8_t *kind = calloc(l->n_msgs ? l->n_msgs : 1, 1);
 	if (!kind)
 		return -ENOMEM;
@@ -1007,6 +1114,7 @@ static int rename_init(struct ctx *c, const struct mfs_tensor *t, const char *nn
 		/* Node inputs (1) and outputs (2); graph inputs, outputs, value_info
 		 * (11, 12, 13).  A graph's nodes are messages of their own. */
 		const struct mfs_onnx_msg *mm = &l->msgs[k];
+		uint64_t n_in = 0, n_out = 0;
 		for (uint64_t pos = mm->val; pos < mm->end && rc == 0;) {
 			struct mfs_wire_field f;
 			enum mfs_wire_err er = mfs_wire_next(&src, pos, mm->end, &f);
@@ -1015,21 +1123,29 @@ static int rename_init(struct ctx *c, const struct mfs_tensor *t, const char *nn
 				break;
 			}
 			pos = f.end;
-			bool hit = false;
+			int hit = -1;
+			/* A main-graph input or output with a new type is re-encoded
+			 * whole, its new name included, by value_op(). */
+			if ((int32_t)k == l->graph_msg && f.wt == 2 && f.num == 11 &&
+			    has_value_op(e, true, n_in++))
+				continue;
+			if ((int32_t)k == l->graph_msg && f.wt == 2 && f.num == 12 &&
+			    has_value_op(e, false, n_out++))
+				continue;
 			if (kind[k] == MK_NODE && (f.num == 1 || f.num == 2)) {
-				if ((rc = field_is(c, &src, &f, old, ol, &hit)) || !hit)
+				if ((rc = field_ren(c, &src, &f, r, n, &hit)) || hit < 0)
 					continue;
 				struct op *o = op_new(c, (int32_t)k, f.start, f.end, f.num);
 				if (!o) {
 					rc = -ENOMEM;
 					break;
 				}
-				mfs_splice_bytes(&o->body, hdr, put_len_key(hdr, f.num, nl));
-				mfs_splice_bytes(&o->body, nn, nl);
+				mfs_splice_bytes(&o->body, hdr, put_len_key(hdr, f.num, r[hit].nl));
+				mfs_splice_bytes(&o->body, r[hit].nn, r[hit].nl);
 				rc = o->body.err;
 			} else if (kind[k] == MK_GRAPH && f.num >= 11 && f.num <= 13 && f.wt == 2) {
 				/* The value's name: its field 1. */
-				for (uint64_t q = f.val; q < f.end && rc == 0 && !hit;) {
+				for (uint64_t q = f.val; q < f.end && rc == 0 && hit < 0;) {
 					struct mfs_wire_field nf;
 					er = mfs_wire_next(&src, q, f.end, &nf);
 					if (er) {
@@ -1038,24 +1154,166 @@ static int rename_init(struct ctx *c, const struct mfs_tensor *t, const char *nn
 					}
 					q = nf.end;
 					if (nf.num == 1)
-						rc = field_is(c, &src, &nf, old, ol, &hit);
+						rc = field_ren(c, &src, &nf, r, n, &hit);
 				}
-				if (rc == 0 && hit)
-					rc = rename_value(c, &src, (int32_t)k, &f, nn, nl);
+				if (rc == 0 && hit >= 0)
+					rc = rename_value(c, &src, (int32_t)k, &f, r[hit].nn, r[hit].nl);
 			}
 		}
 	}
 	free(kind);
+	/* Each initializer's own name field (8). */
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!r[i].init)
+			continue;
+		int32_t tm = (int32_t)l->tspans[r[i].init->id].msg;
+		struct mfs_buf body = {0};
+		mfs_buf_add(&body, hdr, put_len_key(hdr, 8, r[i].nl));
+		mfs_buf_add(&body, r[i].nn, r[i].nl);
+		rc = body.oom ? -ENOMEM : replace_fields(c, tm, l->msgs[tm].val, l->msgs[tm].end, 8,
+		                                         true, &body);
+		free(body.p);
+	}
+	return rc;
+}
+
+/* ---- deleting an initializer ---- */
+
+/* Is tensor `t` staged for deletion in `e`? */
+static bool deleted(const struct mfs_edit_set *e, const struct mfs_tensor *t)
+{
+	return find_field(e, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0)) != NULL;
+}
+
+/*
+ * Delete the initializers `e` stages for deletion: each TensorProto (main
+ * graph field 5) goes whole, and so do the graph inputs (11) and value_info
+ * entries (13) of its name.  A tensor still read by a node or listed as a
+ * graph output is refused (-EBUSY): the check made when it was staged is
+ * made again, since other edits of the commit count.
+ */
+static int delete_ops(struct ctx *c, const struct mfs_edit_set *e)
+{
+	const struct mfs_onnx_layout *l = c->l;
+	const struct mfs_graph *g = c->m->desc.graph;
+	const char *file = c->m->desc.files[0].path;
+	int rc = 0;
+	for (size_t i = 0; i < e->n_fields && rc == 0; i++) {
+		const struct mfs_field_edit *fe = &e->fields[i];
+		if (MFS_FIELD_KIND(fe->id) != MFS_FIELD_TENSOR_DELETE)
+			continue;
+		const struct mfs_tensor *t = mfs_onnx_field_init(c->m, fe->id);
+		char why[400];
+		if (!t)
+			return fail(c, -EACCES, "%s", "a staged deletion names no initializer");
+		if ((rc = mfs_onnx_unused(g, t->name, why, sizeof(why))) < 0)
+			return mfs_errf(c->err, c->errlen, rc, file, "%s", why);
+		for (size_t k = 0; k < e->n_fields; k++)
+			if (mfs_field_is_name(e->fields[k].id)) {
+				const char *old = mfs_desc_field_name(&c->m->desc, e->fields[k].id);
+				if (old && !strcmp(old, t->name))
+					return mfs_errf(c->err, c->errlen, -EINVAL, file, "tensor '%.200s' "
+					                "is both renamed and deleted", t->name);
+			}
+		int32_t tm = (int32_t)l->tspans[t->id].msg;
+		if ((rc = op_delete(c, l->msgs[tm].parent, l->msgs[tm].tag, l->msgs[tm].end, 5,
+		                    false)))
+			break;
+		struct mfs_wire_src src;
+		mfs_wire_src_file(&src, c->src, c->size, c->win);
+		const struct mfs_onnx_msg *gm = &l->msgs[l->graph_msg];
+		for (uint64_t pos = gm->val; pos < gm->end && rc == 0;) {
+			struct mfs_wire_field f;
+			enum mfs_wire_err er = mfs_wire_next(&src, pos, gm->end, &f);
+			if (er) {
+				rc = wire_err(c, er, "the graph");
+				break;
+			}
+			pos = f.end;
+			if ((f.num != 11 && f.num != 13) || f.wt != 2)
+				continue;
+			bool hit = false;
+			for (uint64_t q = f.val; q < f.end && rc == 0 && !hit;) {
+				struct mfs_wire_field nf;
+				er = mfs_wire_next(&src, q, f.end, &nf);
+				if (er) {
+					rc = wire_err(c, er, "a graph value");
+					break;
+				}
+				q = nf.end;
+				if (nf.num == 1)
+					rc = field_is(c, &src, &nf, t->name, strlen(t->name), &hit);
+			}
+			if (rc == 0 && hit)
+				rc = op_delete(c, l->graph_msg, f.start, f.end, f.num, false);
+		}
+	}
+	return rc;
+}
+
+/*
+ * The edited main graph must keep the rules onnx.checker enforces that
+ * renames and deletions can break (ssa.c), when the graph kept them before:
+ * -EINVAL with the rule otherwise.
+ */
+static int graph_rules(struct ctx *c, const struct mfs_edit_set *e)
+{
+	const struct mfs_graph *g = c->m->desc.graph;
+	struct mfs_onnx_edit_names en = {0};
+	char why[400] = "";
+	size_t k = 0;
+	for (size_t i = 0; i < e->n_fields; i++)
+		k += mfs_field_is_name(e->fields[i].id) ||
+		     MFS_FIELD_KIND(e->fields[i].id) == MFS_FIELD_TENSOR_DELETE;
+	if (!k || !g)
+		return 0;
+	int rc = mfs_onnx_ssa_check(g, NULL, why, sizeof(why));
 	if (rc)
-		return rc;
-	/* The initializer's own name field (8). */
-	int32_t tm = (int32_t)l->tspans[t->id].msg;
-	struct mfs_buf body = {0};
-	mfs_buf_add(&body, hdr, put_len_key(hdr, 8, nl));
-	mfs_buf_add(&body, nn, nl);
-	rc = body.oom ? -ENOMEM : replace_fields(c, tm, l->msgs[tm].val, l->msgs[tm].end, 8, true,
-	                                         &body);
-	free(body.p);
+		return rc == -ENOMEM ? rc : 0;  /* broken already: the user's */
+	en.from = calloc(k, sizeof(*en.from));
+	en.to = calloc(k, sizeof(*en.to));
+	if (!en.from || !en.to)
+		rc = -ENOMEM;
+	for (size_t i = 0; i < e->n_fields && rc == 0; i++) {
+		const struct mfs_field_edit *fe = &e->fields[i];
+		if (MFS_FIELD_KIND(fe->id) == MFS_FIELD_TENSOR_DELETE) {
+			const struct mfs_tensor *t = mfs_onnx_field_init(c->m, fe->id);
+			if (t)
+				en.from[en.n++] = t->name;
+		} else if (mfs_field_is_name(fe->id)) {
+			const char *old = mfs_desc_field_name(&c->m->desc, fe->id);
+			char *nn = old ? malloc(fe->len + 1) : NULL;
+			if (old && !nn) {
+				rc = -ENOMEM;
+				break;
+			}
+			if (!old)
+				continue;
+			nn[mfs_text_unescape(nn, fe->text, fe->len)] = '\0';
+			en.from[en.n] = old;
+			en.to[en.n++] = nn;
+		}
+	}
+	if (rc == 0 && (rc = mfs_onnx_ssa_check(g, &en, why, sizeof(why))) == -EINVAL)
+		rc = mfs_errf(c->err, c->errlen, rc, c->m->desc.files[0].path,
+		              "the edited graph breaks ONNX's rules: %s", why);
+	for (size_t i = 0; en.to && i < en.n; i++)
+		free((char *)en.to[i]);
+	free(en.from);
+	free(en.to);
+	return rc;
+}
+
+static int rename_ops(struct ctx *c, const struct mfs_edit_set *e)
+{
+	struct ren *r = NULL;
+	size_t n = 0;
+	int rc = renames_collect(c, e, &r, &n);
+	if (rc == 0 && n)
+		rc = rename_values(c, e, r, n);
+	for (size_t i = 0; i < n; i++)
+		free(r[i].nn);
+	free(r);
 	return rc;
 }
 
@@ -1091,19 +1349,13 @@ static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
 				rc = replace_node_string(c, nm, 3, fe->text, fe->len, &body);
 			break;
 		}
-		case MFS_FIELD_TENSOR_NAME: {
-			const struct mfs_tensor *t = mfs_onnx_field_init(c->m, fe->id);
-			char *v = malloc(fe->len + 1);
-			if (!v) {
-				rc = -ENOMEM;
-				break;
-			}
-			size_t vl = mfs_text_unescape(v, fe->text, fe->len);
-			v[vl] = '\0';
-			rc = rename_init(c, t, v, vl, e);
-			free(v);
-			break;
-		}
+		case MFS_FIELD_TENSOR_NAME:
+		case MFS_FIELD_INPUT_NAME:
+		case MFS_FIELD_OUTPUT_NAME:
+		case MFS_FIELD_VALUE_NAME:
+			break;          /* all renames at once: rename_ops() */
+		case MFS_FIELD_TENSOR_DELETE:
+			break;          /* delete_ops() */
 		case MFS_FIELD_NODE_DOC: {
 			if ((rc = node_msg(c, &nodes, i, &nm)) == 0)
 				rc = replace_node_string(c, nm, 6, fe->text, fe->len, &body);
@@ -1258,14 +1510,22 @@ int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
 		rc = mfs_errf(err, errlen, -EINVAL, m->desc.files[0].path, "not an ONNX model");
 		goto out;
 	}
+	/* A tensor that goes needs none of its edits. */
 	for (size_t i = 0; i < e->n_tensors && rc == 0; i++)
-		rc = tensor_ops(c, &e->tensors[i]);
+		if (!deleted(e, e->tensors[i].t))
+			rc = tensor_ops(c, &e->tensors[i]);
 	if (rc == 0)
 		rc = meta_ops(c, e);
 	if (rc == 0 && e->props_changed)
 		rc = prop_ops(c, e);
 	if (rc == 0 && e->n_fields)
 		rc = field_ops(c, e);
+	if (rc == 0 && e->n_fields)
+		rc = graph_rules(c, e);
+	if (rc == 0 && e->n_fields)
+		rc = rename_ops(c, e);
+	if (rc == 0 && e->n_fields)
+		rc = delete_ops(c, e);
 	if (rc == 0)
 		rc = build_items(c);
 	size_t i = 0;

@@ -761,29 +761,36 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 		mfs_buf_add(&w.seek_files, e, sizeof(e));
 	}
 
-	/* Tensors: the manifest's hashes, but those whose bytes change. */
+	/* Tensors: the manifest's hashes, but those whose bytes change; under
+	 * their names after the commit, less those it deletes. */
 	bool same_list = pk->n_tensors == d->n_tensors;
+	uint64_t n_out = 0;
 	for (uint64_t i = 0; i < d->n_tensors; i++) {
-		names[i] = d->tensors[i]->name;
+		const char *was = d->tensors[i]->name;
+		const char *after = c->names ? c->names[i] : was;
+		if (!after)
+			continue;       /* deleted by the commit */
+		uint64_t k = n_out++;
+		names[k] = after;
 		const struct mfs_place_tensor *tc = NULL;
 		for (size_t j = 0; j < c->n_tensors; j++)
 			if (c->tensors[j].index == i)
 				tc = &c->tensors[j];
 		if (tc)
-			rc = mfs_sha256(tsha[i], tc->size, tensor_rd, (void *)tc);
-		else if (same_list && !strcmp(pk->tensors[i].name, names[i]))
-			memcpy(tsha[i], pk->tensors[i].sha256, 32), rc = 0;
+			rc = mfs_sha256(tsha[k], tc->size, tensor_rd, (void *)tc);
+		else if (same_list && !strcmp(pk->tensors[i].name, was))
+			memcpy(tsha[k], pk->tensors[i].sha256, 32), rc = 0;
 		else
-			rc = mfs_pack_tensor_sha(m, d->tensors[i], tsha[i]);
+			rc = mfs_pack_tensor_sha(m, d->tensors[i], tsha[k]);
 		if (rc < 0) {
 			mfs_errf(err, errlen, rc == -EUCLEAN ? -EIO : rc, pk->display, "tensor %s: "
-			         "cannot read: %s", names[i], strerror(rc == -EUCLEAN ? EIO : -rc));
+			         "cannot read: %s", was, strerror(rc == -EUCLEAN ? EIO : -rc));
 			rc = rc == -EUCLEAN ? -EIO : rc;
 			goto out;
 		}
 	}
 	if (!(js = pk_manifest(pk->format, pk->level, pk->chunk_size, pk->plain, mf, pk->n_files,
-	                       names, tsha, d->n_tensors)) || w.seek_files.oom) {
+	                       names, tsha, n_out)) || w.seek_files.oom) {
 		rc = mfs_errf(err, errlen, -ENOMEM, pk->display, "out of memory");
 		goto out;
 	}

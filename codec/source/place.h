@@ -41,13 +41,17 @@ struct mfs_place_tensor {
  * file of its own (a pack): the new content of each changed file as the
  * format's splice writer described it (pieces that read the old file's
  * bytes through the model's sources, buffers, staged data), and the
- * tensors whose bytes change.
+ * tensors whose bytes change, and what each tensor is called after it.
  */
 struct mfs_place_change {
 	const struct mfs_model *m;              /* the model, open from this place */
 	const struct mfs_splice *const *files;  /* per file of m: new content, NULL: unchanged */
 	const struct mfs_place_tensor *tensors;
 	size_t n_tensors;
+	/* Per tensor of m: its name after the commit (renamed, or as it is),
+	 * NULL when the commit deletes it; `names` NULL: no tensor is renamed
+	 * or deleted. */
+	const char *const *names;
 	/* Progress while the new file is prepared, or NULL: *done grows to
 	 * *total (atomic stores; the commit engine then counts its writes). */
 	uint64_t *done, *total;

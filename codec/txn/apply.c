@@ -123,6 +123,20 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id,
 		id = *new_id;
 	else if (mfs_identity_at(&id, t->dirfd, t->name) < 0)
 		memset(&id, 0, sizeof(id));
+	/* Tensors this commit deleted (TENSOR_DELETE fields, ascending ids). */
+	size_t n_gone = 0;
+	for (size_t i = 0; i < t->n_fields; i++)
+		n_gone += MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_DELETE;
+	uint64_t *gone = n_gone ? malloc(n_gone * sizeof(*gone)) : NULL;
+	if (n_gone && !gone) {
+		t->broken = true;
+		txn_set_msg(msg, msglen, "committed, but out of memory");
+		return -ENOMEM;
+	}
+	n_gone = 0;
+	for (size_t i = 0; i < t->n_fields; i++)
+		if (MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_DELETE)
+			gone[n_gone++] = MFS_FIELD_I(t->fields[i].id);
 	mfs_stage_reset_keep_as(t->st, new_name, &id, keep_scratch, NULL);
 	pthread_mutex_lock(&t->sha_lock);
 	t->sha256[0] = '\0';          /* another file now; a version sets it below */
@@ -134,11 +148,18 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id,
 	txn_touched(t);
 
 	rc = mfs_model_open(&nm, t->path, NULL, err, sizeof(err));
-	if (rc == 0 && mfs_model_desc(nm)->n_tensors != t->d->n_tensors) {
+	if (rc == 0 && mfs_model_desc(nm)->n_tensors + n_gone != t->d->n_tensors) {
 		mfs_model_close(nm);
 		rc = -EIO;
 		snprintf(err, sizeof(err), "the committed model has another structure");
 	}
+	if (rc == 0) {
+		free(t->gone);
+		t->gone = gone;
+		t->n_gone = n_gone;
+		gone = NULL;
+	}
+	free(gone);
 	if (rc < 0) {
 		t->broken = true;
 		txn_set_msg(t->broken_msg, sizeof(t->broken_msg), "committed, but reopening the model "
@@ -246,6 +267,8 @@ static int commit_place(struct mfs_txn *t, const struct plan *p,
 	                                         sizeof(*files));
 	struct mfs_place_tensor *tc = calloc(p->n_te ? p->n_te : 1, sizeof(*tc));
 	size_t k = 0;
+	const char **names = NULL;
+	char **owned = NULL;
 	int rc = -ENOMEM;
 	memset(rep, 0, sizeof(*rep));
 	rep->path = "rewrite";
@@ -269,8 +292,43 @@ static int commit_place(struct mfs_txn *t, const struct plan *p,
 		                                    .size = te->size, .read = te->read,
 		                                    .arg = te->arg};
 	}
+	/* What each tensor is called after the commit: TENSOR_NAME renames
+	 * it, TENSOR_DELETE removes it (an initializer's rename is always
+	 * staged as its TENSOR_NAME: mfs_desc_name_field). */
+	bool renamed = false;
+	for (size_t i = 0; i < t->n_fields; i++) {
+		unsigned kind = MFS_FIELD_KIND(t->fields[i].id);
+		uint64_t ti = MFS_FIELD_I(t->fields[i].id);
+		if ((kind != MFS_FIELD_TENSOR_NAME && kind != MFS_FIELD_TENSOR_DELETE) ||
+		    ti >= t->d->n_tensors)
+			continue;
+		if (!renamed) {
+			if (!(names = calloc(t->d->n_tensors, sizeof(*names))) ||
+			    !(owned = calloc(t->d->n_tensors, sizeof(*owned)))) {
+				rc = -ENOMEM;
+				txn_set_msg(msg, msglen, "out of memory");
+				goto out;
+			}
+			for (uint64_t j = 0; j < t->d->n_tensors; j++)
+				names[j] = t->d->tensors[j]->name;
+			renamed = true;
+		}
+		free(owned[ti]);
+		owned[ti] = NULL;
+		names[ti] = NULL;
+		if (kind == MFS_FIELD_TENSOR_NAME) {
+			const struct fslot *f = &t->fields[i];
+			if (!(owned[ti] = malloc(f->len + 1))) {
+				rc = -ENOMEM;
+				txn_set_msg(msg, msglen, "out of memory");
+				goto out;
+			}
+			owned[ti][mfs_text_unescape(owned[ti], f->text, f->len)] = '\0';
+			names[ti] = owned[ti];
+		}
+	}
 	struct mfs_place_change ch = {.m = t->m, .files = files, .tensors = tc, .n_tensors = k,
-	                              .done = hooks->done, .total = hooks->total};
+	                              .names = names, .done = hooks->done, .total = hooks->total};
 	if ((rc = pl->ops->rewrite(pl, &out, &ch, msg, msglen)) < 0)
 		goto out;
 	if (ver)
@@ -284,6 +342,10 @@ out:
 	mfs_splice_free(&sp);
 	free(files);
 	free(tc);
+	for (uint64_t j = 0; owned && j < t->d->n_tensors; j++)
+		free(owned[j]);
+	free(owned);
+	free(names);
 	return rc;
 }
 

@@ -949,6 +949,128 @@ static int field_unstage(struct mfs_txn *t, uint64_t id)
 	return 0;
 }
 
+/* Is `s` a name of the main graph: a value, or what a node reads? */
+static bool graph_has_name(const struct mfs_graph *g, const char *s)
+{
+	for (size_t i = 0; i < g->n_inputs; i++)
+		if (g->inputs[i].name && !strcmp(g->inputs[i].name, s))
+			return true;
+	for (size_t i = 0; i < g->n_outputs; i++)
+		if (g->outputs[i].name && !strcmp(g->outputs[i].name, s))
+			return true;
+	for (size_t i = 0; i < g->n_values; i++)
+		if (g->values[i].name && !strcmp(g->values[i].name, s))
+			return true;
+	for (size_t i = 0; i < g->n_inits; i++)
+		if (!strcmp(g->inits[i]->name, s))
+			return true;
+	for (size_t i = 0; i < g->n_nodes; i++) {
+		const struct mfs_node *nd = &g->nodes[i];
+		for (size_t k = 0; k < nd->n_outputs; k++)
+			if (!strcmp(nd->outputs[k], s))
+				return true;
+		for (size_t k = 0; k < nd->n_inputs; k++)
+			if (!strcmp(nd->inputs[k], s))
+				return true;
+	}
+	return false;
+}
+
+/*
+ * May value field `id` take the name `text` (escaped)?  Not when it is a
+ * name of the graph (as the model has it: a name a staged rename frees is
+ * free only after the commit) or the new name of another staged rename:
+ * -EEXIST, with the reason in field_note.
+ */
+static int name_free(struct mfs_txn *t, uint64_t id, const char *text, size_t len)
+{
+	char *raw = malloc(len + 1);
+	if (!raw)
+		return -ENOMEM;
+	raw[mfs_text_unescape(raw, text, len)] = '\0';
+	const struct mfs_desc *d = &t->m->desc;
+	bool taken = d->graph && graph_has_name(d->graph, raw);
+	for (size_t i = 0; i < t->n_fields && !taken; i++)
+		taken = t->fields[i].id != id && mfs_field_is_name(t->fields[i].id) &&
+		        t->fields[i].len == len && !memcmp(t->fields[i].text, text, len);
+	if (taken)
+		txn_set_msg(t->field_note, sizeof(t->field_note),
+		            "'%.200s' is already a value name of the graph (a name that a "
+		            "pending rename gives up is free after the commit)", text);
+	free(raw);
+	return taken ? -EEXIST : 0;
+}
+
+int mfs_txn_renames(struct mfs_rename **out, size_t *n, mfs_txn *t)
+{
+	int rc = 0;
+	*out = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	size_t k = 0;
+	for (size_t i = 0; i < t->n_fields; i++)
+		k += mfs_field_is_name(t->fields[i].id) ||
+		     MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_DELETE;
+	struct mfs_rename *r = k ? calloc(k, sizeof(*r)) : NULL;
+	if (k && !r)
+		rc = -ENOMEM;
+	size_t j = 0;
+	for (size_t i = 0; i < t->n_fields && rc == 0; i++) {
+		const struct fslot *f = &t->fields[i];
+		bool del = MFS_FIELD_KIND(f->id) == MFS_FIELD_TENSOR_DELETE;
+		const char *from = mfs_field_is_name(f->id) ? mfs_desc_field_name(&t->m->desc, f->id) :
+		                   del && MFS_FIELD_I(f->id) < t->m->desc.n_tensors ?
+		                   t->m->desc.tensors[MFS_FIELD_I(f->id)]->name : NULL;
+		if (!from)
+			continue;
+		r[j].id = f->id;
+		r[j].from = strdup(from);
+		r[j].to = del ? NULL : malloc(f->len + 1);
+		if (!r[j].from || (!del && !r[j].to)) {
+			j++;
+			rc = -ENOMEM;
+			break;
+		}
+		if (!del)
+			r[j].to[mfs_text_unescape(r[j].to, f->text, f->len)] = '\0';
+		j++;
+	}
+	pthread_rwlock_unlock(&t->lock);
+	if (rc < 0) {
+		mfs_txn_renames_free(r, j);
+		return rc;
+	}
+	*out = r;
+	*n = j;
+	return 0;
+}
+
+void mfs_txn_renames_free(struct mfs_rename *r, size_t n)
+{
+	for (size_t i = 0; r && i < n; i++) {
+		free(r[i].from);
+		free(r[i].to);
+	}
+	free(r);
+}
+
+int mfs_txn_field_check(mfs_txn *t, uint64_t id, const char *text, size_t len)
+{
+	char why[320] = "";
+	int rc = -EACCES;
+	pthread_rwlock_wrlock(&t->lock);
+	const struct mfs_format *f = t->m->fmt;
+	if (t->opts.read_only)
+		rc = -EROFS;
+	else if (id < (1ull << KIND_SHIFT) && f->field_writable && f->field_check &&
+	         f->field_writable(t->m, id) &&
+	         (rc = f->field_check(t->m, id, text, len, why, sizeof(why))) < 0)
+		txn_set_msg(t->field_note, sizeof(t->field_note), "%s",
+		            txn_strip_display(why, t->m->desc.files[0].path));
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
 bool mfs_txn_field_writable(mfs_txn *t, uint64_t id)
 {
 	pthread_rwlock_rdlock(&t->lock);
@@ -999,6 +1121,9 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
 		rc = -EIO;
 		goto out;
 	}
+	/* A value shown in several directories is one rename (model.h). */
+	if (mfs_field_is_name(id))
+		id = mfs_desc_name_field(&t->m->desc, id);
 	if (id >= (1ull << KIND_SHIFT) || !f->field_writable || !f->field_check ||
 	    !f->field_writable(t->m, id)) {
 		rc = -EACCES;
@@ -1041,10 +1166,15 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
 	}
 	/* Back to what the model shows: nothing staged. */
 	if (txn_chomp(orig, orig_len) == len && memcmp(orig, text, len) == 0) {
-		if ((rc = field_unstage(t, id)) == 0)
+		if ((rc = field_unstage(t, id)) == 0) {
 			txn_touched(t);
+			if (mfs_field_is_name(id) || kind == MFS_FIELD_TENSOR_DELETE)
+				t->generation++;        /* the tree shows the name again */
+		}
 		goto out;
 	}
+	if (mfs_field_is_name(id) && (rc = name_free(t, id, text, len)) < 0)
+		goto out;
 	if (!(copy = txn_memdup0(text, len))) {
 		rc = -ENOMEM;
 		goto out;
@@ -1055,6 +1185,8 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
 		goto out;
 	copy = NULL;
 	txn_touched(t);
+	if (mfs_field_is_name(id) || kind == MFS_FIELD_TENSOR_DELETE)
+		t->generation++;        /* the tree shows the new name, or no tensor */
 out:
 	free(canon);
 	free(copy);

@@ -129,6 +129,21 @@ static void field_line(const struct mfs_txn *t, const struct fslot *f, char **p,
 		         kind == MFS_FIELD_OUTPUT_SHAPE ? "shape" : "dtype");
 		break;
 	}
+	case MFS_FIELD_INPUT_NAME:
+	case MFS_FIELD_OUTPUT_NAME:
+	case MFS_FIELD_VALUE_NAME: {
+		const char *s = mfs_desc_field_name(t->d, f->id);
+		put_text(p, n, cap, "staged %s '", kind == MFS_FIELD_INPUT_NAME ? "graph input" :
+		         kind == MFS_FIELD_OUTPUT_NAME ? "graph output" : "value");
+		put_escaped(p, n, cap, s ? s : "?");
+		put_text(p, n, cap, "' renamed to ");
+		break;
+	}
+	case MFS_FIELD_TENSOR_DELETE:
+		put_text(p, n, cap, "staged tensor weights ");
+		put_escaped(p, n, cap, i < t->d->n_tensors ? t->d->tensors[i]->name : "?");
+		put_text(p, n, cap, " deleted\n");
+		return;
 	case MFS_FIELD_TENSOR_NAME:
 		put_text(p, n, cap, "staged tensor weights ");
 		put_escaped(p, n, cap, i < t->d->n_tensors ? t->d->tensors[i]->name : "?");

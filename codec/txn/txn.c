@@ -386,6 +386,31 @@ static void ts_clean(const struct mfs_txn *t, size_t id, struct tstate *s)
 	s->where = t->ts_where[id];
 }
 
+/*
+ * The current description's id of tensor `x`, which may be of an older
+ * description (a handler that resolved its entry before a commit swapped
+ * the tree): the same id unless the last commit deleted tensors, which
+ * moves the later ones down.  False for a tensor that commit deleted.
+ */
+static bool txn_cur_id(const struct mfs_txn *t, const struct mfs_tensor *x, size_t *out)
+{
+	uint64_t id = x->id;
+	const struct mfs_desc *od = t->n_gone && t->old ? mfs_model_desc(t->old->m) : NULL;
+	/* Only a tensor of the model before the last commit moves (a copy the
+	 * daemon made of a current tensor, to show a staged name, does not). */
+	if (od && id < od->n_tensors && od->tensors[id] == x) {
+		size_t below = 0;
+		for (; below < t->n_gone && t->gone[below] <= x->id; below++)
+			if (t->gone[below] == x->id)
+				return false;
+		id -= below;
+	}
+	if (id >= t->d->n_tensors)
+		return false;
+	*out = (size_t)id;
+	return true;
+}
+
 struct tstate *txn_ts_at(const struct mfs_txn *t, size_t i)
 {
 	struct tstate *page = t->ts ? t->ts[i / TS_PAGE] : NULL;
@@ -395,11 +420,12 @@ struct tstate *txn_ts_at(const struct mfs_txn *t, size_t i)
 struct tstate *txn_tensor_state(struct mfs_txn *t, const struct mfs_tensor *x, int *rc)
 {
 	*rc = -ENOENT;
-	if (!x || !t->ts || x->id >= t->d->n_tensors)
+	size_t id;
+	if (!x || !t->ts || !txn_cur_id(t, x, &id))
 		return NULL;
-	struct tstate **page = &t->ts[x->id / TS_PAGE];
+	struct tstate **page = &t->ts[id / TS_PAGE];
 	if (!*page) {
-		size_t first = (size_t)(x->id / TS_PAGE) * TS_PAGE;
+		size_t first = (id / TS_PAGE) * TS_PAGE;
 		size_t n = t->d->n_tensors - first < TS_PAGE ? t->d->n_tensors - first : TS_PAGE;
 		struct tstate *p = malloc(TS_PAGE * sizeof(*p));
 		if (!p) {
@@ -415,18 +441,19 @@ struct tstate *txn_tensor_state(struct mfs_txn *t, const struct mfs_tensor *x, i
 		*page = p;
 	}
 	*rc = 0;
-	return &(*page)[x->id % TS_PAGE];
+	return &(*page)[id % TS_PAGE];
 }
 
 const struct tstate *txn_tensor_peek(struct mfs_txn *t, const struct mfs_tensor *x,
                                      struct tstate *tmp)
 {
-	if (!x || !t->ts || x->id >= t->d->n_tensors)
+	size_t id;
+	if (!x || !t->ts || !txn_cur_id(t, x, &id))
 		return NULL;
-	struct tstate *s = txn_ts_at(t, (size_t)x->id);
+	struct tstate *s = txn_ts_at(t, id);
 	if (s)
 		return s;
-	ts_clean(t, (size_t)x->id, tmp);
+	ts_clean(t, id, tmp);
 	return tmp;
 }
 
@@ -1082,6 +1109,7 @@ void mfs_txn_close(mfs_txn *t)
 	pthread_mutex_destroy(&t->sha_lock);
 	pthread_mutex_destroy(&t->view_lock);
 	pthread_rwlock_destroy(&t->lock);
+	free(t->gone);
 	free(t);
 }
 

@@ -140,6 +140,11 @@ struct mfs_txn {
 	mfs_model *m;
 	const struct mfs_desc *d;
 	struct old_model *old;
+	/* The ids (of the model before) of the tensors the last commit
+	 * deleted, ascending: a tensor of an older description maps to the
+	 * current one's id less the deleted ids below it (txn_cur_id). */
+	uint64_t *gone;
+	size_t n_gone;
 	struct mfs_identity id;
 	bool props_ok;          /* the format takes props edits for this model (set at
 	                         * open; a commit keeps the model's structure) */

@@ -397,6 +397,10 @@ enum mfs_field_kind {
 	MFS_FIELD_INPUT_DOC,
 	MFS_FIELD_OUTPUT_DOC,
 	MFS_FIELD_TENSOR_NAME,          /* i: a tensor's id; its `name` file (a rename) */
+	MFS_FIELD_INPUT_NAME,           /* i: graph input; `mv inputs/<x>` (a value rename) */
+	MFS_FIELD_OUTPUT_NAME,          /* i: graph output; `mv outputs/<y>` */
+	MFS_FIELD_VALUE_NAME,           /* i: value_info entry; `mv values/<v>` */
+	MFS_FIELD_TENSOR_DELETE,        /* i: a tensor's id; `rm -r weights/<path>` (text "1") */
 	MFS_FIELD_KIND_N_
 };
 #define MFS_FIELD_I_MAX         0xffffffffull   /* largest i */
@@ -406,6 +410,26 @@ enum mfs_field_kind {
 #define MFS_FIELD_KIND(id)      ((unsigned)((id) >> 52))
 #define MFS_FIELD_I(id)         (((id) >> 20) & MFS_FIELD_I_MAX)
 #define MFS_FIELD_J(id)         ((id) & MFS_FIELD_J_MAX)
+
+/*
+ * Value renames.  A *_NAME field (TENSOR_NAME, INPUT_NAME, OUTPUT_NAME,
+ * VALUE_NAME) renames one value of the main graph, wherever the name is
+ * used; its text is the new name, escaped as text files are (§3.5).
+ *
+ * mfs_field_is_name() - is `id` of one of those kinds?
+ * mfs_desc_field_name() - the name field `id` renames in `d` (the
+ *   description's string), or NULL when `id` names no value of `d`.
+ * mfs_desc_name_field() - the one field that renames the value `id` names:
+ *   a name can show in several directories (an output that is also a
+ *   value_info entry), and all of them are one rename, staged under the
+ *   first of: the graph input that is no initializer, the initializer
+ *   (TENSOR_NAME), the graph output, the value_info entry.  `id` itself
+ *   when it names no value.
+ */
+struct mfs_desc;
+bool mfs_field_is_name(uint64_t id);
+const char *mfs_desc_field_name(const struct mfs_desc *d, uint64_t id);
+uint64_t mfs_desc_name_field(const struct mfs_desc *d, uint64_t id);
 
 /* --------------------------------------------------------------- model */
 

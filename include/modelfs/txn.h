@@ -225,6 +225,25 @@ bool mfs_txn_field_writable(mfs_txn *t, uint64_t id);
 int mfs_txn_field_get(mfs_txn *t, uint64_t id, char **out, size_t *len);
 int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len,
                       const char *text, size_t len);
+/* field_check: would field_set accept `text` for `id`?  Stages nothing;
+ * a refusal's reason goes to status as for field_set.  0 or -errno. */
+int mfs_txn_field_check(mfs_txn *t, uint64_t id, const char *text, size_t len);
+
+/*
+ * Staged value renames (model.h, mfs_field_is_name): the model's name
+ * `from` and the staged `to` (bytes, decoded), field `id`; and staged
+ * tensor deletions (MFS_FIELD_TENSOR_DELETE): `from` the tensor's name,
+ * `to` NULL.  The tree shows the renamed graph without those tensors.  *out is yours to free with mfs_txn_renames_free().
+ * A new name of a rename must be no name of the model's main graph and no
+ * other rename's (mfs_txn_field_set fails with -EEXIST).
+ */
+struct mfs_rename {
+	uint64_t id;
+	char *from;
+	char *to;
+};
+int mfs_txn_renames(struct mfs_rename **out, size_t *n, mfs_txn *t);
+void mfs_txn_renames_free(struct mfs_rename *r, size_t n);
 
 /*
  * Props (ONNX metadata_props, safetensors __metadata__): the effective list,

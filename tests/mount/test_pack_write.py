@@ -20,7 +20,9 @@ byte-identical or the new one complete (it verifies and has the edit), and
 the remount shows the staged edit from the journal when it is old; a pack
 replaced under a mount makes the commit fail (changed on disk) and leaves
 it untouched with the edit still staged, and so does a frame corrupted in
-place that the commit must read (one line naming the pack); ONNX Runtime loads the root file
+place that the commit must read (one line naming the pack); renames and a
+deletion (graph surgery) committed through a pack mount give the plain
+result and a manifest of the tensors after them; ONNX Runtime loads the root file
 of the remounted new pack with the outputs of the plainly edited model."""
 import hashlib
 import json
@@ -314,6 +316,61 @@ try:
         run(MODELFS, "abort", m)
 except RuntimeError as e:
     t.not_ok("bad frame: mount", e)
+
+# ------------------------------------------------------------ graph surgery through a pack
+# Renames and deletions change the tensor list the manifest holds: the same
+# rm -r of an unused initializer, mv of another and mv of a graph input,
+# through a plain mount and through a pack mount; unpack equals the plain
+# result, verify passes, and the manifest lists the plain model's tensors.
+def surgery_model(path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), "W"),
+             numpy_helper.from_array(np.ones(70_000, dtype=np.float32), "unused"),
+             numpy_helper.from_array(np.full(8, 3, dtype=np.float32), "zlast")]
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y0"]), helper.make_node("Add", ["y0", "zlast"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    onnx.save(m, path)
+
+
+def surgery(mnt):
+    shutil.rmtree(os.path.join(mnt, "weights", "unused"))
+    os.rename(os.path.join(mnt, "weights", "zlast"), os.path.join(mnt, "weights", "bias"))
+    os.rename(os.path.join(mnt, "inputs", "x"), os.path.join(mnt, "inputs", "images"))
+    return commit(mnt)
+
+
+try:
+    import onnx
+    sdir = os.path.join(t.tmp, "surgery")
+    smodel = os.path.join(sdir, "plain", "s.onnx")
+    surgery_model(smodel)
+    spk = os.path.join(sdir, "s.onnx.mfs")
+    r0 = run(MODELFS, "pack", smodel, "-o", spk)
+    with t.mount(smodel) as m:
+        r1 = surgery(m)
+    with t.mount(spk) as m:
+        r2 = surgery(m)
+    t.check("surgery: rm -r, mv of an initializer and of an input commit on both mounts",
+            r0.returncode == 0 and r1.returncode == 0 and r2.returncode == 0,
+            (r0.stderr, r1.stderr, r2.stderr))
+    v = run(MODELFS, "verify", spk)
+    t.check("surgery: verify passes on the new pack", v.returncode == 0 and "ok:" in v.stdout,
+            v.stdout + v.stderr)
+    dest = os.path.join(sdir, "un")
+    u = run(MODELFS, "unpack", spk, "-o", dest)
+    t.check("surgery: unpack of the new pack equals the plainly committed model",
+            u.returncode == 0 and read(os.path.join(dest, "s.onnx")) == read(smodel), u.stderr)
+    want = [i.name for i in onnx.load(smodel).graph.initializer]
+    t.eq("surgery: the manifest lists the tensors after the commit", want,
+         [x["name"] for x in Pack(spk).manifest["tensors"]])
+except (RuntimeError, OSError) as e:
+    t.not_ok("surgery through a pack mount", e)
 
 # ------------------------------------------------------------ kill -9 in a commit
 

@@ -477,6 +477,29 @@ static void colliding_tensor_paths_get_suffixes(void **state)
 	mfs_tree_destroy(t);
 }
 
+/* Tensors staged for deletion (mfs_tree_build_hiding): their directories
+ * and npy views are gone, the directories on the way to them stay. */
+static void hidden_tensors_keep_the_directories_on_their_way(void **state)
+{
+	(void)state;
+	const char *names[] = {"layer.0.w", "layer.0.b", "top", "head/x"};
+	struct mfs_desc *d = with_inits(4, names);
+	for (size_t i = 0; i < 4; i++)
+		d->graph->inits[i]->id = i;
+	const uint64_t hide[] = {0, 2, 3};
+	struct mfs_tree *t = NULL;
+	assert_int_equal(mfs_tree_build_hiding(&t, d, hide, 3), 0);
+	check_invariants(t);
+	assert_ls(t, "weights", "layer head");
+	assert_ls(t, "weights/layer/0", "b");
+	assert_ls(t, "weights/head", "");
+	assert_missing(t, "weights/top");
+	assert_missing(t, "npy/top.npy");
+	assert_missing(t, "npy/layer/0/w.npy");
+	assert_text(t, "weights/layer/0/b/name", "layer.0.b\n");
+	mfs_tree_destroy(t);
+}
+
 static void reserved_names_beside_a_tensor_get_suffixes(void **state)
 {
 	(void)state;
@@ -1135,6 +1158,7 @@ int main(void)
 		cmocka_unit_test_teardown(builds_the_onnx_layout, teardown),
 		cmocka_unit_test_teardown(lookup_answers_like_a_directory, teardown),
 		cmocka_unit_test_teardown(colliding_tensor_paths_get_suffixes, teardown),
+		cmocka_unit_test_teardown(hidden_tensors_keep_the_directories_on_their_way, teardown),
 		cmocka_unit_test_teardown(reserved_names_beside_a_tensor_get_suffixes, teardown),
 		cmocka_unit_test_teardown(dangerous_names_stay_inside, teardown),
 		cmocka_unit_test_teardown(long_names_are_cut_and_stay_unique, teardown),
