@@ -38,7 +38,8 @@ static bool deletes_ok(struct mfs_fs *fs)
 	                                                    g->inits[0]->id, 0));
 }
 
-/* Is tree entry `idx` weights/ of the main graph or a directory in it? */
+/* Is tree entry `idx` weights/ (of the main graph, or a flat format's) or a
+ * directory in it? */
 static bool in_weights(const struct mfs_fs *fs, uint32_t idx)
 {
 	const struct mfs_gen *g = fs->gen;

@@ -201,7 +201,8 @@ struct mfs_gen {
 	uint32_t meta_dir;              /* tree index of meta/, or NONE */
 	uint32_t props_dir;             /* tree index of meta/props/, or NONE */
 	uint32_t types_dir;             /* tree index of meta/types/, or NONE */
-	uint32_t weights_dir;           /* tree index of weights/ (main graph), or NONE */
+	uint32_t weights_dir;           /* tree index of weights/ (main graph, or a flat
+	                                 * format's tensors), or NONE */
 	uint64_t txn_gen;               /* mfs_txn_generation() it was built at */
 	struct mfs_dot *dot;            /* meta/graph.dot of desc.graph, or NULL */
 	struct mfs_rename *ren;         /* the staged value renames desc.graph shows */

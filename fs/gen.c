@@ -198,8 +198,9 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 	g->desc.n_props = n;
 	if ((rc = mfs_txn_renames(&g->ren, &g->n_ren, fs->txn)) < 0)
 		goto out;
-	if (g->n_ren && g->desc.graph && (g->desc.flags & MFS_DESC_GRAPH) &&
-	    !(g->desc.graph = graph_copy(g, g->desc.graph))) {
+	/* A flat format's graph (tensors only) is copied too: tensors_renamed
+	 * replaces its initializer list, which must stay the model's. */
+	if (g->n_ren && g->desc.graph && !(g->desc.graph = graph_copy(g, g->desc.graph))) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -234,8 +235,7 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 #endif
 	g->meta_dir = g->props_dir = g->types_dir = g->weights_dir = NONE;
 	uint32_t i;
-	if ((g->desc.flags & MFS_DESC_GRAPH) &&
-	    mfs_tree_lookup(g->tree, MFS_TREE_ROOT, "weights", 7, &i) == 0)
+	if (g->desc.graph && mfs_tree_lookup(g->tree, MFS_TREE_ROOT, "weights", 7, &i) == 0)
 		g->weights_dir = i;
 	if (mfs_tree_lookup(g->tree, MFS_TREE_ROOT, "meta", 4, &i) == 0) {
 		g->meta_dir = i;
