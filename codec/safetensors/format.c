@@ -5,8 +5,9 @@
  * What a safetensors file allows an edit to do: any dtype safetensors has a
  * name for, tensors whose sub-byte elements fill whole bytes (the format
  * has no padding), no meta/ file (there is nothing but the header's
- * __metadata__, which is props), and props only in a single file: a
- * sharded checkpoint spreads over files one rename cannot replace.
+ * __metadata__, which is props), and props, tensor renames and tensor
+ * deletions only in a single file: a sharded checkpoint spreads over files
+ * one rename cannot replace.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,14 +35,18 @@ static int tensor_check(const struct mfs_tensor_edit *te, char *msg, size_t msgl
 }
 
 /*
- * A tensor rename (field kind TENSOR_NAME, through the transaction: the
- * mount keeps `name` files read-only until `mv` offers it), single files.  The new name is
- * one line, not empty, not "__metadata__"; that it names no other tensor
- * is the commit's to check (the writer), since other renames count.
+ * Two fields, through the transaction, single files only: a tensor rename
+ * (TENSOR_NAME: its `name` file, or `mv` of its directory) and a tensor
+ * deletion (TENSOR_DELETE: `rm -r` of its directory, text "1").  Nothing
+ * reads a tensor in a file of tensors, so any one may go.  The new name
+ * is one line, not empty, not "__metadata__"; that it names no other
+ * tensor is the commit's to check (the writer), since other renames and
+ * deletions count.
  */
 static bool field_writable(const struct mfs_model *m, uint64_t id)
 {
-	return MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_NAME && !MFS_FIELD_J(id) &&
+	return (MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_NAME ||
+	        MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_DELETE) && !MFS_FIELD_J(id) &&
 	       MFS_FIELD_I(id) < m->desc.n_tensors && mfs_st_data_off(m) != 0;
 }
 
@@ -50,6 +55,13 @@ static int field_check(const struct mfs_model *m, uint64_t id, const char *text,
 {
 	if (!field_writable(m, id))
 		return -EACCES;
+	if (MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_DELETE) {
+		if (len == 1 && text[0] == '1')
+			return 0;
+		if (msg && msglen)
+			snprintf(msg, msglen, "a deletion is staged as '1'");
+		return -EINVAL;
+	}
 	const char *why = !len ? "a tensor name cannot be empty" :
 	                  memchr(text, '\n', len) ? "a tensor name is one line" :
 	                  len == 12 && !memcmp(text, "__metadata__", 12) ?

@@ -8,12 +8,16 @@
  *   - only same-size data edits: the header stays, byte for byte, and only
  *     the changed ranges of the buffer are new (so such a commit can also
  *     be done in place);
- *   - a dtype, shape or size change, or a __metadata__ edit: the header is
- *     written anew — compact JSON, "__metadata__" first, the tensors in
- *     their old offset order with offsets recomputed so that they tile the
- *     buffer again, padded with spaces to a multiple of 8 (the reference
- *     writer's rules, §2.3) — and every tensor's bytes follow, copied from
- *     the old file or read from the stage.
+ *   - a dtype, shape or size change, a rename, a deletion or a
+ *     __metadata__ edit: the header is written anew — compact JSON,
+ *     "__metadata__" first, the tensors in their old offset order with
+ *     offsets recomputed so that they tile the buffer again, padded with
+ *     spaces to a multiple of 8 (the reference writer's rules, §2.3) — and
+ *     every tensor's bytes follow, copied from the old file or read from
+ *     the stage.  A deleted tensor (field TENSOR_DELETE, `rm -r`) has no
+ *     entry and no bytes: the later tensors move down, leaving no hole;
+ *     deleting them all leaves a header of `{}` (or only __metadata__)
+ *     and an empty buffer, which the format allows.
  *
  * Only single files: a sharded checkpoint spreads the tensors over several
  * files and an index, which one atomic rename cannot replace (-EACCES).
@@ -91,18 +95,21 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The effective names (names[i], else the tensor's own) are all different. */
-static int st_names_unique(const struct mfs_desc *d, char **names, char *err, size_t errlen,
-                           const char *display)
+/* The effective names (names[i], else the tensor's own) of the tensors
+ * kept (not gone[i]) are all different. */
+static int st_names_unique(const struct mfs_desc *d, char **names, const bool *gone, char *err,
+                           size_t errlen, const char *display)
 {
 	const char **v = malloc((d->n_tensors ? d->n_tensors : 1) * sizeof(*v));
 	if (!v)
 		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	size_t n = 0;
 	for (size_t i = 0; i < d->n_tensors; i++)
-		v[i] = names[i] ? names[i] : d->tensors[i]->name;
-	qsort(v, d->n_tensors, sizeof(*v), cmp_name);
+		if (!gone[i])
+			v[n++] = names[i] ? names[i] : d->tensors[i]->name;
+	qsort(v, n, sizeof(*v), cmp_name);
 	int rc = 0;
-	for (size_t i = 1; i < d->n_tensors && rc == 0; i++)
+	for (size_t i = 1; i < n && rc == 0; i++)
 		if (strcmp(v[i - 1], v[i]) == 0)
 			rc = mfs_errf(err, errlen, -EINVAL, display, "two tensors would be named "
 			              "'%.200s'", v[i]);
@@ -124,19 +131,33 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 	if (!mfs_st_data_off(m))
 		return mfs_errf(err, errlen, -EACCES, display,
 		                "sharded safetensors checkpoints cannot be edited");
-	bool regen = e->props_changed || e->n_fields;
+	bool regen = e->props_changed || e->n_fields;  /* renames, deletions */
 	/* Renames (graph fields of kind TENSOR_NAME): each tensor's new name,
-	 * decoded; no two tensors may end with one name. */
+	 * decoded; no two tensors kept may end with one name.  Deletions
+	 * (TENSOR_DELETE): gone[id]. */
 	char **names = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*names));
-	if (!names)
+	bool *gone = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*gone));
+	if (!names || !gone) {
+		free(names);
+		free(gone);
 		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
+	}
 	for (size_t i = 0; i < e->n_fields && rc == 0; i++) {
 		const struct mfs_field_edit *fe = &e->fields[i];
 		uint64_t id = MFS_FIELD_I(fe->id);
-		if (MFS_FIELD_KIND(fe->id) != MFS_FIELD_TENSOR_NAME || id >= d->n_tensors) {
+		unsigned kind = MFS_FIELD_KIND(fe->id);
+		if ((kind != MFS_FIELD_TENSOR_NAME && kind != MFS_FIELD_TENSOR_DELETE) ||
+		    MFS_FIELD_J(fe->id) || id >= d->n_tensors) {
 			rc = mfs_errf(err, errlen, -EACCES, display, "a staged field safetensors "
 			              "does not have");
 			break;
+		}
+		if (kind == MFS_FIELD_TENSOR_DELETE) {
+			if (fe->len != 1 || fe->text[0] != '1')
+				rc = mfs_errf(err, errlen, -EINVAL, display, "tensor '%.200s': a "
+				              "deletion is staged as '1'", d->tensors[id]->name);
+			gone[id] = true;
+			continue;
 		}
 		char *v = malloc(fe->len + 1);
 		if (!v) {
@@ -152,17 +173,21 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 		names[id] = v;
 	}
 	if (rc == 0)
-		rc = st_names_unique(d, names, err, errlen, display);
+		rc = st_names_unique(d, names, gone, err, errlen, display);
 	if (rc < 0)
 		goto out;
 	for (size_t i = 0; i < e->n_tensors; i++) {
 		const struct mfs_tensor_edit *te = &e->tensors[i];
+		if (te->t->id < d->n_tensors && gone[te->t->id])
+			continue;       /* data staged, then the tensor deleted */
 		if (te->dtype_changed || te->dims_changed || te->size != te->t->nbytes)
 			regen = true;
-		if (te->dtype_changed && !mfs_st_dtype_name(te->dtype))
-			return mfs_errf(err, errlen, -EINVAL, display, "tensor '%.200s': "
-			                "safetensors has no dtype %s", te->t->name,
-			                mfs_dtype_name(te->dtype));
+		if (te->dtype_changed && !mfs_st_dtype_name(te->dtype)) {
+			rc = mfs_errf(err, errlen, -EINVAL, display, "tensor '%.200s': "
+			              "safetensors has no dtype %s", te->t->name,
+			              mfs_dtype_name(te->dtype));
+			goto out;
+		}
 	}
 
 	/* Tensor ids are offset order (reader.c), as are the edits. */
@@ -172,7 +197,7 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 		goto out;
 	}
 	for (size_t i = 0; i < e->n_tensors; i++)
-		if (e->tensors[i].t->id < d->n_tensors)
+		if (e->tensors[i].t->id < d->n_tensors && !gone[e->tensors[i].t->id])
 			by_id[e->tensors[i].t->id] = &e->tensors[i];
 
 	if (!regen) {
@@ -216,6 +241,8 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 	for (uint64_t id = 0; id < d->n_tensors; id++) {
 		const struct mfs_tensor *t = d->tensors[id];
 		const struct mfs_tensor_edit *te = by_id[id];
+		if (gone[id])
+			continue;
 		int32_t dtype = te ? te->dtype : t->dtype;
 		const int64_t *dims = te ? te->dims : t->dims;
 		size_t rank = te ? te->rank : t->rank;
@@ -265,7 +292,8 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 	mfs_splice_take(out, jb.p, jb.len);
 	jb.p = NULL;
 	for (uint64_t id = 0; id < d->n_tensors; id++)
-		put_tensor(out, src, d->tensors[id], by_id[id]);
+		if (!gone[id])
+			put_tensor(out, src, d->tensors[id], by_id[id]);
 	rc = out->err;
 out:
 	if (rc == -ENOMEM)
@@ -275,6 +303,7 @@ out:
 	for (size_t i = 0; names && i < d->n_tensors; i++)
 		free(names[i]);
 	free(names);
+	free(gone);
 	if (rc < 0)
 		mfs_splice_free(out);
 	return rc;
