@@ -2622,6 +2622,71 @@ static void safetensors_rename(void **state)
 	mfs_txn_close(t);
 }
 
+/* safetensors deletions through the txn (TENSOR_DELETE, `rm -r` on the
+ * mount): data staged for a tensor that is then deleted is dropped, the
+ * later tensor moves down to offset 0, __metadata__ is kept, the header is
+ * padded to 8; the reopened model has one tensor, read from its new place.
+ * Then the last one goes: the file is the 8-byte length and the metadata. */
+static void safetensors_delete(void **state)
+{
+	(void)state;
+	char st[300];
+	snprintf(st, sizeof(st), "%s/model.safetensors", dir);
+	uint8_t buf[1024];
+	size_t len = st_file(buf);
+	spit(st, buf, len);
+	uint64_t hl0;
+	memcpy(&hl0, buf, 8);
+	mfs_txn *t = open_txn(st, NULL, NULL);
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	const struct mfs_tensor *a = find_tensor(d, "a"), *b = find_tensor(d, "b");
+	uint64_t ida = MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, a->id, 0);
+	uint64_t idb = MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, b->id, 0);
+	assert_true(mfs_txn_field_writable(t, ida));
+	assert_int_equal(mfs_txn_field_set(t, ida, "", 0, "2", 1), -EINVAL);
+	float av[6] = {1, 2, 3, 4, 5, 6};
+	assert_int_equal(mfs_txn_tensor_write(t, a, av, 24, 0), 24);
+	assert_int_equal(mfs_txn_field_set(t, ida, "", 0, "1", 1), 0);
+	assert_int_equal(mfs_txn_field_set(t, idb, "", 0, "1", 1), 0);
+	struct mfs_txn_result res;
+	assert_int_equal(commit(t, &res), 0);
+
+	const char *h = "{\"__metadata__\":{\"format\":\"pt\",\"note\":\"x\"},"
+	                "\"c\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,6]}}";
+	size_t hl = strlen(h), pad = (8 - hl % 8) % 8, nlen;
+	uint8_t *now = slurp(st, &nlen);
+	assert_int_equal(nlen, 8 + hl + pad + 6);
+	uint64_t n;
+	memcpy(&n, now, 8);
+	assert_int_equal(n, hl + pad);
+	assert_memory_equal(now + 8, h, hl);
+	for (size_t i = 0; i < pad; i++)
+		assert_int_equal(now[8 + hl + i], ' ');
+	assert_memory_equal(now + 8 + n, buf + 8 + hl0 + 56, 6);
+	free(now);
+
+	d = mfs_txn_desc(t);
+	assert_int_equal(d->n_tensors, 1);
+	const struct mfs_tensor *c = find_tensor(d, "c");
+	assert_non_null(c);
+	uint8_t got[6];
+	assert_int_equal(mfs_txn_tensor_read(t, c, got, 6, 0), 6);
+	assert_memory_equal(got, buf + 8 + hl0 + 56, 6);
+
+	assert_int_equal(mfs_txn_field_set(t, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, c->id, 0),
+	                                   "", 0, "1", 1), 0);
+	assert_int_equal(commit(t, &res), 0);
+	assert_int_equal(mfs_txn_desc(t)->n_tensors, 0);
+	const char *h2 = "{\"__metadata__\":{\"format\":\"pt\",\"note\":\"x\"}}";
+	hl = strlen(h2);
+	pad = (8 - hl % 8) % 8;
+	now = slurp(st, &nlen);
+	assert_int_equal(nlen, 8 + hl + pad);
+	assert_memory_equal(now + 8, h2, hl);
+	free(now);
+	mfs_txn_close(t);
+}
+
 int main(void)
 {
 	have_python = access(PY, X_OK) == 0 &&
@@ -2657,6 +2722,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(graph_fields_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(onnx_initializer_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(safetensors_rename, setup, teardown),
+		cmocka_unit_test_setup_teardown(safetensors_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(corpus_commits_are_identical, setup, teardown),
 		cmocka_unit_test_setup_teardown(corpus_all_tensors_edited, setup, teardown),
 	};
