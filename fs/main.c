@@ -637,9 +637,6 @@ int main(int argc, char **argv)
 	raise_readahead(mnt_abs);
 	if (fuse_daemonize(cli.foreground) != 0)
 		goto out;
-	/* Packs read ahead on threads of their own: only now, in the process
-	 * that serves, since fuse_daemonize() forks. */
-	mfs_pack_set_readahead(true);
 
 	rc = run_loop(se, &cli);
 	/* 0: unmounted; > 0: stopped by SIGINT/SIGTERM/SIGHUP, also clean. */

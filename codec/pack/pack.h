@@ -131,7 +131,7 @@ struct mfs_pack {
 	/* Read-ahead (pk_readahead_start): chunks a sequential reader will
 	 * want next, decompressed into the cache by a thread of their own;
 	 * everything under `lock`. */
-	bool ra_want, ra_on, ra_failed, ra_stop;
+	bool ra_on, ra_stop;
 	pthread_t ra_thread;
 	pthread_cond_t ra_cond;
 	uint32_t ra_q[PK_RA_QUEUE];
@@ -160,12 +160,10 @@ int pk_chunk_read_with(struct mfs_pack *pk, struct pk_scratch *sc, uint32_t i, u
                        char *err, size_t errlen);
 
 /*
- * pk_readahead_start() - let this pack read ahead: once
- * mfs_pack_set_readahead(true) is in force, a read that follows the one
- * before it (sequential) queues the next PK_RA_DEPTH chunks of its file,
- * which a thread of the pack's own (started by the first such read)
- * decompresses into the cache meanwhile.  For local packs; a failure to
- * start the thread leaves read-ahead off.
+ * pk_readahead_start() - from now on, a read that follows the one before
+ * it (sequential) queues the next PK_RA_DEPTH chunks of its file, which a
+ * thread of the pack's own decompresses into the cache meanwhile.  For
+ * mounts of local packs; a failure to start the thread leaves it off.
  */
 void pk_readahead_start(struct mfs_pack *pk);
 

@@ -202,9 +202,8 @@ static int pack_open_in(struct mfs_place **place, struct mfs_source **root, cons
 		return rc;
 	}
 	/* A local pack reads ahead for sequential readers (a tensor loaded
-	 * through the mount) once the process allows it
-	 * (mfs_pack_set_readahead); a remote one does not, so that a read
-	 * fetches the chunks it needs and no more. */
+	 * through the mount); a remote one does not, so that a read fetches
+	 * the chunks it needs and no more. */
 	if (mfs_source_fd(pp->pk->src) >= 0)
 		pk_readahead_start(pp->pk);
 	if ((rc = pk_source(root, pp->pk, 0)) < 0) {

@@ -908,34 +908,15 @@ static void *ra_main(void *arg)
 	return NULL;
 }
 
-static bool readahead_enabled;
-
-void mfs_pack_set_readahead(bool on)
-{
-	__atomic_store_n(&readahead_enabled, on, __ATOMIC_RELEASE);
-}
-
 void pk_readahead_start(struct mfs_pack *pk)
 {
-	pk->ra_want = true;
-}
-
-/* Called with pk->lock held, by the first sequential read: the thread
- * starts in the process that reads (after a mount's fork). */
-static bool ra_thread_locked(struct mfs_pack *pk)
-{
-	if (pk->ra_on || pk->ra_failed)
-		return pk->ra_on;
-	pk->ra_failed = true;
-	if (pthread_cond_init(&pk->ra_cond, NULL) != 0)
-		return false;
+	if (pk->ra_on || pthread_cond_init(&pk->ra_cond, NULL) != 0)
+		return;
 	if (pthread_create(&pk->ra_thread, NULL, ra_main, pk) != 0) {
 		pthread_cond_destroy(&pk->ra_cond);
-		return false;
+		return;
 	}
-	pk->ra_failed = false;
 	pk->ra_on = true;
-	return true;
 }
 
 static void readahead_stop(struct mfs_pack *pk)
@@ -962,8 +943,6 @@ static void readahead(struct mfs_pack *pk, const struct pk_file *pf, uint32_t fi
 	pthread_mutex_lock(&pk->lock);
 	bool seq = first == pk->ra_last || first == pk->ra_last + 1;
 	pk->ra_last = last;
-	if (seq && !ra_thread_locked(pk))
-		seq = false;
 	bool queued = false;
 	for (uint32_t c = last + 1; seq && c <= last + PK_RA_DEPTH && c < pf->first + pf->n &&
 	     pk->ra_n < PK_RA_QUEUE; c++) {
@@ -1038,7 +1017,7 @@ ssize_t pk_pread(struct mfs_pack *pk, uint32_t f, void *buf, size_t len, uint64_
 		done += n;
 		c++;
 	}
-	if (pk->ra_want && done && __atomic_load_n(&readahead_enabled, __ATOMIC_ACQUIRE))
+	if (pk->ra_on && done)
 		readahead(pk, pf, chunk_at(pk, pf, off), c - 1);
 	return (ssize_t)done;
 }

@@ -66,14 +66,4 @@ bool mfs_pack_path(const char *path);
 /* Bytes of decompressed chunks each pack opened from now on may keep. */
 void mfs_pack_set_cache_size(size_t bytes);
 
-/*
- * mfs_pack_set_readahead() - let local packs opened through a place read
- * ahead of a sequential reader (off by default).  Each pack starts its
- * thread on its first sequential read after this call, so call it in the
- * process that reads, after any fork: a mount calls it once daemonized
- * (threads do not survive fork(), and a lock held across one never
- * unlocks).
- */
-void mfs_pack_set_readahead(bool on);
-
 #endif /* MODELFS_PACK_H */
