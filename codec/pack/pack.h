@@ -35,8 +35,6 @@
 
 /* Limits every reader checks before it allocates. */
 #define PK_MAX_CHUNK    (16u << 20)     /* decompressed bytes of one chunk */
-#define PK_RA_DEPTH     8               /* chunks read ahead of a sequential reader */
-#define PK_RA_QUEUE     16
 #define PK_MIN_CHUNK    4096u
 #define PK_MAX_FILES    4097u           /* the model file and MFS_MAX_EXT_FILES */
 #define PK_MAX_INDEX    (256u << 20)    /* bytes of the seek table or the manifest */
@@ -127,16 +125,6 @@ struct mfs_pack {
 	struct pk_scratch *spare;       /* free scratch, under `lock` */
 	unsigned n_spare;
 	int refs;
-
-	/* Read-ahead (pk_readahead_start): chunks a sequential reader will
-	 * want next, decompressed into the cache by a thread of their own;
-	 * everything under `lock`. */
-	bool ra_on, ra_stop;
-	pthread_t ra_thread;
-	pthread_cond_t ra_cond;
-	uint32_t ra_q[PK_RA_QUEUE];
-	unsigned ra_head, ra_n;
-	uint32_t ra_last;       /* the last chunk of the latest read */
 };
 
 /*
@@ -158,14 +146,6 @@ void pk_unref(struct mfs_pack *pk);
 int pk_chunk_read(struct mfs_pack *pk, uint32_t i, uint8_t *out, char *err, size_t errlen);
 int pk_chunk_read_with(struct mfs_pack *pk, struct pk_scratch *sc, uint32_t i, uint8_t *out,
                        char *err, size_t errlen);
-
-/*
- * pk_readahead_start() - from now on, a read that follows the one before
- * it (sequential) queues the next PK_RA_DEPTH chunks of its file, which a
- * thread of the pack's own decompresses into the cache meanwhile.  For
- * mounts of local packs; a failure to start the thread leaves it off.
- */
-void pk_readahead_start(struct mfs_pack *pk);
 
 /* pk_pread() - original file `f`'s bytes through the cache; like pread. */
 ssize_t pk_pread(struct mfs_pack *pk, uint32_t f, void *buf, size_t len, uint64_t off);

@@ -201,11 +201,6 @@ static int pack_open_in(struct mfs_place **place, struct mfs_source **root, cons
 		place_close(&pp->base);
 		return rc;
 	}
-	/* A local pack reads ahead for sequential readers (a tensor loaded
-	 * through the mount); a remote one does not, so that a read fetches
-	 * the chunks it needs and no more. */
-	if (mfs_source_fd(pp->pk->src) >= 0)
-		pk_readahead_start(pp->pk);
 	if ((rc = pk_source(root, pp->pk, 0)) < 0) {
 		place_close(&pp->base);
 		return mfs_errf(err, errlen, rc, path, "out of memory");

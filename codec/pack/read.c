@@ -1,8 +1,7 @@
 /*
  * codec/pack/read.c — opening a pack: the tail, the seek table and the
  * manifest, each checked before anything is allocated from it; the chunk
- * reader, its bounded cache and its read-ahead thread (pack.h,
- * doc/pack.md).
+ * reader and its bounded cache (pack.h, doc/pack.md).
  */
 #include <errno.h>
 #include <jansson.h>
@@ -646,13 +645,10 @@ void pk_ref(struct mfs_pack *pk)
 	__atomic_add_fetch(&pk->refs, 1, __ATOMIC_RELAXED);
 }
 
-static void readahead_stop(struct mfs_pack *pk);
-
 void pk_unref(struct mfs_pack *pk)
 {
 	if (!pk || __atomic_sub_fetch(&pk->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
-	readahead_stop(pk);
 	while (pk->spare) {
 		struct pk_scratch *sc = pk->spare;
 		pk->spare = sc->next;
@@ -799,8 +795,6 @@ static uint32_t chunk_at(const struct mfs_pack *pk, const struct pk_file *pf, ui
 	return lo;
 }
 
-static void insert_locked(struct mfs_pack *pk, struct pk_scratch *sc, uint32_t c);
-
 /* Copy from chunk `c` through the cache; 0 or -errno. */
 static int cached_copy(struct mfs_pack *pk, uint32_t c, void *dst, size_t len, uint32_t at)
 {
@@ -852,121 +846,6 @@ static int cached_copy(struct mfs_pack *pk, uint32_t c, void *dst, size_t len, u
 		return -EIO;
 	}
 	memcpy(dst, sc->out + at, len);
-	insert_locked(pk, sc, c);
-	scratch_put_locked(pk, sc);
-	pthread_mutex_unlock(&pk->lock);
-	return 0;
-}
-
-/* ------------------------------------------------------------ read-ahead */
-
-/*
- * Decompress chunk c into the cache unless it is there or the reader has
- * gone past it; a failure is left for the reader's own read to report.
- */
-static void cache_fill(struct mfs_pack *pk, uint32_t c)
-{
-	pthread_mutex_lock(&pk->lock);
-	bool skip = c <= pk->ra_last;
-	for (size_t s = 0; s < pk->n_slots && !skip; s++)
-		skip = pk->slots[s].chunk == c;
-	pthread_mutex_unlock(&pk->lock);
-	if (skip)
-		return;
-	const struct pk_chunk *k = &pk->chunks[c];
-	struct pk_scratch *sc = scratch_get(pk);
-	char err[512];
-	if (!sc)
-		return;
-	int rc = grow(&sc->out, &sc->out_cap, k->raw_len);
-	if (rc == 0)
-		rc = pk_chunk_read_with(pk, sc, c, sc->out, err, sizeof(err));
-	pthread_mutex_lock(&pk->lock);
-	if (rc == 0)
-		insert_locked(pk, sc, c);
-	scratch_put_locked(pk, sc);
-	pthread_mutex_unlock(&pk->lock);
-}
-
-static void *ra_main(void *arg)
-{
-	struct mfs_pack *pk = arg;
-	pthread_mutex_lock(&pk->lock);
-	for (;;) {
-		while (!pk->ra_stop && pk->ra_n == 0)
-			pthread_cond_wait(&pk->ra_cond, &pk->lock);
-		if (pk->ra_stop)
-			break;
-		uint32_t c = pk->ra_q[pk->ra_head];
-		pk->ra_head = (pk->ra_head + 1) % PK_RA_QUEUE;
-		pk->ra_n--;
-		pthread_mutex_unlock(&pk->lock);
-		cache_fill(pk, c);
-		pthread_mutex_lock(&pk->lock);
-	}
-	pthread_mutex_unlock(&pk->lock);
-	return NULL;
-}
-
-void pk_readahead_start(struct mfs_pack *pk)
-{
-	if (pk->ra_on || pthread_cond_init(&pk->ra_cond, NULL) != 0)
-		return;
-	if (pthread_create(&pk->ra_thread, NULL, ra_main, pk) != 0) {
-		pthread_cond_destroy(&pk->ra_cond);
-		return;
-	}
-	pk->ra_on = true;
-}
-
-static void readahead_stop(struct mfs_pack *pk)
-{
-	if (!pk->ra_on)
-		return;
-	pthread_mutex_lock(&pk->lock);
-	pk->ra_stop = true;
-	pthread_cond_signal(&pk->ra_cond);
-	pthread_mutex_unlock(&pk->lock);
-	pthread_join(pk->ra_thread, NULL);
-	pthread_cond_destroy(&pk->ra_cond);
-	pk->ra_on = false;
-}
-
-/*
- * A read of chunks [first, last] of file pf: if it follows the read
- * before it, queue the chunks after it that are neither cached nor
- * queued.  Random reads queue nothing, so they cost the cache nothing.
- */
-static void readahead(struct mfs_pack *pk, const struct pk_file *pf, uint32_t first,
-                      uint32_t last)
-{
-	pthread_mutex_lock(&pk->lock);
-	bool seq = first == pk->ra_last || first == pk->ra_last + 1;
-	pk->ra_last = last;
-	bool queued = false;
-	for (uint32_t c = last + 1; seq && c <= last + PK_RA_DEPTH && c < pf->first + pf->n &&
-	     pk->ra_n < PK_RA_QUEUE; c++) {
-		bool have = false;
-		for (size_t s = 0; s < pk->n_slots && !have; s++)
-			have = pk->slots[s].chunk == c;
-		for (unsigned q = 0; q < pk->ra_n && !have; q++)
-			have = pk->ra_q[(pk->ra_head + q) % PK_RA_QUEUE] == c;
-		if (have)
-			continue;
-		pk->ra_q[(pk->ra_head + pk->ra_n++) % PK_RA_QUEUE] = c;
-		queued = true;
-	}
-	if (queued)
-		pthread_cond_signal(&pk->ra_cond);
-	pthread_mutex_unlock(&pk->lock);
-}
-
-/* ------------------------------------------------------------ reads */
-
-/* Called with pk->lock held: put sc->out, chunk c's bytes, in the cache
- * (the least recently used slot's buffer goes back to sc). */
-static void insert_locked(struct mfs_pack *pk, struct pk_scratch *sc, uint32_t c)
-{
 	pk->decompressed++;
 	size_t victim = 0;
 	bool present = false;
@@ -987,6 +866,9 @@ static void insert_locked(struct mfs_pack *pk, struct pk_scratch *sc, uint32_t c
 		sc->out = old;
 		sc->out_cap = old ? old_cap : 0;
 	}
+	scratch_put_locked(pk, sc);
+	pthread_mutex_unlock(&pk->lock);
+	return 0;
 }
 
 void pk_last_error(struct mfs_pack *pk, char *out, size_t len)
@@ -1017,7 +899,5 @@ ssize_t pk_pread(struct mfs_pack *pk, uint32_t f, void *buf, size_t len, uint64_
 		done += n;
 		c++;
 	}
-	if (pk->ra_on && done)
-		readahead(pk, pf, chunk_at(pk, pf, off), c - 1);
 	return (ssize_t)done;
 }

@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -253,71 +252,6 @@ static void any_source(void **state)
 	free(raw);
 }
 
-static bool cached(struct mfs_pack *pk, uint32_t c)
-{
-	bool have = false;
-	pthread_mutex_lock(&pk->lock);
-	for (size_t s = 0; s < pk->n_slots && !have; s++)
-		have = pk->slots[s].chunk == c;
-	pthread_mutex_unlock(&pk->lock);
-	return have;
-}
-
-/* Read-ahead: a sequential reader's next chunks land in the cache; reads
- * of every shape (partial, whole chunks, random) give the model's bytes. */
-static void read_ahead(void **state)
-{
-	uint8_t *raw;
-	size_t rawlen, plen;
-	char model[512], packp[520], err[512];
-	snprintf(model, sizeof(model), "%s", write_model(&raw, &rawlen));
-	snprintf(packp, sizeof(packp), "%s.mfs", model);
-	struct mfs_pack_opts o = {.chunk_size = PK_MIN_CHUNK, .threads = 2};
-	struct mfs_pack_result res;
-	assert_int_equal(mfs_pack_create(model, packp, &o, &res, err, sizeof(err)), 0);
-	uint8_t *pb = slurp(packp, &plen);
-	struct mem_source *m = mem_new(pb, plen);
-	struct mfs_pack *pk;
-	assert_int_equal(pk_open(&pk, &m->base, "mem.mfs", err, sizeof(err)), 0);
-	pk_readahead_start(pk);
-	assert_true(pk->ra_on);
-	uint8_t *got = malloc(rawlen);
-	assert_non_null(got);
-	/* Two reads in a row: chunk 2 onwards is read ahead. */
-	assert_int_equal(pk_pread(pk, 0, got, 100, 0), 100);
-	assert_int_equal(pk_pread(pk, 0, got + 100, PK_MIN_CHUNK, 100), PK_MIN_CHUNK);
-	int waited = 0;
-	while (!cached(pk, 3) && waited++ < 2000)
-		usleep(1000);
-	assert_true(cached(pk, 3));
-	/* The rest in odd pieces, then whole chunks, then at random. */
-	for (size_t off = 100 + PK_MIN_CHUNK; off < rawlen;) {
-		size_t n = rawlen - off < 3001 ? rawlen - off : 3001;
-		assert_int_equal(pk_pread(pk, 0, got + off, n, off), (ssize_t)n);
-		off += n;
-	}
-	assert_memory_equal(got, raw, rawlen);
-	assert_true(pk->decompressed <= 2 * (uint64_t)pk->n_chunks);
-	memset(got, 0, rawlen);
-	for (size_t off = 0; off < rawlen; off += PK_MIN_CHUNK) {
-		size_t n = rawlen - off < PK_MIN_CHUNK ? rawlen - off : PK_MIN_CHUNK;
-		assert_int_equal(pk_pread(pk, 0, got + off, n, off), (ssize_t)n);
-	}
-	assert_memory_equal(got, raw, rawlen);
-	uint32_t x = 7;
-	for (int i = 0; i < 500; i++) {
-		x = x * 1103515245u + 12345u;
-		uint64_t off = x % rawlen;
-		size_t n = rawlen - off < 5000 ? rawlen - off : 5000;
-		assert_int_equal(pk_pread(pk, 0, got, n, off), (ssize_t)n);
-		assert_memory_equal(got, raw + off, n);
-	}
-	pk_unref(pk);       /* stops and joins the read-ahead thread */
-	free(got);
-	free(pb);
-	free(raw);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,7 +259,6 @@ int main(void)
 		cmocka_unit_test(exponent_plane),
 		cmocka_unit_test(sizes),
 		cmocka_unit_test_setup_teardown(any_source, tmp_setup, tmp_teardown),
-		cmocka_unit_test_setup_teardown(read_ahead, tmp_setup, tmp_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
