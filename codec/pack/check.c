@@ -45,8 +45,24 @@ static int stream_file(struct mfs_pack *pk, uint32_t f, int fd, uint8_t sha[32],
 		rc = mfs_errf(err, errlen, -ENOMEM, pk->display, "out of memory");
 		goto out;
 	}
+	uint32_t k = pf->first, end = pf->first + pf->n;
 	for (uint64_t off = 0; off < pf->size;) {
-		size_t n = pf->size - off < PIECE ? (size_t)(pf->size - off) : PIECE;
+		/* Pieces end at chunk ends: as many whole chunks as fit in PIECE
+		 * bytes, which pk_pread decompresses straight into buf, or else
+		 * (a chunk bigger than PIECE) PIECE bytes of the chunk, through
+		 * the cache, up to its end. */
+		while (k < end && pk->chunks[k].orig_off + pk->chunks[k].raw_len <= off)
+			k++;
+		size_t n = 0;
+		for (uint32_t e = k; e < end && pk->chunks[e].orig_off == off + n &&
+		     n + pk->chunks[e].raw_len <= PIECE; e++)
+			n += pk->chunks[e].raw_len;
+		if (n == 0 && k < end) {
+			uint64_t left = pk->chunks[k].orig_off + pk->chunks[k].raw_len - off;
+			n = left < PIECE ? (size_t)left : PIECE;
+		}
+		if (n == 0)
+			n = pf->size - off < PIECE ? (size_t)(pf->size - off) : PIECE;
 		ssize_t r = pk_pread(pk, f, buf, n, off);
 		if (r <= 0) {
 			char why[512];

@@ -6,9 +6,10 @@
  * chunk_size bytes, with cuts at the boundaries of float tensors, so that
  * a chunk is either all one float tensor (byte-grouped, pack.h) or bytes
  * kept as they are.  Chunks go in batches: workers read, hash and compress
- * the chunks of a batch in parallel, then the calling thread writes their
- * frames in order, storing a chunk whose hash it has seen once.  Memory is
- * a batch, whatever the model's size.
+ * the chunks of a batch in parallel while the calling thread writes the
+ * frames of the batch before, in order, storing a chunk whose hash it has
+ * seen once (struct pipe).  Memory is two batches, whatever the model's
+ * size.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,7 +45,13 @@ struct batch {
 	size_t next;                    /* atomic: the next job to take */
 	int level;
 	bool plain;
-	ZSTD_CCtx **cctx;
+	ZSTD_CCtx **cctx;               /* one per worker id: 0 the caller, 1.. helpers */
+	unsigned helpers;               /* threads started by batch_start */
+	pthread_t tid[256];
+	struct worker_arg {
+		struct batch *b;
+		unsigned id;
+	} wa[256];
 };
 
 struct seg {
@@ -223,11 +230,6 @@ static int compress_job(struct batch *b, struct job *j, ZSTD_CCtx *cc)
 	                   j->tmp, j->len, j->t, b->level);
 }
 
-struct worker_arg {
-	struct batch *b;
-	unsigned id;
-};
-
 static void *worker(void *arg)
 {
 	struct worker_arg *w = arg;
@@ -241,22 +243,33 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static int run_batch(struct batch *b, unsigned threads)
+/*
+ * Start compressing batch b on `helpers` threads of its own (worker ids 1
+ * to helpers) and return at once, so that the caller can write the batch
+ * before it meanwhile; batch_finish() joins in and waits.  A helper that
+ * cannot be started only means fewer helpers: the caller does the rest.
+ */
+static void batch_start(struct batch *b, unsigned helpers)
 {
-	pthread_t tid[256];
-	struct worker_arg wa[256];
-	unsigned started = 0;
 	b->next = 0;
-	for (unsigned t = 1; t < threads; t++) {
-		wa[t] = (struct worker_arg){.b = b, .id = t};
-		if (pthread_create(&tid[t], NULL, worker, &wa[t]) != 0)
+	b->helpers = 0;
+	for (unsigned t = 1; t <= helpers; t++) {
+		b->wa[t] = (struct worker_arg){.b = b, .id = t};
+		if (pthread_create(&b->tid[t], NULL, worker, &b->wa[t]) != 0)
 			break;
-		started = t;
+		b->helpers = t;
 	}
-	wa[0] = (struct worker_arg){.b = b, .id = 0};
-	worker(&wa[0]);
-	for (unsigned t = 1; t <= started; t++)
-		pthread_join(tid[t], NULL);
+}
+
+/* Compress what is left of batch b on the calling thread (worker id 0),
+ * wait for its helpers; 0 or the first job's error. */
+static int batch_finish(struct batch *b)
+{
+	b->wa[0] = (struct worker_arg){.b = b, .id = 0};
+	worker(&b->wa[0]);
+	for (unsigned t = 1; t <= b->helpers; t++)
+		pthread_join(b->tid[t], NULL);
+	b->helpers = 0;
 	for (size_t i = 0; i < b->n; i++)
 		if (b->jobs[i].rc < 0)
 			return b->jobs[i].rc;
@@ -533,33 +546,94 @@ static unsigned cores(void)
 	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
 
+/*
+ * Two batches, so that writing one overlaps compressing the next: while
+ * the calling thread writes batch A's frames (file SHA-256, dedupe, the
+ * pack's SHA-256 and the write: serial work), `threads` helpers compress
+ * batch B, and the caller joins them when it is done.  With one thread
+ * there are no helpers and the caller does both in turn.  A file's last
+ * batch is written before the next file starts, so that each file's hash
+ * and seek entry close where they did.
+ */
+struct pipe {
+	struct batch b[2];
+	unsigned cur;           /* the batch being filled */
+	bool busy;              /* the other batch is compressing */
+	unsigned helpers;
+	uint64_t done;
+};
+
+/* Hand the filled batch to the helpers, and write the one before it. */
+static int pipe_push(struct pipe *p, struct writer *w, EVP_MD_CTX *fs,
+                     const struct mfs_pack_opts *o, struct mfs_pack_result *res)
+{
+	struct batch *now = &p->b[p->cur], *prev = &p->b[p->cur ^ 1];
+	int rc = 0;
+	if (p->busy && (rc = batch_finish(prev)) < 0)
+		return rc;
+	batch_start(now, p->helpers);
+	if (p->busy) {
+		p->busy = false;
+		rc = flush_batch(w, prev, fs);
+		for (size_t i = 0; i < prev->n; i++)
+			p->done += prev->jobs[i].len;
+		prev->n = 0;
+		if (rc == 0 && o->progress)
+			o->progress(o->arg, p->done, res->orig_bytes);
+	}
+	p->busy = true;
+	p->cur ^= 1;
+	return rc;
+}
+
+/* Finish and write the batch in flight, if any. */
+static int pipe_drain(struct pipe *p, struct writer *w, EVP_MD_CTX *fs,
+                      const struct mfs_pack_opts *o, struct mfs_pack_result *res)
+{
+	if (!p->busy)
+		return 0;
+	struct batch *prev = &p->b[p->cur ^ 1];
+	p->busy = false;
+	int rc = batch_finish(prev);
+	if (rc == 0)
+		rc = flush_batch(w, prev, fs);
+	for (size_t i = 0; i < prev->n; i++)
+		p->done += prev->jobs[i].len;
+	prev->n = 0;
+	if (rc == 0 && o->progress)
+		o->progress(o->arg, p->done, res->orig_bytes);
+	return rc;
+}
+
 static int write_chunks(struct writer *w, const mfs_model *m, const struct mfs_pack_opts *o,
                         unsigned threads, uint8_t (*fsha)[32], struct mfs_pack_result *res,
                         struct mfs_buf *seek_files)
 {
 	const struct mfs_desc *d = mfs_model_desc(m);
 	size_t nb = (size_t)threads * 4;
-	struct job *jobs = calloc(nb, sizeof(*jobs));
-	ZSTD_CCtx **cctx = calloc(threads, sizeof(*cctx));
+	unsigned helpers = threads > 1 ? threads : 0;
+	struct job *jobs = calloc(2 * nb, sizeof(*jobs));
+	ZSTD_CCtx **cctx = calloc(helpers + 1, sizeof(*cctx));
 	EVP_MD_CTX *fs = EVP_MD_CTX_new();
 	struct seg *segs = NULL;
+	struct pipe p = {.helpers = helpers};
 	int rc = -ENOMEM;
 	if (!jobs || !cctx || !fs)
 		goto out;
 	size_t bound = ZSTD_compressBound(o->chunk_size) + 64 * 4;
-	for (size_t i = 0; i < nb; i++) {
+	for (size_t i = 0; i < 2 * nb; i++) {
 		jobs[i].raw = malloc(o->chunk_size);
 		jobs[i].tmp = malloc(o->chunk_size);
 		jobs[i].out = malloc(bound);
 		if (!jobs[i].raw || !jobs[i].tmp || !jobs[i].out)
 			goto out;
 	}
-	for (unsigned t = 0; t < threads; t++)
+	for (unsigned t = 0; t <= helpers; t++)
 		if (!(cctx[t] = ZSTD_createCCtx()))
 			goto out;
-	struct batch b = {.m = m, .jobs = jobs, .level = o->level, .plain = o->plain,
-	                  .cctx = cctx};
-	uint64_t done = 0;
+	for (unsigned k = 0; k < 2; k++)
+		p.b[k] = (struct batch){.m = m, .jobs = jobs + k * nb, .level = o->level,
+		                        .plain = o->plain, .cctx = cctx};
 	for (uint32_t f = 0; f < d->n_files; f++) {
 		size_t ns = 0;
 		free(segs);
@@ -587,22 +661,18 @@ static int write_chunks(struct writer *w, const mfs_model *m, const struct mfs_p
 				end = segs[si].off;
 			}
 			uint64_t len = end - off < o->chunk_size ? end - off : o->chunk_size;
-			struct job *j = &jobs[b.n++];
+			struct batch *b = &p.b[p.cur];
+			struct job *j = &b->jobs[b->n++];
 			j->file = f;
 			j->off = off;
 			j->len = (uint32_t)len;
 			j->t = len % pk_elem(t) ? PK_T_RAW : t;
 			off += len;
-			if (b.n == nb || off == size) {
-				if ((rc = run_batch(&b, threads)) < 0 || (rc = flush_batch(w, &b, fs)) < 0)
-					goto out;
-				for (size_t i = 0; i < b.n; i++)
-					done += b.jobs[i].len;
-				b.n = 0;
-				if (o->progress)
-					o->progress(o->arg, done, res->orig_bytes);
-			}
+			if ((b->n == nb || off == size) && (rc = pipe_push(&p, w, fs, o, res)) < 0)
+				goto out;
 		}
+		if ((rc = pipe_drain(&p, w, fs, o, res)) < 0)
+			goto out;
 		unsigned hl = 32;
 		if (EVP_DigestFinal_ex(fs, fsha[f], &hl) != 1) {
 			rc = -EIO;
@@ -617,12 +687,16 @@ static int write_chunks(struct writer *w, const mfs_model *m, const struct mfs_p
 	}
 	rc = 0;
 out:
+	/* A failure with a batch in flight: let its helpers end before their
+	 * buffers go. */
+	if (p.busy)
+		batch_finish(&p.b[p.cur ^ 1]);
 	free(segs);
 	EVP_MD_CTX_free(fs);
-	for (unsigned t = 0; cctx && t < threads; t++)
+	for (unsigned t = 0; cctx && t <= helpers; t++)
 		ZSTD_freeCCtx(cctx[t]);
 	free(cctx);
-	for (size_t i = 0; jobs && i < nb; i++) {
+	for (size_t i = 0; jobs && i < 2 * nb; i++) {
 		free(jobs[i].raw);
 		free(jobs[i].tmp);
 		free(jobs[i].out);
