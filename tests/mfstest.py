@@ -114,7 +114,13 @@ class T:
         try:
             yield mnt
         finally:
-            umount(mnt)
+            # A daemon that does not exit after its unmount (a thread left
+            # running, a commit that never ends) is a failure, not a leak
+            # to ignore.
+            if not umount(mnt):
+                self.not_ok("%s: unmounted and its daemon exited within 120 s" % model,
+                            "still mounted" if is_mounted(mnt) else "daemon alive: %s"
+                            % daemon_pids(mnt))
 
     def done(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
