@@ -144,6 +144,12 @@ static void field_line(const struct mfs_txn *t, const struct fslot *f, char **p,
 		put_escaped(p, n, cap, i < t->d->n_tensors ? t->d->tensors[i]->name : "?");
 		put_text(p, n, cap, " deleted\n");
 		return;
+	case MFS_FIELD_TENSOR_ADD:
+		/* The text is the escaped name, as put_escaped writes it. */
+		put_text(p, n, cap, "staged tensor weights ");
+		put_text(p, n, cap, "%s", f->text);
+		put_text(p, n, cap, " added\n");
+		return;
 	case MFS_FIELD_TENSOR_NAME:
 		put_text(p, n, cap, "staged tensor weights ");
 		put_escaped(p, n, cap, i < t->d->n_tensors ? t->d->tensors[i]->name : "?");

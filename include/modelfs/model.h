@@ -401,6 +401,8 @@ enum mfs_field_kind {
 	MFS_FIELD_OUTPUT_NAME,          /* i: graph output; `mv outputs/<y>` */
 	MFS_FIELD_VALUE_NAME,           /* i: value_info entry; `mv values/<v>` */
 	MFS_FIELD_TENSOR_DELETE,        /* i: a tensor's id; `rm -r weights/<path>` (text "1") */
+	MFS_FIELD_TENSOR_ADD,           /* i: a new tensor's id (n_tensors + k); `mkdir
+	                                 * weights/<path>` (text: its name, escaped) */
 	MFS_FIELD_KIND_N_
 };
 #define MFS_FIELD_I_MAX         0xffffffffull   /* largest i */
