@@ -12,11 +12,12 @@
  * becomes its value; over an unchanged read-only entry nothing happens, so
  * that `rsync -a` of an unchanged tree succeeds.
  *
- * Two edits of a graph are namespace operations too (doc/design.md
+ * Three edits of a graph are namespace operations too (doc/design.md
  * §5.1.1): a value's directory renamed in its directory renames the value
  * (a graph field the txn stages; the tree is rebuilt with the kernel's
- * move), and rmdir of an initializer's directory deletes it (the unlinks
- * rm -r makes first only ask whether it may go).
+ * move), rmdir of an initializer's directory deletes it (the unlinks
+ * rm -r makes first only ask whether it may go), and mkdir in weights/
+ * adds a tensor where the format can (safetensors), which rmdir unstages.
  */
 #include <errno.h>
 #include <stdio.h>

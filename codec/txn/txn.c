@@ -36,6 +36,13 @@
  * edits staged finds all of them in the journal at the next open, where they
  * are replayed and offered again (never applied).
  *
+ * A tensor added (`mkdir weights/<path>`) is a graph field TENSOR_ADD
+ * (key 6, like every field) whose index is the new tensor's id, the
+ * model's count plus the ones added before it; the transaction makes a
+ * tensor for it (struct addt: float32, a scalar, no bytes), and its data,
+ * dtype and shape are the objects of keys 0-2 of that id.  A replay takes
+ * the TENSOR_ADD fields first, so those keys find their tensor.
+ *
  * In memory the transaction mirrors the small values (per-tensor dtype and
  * shape, meta, props) so that reads need not decode them, and a flag per
  * tensor says whether its data is staged.  Reads of a staged tensor come
