@@ -1213,6 +1213,8 @@ static bool tensor_name_taken(const struct mfs_txn *t, const char *name, const c
 	for (size_t i = 0; i < d->n_tensors; i++)
 		if (d->tensors[i]->name && !strcmp(d->tensors[i]->name, name))
 			return true;
+	if (d->graph && graph_has_name(d->graph, name))
+		return true;    /* a graph's value, or what a node reads or writes */
 	for (size_t i = 0; i < t->n_fields; i++)
 		if (MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_NAME &&
 		    t->fields[i].len == len && !memcmp(t->fields[i].text, text, len))
@@ -1247,11 +1249,11 @@ int mfs_txn_tensor_add(mfs_txn *t, const char *name, uint64_t *id_out)
 		rc = -ENAMETOOLONG;
 	else if (!txn_utf8_ok(name, nl))
 		rc = -EINVAL;
+	else if (tensor_name_taken(t, name, text, el))
+		rc = -EEXIST;
 	else if ((rc = f->field_check(t->m, id, text, el, why, sizeof(why))) < 0)
 		txn_set_msg(t->field_note, sizeof(t->field_note), "%s",
 		            txn_strip_display(why, t->m->desc.files[0].path));
-	else if (tensor_name_taken(t, name, text, el))
-		rc = -EEXIST;
 	if (rc < 0)
 		goto out;
 	if ((rc = txn_put_value(t, key_of(K_FIELD, id), text, el)) < 0)

@@ -256,8 +256,8 @@ static int check_types(struct mfs_txn *t, const struct mfs_edit_set *e, char *ms
 		return 0;
 	size_t warned = 0;
 	for (size_t i = 0; i < e->n_tensors; i++) {
-		if (!e->tensors[i].dtype_changed)
-			continue;
+		if (!e->tensors[i].dtype_changed || e->tensors[i].added)
+			continue;       /* nothing in the graph declares a new tensor's type */
 		char line[400];
 		int v = t->m->fmt->type_check(t->m, e, i, line, sizeof(line));
 		if (v == MFS_TYPE_OK)

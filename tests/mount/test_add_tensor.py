@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Issue 17 items 1-2, "add": `mkdir weights/<path>` stages a new tensor, its
 `dtype`, `shape` and `data` are written as any tensor's, and `modelfs commit`
-appends it to a single-file safetensors checkpoint.  Through real mounts,
+appends it to a single-file safetensors checkpoint or an ONNX graph's
+initializers.  Through real mounts,
 with each committed file judged by a reader written here (the 8-byte length,
 the JSON header and its space padding, offsets that tile the buffer with no
 hole and no overlap, numpy on the bytes), not by modelfs:
@@ -20,12 +21,19 @@ hole and no overlap, numpy on the bytes), not by modelfs:
 (d) kill -9 with an added tensor staged (dtype, shape, data): the model is
     untouched, the next mount replays it from the journal and commits it.
 (e) `modelfs abort` drops an added tensor.
-(f) formats that cannot add refuse mkdir with EPERM and stay byte-identical:
-    a sharded safetensors checkpoint, an ONNX model (adding initializers is
-    not done yet), a torch.save zip.
+(f) models that cannot take a new tensor refuse mkdir with EPERM and stay
+    byte-identical: a sharded safetensors checkpoint, an IR 3 ONNX model
+    (every initializer must be a graph input there), a torch.save zip.
 (g) through a pack mount: the commit writes a new pack whose manifest lists
     the added tensor (`modelfs verify` passes) and that unpacks to the file
     the same edit commits on a plain mount.
+(h) ONNX: in a small onnx.helper model and a torchvision squeezenet1_1
+    export, mkdir + dtype + shape + data appends initializers; after the
+    commit check_model(full_check=True) passes, numpy_helper.to_array of
+    each is the bytes written, the file is what python's onnx writes for
+    the same appends, and ONNX Runtime gives the same output.  A name the
+    graph uses (node output, input, initializer) is EEXIST; a commit
+    without the data is refused.
 """
 import errno
 import json
@@ -340,9 +348,17 @@ def part_f(t, rng):
     refused(t, "a sharded checkpoint", index, [os.path.join(d, f) for f in os.listdir(d)],
             "/weights/s0/new")
     import onnx
+    from onnx import TensorProto, helper, numpy_helper
     om = os.path.join(t.tmp, "f.onnx")
-    onnx.save(packfx.onnx_model(rng), om)
-    refused(t, "ONNX", om, [om], "/weights/new")
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "ir3",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3]),
+                           helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                          [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(g, ir_version=3, opset_imports=[helper.make_opsetid("", 8)]),
+              om)
+    refused(t, "ONNX IR 3 (initializers listed as inputs)", om, [om], "/weights/new")
     import torch
     tm = os.path.join(t.tmp, "f.pt")
     torch.save({"w": torch.ones(3)}, tm)
@@ -392,10 +408,117 @@ def part_g(t, rng):
     shutil.rmtree(base, ignore_errors=True)
 
 
+ORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node", "ort_run.js")
+
+
+def ort(t, model, feeds):
+    spec = os.path.join(t.tmp, "input.json")
+    with open(spec, "w") as f:
+        json.dump({k: {"dims": list(v.shape), "type": "float32",
+                       "data": v.reshape(-1).tolist()} for k, v in feeds.items()}, f)
+    r = subprocess.run(["node", ORT, model, spec], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError("ort_run.js: " + r.stderr.strip())
+    return {k: np.array(v["data"], dtype=np.float32).reshape(v["dims"])
+            for k, v in json.loads(r.stdout).items()}
+
+
+def onnx_added(t, what, model, adds, feeds, want_out):
+    """mkdir + dtype + shape + data of each of `adds` ((rel, dtype, array)) on
+    a mount of ONNX `model`, one commit; then the checker, the bytes python's
+    onnx writes for the same appends, the arrays, and ORT."""
+    import onnx
+    from onnx import numpy_helper
+    want = onnx.load(model)
+    for rel, _, a in adds:
+        want.graph.initializer.append(numpy_helper.from_array(a, rel.replace("/", ".")))
+    want_bytes = want.SerializeToString()
+    with t.mount(model) as mnt:
+        try:
+            for rel, dt, a in adds:
+                add(mnt, rel, dt, list(a.shape), a)
+            t.ok("%s: mkdir + dtype + shape + data of %d initializers" % (what, len(adds)))
+        except OSError as e:
+            t.not_ok("%s: initializers added" % what, e)
+            return
+        r = commit(mnt)
+        t.check("%s: commit" % what, r.returncode == 0, why(r) + status(mnt))
+    try:
+        m = onnx.load(model)
+        onnx.checker.check_model(m, full_check=True)
+        t.ok("%s: check_model(full_check=True) passes" % what)
+    except Exception as e:  # noqa: BLE001 - any checker failure is the finding
+        t.not_ok("%s: check_model(full_check=True) passes" % what, e)
+        return
+    inits = {i.name: i for i in m.graph.initializer}
+    t.check("%s: numpy_helper.to_array of each new initializer is the bytes written" % what,
+            all(rel.replace("/", ".") in inits and
+                numpy_helper.to_array(inits[rel.replace("/", ".")]).tobytes() == a.tobytes()
+                and numpy_helper.to_array(inits[rel.replace("/", ".")]).shape == a.shape
+                for rel, _, a in adds))
+    with open(model, "rb") as f:
+        t.check("%s: the file is python's onnx appending the same initializers" % what,
+                f.read() == want_bytes)
+    try:
+        got = ort(t, model, feeds)
+        name = next(iter(want_out))
+        err = float(np.max(np.abs(got[name] - want_out[name])))
+        t.check("%s: ONNX Runtime still runs it, same output (max err %.2g)" % (what, err),
+                err < 1e-3, err)
+    except (RuntimeError, KeyError, StopIteration) as e:
+        t.not_ok("%s: ONNX Runtime runs it" % what, e)
+
+
+def part_h(t, rng):
+    import onnx
+    model = os.path.join(t.tmp, "h.onnx")
+    mp = packfx.onnx_model(rng)
+    onnx.save(mp, model)
+    w = np.frombuffer(mp.graph.initializer[0].raw_data, np.float32).reshape(256, 300)
+    b = np.frombuffer(mp.graph.initializer[1].raw_data, np.float32)
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    with t.mount(model) as mnt:
+        for rel, err, why_ in (("h", errno.EEXIST, "a node's output"),
+                               ("x", errno.EEXIST, "the graph input"),
+                               ("w", errno.EEXIST, "an initializer")):
+            try:
+                os.mkdir(mnt + "/weights/" + rel)
+                t.not_ok("(h) mkdir of %s's name is refused" % why_)
+            except OSError as e:
+                t.eq("(h) mkdir of %s's name is refused with EEXIST" % why_, err, e.errno)
+        os.mkdir(mnt + "/weights/short")
+        put(mnt + "/weights/short/shape", "4\n")
+        r = commit(mnt)
+        t.check("(h) a commit of an added initializer without its data is refused",
+                r.returncode != 0, why(r))
+        t.check("(h) status names it", "tensor 'short': data is 0 bytes but float32[4] needs 16"
+                in status(mnt), status(mnt))
+        abort(mnt)
+    onnx_added(t, "(h) onnx.helper model", model,
+               [("extra", "float32", rng.standard_normal((3, 2)).astype(np.float32)),
+                ("ids", "int64", np.arange(5, dtype=np.int64))],
+               {"x": x}, {"y": x @ w + b})
+    import torch
+    import torchvision
+    torch.manual_seed(0)
+    net = torchvision.models.squeezenet1_1(weights=None).eval()
+    sq = os.path.join(t.tmp, "squeezenet.onnx")
+    with torch.no_grad():
+        torch.onnx.export(net, torch.zeros(1, 3, 224, 224), sq, input_names=["x"],
+                          output_names=["logits"], opset_version=13)
+    xi = np.random.default_rng(5).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(xi)).numpy()
+    onnx_added(t, "(h) torchvision squeezenet1_1", sq,
+               [("features/extra", "float16",
+                 rng.standard_normal((8, 8)).astype(np.float16))],
+               {"x": xi}, {"logits": want})
+
+
 def main():
     t = T()
     rng = np.random.default_rng(17)
-    for part in (part_a, part_b, part_c, part_d, part_e, part_f, part_g):
+    for part in (part_a, part_b, part_c, part_d, part_e, part_f, part_g, part_h):
         try:
             part(t, rng)
         except RuntimeError as e:
