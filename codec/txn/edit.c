@@ -1275,7 +1275,8 @@ out:
 bool mfs_txn_tensor_is_added(mfs_txn *t, const struct mfs_tensor *x)
 {
 	pthread_rwlock_rdlock(&t->lock);
-	bool r = x && txn_add_at(t, x->id) != NULL;
+	const struct addt *a = x && (x->flags & MFS_TENSOR_ADDED) ? txn_add_at(t, x->id) : NULL;
+	bool r = a && &a->x == x;
 	pthread_rwlock_unlock(&t->lock);
 	return r;
 }
@@ -1284,8 +1285,8 @@ int mfs_txn_tensor_unadd(mfs_txn *t, const struct mfs_tensor *x)
 {
 	int rc = -ENOENT;
 	pthread_rwlock_wrlock(&t->lock);
-	struct addt *a = x ? txn_add_at(t, x->id) : NULL;
-	if (a) {
+	struct addt *a = x && (x->flags & MFS_TENSOR_ADDED) ? txn_add_at(t, x->id) : NULL;
+	if (a && &a->x == x) {
 		/* Its bytes, dtype and shape first: the field last, so that a
 		 * failure leaves a tensor the journal still names. */
 		uint64_t id = a->x.id;

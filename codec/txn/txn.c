@@ -419,7 +419,7 @@ int txn_add_put(struct mfs_txn *t, uint64_t id, const char *text, size_t len)
 	a->x.id = id;
 	a->x.name = name;
 	a->x.dtype = MFS_DT_FLOAT;     /* defaults: float32, a scalar, no bytes */
-	a->x.flags = MFS_TENSOR_EDITABLE;
+	a->x.flags = MFS_TENSOR_EDITABLE | MFS_TENSOR_ADDED;
 	a->s.m = t->m;
 	a->s.t = &a->x;
 	a->s.where = W_WEIGHTS;
@@ -489,6 +489,15 @@ static void ts_clean(const struct mfs_txn *t, size_t id, struct tstate *s)
 static bool txn_cur_id(const struct mfs_txn *t, const struct mfs_tensor *x, size_t *out)
 {
 	uint64_t id = x->id;
+	if (x->flags & MFS_TENSOR_ADDED) {
+		/* An added tensor is itself only while staged: after the commit
+		 * that wrote it (or an abort) its id may be another tensor's. */
+		const struct addt *a = txn_add_at(t, id);
+		if (!a || &a->x != x)
+			return false;
+		*out = (size_t)id;
+		return true;
+	}
 	const struct mfs_desc *od = t->n_gone && t->old ? mfs_model_desc(t->old->m) : NULL;
 	/* Only a tensor of the model before the last commit moves (a copy the
 	 * daemon made of a current tensor, to show a staged name, does not). */

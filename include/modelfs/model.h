@@ -226,10 +226,13 @@ size_t mfs_text_unescape(char *out, const char *s, size_t n);
  *                        (EACCES), as the format cannot re-describe the
  *                        tensor (a torch checkpoint, whose shapes are in
  *                        its pickle).  A commit of another size is refused.
+ * MFS_TENSOR_ADDED       set by the transaction, not a format: a tensor
+ *                        staged as new (mfs_txn_tensor_add), no model's.
  */
 #define MFS_TENSOR_CONTIGUOUS   0x1u
 #define MFS_TENSOR_EDITABLE     0x2u
 #define MFS_TENSOR_DATA_ONLY    0x4u
+#define MFS_TENSOR_ADDED        0x8u
 
 /*
  * A tensor whose bytes can be read.  `nbytes` is exactly the size of its

@@ -229,9 +229,16 @@ def part_b(t, rng):
         t.check("(b) status lists the five added tensors",
                 all("staged tensor weights %s added\n" % n in st
                     for n in ("h16", "b.count", "bf", "n", "n.deep")), st)
-        r = commit(mnt)
-        t.check("(b) one commit of five additions, a deletion and a rename", r.returncode == 0,
-                why(r) + status(mnt))
+        fd = os.open(mnt + "/weights/h16/data", os.O_RDONLY)
+        try:
+            r = commit(mnt)
+            t.check("(b) one commit of five additions, a deletion and a rename",
+                    r.returncode == 0, why(r) + status(mnt))
+            t.eq("(b) a descriptor of an added tensor opened before the commit reads its "
+                 "bytes after it (the deletion moved the ids)", h16.tobytes()[:64],
+                 os.pread(fd, 64, 0))
+        finally:
+            os.close(fd)
         t.eq("(b) the mount shows the committed tree", ["b", "bf", "c", "h16", "n"],
              sorted(os.listdir(mnt + "/weights")))
     judge(t, "(b)", model, [("b.idx", "I64", ts[1][1]), ("c.renamed", "F32", ts[2][1]),
