@@ -181,7 +181,8 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 	size_t n = 0, cap = 0;
 	pthread_rwlock_rdlock(&t->lock);
 	const struct mfs_desc *d = t->d;
-	for (size_t i = 0; t->ts && i < d->n_tensors; i++) {
+	/* The model's tensors, then the added ones (their own lines too). */
+	for (size_t i = 0; t->ts && i < d->n_tensors + t->n_adds; i++) {
 		const struct tstate *s = txn_ts_at(t, i);
 		if (!s)
 			continue;

@@ -175,6 +175,9 @@ def part_a(t, rng):
         r = commit(mnt)
         t.check("(a) a commit with too few bytes is refused", r.returncode != 0, why(r))
         st = status(mnt)
+        t.check("(a) status lists the added tensor's staged shape and data",
+                "staged tensor weights extra shape [4,2]\n" in st and
+                "staged tensor weights extra data 20 bytes\n" in st, st)
         t.check("(a) status names the size and the shape",
                 "tensor 'extra': data is 20 bytes but float32[4,2] needs 32" in st, st)
         t.eq("(a) the refused commits left the model byte-identical", before, sha256_file(model))
