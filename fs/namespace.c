@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "fs.h"
+#include "names.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -166,8 +167,31 @@ int mfs_ns_mkdir(struct mfs_fs *fs, uint64_t parent, const char *name, struct mf
 		idx = e->parent;
 	}
 	pthread_rwlock_unlock(&fs->lock);
-	if (rc == 0)
-		rc = mfs_txn_tensor_add(fs->txn, tname, &id);
+	/* Components are encoded (doc/design.md §3.3) and hold no '.': decode
+	 * each; one whose name holds '.', '/' or NUL would split otherwise. */
+	char *dec = rc == 0 ? malloc(n + 1) : NULL;
+	size_t dn = 0;
+	if (rc == 0 && !dec)
+		rc = -ENOMEM;
+	for (size_t a = 0; rc == 0 && a <= n;) {
+		size_t b = a;
+		while (b < n && tname[b] != '.')
+			b++;
+		size_t cl = 0;
+		if (dn)
+			dec[dn++] = '.';
+		if ((rc = mfs_name_decode(dec + dn, &cl, tname + a, b - a)) == 0 &&
+		    (!cl || memchr(dec + dn, '.', cl) || memchr(dec + dn, '/', cl) ||
+		     memchr(dec + dn, '\0', cl)))
+			rc = -EINVAL;
+		dn += cl;
+		a = b + 1;
+	}
+	if (rc == 0) {
+		dec[dn] = '\0';
+		rc = mfs_txn_tensor_add(fs->txn, dec, &id);
+	}
+	free(dec);
 	free(tname);
 	if (rc < 0)
 		return rc;

@@ -12,9 +12,9 @@ hole and no overlap, numpy on the bytes), not by modelfs:
     dtype x shape (status names the tensor, the model byte-identical); then
     written and committed, it is the file's last entry, the others as they
     were, and the model mounts again with it a real tensor.
-(b) four added in one commit (f16, i64, bf16 and one in a new directory
-    weights/n/deep), with a deletion (rm -r) and a rename (mv) of the
-    file's tensors.
+(b) tensors added in one commit (f16, i64, bf16, i32 under an encoded
+    name, one in a new directory weights/n/deep), with a deletion (rm -r)
+    and a rename (mv) of the file's tensors.
 (c) refusals: mkdir of a name that exists is EEXIST (a directory, and the
     name of a tensor added before), a component holding '.' EINVAL; rm -r
     of an added tensor unstages it (nothing is committed).
@@ -210,6 +210,7 @@ def part_b(t, rng):
             add(mnt, "h16", "float16", [3, 3], h16)
             add(mnt, "b/count", "int64", [11], i64)      # beside b.idx
             add(mnt, "bf", "bfloat16", [2, 4], bf)
+            add(mnt, "pct%25", "int32", [1], np.array([5], dtype=np.int32))   # "pct%"
             os.mkdir(mnt + "/weights/n")
             add(mnt, "n/deep", "float32", [3], deep)
             # mkdir -p made a tensor "n" too: it is given a value (a scalar).
@@ -242,10 +243,11 @@ def part_b(t, rng):
                  os.pread(fd, 64, 0))
         finally:
             os.close(fd)
-        t.eq("(b) the mount shows the committed tree", ["b", "bf", "c", "h16", "n"],
+        t.eq("(b) the mount shows the committed tree", ["b", "bf", "c", "h16", "n", "pct%25"],
              sorted(os.listdir(mnt + "/weights")))
     judge(t, "(b)", model, [("b.idx", "I64", ts[1][1]), ("c.renamed", "F32", ts[2][1]),
                             ("h16", "F16", h16), ("b.count", "I64", i64), ("bf", "BF16", bf),
+                            ("pct%", "I32", np.array([5], dtype=np.int32)),
                             ("n", "I32", np.array(7, dtype=np.int32)),
                             ("n.deep", "F32", deep)], {"format": "pt", "k": "v"})
 
@@ -257,7 +259,8 @@ def part_c(t, rng):
     with t.mount(model) as mnt:
         for rel, err, what in (("a", errno.EEXIST, "a directory that exists"),
                                ("a/weight", errno.EEXIST, "the directory of a file's tensor"),
-                               ("x.y", errno.EINVAL, "a component holding '.'")):
+                               ("x.y", errno.EINVAL, "a component holding '.'"),
+                               ("x%2Fy", errno.EINVAL, "a component encoding '/'")):
             try:
                 os.mkdir(mnt + "/weights/" + rel)
                 t.not_ok("(c) mkdir of %s is refused" % what)
