@@ -111,6 +111,9 @@ struct mfs_tensor_edit {
 	bool dtype_changed;
 	bool dims_changed;
 	bool data_changed;      /* the bytes differ from t's (size or content) */
+	bool added;             /* a new tensor (field TENSOR_ADD, t->id >= n_tensors, made
+	                         * by the txn): the writer appends it, bytes from `read`
+	                         * (none when size is 0) */
 	uint64_t size;          /* effective byte count */
 	mfs_piece_fn read;      /* effective bytes, when data_changed */
 	void *arg;

@@ -54,6 +54,11 @@ static bool in_weights(const struct mfs_fs *fs, uint32_t idx)
 	return false;
 }
 
+bool mfs_ent_in_weights(const struct mfs_fs *fs, uint32_t idx)
+{
+	return in_weights(fs, idx);
+}
+
 const struct mfs_tensor *mfs_ent_dir_tensor(const struct mfs_fs *fs, uint32_t dir)
 {
 	return dir_tensor(fs, dir);

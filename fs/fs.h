@@ -572,6 +572,10 @@ int mfs_ns_make_file(struct mfs_fs *fs, uint64_t parent, const char *name, mode_
 int mfs_ns_unlink(struct mfs_fs *fs, uint64_t parent, const char *name);
 /* mfs_ns_rmdir() - rmdir(2): a tensor's directory stages the tensor's deletion. */
 int mfs_ns_rmdir(struct mfs_fs *fs, uint64_t parent, const char *name);
+/* mfs_ns_mkdir() - mkdir(2) in weights/: stages a new tensor (slock held); *out the entry. */
+int mfs_ns_mkdir(struct mfs_fs *fs, uint64_t parent, const char *name, struct mfs_ent *out);
+/* mfs_ent_in_weights() - is tree entry `idx` weights/ or a directory in it? */
+bool mfs_ent_in_weights(const struct mfs_fs *fs, uint32_t idx);
 /* mfs_ent_dir_tensor() - the tensor whose directory is tree entry `dir`, or NULL. */
 const struct mfs_tensor *mfs_ent_dir_tensor(const struct mfs_fs *fs, uint32_t dir);
 /* mfs_ns_rename() - rename(2) within what the model allows (namespace.c). */

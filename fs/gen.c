@@ -32,7 +32,8 @@
  * graph.dot show the staged names at once.  Only the arrays that hold
  * names are copied; strings are the txn's, and so are tensors but for the
  * renamed ones (tensors_renamed).  Those staged for deletion (`rm -r`) are
- * left out of the tree.
+ * left out of the tree; those staged as new (`mkdir`) are appended to the
+ * initializers (tensors_added).
  */
 static void *gen_alloc(struct mfs_gen *g, size_t n, size_t size)
 {
@@ -163,6 +164,40 @@ static int tensors_renamed(struct mfs_gen *g)
 	return 0;
 }
 
+/*
+ * Tensors staged as new (`mkdir weights/<path>`): appended to the graph's
+ * initializers, so the tree makes their directories in weights/ with the
+ * own files of any tensor.  They are the txn's (mfs_txn_added), not in
+ * desc.tensors, whose index is the model's id.
+ */
+static int tensors_added(struct mfs_fs *fs, struct mfs_gen *g)
+{
+	const struct mfs_tensor **add = NULL;
+	size_t n = 0;
+	int rc = mfs_txn_added(&add, &n, fs->txn);
+	if (rc < 0 || !n || !g->desc.graph) {
+		free(add);
+		return rc;
+	}
+	if (!g->n_ren && !(g->desc.graph = graph_copy(g, g->desc.graph))) {
+		free(add);
+		return -ENOMEM;
+	}
+	struct mfs_graph *gr = g->desc.graph;
+	struct mfs_tensor **in = gen_alloc(g, gr->n_inits + n, sizeof(*in));
+	if (!in) {
+		free(add);
+		return -ENOMEM;
+	}
+	memcpy(in, gr->inits, gr->n_inits * sizeof(*in));
+	for (size_t i = 0; i < n; i++)
+		in[gr->n_inits + i] = (struct mfs_tensor *)add[i];      /* read only */
+	gr->inits = in;
+	gr->n_inits += n;
+	free(add);
+	return 0;
+}
+
 static void gen_free(struct mfs_gen *g)
 {
 	if (!g)
@@ -204,7 +239,7 @@ static int gen_build(struct mfs_fs *fs, struct mfs_gen **out)
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = tensors_renamed(g)) < 0)
+	if ((rc = tensors_renamed(g)) < 0 || (rc = tensors_added(fs, g)) < 0)
 		goto out;
 	/* Tensors staged for deletion (`to` NULL), ascending ids as the
 	 * renames come (ascending field ids, one kind). */

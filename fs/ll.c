@@ -1271,16 +1271,34 @@ static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /*
- * mkdir, symlink, link - no directory can be made, and there are no links.
- * Valid replies: fuse_reply_err (EPERM).
+ * mkdir - in weights/: stages a new tensor (mfs_ns_mkdir) where the format
+ * can add one; elsewhere, and for formats that cannot, EPERM.
+ * Valid replies: fuse_reply_entry, fuse_reply_err.
  */
-
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	(void)parent, (void)name, (void)mode;
-	fuse_reply_err(req, EPERM);
+	(void)mode;
+	struct mfs_fs *fs = fs_of(req);
+	struct mfs_ent en;
+	struct fuse_entry_param ep;
+	pthread_mutex_lock(&fs->slock);
+	int rc = mfs_ns_mkdir(fs, parent, name, &en);
+	pthread_rwlock_rdlock(&fs->lock);
+	if (rc == 0)
+		rc = fill_entry(fs, &en, &ep);
+	pthread_rwlock_unlock(&fs->lock);
+	pthread_mutex_unlock(&fs->slock);
+	mfs_inval_settle(fs);   /* a tensor's paths added */
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &ep);
 }
 
+/*
+ * symlink, link - there are no links.
+ * Valid replies: fuse_reply_err (EPERM).
+ */
 static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	(void)link, (void)parent, (void)name;

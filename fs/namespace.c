@@ -12,11 +12,12 @@
  * becomes its value; over an unchanged read-only entry nothing happens, so
  * that `rsync -a` of an unchanged tree succeeds.
  *
- * Two edits of a graph are namespace operations too (doc/design.md
+ * Three edits of a graph are namespace operations too (doc/design.md
  * §5.1.1): a value's directory renamed in its directory renames the value
  * (a graph field the txn stages; the tree is rebuilt with the kernel's
- * move), and rmdir of an initializer's directory deletes it (the unlinks
- * rm -r makes first only ask whether it may go).
+ * move), rmdir of an initializer's directory deletes it (the unlinks
+ * rm -r makes first only ask whether it may go), and mkdir in weights/
+ * adds a tensor where the format can (safetensors), which rmdir unstages.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include <string.h>
 
 #include "fs.h"
+#include "names.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -104,12 +106,107 @@ int mfs_ns_make_file(struct mfs_fs *fs, uint64_t parent, const char *name, mode_
 	return rc;
 }
 
-/* Is the tensor of directory `dir` one the format lets rmdir delete? */
+/* Is the tensor of directory `dir` one the format lets rmdir delete (or
+ * one staged as new, which rmdir unstages)? */
 static bool tensor_deletable(struct mfs_fs *fs, uint32_t dir)
 {
 	const struct mfs_tensor *t = mfs_ent_dir_tensor(fs, dir);
 	return t && t->id <= MFS_FIELD_I_MAX &&
-	       mfs_txn_field_writable(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0));
+	       (mfs_txn_tensor_is_added(fs->txn, t) ||
+	        mfs_txn_field_writable(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0)));
+}
+
+/*
+ * mkdir - in weights/ or a directory in it: stages a new tensor
+ * (mfs_txn_tensor_add) named by the directory's path below weights/, its
+ * components joined with '.' as the tree splits names (weights/a/b is
+ * tensor "a.b").  The rebuilt tree shows it with the own files of a
+ * tensor: dtype float32, shape a scalar, data empty until written; a
+ * commit refuses it until data = dtype x shape.  A component holding '.'
+ * is EINVAL (the tree would split it), a name taken EEXIST, a format that
+ * cannot add tensors (or a directory elsewhere) EPERM.
+ */
+int mfs_ns_mkdir(struct mfs_fs *fs, uint64_t parent, const char *name, struct mfs_ent *out)
+{
+	struct mfs_ent dir;
+	uint64_t ino, id;
+	size_t len = strlen(name);
+	char *tname = NULL;
+	pthread_rwlock_rdlock(&fs->lock);
+	int rc = mfs_ent_dir_resolve(fs, parent, &dir);
+	if (rc == 0 && (dir.role != R_DIR || !dir.e || !mfs_ent_in_weights(fs, dir.idx)))
+		rc = -EPERM;
+	else if (rc == 0 && fs->read_only)
+		rc = -EROFS;
+	else if (rc == 0 && len > MFS_NAME_MAX)
+		rc = -ENAMETOOLONG;
+	else if (rc == 0 && mfs_ent_child(fs, &dir, name, len, &ino) == 0)
+		rc = -EEXIST;
+	else if (rc == 0 && (!len || memchr(name, '.', len)))
+		rc = -EINVAL;
+	/* The path below weights/, from the new name up. */
+	size_t n = len;
+	if (rc == 0 && !(tname = strdup(name)))
+		rc = -ENOMEM;
+	const struct mfs_tree *tr = fs->gen->tree;
+	struct mfs_tnode eb;
+	uint32_t idx = dir.idx;
+	for (unsigned depth = 0; rc == 0 && idx != fs->gen->weights_dir; depth++) {
+		const struct mfs_tnode *e = mfs_tree_node(tr, idx, &eb);
+		char *nt = depth < 4096 ? malloc(e->name_len + 1u + n + 1) : NULL;
+		if (!nt) {
+			rc = depth < 4096 ? -ENOMEM : -ELOOP;
+			break;
+		}
+		memcpy(nt, e->name, e->name_len);
+		nt[e->name_len] = '.';
+		memcpy(nt + e->name_len + 1, tname, n + 1);
+		free(tname);
+		tname = nt;
+		n += e->name_len + 1u;
+		idx = e->parent;
+	}
+	pthread_rwlock_unlock(&fs->lock);
+	/* Components are encoded (doc/design.md §3.3) and hold no '.': decode
+	 * each; one whose name holds '.', '/' or NUL would split otherwise. */
+	char *dec = rc == 0 ? malloc(n + 1) : NULL;
+	size_t dn = 0;
+	if (rc == 0 && !dec)
+		rc = -ENOMEM;
+	for (size_t a = 0; rc == 0 && a <= n;) {
+		size_t b = a;
+		while (b < n && tname[b] != '.')
+			b++;
+		size_t cl = 0;
+		if (dn)
+			dec[dn++] = '.';
+		if ((rc = mfs_name_decode(dec + dn, &cl, tname + a, b - a)) == 0 &&
+		    (!cl || memchr(dec + dn, '.', cl) || memchr(dec + dn, '/', cl) ||
+		     memchr(dec + dn, '\0', cl)))
+			rc = -EINVAL;
+		dn += cl;
+		a = b + 1;
+	}
+	if (rc == 0) {
+		dec[dn] = '\0';
+		rc = mfs_txn_tensor_add(fs->txn, dec, &id);
+	}
+	free(dec);
+	free(tname);
+	if (rc < 0)
+		return rc;
+	struct mfs_skip sk = {.parent = dir.ino, .a = name, .a_len = len};
+	rc = mfs_fs_sync_tree(fs, NULL, &sk);
+	mfs_fs_root_changed(fs, NULL, 0, 0);    /* slock held */
+	pthread_rwlock_rdlock(&fs->lock);
+	if (rc == 0)
+		rc = mfs_ent_dir_resolve(fs, parent, &dir);
+	if (rc == 0)
+		rc = mfs_ent_child(fs, &dir, name, len, &ino);
+	if (rc == 0)
+		rc = mfs_ent_resolve(fs, ino, out);
+	pthread_rwlock_unlock(&fs->lock);
+	return rc;
 }
 
 /*
@@ -148,7 +245,9 @@ int mfs_ns_rmdir(struct mfs_fs *fs, uint64_t parent, const char *name)
 	}
 	pthread_rwlock_unlock(&fs->lock);
 	if (rc == 0 && t) {
-		rc = mfs_txn_field_set(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0),
+		/* A tensor staged as new is unstaged; the model's are deleted. */
+		rc = mfs_txn_tensor_is_added(fs->txn, t) ? mfs_txn_tensor_unadd(fs->txn, t) :
+		     mfs_txn_field_set(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0),
 		                       "", 0, "1", 1);
 		struct mfs_skip sk = {.parent = dir.ino, .a = name, .a_len = len};
 		if (rc == 0) {
@@ -189,7 +288,7 @@ int mfs_ns_unlink(struct mfs_fs *fs, uint64_t parent, const char *name)
 		 * node reads it, the reason in status). */
 		const struct mfs_tensor *t = mfs_ent_dir_tensor(fs, dir.idx);
 		pthread_rwlock_unlock(&fs->lock);
-		rc = mfs_txn_field_check(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0),
+		rc = mfs_txn_tensor_is_added(fs->txn, t) ? 0 : mfs_txn_field_check(fs->txn, MFS_FIELD_ID(MFS_FIELD_TENSOR_DELETE, t->id, 0),
 		                         "1", 1);
 		pthread_mutex_unlock(&fs->slock);
 		return rc;

@@ -200,6 +200,19 @@ bool mfs_onnx_field_writable(const struct mfs_model *m, uint64_t id)
 		return mfs_onnx_field_init(m, id) != NULL;
 	case MFS_FIELD_TENSOR_DELETE:
 		return (m->desc.flags & MFS_DESC_GRAPH) && mfs_onnx_field_init(m, id) != NULL;
+	case MFS_FIELD_TENSOR_ADD: {
+		/* A new initializer of the main graph.  Not where initializers
+		 * are listed as graph inputs (IR < 4 requires it of every one):
+		 * the writer adds no input. */
+		const struct mfs_graph *g = m->desc.graph;
+		if (!g || !(m->desc.flags & MFS_DESC_GRAPH) || MFS_FIELD_J(id) ||
+		    MFS_FIELD_I(id) < m->desc.n_tensors)
+			return false;
+		for (size_t k = 0; g->input_is_init && k < g->n_inputs; k++)
+			if (g->input_is_init[k])
+				return false;
+		return true;
+	}
 	case MFS_FIELD_INPUT_NAME:
 	case MFS_FIELD_OUTPUT_NAME:
 	case MFS_FIELD_VALUE_NAME: {
@@ -501,6 +514,23 @@ int mfs_onnx_field_check(const struct mfs_model *m, uint64_t id, const char *tex
 		else if (mfs_onnx_subgraph_defines(m->desc.graph, raw))
 			rc = bad(msg, msglen, "'%.200s' is defined inside a subgraph%s: the subgraph's "
 			         "uses of the renamed value would refer to its own", raw, "");
+		free(raw);
+		return rc;      /* names in use are the transaction's to refuse */
+	}
+	case MFS_FIELD_TENSOR_ADD: {
+		if (!len || memchr(text, '\n', len))
+			return bad(msg, msglen, "a tensor name is one line, not empty%s%s", "", "");
+		char *raw = malloc(len + 1);
+		if (!raw)
+			return -ENOMEM;
+		size_t rl = mfs_text_unescape(raw, text, len);
+		raw[rl] = '\0';
+		int rc = 0;
+		if (strlen(raw) != rl || !rl)
+			rc = bad(msg, msglen, "a tensor name holds no NUL byte and is not empty%s%s",
+			         "", "");
+		else if (mfs_onnx_subgraph_defines(m->desc.graph, raw))
+			rc = bad(msg, msglen, "'%.200s' is defined inside a subgraph%s", raw, "");
 		free(raw);
 		return rc;      /* names in use are the transaction's to refuse */
 	}

@@ -34,6 +34,8 @@
  *                           one walk for all renames of the commit
  *   initializer deleted     its TensorProto, and the graph input and
  *                           value_info entries of its name, deleted whole
+ *   initializer added       a TensorProto (dims, data_type, name, raw_data)
+ *                           inserted after the graph's last initializer
  *
  * Every message that holds an op, and every ancestor of one, is *dirty*.
  * Ops and dirty messages are sorted by file offset into one list, which is
@@ -1251,6 +1253,73 @@ static int delete_ops(struct ctx *c, const struct mfs_edit_set *e)
 	return rc;
 }
 
+/* ---- adding an initializer ---- */
+
+/*
+ * Append the tensors `e` adds (mkdir; their edits are `added`) to the main
+ * graph's initializers: each a TensorProto of dims, data_type, name and
+ * raw_data (canonical field order, dims unpacked), inserted after the
+ * graph's last initializer field, else at the canonical place of field 5
+ * (before the first field numbered above it), ascending ids.
+ */
+static int add_ops(struct ctx *c, const struct mfs_edit_set *e)
+{
+	const struct mfs_onnx_layout *l = c->l;
+	const struct mfs_onnx_msg *gm = &l->msgs[l->graph_msg];
+	struct mfs_wire_src src;
+	mfs_wire_src_file(&src, c->src, c->size, c->win);
+	uint64_t at = gm->end, after_last = 0;
+	bool any = false;
+	for (size_t i = 0; i < e->n_tensors; i++)
+		any |= e->tensors[i].added;
+	if (!any)
+		return 0;
+	for (uint64_t pos = gm->val; pos < gm->end;) {
+		struct mfs_wire_field f;
+		enum mfs_wire_err er = mfs_wire_next(&src, pos, gm->end, &f);
+		if (er)
+			return wire_err(c, er, "the graph");
+		pos = f.end;
+		if (f.num == 5)
+			after_last = f.end;
+		else if (f.num > 5 && at == gm->end)
+			at = f.start;
+	}
+	if (after_last)
+		at = after_last;
+	for (size_t i = 0; i < e->n_tensors; i++) {
+		const struct mfs_tensor_edit *te = &e->tensors[i];
+		if (!te->added)
+			continue;
+		const char *name = te->t->name;
+		size_t nl = strlen(name);
+		uint8_t buf[24];
+		struct mfs_splice hd = {0};
+		for (size_t k = 0; k < te->rank; k++)
+			put_varint_field(&hd, T_DIMS, (uint64_t)te->dims[k]);
+		put_varint_field(&hd, T_DATA_TYPE, (uint64_t)te->dtype);
+		put_bytes_field(&hd, 8, name, nl);
+		size_t raw_hdr = put_len_key(buf, T_RAW_DATA, te->size);
+		uint64_t body_len = hd.total + raw_hdr + te->size;
+		struct op *o = op_new(c, l->graph_msg, at, at, 5);
+		if (!o) {
+			mfs_splice_free(&hd);
+			return -ENOMEM;
+		}
+		uint8_t key[24];
+		mfs_splice_bytes(&o->body, key, put_len_key(key, 5, body_len));
+		for (size_t k = 0; k < hd.n; k++)
+			mfs_splice_bytes(&o->body, hd.p[k].buf, (size_t)hd.p[k].len);
+		mfs_splice_free(&hd);
+		mfs_splice_bytes(&o->body, buf, raw_hdr);
+		if (te->size && te->read)
+			mfs_splice_fn(&o->body, te->read, te->arg, 0, te->size);
+		if (o->body.err)
+			return o->body.err;
+	}
+	return 0;
+}
+
 /*
  * The edited main graph must keep the rules onnx.checker enforces that
  * renames and deletions can break (ssa.c), when the graph kept them before:
@@ -1356,6 +1425,8 @@ static int field_ops(struct ctx *c, const struct mfs_edit_set *e)
 			break;          /* all renames at once: rename_ops() */
 		case MFS_FIELD_TENSOR_DELETE:
 			break;          /* delete_ops() */
+		case MFS_FIELD_TENSOR_ADD:
+			break;          /* add_ops(), from the tensor edits */
 		case MFS_FIELD_NODE_DOC: {
 			if ((rc = node_msg(c, &nodes, i, &nm)) == 0)
 				rc = replace_node_string(c, nm, 6, fe->text, fe->len, &body);
@@ -1512,7 +1583,7 @@ int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
 	}
 	/* A tensor that goes needs none of its edits. */
 	for (size_t i = 0; i < e->n_tensors && rc == 0; i++)
-		if (!deleted(e, e->tensors[i].t))
+		if (!e->tensors[i].added && !deleted(e, e->tensors[i].t))
 			rc = tensor_ops(c, &e->tensors[i]);
 	if (rc == 0)
 		rc = meta_ops(c, e);
@@ -1526,6 +1597,8 @@ int mfs_onnx_splice(struct mfs_splice *out, const struct mfs_model *m,
 		rc = rename_ops(c, e);
 	if (rc == 0 && e->n_fields)
 		rc = delete_ops(c, e);
+	if (rc == 0 && e->n_fields)
+		rc = add_ops(c, e);
 	if (rc == 0)
 		rc = build_items(c);
 	size_t i = 0;

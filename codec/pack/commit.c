@@ -683,9 +683,9 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 		                "pack's");
 	struct cw w = {.pk = pk, .out = out, .threads = cores(), .done = c->done};
 	uint8_t (*fsha)[32] = calloc(pk->n_files, 32);
-	uint8_t (*tsha)[32] = calloc(d->n_tensors ? d->n_tensors : 1, 32);
+	uint8_t (*tsha)[32] = calloc(d->n_tensors + c->n_added + 1, 32);
 	struct pk_mfile *mf = calloc(pk->n_files, sizeof(*mf));
-	const char **names = calloc(d->n_tensors ? d->n_tensors : 1, sizeof(*names));
+	const char **names = calloc(d->n_tensors + c->n_added + 1, sizeof(*names));
 	w.fmap = calloc(pk->n_chunks ? pk->n_chunks : 1, sizeof(*w.fmap));
 	w.canon = calloc(pk->n_chunks ? pk->n_chunks : 1, sizeof(*w.canon));
 	uint64_t *starts = NULL;
@@ -762,7 +762,8 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 	}
 
 	/* Tensors: the manifest's hashes, but those whose bytes change; under
-	 * their names after the commit, less those it deletes. */
+	 * their names after the commit, less those it deletes, and then those
+	 * it adds. */
 	bool same_list = pk->n_tensors == d->n_tensors;
 	uint64_t n_out = 0;
 	for (uint64_t i = 0; i < d->n_tensors; i++) {
@@ -786,6 +787,18 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 			mfs_errf(err, errlen, rc == -EUCLEAN ? -EIO : rc, pk->display, "tensor %s: "
 			         "cannot read: %s", was, strerror(rc == -EUCLEAN ? EIO : -rc));
 			rc = rc == -EUCLEAN ? -EIO : rc;
+			goto out;
+		}
+	}
+	/* Tensors added (mkdir): after the model's, as the new file has them. */
+	for (size_t j = 0; j < c->n_added; j++) {
+		const struct mfs_place_tensor *ta = &c->added[j];
+		uint64_t k = n_out++;
+		names[k] = c->added_names[j];
+		rc = mfs_sha256(tsha[k], ta->read ? ta->size : 0, tensor_rd, (void *)ta);
+		if (rc < 0) {
+			mfs_errf(err, errlen, rc, pk->display, "tensor %s: cannot read its staged "
+			         "bytes: %s", names[k], strerror(-rc));
 			goto out;
 		}
 	}

@@ -35,19 +35,25 @@ static int tensor_check(const struct mfs_tensor_edit *te, char *msg, size_t msgl
 }
 
 /*
- * Two fields, through the transaction, single files only: a tensor rename
+ * Three fields, through the transaction, single files only: a tensor rename
  * (TENSOR_NAME: its `name` file, or `mv` of its directory) and a tensor
- * deletion (TENSOR_DELETE: `rm -r` of its directory, text "1").  Nothing
- * reads a tensor in a file of tensors, so any one may go.  The new name
+ * deletion (TENSOR_DELETE: `rm -r` of its directory, text "1"), and a
+ * new tensor (TENSOR_ADD: `mkdir` in weights/, text its name, id past the
+ * model's).  Nothing reads a tensor in a file of tensors, so any one may
+ * go.  The new name (of a rename or an added tensor)
  * is one line, not empty, not "__metadata__"; that it names no other
  * tensor is the commit's to check (the writer), since other renames and
  * deletions count.
  */
 static bool field_writable(const struct mfs_model *m, uint64_t id)
 {
+	if (MFS_FIELD_J(id) || mfs_st_data_off(m) == 0)
+		return false;
+	if (MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_ADD)
+		return MFS_FIELD_I(id) >= m->desc.n_tensors;
 	return (MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_NAME ||
-	        MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_DELETE) && !MFS_FIELD_J(id) &&
-	       MFS_FIELD_I(id) < m->desc.n_tensors && mfs_st_data_off(m) != 0;
+	        MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_DELETE) &&
+	       MFS_FIELD_I(id) < m->desc.n_tensors;
 }
 
 static int field_check(const struct mfs_model *m, uint64_t id, const char *text, size_t len,

@@ -14,7 +14,9 @@
  *     offsets recomputed so that they tile the buffer again, padded with
  *     spaces to a multiple of 8 (the reference writer's rules, §2.3) — and
  *     every tensor's bytes follow, copied from the old file or read from
- *     the stage.  A deleted tensor (field TENSOR_DELETE, `rm -r`) has no
+ *     the stage.  Added tensors (field TENSOR_ADD, `mkdir`; their edits
+ *     are `added`) come last, in the header and the buffer, ascending
+ *     ids.  A deleted tensor (field TENSOR_DELETE, `rm -r`) has no
  *     entry and no bytes: the later tensors move down, leaving no hole;
  *     deleting them all leaves a header of `{}` (or only __metadata__)
  *     and an empty buffer, which the format allows.
@@ -97,16 +99,19 @@ static int cmp_name(const void *a, const void *b)
 
 /* The effective names (names[i], else the tensor's own) of the tensors
  * kept (not gone[i]) are all different. */
-static int st_names_unique(const struct mfs_desc *d, char **names, const bool *gone, char *err,
-                           size_t errlen, const char *display)
+static int st_names_unique(const struct mfs_desc *d, const struct mfs_edit_set *e, char **names,
+                           const bool *gone, char *err, size_t errlen, const char *display)
 {
-	const char **v = malloc((d->n_tensors ? d->n_tensors : 1) * sizeof(*v));
+	const char **v = malloc((d->n_tensors + e->n_tensors + 1) * sizeof(*v));
 	if (!v)
 		return mfs_errf(err, errlen, -ENOMEM, display, "out of memory");
 	size_t n = 0;
 	for (size_t i = 0; i < d->n_tensors; i++)
 		if (!gone[i])
 			v[n++] = names[i] ? names[i] : d->tensors[i]->name;
+	for (size_t i = 0; i < e->n_tensors; i++)
+		if (e->tensors[i].added)
+			v[n++] = e->tensors[i].t->name;
 	qsort(v, n, sizeof(*v), cmp_name);
 	int rc = 0;
 	for (size_t i = 1; i < n && rc == 0; i++)
@@ -146,6 +151,10 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 		const struct mfs_field_edit *fe = &e->fields[i];
 		uint64_t id = MFS_FIELD_I(fe->id);
 		unsigned kind = MFS_FIELD_KIND(fe->id);
+		if (kind == MFS_FIELD_TENSOR_ADD && !MFS_FIELD_J(fe->id) && id >= d->n_tensors) {
+			regen = true;   /* the tensor comes as an edit, `added` */
+			continue;
+		}
 		if ((kind != MFS_FIELD_TENSOR_NAME && kind != MFS_FIELD_TENSOR_DELETE) ||
 		    MFS_FIELD_J(fe->id) || id >= d->n_tensors) {
 			rc = mfs_errf(err, errlen, -EACCES, display, "a staged field safetensors "
@@ -173,16 +182,21 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 		names[id] = v;
 	}
 	if (rc == 0)
-		rc = st_names_unique(d, names, gone, err, errlen, display);
+		rc = st_names_unique(d, e, names, gone, err, errlen, display);
 	if (rc < 0)
 		goto out;
 	for (size_t i = 0; i < e->n_tensors; i++) {
 		const struct mfs_tensor_edit *te = &e->tensors[i];
 		if (te->t->id < d->n_tensors && gone[te->t->id])
 			continue;       /* data staged, then the tensor deleted */
-		if (te->dtype_changed || te->dims_changed || te->size != te->t->nbytes)
+		if (te->added && te->t->id < d->n_tensors) {
+			rc = mfs_errf(err, errlen, -EINVAL, display, "an added tensor with the id "
+			              "of one of the file's");
+			goto out;
+		}
+		if (te->added || te->dtype_changed || te->dims_changed || te->size != te->t->nbytes)
 			regen = true;
-		if (te->dtype_changed && !mfs_st_dtype_name(te->dtype)) {
+		if ((te->added || te->dtype_changed) && !mfs_st_dtype_name(te->dtype)) {
 			rc = mfs_errf(err, errlen, -EINVAL, display, "tensor '%.200s': "
 			              "safetensors has no dtype %s", te->t->name,
 			              mfs_dtype_name(te->dtype));
@@ -273,6 +287,30 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 		jb_str(&jb, "]}");
 		begin += n;
 	}
+	/* Added tensors (mkdir): appended after the file's, ascending ids. */
+	for (size_t i = 0; i < e->n_tensors; i++) {
+		const struct mfs_tensor_edit *te = &e->tensors[i];
+		if (!te->added)
+			continue;
+		if (!first)
+			mfs_buf_add(&jb, ",", 1);
+		first = false;
+		jb_quote(&jb, te->t->name, strlen(te->t->name));
+		jb_str(&jb, ":{\"dtype\":\"");
+		jb_str(&jb, mfs_st_dtype_name(te->dtype));
+		jb_str(&jb, "\",\"shape\":[");
+		for (size_t k = 0; k < te->rank; k++) {
+			if (k)
+				mfs_buf_add(&jb, ",", 1);
+			jb_u64(&jb, (uint64_t)te->dims[k]);
+		}
+		jb_str(&jb, "],\"data_offsets\":[");
+		jb_u64(&jb, begin);
+		mfs_buf_add(&jb, ",", 1);
+		jb_u64(&jb, begin + te->size);
+		jb_str(&jb, "]}");
+		begin += te->size;
+	}
 	mfs_buf_add(&jb, "}", 1);
 	while (jb.len % 8)
 		mfs_buf_add(&jb, " ", 1);
@@ -294,6 +332,10 @@ int mfs_st_splice(struct mfs_splice *out, const struct mfs_model *m,
 	for (uint64_t id = 0; id < d->n_tensors; id++)
 		if (!gone[id])
 			put_tensor(out, src, d->tensors[id], by_id[id]);
+	for (size_t i = 0; i < e->n_tensors; i++)
+		if (e->tensors[i].added && e->tensors[i].size && e->tensors[i].read)
+			mfs_splice_fn(out, e->tensors[i].read, e->tensors[i].arg, 0,
+			              e->tensors[i].size);
 	rc = out->err;
 out:
 	if (rc == -ENOMEM)

@@ -52,6 +52,11 @@ struct mfs_place_change {
 	 * NULL when the commit deletes it; `names` NULL: no tensor is renamed
 	 * or deleted. */
 	const char *const *names;
+	/* Tensors the commit adds (index unused), after the model's in the
+	 * new file, and their names. */
+	const struct mfs_place_tensor *added;
+	const char *const *added_names;
+	size_t n_added;
 	/* Progress while the new file is prepared, or NULL: *done grows to
 	 * *total (atomic stores; the commit engine then counts its writes). */
 	uint64_t *done, *total;

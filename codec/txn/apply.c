@@ -124,9 +124,11 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id,
 	else if (mfs_identity_at(&id, t->dirfd, t->name) < 0)
 		memset(&id, 0, sizeof(id));
 	/* Tensors this commit deleted (TENSOR_DELETE fields, ascending ids). */
-	size_t n_gone = 0;
-	for (size_t i = 0; i < t->n_fields; i++)
+	size_t n_gone = 0, n_new = 0;
+	for (size_t i = 0; i < t->n_fields; i++) {
 		n_gone += MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_DELETE;
+		n_new += MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_ADD;
+	}
 	uint64_t *gone = n_gone ? malloc(n_gone * sizeof(*gone)) : NULL;
 	if (n_gone && !gone) {
 		t->broken = true;
@@ -148,7 +150,7 @@ static int after_install(struct mfs_txn *t, const struct mfs_identity *new_id,
 	txn_touched(t);
 
 	rc = mfs_model_open(&nm, t->path, NULL, err, sizeof(err));
-	if (rc == 0 && mfs_model_desc(nm)->n_tensors + n_gone != t->d->n_tensors) {
+	if (rc == 0 && mfs_model_desc(nm)->n_tensors + n_gone != t->d->n_tensors + n_new) {
 		mfs_model_close(nm);
 		rc = -EIO;
 		snprintf(err, sizeof(err), "the committed model has another structure");
@@ -266,13 +268,15 @@ static int commit_place(struct mfs_txn *t, const struct plan *p,
 	const struct mfs_splice **files = calloc(t->d->n_files ? t->d->n_files : 1,
 	                                         sizeof(*files));
 	struct mfs_place_tensor *tc = calloc(p->n_te ? p->n_te : 1, sizeof(*tc));
-	size_t k = 0;
+	struct mfs_place_tensor *ta = calloc(p->n_te ? p->n_te : 1, sizeof(*ta));
+	const char **ta_names = calloc(p->n_te ? p->n_te : 1, sizeof(*ta_names));
+	size_t k = 0, n_added = 0;
 	const char **names = NULL;
 	char **owned = NULL;
 	int rc = -ENOMEM;
 	memset(rep, 0, sizeof(*rep));
 	rep->path = "rewrite";
-	if (!files || !tc) {
+	if (!files || !tc || !ta || !ta_names) {
 		txn_set_msg(msg, msglen, "out of memory");
 		goto out;
 	}
@@ -281,6 +285,13 @@ static int commit_place(struct mfs_txn *t, const struct plan *p,
 	files[0] = &sp;
 	for (size_t i = 0; i < p->n_te; i++) {
 		const struct mfs_tensor_edit *te = &p->te[i];
+		if (te->added) {        /* ascending ids: the new file's order */
+			ta_names[n_added] = te->t->name;
+			ta[n_added++] = (struct mfs_place_tensor){.index = te->t->id,
+			        .dtype = te->dtype, .size = te->size, .read = te->read,
+			        .arg = te->arg};
+			continue;
+		}
 		if (!te->data_changed)
 			continue;
 		uint64_t idx = 0;
@@ -328,7 +339,9 @@ static int commit_place(struct mfs_txn *t, const struct plan *p,
 		}
 	}
 	struct mfs_place_change ch = {.m = t->m, .files = files, .tensors = tc, .n_tensors = k,
-	                              .names = names, .done = hooks->done, .total = hooks->total};
+	                              .names = names, .added = ta, .added_names = ta_names,
+	                              .n_added = n_added, .done = hooks->done,
+	                              .total = hooks->total};
 	if ((rc = pl->ops->rewrite(pl, &out, &ch, msg, msglen)) < 0)
 		goto out;
 	if (ver)
@@ -346,6 +359,8 @@ out:
 		free(owned[j]);
 	free(owned);
 	free(names);
+	free(ta);
+	free(ta_names);
 	return rc;
 }
 

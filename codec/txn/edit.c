@@ -911,6 +911,7 @@ void txn_fields_clear(struct mfs_txn *t)
 	t->fields = NULL;
 	t->n_fields = 0;
 	t->field_note[0] = '\0';
+	txn_adds_clear(t);
 }
 
 int txn_field_put(struct mfs_txn *t, uint64_t id, char *text, size_t len)
@@ -925,6 +926,12 @@ int txn_field_put(struct mfs_txn *t, uint64_t id, char *text, size_t len)
 	struct fslot *f = reallocarray(t->fields, t->n_fields + 1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	int rc;
+	if (MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_ADD &&
+	    (rc = txn_add_put(t, MFS_FIELD_I(id), text, len)) < 0) {
+		t->fields = f;
+		return rc;
+	}
 	t->fields = f;
 	memmove(&f[i + 1], &f[i], (t->n_fields - i) * sizeof(*f));
 	f[i] = (struct fslot){.id = id, .text = text, .len = len};
@@ -944,6 +951,8 @@ static int field_unstage(struct mfs_txn *t, uint64_t id)
 		return rc;
 	free(t->fields[i].text);
 	txn_flag(t, &t->fields[i].staged, false);
+	if (MFS_FIELD_KIND(id) == MFS_FIELD_TENSOR_ADD)
+		txn_add_kill(t, txn_add_at(t, MFS_FIELD_I(id)));
 	memmove(&t->fields[i], &t->fields[i + 1], (t->n_fields - i - 1) * sizeof(*t->fields));
 	t->n_fields--;
 	return 0;
@@ -1190,6 +1199,124 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
 out:
 	free(canon);
 	free(copy);
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------ added tensors */
+
+/* Is `name` a tensor's name: of the model, a staged rename's or an added one's? */
+static bool tensor_name_taken(const struct mfs_txn *t, const char *name, const char *text,
+                              size_t len)
+{
+	const struct mfs_desc *d = t->d;
+	for (size_t i = 0; i < d->n_tensors; i++)
+		if (d->tensors[i]->name && !strcmp(d->tensors[i]->name, name))
+			return true;
+	if (d->graph && graph_has_name(d->graph, name))
+		return true;    /* a graph's value, or what a node reads or writes */
+	for (size_t i = 0; i < t->n_fields; i++)
+		if (MFS_FIELD_KIND(t->fields[i].id) == MFS_FIELD_TENSOR_NAME &&
+		    t->fields[i].len == len && !memcmp(t->fields[i].text, text, len))
+			return true;
+	for (size_t k = 0; k < t->n_adds; k++)
+		if (t->adds[k] && t->adds[k]->live && !strcmp(t->adds[k]->x.name, name))
+			return true;
+	return false;
+}
+
+int mfs_txn_tensor_add(mfs_txn *t, const char *name, uint64_t *id_out)
+{
+	int rc = 0;
+	size_t nl = strlen(name);
+	size_t el = mfs_text_escape(NULL, 0, name, nl);
+	char *text = malloc(el + 1);
+	if (!text)
+		return -ENOMEM;
+	mfs_text_escape(text, el + 1, name, nl);
+	pthread_rwlock_wrlock(&t->lock);
+	const struct mfs_format *f = t->m->fmt;
+	uint64_t i = t->d->n_tensors + t->n_adds;
+	uint64_t id = i <= MFS_FIELD_I_MAX ? MFS_FIELD_ID(MFS_FIELD_TENSOR_ADD, i, 0) : 0;
+	char why[320] = "";
+	if (t->opts.read_only)
+		rc = -EROFS;
+	else if (t->broken)
+		rc = -EIO;
+	else if (!id || !f->field_writable || !f->field_check || !f->field_writable(t->m, id))
+		rc = -EPERM;
+	else if (el > MFS_STAGE_MAX_VALUE)
+		rc = -ENAMETOOLONG;
+	else if (!txn_utf8_ok(name, nl))
+		rc = -EINVAL;
+	else if (tensor_name_taken(t, name, text, el))
+		rc = -EEXIST;
+	else if ((rc = f->field_check(t->m, id, text, el, why, sizeof(why))) < 0)
+		txn_set_msg(t->field_note, sizeof(t->field_note), "%s",
+		            txn_strip_display(why, t->m->desc.files[0].path));
+	if (rc < 0)
+		goto out;
+	if ((rc = txn_put_value(t, key_of(K_FIELD, id), text, el)) < 0)
+		goto out;
+	if ((rc = txn_field_put(t, id, text, el)) < 0) {
+		txn_drop_key(t, key_of(K_FIELD, id));
+		goto out;
+	}
+	text = NULL;
+	*id_out = i;
+	txn_touched(t);
+	t->generation++;        /* the tree shows the new tensor */
+out:
+	pthread_rwlock_unlock(&t->lock);
+	free(text);
+	return rc;
+}
+
+bool mfs_txn_tensor_is_added(mfs_txn *t, const struct mfs_tensor *x)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	const struct addt *a = x && (x->flags & MFS_TENSOR_ADDED) ? txn_add_at(t, x->id) : NULL;
+	bool r = a && &a->x == x;
+	pthread_rwlock_unlock(&t->lock);
+	return r;
+}
+
+int mfs_txn_tensor_unadd(mfs_txn *t, const struct mfs_tensor *x)
+{
+	int rc = -ENOENT;
+	pthread_rwlock_wrlock(&t->lock);
+	struct addt *a = x && (x->flags & MFS_TENSOR_ADDED) ? txn_add_at(t, x->id) : NULL;
+	if (a && &a->x == x) {
+		/* Its bytes, dtype and shape first: the field last, so that a
+		 * failure leaves a tensor the journal still names. */
+		uint64_t id = a->x.id;
+		if ((rc = txn_drop_key(t, key_of(K_DATA, id))) == 0 &&
+		    (rc = txn_drop_key(t, key_of(K_DTYPE, id))) == 0 &&
+		    (rc = txn_drop_key(t, key_of(K_SHAPE, id))) == 0)
+			rc = field_unstage(t, MFS_FIELD_ID(MFS_FIELD_TENSOR_ADD, id, 0));
+		if (rc == 0) {
+			txn_touched(t);
+			t->generation++;
+		}
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
+int mfs_txn_added(const struct mfs_tensor ***out, size_t *n, mfs_txn *t)
+{
+	*out = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&t->lock);
+	size_t k = 0;
+	for (size_t i = 0; i < t->n_adds; i++)
+		k += t->adds[i] && t->adds[i]->live;
+	const struct mfs_tensor **v = k ? malloc(k * sizeof(*v)) : NULL;
+	int rc = k && !v ? -ENOMEM : 0;
+	for (size_t i = 0; v && i < t->n_adds; i++)
+		if (t->adds[i] && t->adds[i]->live)
+			v[(*n)++] = &t->adds[i]->x;
+	*out = v;
 	pthread_rwlock_unlock(&t->lock);
 	return rc;
 }

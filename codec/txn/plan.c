@@ -223,7 +223,8 @@ static int validate(const struct mfs_txn *t, const struct mfs_tensor_edit *te, c
 	const struct mfs_tensor *x = te->t;
 	const char *dt = mfs_desc_dtype_name(t->d, te->dtype);
 	uint64_t want = 0;
-	bool plain = !te->dtype_changed && !te->dims_changed && te->size == x->nbytes;
+	bool plain = !te->added && !te->dtype_changed && !te->dims_changed &&
+	             te->size == x->nbytes;
 	int rc = mfs_tensor_nbytes(&want, te->dtype, te->dims, te->rank);
 	if (rc < 0 && !plain) {
 		txn_set_msg(msg, msglen, "tensor '%.200s': %s has no fixed element size", x->name, dt);
@@ -255,8 +256,8 @@ static int check_types(struct mfs_txn *t, const struct mfs_edit_set *e, char *ms
 		return 0;
 	size_t warned = 0;
 	for (size_t i = 0; i < e->n_tensors; i++) {
-		if (!e->tensors[i].dtype_changed)
-			continue;
+		if (!e->tensors[i].dtype_changed || e->tensors[i].added)
+			continue;       /* nothing in the graph declares a new tensor's type */
 		char line[400];
 		int v = t->m->fmt->type_check(t->m, e, i, line, sizeof(line));
 		if (v == MFS_TYPE_OK)
@@ -297,6 +298,8 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 		const struct tstate *s = txn_ts_at(t, i);
 		n += s && (s->data || s->has_dtype || s->has_shape);
 	}
+	for (size_t k = 0; k < t->n_adds; k++)
+		n += txn_add_at(t, d->n_tensors + k) != NULL;
 	p->te = calloc(n ? n : 1, sizeof(*p->te));
 	p->runs = calloc(n ? n : 1, sizeof(*p->runs));
 	p->rds = calloc(n ? n : 1, sizeof(*p->rds));
@@ -307,9 +310,11 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 		txn_set_msg(msg, msglen, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < d->n_tensors; i++) {
+	/* The model's tensors, then the added ones (every one an edit). */
+	for (size_t i = 0; i < d->n_tensors + t->n_adds; i++) {
 		struct tstate *s = txn_ts_at(t, i);
-		if (!s || (!s->data && !s->has_dtype && !s->has_shape))
+		bool added = i >= d->n_tensors;
+		if (!s || (!added && !s->data && !s->has_dtype && !s->has_shape))
 			continue;
 		const struct mfs_tensor *x = s->t;
 		struct mfs_tensor_edit *te = &p->te[p->n_te];
@@ -320,6 +325,7 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 		te->dtype_changed = te->dtype != x->dtype;
 		te->dims_changed = !txn_dims_equal(te->dims, te->rank, x->dims, x->rank);
 		te->size = x->nbytes;
+		te->added = added;
 		if (s->data && (rc = mfs_stage_size(&te->size, t->st, key_of(K_DATA, i))) < 0) {
 			txn_set_msg(msg, msglen, "tensor '%.200s': %s", x->name, strerror(-rc));
 			goto out;
@@ -357,7 +363,9 @@ int txn_plan_build(struct mfs_txn *t, struct plan *p, bool commit, char *msg, si
 			if (te->data_changed && te->size != x->nbytes)
 				p->bytes_edited += te->size;
 		}
-		if (!te->dtype_changed && !te->dims_changed && !te->data_changed)
+		if (added)
+			p->layout_kept = false;
+		if (!added && !te->dtype_changed && !te->dims_changed && !te->data_changed)
 			continue;
 		if (te->dtype_changed || te->dims_changed || te->size != x->nbytes || !in_file)
 			p->layout_kept = false;

@@ -144,6 +144,12 @@ static void field_line(const struct mfs_txn *t, const struct fslot *f, char **p,
 		put_escaped(p, n, cap, i < t->d->n_tensors ? t->d->tensors[i]->name : "?");
 		put_text(p, n, cap, " deleted\n");
 		return;
+	case MFS_FIELD_TENSOR_ADD:
+		/* The text is the escaped name, as put_escaped writes it. */
+		put_text(p, n, cap, "staged tensor weights ");
+		put_text(p, n, cap, "%s", f->text);
+		put_text(p, n, cap, " added\n");
+		return;
 	case MFS_FIELD_TENSOR_NAME:
 		put_text(p, n, cap, "staged tensor weights ");
 		put_escaped(p, n, cap, i < t->d->n_tensors ? t->d->tensors[i]->name : "?");
@@ -175,7 +181,8 @@ size_t mfs_txn_status(mfs_txn *t, char *buf, size_t len)
 	size_t n = 0, cap = 0;
 	pthread_rwlock_rdlock(&t->lock);
 	const struct mfs_desc *d = t->d;
-	for (size_t i = 0; t->ts && i < d->n_tensors; i++) {
+	/* The model's tensors, then the added ones (their own lines too). */
+	for (size_t i = 0; t->ts && i < d->n_tensors + t->n_adds; i++) {
 		const struct tstate *s = txn_ts_at(t, i);
 		if (!s)
 			continue;

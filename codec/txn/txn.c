@@ -36,6 +36,13 @@
  * edits staged finds all of them in the journal at the next open, where they
  * are replayed and offered again (never applied).
  *
+ * A tensor added (`mkdir weights/<path>`) is a graph field TENSOR_ADD
+ * (key 6, like every field) whose index is the new tensor's id, the
+ * model's count plus the ones added before it; the transaction makes a
+ * tensor for it (struct addt: float32, a scalar, no bytes), and its data,
+ * dtype and shape are the objects of keys 0-2 of that id.  A replay takes
+ * the TENSOR_ADD fields first, so those keys find their tensor.
+ *
  * In memory the transaction mirrors the small values (per-tensor dtype and
  * shape, meta, props) so that reads need not decode them, and a flag per
  * tensor says whether its data is staged.  Reads of a staged tensor come
@@ -376,6 +383,93 @@ void txn_touched(struct mfs_txn *t)
 	t->edit_seq++;
 }
 
+/* ------------------------------------------------------------ added tensors */
+
+struct addt *txn_add_at(const struct mfs_txn *t, uint64_t id)
+{
+	if (id < t->d->n_tensors || id - t->d->n_tensors >= t->n_adds)
+		return NULL;
+	struct addt *a = t->adds[id - t->d->n_tensors];
+	return a && a->live ? a : NULL;
+}
+
+int txn_add_put(struct mfs_txn *t, uint64_t id, const char *text, size_t len)
+{
+	if (id < t->d->n_tensors || id - t->d->n_tensors >= (1u << 20))
+		return -EINVAL;         /* a bound on what one session adds */
+	size_t k = (size_t)(id - t->d->n_tensors);
+	if (k < t->n_adds && t->adds[k] && t->adds[k]->live)
+		return 0;
+	if (k >= t->n_adds) {
+		struct addt **na = reallocarray(t->adds, k + 1, sizeof(*na));
+		if (!na)
+			return -ENOMEM;
+		memset(na + t->n_adds, 0, (k + 1 - t->n_adds) * sizeof(*na));
+		t->adds = na;
+		t->n_adds = k + 1;
+	}
+	struct addt *a = calloc(1, sizeof(*a));
+	char *name = malloc(len + 1);
+	if (!a || !name) {
+		free(a);
+		free(name);
+		return -ENOMEM;
+	}
+	name[mfs_text_unescape(name, text, len)] = '\0';
+	a->x.id = id;
+	a->x.name = name;
+	a->x.dtype = MFS_DT_FLOAT;     /* defaults: float32, a scalar, no bytes */
+	a->x.flags = MFS_TENSOR_EDITABLE | MFS_TENSOR_ADDED;
+	a->s.m = t->m;
+	a->s.t = &a->x;
+	a->s.where = W_WEIGHTS;
+	a->live = true;
+	if (t->adds[k]) {               /* the slot's earlier tensor, unstaged */
+		t->adds[k]->next_dead = t->adds_dead;
+		t->adds_dead = t->adds[k];
+	}
+	t->adds[k] = a;
+	return 0;
+}
+
+void txn_add_kill(struct mfs_txn *t, struct addt *a)
+{
+	if (!a || !a->live)
+		return;
+	txn_flag(t, &a->s.data, false);
+	txn_flag(t, &a->s.has_dtype, false);
+	txn_flag(t, &a->s.has_shape, false);
+	a->s.bound = false;
+	a->live = false;
+}
+
+void txn_adds_clear(struct mfs_txn *t)
+{
+	for (size_t k = 0; k < t->n_adds; k++) {
+		struct addt *a = t->adds[k];
+		if (!a)
+			continue;
+		txn_add_kill(t, a);
+		a->next_dead = t->adds_dead;
+		t->adds_dead = a;
+	}
+	free(t->adds);
+	t->adds = NULL;
+	t->n_adds = 0;
+}
+
+static void adds_free(struct mfs_txn *t)
+{
+	txn_adds_clear(t);
+	for (struct addt *a = t->adds_dead, *next; a; a = next) {
+		next = a->next_dead;
+		free(a->s.dims);
+		free(a->x.name);
+		free(a);
+	}
+	t->adds_dead = NULL;
+}
+
 /* The current model's tensor for `x` (of this or an older description). */
 /* A state with nothing staged for tensor `id`. */
 static void ts_clean(const struct mfs_txn *t, size_t id, struct tstate *s)
@@ -395,6 +489,15 @@ static void ts_clean(const struct mfs_txn *t, size_t id, struct tstate *s)
 static bool txn_cur_id(const struct mfs_txn *t, const struct mfs_tensor *x, size_t *out)
 {
 	uint64_t id = x->id;
+	if (x->flags & MFS_TENSOR_ADDED) {
+		/* An added tensor is itself only while staged: after the commit
+		 * that wrote it (or an abort) its id may be another tensor's. */
+		const struct addt *a = txn_add_at(t, id);
+		if (!a || &a->x != x)
+			return false;
+		*out = (size_t)id;
+		return true;
+	}
 	const struct mfs_desc *od = t->n_gone && t->old ? mfs_model_desc(t->old->m) : NULL;
 	/* Only a tensor of the model before the last commit moves (a copy the
 	 * daemon made of a current tensor, to show a staged name, does not). */
@@ -405,7 +508,7 @@ static bool txn_cur_id(const struct mfs_txn *t, const struct mfs_tensor *x, size
 				return false;
 		id -= below;
 	}
-	if (id >= t->d->n_tensors)
+	if (id >= t->d->n_tensors && !txn_add_at(t, id))
 		return false;
 	*out = (size_t)id;
 	return true;
@@ -413,6 +516,10 @@ static bool txn_cur_id(const struct mfs_txn *t, const struct mfs_tensor *x, size
 
 struct tstate *txn_ts_at(const struct mfs_txn *t, size_t i)
 {
+	if (i >= t->d->n_tensors) {
+		struct addt *a = txn_add_at(t, i);
+		return a ? &a->s : NULL;
+	}
 	struct tstate *page = t->ts ? t->ts[i / TS_PAGE] : NULL;
 	return page ? &page[i % TS_PAGE] : NULL;
 }
@@ -423,6 +530,9 @@ struct tstate *txn_tensor_state(struct mfs_txn *t, const struct mfs_tensor *x, i
 	size_t id;
 	if (!x || !t->ts || !txn_cur_id(t, x, &id))
 		return NULL;
+	*rc = 0;
+	if (id >= t->d->n_tensors)
+		return txn_ts_at(t, id);        /* an added tensor's own */
 	struct tstate **page = &t->ts[id / TS_PAGE];
 	if (!*page) {
 		size_t first = (id / TS_PAGE) * TS_PAGE;
@@ -599,16 +709,38 @@ static int replay_state(struct mfs_txn *t, uint64_t *n_offered, char *note, size
 	if (!keys)
 		return -ENOMEM;
 	n = mfs_stage_list(keys, n, t->st);
+	/* Added tensors first (TENSOR_ADD fields), so that the data, dtype
+	 * and shape staged for them find their states below. */
 	for (size_t i = 0; i < n; i++) {
+		uint64_t idx = KEY_IDX(keys[i]);
+		char *v = NULL;
+		size_t len = 0;
+		if (KEY_KIND(keys[i]) != K_FIELD || MFS_FIELD_KIND(idx) != MFS_FIELD_TENSOR_ADD)
+			continue;
+		if (t->m->fmt->field_writable && t->m->fmt->field_check &&
+		    t->m->fmt->field_writable(t->m, idx) &&
+		    get_value(t, keys[i], &v, &len) == 0 &&
+		    t->m->fmt->field_check(t->m, idx, v, len, NULL, 0) == 0 &&
+		    txn_field_put(t, idx, v, len) == 0) {
+			(*n_offered)++;
+			keys[i] = UINT64_MAX;   /* taken */
+			continue;
+		}
+		free(v);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (keys[i] == UINT64_MAX)
+			continue;
 		uint64_t key = keys[i], idx = KEY_IDX(key);
 		unsigned kind = KEY_KIND(key);
 		char *v = NULL;
 		size_t len = 0;
 		bool keep = false;
 		int src;
-		struct tstate *s = (kind == K_DATA || kind == K_DTYPE || kind == K_SHAPE) &&
-		                   idx < t->d->n_tensors ?
-		                   txn_tensor_state(t, t->d->tensors[idx], &src) : NULL;
+		bool per_tensor = kind == K_DATA || kind == K_DTYPE || kind == K_SHAPE;
+		struct tstate *s = per_tensor && idx < t->d->n_tensors ?
+		                   txn_tensor_state(t, t->d->tensors[idx], &src) :
+		                   per_tensor ? txn_ts_at(t, idx) : NULL;
 		switch (kind) {
 		case K_DATA:
 			if (s && txn_editable(t, s->t) == 0 && txn_bind_tensor(t, s) == 0) {
@@ -1110,6 +1242,7 @@ void mfs_txn_close(mfs_txn *t)
 	pthread_mutex_destroy(&t->view_lock);
 	pthread_rwlock_destroy(&t->lock);
 	free(t->gone);
+	adds_free(t);
 	free(t);
 }
 

@@ -68,6 +68,19 @@ struct tstate {
 };
 
 /*
+ * A tensor staged as new (a TENSOR_ADD field: `mkdir weights/<path>`): its
+ * description, made here (dtype float32, a scalar, no bytes until written),
+ * and its state.  Slot k of struct mfs_txn.adds has id d->n_tensors + k.
+ * Never freed before mfs_txn_close(): trees and the stage hold pointers.
+ */
+struct addt {
+	struct mfs_tensor x;
+	struct tstate s;
+	bool live;              /* false: unstaged (rmdir, abort, commit) */
+	struct addt *next_dead;
+};
+
+/*
  * A metadata property slot (see the key table).  Slots are found by key
  * through a hash index (edit.c, "the props index"): a change of a slot's
  * key goes through prop_put() (edit.c), and code that changes many slots at
@@ -145,6 +158,11 @@ struct mfs_txn {
 	 * current one's id less the deleted ids below it (txn_cur_id). */
 	uint64_t *gone;
 	size_t n_gone;
+	/* Tensors staged as new, by id - d->n_tensors (NULL: a slot never
+	 * used), and those unstaged (kept until close). */
+	struct addt **adds;
+	size_t n_adds;
+	struct addt *adds_dead;
 	struct mfs_identity id;
 	bool props_ok;          /* the format takes props edits for this model (set at
 	                         * open; a commit keeps the model's structure) */
@@ -244,6 +262,14 @@ void txn_clear_failure(struct mfs_txn *t);
 void txn_fields_clear(struct mfs_txn *t);
 /* Take field `id` with `text` (malloc'd, taken over) as staged, in memory. */
 int txn_field_put(struct mfs_txn *t, uint64_t id, char *text, size_t len);
+/* Tensor states: the added tensor of id `id` (>= d->n_tensors) when live, else NULL. */
+struct addt *txn_add_at(const struct mfs_txn *t, uint64_t id);
+/* Field TENSOR_ADD `id` staged with (escaped) name text: its tensor made. */
+int txn_add_put(struct mfs_txn *t, uint64_t id, const char *text, size_t len);
+/* Unstage added tensor `a` in memory (its keys are the caller's to drop). */
+void txn_add_kill(struct mfs_txn *t, struct addt *a);
+/* Every added tensor unstaged (fields cleared). */
+void txn_adds_clear(struct mfs_txn *t);
 /* Small staged values. */
 int txn_put_value(struct mfs_txn *t, uint64_t key, const void *buf, size_t len);
 int txn_drop_key(struct mfs_txn *t, uint64_t key);

@@ -226,10 +226,13 @@ size_t mfs_text_unescape(char *out, const char *s, size_t n);
  *                        (EACCES), as the format cannot re-describe the
  *                        tensor (a torch checkpoint, whose shapes are in
  *                        its pickle).  A commit of another size is refused.
+ * MFS_TENSOR_ADDED       set by the transaction, not a format: a tensor
+ *                        staged as new (mfs_txn_tensor_add), no model's.
  */
 #define MFS_TENSOR_CONTIGUOUS   0x1u
 #define MFS_TENSOR_EDITABLE     0x2u
 #define MFS_TENSOR_DATA_ONLY    0x4u
+#define MFS_TENSOR_ADDED        0x8u
 
 /*
  * A tensor whose bytes can be read.  `nbytes` is exactly the size of its
@@ -401,6 +404,8 @@ enum mfs_field_kind {
 	MFS_FIELD_OUTPUT_NAME,          /* i: graph output; `mv outputs/<y>` */
 	MFS_FIELD_VALUE_NAME,           /* i: value_info entry; `mv values/<v>` */
 	MFS_FIELD_TENSOR_DELETE,        /* i: a tensor's id; `rm -r weights/<path>` (text "1") */
+	MFS_FIELD_TENSOR_ADD,           /* i: a new tensor's id (n_tensors + k); `mkdir
+	                                 * weights/<path>` (text: its name, escaped) */
 	MFS_FIELD_KIND_N_
 };
 #define MFS_FIELD_I_MAX         0xffffffffull   /* largest i */

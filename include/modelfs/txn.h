@@ -14,9 +14,13 @@
  *
  * Identity of things across commits: a tensor is named by its `id`
  * (struct mfs_tensor.id, its index in mfs_desc.tensors), which is stable as
- * long as the model's structure is unchanged — and no edit here changes
- * structure (tensors are never added or removed).  Meta values are named by
- * their meta/ file name, props by key.
+ * long as the model's structure is unchanged.  Edits that change it are
+ * graph fields: a deletion (MFS_FIELD_TENSOR_DELETE) moves the later ids
+ * down at its commit, and a tensor added (mfs_txn_tensor_add) gets the id
+ * after the model's and the tensors added before it (n_tensors + k), valid
+ * until the commit, after which the reopened model numbers it as its
+ * reader does.  Meta values are named by their meta/ file name, props by
+ * key.
  *
  * Lifetimes: descriptions returned by mfs_txn_desc() stay valid after
  * commits until mfs_txn_release_old() or mfs_txn_close() (old models are
@@ -228,6 +232,25 @@ int mfs_txn_field_set(mfs_txn *t, uint64_t id, const char *orig, size_t orig_len
 /* field_check: would field_set accept `text` for `id`?  Stages nothing;
  * a refusal's reason goes to status as for field_set.  0 or -errno. */
 int mfs_txn_field_check(mfs_txn *t, uint64_t id, const char *text, size_t len);
+
+/*
+ * Tensors added (`mkdir weights/<path>`; the format allows the field
+ * MFS_FIELD_TENSOR_ADD, text the escaped name).  mfs_txn_tensor_add()
+ * stages tensor `name` (bytes) under the next id (*id), with dtype float32,
+ * a scalar shape and no data: its dtype, shape and data are then edited
+ * through the mfs_txn_tensor_* calls as any tensor's, and a commit refuses
+ * (-EINVAL, status) until data = dtype × shape.  -EPERM: the format cannot
+ * add tensors to this model; -EEXIST: a tensor (or a staged rename, or an
+ * added tensor) has the name; -EINVAL: a name the format refuses.
+ * mfs_txn_added(): the tensors added, ascending ids; *out (an array of
+ * borrowed tensors, valid until mfs_txn_close()) is yours to free().
+ * mfs_txn_tensor_unadd() unstages an added tensor and what was staged for
+ * it (-ENOENT for any other); mfs_txn_tensor_is_added() says which it is.
+ */
+int mfs_txn_tensor_add(mfs_txn *t, const char *name, uint64_t *id);
+int mfs_txn_added(const struct mfs_tensor ***out, size_t *n, mfs_txn *t);
+int mfs_txn_tensor_unadd(mfs_txn *t, const struct mfs_tensor *x);
+bool mfs_txn_tensor_is_added(mfs_txn *t, const struct mfs_tensor *x);
 
 /*
  * Staged value renames (model.h, mfs_field_is_name): the model's name

@@ -216,7 +216,7 @@ check "creating in meta/ makes a scratch file (sed -i's temporary files)" \
 check "rm data of a tensor a node reads is EBUSY (rm -r deletes unused initializers only)" \
 	fails_with "Device or resource busy" rm "$w/data"
 check "mv data is EPERM" fails_with "Operation not permitted" mv "$w/data" "$w/data2"
-check "mkdir is EPERM" fails_with "Operation not permitted" mkdir "$w/d"
+check "mkdir outside weights/ is EPERM (in weights/ it adds a tensor)" fails_with "Operation not permitted" mkdir "$mnt/meta/d"
 check "chmod of a read-only entry is EPERM" fails_with "Operation not permitted" chmod 600 "$mnt/meta/format"
 check "chmod of data succeeds" chmod 600 "$w/data"
 check_eq "stat shows the mode chmod set" "600" "$(stat -c %a "$w/data")"

@@ -2687,6 +2687,79 @@ static void safetensors_delete(void **state)
 	mfs_txn_close(t);
 }
 
+/* safetensors additions through the txn (TENSOR_ADD, `mkdir` on the
+ * mount): a taken name is EEXIST, the new tensor starts float32 scalar and
+ * empty, a commit is refused until data = dtype x shape (the model
+ * untouched), then it is appended and the reopened model has it; an added
+ * tensor unstaged leaves nothing to commit. */
+static void safetensors_add(void **state)
+{
+	(void)state;
+	char st[300];
+	snprintf(st, sizeof(st), "%s/model.safetensors", dir);
+	uint8_t buf[1024];
+	size_t len = st_file(buf);
+	spit(st, buf, len);
+	mfs_txn *t = open_txn(st, NULL, NULL);
+	size_t n0 = mfs_txn_desc(t)->n_tensors;
+	uint64_t id = 0;
+	assert_int_equal(mfs_txn_tensor_add(t, "a", &id), -EEXIST);
+	assert_int_equal(mfs_txn_tensor_add(t, "z", &id), 0);
+	assert_int_equal(id, n0);
+	assert_int_equal(mfs_txn_tensor_add(t, "z", &id), -EEXIST);
+	const struct mfs_tensor **add = NULL;
+	size_t n_add = 0;
+	assert_int_equal(mfs_txn_added(&add, &n_add, t), 0);
+	assert_int_equal(n_add, 1);
+	const struct mfs_tensor *z = add[0];
+	free(add);
+	assert_true(mfs_txn_tensor_is_added(t, z));
+	uint64_t size = 1;
+	assert_int_equal(mfs_txn_tensor_size(&size, t, z), 0);
+	assert_int_equal(size, 0);
+	int32_t zv[2] = {7, -7};
+	assert_int_equal(mfs_txn_set_dtype(t, z, "int32", 5), 0);
+	assert_int_equal(mfs_txn_set_shape(t, z, "3", 1), 0);
+	assert_int_equal(mfs_txn_tensor_write(t, z, zv, 8, 0), 8);
+	struct mfs_txn_result res;
+	assert_int_not_equal(commit(t, &res), 0);       /* 8 bytes, int32[3] needs 12 */
+	size_t nlen;
+	uint8_t *now = slurp(st, &nlen);
+	assert_int_equal(nlen, len);
+	assert_memory_equal(now, buf, len);
+	free(now);
+	assert_int_equal(mfs_txn_set_shape(t, z, "2", 1), 0);
+	assert_int_equal(commit(t, &res), 0);
+	const struct mfs_desc *d = mfs_txn_desc(t);
+	assert_int_equal(d->n_tensors, n0 + 1);
+	const struct mfs_tensor *z2 = find_tensor(d, "z");
+	assert_non_null(z2);
+	assert_int_equal(z2->id, n0);   /* appended: the last offsets */
+	assert_int_equal(z2->dtype, MFS_DT_INT32);
+	int32_t got[2];
+	assert_int_equal(mfs_txn_tensor_read(t, z2, got, 8, 0), 8);
+	assert_memory_equal(got, zv, 8);
+	assert_false(mfs_txn_tensor_is_added(t, z));
+
+	/* Added, then unstaged: nothing to commit, the file as it was. */
+	now = slurp(st, &len);
+	assert_int_equal(mfs_txn_tensor_add(t, "y", &id), 0);
+	assert_int_equal(mfs_txn_added(&add, &n_add, t), 0);
+	assert_int_equal(n_add, 1);
+	assert_int_equal(mfs_txn_tensor_write(t, add[0], zv, 4, 0), 4);
+	assert_int_equal(mfs_txn_tensor_unadd(t, add[0]), 0);
+	assert_int_equal(mfs_txn_tensor_unadd(t, add[0]), -ENOENT);
+	free(add);
+	assert_false(mfs_txn_dirty(t));
+	assert_int_equal(commit(t, &res), 0);
+	uint8_t *after = slurp(st, &nlen);
+	assert_int_equal(nlen, len);
+	assert_memory_equal(after, now, len);
+	free(after);
+	free(now);
+	mfs_txn_close(t);
+}
+
 int main(void)
 {
 	have_python = access(PY, X_OK) == 0 &&
@@ -2723,6 +2796,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(onnx_initializer_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(safetensors_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(safetensors_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(safetensors_add, setup, teardown),
 		cmocka_unit_test_setup_teardown(corpus_commits_are_identical, setup, teardown),
 		cmocka_unit_test_setup_teardown(corpus_all_tensors_edited, setup, teardown),
 	};
