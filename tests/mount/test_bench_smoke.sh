@@ -2,7 +2,8 @@
 # bench/run --smoke: the benchmark script runs end to end on tiny fixtures
 # (a few MiB, 2 repetitions) so it cannot rot.  Checks that it prints the
 # machine facts, every row, a numeric ratio with min…max and a goal verdict
-# for every row, the commit rows included.  Never asserts on a time or a speed: PASS and
+# for every row, the commit rows included, and the squashfuse_ll peer ratio of
+# the read and metadata rows.  Never asserts on a time or a speed: PASS and
 # MISS are both fine here.
 . "$(dirname "$0")/../lib.sh"
 
@@ -55,6 +56,26 @@ for row in "one-tensor commit [onnx]" "write amplification [onnx]" "resize commi
 		not_ok "row '$row' has a ratio, its range and a verdict: '$line'"
 	fi
 done
+
+# The FUSE peer (issue 14): the read and metadata rows also carry a ratio
+# against squashfuse_ll, with its range and its own verdict.
+peer_rows=()
+for m in onnx onnx-ext st-bf16 st-fp32; do
+	peer_rows+=("warm re-read [$m]" "first read [$m]" "small reads [$m]" "mmap [$m]")
+done
+peer_rows+=("metadata [graph]" "metadata, warm [graph]")
+if command -v squashfuse_ll >/dev/null && command -v mksquashfs >/dev/null; then
+	for row in "${peer_rows[@]}"; do
+		line=$(grep -F "$row: " "$bout" | head -n 1)
+		if echo "$line" | grep -qE "; vs squashfuse_ll=$num \(mount=$num [^ ]+, squashfuse_ll=$num [^ ]+; median of 2, ratio $num…$num\) goal (≥|≤) 1\.0 (PASS|MISS)\$"; then
+			ok "row '$row' has a squashfuse_ll ratio, its range and a verdict"
+		else
+			not_ok "row '$row' has a squashfuse_ll ratio, its range and a verdict: $line"
+		fi
+	done
+else
+	ok "squashfuse_ll ratios # SKIP squashfuse_ll or mksquashfs not installed"
+fi
 
 check_eq "no row failed to measure" "" "$(grep -E ': error: ' "$bout")"
 check_eq "smoke run leaves bench/RESULTS.md alone" "$before" \
