@@ -131,7 +131,7 @@ int mfs_txn_tensor_type(mfs_txn *t, const struct mfs_tensor *x, int32_t *dtype, 
 		const int64_t *d = txn_eff_dims(s, &r);
 		if (dtype)
 			*dtype = txn_eff_dtype(s);
-		if (dims)
+		if (dims && r)
 			memcpy(dims, d, (r < cap ? r : cap) * sizeof(*dims));
 		if (rank)
 			*rank = r;
