@@ -459,6 +459,26 @@ static int run_loop(struct fuse_session *se, const struct cli *cli)
 	return rc;
 }
 
+/*
+ * fuse_daemonize() points stderr at /dev/null, where a sanitizer's report
+ * from the daemon would vanish.  MFS_DAEMON_STDERR names a file to append
+ * the daemon's stderr to instead; the test runner sets it in its sanitizer
+ * pass and reads the file afterwards.
+ */
+static void keep_stderr(void)
+{
+	const char *path = getenv("MFS_DAEMON_STDERR");
+	if (!path || !*path)
+		return;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (fd != STDERR_FILENO) {
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -652,6 +672,7 @@ int main(int argc, char **argv)
 	raise_readahead(mnt_abs);
 	if (fuse_daemonize(cli.foreground) != 0)
 		goto out;
+	keep_stderr();
 
 	rc = run_loop(se, &cli);
 	/* 0: unmounted; > 0: stopped by SIGINT/SIGTERM/SIGHUP, also clean. */
