@@ -353,6 +353,22 @@ static bool map_old(const struct run *byold, size_t n, uint64_t off, uint64_t *p
 	return false;
 }
 
+/* The change of tensor `i` (index in the model's description), or NULL:
+ * c->tensors is in ascending index order (place.h), so a binary search. */
+static const struct mfs_place_tensor *tensor_change(const struct mfs_place_change *c,
+                                                    uint64_t i)
+{
+	size_t lo = 0, hi = c->n_tensors;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->tensors[mid].index < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < c->n_tensors && c->tensors[lo].index == i ? &c->tensors[lo] : NULL;
+}
+
 /*
  * The float tensors of file f as segments of its new version: each tensor
  * found where its first byte went (through a run, or as the first edited
@@ -378,10 +394,7 @@ static int new_segs(const struct mfs_model *m, const struct mfs_place_change *c,
 			continue;
 		int32_t dtype = t->dtype;
 		uint64_t size = t->nbytes, pos = 0;
-		const struct mfs_place_tensor *tc = NULL;
-		for (size_t j = 0; j < c->n_tensors; j++)
-			if (c->tensors[j].index == i)
-				tc = &c->tensors[j];
+		const struct mfs_place_tensor *tc = tensor_change(c, i);
 		if (tc) {
 			dtype = tc->dtype;
 			size = tc->size;
@@ -773,10 +786,7 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 			continue;       /* deleted by the commit */
 		uint64_t k = n_out++;
 		names[k] = after;
-		const struct mfs_place_tensor *tc = NULL;
-		for (size_t j = 0; j < c->n_tensors; j++)
-			if (c->tensors[j].index == i)
-				tc = &c->tensors[j];
+		const struct mfs_place_tensor *tc = tensor_change(c, i);
 		if (tc)
 			rc = mfs_sha256(tsha[k], tc->size, tensor_rd, (void *)tc);
 		else if (same_list && !strcmp(pk->tensors[i].name, was))

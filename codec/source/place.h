@@ -46,7 +46,7 @@ struct mfs_place_tensor {
 struct mfs_place_change {
 	const struct mfs_model *m;              /* the model, open from this place */
 	const struct mfs_splice *const *files;  /* per file of m: new content, NULL: unchanged */
-	const struct mfs_place_tensor *tensors;
+	const struct mfs_place_tensor *tensors; /* whose bytes change, ascending index */
 	size_t n_tensors;
 	/* Per tensor of m: its name after the commit (renamed, or as it is),
 	 * NULL when the commit deletes it; `names` NULL: no tensor is renamed

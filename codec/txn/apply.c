@@ -294,10 +294,8 @@ static int commit_place(struct mfs_txn *t, const struct plan *p,
 		}
 		if (!te->data_changed)
 			continue;
-		uint64_t idx = 0;
-		while (idx < t->d->n_tensors && t->d->tensors[idx] != te->t)
-			idx++;
-		if (idx == t->d->n_tensors)
+		uint64_t idx = te->t->id;       /* its index in the description */
+		if (idx >= t->d->n_tensors || t->d->tensors[idx] != te->t)
 			continue;
 		tc[k++] = (struct mfs_place_tensor){.index = idx, .dtype = te->dtype,
 		                                    .size = te->size, .read = te->read,
