@@ -1989,7 +1989,7 @@ bool mfs_tree_text_same(const struct mfs_tree *a, uint32_t ia, const struct mfs_
 	if (ea->u.text.len != eb->u.text.len || (ea->flags & MFS_TNF_NL) != (eb->flags & MFS_TNF_NL))
 		return false;
 	if (!((ea->flags | eb->flags) & MFS_TNF_GEN))
-		return ea->u.text.p == eb->u.text.p ||
+		return ea->u.text.p == eb->u.text.p || !ea->u.text.len ||
 		       !memcmp(ea->u.text.p, eb->u.text.p, ea->u.text.len);
 	const struct mfs_tensor *ta, *tb;
 	uint32_t da, db;
@@ -1998,7 +1998,8 @@ bool mfs_tree_text_same(const struct mfs_tree *a, uint32_t ia, const struct mfs_
 	    own_of(b, ib, &tb, &db) == OWN_SHAPE) {
 		/* Two shapes: the same dims make the same text. */
 		if (ta->rank == tb->rank &&
-		    (ta->dims == tb->dims || !memcmp(ta->dims, tb->dims, ta->rank * sizeof(*ta->dims))))
+		    (!ta->rank || ta->dims == tb->dims ||
+		     !memcmp(ta->dims, tb->dims, ta->rank * sizeof(*ta->dims))))
 			return true;
 	}
 	char sa[512], sb[512], *ha, *hb;
