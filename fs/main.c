@@ -672,7 +672,8 @@ int main(int argc, char **argv)
 	raise_readahead(mnt_abs);
 	if (fuse_daemonize(cli.foreground) != 0)
 		goto out;
-	keep_stderr();
+	if (!cli.foreground)
+		keep_stderr();  /* a foreground daemon's stderr is its caller's */
 
 	rc = run_loop(se, &cli);
 	/* 0: unmounted; > 0: stopped by SIGINT/SIGTERM/SIGHUP, also clean. */
