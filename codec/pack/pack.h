@@ -37,6 +37,8 @@
 #define PK_MAX_CHUNK    (16u << 20)     /* decompressed bytes of one chunk */
 #define PK_MIN_CHUNK    4096u
 #define PK_MAX_FILES    4097u           /* the model file and MFS_MAX_EXT_FILES */
+/* --level at which float chunks' exponent planes use zstd's optimal parser. */
+#define PK_LEVEL_OPT    16
 #define PK_MAX_INDEX    (256u << 20)    /* bytes of the seek table or the manifest */
 
 /* How a chunk's bytes were arranged before compression. */

@@ -196,16 +196,34 @@ int pk_compress(ZSTD_CCtx *cc, uint8_t *out, size_t cap, size_t *out_len, const 
 	 * which every decompression checks: a pack changed on disk under a
 	 * mount (a flipped byte, another pack of the same size) reads as EIO,
 	 * never as other bytes.
+	 *
+	 * At --level PK_LEVEL_OPT and above, the exponent plane (the last:
+	 * the element's high byte) goes through zstd's optimal parser with a
+	 * small search instead: it takes a match only where the match costs
+	 * fewer bits than the Huffman-coded literals, which brings the plane
+	 * from about 2% above its order-0 entropy to a little below it, at
+	 * about a tenth of the speed (measured on real bf16 weights: 29 vs
+	 * 435 MB/s of plane on one core).  Readers need nothing new: it is
+	 * an ordinary zstd frame.
 	 */
 	pk_group(tmp, raw, len, t);
 	unsigned e = pk_elem(t);
 	size_t plane = len / e, pos = 0;
 	for (unsigned p = 0; p < e; p++) {
+		bool opt = level >= PK_LEVEL_OPT && p == e - 1;
 		ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1);
-		ZSTD_CCtx_setParameter(cc, ZSTD_c_strategy, ZSTD_fast);
-		ZSTD_CCtx_setParameter(cc, ZSTD_c_minMatch, 7);
-		ZSTD_CCtx_setParameter(cc, ZSTD_c_hashLog, 10);
+		if (opt) {
+			ZSTD_CCtx_setParameter(cc, ZSTD_c_strategy, ZSTD_btopt);
+			ZSTD_CCtx_setParameter(cc, ZSTD_c_minMatch, 6);
+			ZSTD_CCtx_setParameter(cc, ZSTD_c_hashLog, 10);
+			ZSTD_CCtx_setParameter(cc, ZSTD_c_chainLog, 10);
+			ZSTD_CCtx_setParameter(cc, ZSTD_c_targetLength, 8);
+		} else {
+			ZSTD_CCtx_setParameter(cc, ZSTD_c_strategy, ZSTD_fast);
+			ZSTD_CCtx_setParameter(cc, ZSTD_c_minMatch, 7);
+			ZSTD_CCtx_setParameter(cc, ZSTD_c_hashLog, 10);
+		}
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_searchLog, 1);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
 		size_t n = ZSTD_compress2(cc, out + pos, cap - pos, tmp + p * plane, plane);
