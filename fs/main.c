@@ -462,8 +462,8 @@ static int run_loop(struct fuse_session *se, const struct cli *cli)
 /*
  * fuse_daemonize() points stderr at /dev/null, where a sanitizer's report
  * from the daemon would vanish.  MFS_DAEMON_STDERR names a file to append
- * the daemon's stderr to instead; the test runner sets it in its sanitizer
- * pass and reads the file afterwards.
+ * the daemon's stderr to instead; the test runner sets it for every mount
+ * test and reads the file afterwards.
  */
 static void keep_stderr(void)
 {

@@ -213,18 +213,14 @@ int pk_compress(ZSTD_CCtx *cc, uint8_t *out, size_t cap, size_t *out_len, const 
 		bool opt = level >= PK_LEVEL_OPT && p == e - 1;
 		ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1);
+		ZSTD_CCtx_setParameter(cc, ZSTD_c_strategy, opt ? ZSTD_btopt : ZSTD_fast);
+		ZSTD_CCtx_setParameter(cc, ZSTD_c_minMatch, opt ? 6 : 7);
+		ZSTD_CCtx_setParameter(cc, ZSTD_c_hashLog, 10);
+		ZSTD_CCtx_setParameter(cc, ZSTD_c_searchLog, 1);
 		if (opt) {
-			ZSTD_CCtx_setParameter(cc, ZSTD_c_strategy, ZSTD_btopt);
-			ZSTD_CCtx_setParameter(cc, ZSTD_c_minMatch, 6);
-			ZSTD_CCtx_setParameter(cc, ZSTD_c_hashLog, 10);
 			ZSTD_CCtx_setParameter(cc, ZSTD_c_chainLog, 10);
 			ZSTD_CCtx_setParameter(cc, ZSTD_c_targetLength, 8);
-		} else {
-			ZSTD_CCtx_setParameter(cc, ZSTD_c_strategy, ZSTD_fast);
-			ZSTD_CCtx_setParameter(cc, ZSTD_c_minMatch, 7);
-			ZSTD_CCtx_setParameter(cc, ZSTD_c_hashLog, 10);
 		}
-		ZSTD_CCtx_setParameter(cc, ZSTD_c_searchLog, 1);
 		ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
 		size_t n = ZSTD_compress2(cc, out + pos, cap - pos, tmp + p * plane, plane);
 		if (ZSTD_isError(n))

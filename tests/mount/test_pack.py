@@ -266,11 +266,11 @@ for lvl in ("3", "19"):
     out = os.path.join(t.tmp, "bf16lvl", "l%s.mfs" % lvl)
     r = run(MODELFS, "pack", bf, "-o", out, "--level", lvl)
     dest = os.path.join(t.tmp, "bf16lvl", "un%s" % lvl)
-    u = run(MODELFS, "unpack", out, "-o", dest)
+    un = run(MODELFS, "unpack", out, "-o", dest)
     t.check("bf16 pack --level %s unpacks byte-identical" % lvl,
-            r.returncode == 0 and u.returncode == 0 and
+            r.returncode == 0 and un.returncode == 0 and
             open(os.path.join(dest, "model.safetensors"), "rb").read() == open(bf, "rb").read(),
-            r.stderr + u.stderr)
+            r.stderr + un.stderr)
     sizes[lvl] = os.path.getsize(out) if r.returncode == 0 else 0
 t.check("bf16: --level 19 packs smaller than --level 3 (%d vs %d bytes)" % (sizes["19"], sizes["3"]),
         0 < sizes["19"] < sizes["3"], sizes)
