@@ -102,6 +102,11 @@ struct cw {
 	struct mfs_buf seek_chunks, seek_files;
 	uint32_t n_chunks;
 	uint64_t reused, compressed;
+	/* Appending: kept frames stay where they are in the old pack, new
+	 * ones follow its end; `live` counts the frame bytes the new seek
+	 * table names (for the dead-space rule). */
+	bool append;
+	uint64_t live;
 	unsigned threads;
 	uint64_t *done;         /* progress (place.h), or NULL */
 };
@@ -227,11 +232,16 @@ static int keep_chunk(struct cw *w, uint32_t c)
 	 * where it went. */
 	uint64_t at = w->fmap[w->canon[c]];
 	if (!at) {
-		at = w->out->total + 1;
-		mfs_source_splice(w->out, w->pk->src, ch->frame_off, ch->frame_len);
-		if (w->out->err)
-			return w->out->err;
+		if (w->append) {
+			at = ch->frame_off + 1;
+		} else {
+			at = w->out->total + 1;
+			mfs_source_splice(w->out, w->pk->src, ch->frame_off, ch->frame_len);
+			if (w->out->err)
+				return w->out->err;
+		}
 		w->fmap[w->canon[c]] = at;
+		w->live += ch->frame_len;
 	}
 	w->reused++;
 	return add_entry(w, at - 1, ch->frame_len, ch->raw_len, ch->transform);
@@ -248,6 +258,7 @@ static int new_chunk(struct cw *w, const struct job *j)
 	if (w->out->err)
 		return w->out->err;
 	w->compressed++;
+	w->live += j->out_len;
 	return add_entry(w, at, (uint32_t)j->out_len, j->it->len, j->it->t);
 }
 
@@ -559,7 +570,7 @@ static int batch_fill(struct batch *b, struct plan *pl, size_t *i, size_t nb,
  * frames in order, so that the SHA-256 runs beside the decompression.
  */
 static int write_file(struct cw *w, const struct mfs_splice *sp, const uint64_t *starts,
-                      struct plan *pl, uint8_t sha[32], char *err, size_t errlen)
+                      struct plan *pl, bool hash, uint8_t sha[32], char *err, size_t errlen)
 {
 	struct mfs_pack *pk = w->pk;
 	/* Four chunks a thread, but two batches of chunk buffers within
@@ -584,7 +595,7 @@ static int write_file(struct cw *w, const struct mfs_splice *sp, const uint64_t 
 		for (unsigned t = 0; t < w->threads; t++)
 			if (!(cctx[k][t] = ZSTD_createCCtx()))
 				goto out;
-		b[k] = (struct batch){.pk = pk, .jobs = jobs[k], .hash = true, .cctx = cctx[k],
+		b[k] = (struct batch){.pk = pk, .jobs = jobs[k], .hash = hash, .cctx = cctx[k],
 		                      .lock = PTHREAD_MUTEX_INITIALIZER};
 	}
 	what = "cannot read the new bytes";
@@ -612,7 +623,7 @@ static int write_file(struct cw *w, const struct mfs_splice *sp, const uint64_t 
 		}
 		for (size_t k = 0; k < now->n; k++) {
 			const struct job *j = &now->jobs[k];
-			if (EVP_DigestUpdate(fs, j->raw, j->it->len) != 1) {
+			if (hash && EVP_DigestUpdate(fs, j->raw, j->it->len) != 1) {
 				rc = -EIO;
 				what = "SHA-256 failed";
 				goto out;
@@ -686,15 +697,18 @@ static ssize_t tensor_rd(void *arg, void *buf, size_t len, uint64_t off)
 	return tc->read(tc->arg, buf, len, off);
 }
 
-int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_place_change *c,
-              char *err, size_t errlen)
+/* The new pack of commit c, appended to the old one's bytes or whole;
+ * -EAGAIN (nothing in err): appending would leave too much dead space. */
+static int commit_pack(struct mfs_pack *pk, struct mfs_splice *out,
+                       const struct mfs_place_change *c, bool append, char *err, size_t errlen)
 {
 	const struct mfs_model *m = c->m;
 	const struct mfs_desc *d = &m->desc;
 	if (d->n_files != pk->n_files)
 		return mfs_errf(err, errlen, -EINVAL, pk->display, "the model's files are not the "
 		                "pack's");
-	struct cw w = {.pk = pk, .out = out, .threads = cores(), .done = c->done};
+	struct cw w = {.pk = pk, .out = out, .threads = cores(), .done = c->done,
+	               .append = append};
 	uint8_t (*fsha)[32] = calloc(pk->n_files, 32);
 	uint8_t (*tsha)[32] = calloc(d->n_tensors + c->n_added + 1, 32);
 	struct pk_mfile *mf = calloc(pk->n_files, sizeof(*mf));
@@ -725,7 +739,10 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 	memcpy(head + 8, "MFSPACK\0", 8);
 	head[16] = MFS_PACK_MAJOR;
 	head[18] = MFS_PACK_MINOR;
-	mfs_splice_bytes(out, head, sizeof(head));
+	if (append)     /* the old pack as it is, head and old index included */
+		mfs_source_splice(out, pk->src, 0, pk->size);
+	else
+		mfs_splice_bytes(out, head, sizeof(head));
 
 	for (uint32_t f = 0; f < pk->n_files; f++) {
 		const struct pk_file *pf = &pk->files[f];
@@ -733,7 +750,7 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 		uint32_t first = w.n_chunks;
 		mf[f] = (struct pk_mfile){.path = pf->path, .size = pf->size, .mode = pf->mode,
 		                          .mtime_sec = pf->mtime_sec, .mtime_nsec = pf->mtime_nsec,
-		                          .sha256 = fsha[f]};
+		                          .sha256 = pf->sha_known ? fsha[f] : NULL};
 		if (!sp) {
 			memcpy(fsha[f], pf->sha256, 32);
 			for (uint32_t k = pf->first; k < pf->first + pf->n; k++)
@@ -761,8 +778,13 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 				mfs_errf(err, errlen, rc, pk->display, "out of memory");
 				goto out;
 			}
-			if ((rc = write_file(&w, sp, starts, &pl, fsha[f], err, errlen)) < 0)
+			/* Appending, a big file's hash is left unknown rather than
+			 * paid for by decompressing all of it; a small one's is
+			 * cheap.  A rewrite hashes every changed file. */
+			bool hash = !append || sp->total <= PK_APPEND_HASH_MAX;
+			if ((rc = write_file(&w, sp, starts, &pl, hash, fsha[f], err, errlen)) < 0)
 				goto out;
+			mf[f].sha256 = hash ? fsha[f] : NULL;
 			mf[f].size = sp->total;
 			mf[f].mtime_sec = now.tv_sec;
 			mf[f].mtime_nsec = now.tv_nsec;
@@ -825,6 +847,16 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 		         "manifest would be too big" : "out of memory");
 		goto out;
 	}
+	/* Dead space: old frames and old indexes nothing names any more.  Past
+	 * a quarter of the file, this commit rewrites the pack instead. */
+	uint64_t size = out->total + idx.len, used = sizeof(head) + w.live + idx.len;
+	if (append && size - used > size / 4) {
+		free(idx.p);
+		rc = -EAGAIN;
+		goto out;
+	}
+	if (c->append_at)
+		*c->append_at = append ? pk->size : 0;
 	mfs_splice_take(out, idx.p, idx.len);
 	if ((rc = out->err) < 0)
 		mfs_errf(err, errlen, rc, pk->display, "out of memory");
@@ -840,5 +872,24 @@ out:
 	free(mf);
 	free(tsha);
 	free(fsha);
+	return rc;
+}
+
+int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_place_change *c,
+              char *err, size_t errlen)
+{
+	if (c->append_at)
+		*c->append_at = 0;
+	/* Appending needs the pack's own file (a local one), and a --plain
+	 * pack must stay frames in file order for zstd -d. */
+	struct mfs_identity id;
+	bool append = c->append_at && !pk->plain && mfs_source_fd(pk->src) >= 0 &&
+	              mfs_source_identity(pk->src, &id) == 0 && id.size == pk->size;
+	int rc = commit_pack(pk, out, c, append, err, errlen);
+	if (rc == -EAGAIN && append) {
+		mfs_splice_free(out);
+		memset(out, 0, sizeof(*out));
+		rc = commit_pack(pk, out, c, false, err, errlen);
+	}
 	return rc;
 }

@@ -40,6 +40,8 @@
 /* --level at which float chunks' exponent planes use zstd's optimal parser. */
 #define PK_LEVEL_OPT    16
 #define PK_MAX_INDEX    (256u << 20)    /* bytes of the seek table or the manifest */
+/* An appending commit hashes a changed file whole only up to this size. */
+#define PK_APPEND_HASH_MAX (64ull << 20)
 
 /* How a chunk's bytes were arranged before compression. */
 enum pk_transform {
@@ -72,6 +74,8 @@ struct pk_file {
 	int64_t mtime_sec;
 	long mtime_nsec;
 	uint8_t sha256[32];
+	bool sha_known;         /* false: the manifest has null (an appending commit
+	                         * changed the file and did not hash all of it) */
 	uint32_t first, n;      /* its chunks */
 };
 
@@ -184,7 +188,7 @@ struct pk_mfile {
 	uint32_t mode;
 	int64_t mtime_sec;
 	long mtime_nsec;
-	const uint8_t *sha256;  /* 32 bytes */
+	const uint8_t *sha256;  /* 32 bytes, or NULL: not known (written as null) */
 };
 
 /* mfs_pack_tensor_sha() - SHA-256 of a tensor's bytes (-EIO if they end early). */

@@ -144,6 +144,8 @@ static size_t place_meta(struct mfs_place *p, size_t i, const char **name, char 
 		return (size_t)snprintf(buf, len, "%d", pk->level);
 	case 3:
 		*name = "sha256";
+		if (!pk->files[0].sha_known)    /* since an appending commit */
+			return (size_t)snprintf(buf, len, "unknown");
 		mfs_hex(hex, pk->files[0].sha256, 32);
 		return (size_t)snprintf(buf, len, "%s", hex);
 	case 4:

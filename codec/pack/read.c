@@ -470,8 +470,12 @@ static int parse_manifest(struct mfs_pack *pk, const uint8_t *p, uint32_t len, c
 			why = "a file's size is not the seek table's";
 			goto out;
 		}
-		if (!unhex(pf->sha256, json_string_value(json_object_get(f, "sha256")))) {
-			why = "a file's sha256 is not 64 hex digits";
+		/* null (since 1.1): an appending commit changed the file and
+		 * hashed only what it wrote (doc/pack.md, "Appending"). */
+		json_t *fs = json_object_get(f, "sha256");
+		pf->sha_known = !json_is_null(fs);
+		if (pf->sha_known && !unhex(pf->sha256, json_string_value(fs))) {
+			why = "a file's sha256 is not 64 hex digits or null";
 			goto out;
 		}
 		for (uint32_t j = 0; j < i; j++)

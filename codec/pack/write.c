@@ -470,14 +470,15 @@ char *pk_manifest(const char *format, int level, uint32_t chunk_size, bool plain
 	json_object_set_new(opt, "plain", json_boolean(plain));
 	json_object_set_new(opt, "grouping", json_string(plain ? "none" : "float"));
 	for (size_t i = 0; i < n_files; i++) {
-		mfs_hex(hex, files[i].sha256, 32);
 		json_t *f = json_object();
 		json_object_set_new(f, "path", json_string(files[i].path));
 		json_object_set_new(f, "size", json_integer((json_int_t)files[i].size));
 		json_object_set_new(f, "mode", json_integer(files[i].mode & 07777));
 		json_object_set_new(f, "mtime_sec", json_integer(files[i].mtime_sec));
 		json_object_set_new(f, "mtime_nsec", json_integer(files[i].mtime_nsec));
-		json_object_set_new(f, "sha256", json_string(hex));
+		if (files[i].sha256)
+			mfs_hex(hex, files[i].sha256, 32);
+		json_object_set_new(f, "sha256", files[i].sha256 ? json_string(hex) : json_null());
 		json_array_append_new(jf, f);
 	}
 	for (size_t i = 0; i < n_tensors; i++) {

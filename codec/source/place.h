@@ -60,6 +60,11 @@ struct mfs_place_change {
 	/* Progress while the new file is prepared, or NULL: *done grows to
 	 * *total (atomic stores; the commit engine then counts its writes). */
 	uint64_t *done, *total;
+	/* Non-NULL: the place may describe the new file as its old bytes
+	 * followed by more (an appending commit, txn/commit.h
+	 * mfs_commit_append): then the first piece of `out` is a copy of the
+	 * old file's [0, *append_at) and *append_at is set; else it stays 0. */
+	uint64_t *append_at;
 };
 
 struct mfs_place_ops {

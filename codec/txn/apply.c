@@ -261,7 +261,7 @@ static void mark_inplace(void *arg)
 static int commit_place(struct mfs_txn *t, const struct plan *p,
                         struct mfs_commit_version *ver,
                         const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
-                        char *msg, size_t msglen)
+                        bool *appended, char *msg, size_t msglen)
 {
 	struct mfs_place *pl = t->m->place;
 	struct mfs_splice sp = {0}, out = {0};
@@ -273,6 +273,7 @@ static int commit_place(struct mfs_txn *t, const struct plan *p,
 	size_t k = 0, n_added = 0;
 	const char **names = NULL;
 	char **owned = NULL;
+	struct mfs_patch *patches = NULL;
 	int rc = -ENOMEM;
 	memset(rep, 0, sizeof(*rep));
 	rep->path = "rewrite";
@@ -336,19 +337,47 @@ static int commit_place(struct mfs_txn *t, const struct plan *p,
 			names[ti] = owned[ti];
 		}
 	}
+	/* commit=auto may append to the pack (the place decides: a local,
+	 * not --plain pack with little dead space); a version or
+	 * commit=rewrite writes a whole new one. */
+	uint64_t append_at = 0;
 	struct mfs_place_change ch = {.m = t->m, .files = files, .tensors = tc, .n_tensors = k,
 	                              .names = names, .added = ta, .added_names = ta_names,
 	                              .n_added = n_added, .done = hooks->done,
-	                              .total = hooks->total};
+	                              .total = hooks->total,
+	                              .append_at = !ver && t->opts.mode == MFS_COMMIT_AUTO ?
+	                                           &append_at : NULL};
+	*appended = false;
 	if ((rc = pl->ops->rewrite(pl, &out, &ch, msg, msglen)) < 0)
 		goto out;
-	if (ver)
+	if (append_at) {
+		/* out: the old file's [0, append_at), then what follows it. */
+		if (!out.n || out.p[0].len != append_at) {
+			rc = -EINVAL;
+			txn_set_msg(msg, msglen, "the pack's appending commit is malformed");
+			goto out;
+		}
+		if (!(patches = calloc(out.n, sizeof(*patches)))) {
+			rc = -ENOMEM;
+			txn_set_msg(msg, msglen, "out of memory");
+			goto out;
+		}
+		uint64_t pos = append_at;
+		for (size_t i = 1; i < out.n; i++) {
+			patches[i - 1] = (struct mfs_patch){.off = pos, .piece = out.p[i]};
+			pos += out.p[i].len;
+		}
+		*appended = true;
+		rc = mfs_commit_append(t->dirfd, t->name, &t->id, patches, out.n - 1, hooks, rep,
+		                       msg, msglen);
+	} else if (ver)
 		rc = mfs_commit_version(t->dirfd, t->name, &t->id, out.p, out.n, ver, hooks, rep,
 		                        msg, msglen);
 	else
 		rc = mfs_commit_replace(t->dirfd, t->name, &t->id, out.p, out.n, hooks, rep, msg,
 		                        msglen);
 out:
+	free(patches);
 	mfs_splice_free(&out);
 	mfs_splice_free(&sp);
 	free(files);
@@ -534,7 +563,8 @@ static int commit(mfs_txn *t, const char *tmpl, struct mfs_txn_result *res)
 			ver.name = version_name;
 			ver.arg = &vn;
 		}
-		rc = commit_place(t, &p, tmpl ? &ver : NULL, &hooks, &rep, msg, sizeof(msg));
+		rc = commit_place(t, &p, tmpl ? &ver : NULL, &hooks, &rep, &inplace, msg,
+		                  sizeof(msg));
 		goto committed;
 	}
 	inplace = !tmpl && p.layout_kept && t->opts.mode == MFS_COMMIT_INPLACE;

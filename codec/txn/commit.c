@@ -151,7 +151,8 @@
  *        4     4  CRC-32 of the data
  *        8     8  offset in the model
  *       16     8  length
- *       24     4  reserved, 0
+ *       24     4  flags: 1 = the patch may extend the model past its old
+ *                 size (an append: mfs_commit_append), else 0
  *       28     4  CRC-32 of bytes 0..27
  *       32     n  data
  * Trailer, written only after everything before it was synced:
@@ -188,6 +189,7 @@
 #define MAX_CFR         (1u << 30)
 #define REDO_HDR        MFS_SIDEFILE_HDR
 #define PATCH_HDR       32
+#define PATCH_GROWS     1u      /* patch flag: may extend the model */
 #define TRAILER         32
 #define TMP_SUFFIX      ".modelfs-tmp-"
 #define REDO_SUFFIX     ".modelfs-redo"
@@ -769,6 +771,7 @@ struct redo {
 	uint32_t n_patches;
 	uint64_t data_bytes;
 	uint64_t end;           /* bytes before the trailer */
+	uint64_t grow;          /* bytes the patches add past the old size (appends) */
 	const struct mfs_commit_hooks *hooks;   /* progress of the apply; NULL */
 };
 
@@ -806,7 +809,7 @@ static int redo_verify(struct redo *r)
 	r->id = sh.id;
 	r->journal_id = sh.journal_id;
 	uint32_t chain = mfs_crc32(0, h + hl - 4, 4);
-	uint64_t pos = hl, total = 0;
+	uint64_t pos = hl, total = 0, grow = 0;
 	bool damaged = false;
 	for (uint32_t i = 0; i < r->n_patches; i++) {
 		uint8_t p[PATCH_HDR];
@@ -817,8 +820,18 @@ static int redo_verify(struct redo *r)
 		if (memcmp(p, "MFSP", 4) != 0 || mfs_get_le32(p + 28) != mfs_crc32(0, p, 28))
 			return 0;
 		uint64_t off = mfs_get_le64(p + 8), len = mfs_get_le64(p + 16);
-		if (len > fsize - pos - PATCH_HDR || off > r->id.size || len > r->id.size - off)
+		uint32_t flags = mfs_get_le32(p + 24);
+		/* An append patch starts at or before the end the model has
+		 * with the earlier ones applied (no holes); others lie inside
+		 * the old size. */
+		uint64_t lim = r->id.size + ((flags & PATCH_GROWS) ? grow : 0);
+		if (len > fsize - pos - PATCH_HDR || (flags & ~PATCH_GROWS) || off > lim ||
+		    len > UINT64_MAX - off)
 			return 0;
+		if (!(flags & PATCH_GROWS) && len > r->id.size - off)
+			return 0;
+		if (off + len > r->id.size + grow)
+			grow = off + len - r->id.size;
 		uint32_t crc = 0;
 		for (uint64_t done = 0; done < len;) {
 			size_t k = len - done > REDO_BUF ? REDO_BUF : (size_t)(len - done);
@@ -843,6 +856,7 @@ static int redo_verify(struct redo *r)
 		return 0;
 	r->data_bytes = total;
 	r->end = pos;
+	r->grow = grow;
 	return damaged ? -EUCLEAN : 1;
 }
 
@@ -868,8 +882,11 @@ static int redo_apply(struct redo *r, const struct mfs_identity *expect,
 		goto out;
 	}
 	mfs_identity_from_stat(&now, &sb);
+	/* An append's earlier, partial apply may have grown the file, by at
+	 * most what the log adds. */
 	if (!S_ISREG(sb.st_mode) || now.dev != r->id.dev || now.ino != r->id.ino ||
-	    now.size != r->id.size || (expect && !mfs_identity_equal(&now, expect))) {
+	    now.size < r->id.size || now.size - r->id.size > r->grow ||
+	    (expect && !mfs_identity_equal(&now, expect))) {
 		rc = mfs_errf(err, errlen, -ESTALE, r->name, "in-place commit: the model is not "
 		              "the file the redo log %s was written for", r->path);
 		goto out;
@@ -939,7 +956,7 @@ static int redo_init(struct redo *r, int dirfd, const char *name)
 /* P2 LOG: header and patches; the trailer is written by the caller after
  * a sync.  *chain receives the trailer's CRC, *end its offset. */
 static int redo_write(struct redo *r, const struct mfs_identity *id,
-                      const struct mfs_patch *patches, size_t n,
+                      const struct mfs_patch *patches, size_t n, bool grows,
                       const struct mfs_commit_hooks *hooks, uint32_t *chain, uint64_t *end,
                       uint64_t *data_bytes)
 {
@@ -969,6 +986,7 @@ static int redo_write(struct redo *r, const struct mfs_identity *id,
 		mfs_put_le32(p + 4, crc);
 		mfs_put_le64(p + 8, patches[i].off);
 		mfs_put_le64(p + 16, pc->len);
+		mfs_put_le32(p + 24, grows && patches[i].off + pc->len > id->size ? PATCH_GROWS : 0);
 		mfs_put_le32(p + 28, mfs_crc32(0, p, 28));
 		if ((rc = mfs_pwrite_full(r->rfd, p, PATCH_HDR, pos)) < 0)
 			return rc;
@@ -983,11 +1001,12 @@ static int redo_write(struct redo *r, const struct mfs_identity *id,
 
 /* ------------------------------------------------------------ in place */
 
-int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *expect,
-                       const struct mfs_patch *patches, size_t n,
-                       const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
-                       char *err, size_t errlen)
+static int inplace(int dirfd, const char *name, const struct mfs_identity *expect,
+                   const struct mfs_patch *patches, size_t n, bool grows,
+                   const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                   char *err, size_t errlen)
 {
+	const char *path = grows ? "append" : "inplace";
 	struct mfs_commit_report dummy;
 	struct redo r;
 	struct mfs_identity now, want;
@@ -1001,18 +1020,28 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
 	if (err && errlen)
 		err[0] = '\0';
 	if (!expect || n > UINT32_MAX) {
-		report_init(rep, "inplace");
+		report_init(rep, path);
 		return mfs_errf(err, errlen, -EINVAL, name, "in-place commit: invalid patch list");
 	}
 	want = *expect;         /* before the report (and maybe *expect) is cleared */
 	expect = &want;
-	report_init(rep, "inplace");
+	report_init(rep, path);
+	/* In place, patches lie inside the model; an append's follow each
+	 * other from its end. */
+	uint64_t at = expect->size;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t total;
-		if (check_pieces(&total, &patches[i].piece, 1) < 0 || patches[i].off > expect->size ||
-		    total > expect->size - patches[i].off)
-			return mfs_errf(err, errlen, -EINVAL, name, "in-place commit: patch %zu "
-			                "does not lie inside the model", i);
+		bool ok = check_pieces(&total, &patches[i].piece, 1) == 0;
+		if (grows)
+			ok = ok && patches[i].off == at;
+		else
+			ok = ok && patches[i].off <= expect->size &&
+			     total <= expect->size - patches[i].off;
+		if (!ok)
+			return mfs_errf(err, errlen, -EINVAL, name, grows ? "append commit: patch "
+			                "%zu does not follow the one before" : "in-place commit: "
+			                "patch %zu does not lie inside the model", i);
+		at += grows ? total : 0;
 	}
 	if ((rc = redo_init(&r, dirfd, name)) < 0)
 		return mfs_errf(err, errlen, rc, name, "in-place commit: %s", strerror(-rc));
@@ -1054,7 +1083,7 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
 		total += patches[i].piece.len;
 	progress_total(hooks, 2 * total);       /* into the log, then into the model */
 	r.hooks = hooks;
-	rc = redo_write(&r, expect, patches, n, hooks, &chain, &end, &data_bytes);
+	rc = redo_write(&r, expect, patches, n, grows, hooks, &chain, &end, &data_bytes);
 	if (rc == 0 && mfs_io->fdatasync(r.rfd) < 0)
 		rc = -errno;
 	if (rc < 0) {
@@ -1118,6 +1147,22 @@ out:
 		mfs_io->close(r.rfd);
 	free(r.buf);
 	return rc;
+}
+
+int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *expect,
+                       const struct mfs_patch *patches, size_t n,
+                       const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                       char *err, size_t errlen)
+{
+	return inplace(dirfd, name, expect, patches, n, false, hooks, rep, err, errlen);
+}
+
+int mfs_commit_append(int dirfd, const char *name, const struct mfs_identity *expect,
+                      const struct mfs_patch *patches, size_t n,
+                      const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                      char *err, size_t errlen)
+{
+	return inplace(dirfd, name, expect, patches, n, true, hooks, rep, err, errlen);
 }
 
 void mfs_commit_finish(int dirfd, const char *name)
@@ -1201,13 +1246,15 @@ int mfs_commit_recover_hooked(int dirfd, const char *name, const struct mfs_iden
 		              "applied and is kept", r.path, strerror(-rc));
 		goto out;
 	}
-	if (model && model->layout && r.id.layout && model->layout != r.id.layout) {
+	/* An append may change the layout (a pack's new index), and a whole
+	 * earlier apply shows it: its guard is the size range (redo_apply). */
+	if (!r.grow && model && model->layout && r.id.layout && model->layout != r.id.layout) {
 		rc = mfs_errf(err, errlen, -ESTALE, name, "recovery: %s was written for a model "
 		              "of another layout (the file was replaced); it was not applied and "
 		              "is kept: move it away to use the model as it is", r.path);
 		goto out;
 	}
-	rep->path = "inplace";
+	rep->path = r.grow ? "append" : "inplace";
 	rep->journal_bytes = r.end + TRAILER;
 	rep->journal_id = r.journal_id;
 	if (hooks) {
@@ -1218,8 +1265,9 @@ int mfs_commit_recover_hooked(int dirfd, const char *name, const struct mfs_iden
 		goto out;
 	rep->installed = rep->recovered = true;
 	redo_drop(&r);
-	mfs_errf(err, errlen, 0, name, "finished an interrupted in-place commit from %s "
-	         "(%llu bytes)", r.path, (unsigned long long)r.data_bytes);
+	mfs_errf(err, errlen, 0, name, "finished an interrupted %s commit from %s "
+	         "(%llu bytes)", r.grow ? "append" : "in-place", r.path,
+	         (unsigned long long)r.data_bytes);
 out:
 	if (r.rfd >= 0)
 		mfs_io->close(r.rfd);

@@ -176,6 +176,20 @@ int mfs_commit_inplace(int dirfd, const char *name, const struct mfs_identity *e
                        const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
                        char *err, size_t errlen);
 
+/*
+ * mfs_commit_append() - mfs_commit_inplace() for a new version that is the
+ * model's bytes followed by more (a pack's appending commit): the patches
+ * follow each other from the model's end (-EINVAL otherwise) and are
+ * logged, synced, marked, then written past the end, as above.  A reader of
+ * the file sees its old bytes unchanged throughout, and a longer file only
+ * once the redo log is complete; rep->path is "append".  The same redo log,
+ * recovery and mfs_commit_finish().
+ */
+int mfs_commit_append(int dirfd, const char *name, const struct mfs_identity *expect,
+                      const struct mfs_patch *patches, size_t n,
+                      const struct mfs_commit_hooks *hooks, struct mfs_commit_report *rep,
+                      char *err, size_t errlen);
+
 /* mfs_commit_finish() - remove the redo log of a completed in-place commit. */
 void mfs_commit_finish(int dirfd, const char *name);
 

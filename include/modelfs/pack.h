@@ -17,7 +17,7 @@
 #include <stdio.h>
 
 #define MFS_PACK_MAJOR 1
-#define MFS_PACK_MINOR 0
+#define MFS_PACK_MINOR 1
 #define MFS_PACK_CHUNK_DEFAULT (256u << 10)
 #define MFS_PACK_CACHE_DEFAULT (32u << 20)
 

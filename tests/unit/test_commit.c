@@ -987,6 +987,222 @@ static void every_inplace_call_can_fail(void **state)
 	free(want);
 }
 
+/* An appending commit as a pack's commit makes one: the model's bytes, then
+ * two patches past its end (a copy of some of the old bytes and generated
+ * ones, as new frames and an index would be). */
+static size_t make_appends(struct mfs_patch *pt, uint8_t **want, size_t *want_len)
+{
+	pt[0] = (struct mfs_patch){old_len, {.kind = MFS_PIECE_BYTES, .len = sizeof(patch_a),
+	                                     .buf = patch_a}};
+	pt[1] = (struct mfs_patch){old_len + sizeof(patch_a),
+	                           {.kind = MFS_PIECE_FN, .len = PATCH_B_LEN, .fn = gen_fn}};
+	*want_len = old_len + sizeof(patch_a) + PATCH_B_LEN;
+	*want = malloc(*want_len);
+	memcpy(*want, old_bytes, old_len);
+	memcpy(*want + old_len, patch_a, sizeof(patch_a));
+	for (size_t i = 0; i < PATCH_B_LEN; i++)
+		(*want)[old_len + sizeof(patch_a) + i] = gen_byte(i);
+	return 2;
+}
+
+static int append_std(struct mfs_commit_report *rep)
+{
+	struct mfs_patch pt[2];
+	uint8_t *want;
+	size_t wl;
+	size_t n = make_appends(pt, &want, &wl);
+	free(want);
+	int rc = mfs_commit_append(dfd, MODEL, &old_id, pt, n, NULL, rep, errbuf, sizeof(errbuf));
+	if (rc == 0)
+		mfs_commit_finish(dfd, MODEL);
+	return rc;
+}
+
+static void append_happy_path(void **state)
+{
+	(void)state;
+	fill_random(patch_a, sizeof(patch_a));
+	struct mfs_patch pt[2];
+	uint8_t *want;
+	size_t wl;
+	make_appends(pt, &want, &wl);
+	struct mfs_commit_report rep;
+	int rc = append_std(&rep);
+	if (rc)
+		print_message("%s\n", errbuf);
+	assert_int_equal(rc, 0);
+	assert_string_equal(rep.path, "append");
+	assert_true(rep.installed);
+	assert_int_equal(rep.bytes_written, sizeof(patch_a) + PATCH_B_LEN);
+	assert_int_equal(model_version(want, wl), V_NEW);
+	struct mfs_identity now;
+	assert_int_equal(mfs_identity_at(&now, dfd, MODEL), 0);
+	assert_int_equal(now.ino, old_id.ino);
+	assert_int_equal(now.size, wl);
+	assert_true(mfs_identity_equal(&now, &rep.new_id));
+	assert_int_equal(count_side(".model.bin."), 0);
+	free(want);
+}
+
+/*
+ * Every system call of an appending commit crashes, or fails, in turn: the
+ * model ends as the old file exactly (same bytes, same size) or, after
+ * recovery, as the whole new one; never longer, shorter or mixed.
+ */
+static void every_append_call_can_fail(void **state)
+{
+	(void)state;
+	fill_random(patch_a, sizeof(patch_a));
+	struct mfs_patch pt[2];
+	uint8_t *want;
+	size_t wl;
+	make_appends(pt, &want, &wl);
+	fio_install();
+	struct mfs_commit_report rep;
+	assert_int_equal(append_std(&rep), 0);
+	fio_uninstall();
+	size_t n_calls = fio_log_len();
+	enum fio_kind kinds[512];
+	assert_true(n_calls < 512);
+	for (size_t i = 0; i < n_calls; i++)
+		kinds[i] = fio_log_at(i)->kind;
+	unsigned runs = 0, ended_new = 0, recovered = 0, discarded = 0;
+	for (int mode = 0; mode < 3; mode++) {
+		for (size_t k = 1; k <= n_calls; k++) {
+			if (mode == 1 && !is_write_kind(kinds[k - 1]))
+				continue;
+			reset_model(0644);
+			fio_install();
+			if (mode == 0)
+				fio_crash_at(FIO_ANY, k);
+			else if (mode == 1)
+				fio_fail_nth(FIO_ANY, k, ENOSPC);
+			else
+				fio_fail_nth(FIO_ANY, k, EIO);
+			int rc = append_std(&rep);
+			fio_uninstall();
+			runs++;
+			if (rc < 0) {
+				assert_true(errbuf[0] != '\0');
+				assert_null(strchr(errbuf, '\n'));
+			}
+			if (rc == 0)
+				assert_int_equal(model_version(want, wl), V_NEW);
+			else if (!rep.redo_pending && !rep.installed)
+				assert_int_equal(model_version(want, wl), V_OLD);
+			struct mfs_commit_report rrep;
+			assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, &rrep, errbuf,
+			                                    sizeof(errbuf)), 0);
+			recovered += rrep.recovered;
+			discarded += rrep.discarded;
+			enum version v = model_version(want, wl);
+			if (v == V_OTHER || (rep.redo_pending && v != V_NEW)) {
+				print_message("mode %d call %zu (%s): rc %d pending %d version %d\n", mode,
+				              k, fio_kind_name[kinds[k - 1]], rc, rep.redo_pending, v);
+				fail();
+			}
+			if (rrep.recovered)
+				assert_string_equal(rrep.path, "append");
+			ended_new += v == V_NEW;
+			assert_int_equal(count_side(".model.bin."), 0);
+			assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, &rrep, errbuf,
+			                                    sizeof(errbuf)), 0);
+			assert_false(rrep.recovered || rrep.discarded);
+			assert_int_equal(model_version(want, wl), v);
+		}
+	}
+	print_message("    %zu calls per appending commit; %u fault runs: %u ended new "
+	              "(%u finished by recovery), %u logs discarded\n", n_calls, runs, ended_new,
+	              recovered, discarded);
+	assert_true(recovered > 0);
+	assert_true(discarded > 0);
+	free(want);
+}
+
+/* A half-done append (the file grown by part of the log) is finished by
+ * recovery; a file grown past what the log adds, or another file, is not
+ * patched; an append with a hole, or one in place, is refused. */
+static void append_partial_and_refusals(void **state)
+{
+	(void)state;
+	fill_random(patch_a, sizeof(patch_a));
+	struct mfs_patch pt[2];
+	uint8_t *want;
+	size_t wl;
+	make_appends(pt, &want, &wl);
+	struct mfs_commit_report rep;
+	/* Crash just after the log's mark: then write part of the tail by hand. */
+	size_t n_calls;
+	fio_install();
+	assert_int_equal(append_std(&rep), 0);
+	fio_uninstall();
+	n_calls = fio_log_len();
+	bool tried = false;
+	for (size_t k = 1; k <= n_calls && !tried; k++) {
+		struct mfs_commit_report rrep;
+		mfs_commit_recover(dfd, MODEL, NULL, &rrep, errbuf, sizeof(errbuf));
+		reset_model(0644);
+		fio_install();
+		fio_crash_at(FIO_ANY, k);
+		append_std(&rep);
+		fio_uninstall();
+		if (!rep.redo_pending)
+			continue;
+		size_t len;
+		uint8_t *p = read_model(&len);
+		free(p);
+		if (len != old_len)
+			continue;
+		tried = true;
+		/* Half of the first appended patch reached the file. */
+		int fd = openat(dfd, MODEL, O_WRONLY);
+		assert_int_equal(pwrite(fd, patch_a, sizeof(patch_a) / 2, (off_t)old_len),
+		                 (ssize_t)(sizeof(patch_a) / 2));
+		close(fd);
+		assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, &rrep, errbuf, sizeof(errbuf)), 0);
+		assert_true(rrep.recovered);
+		assert_int_equal(model_version(want, wl), V_NEW);
+	}
+	assert_true(tried);
+	/* Grown past what the log adds: not the file it was written for. */
+	bool grown = false;
+	for (size_t k = 1; k <= n_calls; k++) {
+		struct mfs_commit_report rrep;
+		mfs_commit_recover(dfd, MODEL, NULL, &rrep, errbuf, sizeof(errbuf));
+		reset_model(0644);
+		fio_install();
+		fio_crash_at(FIO_ANY, k);
+		append_std(&rep);
+		fio_uninstall();
+		if (!rep.redo_pending)
+			continue;
+		int fd = openat(dfd, MODEL, O_WRONLY);
+		assert_int_equal(ftruncate(fd, (off_t)(wl + 1)), 0);
+		close(fd);
+		assert_int_equal(mfs_commit_recover(dfd, MODEL, NULL, &rrep, errbuf, sizeof(errbuf)),
+		                 -ESTALE);
+		assert_int_equal(count_side(REDO_NAME), 1);
+		unlinkat(dfd, REDO_NAME, 0);
+		grown = true;
+		break;
+	}
+	assert_true(grown);
+	reset_model(0644);
+	struct mfs_patch hole = {old_len + 1, {.kind = MFS_PIECE_BYTES, .len = 2, .buf = "xy"}};
+	assert_int_equal(mfs_commit_append(dfd, MODEL, &old_id, &hole, 1, NULL, &rep, errbuf,
+	                                   sizeof(errbuf)), -EINVAL);
+	struct mfs_patch inside = {0, {.kind = MFS_PIECE_BYTES, .len = 2, .buf = "xy"}};
+	assert_int_equal(mfs_commit_append(dfd, MODEL, &old_id, &inside, 1, NULL, &rep, errbuf,
+	                                   sizeof(errbuf)), -EINVAL);
+	/* In place still may not grow the model. */
+	struct mfs_patch past = {old_len, {.kind = MFS_PIECE_BYTES, .len = 2, .buf = "xy"}};
+	assert_int_equal(mfs_commit_inplace(dfd, MODEL, &old_id, &past, 1, NULL, &rep, errbuf,
+	                                    sizeof(errbuf)), -EINVAL);
+	assert_int_equal(model_version(want, wl), V_OLD);
+	assert_int_equal(count_side(".model.bin."), 0);
+	free(want);
+}
+
 static void inplace_refusals(void **state)
 {
 	(void)state;
@@ -1178,6 +1394,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(inplace_happy_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(inplace_4mib_edit_of_1gib_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(every_inplace_call_can_fail, setup, teardown),
+		cmocka_unit_test_setup_teardown(append_happy_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(every_append_call_can_fail, setup, teardown),
+		cmocka_unit_test_setup_teardown(append_partial_and_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(inplace_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(recovery_keeps_logs_it_cannot_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(inplace_damaged_log_is_never_applied, setup, teardown),
