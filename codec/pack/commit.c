@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -880,11 +881,14 @@ int pk_commit(struct mfs_pack *pk, struct mfs_splice *out, const struct mfs_plac
 {
 	if (c->append_at)
 		*c->append_at = 0;
-	/* Appending needs the pack's own file (a local one), and a --plain
-	 * pack must stay frames in file order for zstd -d. */
-	struct mfs_identity id;
-	bool append = c->append_at && !pk->plain && mfs_source_fd(pk->src) >= 0 &&
-	              mfs_source_identity(pk->src, &id) == 0 && id.size == pk->size;
+	/* Appending needs the pack's own file (a local one with one name: a
+	 * hard link would see it grow, so that one is left to the rewrite,
+	 * which refuses it), and a --plain pack must stay frames in file order
+	 * for zstd -d. */
+	struct stat sb;
+	int fd = mfs_source_fd(pk->src);
+	bool append = c->append_at && !pk->plain && fd >= 0 && fstat(fd, &sb) == 0 &&
+	              S_ISREG(sb.st_mode) && sb.st_nlink == 1 && (uint64_t)sb.st_size == pk->size;
 	int rc = commit_pack(pk, out, c, append, err, errlen);
 	if (rc == -EAGAIN && append) {
 		mfs_splice_free(out);

@@ -17,6 +17,10 @@ never written.  Checked with real mounts and `modelfs` itself:
     of them rewrites it whole (smaller again, SHA-256 recorded);
   - -o commit=rewrite writes a whole new pack (no dead bytes, SHA-256);
   - a --plain pack is rewritten, so zstd -d still gives the model;
+  - a hard-linked pack is not appended to (the commit refuses it, as any
+    hard-linked model's);
+  - kill -9 at each write into the pack leaves a torn end that verify
+    names and a remount finishes (tests/tools/killwrite.c);
   - a read-only mount of the old pack, open during the append, keeps
     serving the old bytes; a remount shows the new ones.
 """
@@ -266,6 +270,23 @@ try:
                 read(os.path.join(m, "weights", "t04", "data")) == new)
 except RuntimeError as e:
     t.not_ok("two mounts: remount", e)
+
+# ------------------------------------------------------------ a hard-linked pack
+
+d = os.path.join(t.tmp, "linked")
+model, pk = model_of(d, 4, MIB, rng, "F32")
+os.link(pk, os.path.join(d, "other-name.mfs"))
+old = read(pk)
+try:
+    with t.mount(pk) as m:
+        r = commit_edit(m, "t01", rng.normal(0, 0.02, MIB // 4).astype(np.float32).tobytes())
+        run(MODELFS, "abort", m)
+    t.check("hard-linked pack: not appended to (the other name would see it grow): the "
+            "commit is refused as for any hard-linked model, the pack untouched",
+            r.returncode != 0 and "hard link" in r.stderr + r.stdout and read(pk) == old,
+            r.stdout + r.stderr)
+except RuntimeError as e:
+    t.not_ok("hard-linked pack: mount", e)
 
 # ------------------------------------------------------------ kill -9 in the append
 # tests/tools/killwrite.c, preloaded into the daemon, kills it at the Nth
