@@ -698,6 +698,17 @@ static ssize_t tensor_rd(void *arg, void *buf, size_t len, uint64_t off)
 	return tc->read(tc->arg, buf, len, off);
 }
 
+struct pk_rd {
+	struct mfs_pack *pk;
+	uint32_t f;
+};
+
+static ssize_t pack_rd(void *arg, void *buf, size_t len, uint64_t off)
+{
+	const struct pk_rd *r = arg;
+	return pk_pread(r->pk, r->f, buf, len, off);
+}
+
 /* The new pack of commit c, appended to the old one's bytes or whole;
  * -EAGAIN (nothing in err): appending would leave too much dead space. */
 static int commit_pack(struct mfs_pack *pk, struct mfs_splice *out,
@@ -752,8 +763,22 @@ static int commit_pack(struct mfs_pack *pk, struct mfs_splice *out,
 		mf[f] = (struct pk_mfile){.path = pf->path, .size = pf->size, .mode = pf->mode,
 		                          .mtime_sec = pf->mtime_sec, .mtime_nsec = pf->mtime_nsec,
 		                          .sha256 = pf->sha_known ? fsha[f] : NULL};
+		if (!sp && !append && !pf->sha_known) {
+			/* Rewriting records every file's hash, also one an
+			 * earlier append left unknown. */
+			struct pk_rd r = {pk, f};
+			if ((rc = mfs_sha256(fsha[f], pf->size, pack_rd, &r)) < 0) {
+				char why[256];
+				pk_last_error(pk, why, sizeof(why));
+				mfs_errf(err, errlen, rc, pk->display, "%s: cannot read: %s", pf->path,
+				         why[0] ? why : strerror(-rc));
+				goto out;
+			}
+			mf[f].sha256 = fsha[f];
+		}
 		if (!sp) {
-			memcpy(fsha[f], pf->sha256, 32);
+			if (pf->sha_known)
+				memcpy(fsha[f], pf->sha256, 32);
 			for (uint32_t k = pf->first; k < pf->first + pf->n; k++)
 				if ((rc = keep_chunk(&w, k)) < 0) {
 					mfs_errf(err, errlen, rc, pk->display, "out of memory");
