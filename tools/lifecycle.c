@@ -183,7 +183,9 @@ static void run_commit(struct job *j)
 
 static bool count_commit(struct job *j, uint64_t *done, uint64_t *total)
 {
-	return read_progress(((struct commit_job *)j)->mnt, done, total);
+	/* Nothing to show until the daemon knows how much it will write (a
+	 * poll between the commit's start and its plan reads "0 of 0"). */
+	return read_progress(((struct commit_job *)j)->mnt, done, total) && *total > 0;
 }
 
 /*

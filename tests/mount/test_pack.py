@@ -324,7 +324,36 @@ with t.mount(bigpk, "-o", "cache_size=2M", "-o", "ro") as m:
     with open(data, "rb") as f:
         whole = f.read()
     t.check("a full read of the tensor equals the original", whole == raw[hlen:])
-    del whole, raw
+    del whole
+    # Readers at once, each 1-3 MiB reads at its own offsets (so each
+    # reaches the daemon, not the page cache): the whole chunks of a read
+    # are decompressed by the pack's workers and the reader together.
+    import threading  # noqa: E402
+    wrong = []
+    spans = [(o, min(rng.integers(1 << 20, 3 << 20), 4 * n - o)) for o in range(0, 4 * n, 3 << 20)]
+    rng.shuffle(spans)
+
+    def reader(k):
+        fd = os.open(data, os.O_RDONLY)
+        try:
+            for o, ln in spans[k::4]:
+                if os.pread(fd, int(ln), int(o)) != raw[hlen + o:hlen + o + ln]:
+                    wrong.append(o)
+        finally:
+            os.close(fd)
+    ths = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    t.check("4 readers at once, %d reads of 1-3 MiB: every byte the original's" % len(spans),
+            not wrong, wrong[:5])
+    names = [open("/proc/%d/task/%s/comm" % (pid, x)).read().strip()
+             for x in os.listdir("/proc/%d/task" % pid)]
+    cpus = os.cpu_count() or 1
+    t.eq("the daemon decompresses big reads on all cores: %d workers beside the readers"
+         % min(cpus - 1, 8), min(cpus - 1, 8), names.count("modelfs-unzstd"))
+    del raw
     r = rss()
     # Under AddressSanitizer freed blocks wait in its quarantine (256 MiB by
     # default) and a pack's replies are copies, not splices: allow for it.
