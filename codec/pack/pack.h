@@ -130,9 +130,6 @@ struct mfs_pack {
 	char last_err[512];     /* why the last chunk failed, "" if none */
 	struct pk_scratch *spare;       /* free scratch, under `lock` */
 	unsigned n_spare;
-	/* Workers that decompress the whole chunks of one big read in
-	 * parallel (read.c), started at the first such read; NULL: none yet. */
-	struct pk_pool *pool;
 	int refs;
 };
 

@@ -309,7 +309,6 @@ static bool unhex(uint8_t sha[32], const char *s)
 /* ------------------------------------------------------------ opening */
 
 static void scratch_free(struct pk_scratch *sc);
-static void pool_free(struct pk_pool *pl);
 
 /* A skippable frame at `off` with magic `magic`: its payload, malloc'd. */
 static int read_frame(struct mfs_pack *pk, uint64_t off, uint32_t magic, const char *what,
@@ -654,7 +653,6 @@ void pk_unref(struct mfs_pack *pk)
 {
 	if (!pk || __atomic_sub_fetch(&pk->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
-	pool_free(pk->pool);
 	while (pk->spare) {
 		struct pk_scratch *sc = pk->spare;
 		pk->spare = sc->next;
@@ -877,166 +875,6 @@ static int cached_copy(struct mfs_pack *pk, uint32_t c, void *dst, size_t len, u
 	return 0;
 }
 
-/* ------------------------------------------------------------ parallel reads
- *
- * A read that covers several whole chunks (a mount's 1 MiB reads of a
- * tensor, unpack, verify) decompresses them on all cores: the reader puts
- * them in a batch on the pack's pool and works on it too, so it finishes
- * even when every worker is busy with other readers' batches.  Workers are
- * started at the first such read, in the process that reads (a daemon
- * forks after opening its model: a pool made before the fork has no
- * threads in the child and is made again). */
-
-#define POOL_MAX 8
-
-struct pk_batch {
-	const uint32_t *chunks;
-	uint8_t **dst;
-	int *rc;
-	size_t n, next, left;
-	struct pk_batch *link;
-};
-
-struct pk_pool {
-	pthread_mutex_t mu;
-	pthread_cond_t work, done;
-	struct pk_batch *head;  /* batches with chunks nobody took yet */
-	struct mfs_pack *pk;
-	pthread_t tid[POOL_MAX];
-	unsigned n;
-	pid_t pid;
-	bool stop;
-};
-
-/* Take the next chunk of batch b (under mu); the batch leaves the list
- * when its last one is taken. */
-static size_t take(struct pk_pool *pl, struct pk_batch *b)
-{
-	size_t i = b->next++;
-	if (b->next == b->n) {
-		struct pk_batch **pp = &pl->head;
-		while (*pp && *pp != b)
-			pp = &(*pp)->link;
-		if (*pp)
-			*pp = b->link;
-	}
-	return i;
-}
-
-static void run_one(struct pk_pool *pl, struct pk_batch *b, size_t i)
-{
-	pthread_mutex_unlock(&pl->mu);
-	const struct pk_chunk *k = &pl->pk->chunks[b->chunks[i]];
-	int rc = cached_copy(pl->pk, b->chunks[i], b->dst[i], k->raw_len, 0);
-	pthread_mutex_lock(&pl->mu);
-	b->rc[i] = rc;
-	if (--b->left == 0)
-		pthread_cond_broadcast(&pl->done);
-}
-
-static void *pool_worker(void *arg)
-{
-	struct pk_pool *pl = arg;
-	pthread_mutex_lock(&pl->mu);
-	for (;;) {
-		while (!pl->stop && !pl->head)
-			pthread_cond_wait(&pl->work, &pl->mu);
-		if (pl->stop)
-			break;
-		struct pk_batch *b = pl->head;
-		run_one(pl, b, take(pl, b));
-	}
-	pthread_mutex_unlock(&pl->mu);
-	return NULL;
-}
-
-static void pool_free(struct pk_pool *pl)
-{
-	/* A pool made before a fork is left alone in the child: its condition
-	 * variables count the parent's waiting workers, and destroying them
-	 * would wait for those forever. */
-	if (!pl || pl->pid != getpid())
-		return;
-	pthread_mutex_lock(&pl->mu);
-	pl->stop = true;
-	pthread_cond_broadcast(&pl->work);
-	pthread_mutex_unlock(&pl->mu);
-	for (unsigned t = 0; t < pl->n; t++)
-		pthread_join(pl->tid[t], NULL);
-	pthread_mutex_destroy(&pl->mu);
-	pthread_cond_destroy(&pl->work);
-	pthread_cond_destroy(&pl->done);
-	free(pl);
-}
-
-/* The pack's pool in this process, started on first use; NULL on one core
- * or without memory (the reader then decompresses alone). */
-static struct pk_pool *pool_get(struct mfs_pack *pk)
-{
-	pthread_mutex_lock(&pk->lock);
-	struct pk_pool *pl = pk->pool;
-	if (pl && pl->pid != getpid()) {
-		/* Made before a fork: its threads are not in this process.  Its
-		 * memory is left (freeing it could touch the parent's state). */
-		pl = pk->pool = NULL;
-	}
-	if (!pl) {
-		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		unsigned n = cpus > 1 ? (unsigned)(cpus - 1) : 0;
-		if (n > POOL_MAX)
-			n = POOL_MAX;
-		if (n && (pl = calloc(1, sizeof(*pl)))) {
-			pthread_mutex_init(&pl->mu, NULL);
-			pthread_cond_init(&pl->work, NULL);
-			pthread_cond_init(&pl->done, NULL);
-			pl->pk = pk;
-			pl->pid = getpid();
-			for (unsigned t = 0; t < n; t++) {
-				if (pthread_create(&pl->tid[t], NULL, pool_worker, pl) != 0)
-					break;
-				pthread_setname_np(pl->tid[t], "modelfs-unzstd");
-				pl->n = t + 1;
-			}
-			if (!pl->n) {
-				pool_free(pl);
-				pl = NULL;
-			}
-		}
-		pk->pool = pl;
-	}
-	pthread_mutex_unlock(&pk->lock);
-	return pl;
-}
-
-/* Decompress whole chunks chunks[i] into dst[i] on the pool and this
- * thread; 0 or the first chunk's -errno. */
-static int read_parallel(struct mfs_pack *pk, const uint32_t *chunks, uint8_t **dst, size_t n)
-{
-	struct pk_pool *pl = n > 1 ? pool_get(pk) : NULL;
-	int rcs[64], rc = 0;
-	if (!pl || n > 64) {
-		for (size_t i = 0; i < n && rc == 0; i++)
-			rc = cached_copy(pk, chunks[i], dst[i], pk->chunks[chunks[i]].raw_len, 0);
-		return rc;
-	}
-	struct pk_batch b = {.chunks = chunks, .dst = dst, .rc = rcs, .n = n, .left = n};
-	pthread_mutex_lock(&pl->mu);
-	struct pk_batch **pp = &pl->head;
-	while (*pp)
-		pp = &(*pp)->link;
-	*pp = &b;
-	pthread_cond_broadcast(&pl->work);
-	while (b.next < b.n)
-		run_one(pl, &b, take(pl, &b));
-	while (b.left)
-		pthread_cond_wait(&pl->done, &pl->mu);
-	pthread_mutex_unlock(&pl->mu);
-	for (size_t i = 0; i < n; i++)
-		if (rcs[i] < 0)
-			return rcs[i];
-	return 0;
-}
-
 void pk_last_error(struct mfs_pack *pk, char *out, size_t len)
 {
 	pthread_mutex_lock(&pk->lock);
@@ -1059,25 +897,6 @@ ssize_t pk_pread(struct mfs_pack *pk, uint32_t f, void *buf, size_t len, uint64_
 		size_t n = k->raw_len - (size_t)at;
 		if (n > len - done)
 			n = len - done;
-		/* A run of whole chunks from here: decompressed in parallel. */
-		uint32_t whole[64];
-		uint8_t *dst[64];
-		size_t nw = 0, span = 0;
-		while (at == 0 && nw < 64 && c + nw < pf->first + pf->n &&
-		       pk->chunks[c + nw].raw_len <= len - done - span) {
-			whole[nw] = c + (uint32_t)nw;
-			dst[nw] = (uint8_t *)buf + done + span;
-			span += pk->chunks[c + nw].raw_len;
-			nw++;
-		}
-		if (nw > 1) {
-			int rc = read_parallel(pk, whole, dst, nw);
-			if (rc < 0)
-				return done ? (ssize_t)done : rc;
-			done += span;
-			c += (uint32_t)nw;
-			continue;
-		}
 		int rc = cached_copy(pk, c, (uint8_t *)buf + done, n, (uint32_t)at);
 		if (rc < 0)
 			return done ? (ssize_t)done : rc;
