@@ -25,6 +25,7 @@ never written.  Checked with real mounts and `modelfs` itself:
     serving the old bytes; a remount shows the new ones.
 """
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -78,7 +79,6 @@ def edit_plain(model, name, new):
     """The same edit made to the plain model, by hand."""
     b = bytearray(read(model))
     hlen = int.from_bytes(b[:8], "little")
-    import json
     h = json.loads(b[8:8 + hlen])
     a, e = h[name]["data_offsets"]
     assert e - a == len(new)
