@@ -149,8 +149,19 @@
 #define NONE UINT32_MAX
 #define NO_TENSOR UINT64_MAX
 
-/* Reads, writes, readahead and st_blksize: big requests for big tensors. */
+/* Reads, writes and st_blksize: big requests for big tensors. */
 #define MFS_IO_SIZE (1u << 20)
+
+/*
+ * The kernel's readahead for a mount (ll_init, and the bdi's read_ahead_kb
+ * when the daemon runs as root): 4 MiB, so that a sequential reader keeps
+ * several requests in flight and every worker thread busy.  Measured on 2
+ * cores, 1 MiB reads of an 86 MiB bf16 tensor, best of 6 (bench/pack.py's
+ * first-read row): plain mount 3.26 GB/s with 1 MiB, 3.56 with 4 MiB; a
+ * pack 1.29 / 1.87 GB/s (its chunks decompress on two threads at once),
+ * the fp32 pack 1.49 / 2.13.  8 MiB gained nothing more.
+ */
+#define MFS_READAHEAD (4u << 20)
 
 /*
  * st_blksize of directories: small.  glibc's opendir() sizes its getdents
@@ -173,6 +184,14 @@
  * this).
  */
 #define MFS_MAX_READ (MFS_IO_SIZE - (16u << 10))
+
+/*
+ * The default max_read when the model's bytes have no descriptor (a pack, a
+ * remote model): nothing is spliced, so the pipe's bound does not apply,
+ * and whole 1 MiB requests cover whole 256 KiB chunks of a pack instead of
+ * cutting one in two at each end (both halves decompressed).
+ */
+#define MFS_MAX_READ_COPIED MFS_IO_SIZE
 
 /*
  * Entries, attributes and pages that only the daemon can change may be

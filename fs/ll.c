@@ -74,7 +74,7 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct mfs_fs *fs = userdata;
 	conn->max_read = fs->max_read;
-	conn->max_readahead = MFS_IO_SIZE;
+	conn->max_readahead = MFS_READAHEAD;
 	conn->max_write = MFS_IO_SIZE;
 	conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_ATOMIC_O_TRUNC |
 	                               FUSE_CAP_AUTO_INVAL_DATA);

@@ -57,6 +57,7 @@ struct cli {
 	unsigned max_threads;
 	unsigned max_idle_threads;
 	unsigned max_read;
+	bool max_read_set;      /* given by the user: kept whatever the model */
 	char *cache_size_s;
 	uint64_t cache_size;    /* the bound of the model's cache: a pack's decompressed
 	                         * chunks in memory, a remote model's disk cache */
@@ -159,7 +160,8 @@ static void usage(FILE *f)
 	        "  -o uid=N,gid=N        owner of every entry (default: the model file's)\n"
 	        "  -o allow_other        let other users see the mount (root, or\n"
 	        "                        user_allow_other in /etc/fuse.conf)\n"
-	        "  -o max_read=N         largest read request (default %u)\n"
+	        "  -o max_read=N         largest read request (default %u; %u for a pack\n"
+	        "                        or a remote model: nothing is spliced)\n"
 	        "  -o max_threads=N      most worker threads (multi-threaded loop)\n"
 	        "  -o max_idle_threads=N idle worker threads kept\n"
 	        "  -o clone_fd           one /dev/fuse descriptor per thread\n"
@@ -194,7 +196,7 @@ static void usage(FILE *f)
 	        "                        accepted from mount(8) and fstab, and ignored\n"
 	        "\n"
 	        "See mount.modelfs(8).\n",
-	        MFS_MAX_READ);
+	        MFS_MAX_READ, MFS_MAX_READ_COPIED);
 }
 
 static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -232,6 +234,7 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			fprintf(stderr, PROG ": bad option '%s'\n", arg);
 			return -1;
 		}
+		cli->max_read_set = true;
 		return 1;       /* the kernel needs it too (ll_init) */
 	case FUSE_OPT_KEY_OPT:
 		/* x-systemd.* and friends are for mount(8) and systemd. */
@@ -303,9 +306,9 @@ static int session_args(struct fuse_args *out, const struct fuse_args *in, const
 
 /*
  * The kernel's readahead for a FUSE mount is the smaller of what INIT asks
- * for (MFS_IO_SIZE, ll_init) and its bdi's read_ahead_kb, which starts at
+ * for (MFS_READAHEAD, ll_init) and its bdi's read_ahead_kb, which starts at
  * 128 KiB: page-cache reads of a big tensor then arrive as 128 KiB requests.
- * Raise this mount's own bdi to MFS_IO_SIZE.  Only root may; for anyone else
+ * Raise this mount's own bdi to MFS_READAHEAD.  Only root may; for anyone else
  * this quietly changes nothing.  The device number comes from mountinfo,
  * because stat() of the mount point would wait for INIT, which nobody
  * answers until the loop runs.
@@ -331,7 +334,7 @@ static void raise_readahead(const char *mnt)
 	if (fd < 0)
 		return;
 	char kb[16];
-	int n = snprintf(kb, sizeof(kb), "%u", MFS_IO_SIZE / 1024);
+	int n = snprintf(kb, sizeof(kb), "%u", MFS_READAHEAD / 1024);
 	if (write(fd, kb, (size_t)n) < 0) {
 		/* not root, or no such knob: the default readahead stays */
 	}
@@ -640,6 +643,9 @@ int main(int argc, char **argv)
 	fs.gid = cli.gid_set ? (gid_t)cli.gid : st.st_gid;
 	fs.mtime = (struct timespec){.tv_sec = desc->files[0].mtime_sec,
 	                             .tv_nsec = desc->files[0].mtime_nsec};
+	struct mfs_span sp0;
+	if (!cli.max_read_set && mfs_file_span(&sp0, mfs_txn_model(txn), 0, 0) == -EOPNOTSUPP)
+		cli.max_read = MFS_MAX_READ_COPIED;     /* no descriptor: never spliced */
 	fs.max_read = cli.max_read;
 	fs.model_path = model_abs;
 	rc = mfs_fs_init(&fs);

@@ -290,6 +290,18 @@ def rss_of(pid):
             return int(line.split()[1]) * 1024
 
 
+def mount_opt(mnt, key):
+    """The value of option key of mount point mnt in /proc/mounts, or None."""
+    with open("/proc/mounts") as f:
+        for line in f:
+            p = line.split()
+            if p[1] == os.path.realpath(mnt):
+                for o in p[3].split(","):
+                    if o.startswith(key + "="):
+                        return o.split("=", 1)[1]
+    return None
+
+
 # The plain mount's daemon after the same reads: what the pack's may add to
 # is its cache and scratch (a sanitizer build has its own baseline).  Both
 # read-only: the read path is what is measured, not the journal's.
@@ -298,8 +310,20 @@ with t.mount(big, "-o", "ro") as m:
         while f.read(1 << 20):
             pass
     plain_rss = rss_of(daemon_pids(m)[0])
+    t.eq("a plain mount's reads stay spliceable: max_read 1 MiB less 16 KiB",
+         "1032192", mount_opt(m, "max_read"))
+with t.mount(bigpk, "-o", "max_read=262144", "-o", "ro") as m:
+    t.eq("a pack mount keeps the max_read its user gives", "262144", mount_opt(m, "max_read"))
 with t.mount(bigpk, "-o", "cache_size=2M", "-o", "ro") as m:
     pid = daemon_pids(m)[0]
+    # Nothing of a pack is spliced: whole 1 MiB requests (four whole
+    # chunks), and a 4 MiB readahead so that several are in flight and
+    # decompress on several worker threads at once.
+    t.eq("a pack mount asks for whole 1 MiB reads", "1048576", mount_opt(m, "max_read"))
+    if os.geteuid() == 0:
+        dev = os.stat(m).st_dev
+        with open("/sys/class/bdi/%d:%d/read_ahead_kb" % (os.major(dev), os.minor(dev))) as f:
+            t.eq("its readahead is raised to 4 MiB", "4096", f.read().strip())
 
     def rchar():
         for line in open("/proc/%d/io" % pid):
